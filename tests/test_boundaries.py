@@ -1,0 +1,65 @@
+"""The dependency direction is flows -> geo -> convlora, never back (DESIGN.md)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FORBIDDEN = {
+    "convlora": {
+        "geo",
+        "flows",
+        "prefect",
+        "prefect_dask",
+        "rasterio",
+        "geopandas",
+        "shapely",
+        "pyogrio",
+        "zarr",
+        "xarray",
+        "rioxarray",
+        "dask",
+        "distributed",
+    },
+    "geo": {"flows", "prefect", "prefect_dask"},
+}
+
+
+def imported_top_level(path: Path) -> set[str]:
+    """Top-level module names imported anywhere in a file (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_respect_boundaries(package: str) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no sources found for {package}"
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(imported_top_level(f) & FORBIDDEN[package]) for f in files
+    }
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"{package} imports what it must not: {offenders}"
+
+
+def test_importing_convlora_loads_no_geo_or_prefect() -> None:
+    """At run time too: importing the model core pulls in none of the geo or orchestration stacks."""
+    code = (
+        "import sys, convlora, convlora.model, convlora.checkpoint;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'geo', 'flows', 'prefect', 'rasterio', 'geopandas'});"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
