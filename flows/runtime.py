@@ -1,0 +1,44 @@
+"""Choosing where tasks run: threads for single items, Dask for many (existing scheduler or local)."""
+
+from __future__ import annotations
+
+import os
+
+from prefect import get_client
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
+
+DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
+
+
+def current_api_url() -> str:
+    """The API this process reports to (the temporary local server's URL when none is configured)."""
+    with get_client(sync_client=True) as client:
+        return str(client.api_url).rstrip("/")
+
+
+def dask_address(parameter: str | None) -> str | None:
+    """The Dask scheduler to join: the flow parameter, else the CONVLORA_GEO_DASK_ADDRESS setting."""
+    return parameter or os.environ.get(DASK_ADDRESS_ENV) or None
+
+
+def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -> TaskRunner:
+    """A Dask runner on `address`, a two-process LocalCluster when several items pay for it, else threads.
+
+    Dask workers get this process's Prefect API URL so their task runs report to the same server
+    instead of each starting a temporary server of its own.
+    """
+    if address:
+        return DaskTaskRunner(address=address)
+    if n_items <= 1:
+        return ThreadPoolTaskRunner(max_workers=1)
+    env = {"PREFECT_API_URL": current_api_url(), "OMP_NUM_THREADS": "1"}
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": min(local_workers, n_items),
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "env": env,
+        }
+    )

@@ -1,0 +1,75 @@
+"""`tile` flow: GeoTIFF scenes and labels into a Zarr tile store (reused when inputs are unchanged)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from geo.tiling import tile_scenes
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from flows.params import TileParams
+from flows.runtime import dask_address
+
+
+def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache on the parameters and on each input file's size and modification time."""
+    params: TileParams = parameters["params"]
+    paths = [
+        *params.images,
+        *params.labels,
+        params.class_map,
+        *([params.aoi] if params.aoi else []),
+    ]
+    stats = [
+        (p, *(lambda s: (s.st_size, s.st_mtime_ns))(os.stat(p))) for p in paths if os.path.exists(p)
+    ]
+    exists = os.path.exists(params.out)  # a deleted store must be rebuilt, not served from cache
+    payload = json.dumps([params.model_dump(), stats, exists], sort_keys=True, default=str)
+    return "tile-" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    cache_key_fn=inputs_cache_key,
+    persist_result=True,
+)
+def build_tile_store(params: TileParams) -> str:
+    """Tile the scenes (scenes and tile blocks fan out over Dask) and return the store path."""
+    get_run_logger().info("tiling %d scene(s) into %s", len(params.images), params.out)
+    store = tile_scenes(
+        params.images,
+        params.labels,
+        params.class_map,
+        params.out,
+        tile_size=params.tile_size,
+        overlap=params.overlap,
+        bands=params.bands,
+        label_field=params.label_field,
+        aoi=params.aoi,
+        val_fraction=params.val_fraction,
+        all_touched=params.all_touched,
+        scheduler=dask_address(params.dask_address),
+    )
+    if not os.path.isdir(store):
+        raise RuntimeError(f"tiling finished but {store} does not exist")
+    return str(store)
+
+
+@flow(name="tile", log_prints=True)
+def tile_flow(params: TileParams) -> str:
+    """Tile labelled scenes into a Zarr tile store with a `tile_index.gpkg` for QGIS."""
+    store = build_tile_store(params)
+    create_markdown_artifact(
+        key="tile-summary",
+        markdown=f"# Tile store\n\n- store: `{store}`\n- tile index: `{store}/tile_index.gpkg`\n"
+        f"- scenes: {len(params.images)}\n- tile size: {params.tile_size}, overlap {params.overlap}\n",
+        description="Where the tile store was written",
+    )
+    return store
