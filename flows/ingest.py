@@ -32,7 +32,7 @@ class IngestParams(Params):
 
 
 def list_scenes(source: str, pattern: str) -> dict[str, str]:
-    """Scene URL -> a version tag (size and modification time, or the store's etag) for every match."""
+    """Scene URL -> version tag (size and mtime, or the object store's etag) per match."""
     fs, root = fsspec.core.url_to_fs(source)
     paths = [root] if fs.isfile(root) else fs.glob(f"{root.rstrip('/')}/{pattern}")
     scenes = {}
@@ -62,7 +62,7 @@ def write_manifest(path: Path, manifest: dict[str, dict[str, str]]) -> None:
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(params: IngestParams) -> list[str]:
-    """Predict every scene under `source` that this model has not predicted in its current version."""
+    """Predict every scene under `source` that this model version has not predicted yet."""
     logger = get_run_logger()
     out = Path(params.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ def _is_remote(path: str) -> bool:
 
 
 def _existing(path: str) -> str:
-    """A local path that exists, made absolute; GDAL virtual paths and URLs pass through unchanged."""
+    """An existing local path, made absolute; GDAL virtual paths and URLs pass unchanged."""
     if _is_remote(path):
         return path
     resolved = Path(path).expanduser().resolve()

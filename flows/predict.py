@@ -1,4 +1,4 @@
-"""`predict` flow: tiled inference over one or many scenes into COGs, GeoPackages and QGIS styles."""
+"""`predict` flow: tiled inference over scenes into COGs, GeoPackages and QGIS styles."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def predict_flow(params: PredictParams) -> list[dict[str, str]]:
     create_markdown_artifact(
         key="predict-summary",
         markdown="# Prediction outputs\n\n" + "\n".join(lines) + "\n\nOpen them in QGIS: "
-        "drag the `_classes.tif` and `_polygons.gpkg` files onto the map; styles load automatically.",
+        "drag the `_classes.tif` and `_polygons.gpkg` files onto the map; "
+        "their styles load automatically.",
     )
     get_run_logger().info("predicted %d scene(s) into %s", len(results), params.out)
     return results

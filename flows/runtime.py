@@ -1,4 +1,4 @@
-"""Choosing where tasks run: threads for single items, Dask for many (existing scheduler or local)."""
+"""Where tasks run: threads for one item, Dask for many (an existing scheduler or local)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
 
 
 def current_api_url() -> str:
-    """The API this process reports to (the temporary local server's URL when none is configured)."""
+    """The API this process reports to (the temporary local server when none is set)."""
     with get_client(sync_client=True) as client:
         return str(client.api_url).rstrip("/")
 
 
 def dask_address(parameter: str | None) -> str | None:
-    """The Dask scheduler to join: the flow parameter, else the CONVLORA_GEO_DASK_ADDRESS setting."""
+    """The Dask scheduler to join: the parameter, else the CONVLORA_GEO_DASK_ADDRESS setting."""
     return parameter or os.environ.get(DASK_ADDRESS_ENV) or None
 
 
 def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -> TaskRunner:
-    """A Dask runner on `address`, a two-process LocalCluster when several items pay for it, else threads.
+    """Dask on `address`, a two-process LocalCluster when several items pay, else threads.
 
     Dask workers get this process's Prefect API URL so their task runs report to the same server
     instead of each starting a temporary server of its own.

@@ -1,4 +1,4 @@
-"""`tile` flow: GeoTIFF scenes and labels into a Zarr tile store (reused when inputs are unchanged)."""
+"""`tile` flow: scenes and labels into a Zarr tile store (reused while inputs are unchanged)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def tile_flow(params: TileParams) -> str:
     create_markdown_artifact(
         key="tile-summary",
         markdown=f"# Tile store\n\n- store: `{store}`\n- tile index: `{store}/tile_index.gpkg`\n"
-        f"- scenes: {len(params.images)}\n- tile size: {params.tile_size}, overlap {params.overlap}\n",
+        f"- scenes: {len(params.images)}\n"
+        f"- tile size: {params.tile_size}, overlap {params.overlap}\n",
         description="Where the tile store was written",
     )
     return store
