@@ -1,4 +1,4 @@
-"""`finetune` flow: tile if needed, fine-tune SAM with an adapter, evaluate on the validation split."""
+"""`finetune` flow: tile if needed, fine-tune SAM with an adapter, evaluate on validation."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def finetune_flow(tile: TileParams, train: TrainParams, run_dir: str = "runs/fin
     )
     create_markdown_artifact(
         key="finetune-summary",
-        markdown=f"# Fine-tuning\n\n- run: `{run_path}`\n- adapter: `{run_path}/adapter.safetensors`\n"
+        markdown=f"# Fine-tuning\n\n- run: `{run_path}`\n"
+        f"- adapter: `{run_path}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
         f"- validation mIoU: {metrics['miou']:.4f}\n",
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geo.predict import predict_scene
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
 from flows.params import PredictParams
 from flows.runtime import dask_address, task_runner_for
+from geo.predict import predict_scene
 from geo.summary import polygon_summary
 
 
@@ -22,7 +22,6 @@ from geo.summary import polygon_summary
 def predict_one(image: str, params: PredictParams) -> dict[str, str]:
     """Predict one scene; an interrupted scene resumes where it stopped on retry."""
     from convlora.checkpoint import load_adapter
-
     from convlora.devices import resolve_device
 
     device = resolve_device(params.device)

@@ -7,7 +7,6 @@ import json
 import os
 from typing import Any
 
-from geo.tiling import tile_scenes
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
@@ -15,6 +14,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.params import TileParams
 from flows.runtime import dask_address
+from geo.tiling import tile_scenes
 
 
 def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

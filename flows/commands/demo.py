@@ -10,8 +10,8 @@ Open the results in QGIS (3.28 or newer):
      (its style {qml} loads with it: class names and colours in the legend)
   2. Drag {polygons} onto the map: polygons are styled by class from the GeoPackage.
   3. Optional: {probability} shows how sure the model is (0-255).
-The demo model trained for a few minutes on one scene from scratch: it shows the pipeline, not a good
-field detector. Real use starts from an official SAM checkpoint (see README).
+The demo model trained for a few minutes on one scene from scratch: it shows the pipeline,
+not a good field detector. Real use starts from an official SAM checkpoint (see README).
 """
 
 

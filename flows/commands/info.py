@@ -22,9 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convlora.info import parameter_report
-
     from convlora.config import ModelConfig
+    from convlora.info import parameter_report
 
     options = dict(
         sam_variant=args.sam,
