@@ -8,6 +8,8 @@ from prefect import get_client
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
+from flows.worker_env import set_env
+
 DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
 
 
@@ -22,6 +24,14 @@ def dask_address(parameter: str | None) -> str | None:
     return parameter or os.environ.get(DASK_ADDRESS_ENV) or None
 
 
+def share_api_url(address: str) -> None:
+    """Give the workers of an existing Dask cluster this process's Prefect API URL."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        client.run(set_env, {"PREFECT_API_URL": current_api_url()})
+
+
 def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -> TaskRunner:
     """Dask on `address`, a two-process LocalCluster when several items pay, else threads.
 
@@ -29,6 +39,7 @@ def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -
     instead of each starting a temporary server of its own.
     """
     if address:
+        share_api_url(address)
         return DaskTaskRunner(address=address)
     if n_items <= 1:
         return ThreadPoolTaskRunner(max_workers=1)
