@@ -1,0 +1,1 @@
+"""Side-by-side performance measurements; `python -m benchmarks [--quick] [--only SECTION]`."""
