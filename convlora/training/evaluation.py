@@ -1,0 +1,117 @@
+"""Validation metrics: per-class IoU, mIoU, F1, pixel accuracy at label resolution; 255 ignored."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from convlora.devices import autocast
+from convlora.metrics import ConfusionMatrix
+from convlora.training.distributed import DistInfo, sum_across
+
+IGNORE_INDEX = 255
+
+
+@torch.no_grad()
+def confusion(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    *,
+    indices: Sequence[int] | None = None,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+) -> ConfusionMatrix:
+    """Confusion matrix of the `predict_proba` argmax over `dataset` (or its `indices`)."""
+    device = torch.device(device)
+    matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    items = list(range(len(dataset))) if indices is None else list(indices)
+    if not items:
+        return matrix
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=items)
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        with autocast(device):
+            proba = model.predict_proba(images)
+        pred = proba.float().argmax(dim=1).cpu()
+        target = batch["label"].long()
+        if "valid" in batch:
+            target = torch.where(batch["valid"].bool(), target, IGNORE_INDEX)
+        matrix.update(pred, target)
+    model.train(was_training)
+    return matrix
+
+
+def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Metrics with the names used everywhere (metrics.jsonl, `evaluate --json`, the flows).
+
+    Per-class values are keyed by class name; an undefined value (a class absent from both the
+    labels and the predictions) is None and left out of the means.
+    """
+    stats = matrix.compute()
+    iou = [_number(v) for v in stats["per_class_iou"]]
+    f1 = [_number(v) for v in stats["per_class_f1"]]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
+    if len(names) != len(iou):
+        names = [str(i) for i in range(len(iou))]
+    return {
+        "miou": _number(stats["miou"]),
+        "f1": _number(stats["mean_f1"]),
+        "pixel_accuracy": _number(stats["pixel_accuracy"]),
+        "per_class_iou": dict(zip(names, iou, strict=True)),
+        "per_class_f1": dict(zip(names, f1, strict=True)),
+        "pixels": int(_counts(matrix).sum()),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Metrics of `model` (with `predict_proba` and `num_outputs`) on a labelled dataset."""
+    matrix = confusion(model, dataset, model.num_outputs, batch_size=batch_size, device=device)
+    return summarize(matrix, class_names)
+
+
+def evaluate_distributed(
+    model: nn.Module,
+    dataset: Dataset,
+    info: DistInfo,
+    *,
+    batch_size: int,
+    device: torch.device,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """`evaluate` with the items shared out over the processes; every process gets the result."""
+    indices = range(info.rank, len(dataset), info.world_size)
+    matrix = confusion(
+        model, dataset, model.num_outputs, indices=indices, batch_size=batch_size, device=device
+    )
+    if info.enabled:
+        counts = torch.as_tensor(_counts(matrix), dtype=torch.int64).to(device)
+        _set_counts(matrix, sum_across(counts, info).cpu())
+    return summarize(matrix, class_names)
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _counts(matrix: ConfusionMatrix) -> torch.Tensor:
+    return torch.as_tensor(matrix.matrix)
+
+
+def _set_counts(matrix: ConfusionMatrix, counts: torch.Tensor) -> None:
+    matrix.matrix = counts
