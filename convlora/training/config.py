@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from convlora.errors import ConvLoRAInputError
+from convlora.losses import DEFAULT_LOSS, LOSSES
 
 DEFAULT_EPOCHS = 30
 """Official number of epochs, used when neither `epochs` nor `steps` is given."""
@@ -28,7 +29,7 @@ class TrainConfig:
         weight_decay: AdamW weight decay, not applied to biases, norms, embeddings and tokens.
         warmup_steps: optimiser steps of linear warmup before the decay.
         grad_clip: maximum global gradient norm (0 disables clipping).
-        loss: criterion name for `convlora.losses.build_criterion`.
+        loss: `convlora.losses` criterion: "hungarian" (official) or "semantic".
         class_weights: one weight per class for the loss, or None.
         device: "auto", "cpu", "cuda", "cuda:1", ...
         seed: seeds weights, data order, augmentation and every random generator.
@@ -46,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 0
     grad_clip: float = 1.0
-    loss: str = "semantic"
+    loss: str = DEFAULT_LOSS
     class_weights: tuple[float, ...] | None = None
     device: str = "auto"
     seed: int = 42686693
@@ -78,6 +79,7 @@ class TrainConfig:
         check(self.weight_decay >= 0, f"weight_decay {self.weight_decay} must be >= 0")
         check(self.warmup_steps >= 0, f"warmup_steps {self.warmup_steps} must be >= 0")
         check(self.grad_clip >= 0, f"grad_clip {self.grad_clip} must be >= 0")
+        check(self.loss in LOSSES, f"loss {self.loss!r} not in {list(LOSSES)}")
         check(self.num_workers >= 0, f"num_workers {self.num_workers} must be >= 0")
         if self.class_weights is not None:
             check(

@@ -105,6 +105,8 @@ def evaluate_distributed(
 
 
 def _number(value: Any) -> float | None:
+    if value is None:
+        return None
     value = float(value)
     return None if math.isnan(value) or math.isinf(value) else value
 
@@ -114,4 +116,4 @@ def _counts(matrix: ConfusionMatrix) -> torch.Tensor:
 
 
 def _set_counts(matrix: ConfusionMatrix, counts: torch.Tensor) -> None:
-    matrix.matrix = counts
+    matrix.matrix = counts.cpu().numpy().astype(matrix.matrix.dtype)

@@ -246,44 +246,43 @@ class Trainer:
             total=self.total_steps, initial=self.state.step, disable=not self.show_progress,
             desc="train", unit="step", dynamic_ncols=True,
         )  # fmt: skip
-        window_images, window_time = 0, 0.0
         with bar:
             while not self.state.finished:
-                if hasattr(self.train_set, "set_epoch"):
-                    self.train_set.set_epoch(self.state.epoch)
-                indices = rank_indices(
-                    self.plan, self.cfg.seed, self.state.epoch, self.info.rank,
-                    self.state.micro_batch,
-                )  # fmt: skip
-                batches = iter(
-                    make_loader(
-                        self.train_set, indices, self.cfg.batch_size, self.cfg.num_workers,
-                        self.cfg.seed + self.state.epoch,
-                    )
-                )  # fmt: skip
-                while not self.state.finished and self.state.micro_batch < self.plan.micro_batches:
-                    started = time.perf_counter()
-                    loss, images = self.optimizer_step(net, batches)
-                    window_time += time.perf_counter() - started
-                    window_images += images
-                    throughput = window_images / max(window_time, 1e-9)
-                    lr = self.scheduler.get_last_lr()[0]
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{throughput:.1f}")
-                    if self.state.step % self.cfg.log_every == 0:
-                        self.log.append(self.record("step", loss, lr, throughput))
-                        window_images, window_time = 0, 0.0
-                    end_of_epoch = self.state.micro_batch >= self.plan.micro_batches
-                    budget_spent = self.state.step >= self.total_steps
-                    if end_of_epoch or budget_spent:
-                        self.end_epoch(lr, throughput, partial=not end_of_epoch)
-                        self.state.finished = self.state.finished or budget_spent
-                    if (
-                        end_of_epoch
-                        or self.state.finished
-                        or self.state.step % self.cfg.checkpoint_every == 0
-                    ):
-                        self.save_last()
+                self.train_epoch(net, bar)
+
+    def train_epoch(self, net: nn.Module, bar: tqdm) -> None:
+        """Run the rest of the current epoch (or of the step budget), checkpointing on the way."""
+        st = self.state
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(st.epoch)
+        indices = rank_indices(self.plan, self.cfg.seed, st.epoch, self.info.rank, st.micro_batch)
+        batches = iter(
+            make_loader(
+                self.train_set, indices, self.cfg.batch_size, self.cfg.num_workers,
+                self.cfg.seed + st.epoch,
+            )
+        )  # fmt: skip
+        images, seconds = 0, 0.0
+        while True:
+            lr = self.scheduler.get_last_lr()[0]
+            started = time.perf_counter()
+            loss, n_images = self.optimizer_step(net, batches)
+            seconds += time.perf_counter() - started
+            images += n_images
+            throughput = images / max(seconds, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{throughput:.1f}")
+            if st.step % self.cfg.log_every == 0:
+                self.log.append(self.record("step", loss, lr, throughput))
+            end_of_epoch = st.micro_batch >= self.plan.micro_batches
+            budget_spent = st.step >= self.total_steps
+            if end_of_epoch or budget_spent:
+                self.end_epoch(lr, throughput, partial=not end_of_epoch)
+                st.finished = st.finished or budget_spent
+            if end_of_epoch or st.finished or st.step % self.cfg.checkpoint_every == 0:
+                self.save_last()
+            if end_of_epoch or st.finished:
+                return
 
     def optimizer_step(self, net: nn.Module, batches: Any) -> tuple[float, int]:
         """Accumulate one group of micro-batches and step; returns the mean loss and image count."""
