@@ -1,0 +1,190 @@
+"""Adapter checkpoints: safetensors with the trained tensors plus JSON metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from convlora.config import ModelConfig
+from convlora.errors import ConvLoRAInputError
+from convlora.layers.lora import LoRALinear
+from convlora.model import SegmentationSAM, build_model
+from convlora.sam_checkpoint import SamCheckpointError
+
+FORMAT = "convlora-adapter/1"
+WEIGHTS_NAME = "adapter.safetensors"
+METADATA_NAME = "adapter.json"
+RESERVED_KEYS = ("format", "config", "sam_checkpoint_sha256", "base_included")
+
+
+class AdapterMismatchError(ConvLoRAInputError):
+    """An adapter checkpoint does not fit the model, SAM checkpoint or configuration it meets."""
+
+
+def adapter_tensors(model: SegmentationSAM) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: the trainable tensors, or everything when no SAM base exists.
+
+    A model built without a SAM checkpoint has random frozen weights that nothing could restore,
+    so its whole state dict is saved (`base_included` in the metadata).
+    """
+    if model.sam_checkpoint_sha256 is None:
+        return dict(model.state_dict())
+    return model.trainable_state_dict()
+
+
+def save_adapter(model: SegmentationSAM, directory: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write `adapter.safetensors` and `adapter.json` into `directory` atomically; return it.
+
+    The JSON holds {"format", "config", "sam_checkpoint_sha256", "base_included", **metadata}
+    (metadata typically: classes, bands, normalization).
+    """
+    clash = sorted(set(metadata) & set(RESERVED_KEYS))
+    if clash:
+        raise ValueError(f"adapter metadata may not set reserved keys {clash}")
+    if any(isinstance(m, LoRALinear) and m.merged for m in model.modules()):
+        raise ValueError("LoRA weights are merged into the base; call unmerge() before saving")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter_tensors(model).items()}
+    document = {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "sam_checkpoint_sha256": model.sam_checkpoint_sha256,
+        "base_included": model.sam_checkpoint_sha256 is None,
+        **metadata,
+    }
+    weights_tmp = directory / f".{WEIGHTS_NAME}.{os.getpid()}.tmp"
+    json_tmp = directory / f".{METADATA_NAME}.{os.getpid()}.tmp"
+    try:
+        save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
+        json_tmp.write_text(json.dumps(document, indent=2) + "\n")
+        os.replace(weights_tmp, directory / WEIGHTS_NAME)
+        os.replace(json_tmp, directory / METADATA_NAME)
+    finally:
+        weights_tmp.unlink(missing_ok=True)
+        json_tmp.unlink(missing_ok=True)
+    return directory
+
+
+def _resolve(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) paths from a directory, a .safetensors or a .json path."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    weights, meta = folder / WEIGHTS_NAME, folder / METADATA_NAME
+    for p in (weights, meta):
+        if not p.is_file():
+            raise AdapterMismatchError(f"{p}: adapter file not found")
+    return weights, meta
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The adapter JSON of a checkpoint directory or file, with its format checked."""
+    _, meta_path = _resolve(path)
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterMismatchError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if metadata.get("format") != FORMAT:
+        raise AdapterMismatchError(
+            f"{meta_path}: format {metadata.get('format')!r} is not {FORMAT!r}"
+        )
+    return metadata
+
+
+def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [
+        f"{key} is {saved.get(key)!r} in the adapter but {current.get(key)!r} in the model"
+        for key in current
+        if saved.get(key) != current.get(key)
+    ]
+
+
+def _load_tensors(model: SegmentationSAM, weights: Path, base_included: bool) -> None:
+    """Strictly load the stored tensors: same names and shapes as the model expects."""
+    tensors = load_file(str(weights))
+    state = model.state_dict()
+    expected = state if base_included else model.trainable_state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} != {tuple(expected[k].shape)}"
+        for k in sorted(set(tensors) & set(expected))
+        if tensors[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:2])})")
+    if problems:
+        raise AdapterMismatchError(f"{weights}: does not fit the model: {', '.join(problems)}")
+    model.load_state_dict(tensors, strict=False)
+
+
+def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint into an existing model; refuse a different variant, size or adapter.
+
+    Returns the metadata. The model's configuration and base SAM checkpoint must equal the
+    checkpoint's.
+    """
+    weights, meta_path = _resolve(path)
+    metadata = read_metadata(path)
+    differences = _config_differences(metadata.get("config", {}), model.config.to_dict())
+    saved_sha = metadata.get("sam_checkpoint_sha256")
+    if saved_sha != model.sam_checkpoint_sha256:
+        differences.append(
+            f"base SAM checkpoint sha256 is {saved_sha} in the adapter but "
+            f"{model.sam_checkpoint_sha256} in the model"
+        )
+    if differences:
+        raise AdapterMismatchError(f"{meta_path}: {'; '.join(differences)}")
+    _load_tensors(model, weights, bool(metadata.get("base_included")))
+    return metadata
+
+
+def load_adapter(
+    path: str | Path,
+    sam_checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[SegmentationSAM, dict[str, Any]]:
+    """Rebuild the model of an adapter checkpoint (dir or .safetensors) in eval mode.
+
+    `sam_checkpoint` must be the SAM file the adapter was trained on (checked by sha256) unless the
+    adapter includes its base weights (trained without one), in which case it must be None.
+    """
+    _, meta_path = _resolve(path)
+    metadata = read_metadata(path)
+    try:
+        cfg = ModelConfig.from_dict(metadata["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AdapterMismatchError(f"{meta_path}: invalid model config ({exc})") from exc
+    saved_sha = metadata.get("sam_checkpoint_sha256")
+    if saved_sha is None and sam_checkpoint is not None:
+        raise AdapterMismatchError(
+            f"{meta_path}: adapter was trained without a SAM checkpoint and stores its base "
+            "weights; do not pass sam_checkpoint"
+        )
+    if saved_sha is not None and sam_checkpoint is None:
+        raise AdapterMismatchError(
+            f"{meta_path}: adapter needs the SAM {cfg.sam_variant} checkpoint with sha256 "
+            f"{saved_sha}; pass it as sam_checkpoint"
+        )
+    try:
+        model = build_model(cfg, sam_checkpoint)
+    except SamCheckpointError as exc:
+        message = f"{meta_path}: adapter needs SAM {cfg.sam_variant}; {exc}"
+        raise AdapterMismatchError(message) from exc
+    if model.sam_checkpoint_sha256 != saved_sha:
+        raise AdapterMismatchError(
+            f"{meta_path}: adapter was trained on SAM checkpoint sha256 {saved_sha}, but "
+            f"{sam_checkpoint} has sha256 {model.sam_checkpoint_sha256}"
+        )
+    load_adapter_into(model, path)
+    return model.to(device).eval(), metadata
