@@ -1,0 +1,235 @@
+"""predict_scene on real scenes: grids, COG layout, nodata, polygons, styles and manifest."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from rasterio import features
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from scipy import ndimage
+
+from geo.cog import validate_cog
+from geo.errors import InputError
+from geo.manifest import sha256_file
+from geo.predict import predict_scene
+from geo.vectorize import polygonize
+from tests.geo.predict_support import CLASSES, FTW, RGB_BYTE, ToyModel, metadata_for
+
+MIN_AREA = 500.0
+
+
+@pytest.fixture(scope="module")
+def rgb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """RGB.byte (UTM, 300 m pixels, nodata collar) predicted with 128 px tiles."""
+    out = tmp_path_factory.mktemp("rgb")
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3])
+    return predict_scene(RGB_BYTE, ToyModel(3), metadata, out, tile_size=128, overlap=32,
+                         progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ftw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The 8-band Sentinel-2 stack (10 m) with all bands, in 64 px tiles."""
+    out = tmp_path_factory.mktemp("ftw")
+    bands = list(range(1, 9))
+    return predict_scene(FTW, ToyModel(8), metadata_for(FTW, bands), out, tile_size=64,
+                         overlap=16, progress=False)  # fmt: skip
+
+
+def test_outputs_are_named_after_the_scene(rgb: dict[str, Path]) -> None:
+    names = {k: p.name for k, p in rgb.items()}
+    assert names == {
+        "classes": "RGB.byte_classes.tif",
+        "probability": "RGB.byte_probability.tif",
+        "polygons": "RGB.byte_polygons.gpkg",
+        "style": "RGB.byte_classes.qml",
+        "manifest": "RGB.byte_manifest.json",
+    }
+    assert sorted(p.name for p in rgb["classes"].parent.iterdir()) == sorted(names.values())
+
+
+@pytest.mark.parametrize("name", ["classes", "probability"])
+def test_rasters_are_cogs_on_the_input_grid(rgb: dict[str, Path], name: str) -> None:
+    with rasterio.open(RGB_BYTE) as src, rasterio.open(rgb[name]) as out:
+        assert (out.crs, out.transform, out.width, out.height) == (
+            src.crs, src.transform, src.width, src.height)  # fmt: skip
+        assert out.count == 1 and out.dtypes[0] == "uint8"
+        assert out.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert out.compression.name == "deflate"
+        assert out.block_shapes == [(512, 512)]
+        assert out.overviews(1) == [2]
+        assert out.nodata == (255 if name == "classes" else 0)
+    assert validate_cog(rgb[name]) == []
+
+
+def test_class_raster_has_the_class_palette(rgb: dict[str, Path]) -> None:
+    with rasterio.open(rgb["classes"]) as out:
+        palette = out.colormap(1)
+        assert out.colorinterp[0].name == "palette"
+    for c in CLASSES:
+        rgb_value = tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5))
+        assert palette[c["id"]][:3] == rgb_value
+
+
+def test_nodata_follows_the_input_and_borders_are_predicted(rgb: dict[str, Path]) -> None:
+    with rasterio.open(RGB_BYTE) as src:
+        valid = src.read_masks(1) > 0
+        for b in (2, 3):
+            valid &= src.read_masks(b) > 0
+    with rasterio.open(rgb["classes"]) as c, rasterio.open(rgb["probability"]) as p:
+        classes, score = c.read(1), p.read(1)
+    np.testing.assert_array_equal(classes == 255, ~valid)
+    np.testing.assert_array_equal(score == 0, ~valid)
+    assert set(np.unique(classes[valid])) <= {0, 1, 2}
+    assert score[valid].min() >= 255 // 3  # the winner has at least 1/K
+
+
+def test_scene_borders_are_covered(ftw: dict[str, Path]) -> None:
+    with rasterio.open(ftw["classes"]) as c, rasterio.open(ftw["probability"]) as p:
+        classes, score = c.read(1), p.read(1)
+    for edge in (classes[0], classes[-1], classes[:, 0], classes[:, -1]):
+        assert (edge != 255).all()
+    assert (score > 0).all()
+
+
+def region_iou(classes: np.ndarray, frame: gpd.GeoDataFrame, transform, pixel_m2: float) -> dict:
+    """Per class: IoU of the polygons rasterised back against regions of at least MIN_AREA."""
+    ious = {}
+    for c in (1, 2):
+        labels, _ = ndimage.label(classes == c)
+        big = np.bincount(labels.ravel()) * pixel_m2 >= MIN_AREA
+        big[0] = False
+        reference = big[labels]
+        shapes = [(g, 1) for g in frame.geometry[frame.class_id == c]]
+        drawn = features.rasterize(shapes, out_shape=classes.shape, transform=transform) > 0
+        ious[c] = (drawn & reference).sum() / (drawn | reference).sum()
+    return ious
+
+
+@pytest.mark.parametrize("scene", ["rgb", "ftw"])
+def test_polygons_rasterised_back_match_the_class_raster(
+    scene: str, request: pytest.FixtureRequest
+) -> None:
+    paths = request.getfixturevalue(scene)
+    frame = gpd.read_file(paths["polygons"], layer="polygons")
+    with rasterio.open(paths["classes"]) as c:
+        classes, transform = c.read(1), c.transform
+    ious = region_iou(classes, frame, transform, abs(transform.a * transform.e))
+    print(f"{scene}: polygons vs class raster IoU {ious}")
+    assert min(ious.values()) >= 0.98
+
+
+def test_polygon_attributes(rgb: dict[str, Path]) -> None:
+    frame = gpd.read_file(rgb["polygons"], layer="polygons")
+    assert list(frame.columns) == [
+        "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
+        "geometry"]  # fmt: skip
+    assert len(frame) > 50 and set(frame.class_id) == {1, 2}
+    names = {c["id"]: c["name"] for c in CLASSES}
+    assert (frame.class_name == frame.class_id.map(names)).all()
+    assert frame.score.between(1 / 3, 1).all()
+    assert (frame.area_m2 >= MIN_AREA).all() and (frame.perimeter_m > 0).all()
+    np.testing.assert_allclose(frame.area_m2, frame.geometry.area, rtol=1e-6)
+    assert (frame.source == "RGB.byte.tif").all() and (frame.model == "toy").all()
+    assert frame.crs == rasterio.open(RGB_BYTE).crs
+    assert frame.is_valid.all() and (frame.geom_type == "Polygon").all()
+
+
+def test_simplified_polygons_still_share_their_edges(ftw: dict[str, Path]) -> None:
+    """At 15 m (1.5 px) neighbouring fields and water keep common edges: a valid coverage."""
+    frame = polygonize(ftw["classes"], ftw["probability"], CLASSES, simplify=15.0)
+    geoms = frame.geometry.values
+    assert shapely.coverage_is_valid(geoms)
+    union = shapely.union_all(geoms)
+    np.testing.assert_allclose(union.area, frame.area_m2.sum(), rtol=1e-6)  # no overlaps
+    n_vertices = shapely.get_num_coordinates(geoms).sum()
+    with rasterio.open(ftw["classes"]) as c:
+        shapes = [s for s, v in features.shapes(c.read(1), transform=c.transform) if v in (1, 2)]
+    assert n_vertices < sum(len(s["coordinates"][0]) for s in shapes)  # simplification did work
+
+
+def test_qgis_styles_are_stored(rgb: dict[str, Path]) -> None:
+    with sqlite3.connect(rgb["polygons"]) as con:
+        rows = con.execute(
+            "SELECT f_table_name, f_geometry_column, useAsDefault, styleQML FROM layer_styles"
+        ).fetchall()
+    assert len(rows) == 1
+    table, geom_column, default, qml = rows[0]
+    assert (table, geom_column, default) == ("polygons", "geom", 1)
+    renderer = ET.fromstring(qml).find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "class_id"
+    labels = {c.get("value"): c.get("label") for c in renderer.iter("category")}
+    assert labels == {"1": "field", "2": "water"}
+    palette = ET.parse(rgb["style"]).getroot().find("pipe/rasterrenderer/colorPalette")
+    entries = {(e.get("value"), e.get("label"), e.get("color")) for e in palette}
+    assert entries == {(str(c["id"]), c["name"], c["color"]) for c in CLASSES}
+
+
+def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Path]) -> None:
+    manifest = json.loads(rgb["manifest"].read_text())
+    assert manifest["inputs"]["image"]["sha256"] == sha256_file(RGB_BYTE)
+    assert manifest["inputs"]["model"]["metadata"]["bands"] == [1, 2, 3]
+    assert len(manifest["inputs"]["model"]["weights_sha256"]) == 64
+    assert manifest["parameters"]["tile_size"] == 128 and manifest["parameters"]["overlap"] == 32
+    assert {"torch", "rasterio", "gdal", "shapely"} <= set(manifest["software"])
+    assert {"predict", "cog", "vectorize", "total"} <= set(manifest["timings_s"])
+    for name in ("classes", "probability", "polygons", "style"):
+        assert manifest["outputs"][name]["sha256"] == sha256_file(rgb[name])
+    assert manifest["resumed"] is False
+
+
+def test_a_rerun_with_the_same_inputs_keeps_the_outputs(rgb: dict[str, Path]) -> None:
+    before = {name: p.stat().st_mtime_ns for name, p in rgb.items()}
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3])
+    again = predict_scene(RGB_BYTE, ToyModel(3), metadata, rgb["classes"].parent, tile_size=128,
+                          overlap=32, progress=False)  # fmt: skip
+    assert again == rgb
+    assert {name: p.stat().st_mtime_ns for name, p in rgb.items()} == before
+
+
+def test_geographic_scene_gets_areas_in_square_metres(tmp_path: Path) -> None:
+    """A crop of RGB.byte warped to EPSG:4326: areas are metres², not degrees²."""
+    geographic = tmp_path / "rgb_4326.tif"
+    with rasterio.open(RGB_BYTE) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:4326", 300, 300, left=200000, bottom=2700000, right=290000,
+            top=2790000)  # fmt: skip
+        profile = {**src.profile, "crs": "EPSG:4326", "transform": transform, "width": width,
+                   "height": height}  # fmt: skip
+        with rasterio.open(geographic, "w", **profile) as dst:
+            for b in (1, 2, 3):
+                reproject(
+                    rasterio.band(src, b), rasterio.band(dst, b), resampling=Resampling.nearest
+                )
+    metadata = metadata_for(geographic, [1, 2, 3], image_size=64)
+    paths = predict_scene(geographic, ToyModel(3), metadata, tmp_path / "out", min_area=0.0,
+                          simplify=0.0, progress=False)  # fmt: skip
+    frame = gpd.read_file(paths["polygons"], layer="polygons")
+    with rasterio.open(paths["classes"]) as c:
+        per_row = np.isin(c.read(1), (1, 2)).sum(axis=1)
+        t = c.transform
+    # Spherical area of each row's pixels: R² Δλ |sin φ_top - sin φ_bottom|.
+    lat = np.radians(t.f + t.e * np.arange(len(per_row) + 1))
+    row_m2 = 6_371_008.8**2 * np.radians(t.a) * np.abs(np.diff(np.sin(lat)))
+    np.testing.assert_allclose(frame.area_m2.sum(), (per_row * row_m2).sum(), rtol=0.01)
+
+
+def test_bad_inputs_raise_input_errors(tmp_path: Path) -> None:
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3])
+    with pytest.raises(InputError, match="band 4 out of range"):
+        predict_scene(RGB_BYTE, ToyModel(4), {**metadata, "bands": [1, 2, 4]}, tmp_path)
+    with pytest.raises(InputError, match="--overlap 64"):
+        predict_scene(RGB_BYTE, ToyModel(3), metadata, tmp_path, tile_size=128, overlap=64)
+    with pytest.raises(InputError, match="no normalization"):
+        predict_scene(RGB_BYTE, ToyModel(3), {"classes": CLASSES, "bands": [1]}, tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        predict_scene(tmp_path / "missing.tif", ToyModel(3), metadata, tmp_path)
+    assert list(tmp_path.iterdir()) == []
