@@ -1,0 +1,59 @@
+"""`convlora-geo evaluate`: per-class IoU, mIoU, F1 and pixel accuracy of a model on a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a trained model on a labelled tile store",
+        description="Per-class IoU, mIoU, F1 and pixel accuracy (label 255 ignored) of a trained "
+        "adapter on any labelled tile store, e.g. one tiled from a held-out area.",
+    )
+    p.add_argument("store", metavar="STORE.zarr", help="labelled tile store")
+    p.add_argument("--model", required=True, help="run folder (RUN_DIR) or adapter file")
+    p.add_argument("--split", default="val", choices=["train", "val", "all"])
+    p.add_argument(
+        "--checkpoint", default=None, help="the base SAM .pth the adapter was trained on"
+    )
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def table(metrics: dict[str, Any]) -> str:
+    """The metrics as a plain-text table."""
+
+    def fmt(value: float | None) -> str:
+        return "   n/a" if value is None else f"{value:6.4f}"
+
+    lines = [
+        f"{metrics['store']} ({metrics['split']}, {metrics['tiles']} tiles, "
+        f"{metrics['pixels']:,} labelled pixels)",
+        f"{'class':<24}{'IoU':>8}{'F1':>8}",
+    ]
+    for name, iou in metrics["per_class_iou"].items():
+        lines.append(f"{name:<24}{fmt(iou):>8}{fmt(metrics['per_class_f1'][name]):>8}")
+    lines.append(f"{'mean':<24}{fmt(metrics['miou']):>8}{fmt(metrics['f1']):>8}")
+    lines.append(f"pixel accuracy: {fmt(metrics['pixel_accuracy']).strip()}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from geo.training import evaluate_on_store
+
+    metrics = evaluate_on_store(
+        args.store,
+        args.model,
+        split=args.split,
+        sam_checkpoint=args.checkpoint,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(json.dumps(metrics, indent=2) if args.json else table(metrics))
+    return 0

@@ -1,0 +1,180 @@
+"""`convlora-geo train` and `evaluate` on a real AgNet tile store: SIGKILL + rerun, torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from flows.cli import main
+from geo.store import read_attrs
+from geo.tiling import tile_scenes
+from geo.training import band_init
+
+ROOT = Path(__file__).resolve().parents[1]
+AGNET = ROOT / "examples" / "data" / "agnet_landsat8_cdl"
+CLASS_MAP = ROOT / "examples" / "agnet_classes.yaml"
+METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def agnet_store(out: Path, rows: range, count: int, class_map: Path = CLASS_MAP) -> Path:
+    """A store of `count` AgNet scenes from grid `rows`, cut into 64 px tiles."""
+    tiles = [r for r in csv.DictReader((AGNET / "tiles.csv").open()) if int(r["grid_row"]) in rows]
+    tiles = tiles[:count]
+    return tile_scenes(
+        [str(AGNET / t["image"]) for t in tiles],
+        [str(AGNET / t["label"]) for t in tiles],
+        class_map,
+        out,
+        tile_size=64,
+        overlap=0,
+        val_fraction=0.25,
+        scheduler="sync",
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 scenes of the training area: 12 tiles, 9 for training and 3 for validation."""
+    return agnet_store(tmp_path_factory.mktemp("agnet") / "train.zarr", range(0, 25), 3)
+
+
+def train_args(store: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", str(store), "--sam", "tiny", "--adapter", "conv-lora", "--image-size", "64",
+        "--out", str(out), "--batch-size", "1", "--accumulate", "2", "--device", "cpu",
+        "--log-every", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", *args]
+
+
+def test_band_init_picks_landsat_rgb(store: Path) -> None:
+    attrs = read_attrs(store)
+    assert attrs["band_names"][3] == "OLI_B4"
+    assert band_init(attrs) == [3, 2, 1]
+    assert band_init(attrs, rgb_bands=[5, 4, 3]) == [4, 3, 2]
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(train_args(store, run, "--epochs", "1")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 5  # 9 tiles, accumulate 2
+    metadata = json.loads((run / "adapter.json").read_text())
+    assert [c["name"] for c in metadata["classes"]][:3] == [
+        "background",
+        "soybeans",
+        "spring wheat",
+    ]
+    assert metadata["bands"] == list(range(1, 8)) and metadata["tile_size"] == 64
+    assert metadata["config"]["band_init"] == [3, 2, 1]
+    assert set(metadata["normalization"]) >= {"mean", "std"}
+    assert metadata["store_fingerprint"]
+
+    assert main(["evaluate", str(store), "--model", str(run), "--json", "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store"}
+    assert metrics["tiles"] == 3
+    assert metrics["miou"] == pytest.approx(summary["best_miou"])
+    assert main(["evaluate", str(store), "--model", str(run), "--split", "all"]) == 0
+    text = capsys.readouterr().out
+    assert "12 tiles" in text and "spring wheat" in text and "pixel accuracy" in text
+
+    other_map = tmp_path / "two.yaml"
+    other_map.write_text(
+        "classes:\n  - name: background\n    values: [111]\n  - name: soy\n    values: [5]\n"
+    )
+    other = agnet_store(tmp_path / "other.zarr", range(0, 25), 1, other_map)
+    assert main(["evaluate", str(other), "--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "classes" in err and "differ" in err and "Traceback" not in err
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, state: Path, timeout: float = 300) -> dict:
+    """Poll until the first step checkpoint is complete; return its position."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.exists():
+            return json.loads(state.read_text())
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited early"
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_and_rerun_gives_the_uninterrupted_adapter_bit_for_bit(
+    store: Path, tmp_path: Path
+) -> None:
+    args = train_args(
+        store, tmp_path / "run", "--epochs", "2", "--checkpoint-every", "2", "--image-size", "128"
+    )
+    reference = train_args(
+        store, tmp_path / "ref", "--epochs", "2", "--checkpoint-every", "2", "--image-size", "128"
+    )
+    done = subprocess.run(cli(*reference), capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no SAM checkpoint given" in done.stderr and "untrained SAM" in done.stderr
+
+    proc = subprocess.Popen(
+        cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT
+    )
+    try:
+        position = wait_for_checkpoint(proc, tmp_path / "run" / "last" / "state.json")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not position["finished"] and position["step"] < position["total_steps"]
+
+    again = subprocess.run(cli(*args), capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stderr
+    for name in ("adapter.safetensors", "last/adapter.safetensors"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    a, b = (json.loads((tmp_path / d / "last" / "state.json").read_text()) for d in ("run", "ref"))
+    a.pop("metrics_offset"), b.pop("metrics_offset")  # throughput text differs in length
+    assert a == b and a["finished"] and a["step"] == 10
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process_accumulating(store: Path, tmp_path: Path) -> None:
+    """`torchrun -m flows.cli train`: gloo DDP with batch 1 x 2 processes = 1 process x 2 passes."""
+    common = ("--adapter", "lora", "--steps", "3")
+    one = subprocess.run(
+        cli(*train_args(store, tmp_path / "one", *common)),
+        capture_output=True, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    ddp_args = train_args(store, tmp_path / "ddp", *common)
+    ddp_args[ddp_args.index("--accumulate") + 1] = "1"
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "flows.cli", *ddp_args],
+        capture_output=True, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count('"best_miou"') == 1  # only rank 0 reports
+
+    def losses(run: Path) -> list[float]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "step"]
+
+    assert len(losses(tmp_path / "ddp")) == 3
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+    a = load_file(str(tmp_path / "ddp" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "one" / "adapter.safetensors"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
