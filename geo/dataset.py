@@ -38,10 +38,16 @@ class TileDataset(Dataset):
     store index): call `set_epoch` before each epoch; the same epoch gives the same tiles, in any
     worker and after a resume. The store is opened lazily in each process, so the dataset pickles
     to DataLoader workers (keep `persistent_workers=False` when calling `set_epoch`).
+    `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation).
     """
 
     def __init__(
-        self, store_path: str | Path, split: str = "train", augment: bool = False, seed: int = 0
+        self,
+        store_path: str | Path,
+        split: str = "train",
+        augment: bool = False,
+        seed: int = 0,
+        normalization: dict[str, list[float]] | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
@@ -51,14 +57,11 @@ class TileDataset(Dataset):
         self.store_path = str(store_path)
         self.split, self.augment, self.seed, self.epoch = split, augment, seed, 0
         self.attrs: dict[str, Any] = attrs
+        self.normalization = normalization or attrs["normalization"]
         codes = zarr.open_group(self.store_path, mode="r")["split"][:]
         self.indices = np.flatnonzero(np.isin(codes, SPLITS[split]))
         self._arrays: tuple[zarr.Array, zarr.Array, zarr.Array] | None = None
         self._pid = -1
-
-    @property
-    def normalization(self) -> dict[str, list[float]]:
-        return self.attrs["normalization"]
 
     @property
     def classes(self) -> list[dict[str, Any]]:

@@ -75,8 +75,8 @@ class SceneInfo:
 
 def window_bounds(transform: Affine, window: Window) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of a pixel window, for any sign of the pixel size."""
-    x0, y0 = transform * (window.col_off, window.row_off)
-    x1, y1 = transform * (window.col_off + window.width, window.row_off + window.height)
+    x0, y0 = transform @ (window.col_off, window.row_off)
+    x1, y1 = transform @ (window.col_off + window.width, window.row_off + window.height)
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 

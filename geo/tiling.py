@@ -79,7 +79,7 @@ class Tile:
 def tile_scenes(
     images: Sequence[str],
     labels: Sequence[str],
-    class_map: str | Path | ClassMap,
+    class_map: str | Path | ClassMap | list | dict,
     out: str | Path,
     *,
     tile_size: int = 1024,
@@ -98,7 +98,8 @@ def tile_scenes(
     """Tile `images` with their `labels` into the Zarr tile store `out` and return its path.
 
     `labels` is one vector file for all scenes or one label raster per image (same order);
-    `class_map` a JSON/YAML file or a ClassMap; `bands` 1-based (default all); `unmapped`
+    `class_map` a JSON/YAML file, its parsed content or a ClassMap (see `geo.classes`); `bands`
+    1-based source band indexes (default all); `unmapped`
     ("ignore" or "background") overrides the class map's setting. `scheduler`: None runs on local
     threads, "processes"/"sync" pick another local Dask scheduler, anything else is the address of
     a Dask scheduler to join (its workers must see `out`'s folder).
@@ -106,8 +107,13 @@ def tile_scenes(
     The store is keyed by a fingerprint of every input's sha256 and every setting. When `out`
     already holds a store with the same fingerprint it is returned without any work; when it holds
     anything else, InputError asks for another path unless `overwrite` is True. The store is built
-    under a hidden temporary name beside `out` and renamed when complete; an interrupted run leaves
-    that folder, and the next run with the same fingerprint resumes it, skipping finished blocks.
+    under a hidden temporary name beside `out` (`.NAME.partial-FINGERPRINT`) and renamed when
+    complete, so `out` never holds a partial store; a failed or killed run leaves that folder, and
+    the next run with the same fingerprint resumes it, skipping finished tile blocks.
+
+    Tiles follow `GridSpec` (overlapping, last row and column on the scene edge, a scene smaller
+    than a tile padded and its padding invalid); see `geo.store` for the layout, `geo.split` for
+    the spatial train/val/buffer split and `geo.labels` for what is labelled and what is ignored.
     """
     _check_settings(images, labels, tile_size, overlap, val_fraction, unmapped)
     cmap = load_class_map(class_map).with_unmapped(unmapped)
@@ -120,7 +126,7 @@ def tile_scenes(
     inputs = [input_record(str(p), "image") for p in images]
     inputs += [input_record(str(p), "labels") for p in labels]
     inputs += [input_record(str(aoi), "aoi")] if aoi else []
-    if not isinstance(class_map, ClassMap):
+    if isinstance(class_map, str | Path):
         inputs.append(input_record(str(class_map), "class_map"))
     settings = {
         "format": FORMAT,
@@ -147,7 +153,12 @@ def tile_scenes(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
     job = _Job(scenes, sources, band_list, cmap, tile_size, overlap, partial)
-    attrs = job.run(val_fraction, seed, scheduler, progress)
+    try:
+        attrs = job.run(val_fraction, seed, scheduler, progress)
+    except Exception:
+        if partial.exists():
+            log.warning("tiling failed: finished tiles are kept in %s; rerun to resume", partial)
+        raise
     attrs.update(
         settings, inputs=inputs, fingerprint=fp, classes=cmap.to_list(), class_map=cmap.to_dict()
     )
@@ -341,6 +352,13 @@ class _Job:
                 done[k] = json.loads(marker.read_text())
             else:
                 blocks.append((k, block))
+        if done:
+            log.info(
+                "resuming %s: %d of %d tile blocks already done",
+                self.partial,
+                len(done),
+                len(done) + len(blocks),
+            )
         label_tasks = {
             s: dask.delayed(self.sources[s], name=f"labels-{s}", traverse=False)
             for s in {b[0].scene for _, b in blocks}
@@ -547,8 +565,12 @@ def _run(tasks: list, scheduler: str | None, progress: bool, total: int) -> list
 
 
 def _publish(partial: Path, out: Path) -> None:
-    """Move the finished temporary store to `out`, replacing what was there (atomic renames)."""
+    """Move the finished temporary store to `out`, replacing what was there (atomic renames),
+    and drop stale temporary stores of `out` left by interrupted runs with other settings."""
     shutil.rmtree(partial / "_progress", ignore_errors=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        if stale != partial:
+            shutil.rmtree(stale, ignore_errors=True)
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(out, old)

@@ -1,0 +1,99 @@
+"""Class maps: file formats, value matching, unmapped values and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geo.classes import IGNORE, ClassMap, load_class_map, value_key
+from geo.errors import InputError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_value_key_treats_numbers_and_text_alike() -> None:
+    assert value_key(5) == value_key(5.0) == value_key("5") == value_key(np.uint8(5)) == "5"
+    assert value_key("yes") == "yes"
+    assert value_key(2.5) == value_key("2.5")
+    assert value_key(None) is None and value_key(float("nan")) is None
+
+
+def test_list_format_from_json(tmp_path: Path) -> None:
+    path = tmp_path / "classes.json"
+    classes = [
+        {"name": "background", "color": "#000000"},
+        {"name": "wheat", "values": [23, "24"], "color": "#D8B56B"},
+        {"name": "corn", "values": 1},
+    ]
+    path.write_text(json.dumps(classes))
+    cmap = ClassMap.load(path)
+    assert cmap.num_classes == 3 and cmap.unmapped == "ignore"
+    assert cmap.to_list() == [
+        {"id": 0, "name": "background", "color": "#000000"},
+        {"id": 1, "name": "wheat", "color": "#d8b56b"},
+        {"id": 2, "name": "corn", "color": "#1f78b4"},  # a default palette colour
+    ]
+    assert [cmap.class_id(v) for v in (23, 24.0, "1", 99)] == [1, 1, 2, None]
+    ids, missing = cmap.map_values([23, 1, 99, None])
+    assert ids.tolist() == [1, 2, IGNORE, IGNORE] and missing == ["99", "<missing>"]
+    assert ClassMap.from_dict(cmap.to_dict()) == cmap
+
+
+def test_mapping_format_with_unmapped_background() -> None:
+    cmap = ClassMap.from_dict(
+        {"unmapped": "background", "classes": [{"name": "other"}, {"name": "pivot", "values": [1]}]}
+    )
+    codes = np.array([[0, 1], [7, 1]], dtype=np.uint8)
+    ids, missing = cmap.map_array(codes)
+    assert ids.tolist() == [[0, 1], [0, 1]] and missing == {"0", "7"}
+    assert cmap.with_unmapped("ignore").map_array(codes)[0].tolist() == [[255, 1], [255, 1]]
+    assert cmap.with_unmapped(None) is cmap
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([{"name": "background"}], "at least two classes"),
+        ([{"name": "a"}, {"name": "a"}], "unique"),
+        ([{"name": "a", "values": [1]}, {"name": "b", "values": [1.0]}], "listed in two classes"),
+        ([{"name": "a"}, {"name": "b", "id": 3}], "position 1"),
+        ([{"name": "a"}, {"name": "b", "color": "red"}], "#rrggbb"),
+        ([{"name": "a"}, {"name": "b", "colour": "#ffffff"}], "unknown keys"),
+        ({"classes": [{"name": "a"}, {"name": "b"}], "unmapped": "drop"}, "unmapped"),
+        ({"labels": []}, "expected keys"),
+        ("just text", "expected a list"),
+    ],
+)
+def test_bad_class_maps_raise_one_line(content: object, message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        ClassMap.from_dict(content, source="classes.yaml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("classes.yaml: ")
+
+
+def test_missing_and_unparsable_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        ClassMap.load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes: [unclosed")
+    with pytest.raises(InputError, match="not valid JSON or YAML"):
+        ClassMap.load(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "n_classes"),
+    [("agnet_classes.yaml", 8), ("pivots_classes.yaml", 2), ("buildings_classes.yaml", 2)],
+)
+def test_bundled_class_maps_load(name: str, n_classes: int) -> None:
+    cmap = load_class_map(EXAMPLES / name)
+    assert cmap.num_classes == n_classes
+    assert cmap.classes[0].name == "background"
+
+
+def test_agnet_class_map_matches_cdl_codes() -> None:
+    cmap = load_class_map(EXAMPLES / "agnet_classes.yaml")
+    assert [cmap.class_id(c) for c in (5, 23, 176, 1, 195, 190, 21, 42, 111, 31)] == [
+        1, 2, 3, 4, 5, 5, 6, 7, 0, None,
+    ]  # fmt: skip

@@ -1,0 +1,117 @@
+"""TileDataset and normalize: normalised tensors, splits, deterministic D4 augmentation."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from torch.utils.data import DataLoader
+
+from geo.dataset import TileDataset, d4
+from geo.errors import InputError
+from geo.normalize import normalize
+from geo.tiling import tile_scenes
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
+PIVOTS = DATA / "nebraska_center_pivots_landsat"
+CLASSES = Path(__file__).resolve().parents[2] / "examples" / "pivots_classes.yaml"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tile_scenes(
+        [str(PIVOTS / "nebraska_landsat_albers_30m.tif")], [str(PIVOTS / "pivots.gpkg")],
+        str(CLASSES), tmp_path_factory.mktemp("ds") / "pivots.zarr",
+        tile_size=128, overlap=16, progress=False,
+    )  # fmt: skip
+
+
+def test_items_follow_the_contract(store: Path) -> None:
+    group = zarr.open_group(str(store), mode="r")
+    split = group["split"][:]
+    train, val, every = (TileDataset(store, s) for s in ("train", "val", "all"))
+    assert len(train) == (split == 0).sum() and len(val) == (split == 1).sum()
+    assert len(every) == len(split) and len(train) > 0 and len(val) > 0
+    item = train[0]
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 128, 128)
+    assert item["label"].dtype == torch.int64 and item["label"].shape == (128, 128)
+    assert item["valid"].dtype == torch.bool and isinstance(item["index"], int)
+    i = item["index"]
+    stats = group.attrs["normalization"]
+    raw = group["images"][i].astype(np.float64)
+    expected = (raw - np.array(stats["mean"])[:, None, None]) / np.array(stats["std"])[
+        :, None, None
+    ]
+    assert np.allclose(item["image"].numpy(), expected, atol=1e-4)
+    assert np.array_equal(item["label"].numpy(), group["labels"][i])
+    assert set(torch.unique(item["label"]).tolist()) <= {0, 1, 255}
+    assert train.num_classes == 2 and train.in_channels == 3 and train.tile_size == 128
+
+
+def test_d4_augmentation_is_deterministic_and_consistent(store: Path) -> None:
+    plain = TileDataset(store, "all")
+    aug = TileDataset(store, "all", augment=True, seed=7)
+    ks = {aug.transform_of(int(i)) for i in aug.indices}
+    assert ks <= set(range(8)) and len(ks) > 1
+    for i in range(len(aug)):
+        a, p = aug[i], plain[i]
+        k = aug.transform_of(a["index"])
+        for key in ("image", "label", "valid"):
+            assert np.array_equal(a[key].numpy(), d4(p[key].numpy(), k)), key
+    again = TileDataset(store, "all", augment=True, seed=7)
+    assert all(torch.equal(again[i]["image"], aug[i]["image"]) for i in range(len(aug)))
+    before = [aug.transform_of(int(i)) for i in aug.indices]
+    aug.set_epoch(1)
+    assert [aug.transform_of(int(i)) for i in aug.indices] != before
+    aug.set_epoch(0)
+    assert [aug.transform_of(int(i)) for i in aug.indices] == before
+
+
+def test_d4_has_eight_distinct_elements() -> None:
+    a = np.arange(9).reshape(3, 3)
+    images = {d4(a, k).tobytes() for k in range(8)}
+    assert len(images) == 8 and np.array_equal(d4(a, 0), a)
+
+
+def test_dataset_pickles_and_loads_in_a_worker(store: Path) -> None:
+    ds = TileDataset(store, "train", augment=True)
+    _ = ds[0]  # opens the arrays in this process
+    clone = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(clone[0]["image"], ds[0]["image"])
+    loader = DataLoader(ds, batch_size=2, num_workers=1)
+    batch = next(iter(loader))
+    assert batch["image"].shape == (2, 3, 128, 128) and batch["label"].shape == (2, 128, 128)
+
+
+def test_normalization_override_and_bad_store(store: Path, tmp_path: Path) -> None:
+    stats = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    ds = TileDataset(store, "all", normalization=stats)
+    raw = zarr.open_group(str(store), mode="r")["images"][0]
+    valid = ds[0]["valid"].numpy()
+    assert np.array_equal(ds[0]["image"].numpy()[:, valid], raw[:, valid].astype(np.float32))
+    with pytest.raises(InputError, match="not a tile store"):
+        TileDataset(tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        TileDataset(store, "test")
+
+
+def test_normalize_numpy_and_torch_agree() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(100, 20, (2, 3, 8, 8)).astype(np.float32)
+    x[0, 1, 0, 0] = np.nan
+    valid = np.ones((2, 8, 8), dtype=bool)
+    valid[1, 4:] = False
+    stats = {"mean": [100.0, 90.0, 80.0], "std": [20.0, 0.0, 10.0], "p2": [0] * 3, "p98": [1] * 3}
+    a = normalize(x, stats, valid)
+    b = normalize(torch.from_numpy(x), stats, torch.from_numpy(valid))
+    assert a.dtype == np.float32 and b.dtype == torch.float32
+    assert np.allclose(a, b.numpy())
+    assert np.all(a[1, :, 4:] == 0) and a[0, 1, 0, 0] == 0
+    assert np.allclose(a[0, 2], (x[0, 2] - 80) / 10) and np.allclose(a[0, 1, 1:], x[0, 1, 1:] - 90)
+    assert normalize(x[0], stats).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="3 bands"):
+        normalize(x[:, :2], stats)

@@ -1,0 +1,175 @@
+"""Label sources: vectors rasterised per window and label rasters resampled to the scene grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
+
+from geo.classes import ClassMap, load_class_map
+from geo.errors import InputError
+from geo.labels import is_vector, prepare_raster_labels, prepare_vector_labels
+from geo.raster import scene_info
+from geo.windows import GridSpec
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
+ATLANTA = DATA / "spacenet_atlanta_buildings"
+ALEXANDRIA = DATA / "alexandria_lidar_buildings"
+PIVOTS = DATA / "nebraska_center_pivots_landsat"
+BINARY = ClassMap.from_dict([{"name": "background"}, {"name": "object", "values": ["yes"]}])
+
+
+def reference(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def mosaic(source, width: int, height: int, size: int = 256, overlap: int = 32) -> np.ndarray:
+    """The scene's labels put together from overlapping windows (which must agree)."""
+    out = np.full((height, width), 254, dtype=np.uint8)
+    with source.reader() as read:
+        for _, _, window in GridSpec(width, height, size, overlap).windows():
+            labels, _ = read(window)
+            r, c = int(window.row_off), int(window.col_off)
+            h, w = min(size, height - r), min(size, width - c)
+            seen = out[r : r + h, c : c + w]
+            assert np.all((seen == 254) | (seen == labels[:h, :w])), "overlapping windows disagree"
+            out[r : r + h, c : c + w] = labels[:h, :w]
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+CASES = [
+    (ATLANTA, "atlanta_pan_0p5m.tif", "atlanta_buildings.geojson", "atlanta_buildings_mask.tif"),
+    (ALEXANDRIA, "hag.tif", "buildings.geojson", "buildings_mask.tif"),
+    (PIVOTS, "nebraska_landsat_albers_30m.tif", "pivots.gpkg", "pivots_mask.tif"),
+]
+
+
+@pytest.mark.parametrize(("folder", "image", "vector", "mask"), CASES)
+def test_windowed_rasterisation_matches_reference_masks(
+    folder: Path, image: str, vector: str, mask: str
+) -> None:
+    scene = scene_info(str(folder / image))
+    field = "building" if folder == ATLANTA else None  # SpaceNet's attribute: building = "yes"
+    (source,) = prepare_vector_labels(str(folder / vector), [scene], BINARY, field, [None])
+    labels = mosaic(source, scene.width, scene.height)
+    ref = reference(folder / mask)
+    assert iou(labels == 1, ref == 1) >= 0.99
+    assert not np.any((labels == 1) & (ref == 0))
+
+
+def test_pixels_outside_the_labels_extent_are_ignored() -> None:
+    """Nebraska pivots are outlined in the east only: the unlabelled west is not background."""
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    (source,) = prepare_vector_labels(str(PIVOTS / "pivots.gpkg"), [scene], BINARY, None, [None])
+    labels = mosaic(source, scene.width, scene.height)
+    assert np.all(labels[:, :100] == 255)  # the western columns hold no labelled polygon
+    assert (labels == 0).any() and (labels == 1).sum() == (
+        reference(PIVOTS / "pivots_mask.tif") == 1
+    ).sum()
+
+
+def test_all_touched_burns_more_pixels() -> None:
+    scene = scene_info(str(ATLANTA / "atlanta_pan_0p5m.tif"))
+    path = str(ATLANTA / "atlanta_buildings.geojson")
+    (centre,) = prepare_vector_labels(path, [scene], BINARY, None, [None], all_touched=False)
+    (touched,) = prepare_vector_labels(path, [scene], BINARY, None, [None], all_touched=True)
+    window = Window(0, 0, 900, 900)
+    a, b = centre.rasterize(window), touched.rasterize(window)
+    assert (b == 1).sum() > (a == 1).sum() and np.all(b[a == 1] == 1)
+
+
+def _write_reprojected(src_path: Path, dst_path: Path, crs: str) -> None:
+    """The reference mask reprojected (nearest) to another CRS, with a nodata border."""
+    with rasterio.open(src_path) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, crs, src.width, src.height, *src.bounds
+        )
+        profile = {**src.profile, "crs": crs, "transform": transform, "width": width,
+                   "height": height, "nodata": 200}  # fmt: skip
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            reproject(
+                rasterio.band(src, 1), rasterio.band(dst, 1), resampling=Resampling.nearest,
+                dst_nodata=200,
+            )  # fmt: skip
+
+
+def test_label_raster_in_another_crs_is_warped_with_nearest(tmp_path: Path) -> None:
+    label_path = tmp_path / "pivots_mask_4326.tif"
+    _write_reprojected(PIVOTS / "pivots_mask.tif", label_path, "EPSG:4326")
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    cmap = ClassMap.from_dict(
+        [{"name": "background", "values": [0]}, {"name": "pivot", "values": [1]}]
+    )
+    source = prepare_raster_labels(str(label_path), scene, cmap, None)
+    assert source.warp
+    labels = mosaic(source, scene.width, scene.height)
+    ref = reference(PIVOTS / "pivots_mask.tif")
+    assert set(np.unique(labels)) <= {0, 1, 255}
+    assert iou(labels == 1, ref == 1) > 0.9  # two nearest resamplings move edges by a pixel
+    assert (labels == 255).sum() < 0.05 * labels.size  # nodata corners of the warped raster
+
+
+def test_label_raster_on_the_scene_grid_is_read_directly() -> None:
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    cmap = ClassMap.from_dict(
+        {"unmapped": "background", "classes": [{"name": "bg"}, {"name": "pivot", "values": [1]}]}
+    )
+    source = prepare_raster_labels(str(PIVOTS / "pivots_mask.tif"), scene, cmap, None)
+    assert not source.warp
+    assert np.array_equal(
+        mosaic(source, scene.width, scene.height), reference(PIVOTS / "pivots_mask.tif")
+    )
+
+
+def test_agnet_label_raster_without_crs_pairs_pixel_for_pixel() -> None:
+    agnet = DATA / "agnet_landsat8_cdl"
+    scene = scene_info(str(agnet / "images" / "lc8_2015245_r04_c27.tif"))
+    assert scene.crs is None
+    cmap = load_class_map(DATA.parent / "agnet_classes.yaml")
+    source = prepare_raster_labels(
+        str(agnet / "labels" / "cdl_2015245_r04_c27.tif"), scene, cmap, None
+    )
+    with source.reader() as read:
+        labels, unmapped = read(Window(-10, -10, 148, 148))  # passes the scene edge
+    codes = reference(agnet / "labels" / "cdl_2015245_r04_c27.tif")
+    assert np.all(labels[:10] == 255) and np.all(labels[:, -10:] == 255)
+    assert np.all(labels[10:138, 10:138][codes == 5] == 1)
+    assert "31" in unmapped and np.all(labels[10:138, 10:138][codes == 31] == 255)
+
+
+def test_label_errors_are_clear(tmp_path: Path) -> None:
+    scene = scene_info(str(ATLANTA / "atlanta_pan_0p5m.tif"))
+    other = scene_info(str(ALEXANDRIA / "hag.tif"))
+    atlanta = str(ATLANTA / "atlanta_buildings.geojson")
+    with pytest.raises(InputError, match="no features overlap scene"):
+        prepare_vector_labels(atlanta, [other], BINARY, None, [None])
+    with pytest.raises(InputError, match="no field 'crop'"):
+        prepare_vector_labels(atlanta, [scene], BINARY, "crop", [None])
+    three = ClassMap.from_dict([{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    with pytest.raises(InputError, match="pass a label field"):
+        prepare_vector_labels(atlanta, [scene], three, None, [None])
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(InputError, match="no features"):
+        prepare_vector_labels(str(empty), [scene], BINARY, None, [None])
+    agnet = scene_info(str(DATA / "agnet_landsat8_cdl" / "images" / "lc8_2015245_r04_c27.tif"))
+    with pytest.raises(InputError, match="has no CRS"):
+        prepare_vector_labels(atlanta, [agnet], BINARY, None, [None])
+    with pytest.raises(InputError, match="must match pixel"):
+        prepare_raster_labels(str(ATLANTA / "atlanta_buildings_mask.tif"), agnet, BINARY, None)
+    with pytest.raises(InputError, match="does not overlap"):
+        prepare_raster_labels(str(PIVOTS / "pivots_mask.tif"), scene, BINARY, None)
+
+
+def test_vector_or_raster_by_suffix() -> None:
+    assert is_vector("labels.gpkg") and is_vector("a.geojson") and is_vector("x.shp")
+    assert not is_vector("mask.tif")

@@ -1,0 +1,73 @@
+"""Spatial block split: whole blocks to validation, overlapping neighbours become buffer."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from geo.raster import window_bounds
+from geo.split import BUFFER, TRAIN, VAL, Footprint, assign_splits
+from geo.windows import GridSpec
+
+
+def grid(
+    width: int, size: int, overlap: int, group: str = "EPSG:32633", x0: float = 0.0
+) -> list[Footprint]:
+    """Footprints of a square scene's tiles, 10 m pixels."""
+    transform = Affine(10, 0, x0, 0, -10, 5_000_000)
+    return [
+        Footprint(group, r, c, window_bounds(transform, w), 10.0 * (size - overlap), 10.0, True)
+        for r, c, w in GridSpec(width, width, size, overlap).windows()
+    ]
+
+
+def overlaps(a: Footprint, b: Footprint) -> bool:
+    dx = min(a.bounds[2], b.bounds[2]) - max(a.bounds[0], b.bounds[0])
+    dy = min(a.bounds[3], b.bounds[3]) - max(a.bounds[1], b.bounds[1])
+    return a.group == b.group and dx > 0 and dy > 0
+
+
+def test_sentinel2_sized_grid_splits_by_blocks_with_a_buffer() -> None:
+    tiles = grid(10980, 1024, 128)  # 13 x 13 tiles
+    split, side = assign_splits(tiles, 0.2, seed=0)
+    assert side == 4 and len(tiles) == 169
+    assert 0.1 < (split == VAL).mean() < 0.35 and (split == TRAIN).mean() > 0.4
+    for i in np.flatnonzero(split == TRAIN):
+        assert not any(overlaps(tiles[i], tiles[j]) for j in np.flatnonzero(split == VAL))
+    buffered = np.flatnonzero(split == BUFFER)
+    assert all(
+        any(overlaps(tiles[i], tiles[j]) for j in np.flatnonzero(split == VAL)) for i in buffered
+    )
+    again, _ = assign_splits(tiles, 0.2, seed=0)
+    other, _ = assign_splits(tiles, 0.2, seed=1)
+    assert np.array_equal(split, again) and not np.array_equal(split, other)
+
+
+def test_without_overlap_there_is_no_buffer() -> None:
+    split, _ = assign_splits(grid(8192, 512, 0), 0.25, seed=3)
+    assert (split == BUFFER).sum() == 0 and (split == VAL).sum() > 0
+
+
+def test_scenes_of_the_same_place_share_their_blocks() -> None:
+    """Two dates of one area: a place is validation in both or in neither."""
+    a, b = grid(4096, 512, 64), grid(4096, 512, 64)
+    split, _ = assign_splits(a + b, 0.2, seed=0)
+    assert np.array_equal(split[: len(a)], split[len(a) :])
+
+
+def test_scenes_without_crs_split_scene_by_scene() -> None:
+    tiles = [Footprint(f"scene:{i}", 0, 0, (0, 0, 128, 128), 128.0, 1.0, False) for i in range(40)]
+    split, _ = assign_splits(tiles, 0.2, seed=0)
+    assert (split == VAL).sum() == 8 and (split == BUFFER).sum() == 0
+
+
+def test_zero_fraction_and_a_single_tile_keep_everything_for_training(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert set(assign_splits(grid(4096, 512, 64), 0.0, seed=0)[0]) == {TRAIN}
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        split, _ = assign_splits(grid(512, 512, 64), 0.2, seed=0)
+    assert split.tolist() == [TRAIN] and "all 1 tiles are training" in caplog.text

@@ -1,0 +1,366 @@
+"""Tiling the bundled real scenes into tile stores: labels, layout, split, reuse and errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import xarray as xr
+import yaml
+import zarr
+
+from geo.errors import InputError
+from geo.tiling import tile_scenes
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "examples" / "data"
+ATLANTA = DATA / "spacenet_atlanta_buildings"
+ALEXANDRIA = DATA / "alexandria_lidar_buildings"
+PIVOTS = DATA / "nebraska_center_pivots_landsat"
+AGNET = DATA / "agnet_landsat8_cdl"
+AGNET_IMAGES = sorted(str(p) for p in (AGNET / "images").glob("*.tif"))
+AGNET_LABELS = sorted(str(p) for p in (AGNET / "labels").glob("*.tif"))
+BUILDINGS = str(ROOT / "examples" / "buildings_classes.yaml")
+PIVOT_CLASSES = str(ROOT / "examples" / "pivots_classes.yaml")
+AGNET_CLASSES = str(ROOT / "examples" / "agnet_classes.yaml")
+CASES = {
+    "atlanta": (ATLANTA / "atlanta_pan_0p5m.tif", ATLANTA / "atlanta_buildings.geojson",
+                ATLANTA / "atlanta_buildings_mask.tif", BUILDINGS, "building"),
+    "alexandria": (ALEXANDRIA / "hag.tif", ALEXANDRIA / "buildings.geojson",
+                   ALEXANDRIA / "buildings_mask.tif", BUILDINGS, None),
+    "pivots": (PIVOTS / "nebraska_landsat_albers_30m.tif", PIVOTS / "pivots.gpkg",
+               PIVOTS / "pivots_mask.tif", PIVOT_CLASSES, None),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One store per bundled labelled dataset (small tiles so that each scene has several)."""
+    out = tmp_path_factory.mktemp("stores")
+    built = {}
+    for name, (image, labels, _, classes, field) in CASES.items():
+        built[name] = tile_scenes(
+            [str(image)], [str(labels)], classes, out / f"{name}.zarr",
+            tile_size=128, overlap=16, label_field=field, progress=False,
+        )  # fmt: skip
+    built["agnet"] = tile_scenes(
+        AGNET_IMAGES, AGNET_LABELS, AGNET_CLASSES, out / "agnet.zarr",
+        tile_size=128, overlap=0, progress=False,
+    )  # fmt: skip
+    return built
+
+
+def scene_labels(store: Path, scene: int = 0) -> np.ndarray:
+    """A scene's label raster rebuilt from its (overlapping, agreeing) tiles."""
+    group = zarr.open_group(str(store), mode="r")
+    meta = group.attrs["scenes"][scene]
+    out = np.full((meta["height"], meta["width"]), 254, dtype=np.uint8)
+    for i in range(*meta["tiles"]):
+        col, row, width, height = (int(v) for v in group["window"][i])
+        h, w = min(height, meta["height"] - row), min(width, meta["width"] - col)
+        tile = group["labels"][i][:h, :w]
+        seen = out[row : row + h, col : col + w]
+        assert np.all((seen == 254) | (seen == tile)), "overlapping tiles disagree"
+        out[row : row + h, col : col + w] = tile
+    assert not np.any(out == 254)
+    return out
+
+
+def read_band(path: Path, band: int = 1) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(band)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_store_labels_match_reference_masks(stores: dict[str, Path], name: str) -> None:
+    labels, ref = scene_labels(stores[name]), read_band(CASES[name][2])
+    ours, theirs = labels == 1, ref == 1
+    iou = (ours & theirs).sum() / (ours | theirs).sum()
+    assert iou >= 0.99, f"{name}: IoU {iou:.4f} with the reference mask"
+    assert np.all(labels[ref == 1] == 1)
+    assert set(np.unique(labels)) <= {0, 1, 255}
+
+
+def test_incomplete_labels_are_ignored_outside_their_extent(stores: dict[str, Path]) -> None:
+    labels = scene_labels(stores["pivots"])
+    assert np.all(labels[:, :100] == 255)  # west: nothing outlined, so nothing taught
+    assert (labels == 0).sum() > (labels == 1).sum() > 0
+
+
+def test_agnet_label_rasters_without_crs(stores: dict[str, Path]) -> None:
+    group = zarr.open_group(str(stores["agnet"]), mode="r")
+    classes = yaml.safe_load(Path(AGNET_CLASSES).read_text())["classes"]
+    lut = np.full(256, 255, dtype=np.uint8)
+    for i, c in enumerate(classes):
+        lut[c.get("values", [])] = i
+    assert group["images"].shape == (44, 7, 128, 128) and group["images"].dtype == np.int16
+    for i, (image, label) in enumerate(zip(AGNET_IMAGES, AGNET_LABELS, strict=True)):
+        with rasterio.open(image) as src:
+            assert np.array_equal(group["images"][i], src.read())
+        assert np.array_equal(group["labels"][i], lut[read_band(Path(label))])
+    split = group["split"][:]
+    assert set(split) == {0, 1} and 5 <= (split == 1).sum() <= 13  # by scene, about 20 %
+    index = gpd.read_file(stores["agnet"] / "tile_index.gpkg")
+    assert index.crs is None and len(index) == 44
+
+
+def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Path]) -> None:
+    store = stores["pivots"]
+    group = zarr.open_group(str(store), mode="r")
+    n = group["images"].shape[0]
+    assert group["images"].shape == (n, 3, 128, 128) and group["images"].dtype == np.int16
+    assert group["images"].chunks == (1, 3, 128, 128) and group["labels"].chunks == (1, 128, 128)
+    assert group["labels"].dtype == np.uint8 and group["valid"].dtype == bool
+    assert group["split"].shape == (n,) and group["split"].dtype == np.uint8
+    assert group["images"].compressors, "tiles are compressed"
+    attrs = dict(group.attrs)
+    for key in ("classes", "bands", "band_names", "normalization", "tile_size", "overlap",
+                "inputs", "fingerprint", "class_map", "scenes"):  # fmt: skip
+        assert key in attrs, key
+    assert attrs["classes"] == [
+        {"id": 0, "name": "background", "color": "#000000"},
+        {"id": 1, "name": "pivot", "color": "#e31a1c"},
+    ]
+    assert attrs["bands"] == [1, 2, 3] and attrs["tile_size"] == 128 and attrs["overlap"] == 16
+    assert sorted(attrs["normalization"]) == ["mean", "p2", "p98", "std"]
+    assert all(len(v) == 3 for v in attrs["normalization"].values())
+    roles = [r["role"] for r in attrs["inputs"]]
+    assert roles == ["image", "labels", "class_map"]
+    assert all(len(r["sha256"]) == 64 for r in attrs["inputs"])
+    ds = xr.open_zarr(store, consolidated=False)
+    assert ds["images"].dims == ("tile", "band", "y", "x") and ds.sizes["tile"] == n
+    assert int(ds["labels"].isel(tile=0).max()) <= 255
+    index = gpd.read_file(store / "tile_index.gpkg")
+    with rasterio.open(CASES["pivots"][0]) as src:
+        assert index.crs == src.crs  # the custom Albers CRS, no EPSG code
+    assert len(index) == n and set(index["split"]) <= {"train", "val", "buffer"}
+    assert {"scene", "col_off", "row_off", "label_coverage", "crs"} <= set(index.columns)
+    assert index.geometry.iloc[0].bounds == pytest.approx(
+        (index.minx[0], index.miny[0], index.maxx[0], index.maxy[0])
+    )
+
+
+def test_alexandria_index_is_in_the_scene_crs(stores: dict[str, Path]) -> None:
+    index = gpd.read_file(stores["alexandria"] / "tile_index.gpkg")
+    assert index.crs.to_epsg() == 26918  # labels were EPSG:4326, the scene is not
+
+
+@pytest.mark.parametrize("name", ["atlanta", "alexandria", "pivots", "agnet"])
+def test_overlapping_tiles_never_straddle_train_and_val(stores: dict[str, Path], name: str) -> None:
+    index = gpd.read_file(stores[name] / "tile_index.gpkg")
+    train, val = index[index.split == "train"], index[index.split == "val"]
+    assert len(train) and len(val)
+    for _, t in train.iterrows():
+        for _, v in val[val.scene == t.scene].iterrows():
+            dx = min(t.col_off + t.width, v.col_off + v.width) - max(t.col_off, v.col_off)
+            dy = min(t.row_off + t.height, v.row_off + v.height) - max(t.row_off, v.row_off)
+            assert dx <= 0 or dy <= 0, f"train tile {t.tile} overlaps val tile {v.tile}"
+
+
+def test_statistics_cover_all_pixels_of_small_scenes(stores: dict[str, Path]) -> None:
+    """AgNet's 44 scenes fit the sample budget, so the statistics are exact."""
+    stats = zarr.open_group(str(stores["agnet"]), mode="r").attrs["normalization"]
+    pixels = np.concatenate(
+        [rasterio.open(p).read().reshape(7, -1) for p in AGNET_IMAGES], axis=1
+    ).astype(np.float64)
+    assert stats["mean"] == pytest.approx(pixels.mean(axis=1).tolist())
+    assert stats["std"] == pytest.approx(pixels.std(axis=1).tolist())
+    assert stats["p2"] == pytest.approx(np.percentile(pixels, 2, axis=1).tolist())
+
+
+def test_rerun_reuses_the_store_and_changes_need_a_new_one(stores: dict[str, Path]) -> None:
+    image, labels, _, classes, _ = CASES["alexandria"]
+    store = stores["alexandria"]
+    stamp = (store / "zarr.json").stat().st_mtime_ns
+    again = tile_scenes(
+        [str(image)], [str(labels)], classes, store, tile_size=128, overlap=16, progress=False
+    )
+    assert again == store and (store / "zarr.json").stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="choose another --out or pass overwrite"):
+        tile_scenes(
+            [str(image)], [str(labels)], classes, store, tile_size=128, overlap=32, progress=False
+        )
+    assert not [p for p in store.parent.iterdir() if p.name.startswith(".")]  # no partial store
+
+
+def test_overwrite_replaces_a_store(tmp_path: Path) -> None:
+    image, labels, _, classes, _ = CASES["alexandria"]
+    out = tmp_path / "s.zarr"
+    first = tile_scenes(
+        [str(image)], [str(labels)], classes, out, tile_size=128, overlap=0, progress=False
+    )
+    fp = zarr.open_group(str(first), mode="r").attrs["fingerprint"]
+    tile_scenes(
+        [str(image)],
+        [str(labels)],
+        classes,
+        out,
+        tile_size=64,
+        overlap=0,
+        progress=False,
+        overwrite=True,
+    )
+    group = zarr.open_group(str(out), mode="r")
+    assert group.attrs["fingerprint"] != fp and group["labels"].shape[1:] == (64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_scene_smaller_than_a_tile_is_padded_and_marked_invalid(tmp_path: Path) -> None:
+    store = tile_scenes(
+        AGNET_IMAGES[:2], AGNET_LABELS[:2], AGNET_CLASSES, tmp_path / "pad.zarr",
+        tile_size=256, overlap=0, val_fraction=0, progress=False,
+    )  # fmt: skip
+    group = zarr.open_group(str(store), mode="r")
+    assert group["images"].shape == (2, 7, 256, 256)
+    valid, labels, image = group["valid"][0], group["labels"][0], group["images"][0]
+    assert valid[:128, :128].all() and not valid[128:].any() and not valid[:, 128:].any()
+    assert np.all(labels[~valid] == 255) and np.all(image[:, ~valid] == 0)
+    assert set(group["split"][:]) == {0}
+
+
+def test_nodata_pixels_are_invalid_and_ignored(tmp_path: Path) -> None:
+    """RGB.byte.tif has a nodata (0) collar around the rotated Landsat footprint."""
+    image = DATA / "landsat7_rgb_byte" / "RGB.byte.tif"
+    with rasterio.open(image) as src:
+        frame = gpd.GeoDataFrame(
+            {"kind": ["island"]}, geometry=[shapely.box(*src.bounds).buffer(-20000)], crs=src.crs
+        )
+        nodata = (src.read() == 0).any(axis=0)
+    frame.to_file(tmp_path / "labels.gpkg")
+    store = tile_scenes(
+        [str(image)], [str(tmp_path / "labels.gpkg")], BUILDINGS, tmp_path / "rgb.zarr",
+        tile_size=256, overlap=32, progress=False,
+    )  # fmt: skip
+    group = zarr.open_group(str(store), mode="r")
+    meta = group.attrs["scenes"][0]
+    for i in range(*meta["tiles"]):
+        col, row, _, _ = (int(v) for v in group["window"][i])
+        valid = group["valid"][i][: meta["height"] - row, : meta["width"] - col]
+        expected = ~nodata[row : row + 256, col : col + 256]
+        assert np.array_equal(valid, expected)
+        assert np.all(group["labels"][i][: valid.shape[0], : valid.shape[1]][~valid] == 255)
+    assert group.attrs["normalization"]["p2"][0] > 0  # statistics skip the nodata collar
+
+
+def test_band_selection_and_aoi(tmp_path: Path) -> None:
+    image, labels, _, classes, _ = CASES["pivots"]
+    with rasterio.open(image) as src:
+        aoi = shapely.box(
+            src.bounds.left + 200 * 30,
+            src.bounds.bottom,
+            src.bounds.right,
+            src.bounds.top - 100 * 30,
+        )
+        gpd.GeoDataFrame(geometry=[aoi], crs=src.crs).to_file(tmp_path / "aoi.gpkg")
+        bands = src.read([3, 1])
+    store = tile_scenes(
+        [str(image)], [str(labels)], classes, tmp_path / "aoi.zarr", tile_size=512, overlap=0,
+        bands=[3, 1], aoi=str(tmp_path / "aoi.gpkg"), val_fraction=0, progress=False,
+    )  # fmt: skip
+    group = zarr.open_group(str(store), mode="r")
+    assert np.array_equal(group["images"][0], bands)
+    assert group.attrs["bands"] == [3, 1] and len(group.attrs["normalization"]["mean"]) == 2
+    labels_ = group["labels"][0]
+    assert np.all(labels_[:, :200] == 255) and np.all(labels_[:100] == 255)
+    assert np.all(labels_[100:, 200:] != 255)  # inside the AOI everything is labelled
+    assert [r["role"] for r in group.attrs["inputs"]] == ["image", "labels", "aoi", "class_map"]
+
+
+def test_unmapped_codes_become_background_when_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        store = tile_scenes(
+            AGNET_IMAGES[:3], AGNET_LABELS[:3], AGNET_CLASSES, tmp_path / "bg.zarr",
+            tile_size=128, overlap=0, unmapped="background", progress=False,
+        )  # fmt: skip
+    assert "no CRS" in caplog.text
+    group = zarr.open_group(str(store), mode="r")
+    assert not np.any(group["labels"][:] == 255)
+    assert group.attrs["class_map"]["unmapped"] == "background"
+
+
+def _class_map_file(tmp_path: Path) -> str:
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps([{"name": "background"}, {"name": "building"}]))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"images": ["missing.tif"]}, "missing.tif: image not found"),
+        ({"images": [BUILDINGS]}, "not a raster GDAL can read"),
+        ({"bands": [2]}, "band 2 out of range"),
+        ({"tile_size": 100}, "multiple of 16"),
+        ({"overlap": 64}, "less than half the tile size"),
+        ({"val_fraction": 1.0}, "validation fraction"),
+        ({"labels": [str(ATLANTA / "atlanta_buildings.geojson")]}, "no features overlap scene"),
+        ({"labels": ["a.gpkg", "b.gpkg"]}, "got 2 label inputs for 1 images"),
+        ({"label_field": "crop"}, "no field 'crop'"),
+        ({"unmapped": "maybe"}, "unmapped must be"),
+    ],
+)
+def test_bad_inputs_raise_one_clear_line(tmp_path: Path, change: dict, message: str) -> None:
+    args = {
+        "images": [str(ALEXANDRIA / "hag.tif")],
+        "labels": [str(ALEXANDRIA / "buildings.geojson")],
+        "class_map": _class_map_file(tmp_path),
+        "out": tmp_path / "out.zarr",
+        "tile_size": 128,
+        "overlap": 16,
+        "progress": False,
+    } | change
+    with pytest.raises(InputError, match=message) as err:
+        tile_scenes(**args)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_mixing_scenes_with_and_without_crs_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="has no CRS while other scenes have one"):
+        tile_scenes(
+            [str(PIVOTS / "nebraska_landsat_albers_30m.tif"), AGNET_IMAGES[0]],
+            [str(PIVOTS / "pivots_mask.tif"), AGNET_LABELS[0]],
+            PIVOT_CLASSES, tmp_path / "mixed.zarr", tile_size=128, overlap=0, progress=False,
+        )  # fmt: skip
+
+
+def test_gdal_virtual_paths_and_shapefiles(tmp_path: Path) -> None:
+    """A scene read through a GDAL virtual path (/vsizip/) with Shapefile labels."""
+    image, labels, mask, classes, _ = CASES["alexandria"]
+    with zipfile.ZipFile(tmp_path / "scene.zip", "w") as archive:
+        archive.write(image, "hag.tif")
+    gpd.read_file(labels).to_file(tmp_path / "buildings.shp")
+    store = tile_scenes(
+        [f"/vsizip/{tmp_path / 'scene.zip'}/hag.tif"], [str(tmp_path / "buildings.shp")], classes,
+        tmp_path / "vsi.zarr", tile_size=128, overlap=16, progress=False,
+    )  # fmt: skip
+    inputs = zarr.open_group(str(store), mode="r").attrs["inputs"]
+    assert inputs[0]["of"] == "metadata" and inputs[1]["of"] == "bytes"
+    labels_ = scene_labels(store)
+    assert np.array_equal(labels_ == 1, read_band(mask) == 1)
+
+
+def test_label_values_in_no_class_are_warned_about_and_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image, labels, _, _, _ = CASES["atlanta"]
+    path = tmp_path / "classes.yaml"
+    path.write_text("classes:\n  - name: background\n  - name: house\n    values: [house]\n")
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        store = tile_scenes(
+            [str(image)], [str(labels)], str(path), tmp_path / "u.zarr", tile_size=256,
+            overlap=0, label_field="building", progress=False,
+        )  # fmt: skip
+    assert "building value(s) yes are in no class: they become ignore" in caplog.text
+    labels_ = scene_labels(store)
+    assert not np.any(labels_ == 1)
+    assert np.all(labels_[read_band(CASES["atlanta"][2]) == 1] == 255)
