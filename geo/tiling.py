@@ -20,7 +20,6 @@ from typing import Any
 import dask
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 from dask.callbacks import Callback
 from rasterio.windows import Window
@@ -41,7 +40,6 @@ from geo.labels import (
     prepare_vector_labels,
 )
 from geo.raster import (
-    GDAL_ENV,
     SceneInfo,
     check_bands,
     fill_value,
@@ -255,11 +253,15 @@ class _Job:
         self.tiles = self._plan()
 
     def _plan(self) -> list[Tile]:
-        tiles = []
+        """Every scene's grid of tiles, scene after scene; `scene_tiles` holds each range."""
+        tiles: list[Tile] = []
+        self.scene_tiles: list[tuple[int, int]] = []
         for s, scene in enumerate(self.scenes):
+            first = len(tiles)
             grid = GridSpec(scene.width, scene.height, self.tile_size, self.overlap)
             for row, col, window in grid.windows():
                 tiles.append(Tile(len(tiles), s, row, col, window))
+            self.scene_tiles.append((first, len(tiles)))
         return tiles
 
     def footprints(self) -> list[splitting.Footprint]:
@@ -453,11 +455,7 @@ class _Job:
         crs_set = {s.crs_wkt for s in self.scenes}
         frame = gpd.GeoDataFrame(records, geometry=geoms, crs=None)
         if len(crs_set) == 1:
-            frame = (
-                frame.set_crs(next(iter(crs_set)), allow_override=True)
-                if self.scenes[0].crs
-                else frame
-            )
+            frame = frame.set_crs(self.scenes[0].crs_wkt)  # None for scenes without a CRS
         else:
             parts = [
                 frame[frame["scene"].map(lambda i: self.scenes[i].crs_wkt) == wkt]
@@ -474,7 +472,6 @@ class _Job:
 
     def _scene_attrs(self, i: int) -> dict[str, Any]:
         scene = self.scenes[i]
-        mine = [t.index for t in self.tiles if t.scene == i]
         return {
             "path": scene.path,
             "crs": scene.crs_wkt,
@@ -483,7 +480,7 @@ class _Job:
             "height": scene.height,
             "dtype": scene.dtype,
             "nodata": scene.nodata,
-            "tiles": [min(mine), max(mine) + 1],
+            "tiles": list(self.scene_tiles[i]),
         }
 
 
@@ -508,7 +505,7 @@ def _tile_block(
     images, labels, valids = open_arrays(store)
     fill = fill_value(dtype, scene.nodata)
     rows = []
-    with rasterio.Env(**GDAL_ENV), open_raster(scene.path) as src, source.reader() as read_labels:
+    with open_raster(scene.path) as src, source.reader() as read_labels:
         for index, window in tiles:
             data, valid = read_window(src, window, bands, dtype, fill)
             label, unmapped = read_labels(window)

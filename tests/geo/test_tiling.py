@@ -364,3 +364,23 @@ def test_label_values_in_no_class_are_warned_about_and_ignored(
     labels_ = scene_labels(store)
     assert not np.any(labels_ == 1)
     assert np.all(labels_[read_band(CASES["atlanta"][2]) == 1] == 255)
+
+
+def test_scenes_in_different_crs_share_one_label_file(tmp_path: Path) -> None:
+    """Atlanta (UTM 16N) and Alexandria (UTM 18N) from one GeoPackage in EPSG:4326."""
+    atlanta = gpd.read_file(CASES["atlanta"][1])[["geometry"]].to_crs(4326)
+    alexandria = gpd.read_file(CASES["alexandria"][1])[["geometry"]]
+    both = gpd.GeoDataFrame(gpd.pd.concat([atlanta, alexandria]), crs=4326)
+    both.to_file(tmp_path / "buildings.gpkg")
+    store = tile_scenes(
+        [str(CASES["atlanta"][0]), str(CASES["alexandria"][0])], [str(tmp_path / "buildings.gpkg")],
+        BUILDINGS, tmp_path / "two.zarr", tile_size=128, overlap=16, progress=False,
+    )  # fmt: skip
+    for scene, name in enumerate(("atlanta", "alexandria")):
+        ours, ref = scene_labels(store, scene) == 1, read_band(CASES[name][2]) == 1
+        assert (ours & ref).sum() / (ours | ref).sum() >= 0.99, name
+    index = gpd.read_file(store / "tile_index.gpkg")
+    assert index.crs.to_epsg() == 4326 and set(index["crs"]) == {"EPSG:32616", "EPSG:26918"}
+    assert index.tile.tolist() == list(range(len(index)))
+    first = index[index.scene == 0].iloc[0]
+    assert first.minx == 733601.0  # bounds columns stay in the scene's own CRS
