@@ -171,11 +171,6 @@ def train_on_store(
         logger.info("class weights from training label frequencies: %s", class_weights)
     elif isinstance(class_weights, str):
         raise InputError(f"class weights {class_weights!r}: give 'auto' or one number per class")
-    elif class_weights is not None and len(class_weights) != cfg.num_classes:
-        raise InputError(
-            f"class weights {list(class_weights)}: {len(class_weights)} values for "
-            f"{cfg.num_classes} classes"
-        )
     train_cfg = TrainConfig(class_weights=class_weights, **train_options)
     train_set = TileDataset(store, "train", augment=augment, seed=train_cfg.seed)
     val_set = TileDataset(store, "val", augment=False)

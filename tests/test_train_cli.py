@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file
 
 from flows.cli import main
+from geo.dataset import TileDataset
 from geo.store import read_attrs
 from geo.tiling import tile_scenes
-from geo.training import band_init
+from geo.training import band_init, class_frequency_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 AGNET = ROOT / "examples" / "data" / "agnet_landsat8_cdl"
@@ -59,6 +61,20 @@ def train_args(store: Path, out: Path, *extra: str) -> list[str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows.cli", *args]
+
+
+def test_auto_class_weights_favour_rare_classes(store: Path) -> None:
+    weights = class_frequency_weights(store, 8)
+    assert len(weights) == 8 and all(w >= 0 for w in weights)
+    counts = np.zeros(8, dtype=np.int64)
+    dataset = TileDataset(store, "train")
+    for i in range(len(dataset)):
+        label = dataset[i]["label"].numpy()
+        counts += np.bincount(label[label < 8], minlength=8)
+    present = np.flatnonzero(counts)
+    rare, common = present[np.argmin(counts[present])], np.argmax(counts)
+    assert weights[rare] > weights[common]
+    assert all(weights[c] == 0 for c in range(8) if counts[c] == 0)
 
 
 def test_band_init_picks_landsat_rgb(store: Path) -> None:

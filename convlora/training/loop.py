@@ -149,6 +149,12 @@ class Trainer:
                 f"the training split has {self.plan.num_items} tiles, fewer than one batch "
                 f"({train_cfg.batch_size} per process x {info.world_size} processes)"
             )
+        weights = train_cfg.class_weights
+        if weights is not None and len(weights) != model_cfg.num_outputs:
+            raise ConvLoRAInputError(
+                f"class weights {list(weights)}: {len(weights)} values for "
+                f"{model_cfg.num_outputs} classes"
+            )
         epochs = train_cfg.max_epochs
         self.total_steps = train_cfg.steps if epochs is None else epochs * self.plan.steps
         self.last = CheckpointDir(run_dir / "last")
@@ -161,6 +167,7 @@ class Trainer:
         """What determines the result; a resumed run must match it exactly."""
         return {
             "model": self.model_cfg.to_dict(),
+            "sam_checkpoint_sha256": self.model.sam_checkpoint_sha256,
             "train": self.cfg.result_dict(),
             "world_size": self.info.world_size,
             "train_items": self.plan.num_items,

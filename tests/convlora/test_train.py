@@ -168,6 +168,20 @@ def test_early_stop_after_patience_epochs_without_gain(tmp_path: Path) -> None:
 def test_too_few_tiles_for_one_batch_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConvLoRAInputError, match="fewer than one batch"):
         run_fit(tmp_path / "run", train=Tiles(1), batch_size=2)
+    with pytest.raises(ConvLoRAInputError, match="2 values for 3 classes"):
+        run_fit(tmp_path / "run", class_weights=[1.0, 2.0])
+
+
+@pytest.mark.slow
+def test_without_validation_the_last_weights_are_kept(tmp_path: Path) -> None:
+    cfg = train_cfg(epochs=1, warmup_steps=1)
+    summary = fit(model_cfg(), cfg, Tiles(4), None, tmp_path / "run", progress=False)
+    assert summary["best_miou"] is None and summary["best_step"] == 2
+    run = tmp_path / "run"
+    assert (run / "adapter.safetensors").read_bytes() == (
+        run / "last" / "adapter.safetensors"
+    ).read_bytes()
+    assert [r["lr"] for r in lines(run) if r["kind"] == "step"] == pytest.approx([5e-4, 1e-3])
 
 
 DDP_SCRIPT = textwrap.dedent(
