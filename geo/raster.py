@@ -133,7 +133,10 @@ def read_window(
             ok &= ~np.isnan(part[i])
     if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
         ok &= src.dataset_mask(window=inner) > 0
-    data[:, rows, cols] = np.where(ok, part, fill)
+    part = part.astype(dtype, copy=False)
+    if not ok.all():
+        part[:, ~ok] = fill
+    data[:, rows, cols] = part
     valid[rows, cols] = ok
     return data, valid
 
