@@ -111,7 +111,7 @@ def test_20k_scene_tiles_in_bounded_memory(tmp_path: Path) -> None:
 def test_interrupted_run_resumes_and_matches_a_clean_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    size = 6144
+    size = 4096
     scene, labels = tmp_path / "scene.tif", tmp_path / "fields.geojson"
     write_scene(scene, size)
     write_labels(labels, size)
@@ -146,4 +146,5 @@ def test_interrupted_run_resumes_and_matches_a_clean_run(
     for name in ("images", "labels", "valid", "split"):
         assert np.array_equal(a[name][:], b[name][:]), name
     assert a.attrs["fingerprint"] == b.attrs["fingerprint"]
+    assert a.attrs["normalization"] == b.attrs["normalization"]  # seeded window sample
     assert not list(tmp_path.glob(".*partial*"))
