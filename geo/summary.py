@@ -9,12 +9,18 @@ import pyogrio
 
 def polygon_summary(gpkg: str | Path) -> list[dict[str, object]]:
     """One row per class: class id and name, polygon count, total area in hectares."""
-    frame = pyogrio.read_dataframe(gpkg, columns=["class_id", "class_name", "area_m2"], read_geometry=False)
+    frame = pyogrio.read_dataframe(
+        gpkg, layer="polygons", columns=["class_id", "class_name", "area_m2"], read_geometry=False
+    )
     if frame.empty:
         return []
     grouped = frame.groupby(["class_id", "class_name"], sort=True)["area_m2"].agg(["count", "sum"])
     return [
-        {"class_id": int(cid), "class_name": name, "polygons": int(row["count"]),
-         "area_ha": round(float(row["sum"]) / 1e4, 2)}
+        {
+            "class_id": int(cid),
+            "class_name": name,
+            "polygons": int(row["count"]),
+            "area_ha": round(float(row["sum"]) / 1e4, 2),
+        }
         for (cid, name), row in grouped.iterrows()
     ]
