@@ -45,7 +45,7 @@ def is_vector(path: str) -> bool:
     try:
         pyogrio.read_info(path)
         return True
-    except Exception:  # noqa: BLE001 - not a vector source: treat as a raster
+    except Exception:  # not a vector source: treat it as a raster
         return False
 
 
@@ -58,7 +58,7 @@ def read_vectors(path: str, columns: list[str], what: str = "labels") -> gpd.Geo
         frame = gpd.read_file(path, engine="pyogrio", columns=columns)
     except ImportError as err:
         raise InputError(f"{path}: reading GeoParquet needs pyarrow ({err})") from None
-    except Exception as err:  # noqa: BLE001 - pyogrio/pyarrow raise many types; one line for the user
+    except Exception as err:  # pyogrio and pyarrow raise many types
         raise InputError(f"{path}: not a vector file OGR can read ({err})") from None
     if frame.empty:
         raise InputError(f"{path}: the {what} file has no features")
@@ -96,17 +96,14 @@ def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shap
     return area
 
 
-def _mask(
-    geom: shapely.Geometry, window: Window, transform: Affine, all_touched: bool
-) -> np.ndarray:
-    """Boolean mask of a geometry over a window of a grid."""
+def _mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:
+    """Boolean mask of the pixels of a window whose centre lies in a geometry."""
     shape = (int(window.height), int(window.width))
     out = features.rasterize(
         [(geom, 1)],
         out_shape=shape,
         transform=windows.transform(window, transform),
         fill=0,
-        all_touched=all_touched,
         dtype="uint8",
     )
     return out.astype(bool)
@@ -157,7 +154,7 @@ class VectorLabels:
                     dtype="uint8",
                 )
         if self.extent is not None:
-            out[~_mask(self.extent, window, transform, False)] = IGNORE
+            out[~_mask(self.extent, window, transform)] = IGNORE
         return out
 
     @contextmanager
@@ -178,7 +175,7 @@ def prepare_vector_labels(
         check_exists(path, "labels file")
         try:
             info = pyogrio.read_info(path)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # pyogrio raises several error types
             raise InputError(f"{path}: not a vector file OGR can read ({err})") from None
         if label_field is not None and label_field not in list(info["fields"]):
             fields = ", ".join(info["fields"]) or "none"
@@ -267,7 +264,7 @@ class RasterLabels:
                 out = np.full(codes.shape, IGNORE, dtype=np.uint8)
                 out[covered] = ids
                 if self.aoi is not None:
-                    out[~_mask(self.aoi, window, scene.affine, False)] = IGNORE
+                    out[~_mask(self.aoi, window, scene.affine)] = IGNORE
                 return out, missing
 
             try:
@@ -286,7 +283,7 @@ def prepare_raster_labels(
         with open_raster(path) as src:
             crs, transform, shape = src.crs, src.transform, (src.height, src.width)
             bounds = src.bounds
-    except Exception:  # noqa: BLE001 - rasterio raises several error types
+    except Exception:  # rasterio raises several error types
         raise InputError(f"{path}: not a raster GDAL can read") from None
     same_shape = shape == (scene.height, scene.width)
     if scene.crs is None or crs is None:

@@ -537,7 +537,9 @@ class _TqdmCallback(Callback):
         super().__init__()
         self.bar = bar
 
-    def _posttask(self, key, result, dsk, state, worker_id) -> None:  # noqa: ANN001
+    def _posttask(
+        self, key: object, result: Any, dsk: object, state: object, worker_id: object
+    ) -> None:
         if isinstance(key, str) and key.startswith("tile-block-"):
             self.bar.update(len(result))
 
