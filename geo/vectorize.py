@@ -174,10 +174,13 @@ def polygonize(
         if r.pixels * pixel_side_m**2 >= min_area
     ]
     geoms = np.array([r.geometry for r in kept], dtype=object)
-    if simplify > 0 and len(kept):
+    tolerance = simplify / pixel_side_m
+    # Coverage simplification (Visvalingam-Whyatt) drops vertices whose triangle is under
+    # tolerance² px²; a pixel outline's corners have 0.5 px², so below sqrt(0.5) px nothing moves.
+    if tolerance >= np.sqrt(0.5) and len(kept):
         # Vertices at every pixel corner make shared edges identical, as the coverage needs.
         dense = shapely.transform(shapely.segmentize(geoms, 1.0), np.round)
-        geoms = shapely.coverage_simplify(dense, simplify / pixel_side_m)
+        geoms = shapely.coverage_simplify(dense, tolerance)
     a, b, c, d, e, f = transform[:6]
     geoms = shapely.transform(
         geoms, lambda xy: np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,

@@ -233,3 +233,10 @@ def test_bad_inputs_raise_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         predict_scene(tmp_path / "missing.tif", ToyModel(3), metadata, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_with_other_classes_fails_without_touching_outputs(tmp_path: Path) -> None:
+    metadata = metadata_for(FTW, [1, 2, 3], image_size=64)
+    with pytest.raises(ValueError, match="the metadata lists 3 classes"):
+        predict_scene(FTW, ToyModel(3, num_classes=2), metadata, tmp_path, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == [".austria_s2_2021_winA_winB.partial"]
