@@ -7,7 +7,8 @@ depends on the tile size and the scene width, never on its height. Every so ofte
 and the band in flight are checkpointed, so a killed run continues where it stopped and produces
 the same bytes. The raw files then become COGs, the class COG becomes polygons, and a manifest
 records inputs, parameters and timings. Everything is written under OUT_DIR/.STEM.partial/ and
-moved into OUT_DIR only when complete.
+moved into OUT_DIR only when complete, the manifest last; each stage is recorded in the folder's
+state.json, so a rerun after a failure at any stage picks up from that stage.
 """
 
 from __future__ import annotations
@@ -235,39 +236,31 @@ def predict_scene(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, scene.stem)
-    local = not is_virtual(scene.info.path)
-    digest = model_digest(model)
     label = model_name or _model_label(metadata)
-    inputs = {
-        "image": {
-            "path": scene.info.path,
-            "sha256": sha256_file(scene.info.path) if local else None,
-            "bytes": os.path.getsize(scene.info.path) if local else None,
+    run = {
+        "inputs": _inputs(scene, model, metadata, label),
+        "parameters": {
+            "tile_size": scene.plan.tile_size,
+            "overlap": scene.plan.overlap,
+            "margin": scene.plan.margin,
+            "blend": blend,
+            "batch_size": batch_size,
+            "device": device.type,
+            "bands": scene.bands,
+            "min_area_m2": min_area,
+            "simplify_m": simplify,
         },
-        "model": {"name": label, "weights_sha256": digest, "metadata": metadata},
+        "format": FORMAT,
     }
-    parameters = {
-        "tile_size": scene.plan.tile_size,
-        "overlap": scene.plan.overlap,
-        "margin": scene.plan.margin,
-        "blend": blend,
-        "batch_size": batch_size,
-        "device": device.type,
-        "bands": scene.bands,
-        "min_area_m2": min_area,
-        "simplify_m": simplify,
-    }
-    fingerprint = _sha256_text(
-        canonical_json({"inputs": inputs, "parameters": parameters, "format": FORMAT})
-    )
+    fingerprint = hashlib.sha256(canonical_json(run).encode()).hexdigest()
     if _finished(paths, fingerprint):
         return paths
     work = _Work(out_dir / f".{scene.stem}.partial", fingerprint)
+    staged = {name: work.folder / p.name for name, p in paths.items()}
     if work.state["stage"] == "predict":
         with _timed(work, "predict"):
             _predict_rasters(scene, model, work, batch_size, device, progress, checkpoint_seconds)
         work.save(stage="rasters")
-    staged = {name: work.folder / p.name for name, p in paths.items()}
     if work.state["stage"] == "rasters":
         with _timed(work, "cog"):
             _write_cogs(scene, work, staged)
@@ -278,40 +271,58 @@ def predict_scene(
                 staged["classes"], staged["probability"], scene.classes, min_area=min_area,
                 simplify=simplify, source=Path(scene.info.path).name, model=label,
             )  # fmt: skip
-            stamp = _timestamp(scene.info.path if local else None)
+            stamp = _timestamp(scene.info.path)
             write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
             staged["style"].write_text(raster_qml(scene.classes))
         counts = frame["class_name"].value_counts().sort_index()
         work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
-    timings = dict(work.state["timings"], total=time.perf_counter() - started)
-    manifest = {
-        "format": FORMAT,
-        "scene": scene.stem,
-        "fingerprint": fingerprint,
-        "inputs": inputs,
-        "parameters": parameters,
-        "grid": {
-            "width": scene.info.width,
-            "height": scene.info.height,
-            "crs": scene.info.crs_wkt,
-            "transform": list(scene.info.transform),
-        },
-        "outputs": {
-            name: {"file": p.name, "sha256": sha256_file(p)}
-            for name, p in staged.items()
-            if name != "manifest"
-        },
-        "polygons_per_class": work.state["polygons"],
-        "resumed": work.state["runs"] > 1,
-        "software": software_versions(),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    write_json(staged["manifest"], manifest)
+    if work.state["stage"] == "manifest":
+        timings = dict(work.state["timings"], total=time.perf_counter() - started)
+        manifest = {
+            **run,
+            "scene": scene.stem,
+            "fingerprint": fingerprint,
+            "grid": {
+                "width": scene.info.width,
+                "height": scene.info.height,
+                "crs": scene.info.crs_wkt,
+                "transform": list(scene.info.transform),
+            },
+            "outputs": {
+                name: {"file": p.name, "sha256": sha256_file(p)}
+                for name, p in staged.items()
+                if name != "manifest"
+            },
+            "polygons_per_class": work.state["polygons"],
+            "resumed": work.state["runs"] > 1,
+            "software": software_versions(),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json(staged["manifest"], manifest)
+        work.save(stage="publish")
     for name, path in staged.items():  # the manifest last: it marks the set complete
-        os.replace(path, paths[name])
+        if path.exists():  # a run stopped while publishing has moved some already
+            os.replace(path, paths[name])
     shutil.rmtree(work.folder)
     return paths
+
+
+def _inputs(
+    scene: Scene, model: ProbabilityModel, metadata: dict[str, Any], label: str
+) -> dict[str, Any]:
+    """The scene file (path, sha256, size; no checksum for remote files) and the model
+    (name, sha256 of its weights when it is a torch module, adapter metadata)."""
+    path = scene.info.path
+    local = not is_virtual(path)
+    return {
+        "image": {
+            "path": path,
+            "sha256": sha256_file(path) if local else None,
+            "bytes": os.path.getsize(path) if local else None,
+        },
+        "model": {"name": label, "weights_sha256": model_digest(model), "metadata": metadata},
+    }
 
 
 def _predict_rasters(
@@ -453,10 +464,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _model_label(metadata: dict[str, Any]) -> str:
     if metadata.get("name"):
         return str(metadata["name"])
@@ -464,9 +471,9 @@ def _model_label(metadata: dict[str, Any]) -> str:
     return f"convlora-{config.get('sam_variant', 'sam')}-{config.get('adapter', 'adapter')}"
 
 
-def _timestamp(path: str | None) -> str:
+def _timestamp(path: str) -> str:
     """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
     reruns on the same scene give the same bytes. The epoch for files that are not local."""
-    seconds = os.path.getmtime(path) if path else 0
+    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
     stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

@@ -240,3 +240,17 @@ def test_a_model_with_other_classes_fails_without_touching_outputs(tmp_path: Pat
     with pytest.raises(ValueError, match="the metadata lists 3 classes"):
         predict_scene(FTW, ToyModel(3, num_classes=2), metadata, tmp_path, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == [".austria_s2_2021_winA_winB.partial"]
+
+
+def test_new_parameters_replace_the_outputs(tmp_path: Path) -> None:
+    metadata = metadata_for(FTW, [1, 2, 3], image_size=64)
+    first = predict_scene(FTW, ToyModel(3), metadata, tmp_path, progress=False)
+    classes_bytes = first["classes"].read_bytes()
+    before = len(gpd.read_file(first["polygons"], layer="polygons"))
+    second = predict_scene(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000, progress=False)
+    assert second == first
+    after = gpd.read_file(second["polygons"], layer="polygons")
+    assert 0 < len(after) < before and after.area_m2.min() >= 20_000
+    assert json.loads(second["manifest"].read_text())["parameters"]["min_area_m2"] == 20_000
+    assert second["classes"].read_bytes() == classes_bytes  # same pixels, same bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first.values())
