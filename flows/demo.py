@@ -15,8 +15,8 @@ PIVOTS = EXAMPLES / "data" / "nebraska_center_pivots_landsat"
 SCENE = PIVOTS / "nebraska_landsat_albers_30m.tif"
 
 
-def demo_params(out: Path, steps: int) -> tuple[TileParams, TrainParams, PredictParams]:
-    """Parameters of the three stages on the Nebraska centre-pivot scene."""
+def demo_params(out: Path, steps: int) -> tuple[TileParams, TrainParams]:
+    """Tiling and training parameters on the Nebraska centre-pivot scene."""
     tile = TileParams(
         images=[str(SCENE)],
         labels=[str(PIVOTS / "pivots.gpkg")],
@@ -36,17 +36,7 @@ def demo_params(out: Path, steps: int) -> tuple[TileParams, TrainParams, Predict
         lr=1e-3,
         device="cpu",
     )
-    predict = PredictParams(
-        images=[str(SCENE)],
-        model=str(out / "run"),
-        out=str(out / "predictions"),
-        tile_size=128,
-        overlap=32,
-        batch_size=8,
-        device="cpu",
-        min_area=2000,
-    )
-    return tile, train, predict
+    return tile, train
 
 
 @flow(name="demo", log_prints=True)
@@ -54,8 +44,18 @@ def demo_flow(out: str = "demo-output", steps: int = 150) -> dict[str, str]:
     """Tile, fine-tune and predict on the bundled scene; returns the output paths."""
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    tile, train, predict = demo_params(out_dir, steps)
+    tile, train = demo_params(out_dir, steps)
     finetune_flow(tile=tile, train=train, run_dir=str(out_dir / "run"))
+    predict = PredictParams(
+        images=[str(SCENE)],
+        model=str(out_dir / "run"),
+        out=str(out_dir / "predictions"),
+        tile_size=128,
+        overlap=32,
+        batch_size=8,
+        device="cpu",
+        min_area=2000,
+    )
     outputs = predict_flow(predict)[0]
     get_run_logger().info("demo outputs in %s", out_dir)
     return outputs

@@ -52,6 +52,8 @@ class TileParams(Params):
     aoi: ExistingPath | None = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     all_touched: bool = False
+    unmapped: Literal["ignore", "background"] | None = None
+    overwrite: bool = False
     dask_address: str | None = None
 
     @model_validator(mode="after")
@@ -77,6 +79,7 @@ class TrainParams(Params):
     batch_size: int = Field(1, ge=1)
     accumulate: int = Field(4, ge=1)
     lr: float = Field(1e-4, gt=0)
+    class_weights: list[float] | Literal["auto"] | None = None
     device: str = "auto"
 
 

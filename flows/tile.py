@@ -55,6 +55,8 @@ def build_tile_store(params: TileParams) -> str:
         aoi=params.aoi,
         val_fraction=params.val_fraction,
         all_touched=params.all_touched,
+        unmapped=params.unmapped,
+        overwrite=params.overwrite,
         scheduler=dask_address(params.dask_address),
     )
     if not os.path.isdir(store):

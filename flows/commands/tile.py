@@ -29,6 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--all-touched", action="store_true", help="burn every pixel a polygon touches")
+    p.add_argument(
+        "--unmapped",
+        choices=["ignore", "background"],
+        default=None,
+        help="label values in no class: ignore (255) or background (default: class map)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a store at --out that was built from other inputs or settings",
+    )
     p.add_argument("--dask-address", default=None, help="join an existing Dask scheduler")
     p.set_defaults(run=run)
 
