@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         aoi=args.aoi,
         val_fraction=args.val_fraction,
         all_touched=args.all_touched,
+        unmapped=args.unmapped,
+        overwrite=args.overwrite,
         dask_address=args.dask_address,
     )
     from flows.tile import tile_flow
