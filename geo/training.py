@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 import zarr
 
+from convlora.checkpoint import load_adapter
 from convlora.config import ModelConfig
+from convlora.devices import resolve_device
+from convlora.train import TrainConfig, evaluate, fit
 from geo.dataset import TileDataset
 from geo.errors import InputError
 from geo.store import read_attrs
@@ -159,8 +162,6 @@ def train_on_store(
     accumulate, lr, device, ...). `class_weights="auto"` derives median-frequency weights from the
     training labels. Returns the summary of `convlora.train.fit`.
     """
-    from convlora.train import TrainConfig, fit
-
     attrs = store_attrs(store)
     cfg = model_config(
         attrs, sam=sam, adapter=adapter, image_size=image_size, rank=rank, experts=experts,
@@ -214,10 +215,6 @@ def evaluate_on_store(
     The store's tiles are normalised with the adapter's statistics, as at prediction time, so a
     store tiled from another area is measured exactly as the model will be used there.
     """
-    from convlora.checkpoint import load_adapter
-    from convlora.devices import resolve_device
-    from convlora.train import evaluate
-
     attrs = store_attrs(store)
     dev = resolve_device(device)
     model, metadata = load_adapter(model_path, sam_checkpoint=sam_checkpoint, device=dev)
