@@ -46,12 +46,12 @@ def raw_to_cog(
             ) as dst,
             open(raw, "rb") as src,
         ):  # fmt: skip
+            if colormap:  # before any pixel: libtiff cannot change the photometric tag later
+                dst.write_colormap(1, colormap)
             for row in range(0, height, BLOCK):
                 n = min(BLOCK, height - row)
                 rows = np.fromfile(src, dtype=np.uint8, count=n * width, offset=0)
                 dst.write(rows.reshape(n, width), 1, window=Window(0, row, width, n))
-            if colormap:
-                dst.write_colormap(1, colormap)
         rasterio.shutil.copy(
             stage,
             dest,
