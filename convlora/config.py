@@ -11,6 +11,7 @@ SAM_VARIANTS = ("vit_b", "vit_l", "vit_h", "tiny")
 ADAPTERS = ("conv-lora", "lora", "decoder", "full")
 GATES = ("hard", "soft")
 TARGETS = ("qkv", "proj", "mlp")
+TOKEN_INITS = ("copy", "copy+noise")
 
 
 class ConfigError(ConvLoRAInputError):
@@ -32,6 +33,9 @@ class ModelConfig:
         targets: encoder linears that get adapters, among "qkv", "proj", "mlp".
         num_classes: K classes counting background; 1 means binary single-mask mode.
         num_mask_tokens: decoder queries; None gives K (multi-class) or 1 (binary).
+        mask_token_init: "copy" (official: every mask token a copy of SAM's mask token 0) or
+            "copy+noise" (tokens after the first get Gaussian noise at the token's own scale,
+            so that a per-pixel loss, which cannot break the symmetry itself, can train them).
         in_channels: input bands; a band adapter maps them to SAM's 3 channels.
         band_init: 3 input-band indices initially passed to SAM's R, G, B, or None.
     """
@@ -46,6 +50,7 @@ class ModelConfig:
     targets: tuple[str, ...] = ("qkv",)
     num_classes: int = 1
     num_mask_tokens: int | None = None
+    mask_token_init: str = "copy"
     in_channels: int = 3
     band_init: tuple[int, ...] | None = None
 
@@ -83,6 +88,10 @@ class ModelConfig:
                 self.num_classes > 1 or self.num_mask_tokens == 1,
                 "binary mode (num_classes=1) uses exactly one mask token",
             )
+        check(
+            self.mask_token_init in TOKEN_INITS,
+            f"mask_token_init {self.mask_token_init!r} not in {TOKEN_INITS}",
+        )
         check(self.in_channels >= 1, f"in_channels {self.in_channels} must be >= 1")
         if self.band_init is not None:
             check(len(self.band_init) == 3, f"band_init {list(self.band_init)} needs 3 indices")

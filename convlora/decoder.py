@@ -12,13 +12,18 @@ class SegmentationMaskDecoder(nn.Module):
 
     Built from a segment-anything `MaskDecoder` (sharing its transformer, IoU token, upscaling and
     first hypernetwork MLP); every new mask token starts as a copy of SAM's mask token 0 (the
-    single-mask output token). The IoU head, the other three mask tokens and their MLPs are
+    single-mask output token), with `token_noise` > 0 plus N(0, (token_noise * std(token 0))^2)
+    noise on all tokens but the first. The IoU head, the other three mask tokens and their MLPs are
     dropped. `forward` handles B images without prompts in one batch: tokens are expanded to B and
     each image is used once (segment-anything's decoder repeats each image per prompt instead).
     """
 
     def __init__(
-        self, sam_decoder: MaskDecoder, num_mask_tokens: int, num_classes: int | None
+        self,
+        sam_decoder: MaskDecoder,
+        num_mask_tokens: int,
+        num_classes: int | None,
+        token_noise: float = 0.0,
     ) -> None:
         super().__init__()
         dim = sam_decoder.transformer_dim
@@ -30,6 +35,9 @@ class SegmentationMaskDecoder(nn.Module):
         with torch.no_grad():
             token0 = sam_decoder.mask_tokens.weight[:1]
             self.mask_tokens.weight.copy_(token0.expand(num_mask_tokens, -1))
+            if token_noise > 0 and num_mask_tokens > 1:
+                noise = torch.randn_like(self.mask_tokens.weight[1:])
+                self.mask_tokens.weight[1:] += noise * token_noise * token0.std()
         self.output_upscaling = sam_decoder.output_upscaling
         self.output_hypernetwork = sam_decoder.output_hypernetworks_mlps[0]
         self.class_head = None if num_classes is None else nn.Linear(dim, num_classes + 1)

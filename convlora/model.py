@@ -58,6 +58,7 @@ class SegmentationSAM(nn.Module):
             sam.mask_decoder,
             num_mask_tokens=config.mask_tokens,
             num_classes=None if config.binary else config.num_classes,
+            token_noise=1.0 if config.mask_token_init == "copy+noise" else 0.0,
         )
         if config.adapter in ENCODER_ADAPTERS:
             inject_adapters(

@@ -75,6 +75,10 @@ def test_mask_tokens_start_as_sam_token_zero(tiny_sam_path: Path) -> None:
     assert torch.equal(tokens, state["mask_decoder.mask_tokens.weight"][:1].expand(5, -1))
     assert model.mask_decoder.class_head.out_features == 6
     assert not hasattr(model.mask_decoder, "iou_prediction_head")
+    noisy = build_model(tiny_config(num_classes=5, mask_token_init="copy+noise"), tiny_sam_path)
+    noisy_tokens = noisy.mask_decoder.mask_tokens.weight
+    assert torch.equal(noisy_tokens[0], tokens[0])
+    assert all(not torch.equal(noisy_tokens[i], tokens[0]) for i in range(1, 5))
 
 
 def test_one_image_does_not_depend_on_its_batch() -> None:
