@@ -91,6 +91,7 @@ def model_config(
     experts: int = 8,
     alpha: float = 32.0,
     gate: str = "hard",
+    mask_token_init: str = "copy",
     rgb_bands: Sequence[int] | None = None,
 ) -> ModelConfig:
     """The model for a store: its classes and bands, and the chosen SAM and adapter."""
@@ -102,6 +103,7 @@ def model_config(
         alpha=alpha,
         experts=experts,
         gate=gate,
+        mask_token_init=mask_token_init,
         num_classes=len(attrs["classes"]),
         in_channels=len(attrs["bands"]),
         band_init=band_init(attrs, rgb_bands),
@@ -149,6 +151,7 @@ def train_on_store(
     experts: int = 8,
     alpha: float = 32.0,
     gate: str = "hard",
+    mask_token_init: str = "copy",
     image_size: int = 1024,
     rgb_bands: Sequence[int] | None = None,
     class_weights: Sequence[float] | str | None = None,
@@ -165,7 +168,7 @@ def train_on_store(
     attrs = store_attrs(store)
     cfg = model_config(
         attrs, sam=sam, adapter=adapter, image_size=image_size, rank=rank, experts=experts,
-        alpha=alpha, gate=gate, rgb_bands=rgb_bands,
+        alpha=alpha, gate=gate, mask_token_init=mask_token_init, rgb_bands=rgb_bands,
     )  # fmt: skip
     if class_weights == "auto":
         class_weights = class_frequency_weights(store, cfg.num_classes)

@@ -87,7 +87,7 @@ def test_band_init_picks_landsat_rgb(store: Path) -> None:
 @pytest.mark.slow
 def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(train_args(store, run, "--epochs", "1")) == 0
+    assert main(train_args(store, run, "--epochs", "1", "--mask-token-init", "copy+noise")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 5  # 9 tiles, accumulate 2
     metadata = json.loads((run / "adapter.json").read_text())
@@ -98,6 +98,7 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     ]
     assert metadata["bands"] == list(range(1, 8)) and metadata["tile_size"] == 64
     assert metadata["config"]["band_init"] == [3, 2, 1]
+    assert metadata["config"]["mask_token_init"] == "copy+noise"
     assert set(metadata["normalization"]) >= {"mean", "std"}
     assert metadata["store_fingerprint"]
 

@@ -31,6 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experts", type=int, default=8, help="Conv-LoRA experts")
     p.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha")
     p.add_argument("--gate", default="hard", choices=["hard", "soft"], help="Conv-LoRA gate")
+    p.add_argument(
+        "--mask-token-init",
+        default="copy",
+        choices=["copy", "copy+noise"],
+        help="copy (official) or copy+noise (lets SAM trained from scratch separate its queries)",
+    )
     p.add_argument("--image-size", type=int, default=1024, help="SAM input side (multiple of 16)")
     p.add_argument(
         "--rgb-bands", type=int_list, default=None, help="source bands fed to SAM's R,G,B: 4,3,2"
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         experts=args.experts,
         alpha=args.alpha,
         gate=args.gate,
+        mask_token_init=args.mask_token_init,
         image_size=args.image_size,
         rgb_bands=args.rgb_bands,
         class_weights=class_weights(args.class_weights),
