@@ -29,18 +29,19 @@ def demo_params(out: Path, steps: int) -> tuple[TileParams, TrainParams]:
     train = TrainParams(
         sam="tiny",
         adapter="full",
+        mask_token_init="copy+noise",
         image_size=128,
         steps=steps,
         batch_size=4,
         accumulate=1,
-        lr=1e-3,
+        lr=3e-4,
         device="cpu",
     )
     return tile, train
 
 
 @flow(name="demo", log_prints=True)
-def demo_flow(out: str = "demo-output", steps: int = 150) -> dict[str, str]:
+def demo_flow(out: str = "demo-output", steps: int = 300) -> dict[str, str]:
     """Tile, fine-tune and predict on the bundled scene; returns the output paths."""
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

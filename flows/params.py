@@ -73,6 +73,7 @@ class TrainParams(Params):
     adapter: Literal["conv-lora", "lora", "decoder", "full"] = "conv-lora"
     rank: int = Field(3, ge=1)
     experts: int = Field(8, ge=1)
+    mask_token_init: Literal["copy", "copy+noise"] = "copy"
     image_size: int = Field(1024, ge=64, le=4096)
     epochs: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -17,20 +18,24 @@ from flows.runtime import dask_address
 from geo.tiling import tile_scenes
 
 
-def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Cache on the parameters and on each input file's size and modification time."""
+def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Cache on the parameters, each input's size and mtime, and the store's own metadata file.
+
+    With no store at the output path there is nothing to reuse: a fresh key forces the work.
+    """
     params: TileParams = parameters["params"]
+    marker = os.path.join(params.out, "zarr.json")
+    if not os.path.exists(marker):
+        return f"tile-{uuid.uuid4()}"
     paths = [
         *params.images,
         *params.labels,
         params.class_map,
         *([params.aoi] if params.aoi else []),
     ]
-    stats = [
-        (p, *(lambda s: (s.st_size, s.st_mtime_ns))(os.stat(p))) for p in paths if os.path.exists(p)
-    ]
-    exists = os.path.exists(params.out)  # a deleted store must be rebuilt, not served from cache
-    payload = json.dumps([params.model_dump(), stats, exists], sort_keys=True, default=str)
+    paths.append(marker)
+    stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths if os.path.exists(p)]
+    payload = json.dumps([params.model_dump(), stats], sort_keys=True, default=str)
     return "tile-" + hashlib.sha256(payload.encode()).hexdigest()
 
 

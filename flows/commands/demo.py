@@ -18,7 +18,7 @@ not a good field detector. Real use starts from an official SAM checkpoint (see 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run tile, fine-tune and predict on bundled sample data")
     p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    p.add_argument("--steps", type=int, default=150, help="training steps")
+    p.add_argument("--steps", type=int, default=300, help="training steps")
     p.set_defaults(run=run)
 
 

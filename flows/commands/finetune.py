@@ -31,6 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--rank", type=int, default=3)
     p.add_argument("--experts", type=int, default=8)
+    p.add_argument(
+        "--mask-token-init",
+        default="copy",
+        choices=["copy", "copy+noise"],
+        help="copy+noise lets an untrained SAM tell its class queries apart",
+    )
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         rank=args.rank,
         experts=args.experts,
+        mask_token_init=args.mask_token_init,
         image_size=args.image_size,
         epochs=args.epochs,
         steps=args.steps,
