@@ -39,7 +39,12 @@ def epoch_table(run_dir: str) -> list[dict[str, object]]:
             "loss": round(record["loss"], 4),
             "miou": round(val["miou"], 4),
         }
-        row.update({f"iou_{name}": round(v, 4) for name, v in val["per_class_iou"].items()})
+        row.update(
+            {
+                f"iou_{name}": None if v is None else round(v, 4)
+                for name, v in val["per_class_iou"].items()
+            }
+        )
         rows.append(row)
     return rows
 
