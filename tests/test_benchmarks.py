@@ -1,0 +1,70 @@
+"""`python -m benchmarks --quick` runs every section and records every key figure, finite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harness import finite
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "adapters": ["convlora_over_lora_step_time"],
+    "predict": ["pipeline_over_model", "speedup_over_naive", "memory_ratio_naive_over_ours"],
+    "memory": ["rss_16x_over_1x"],
+    "tiling": ["tiling_over_raw_read", "tile_mb_per_s", "raw_read_mb_per_s"],
+    "vectorize": [
+        "polygons_per_s_seams_merged",
+        "km2_per_s_seams_merged",
+        "polygons_per_s_one_band",
+        "km2_per_s_one_band",
+    ],
+}
+
+
+@pytest.mark.slow
+def test_quick_run_records_every_key_figure(tmp_path: Path) -> None:
+    committed = _stamps()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    assert results["mode"] == "quick"
+    assert {"cpu", "cores", "torch", "device"} <= set(results["machine"])
+    for section, keys in KEYS.items():
+        body = results["sections"][section]
+        assert "error" not in body, body.get("error")
+        for key in keys:
+            assert finite(body.get(key)), f"{section}.{key} = {body.get(key)!r}"
+            assert key in body["key_figures"]
+        for timing in _timings(body):
+            assert 0 < timing["min"] <= timing["median"] <= timing["max"]
+    markdown = (tmp_path / "quick.md").read_text()
+    assert "Key figures" in markdown and results["machine"]["cpu"] in markdown
+    assert _stamps() == committed, "the quick run wrote into benchmarks/results"
+
+
+def _stamps() -> dict[str, int]:
+    """Modification times of the committed results files."""
+    return {p.name: p.stat().st_mtime_ns for p in (ROOT / "benchmarks" / "results").glob("*")}
+
+
+def _timings(node: object) -> list[dict]:
+    """Every min / median / max summary nested in a section's figures."""
+    if isinstance(node, dict):
+        if {"min", "median", "max"} <= set(node):
+            return [node]
+        return [t for value in node.values() for t in _timings(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _timings(value)]
+    return []
