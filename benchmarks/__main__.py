@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.harness import RESULTS, Budget, load_average, machine, machine_line, write_results
 
 SECTIONS = ("adapters", "predict", "memory", "tiling", "vectorize")
@@ -53,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--name", default=None, help="results file stem (default: latest, or quick for --quick)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:  # here and in the fresh interpreters the memory benchmarks start
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     budget = Budget(quick=args.quick)
     name = args.name or ("quick" if args.quick else "latest")
     mode = "quick" if args.quick else "full"

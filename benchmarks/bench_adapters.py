@@ -202,6 +202,9 @@ def run(budget: Budget) -> dict[str, Any]:
             "convlora_over_lora_step_time_median": ratio(
                 by["conv-lora"]["train_step_s"], by["lora"]["train_step_s"], "median"
             ),
+            "convlora_over_lora_step_cpu_time": ratio(
+                by["conv-lora"]["train_step_s"], by["lora"]["train_step_s"], cpu=True
+            ),
             "convlora_over_lora_forward_time": ratio(
                 by["conv-lora"]["forward_s"], by["lora"]["forward_s"]
             ),

@@ -46,19 +46,18 @@ class Budget:
         return 1 if self.quick else 2
 
 
-def summary(samples: list[float]) -> dict[str, Any]:
-    """min / median / max (and every sample) of wall seconds."""
-    return {
+def summary(samples: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
+    """min / median / max (and every sample) of wall seconds; the same of the process's CPU
+    seconds (all threads) when given, a load-independent check on a shared machine."""
+    out: dict[str, Any] = {
         "min": min(samples),
         "median": statistics.median(samples),
         "max": max(samples),
         "samples": samples,
     }
-
-
-def timings(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, Any]:
-    """min / median / max wall seconds of `fn` over `repeats` runs after `warmup` runs."""
-    return interleaved({"fn": fn}, repeats, warmup)["fn"]
+    if cpu:
+        out["cpu"] = {"min": min(cpu), "median": statistics.median(cpu), "max": max(cpu)}
+    return out
 
 
 def interleaved(
@@ -69,17 +68,22 @@ def interleaved(
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: summary(s) for name, s in samples.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: summary(wall[name], cpu[name]) for name in fns}
 
 
-def ratio(a: dict[str, Any], b: dict[str, Any], stat: str = "min") -> float:
-    """a / b of one statistic of two `summary` dicts (min: the least disturbed run)."""
+def ratio(a: dict[str, Any], b: dict[str, Any], stat: str = "min", cpu: bool = False) -> float:
+    """a / b of one statistic of two `summary` dicts (min: the least disturbed run), of wall
+    seconds or of CPU seconds."""
+    if cpu:
+        a, b = a["cpu"], b["cpu"]
     return a[stat] / b[stat]
 
 
@@ -148,19 +152,25 @@ def _high_water_mark() -> int:
     return 0
 
 
+# The child's own high-water mark. Not getrusage's ru_maxrss: Python starts children with vfork,
+# and Linux folds the parent's peak into the child's ru_maxrss at exec, so a child of a big
+# process (a pytest worker, the benchmark runner) would report the parent's peak.
+PEAK_SUFFIX = """
+import json, os, resource
+_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if os.path.exists("/proc/self/status"):
+    _kib = int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1])
+print(json.dumps({"__peak_kib": _kib}))
+"""
+
+
 def peak_rss_of(code: str, args: list[str] | None = None, timeout: int = 1800) -> dict[str, Any]:
     """Run Python `code` in a fresh interpreter (in the repository root); its peak RSS in MiB
     and wall seconds. The code may print one JSON object on its last line; it is returned under
     "result"."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code + "\nimport resource, json; print(json.dumps({'__maxrss_kib': "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))",
-            *(args or []),
-        ],
+        [sys.executable, "-c", code + PEAK_SUFFIX, *(args or [])],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -170,7 +180,7 @@ def peak_rss_of(code: str, args: list[str] | None = None, timeout: int = 1800) -
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    rss = lines[-1]["__maxrss_kib"] / 1024
+    rss = lines[-1]["__peak_kib"] / 1024
     result = lines[-2] if len(lines) > 1 else None
     return {"peak_rss_mib": rss, "wall_s": time.perf_counter() - start, "result": result}
 

@@ -1,4 +1,4 @@
-"""Device and precision choice: bf16 autocast on CUDA, fp32 on CPU (bf16 is ~12x slower on most CPUs)."""
+"""Device and precision: bf16 autocast on CUDA, fp32 on CPU (bf16 is ~12x slower on most CPUs)."""
 
 from __future__ import annotations
 

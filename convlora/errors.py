@@ -1,4 +1,4 @@
-"""Errors caused by user input to the model core (bad checkpoint, mismatched adapter, bad setting)."""
+"""Errors caused by user input to the model core (bad checkpoint, mismatched adapter, setting)."""
 
 
 class ConvLoRAInputError(ValueError):

@@ -2,4 +2,4 @@
 
 
 class InputError(ValueError):
-    """A user-supplied input (path, raster, label file, parameter) is unusable; the message says why."""
+    """A user input (path, raster, label file, parameter) is unusable; the message says why."""

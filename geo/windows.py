@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 @dataclass(frozen=True)
 class GridSpec:
-    """A grid of `size` px windows stepping by `size - overlap`, the last row and column on the edge."""
+    """`size` px windows stepping by `size - overlap`; the last row and column on the edge."""
 
     width: int
     height: int
@@ -28,7 +28,7 @@ class GridSpec:
         return self.size - self.overlap
 
     def offsets(self, length: int) -> list[int]:
-        """Start offsets along one axis; the last window ends at `length` (or at `size` if shorter)."""
+        """Start offsets along one axis; the last window ends at `length` (or `size` if shorter)."""
         if length <= self.size:
             return [0]
         starts = list(range(0, length - self.size, self.stride))
@@ -47,7 +47,7 @@ class GridSpec:
         return len(self.rows) * len(self.cols)
 
     def windows(self) -> Iterator[tuple[int, int, Window]]:
-        """Yield (grid row, grid column, window) in row-major order; windows may exceed a small scene."""
+        """(grid row, grid column, window) in row-major order; windows may exceed a small scene."""
         for i, row in enumerate(self.rows):
             for j, col in enumerate(self.cols):
                 yield i, j, Window(col, row, self.size, self.size)

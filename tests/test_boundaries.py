@@ -54,7 +54,7 @@ def test_package_imports_respect_boundaries(package: str) -> None:
 
 
 def test_importing_convlora_loads_no_geo_or_prefect() -> None:
-    """At run time too: importing the model core pulls in none of the geo or orchestration stacks."""
+    """At run time too: importing the model core loads neither the geo nor the Prefect stack."""
     code = (
         "import sys, convlora, convlora.model, convlora.checkpoint;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +9,17 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from benchmarks.harness import peak_rss_of
 from tests.geo.predict_support import RGB_BYTE
 
-ROOT = Path(__file__).resolve().parents[2]
-
 CHILD = """
-import json, resource, sys, time
+import sys
 from tests.geo.predict_support import RGB_BYTE, ToyModel, metadata_for
 from geo.predict import predict_scene
 
 image, out = sys.argv[1], sys.argv[2]
 metadata = metadata_for(RGB_BYTE, [1, 2, 3], image_size=256)
-start = time.perf_counter()
 predict_scene(image, ToyModel(3), metadata, out, overlap=32, batch_size=4, progress=False)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "seconds": time.perf_counter() - start}))
 """
 
 
@@ -54,15 +47,9 @@ def mosaic(source: Path, dest: Path, times: int) -> None:
 
 
 def peak_rss(image: Path, out: Path) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(image), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """The prediction's peak RSS (MiB) and wall seconds, in a fresh interpreter."""
+    result = peak_rss_of(CHILD, [str(image), str(out)], timeout=900)
+    return {"peak_rss_mb": result["peak_rss_mib"], "seconds": result["wall_s"]}
 
 
 @pytest.mark.slow

@@ -17,19 +17,17 @@ import zarr
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from benchmarks.harness import peak_rss_of
 from geo.tiling import tile_scenes
 
 PEAK_LIMIT_MIB = 1536
 CLASSES = [{"name": "background"}, {"name": "field"}]
 TILE = """
-import json, resource, sys, time
+import json, sys
 from geo.tiling import tile_scenes
 scene, labels, out = sys.argv[1:4]
-start = time.perf_counter()
 tile_scenes([scene], [labels], json.loads(sys.argv[4]), out, tile_size=int(sys.argv[5]),
             overlap=64, progress=False)
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -68,17 +66,12 @@ def write_labels(path: Path, size: int) -> None:
     path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
 
 
+def tiling_args(scene: Path, labels: Path, out: Path, tile: int) -> list[str]:
+    return [str(scene), str(labels), str(out), json.dumps(CLASSES), str(tile)]
+
+
 def run_tiling(scene: Path, labels: Path, out: Path, tile: int) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-c",
-        TILE,
-        str(scene),
-        str(labels),
-        str(out),
-        json.dumps(CLASSES),
-        str(tile),
-    ]
+    args = [sys.executable, "-c", TILE, *tiling_args(scene, labels, out, tile)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -88,12 +81,10 @@ def test_20k_scene_tiles_in_bounded_memory(tmp_path: Path) -> None:
     scene, labels = tmp_path / "scene.tif", tmp_path / "fields.geojson"
     write_scene(scene, size)
     write_labels(labels, size)
-    proc = run_tiling(scene, labels, tmp_path / "big.zarr", 1024)
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr[-2000:]
-    result = json.loads(stdout.strip().splitlines()[-1])
-    print(f"20480 x 20480 scene: {result['seconds']:.1f} s, peak RSS {result['peak_mib']:.0f} MiB")
-    assert result["peak_mib"] < PEAK_LIMIT_MIB
+    result = peak_rss_of(TILE, tiling_args(scene, labels, tmp_path / "big.zarr", 1024), 600)
+    peak = result["peak_rss_mib"]
+    print(f"20480 x 20480 scene: {result['wall_s']:.1f} s, peak RSS {peak:.0f} MiB")
+    assert peak < PEAK_LIMIT_MIB
     group = zarr.open_group(str(tmp_path / "big.zarr"), mode="r")
     assert group["images"].shape == (22 * 22, 1, 1024, 1024)
     first = group["valid"][0]
