@@ -14,7 +14,7 @@ from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from convlora.layers.lora import LoRALinear
 from convlora.model import SegmentationSAM, build_model
-from convlora.sam_checkpoint import SamCheckpointError
+from convlora.sam_checkpoint import SamCheckpointError, check_sam_checkpoint
 
 FORMAT = "convlora-adapter/1"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -149,15 +149,13 @@ def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any
     return metadata
 
 
-def load_adapter(
-    path: str | Path,
-    sam_checkpoint: str | Path | None = None,
-    device: str | torch.device = "cpu",
-) -> tuple[SegmentationSAM, dict[str, Any]]:
-    """Rebuild the model of an adapter checkpoint (dir or .safetensors) in eval mode.
+def check_adapter(path: str | Path, sam_checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Check an adapter checkpoint without building its model; return its metadata.
 
-    `sam_checkpoint` must be the SAM file the adapter was trained on (checked by sha256) unless the
-    adapter includes its base weights (trained without one), in which case it must be None.
+    Its files and format, its model config, and the SAM checkpoint: required when the adapter
+    was trained on one, refused when it stores its base weights, and (shapes only, tensors
+    mapped not read) of the adapter's SAM variant. Whether it is the very file the adapter was
+    trained on (sha256) is checked when the model is loaded.
     """
     _, meta_path = _resolve(path)
     metadata = read_metadata(path)
@@ -176,11 +174,29 @@ def load_adapter(
             f"{meta_path}: adapter needs the SAM {cfg.sam_variant} checkpoint with sha256 "
             f"{saved_sha}; pass it as sam_checkpoint"
         )
-    try:
-        model = build_model(cfg, sam_checkpoint)
-    except SamCheckpointError as exc:
-        message = f"{meta_path}: adapter needs SAM {cfg.sam_variant}; {exc}"
-        raise AdapterMismatchError(message) from exc
+    if sam_checkpoint is not None:
+        try:
+            check_sam_checkpoint(sam_checkpoint, cfg.sam_variant, cfg.image_size)
+        except SamCheckpointError as exc:
+            message = f"{meta_path}: adapter needs SAM {cfg.sam_variant}; {exc}"
+            raise AdapterMismatchError(message) from exc
+    return metadata
+
+
+def load_adapter(
+    path: str | Path,
+    sam_checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[SegmentationSAM, dict[str, Any]]:
+    """Rebuild the model of an adapter checkpoint (dir or .safetensors) in eval mode.
+
+    `sam_checkpoint` must be the SAM file the adapter was trained on (checked by sha256) unless the
+    adapter includes its base weights (trained without one), in which case it must be None.
+    """
+    metadata = check_adapter(path, sam_checkpoint)
+    _, meta_path = _resolve(path)
+    model = build_model(ModelConfig.from_dict(metadata["config"]), sam_checkpoint)
+    saved_sha = metadata.get("sam_checkpoint_sha256")
     if model.sam_checkpoint_sha256 != saved_sha:
         raise AdapterMismatchError(
             f"{meta_path}: adapter was trained on SAM checkpoint sha256 {saved_sha}, but "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -10,9 +12,10 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
 from convlora.errors import ConvLoRAInputError
-from convlora.registry import SAM_VARIANTS
+from convlora.registry import SAM_VARIANTS, build_sam_variant
 
 POS_EMBED_KEY = "image_encoder.pos_embed"
+UNSAFE_GLOBAL = "Unsupported global"  # how weights-only torch.load refuses Python objects
 
 
 class SamCheckpointError(ConvLoRAInputError):
@@ -28,19 +31,52 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a SAM checkpoint with `torch.load(weights_only=True)` onto the CPU."""
+def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Read a SAM checkpoint with `torch.load(weights_only=True)` onto the CPU.
+
+    `mmap` maps the tensors instead of reading them (for shape checks; zip-format files only,
+    others are read). A file that holds Python objects besides tensors is refused, unread.
+    """
     path = Path(path)
     if not path.is_file():
         raise SamCheckpointError(f"{path}: SAM checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        message = f"{path}: not a readable weights-only SAM checkpoint ({exc})"
+        state = _load(path, mmap)
+    except Exception as exc:  # torch raises several types for corrupt or truncated files
+        if isinstance(exc, pickle.UnpicklingError) and UNSAFE_GLOBAL in str(exc):
+            message = (
+                f"{path}: refused, it holds Python objects besides tensors and loading it could "
+                "run code (official SAM .pth files hold only tensors)"
+            )
+        else:
+            message = f"{path}: not a readable weights-only SAM checkpoint ({_reason(exc)})"
         raise SamCheckpointError(message) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SamCheckpointError(f"{path}: expected a state dict of tensors (an official SAM .pth)")
     return state
+
+
+def _load(path: Path, mmap: bool) -> object:
+    """torch.load, weights only; mmap when asked and the file is a zip archive."""
+    mmap = mmap and zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _reason(exc: Exception) -> str:
+    """The first sentence of an error, on one line."""
+    if isinstance(exc, pickle.UnpicklingError | KeyError | EOFError):
+        return "not a file written by torch.save"
+    text = " ".join(str(exc).split()).split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {text}" if len(text) < 20 else text
+
+
+def check_sam_checkpoint(path: str | Path, variant: str, image_size: int | None = None) -> None:
+    """Check, cheaply, that a SAM checkpoint fits `variant` at `image_size`: its tensors are
+    mapped, not read, and compared with a model built on the meta device (no memory)."""
+    state = read_state_dict(path, mmap=True)
+    with torch.device("meta"):
+        sam = build_sam_variant(variant, image_size)
+    fit_state_dict(state, {k: v.shape for k, v in sam.state_dict().items()}, variant, str(path))
 
 
 def guess_variant(state: dict[str, torch.Tensor]) -> str | None:

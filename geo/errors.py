@@ -1,5 +1,25 @@
 """Errors caused by user input: the CLI prints their message as one line and exits non-zero."""
 
+from __future__ import annotations
+
+import errno
+
 
 class InputError(ValueError):
     """A user input (path, raster, label file, parameter) is unusable; the message says why."""
+
+
+class NoSpaceError(InputError):
+    """The disk filled up while writing an output; nothing partial is left behind."""
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, means the disk is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "errno", None) == errno.ENOSPC or "No space left" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -29,6 +29,7 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from convlora.checkpoint import check_adapter
 from convlora.devices import autocast, resolve_device
 from geo.cog import raw_to_cog
 from geo.errors import InputError
@@ -40,12 +41,15 @@ from geo.manifest import (
     write_json,
 )
 from geo.normalize import normalize
+from geo.paths import check_output, discard_on_failure
 from geo.prefetch import prefetch
 from geo.raster import SceneInfo, check_bands, fill_value, is_virtual, open_raster, read_window
 from geo.raster import scene_info as read_scene_info
+from geo.stats import check_has_data
 from geo.stitch import RowBand, StitchPlan
 from geo.styles import colormap, raster_qml
 from geo.vectorize import polygonize, write_polygons
+from geo.windows import MAX_TILE_SIZE
 
 CLASS_NODATA = 255
 SCORE_NODATA = 0
@@ -100,7 +104,10 @@ def prepare_scene(
     if missing:
         raise InputError(f"model metadata: no {', '.join(missing)} (was it saved by convlora-geo?)")
     bands = [int(b) for b in metadata["bands"]]
-    check_bands(info, bands)
+    try:
+        check_bands(info, bands)
+    except InputError as exc:
+        raise InputError(f"{exc}; the model reads bands {bands}: give a scene with them") from None
     norm = metadata["normalization"]
     if any(len(norm.get(k, ())) != len(bands) for k in ("mean", "std")):
         raise InputError(f"model metadata: normalization needs one mean and std per band {bands}")
@@ -110,11 +117,32 @@ def prepare_scene(
     size = int(tile_size or metadata.get("config", {}).get("image_size") or 0)
     if size < 16:
         raise InputError("--tile-size: give one (the model metadata has no image_size)")
+    if size % 16 or size > MAX_TILE_SIZE:
+        raise InputError(f"--tile-size {size}: give a multiple of 16 up to {MAX_TILE_SIZE}")
     overlap = size // 8 if overlap is None else int(overlap)
     if not 0 <= 2 * overlap < size:
         raise InputError(f"--overlap {overlap}: must be at least 0 and under half of {size}")
+    check_has_data(info, bands)
     plan = StitchPlan(info.width, info.height, size, overlap, blend)
     return Scene(info, bands, {k: list(v) for k, v in norm.items()}, classes, plan)
+
+
+def check_prediction(
+    images: Sequence[str | Path],
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    sam_checkpoint: str | Path | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+) -> None:
+    """Pre-flight check of a prediction run: the adapter's files and metadata, the SAM
+    checkpoint it needs (shapes only), every scene against the adapter, and that `out_dir`
+    is writable. Raises InputError (or ConvLoRAInputError) naming the input; writes nothing."""
+    metadata = check_adapter(model, sam_checkpoint)
+    for image in images:
+        prepare_scene(image, metadata, tile_size=tile_size, overlap=overlap)
+    check_output(out_dir, into=True)
 
 
 class TileReader:
@@ -255,56 +283,60 @@ def predict_scene(
     fingerprint = hashlib.sha256(canonical_json(run).encode()).hexdigest()
     if _finished(paths, fingerprint):
         return paths
-    work = _Work(out_dir / f".{scene.stem}.partial", fingerprint)
-    staged = {name: work.folder / p.name for name, p in paths.items()}
-    if work.state["stage"] == "predict":
-        with _timed(work, "predict"):
-            _predict_rasters(scene, model, work, batch_size, device, progress, checkpoint_seconds)
-        work.save(stage="rasters")
-    if work.state["stage"] == "rasters":
-        with _timed(work, "cog"):
-            _write_cogs(scene, work, staged)
-        work.save(stage="vectors")
-    if work.state["stage"] == "vectors":
-        with _timed(work, "vectorize"):
-            frame = polygonize(
-                staged["classes"], staged["probability"], scene.classes, min_area=min_area,
-                simplify=simplify, source=Path(scene.info.path).name, model=label,
-            )  # fmt: skip
-            stamp = _timestamp(scene.info.path)
-            write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
-            staged["style"].write_text(raster_qml(scene.classes))
-        counts = frame["class_name"].value_counts().sort_index()
-        work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
-    if work.state["stage"] == "manifest":
-        timings = dict(work.state["timings"], total=time.perf_counter() - started)
-        manifest = {
-            **run,
-            "scene": scene.stem,
-            "fingerprint": fingerprint,
-            "grid": {
-                "width": scene.info.width,
-                "height": scene.info.height,
-                "crs": scene.info.crs_wkt,
-                "transform": list(scene.info.transform),
-            },
-            "outputs": {
-                name: {"file": p.name, "sha256": sha256_file(p)}
-                for name, p in staged.items()
-                if name != "manifest"
-            },
-            "polygons_per_class": work.state["polygons"],
-            "resumed": work.state["runs"] > 1,
-            "software": software_versions(),
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        write_json(staged["manifest"], manifest)
-        work.save(stage="publish")
-    for name, path in staged.items():  # the manifest last: it marks the set complete
-        if path.exists():  # a run stopped while publishing has moved some already
-            os.replace(path, paths[name])
-    shutil.rmtree(work.folder)
+    folder = out_dir / f".{scene.stem}.partial"
+    with discard_on_failure(folder, out_dir):
+        work = _Work(folder, fingerprint)
+        staged = {name: folder / p.name for name, p in paths.items()}
+        if work.state["stage"] == "predict":
+            with _timed(work, "predict"):
+                _predict_rasters(
+                    scene, model, work, batch_size, device, progress, checkpoint_seconds
+                )
+            work.save(stage="rasters")
+        if work.state["stage"] == "rasters":
+            with _timed(work, "cog"):
+                _write_cogs(scene, work, staged)
+            work.save(stage="vectors")
+        if work.state["stage"] == "vectors":
+            with _timed(work, "vectorize"):
+                frame = polygonize(
+                    staged["classes"], staged["probability"], scene.classes, min_area=min_area,
+                    simplify=simplify, source=Path(scene.info.path).name, model=label,
+                )  # fmt: skip
+                stamp = _timestamp(scene.info.path)
+                write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
+                staged["style"].write_text(raster_qml(scene.classes))
+            counts = frame["class_name"].value_counts().sort_index()
+            work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
+        if work.state["stage"] == "manifest":
+            timings = dict(work.state["timings"], total=time.perf_counter() - started)
+            manifest = {
+                **run,
+                "scene": scene.stem,
+                "fingerprint": fingerprint,
+                "grid": {
+                    "width": scene.info.width,
+                    "height": scene.info.height,
+                    "crs": scene.info.crs_wkt,
+                    "transform": list(scene.info.transform),
+                },
+                "outputs": {
+                    name: {"file": p.name, "sha256": sha256_file(p)}
+                    for name, p in staged.items()
+                    if name != "manifest"
+                },
+                "polygons_per_class": work.state["polygons"],
+                "resumed": work.state["runs"] > 1,
+                "software": software_versions(),
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            write_json(staged["manifest"], manifest)
+            work.save(stage="publish")
+        for name, path in staged.items():  # the manifest last: it marks the set complete
+            if path.exists():  # a run stopped while publishing has moved some already
+                os.replace(path, paths[name])
+        shutil.rmtree(work.folder)
     return paths
 
 

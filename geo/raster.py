@@ -80,12 +80,40 @@ def window_bounds(transform: Affine, window: Window) -> tuple[float, float, floa
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
+def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
+    """The error for a failed pixel read: InputError for a local file (it is corrupt or
+    truncated); a remote read may fail for a moment, so its error is kept as it is (retried)."""
+    if is_virtual(path):
+        return exc
+    detail = str(exc.__cause__ or exc)
+    for name in (path, Path(path).name):
+        detail = detail.replace(f"{name}, ", "")
+    return InputError(
+        f"{path}: corrupt or truncated raster (read failed{where}: {detail}); re-download or "
+        "re-export it"
+    )
+
+
+def check_readable(src: rasterio.io.DatasetReader) -> None:
+    """Read the first and the last block of every band: a truncated file fails here."""
+    rows, cols = src.block_shapes[0]
+    last = Window(
+        (src.width - 1) // cols * cols, (src.height - 1) // rows * rows, cols, rows
+    ).intersection(Window(0, 0, src.width, src.height))
+    for window in (Window(0, 0, min(cols, src.width), min(rows, src.height)), last):
+        try:
+            src.read(window=window)
+        except RasterioIOError as exc:
+            raise read_failed(src.name, exc) from exc
+
+
 def scene_info(path: str) -> SceneInfo:
-    """Read a scene's metadata, raising InputError when it is missing or not a raster."""
+    """Read a scene's metadata, raising InputError when it is missing, not a raster, or
+    truncated (its first and last blocks are read)."""
     check_exists(path, "image")
     try:
         with open_raster(path) as src:
-            return SceneInfo(
+            info = SceneInfo(
                 path=path,
                 width=src.width,
                 height=src.height,
@@ -98,6 +126,9 @@ def scene_info(path: str) -> SceneInfo:
             )
     except RasterioIOError:
         raise InputError(f"{path}: not a raster GDAL can read") from None
+    with open_raster(path) as src:
+        check_readable(src)
+    return info
 
 
 def check_bands(scene: SceneInfo, bands: list[int]) -> None:
@@ -123,7 +154,11 @@ def read_window(
     inner = window.intersection(Window(0, 0, src.width, src.height))
     r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
     rows, cols = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
-    part = src.read(bands, window=inner)
+    try:
+        part = src.read(bands, window=inner)
+    except RasterioIOError as exc:
+        at = f" at row {int(inner.row_off)}, column {int(inner.col_off)}"
+        raise read_failed(src.name, exc, at) from exc
     ok = np.ones(part.shape[1:], dtype=bool)
     for i, b in enumerate(bands):
         nodata = src.nodatavals[b - 1]

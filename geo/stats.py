@@ -7,6 +7,7 @@ import math
 import numpy as np
 from rasterio.windows import Window
 
+from geo.errors import InputError
 from geo.raster import SceneInfo, open_raster, read_window
 
 SAMPLE_WINDOW = 256
@@ -46,6 +47,30 @@ def sample_scene(
                 pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
             parts.append(pixels.astype(np.float64))
     return np.concatenate(parts) if parts else np.empty((0, len(bands)))
+
+
+def check_has_data(scene: SceneInfo, bands: list[int]) -> None:
+    """InputError when a scene has no valid pixel: the sample windows are read until one has
+    data; when they do not cover a large scene, a decimated read of all of it decides."""
+    windows = sample_windows(scene, np.random.default_rng(0))
+    with open_raster(scene.path) as src:
+        for window in windows:
+            if read_window(src, window, bands, scene.dtype, 0)[1].any():
+                return
+        covered = sum(int(w.width) * int(w.height) for w in windows)
+        if covered < scene.width * scene.height:
+            scale = max(1.0, max(scene.width, scene.height) / 1024)
+            shape = (len(bands), int(scene.height / scale), int(scene.width / scale))
+            data = src.read(bands, out_shape=shape, masked=True)
+            ok = ~np.ma.getmaskarray(data).any(axis=0)
+            if np.issubdtype(data.dtype, np.floating):
+                ok &= ~np.isnan(data.filled(0)).any(axis=0)
+            if ok.any():
+                return
+    raise InputError(
+        f"{scene.path}: no valid pixel in bands {bands} (all nodata?); check the scene and "
+        "its nodata value"
+    )
 
 
 def scene_budget(n_scenes: int) -> int:

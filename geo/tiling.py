@@ -27,40 +27,18 @@ from tqdm.auto import tqdm
 
 from geo import split as splitting
 from geo import stats
-from geo.classes import IGNORE, UNMAPPED_CHOICES, ClassMap, load_class_map
+from geo.classes import IGNORE, ClassMap
 from geo.errors import InputError
-from geo.hashing import fingerprint, input_record
-from geo.labels import (
-    RasterLabels,
-    VectorLabels,
-    aoi_in_scene,
-    is_vector,
-    load_aoi,
-    prepare_raster_labels,
-    prepare_vector_labels,
-)
-from geo.raster import (
-    SceneInfo,
-    check_bands,
-    fill_value,
-    open_raster,
-    read_window,
-    scene_info,
-    window_bounds,
-)
-from geo.store import FORMAT, TILE_INDEX, create_store, open_arrays, read_attrs, write_attrs
+from geo.paths import discard_on_failure
+from geo.raster import SceneInfo, fill_value, open_raster, read_window, window_bounds
+from geo.store import FORMAT, TILE_INDEX, create_store, open_arrays, write_attrs
+from geo.tiling_inputs import LabelSource, TilingRequest, check_tiling
 from geo.windows import GridSpec
 
 log = logging.getLogger(__name__)
 
 BLOCK_TILES = 8  # tiles per Dask task
-ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
-    "version": 1,
-    "stats": [stats.SAMPLE_WINDOW, stats.WINDOWS_PER_SCENE, stats.TOTAL_PIXELS, stats.MIN_PIXELS],
-    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, splitting.ATTEMPTS],
-}
 LOCAL_SCHEDULERS = ("threads", "processes", "sync", "synchronous", "single-threaded")
-LabelSource = VectorLabels | RasterLabels
 
 
 @dataclass(frozen=True)
@@ -106,150 +84,48 @@ def tile_scenes(
     already holds a store with the same fingerprint it is returned without any work; when it holds
     anything else, InputError asks for another path unless `overwrite` is True. The store is built
     under a hidden temporary name beside `out` (`.NAME.partial-FINGERPRINT`) and renamed when
-    complete, so `out` never holds a partial store; a failed or killed run leaves that folder, and
-    the next run with the same fingerprint resumes it, skipping finished tile blocks.
+    complete, so `out` never holds a partial store; a killed run (or one that failed for a
+    passing reason) leaves that folder, and the next run with the same fingerprint resumes it,
+    skipping finished tile blocks. A run that fails on bad input or a full disk removes it.
+    Everything about the inputs is checked first (`geo.tiling_inputs.check_tiling`).
 
     Tiles follow `GridSpec` (overlapping, last row and column on the scene edge, a scene smaller
     than a tile padded and its padding invalid); see `geo.store` for the layout, `geo.split` for
     the spatial train/val/buffer split and `geo.labels` for what is labelled and what is ignored.
     """
-    _check_settings(images, labels, tile_size, overlap, val_fraction, unmapped)
-    cmap = load_class_map(class_map).with_unmapped(unmapped)
-    scenes = [scene_info(str(p)) for p in images]
-    band_list = list(bands) if bands else list(range(1, scenes[0].count + 1))
-    for scene in scenes:
-        check_bands(scene, band_list)
-    _check_crs(scenes)
-    sources = _prepare_labels(scenes, [str(p) for p in labels], cmap, label_field, aoi, all_touched)
-    inputs = [input_record(str(p), "image") for p in images]
-    inputs += [input_record(str(p), "labels") for p in labels]
-    inputs += [input_record(str(aoi), "aoi")] if aoi else []
-    if isinstance(class_map, str | Path):
-        inputs.append(input_record(str(class_map), "class_map"))
-    settings = {
-        "format": FORMAT,
-        "tile_size": tile_size,
-        "overlap": overlap,
-        "bands": band_list,
-        "label_field": label_field,
-        "all_touched": all_touched,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "class_map": cmap.to_dict(),
-        "algorithm": ALGORITHM,
-    }
-    fp = fingerprint(inputs, settings)
-    out = Path(out).expanduser().absolute()
-    if out.exists():
-        existing = read_attrs(out)
-        if existing and existing.get("fingerprint") == fp:
-            log.info("%s is up to date (fingerprint %s): reusing it", out, fp[:12])
-            return out
-        if not overwrite:
-            what = "a tile store of other inputs or settings" if existing else "something else"
-            raise InputError(f"{out}: already holds {what}; choose another --out or pass overwrite")
+    request = check_tiling(
+        images, labels, class_map, out, tile_size=tile_size, overlap=overlap, bands=bands,
+        label_field=label_field, aoi=aoi, val_fraction=val_fraction, all_touched=all_touched,
+        unmapped=unmapped, seed=seed, overwrite=overwrite,
+    )  # fmt: skip
+    out, fp = request.out, request.fingerprint
+    if request.reuse:
+        log.info("%s is up to date (fingerprint %s): reusing it", out, fp[:12])
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
-    job = _Job(scenes, sources, band_list, cmap, tile_size, overlap, partial)
-    try:
+    with discard_on_failure(partial, out):
+        job = _Job(request, tile_size, overlap, partial)
         attrs = job.run(val_fraction, seed, scheduler, progress)
-    except Exception:
-        if partial.exists():
-            log.warning("tiling failed: finished tiles are kept in %s; rerun to resume", partial)
-        raise
-    attrs.update(
-        settings, inputs=inputs, fingerprint=fp, classes=cmap.to_list(), class_map=cmap.to_dict()
-    )
-    write_attrs(partial, attrs)
-    _publish(partial, out)
+        attrs.update(
+            request.settings, inputs=request.inputs, fingerprint=fp,
+            classes=request.cmap.to_list(), class_map=request.cmap.to_dict(),
+        )  # fmt: skip
+        write_attrs(partial, attrs)
+        _publish(partial, out)
     log.info("wrote %d tiles to %s", attrs["n_tiles"], out)
     return out
-
-
-def _check_settings(
-    images: Sequence[str],
-    labels: Sequence[str],
-    tile_size: int,
-    overlap: int,
-    val_fraction: float,
-    unmapped: str | None,
-) -> None:
-    if not images:
-        raise InputError("give at least one image")
-    if len(labels) not in (1, len(images)):
-        raise InputError(
-            f"got {len(labels)} label inputs for {len(images)} images: give one vector file "
-            "for all scenes, or one label raster per image"
-        )
-    if tile_size < 16 or tile_size % 16:
-        raise InputError(f"tile size {tile_size} must be a positive multiple of 16")
-    if overlap < 0 or 2 * overlap >= tile_size:
-        raise InputError(f"overlap {overlap} must be >= 0 and less than half the tile size")
-    if not 0 <= val_fraction < 1:
-        raise InputError(f"validation fraction {val_fraction} must be in [0, 1)")
-    if unmapped not in (None, *UNMAPPED_CHOICES):
-        raise InputError(f"unmapped must be 'ignore' or 'background', not {unmapped!r}")
-
-
-def _check_crs(scenes: list[SceneInfo]) -> None:
-    without = [s.path for s in scenes if s.crs is None]
-    if without and len(without) < len(scenes):
-        raise InputError(
-            f"{without[0]}: has no CRS while other scenes have one; tile them into separate stores"
-        )
-    if without:
-        log.warning(
-            "%d scene(s) have no CRS (e.g. %s): their label rasters are paired pixel for pixel",
-            len(without),
-            without[0],
-        )
-
-
-def _prepare_labels(
-    scenes: list[SceneInfo],
-    labels: list[str],
-    cmap: ClassMap,
-    label_field: str | None,
-    aoi: str | None,
-    all_touched: bool,
-) -> list[LabelSource]:
-    """Validate the labels (and AOI) and build one label source per scene."""
-    aoi_frame = load_aoi(aoi) if aoi else None
-    areas = [aoi_in_scene(aoi_frame, aoi, s) if aoi_frame is not None else None for s in scenes]
-    vector = [is_vector(p) for p in labels]
-    if len(labels) == 1 and vector[0]:
-        return prepare_vector_labels(labels[0], scenes, cmap, label_field, areas, all_touched)
-    if any(vector):
-        bad = labels[vector.index(True)]
-        raise InputError(
-            f"{bad}: give one vector file for all scenes, or one label raster per image"
-        )
-    if len(labels) != len(scenes):
-        raise InputError(f"{labels[0]}: a label raster covers one scene; give one per image")
-    if label_field is not None:
-        raise InputError(f"label field {label_field!r} applies to vector labels, not label rasters")
-    return [
-        prepare_raster_labels(p, s, cmap, a) for p, s, a in zip(labels, scenes, areas, strict=True)
-    ]
 
 
 class _Job:
     """One tiling run into a temporary store folder: plan, statistics, split, tiles, index."""
 
-    def __init__(
-        self,
-        scenes: list[SceneInfo],
-        sources: list[LabelSource],
-        bands: list[int],
-        cmap: ClassMap,
-        tile_size: int,
-        overlap: int,
-        partial: Path,
-    ) -> None:
-        self.scenes, self.sources, self.bands, self.cmap = scenes, sources, bands, cmap
+    def __init__(self, request: TilingRequest, tile_size: int, overlap: int, partial: Path) -> None:
+        self.scenes, self.sources = request.scenes, request.sources
+        self.bands, self.cmap = request.bands, request.cmap
         self.tile_size, self.overlap, self.partial = tile_size, overlap, partial
         self.progress_dir = partial / "_progress"
-        self.dtype = str(np.result_type(*[s.dtype for s in scenes]))
+        self.dtype = str(np.result_type(*[s.dtype for s in self.scenes]))
         self.tiles = self._plan()
 
     def _plan(self) -> list[Tile]:

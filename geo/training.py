@@ -14,10 +14,13 @@ import zarr
 from convlora.checkpoint import load_adapter
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
+from convlora.sam_checkpoint import check_sam_checkpoint
 from convlora.train import TrainConfig, evaluate, fit
 from geo.dataset import TileDataset
 from geo.errors import InputError
+from geo.paths import check_output
 from geo.store import read_attrs
+from geo.windows import MAX_TILE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +143,19 @@ def class_frequency_weights(store: str | Path, num_classes: int) -> list[float]:
     return [round(float(w), 6) for w in weights]
 
 
+def check_training(
+    run_dir: str | Path, *, sam: str, sam_checkpoint: str | Path | None, image_size: int
+) -> None:
+    """Pre-flight check of a training run: `run_dir` can be written, the image size suits SAM,
+    and the SAM checkpoint, if any, fits the variant (shapes only: its tensors are mapped, not
+    read). Raises InputError or ConvLoRAInputError naming the input; writes nothing."""
+    check_output(run_dir, into=True)
+    if image_size < 16 or image_size % 16 or image_size > MAX_TILE_SIZE:
+        raise InputError(f"--image-size {image_size}: give a multiple of 16 up to {MAX_TILE_SIZE}")
+    if sam_checkpoint is not None:
+        check_sam_checkpoint(sam_checkpoint, sam, image_size)
+
+
 def train_on_store(
     store: str | Path,
     run_dir: str | Path,
@@ -166,6 +182,7 @@ def train_on_store(
     training labels. Returns the summary of `convlora.train.fit`.
     """
     attrs = store_attrs(store)
+    check_training(run_dir, sam=sam, sam_checkpoint=sam_checkpoint, image_size=image_size)
     cfg = model_config(
         attrs, sam=sam, adapter=adapter, image_size=image_size, rank=rank, experts=experts,
         alpha=alpha, gate=gate, mask_token_init=mask_token_init, rgb_bands=rgb_bands,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from rasterio.windows import Window
 
+MAX_TILE_SIZE = 4096  # largest tile (window side) tiling and prediction accept
+
 
 @dataclass(frozen=True)
 class GridSpec:

@@ -1,0 +1,59 @@
+"""Output locations: checked before any work starts, cleaned up when a run fails on bad input."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from geo.errors import InputError, NoSpaceError, is_no_space
+
+log = logging.getLogger(__name__)
+
+
+def check_output(path: str | Path, *, into: bool, option: str = "--out") -> Path:
+    """`path` made absolute; InputError unless the run can write there.
+
+    `into`: outputs go inside `path` (a folder, created if missing); otherwise `path` is
+    written beside itself (under a temporary name in its parent, then renamed).
+    """
+    out = Path(path).expanduser().absolute()
+    if into and out.exists() and not out.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a folder")
+    nearest = out if into else out.parent
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise InputError(f"{option} {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} {path}: {nearest} is not writable (choose another {option} or fix "
+            "its permissions)"
+        )
+    return out
+
+
+@contextmanager
+def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
+    """Around work written into `temporary` for `target`: when it fails on bad input or a full
+    disk (rerunning cannot resume those), remove `temporary`, and turn a full disk into
+    NoSpaceError; on any other failure keep it, so that the next run resumes."""
+    try:
+        yield
+    except Exception as exc:
+        if not (isinstance(exc, InputError) or is_no_space(exc)):
+            if temporary.exists():
+                log.warning(
+                    "%s failed: finished work is kept in %s; rerun to resume", target, temporary
+                )
+            raise
+        shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(exc, InputError):
+            raise
+        raise NoSpaceError(
+            f"{target}: no space left on device (free some space or choose another output "
+            "folder; nothing was changed there)"
+        ) from exc
