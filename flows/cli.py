@@ -43,12 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "httpcore", "distributed", "asyncio"):
+    for noisy in ("httpx", "httpcore", "distributed", "asyncio", "rasterio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
-        print(f"convlora-geo {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the library wrote
+        print(f"convlora-geo {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"convlora-geo {args.command}: interrupted", file=sys.stderr)

@@ -9,17 +9,18 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.params import TileParams, TrainParams
+from flows.retries import IO_RETRIES
 from flows.tile import build_tile_store
 from geo.training import evaluate_on_store, train_on_store
 
 
-@task(task_run_name="train-{train.adapter}-{train.sam}")
+@task(**IO_RETRIES, task_run_name="train-{train.adapter}-{train.sam}")
 def train_adapter(store: str, train: TrainParams, run_dir: str) -> dict:
     """Train (resuming an interrupted run in `run_dir`) and return the run summary."""
     return train_on_store(store, run_dir, **train.model_dump())
 
 
-@task
+@task(**IO_RETRIES)
 def evaluate_adapter(store: str, run_dir: str, sam_checkpoint: str | None) -> dict:
     """Metrics of the best adapter on the store's validation split."""
     return evaluate_on_store(store, run_dir, split="val", sam_checkpoint=sam_checkpoint)

@@ -19,7 +19,7 @@ MANIFEST = "ingest-manifest.json"
 
 
 class IngestParams(Params):
-    source: str = Field(description="folder, fsspec URL (s3://, gs://, ...) or a single scene")
+    source: ExistingPath = Field(description="folder, fsspec URL (s3://, gs://, ...) or a scene")
     pattern: str = "*.tif"
     model: ExistingPath
     out: OutputPath

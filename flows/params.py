@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -66,6 +66,16 @@ class TileParams(Params):
             raise ValueError("give one vector label file, or one label raster per image")
         return self
 
+    def tiling_args(self) -> dict[str, Any]:
+        """The arguments of `geo.tiling.tile_scenes` (and of its pre-flight `check_tiling`)."""
+        return self.model_dump(exclude={"dask_address"})
+
+    def check(self) -> None:
+        """Pre-flight: every input and the output checked, nothing written (InputError)."""
+        from geo.tiling_inputs import check_tiling
+
+        check_tiling(**self.tiling_args())
+
 
 class TrainParams(Params):
     sam: Literal["vit_b", "vit_l", "vit_h", "tiny"] = "vit_b"
@@ -83,6 +93,20 @@ class TrainParams(Params):
     class_weights: list[float] | Literal["auto"] | None = None
     device: str = "auto"
 
+    @model_validator(mode="after")
+    def _check_size(self) -> TrainParams:
+        if self.image_size % 16:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of 16")
+        return self
+
+    def check(self, run_dir: str) -> None:
+        """Pre-flight: the run folder, image size and SAM checkpoint (InputError)."""
+        from geo.training import check_training
+
+        check_training(
+            run_dir, sam=self.sam, sam_checkpoint=self.sam_checkpoint, image_size=self.image_size
+        )
+
 
 class PredictParams(Params):
     images: list[ExistingPath] = Field(min_length=1)
@@ -96,3 +120,21 @@ class PredictParams(Params):
     min_area: float = Field(500.0, ge=0)
     simplify: float = Field(2.0, ge=0)
     dask_address: str | None = None
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> PredictParams:
+        size, overlap = self.tile_size, self.overlap
+        if size is not None and size % 16:
+            raise ValueError(f"tile_size {size} is not a multiple of 16")
+        if size is not None and overlap is not None and overlap * 2 >= size:
+            raise ValueError(f"overlap {overlap} must be less than half the tile size")
+        return self
+
+    def check(self) -> None:
+        """Pre-flight: the adapter, its SAM checkpoint, every scene and the output folder."""
+        from geo.predict import check_prediction
+
+        check_prediction(
+            self.images, self.model, self.out, sam_checkpoint=self.sam_checkpoint,
+            tile_size=self.tile_size, overlap=self.overlap,
+        )  # fmt: skip

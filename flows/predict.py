@@ -6,19 +6,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.tasks import exponential_backoff
 
 from flows.params import PredictParams
+from flows.retries import IO_RETRIES
 from flows.runtime import dask_address, task_runner_for
 from geo.predict import predict_scene
 from geo.summary import polygon_summary
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    task_run_name="predict-{image}",
-)
+@task(**IO_RETRIES, task_run_name="predict-{image}")
 def predict_one(image: str, params: PredictParams) -> dict[str, str]:
     """Predict one scene; an interrupted scene resumes where it stopped on retry."""
     from convlora.checkpoint import load_adapter
@@ -54,6 +50,7 @@ def predict_scenes(params: PredictParams) -> list[dict[str, str]]:
 @flow(name="predict", log_prints=True)
 def predict_flow(params: PredictParams) -> list[dict[str, str]]:
     """Predict every scene; publishes a table of outputs with polygon counts and areas per class."""
+    params.check()  # bad input fails the run here, before any Dask cluster starts
     address = dask_address(params.dask_address)
     runner = task_runner_for(len(params.images), address)
     results = predict_scenes.with_options(task_runner=runner)(params)

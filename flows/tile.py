@@ -11,9 +11,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
-from prefect.tasks import exponential_backoff
 
 from flows.params import TileParams
+from flows.retries import IO_RETRIES
 from flows.runtime import dask_address
 from geo.tiling import tile_scenes
 
@@ -39,31 +39,11 @@ def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     return "tile-" + hashlib.sha256(payload.encode()).hexdigest()
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    cache_key_fn=inputs_cache_key,
-    persist_result=True,
-)
+@task(**IO_RETRIES, cache_key_fn=inputs_cache_key, persist_result=True)
 def build_tile_store(params: TileParams) -> str:
     """Tile the scenes (scenes and tile blocks fan out over Dask) and return the store path."""
     get_run_logger().info("tiling %d scene(s) into %s", len(params.images), params.out)
-    store = tile_scenes(
-        params.images,
-        params.labels,
-        params.class_map,
-        params.out,
-        tile_size=params.tile_size,
-        overlap=params.overlap,
-        bands=params.bands,
-        label_field=params.label_field,
-        aoi=params.aoi,
-        val_fraction=params.val_fraction,
-        all_touched=params.all_touched,
-        unmapped=params.unmapped,
-        overwrite=params.overwrite,
-        scheduler=dask_address(params.dask_address),
-    )
+    store = tile_scenes(**params.tiling_args(), scheduler=dask_address(params.dask_address))
     if not os.path.isdir(store):
         raise RuntimeError(f"tiling finished but {store} does not exist")
     return str(store)

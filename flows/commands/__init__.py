@@ -11,10 +11,10 @@ from flows.cli import UserError
 P = TypeVar("P", bound=BaseModel)
 
 
-def validated(model: type[P], **values: object) -> P:
+def validated(params_type: type[P], /, **values: object) -> P:
     """Build flow parameters, turning the first validation problem into one readable line."""
     try:
-        return model(**values)
+        return params_type(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         device=args.device,
     )
+    tile.check()  # bad input stops here, before Prefect starts
+    train.check(args.out)
     from flows.finetune import finetune_flow
 
     print(json.dumps(finetune_flow(tile=tile, train=train, run_dir=args.out), indent=2))

@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flows.ingest import IngestParams, ingest_flow
+    from geo.predict import check_prediction
 
     params = validated(
         IngestParams,
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         simplify=args.simplify,
         dask_address=args.dask_address,
     )
+    check_prediction([], params.model, params.out, sam_checkpoint=params.sam_checkpoint)
     done = ingest_flow(params)
     print(f"predicted {len(done)} new scene(s) into {params.out}")
     return 0

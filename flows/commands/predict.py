@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         simplify=args.simplify,
         dask_address=args.dask_address,
     )
+    params.check()  # bad input stops here, before Prefect starts
     from flows.predict import predict_flow
 
     for outputs in predict_flow(params):

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         dask_address=args.dask_address,
     )
+    params.check()  # bad input stops here, before Prefect starts
     from flows.tile import tile_flow
 
     store = tile_flow(params)
