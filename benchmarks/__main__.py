@@ -58,11 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        default=["cpu", "cuda"],
+        help="where the adapters section measures (cuda only when a GPU is present)",
+    )
     args = parser.parse_args(argv)
     if args.threads:  # here and in the fresh interpreters the memory benchmarks start
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    budget = Budget(quick=args.quick)
+    budget = Budget(quick=args.quick, devices=tuple(args.devices))
     name = args.name or ("quick" if args.quick else "latest")
     mode = "quick" if args.quick else "full"
     results = {

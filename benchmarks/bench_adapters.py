@@ -51,14 +51,16 @@ class Case:
         return f"{self.variant}@{self.image_size}px/{self.device}"
 
 
+CPU_CASES = [Case("tiny", 256, 2), Case("vit_b", 256, 1), Case("vit_b", 512, 1)]
+
+
 def cases(budget: Budget) -> list[Case]:
     """CPU cases (vit_b at 1024 px takes ~40 s per forward on a CPU, so 256 and 512 px only);
     vit_b and vit_h at SAM's native 1024 px when a GPU is present."""
-    if budget.quick:
-        found = [Case("tiny", 128, 1)]
-    else:
-        found = [Case("tiny", 256, 2), Case("vit_b", 256, 1), Case("vit_b", 512, 1)]
-    if torch.cuda.is_available():
+    found = []
+    if "cpu" in budget.devices:
+        found += [Case("tiny", 128, 1)] if budget.quick else CPU_CASES
+    if "cuda" in budget.devices and torch.cuda.is_available():
         found += [Case("vit_b", 1024, 2, "cuda"), Case("vit_h", 1024, 1, "cuda")]
     return found
 
@@ -190,8 +192,12 @@ def extra_ops(slow: list[dict[str, Any]], fast: list[dict[str, Any]]) -> list[di
 def run(budget: Budget) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     ratios: dict[str, dict[str, float]] = {}
-    headline = [c.name for c in cases(budget) if c.device == "cpu"][-1]
-    for case in cases(budget):
+    found = cases(budget)
+    if not found:
+        raise RuntimeError(f"no adapter case to measure on {', '.join(budget.devices)}")
+    cpu = [c.name for c in found if c.device == "cpu"]
+    headline = cpu[-1] if cpu else found[-1].name
+    for case in found:
         case_rows = measure(case, budget, profile=case.name == headline)
         rows += case_rows
         by = {r["adapter"]: r for r in case_rows}

@@ -34,6 +34,7 @@ class Budget:
     """How hard to measure: `quick` keeps every section to seconds (a smoke test of the harness)."""
 
     quick: bool
+    devices: tuple[str, ...] = ("cpu", "cuda")
 
     @property
     def repeats(self) -> int:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         QGIS_HELP.format(
             classes=outputs["classes"],
-            qml=outputs.get("qml", "(beside it)"),
+            qml=outputs["style"],
             polygons=outputs["polygons"],
             probability=outputs["probability"],
         )
