@@ -36,6 +36,7 @@ ADAPTERS = ("conv-lora", "lora", "decoder")
 RANK = 3
 NUM_CLASSES = 2  # background, pivot: the labels are the real pivot mask
 GOAL_STEP_RATIO = 1.15
+GPU_REPEATS = 10
 PROFILE_ROWS = 12
 
 
@@ -137,7 +138,10 @@ def measure(case: Case, budget: Budget, profile: bool) -> list[dict[str, Any]]:
     memory = {
         a: (c.peak_mib(c.train_step), c.peak_mib(c.forward)) for a, c in contenders.items()
     }  # doubles as the warm-up
-    repeats = budget.heavy_repeats if case.variant != "tiny" else budget.repeats
+    if case.device == "cuda":  # steps take a fraction of a second: enough repeats to see shapes
+        repeats = GPU_REPEATS  # that top-1 routing makes new to the kernels settle
+    else:
+        repeats = budget.heavy_repeats if case.variant != "tiny" else budget.repeats
     steps = interleaved({a: c.train_step for a, c in contenders.items()}, repeats, warmup=0)
     forwards = interleaved({a: c.forward for a, c in contenders.items()}, repeats, warmup=0)
     profiles = {}
