@@ -29,7 +29,9 @@ TILE_INDEX = "tile_index.gpkg"
 
 
 def _codec() -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+    """Zstd level 1 with byte shuffle: on a 4096 px Landsat mosaic it tiled 2.9x faster than
+    level 5 for an 11% larger store (benchmarks/bench_tiling.py)."""
+    return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
 def create_store(
