@@ -30,6 +30,20 @@ def _output(path: str) -> str:
     return str(resolved)
 
 
+def _check_grid(tile_size: int, overlap: int) -> None:
+    """Tiles of a multiple of 16 px (SAM's patch size) that overlap by less than half."""
+    if tile_size % 16:
+        below = tile_size // 16 * 16
+        raise ValueError(
+            f"tile_size {tile_size} is not a multiple of 16 (try {below or 16} or {below + 16})"
+        )
+    if overlap * 2 >= tile_size:
+        raise ValueError(
+            f"overlap {overlap} must be less than half the tile size {tile_size} "
+            f"(at most {(tile_size - 1) // 2})"
+        )
+
+
 ExistingPath = Annotated[str, AfterValidator(_existing)]
 OutputPath = Annotated[str, AfterValidator(_output)]
 
@@ -58,10 +72,7 @@ class TileParams(Params):
 
     @model_validator(mode="after")
     def _check_grid(self) -> TileParams:
-        if self.tile_size % 16:
-            raise ValueError(f"tile_size {self.tile_size} is not a multiple of 16")
-        if self.overlap * 2 >= self.tile_size:
-            raise ValueError(f"overlap {self.overlap} must be less than half the tile size")
+        _check_grid(self.tile_size, self.overlap)
         if len(self.labels) not in (1, len(self.images)):
             raise ValueError("give one vector label file, or one label raster per image")
         return self
@@ -123,11 +134,8 @@ class PredictParams(Params):
 
     @model_validator(mode="after")
     def _check_grid(self) -> PredictParams:
-        size, overlap = self.tile_size, self.overlap
-        if size is not None and size % 16:
-            raise ValueError(f"tile_size {size} is not a multiple of 16")
-        if size is not None and overlap is not None and overlap * 2 >= size:
-            raise ValueError(f"overlap {overlap} must be less than half the tile size")
+        if self.tile_size is not None:
+            _check_grid(self.tile_size, self.overlap or 0)
         return self
 
     def check(self) -> None:

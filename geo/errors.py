@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 
+FULL_DISK = ("No space left", "database or disk is full")  # OS and GDAL; SQLite (GeoPackage)
+
 
 class InputError(ValueError):
     """A user input (path, raster, label file, parameter) is unusable; the message says why."""
@@ -19,7 +21,8 @@ def is_no_space(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if getattr(current, "errno", None) == errno.ENOSPC or "No space left" in str(current):
+        text = str(current)
+        if getattr(current, "errno", None) == errno.ENOSPC or any(m in text for m in FULL_DISK):
             return True
         current = current.__cause__ or current.__context__
     return False

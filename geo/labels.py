@@ -49,6 +49,11 @@ def is_vector(path: str) -> bool:
         return False
 
 
+def _first(err: Exception) -> str:
+    """The first part of a GDAL/OGR message (they run on with hints)."""
+    return str(err).split("; ")[0].strip()
+
+
 def read_vectors(path: str, columns: list[str], what: str = "labels") -> gpd.GeoDataFrame:
     """Read a vector file (GeoPackage, GeoJSON, Shapefile, FlatGeobuf, GeoParquet)."""
     check_exists(path, f"{what} file")
@@ -59,7 +64,7 @@ def read_vectors(path: str, columns: list[str], what: str = "labels") -> gpd.Geo
     except ImportError as err:
         raise InputError(f"{path}: reading GeoParquet needs pyarrow ({err})") from None
     except Exception as err:  # pyogrio and pyarrow raise many types
-        raise InputError(f"{path}: not a vector file OGR can read ({err})") from None
+        raise InputError(f"{path}: not a vector file OGR can read ({_first(err)})") from None
     if frame.empty:
         raise InputError(f"{path}: the {what} file has no features")
     return frame[~(frame.geometry.isna() | frame.geometry.is_empty)]
@@ -176,7 +181,7 @@ def prepare_vector_labels(
         try:
             info = pyogrio.read_info(path)
         except Exception as err:  # pyogrio raises several error types
-            raise InputError(f"{path}: not a vector file OGR can read ({err})") from None
+            raise InputError(f"{path}: not a vector file OGR can read ({_first(err)})") from None
         if label_field is not None and label_field not in list(info["fields"]):
             fields = ", ".join(info["fields"]) or "none"
             raise InputError(f"{path}: no field {label_field!r} (fields: {fields})")

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,15 +208,16 @@ def predict_rows(
     ]
     reader = TileReader(scene)
     loaded = prefetch(reader, [windows for _, windows in batches], finish=reader.close)
-    for (i, windows), (x, valid) in zip(batches, loaded, strict=True):
-        probs = _probabilities(model, x, device, len(scene.classes))
-        for (row, col), p, v in zip(windows, probs, valid, strict=True):
-            band.add(p, v, row, col)
-        if progress is not None:
-            progress.update(len(windows))
-        if windows[-1][1] == cols[-1]:
-            until = rows[i + 1] if i + 1 < len(rows) else plan.height
-            yield (i, *band.release(until))
+    with closing(loaded):  # stop the reader thread now, also when the caller fails
+        for (i, windows), (x, valid) in zip(batches, loaded, strict=True):
+            probs = _probabilities(model, x, device, len(scene.classes))
+            for (row, col), p, v in zip(windows, probs, valid, strict=True):
+                band.add(p, v, row, col)
+            if progress is not None:
+                progress.update(len(windows))
+            if windows[-1][1] == cols[-1]:
+                until = rows[i + 1] if i + 1 < len(rows) else plan.height
+                yield (i, *band.release(until))
 
 
 def _probabilities(
@@ -384,11 +386,11 @@ def _predict_rasters(
             desc=scene.stem, unit="tile",
         )  # fmt: skip
         last = time.monotonic()
-        with bar:
-            rows = predict_rows(
-                scene, model, band, batch_size=batch_size, device=device, start_row=start,
-                progress=bar,
-            )  # fmt: skip
+        rows = predict_rows(
+            scene, model, band, batch_size=batch_size, device=device, start_row=start,
+            progress=bar,
+        )  # fmt: skip
+        with bar, closing(rows):
             for i, top, probs, valid in rows:
                 classes, score = _encode(probs, valid)
                 os.pwrite(fds[0], classes.tobytes(), top * width)

@@ -1,0 +1,138 @@
+"""`convlora-geo predict` and `ingest` refuse bad scenes, models and checkpoints up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from geo.errors import InputError
+from geo.predict import predict_scene, prepare_scene
+from tests.bad_inputs.conftest import AGNET_IMAGE, PICKLE_RAN, SCENE, refused, snapshot
+from tests.geo.predict_support import ToyModel, metadata_for
+
+
+def predict(scene: object, model: object, out: object, *extra: object) -> list:
+    return ["predict", scene, "--model", model, "--out", out, "--device", "cpu", *extra]
+
+
+CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
+    "missing scene": (
+        lambda b, c, r: predict("absent.tif", r["base"], "{out}"),
+        "images: absent.tif: no such file",
+    ),
+    "not a raster": (
+        lambda b, c, r: predict(b["notraster.tif"], r["base"], "{out}"),
+        "notraster.tif: not a raster GDAL can read",
+    ),
+    "truncated scene": (
+        lambda b, c, r: predict(b["truncated.tif"], r["base"], "{out}"),
+        "truncated.tif: corrupt or truncated raster",
+    ),
+    "fewer bands than the adapter": (
+        lambda b, c, r: predict(SCENE, r["base"], "{out}"),
+        "band 4 out of range (the scene has bands 1..3); the model reads bands "
+        "[1, 2, 3, 4, 5, 6, 7]",
+    ),
+    "all nodata": (
+        lambda b, c, r: predict(b["nodata.tif"], r["base"], "{out}"),
+        "nodata.tif: no valid pixel",
+    ),
+    "tile size not a multiple of 16": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--tile-size", "100"),
+        "tile_size 100 is not a multiple of 16",
+    ),
+    "tile size too large": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--tile-size", "8192"),
+        "tile_size: Input should be less than or equal to 4096",
+    ),
+    "overlap half the tile": (
+        lambda b, c, r: predict(
+            AGNET_IMAGE, r["base"], "{out}", "--tile-size", "64", "--overlap", "32"
+        ),
+        "overlap 32 must be less than half the tile size",
+    ),
+    "overlap half the model's tile": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--overlap", "40"),
+        "--overlap 40: must be at least 0 and under half of 64",
+    ),
+    "missing model": (
+        lambda b, c, r: predict(AGNET_IMAGE, "absent_run", "{out}"),
+        "model: absent_run: no such file",
+    ),
+    "folder without an adapter": (
+        lambda b, c, r: predict(AGNET_IMAGE, b["notraster.tif"].parent, "{out}"),
+        "adapter.safetensors: adapter file not found",
+    ),
+    "adapter that needs its SAM checkpoint": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}"),
+        "adapter needs the SAM tiny checkpoint with sha256",
+    ),
+    "SAM checkpoint for an adapter that stores its base": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--sam-checkpoint", c["sam"]),
+        "adapter was trained without a SAM checkpoint",
+    ),
+    "missing SAM checkpoint": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", "absent.pth"),
+        "sam_checkpoint: absent.pth: no such file",
+    ),
+    "truncated SAM checkpoint": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["truncated"]),
+        "truncated.pth: not a readable weights-only SAM checkpoint (PytorchStreamReader "
+        "failed reading zip archive",
+    ),
+    "not a SAM checkpoint": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["other"]),
+        "other.pth: does not fit SAM tiny:",
+    ),
+    "checkpoint carrying pickled code": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["pickle"]),
+        "pickle.pth: refused, it holds Python objects besides tensors",
+    ),
+    "adapter for another SAM variant": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["vit_b"], "{out}", "--sam-checkpoint", c["sam"]),
+        "does not fit SAM vit_b",
+    ),
+    "output is a file": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}/earlier/result.txt"),
+        "result.txt: exists and is not a folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_before_any_work(
+    case: str, broken, checkpoints, runs, work: Path
+) -> None:
+    argv_of, message = CASES[case]
+    argv = [str(a).format(out=work) for a in argv_of(broken, checkpoints, runs)]
+    refused(work, argv, message)
+    assert not PICKLE_RAN.exists()
+
+
+def test_another_variant_is_named(broken, checkpoints, runs, work: Path) -> None:
+    argv = predict(AGNET_IMAGE, runs["vit_b"], work, "--sam-checkpoint", checkpoints["sam"])
+    refused(work, argv, "does not fit SAM vit_b", "it looks like a tiny checkpoint")
+
+
+def test_a_read_only_output_folder_is_refused(runs, readonly: Path) -> None:
+    refused(readonly, predict(AGNET_IMAGE, runs["base"], readonly), "is not writable")
+
+
+def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> None:
+    argv = ["ingest", AGNET_IMAGE.parent, "--model", runs["sam"], "--out", work]
+    refused(work, argv, "adapter needs the SAM tiny checkpoint")
+    argv = ["ingest", "absent_folder", "--model", runs["base"], "--out", work]
+    refused(work, argv, "source: absent_folder: no such file")
+
+
+def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:
+    """The pre-flight check passes (both ends of the file read); prediction fails on the
+    garbled strip with one line and removes its `.STEM.partial` folder."""
+    scene, metadata = broken["corrupt.tif"], metadata_for(SCENE, [1, 2, 3], image_size=64)
+    prepare_scene(scene, metadata)
+    before = snapshot(work, dirs=False)
+    with pytest.raises(InputError, match="corrupt.tif: corrupt or truncated raster") as err:
+        predict_scene(scene, ToyModel(3), metadata, work, progress=False)
+    assert "\n" not in str(err.value)
+    assert snapshot(work, dirs=False) == before

@@ -1,0 +1,143 @@
+"""`convlora-geo tile` refuses bad input up front: one line, exit status 2, nothing written."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from geo.errors import InputError
+from geo.tiling import tile_scenes
+from geo.tiling_inputs import check_tiling
+from tests.bad_inputs.conftest import (
+    AGNET_CLASSES,
+    AGNET_LABEL,
+    PIVOT_CLASSES,
+    PIVOT_LABELS,
+    PIVOTS,
+    SCENE,
+    refused,
+    snapshot,
+)
+
+
+def tile(scene: object, out: Path, *extra: object, labels: object = PIVOT_LABELS) -> list:
+    return [
+        "tile", scene, "--labels", labels, "--class-map", PIVOT_CLASSES, "--out", out,
+        "--tile-size", "128", "--overlap", "32", *extra,
+    ]  # fmt: skip
+
+
+CASES = {
+    "missing scene": (lambda b: tile("absent.tif", "{out}"), "absent.tif: no such file"),
+    "not a raster": (lambda b: tile(b["notraster.tif"], "{out}"), "not a raster GDAL can read"),
+    "truncated": (
+        lambda b: tile(b["truncated.tif"], "{out}"),
+        "truncated.tif: corrupt or truncated raster (read failed",
+    ),
+    "scene without CRS, labels with one": (
+        lambda b: tile(b["nocrs.tif"], "{out}"),
+        "nocrs.tif: the scene has no CRS, so vector labels cannot be placed on it",
+    ),
+    "labels outside the scene": (
+        lambda b: tile(SCENE, "{out}", labels=PIVOTS / "pivots_original_crs_mislabelled.geojson"),
+        "no features overlap scene",
+    ),
+    "empty label file": (
+        lambda b: tile(SCENE, "{out}", labels=b["empty.gpkg"]),
+        "empty.gpkg: the labels file has no features",
+    ),
+    "zero-byte label file": (
+        lambda b: tile(SCENE, "{out}", labels=b["zero_bytes.gpkg"]),
+        "zero_bytes.gpkg: not a vector file OGR can read",
+    ),
+    "missing label field": (
+        lambda b: tile(SCENE, "{out}", "--label-field", "crop"),
+        "pivots.gpkg: no field 'crop' (fields: id)",
+    ),
+    "band out of range": (
+        lambda b: tile(SCENE, "{out}", "--bands", "3,4"),
+        "band 4 out of range (the scene has bands 1..3)",
+    ),
+    "all nodata": (
+        lambda b: [
+            "tile",
+            b["nodata.tif"],
+            "--labels",
+            AGNET_LABEL,
+            "--class-map",
+            AGNET_CLASSES,
+            "--out",
+            "{out}",
+            "--tile-size",
+            "64",
+            "--overlap",
+            "0",
+        ],  # fmt: skip
+        "nodata.tif: no valid pixel in bands [1, 2, 3, 4, 5, 6, 7] (all nodata?)",
+    ),
+    "tile size not a multiple of 16": (
+        lambda b: [*tile(SCENE, "{out}"), "--tile-size", "120"],
+        "tile_size 120 is not a multiple of 16",
+    ),
+    "tile size too large": (
+        lambda b: [*tile(SCENE, "{out}"), "--tile-size", "8192"],
+        "tile_size: Input should be less than or equal to 4096",
+    ),
+    "overlap half the tile": (
+        lambda b: [*tile(SCENE, "{out}"), "--overlap", "64"],
+        "overlap 64 must be less than half the tile size",
+    ),
+    "missing class map": (
+        lambda b: [*tile(SCENE, "{out}"), "--class-map", "absent.yaml"],
+        "class_map: absent.yaml: no such file",
+    ),
+    "output is a file": (lambda b: tile(SCENE, "{work}/earlier/result.txt"), "result.txt"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_before_any_work(case: str, broken, work: Path) -> None:
+    argv_of, message = CASES[case]
+    argv = [str(a).format(out=work / "s.zarr", work=work) for a in argv_of(broken)]
+    refused(work, argv, message)
+
+
+def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -> None:
+    store = tile_scenes(
+        [str(SCENE)], [str(PIVOT_LABELS)], PIVOT_CLASSES, work / "s.zarr", tile_size=128,
+        overlap=32, progress=False, scheduler="sync",
+    )  # fmt: skip
+    argv = [*tile(SCENE, store), "--overlap", "16"]
+    refused(work, argv, "s.zarr: already holds a tile store of other inputs or settings")
+
+
+def test_a_read_only_output_folder_is_refused(broken, readonly: Path) -> None:
+    refused(readonly, tile(SCENE, readonly / "s.zarr"), "is not writable")
+
+
+def test_label_values_in_no_class_are_warned_about_before_tiling(
+    broken, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pre-flight check warns; tiling then ignores them (tests/flows/test_flow_failures.py
+    runs the whole command, tests/geo/test_tiling.py checks the labels)."""
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        check_tiling(
+            [str(SCENE)], [str(PIVOT_LABELS)], broken["one_id.yaml"], tmp_path / "s.zarr",
+            tile_size=128, overlap=32, label_field="id",
+        )  # fmt: skip
+    assert "pivots.gpkg: id value(s)" in caplog.text and "they become ignore" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:
+    """Its first and last blocks read fine, so the pre-flight check passes; tiling then fails
+    on the garbled strip with one line naming the file, and removes its temporary store."""
+    args = ([str(broken["corrupt.tif"])], [str(PIVOT_LABELS)], PIVOT_CLASSES, work / "s.zarr")
+    check_tiling(*args, tile_size=128, overlap=32)
+    before = snapshot(work, dirs=False)
+    with pytest.raises(InputError, match="corrupt.tif: corrupt or truncated raster") as err:
+        tile_scenes(*args, tile_size=128, overlap=32, progress=False, scheduler="sync")
+    assert "\n" not in str(err.value)
+    assert snapshot(work, dirs=False) == before

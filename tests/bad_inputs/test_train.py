@@ -1,0 +1,150 @@
+"""`convlora-geo train`, `evaluate` and `finetune` refuse bad stores, checkpoints and runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.bad_inputs.conftest import (
+    PICKLE_RAN,
+    PIVOT_CLASSES,
+    PIVOT_LABELS,
+    SCENE,
+    refused,
+)
+from tests.test_train_cli import agnet_store, train_args
+
+CASES = {  # name -> (argv from the store, checkpoints and output folder; message)
+    "not a tile store": (
+        lambda s, c, w: train_args(w / "earlier", w / "run"),
+        "earlier: not a tile store",
+    ),
+    "missing SAM checkpoint": (
+        lambda s, c, w: train_args(s, w / "run", "--checkpoint", "absent.pth"),
+        "absent.pth: SAM checkpoint not found",
+    ),
+    "truncated SAM checkpoint": (
+        lambda s, c, w: train_args(s, w / "run", "--checkpoint", c["truncated"]),
+        "truncated.pth: not a readable weights-only SAM checkpoint",
+    ),
+    "not a SAM checkpoint": (
+        lambda s, c, w: train_args(s, w / "run", "--checkpoint", c["other"]),
+        "other.pth: does not fit SAM tiny: ",
+    ),
+    "checkpoint carrying pickled code": (
+        lambda s, c, w: train_args(s, w / "run", "--checkpoint", c["pickle"]),
+        "pickle.pth: refused, it holds Python objects besides tensors",
+    ),
+    "checkpoint of another SAM variant": (
+        lambda s, c, w: train_args(s, w / "run", "--checkpoint", c["sam"], "--sam", "vit_b"),
+        "sam_tiny.pth: does not fit SAM vit_b",
+    ),
+    "image size not a multiple of 16": (
+        lambda s, c, w: train_args(s, w / "run", "--image-size", "100"),
+        "--image-size 100: give a multiple of 16 up to 4096",
+    ),
+    "image size too large": (
+        lambda s, c, w: train_args(s, w / "run", "--image-size", "8192"),
+        "--image-size 8192: give a multiple of 16 up to 4096",
+    ),
+    "class weights for another class count": (
+        lambda s, c, w: train_args(s, w / "run", "--class-weights", "1,2"),
+        "class weights [1.0, 2.0]: 2 values for",
+    ),
+    "output is a file": (
+        lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
+        "result.txt: exists and is not a folder",
+    ),
+    "evaluate: not a tile store": (
+        lambda s, c, w: ["evaluate", w / "absent.zarr", "--model", w],
+        "absent.zarr: not a tile store",
+    ),
+    "finetune: scene without its labels": (
+        lambda s, c, w: [
+            "finetune",
+            SCENE,
+            "--labels",
+            w / "absent.gpkg",
+            "--class-map",
+            PIVOT_CLASSES,
+            "--store",
+            w / "s.zarr",
+            "--out",
+            w / "run",
+        ],  # fmt: skip
+        "labels: ",
+    ),
+    "finetune: checkpoint carrying pickled code": (
+        lambda s, c, w: [
+            "finetune",
+            SCENE,
+            "--labels",
+            PIVOT_LABELS,
+            "--class-map",
+            PIVOT_CLASSES,
+            "--store",
+            w / "s.zarr",
+            "--out",
+            w / "run",
+            "--tile-size",
+            "128",
+            "--overlap",
+            "32",
+            "--sam",
+            "tiny",
+            "--checkpoint",
+            c["pickle"],
+            "--image-size",
+            "128",
+        ],  # fmt: skip
+        "pickle.pth: refused",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_before_any_work(
+    case: str, store: Path, checkpoints, work: Path
+) -> None:
+    argv_of, message = CASES[case]
+    refused(work, argv_of(store, checkpoints, work), message)
+    assert not PICKLE_RAN.exists()
+
+
+def test_a_read_only_run_folder_is_refused(store: Path, readonly: Path) -> None:
+    refused(readonly, train_args(store, readonly / "run"), "is not writable")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--image-size", "128"], "'image_size': 128"),
+        (["--store", "two-class"], "'num_classes': 2"),
+    ],
+)
+def test_an_earlier_run_with_another_size_or_class_count_is_kept(
+    change: list[str], message: str, store: Path, runs, work: Path
+) -> None:
+    """Training into a run folder of another image size or class count is refused, and the
+    run there (adapter, last/, metrics) is left as it was."""
+    shutil.copytree(runs["base"], work / "run")
+    if change[0] == "--store":
+        store, change = _two_class_store(work.parent), []
+    argv = [*train_args(store, work / "run", "--adapter", "lora", "--steps", "2"), *change]
+    refused(work, argv, "an earlier run with other settings is there", message)
+
+
+def test_evaluate_refuses_a_model_of_other_classes(runs, work: Path) -> None:
+    other = _two_class_store(work.parent)
+    argv = ["evaluate", other, "--model", runs["base"], "--device", "cpu"]
+    refused(work, argv, "classes ['background', 'soybeans'] differ from the model's")
+
+
+def _two_class_store(folder: Path) -> Path:
+    class_map = folder / "two.yaml"
+    class_map.write_text(
+        "classes:\n  - name: background\n    values: [111]\n  - name: soybeans\n    values: [5]\n"
+    )
+    return agnet_store(folder / "two.zarr", range(0, 25), 1, class_map)
