@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from geo.errors import InputError
+from geo.errors import InputError, NoSpaceError
 from geo.tiling import tile_scenes
 from geo.tiling_inputs import check_tiling
 from tests.bad_inputs.conftest import (
@@ -17,6 +18,7 @@ from tests.bad_inputs.conftest import (
     PIVOT_LABELS,
     PIVOTS,
     SCENE,
+    mount_tmpfs,
     refused,
     snapshot,
 )
@@ -141,3 +143,22 @@ def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, 
         tile_scenes(*args, tile_size=128, overlap=32, progress=False, scheduler="sync")
     assert "\n" not in str(err.value)
     assert snapshot(work, dirs=False) == before
+
+
+def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """Tiling into a 256 KiB tmpfs that holds an earlier output: NoSpaceError, no partial store,
+    the earlier output intact (the CLI run of a full disk is in tests/flows)."""
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "256k")
+    try:
+        (disk / "earlier.txt").write_text("an earlier run's output\n")
+        before = snapshot(disk, dirs=False)
+        with pytest.raises(NoSpaceError, match="s.zarr: no space left on device") as err:
+            tile_scenes(
+                [str(SCENE)], [str(PIVOT_LABELS)], PIVOT_CLASSES, disk / "s.zarr", tile_size=128,
+                overlap=32, progress=False, scheduler="sync",
+            )  # fmt: skip
+        assert "\n" not in str(err.value)
+        assert snapshot(disk, dirs=False) == before
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
