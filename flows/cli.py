@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error(command: str, message: str) -> int:
+    """Print `message` as one line (whatever the library wrote) and return exit status 2."""
+    print(f"convlora-geo {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     args = build_parser().parse_args(argv)
@@ -48,9 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the library wrote
-        print(f"convlora-geo {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return error(args.command, str(exc))
+    except Exception as exc:
+        from geo.errors import is_no_space
+
+        if not is_no_space(exc):
+            raise
+        return error(args.command, f"no space left on device ({exc}); free some space")
     except KeyboardInterrupt:
         print(f"convlora-geo {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from tests.bad_inputs.conftest import (
     PIVOT_CLASSES,
     PIVOT_LABELS,
     SCENE,
+    mount_tmpfs,
     refused,
+    run_cli,
 )
 from tests.test_train_cli import agnet_store, train_args
 
@@ -148,3 +151,20 @@ def _two_class_store(folder: Path) -> Path:
         "classes:\n  - name: background\n    values: [111]\n  - name: soybeans\n    values: [5]\n"
     )
     return agnet_store(folder / "two.zarr", range(0, 25), 1, class_map)
+
+
+def test_a_full_disk_while_training_is_one_line(store: Path, tmp_path: Path) -> None:
+    """Training into a 128 KiB tmpfs stops with one line and exit status 2; no temporary
+    adapter file is left and the earlier output there is intact."""
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "128k")
+    try:
+        (disk / "earlier.txt").write_text("an earlier run's output\n")
+        code, err = run_cli(*train_args(store, disk / "run", "--steps", "2", "--adapter", "lora"))
+        line = err.strip().splitlines()[-1]
+        assert code == 2 and line.startswith("convlora-geo train: error: no space left on device")
+        assert "Traceback" not in err
+        assert (disk / "earlier.txt").read_text() == "an earlier run's output\n"
+        assert [p.name for p in disk.rglob("*.tmp")] == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
