@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from prefect import get_client
+from prefect.settings import get_current_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
@@ -24,26 +25,36 @@ def dask_address(parameter: str | None) -> str | None:
     return parameter or os.environ.get(DASK_ADDRESS_ENV) or None
 
 
+def worker_prefect_env() -> dict[str, str]:
+    """What Dask workers need to report to this process's Prefect API: its URL, and its key
+    where the API needs one (Prefect Cloud); the key travels in memory only, never in logs."""
+    env = {"PREFECT_API_URL": current_api_url()}
+    key = get_current_settings().api.key
+    if key is not None:
+        env["PREFECT_API_KEY"] = key.get_secret_value()
+    return env
+
+
 def share_api_url(address: str) -> None:
-    """Give the workers of an existing Dask cluster this process's Prefect API URL."""
+    """Give the workers of an existing Dask cluster this process's Prefect API settings."""
     from distributed import Client
 
     with Client(address, timeout=30) as client:
-        client.run(set_env, {"PREFECT_API_URL": current_api_url()})
+        client.run(set_env, worker_prefect_env())
 
 
 def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -> TaskRunner:
     """Dask on `address`, a two-process LocalCluster when several items pay, else threads.
 
-    Dask workers get this process's Prefect API URL so their task runs report to the same server
-    instead of each starting a temporary server of its own.
+    Dask workers get this process's Prefect API URL (and key) so their task runs report to the
+    same server instead of each starting a temporary server of its own.
     """
     if address:
         share_api_url(address)
         return DaskTaskRunner(address=address)
     if n_items <= 1:
         return ThreadPoolTaskRunner(max_workers=1)
-    env = {"PREFECT_API_URL": current_api_url(), "OMP_NUM_THREADS": "1"}
+    env = {**worker_prefect_env(), "OMP_NUM_THREADS": "1"}
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": min(local_workers, n_items),

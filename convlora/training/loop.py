@@ -220,10 +220,9 @@ class Trainer:
         return True
 
     def check_spec(self, saved: dict[str, Any]) -> None:
-        current = self.spec()
-        differs = sorted(k for k in current if _jsonish(current[k]) != _jsonish(saved.get(k)))
+        differs = _differences(_jsonish(saved), _jsonish(self.spec()))
         if differs:
-            detail = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differs)
+            detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in differs)
             raise ConvLoRAInputError(
                 f"{self.run_dir}: an earlier run with other settings is there ({detail}); "
                 "use another --out folder, or delete it to start over"
@@ -445,6 +444,17 @@ class Trainer:
             "last": str(self.run_dir / "last"),
             "metrics": str(self.run_dir / "metrics.jsonl"),
         }
+
+
+def _differences(saved: Any, current: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved value, current value) of every setting that differs, leaves only."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [
+            d
+            for k in sorted(current)
+            for d in _differences(saved.get(k), current[k], f"{key}.{k}" if key else k)
+        ]
+    return [] if saved == current else [(key, saved, current)]
 
 
 def _jsonish(value: Any) -> Any:
