@@ -123,8 +123,8 @@ def test_a_read_only_run_folder_is_refused(store: Path, readonly: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--image-size", "128"], "'image_size': 128"),
-        (["--store", "two-class"], "'num_classes': 2"),
+        (["--image-size", "128"], "model.image_size: 64 -> 128"),
+        (["--store", "two-class"], "model.num_classes: 8 -> 2"),
     ],
 )
 def test_an_earlier_run_with_another_size_or_class_count_is_kept(
