@@ -32,17 +32,29 @@ ADAPTERS = ("full", "conv-lora", "lora", "decoder")
 NIR_SWIR1_RED = (5, 6, 4)  # Landsat-8 B5, B6, B4 feed SAM's three channels at the start
 
 
-def agnet_store(out: Path, rows: range) -> Path:
-    """Every bundled AgNet tile of grid `rows` (one 128 px tile each) in a tile store."""
+def agnet_store(
+    out: Path,
+    rows: range,
+    *,
+    count: int | None = None,
+    class_map: Path = CLASS_MAP,
+    tile_size: int = 128,
+    val_fraction: float = 0.2,
+    scheduler: str | None = None,
+) -> Path:
+    """The first `count` (default all) bundled AgNet scenes of grid `rows`, 128 x 128 px each, in
+    a tile store of `tile_size` px tiles without overlap."""
     tiles = [r for r in csv.DictReader((AGNET / "tiles.csv").open()) if int(r["grid_row"]) in rows]
+    tiles = tiles[:count]
     return tile_scenes(
         [str(AGNET / t["image"]) for t in tiles],
         [str(AGNET / t["label"]) for t in tiles],
-        CLASS_MAP,
+        class_map,
         out,
-        tile_size=128,
+        tile_size=tile_size,
         overlap=0,
-        val_fraction=0.2,
+        val_fraction=val_fraction,
+        scheduler=scheduler,
         progress=False,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -15,34 +14,24 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from benchmarks.agnet_adapters import CLASS_MAP
+from benchmarks.agnet_adapters import agnet_store as bundled_agnet_store
 from flows.cli import main
 from geo.dataset import TileDataset
 from geo.store import read_attrs
-from geo.tiling import tile_scenes
 from geo.training import band_init, class_frequency_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-AGNET = ROOT / "examples" / "data" / "agnet_landsat8_cdl"
-CLASS_MAP = ROOT / "examples" / "agnet_classes.yaml"
 METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def agnet_store(out: Path, rows: range, count: int, class_map: Path = CLASS_MAP) -> Path:
     """A store of `count` AgNet scenes from grid `rows`, cut into 64 px tiles."""
-    tiles = [r for r in csv.DictReader((AGNET / "tiles.csv").open()) if int(r["grid_row"]) in rows]
-    tiles = tiles[:count]
-    return tile_scenes(
-        [str(AGNET / t["image"]) for t in tiles],
-        [str(AGNET / t["label"]) for t in tiles],
-        class_map,
-        out,
-        tile_size=64,
-        overlap=0,
-        val_fraction=0.25,
+    return bundled_agnet_store(
+        out, rows, count=count, class_map=class_map, tile_size=64, val_fraction=0.25,
         scheduler="sync",
-        progress=False,
-    )
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
