@@ -202,6 +202,7 @@ def train_on_store(
     return fit(
         cfg, train_cfg, train_set, val_set, run_dir,
         sam_checkpoint=sam_checkpoint, metadata=adapter_metadata(attrs), progress=progress,
+        class_names=[c["name"] for c in attrs["classes"]],
     )  # fmt: skip
 
 

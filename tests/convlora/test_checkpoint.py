@@ -15,8 +15,8 @@ from convlora.checkpoint import (
     load_adapter_into,
     save_adapter,
 )
+from convlora.files import sha256_file
 from convlora.model import build_model
-from convlora.sam_checkpoint import file_sha256
 from tests.convlora.conftest import randomize_, save_tiny_sam, tiny_config
 
 METADATA = {
@@ -52,7 +52,7 @@ def test_round_trip_gives_identical_outputs(tiny_sam_path: Path, tmp_path: Path)
     document = json.loads((folder / "adapter.json").read_text())
     assert document["format"] == "convlora-adapter/1"
     assert document["config"] == model.config.to_dict()
-    assert document["sam_checkpoint_sha256"] == file_sha256(tiny_sam_path)
+    assert document["sam_checkpoint_sha256"] == sha256_file(tiny_sam_path)
     assert document["classes"] == METADATA["classes"]
     assert document["normalization"] == METADATA["normalization"]
 

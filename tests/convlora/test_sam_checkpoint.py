@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from convlora.files import sha256_file
 from convlora.model import build_model
 from convlora.registry import build_sam_variant
 from convlora.sam_checkpoint import (
     SamCheckpointError,
-    file_sha256,
     fit_state_dict,
     resize_pos_embed,
     resize_rel_pos,
@@ -27,7 +27,7 @@ def _meta_shapes(variant: str, image_size: int) -> dict[str, torch.Size]:
 def test_loads_checkpoint_exactly_and_records_sha256(tiny_sam_path: Path) -> None:
     state = torch.load(tiny_sam_path, weights_only=True)
     model = build_model(tiny_config(adapter="decoder", num_classes=1), tiny_sam_path)
-    assert model.sam_checkpoint_sha256 == file_sha256(tiny_sam_path)
+    assert model.sam_checkpoint_sha256 == sha256_file(tiny_sam_path)
     encoder = model.image_encoder.state_dict()
     for key, value in state.items():
         if key.startswith("image_encoder."):

@@ -79,6 +79,7 @@ def run_fit(run: Path, train=None, adapter: str = "lora", **overrides) -> dict:
     return fit(
         model_cfg(adapter), train_cfg(**overrides), train if train is not None else Tiles(6),
         Tiles(2, seed=1), run, metadata={"classes": CLASSES}, progress=False,
+        class_names=[c["name"] for c in CLASSES],
     )  # fmt: skip
 
 

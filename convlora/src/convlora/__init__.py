@@ -1,6 +1,6 @@
 """convlora: Conv-LoRA and LoRA adapters for Segment Anything, end-to-end multi-class SAM.
 
-Reusable on its own (any imagery); imports only torch, segment_anything, safetensors, numpy, scipy.
+Reusable on its own (any imagery); imports only torch, segment_anything, safetensors and numpy.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ from convlora.checkpoint import (
 )
 from convlora.config import ConfigError, ModelConfig
 from convlora.decoder import SegmentationMaskDecoder
+from convlora.files import atomic_write_json, sha256_file
 from convlora.info import parameter_report
 from convlora.inject import inject_adapters
 from convlora.layers import ConvLoRALinear, LoRALinear, NoisyTopOneGate
 from convlora.losses import DEFAULT_LOSS, build_criterion
-from convlora.metrics import ConfusionMatrix
+from convlora.metrics import IGNORE_INDEX, ConfusionMatrix
 from convlora.model import SegmentationOutput, SegmentationSAM, build_model
 from convlora.postprocess import class_probabilities, semantic_scores
 from convlora.registry import SAM_VARIANTS, build_sam_variant
-from convlora.sam_checkpoint import SamCheckpointError, file_sha256, load_sam_checkpoint
+from convlora.sam_checkpoint import SamCheckpointError, load_sam_checkpoint
 
 __all__ = [
+    "IGNORE_INDEX",
+    "atomic_write_json",
+    "sha256_file",
     "DEFAULT_LOSS",
     "SAM_VARIANTS",
     "AdapterMismatchError",
@@ -45,7 +49,6 @@ __all__ = [
     "build_model",
     "build_sam_variant",
     "class_probabilities",
-    "file_sha256",
     "inject_adapters",
     "load_adapter",
     "load_adapter_into",

@@ -66,13 +66,6 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name beside `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 class CheckpointDir:
     """A folder such as RUN_DIR/last that is replaced as a whole, never left half-written.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
 from convlora.errors import ConvLoRAInputError
+from convlora.files import sha256_file
 from convlora.registry import SAM_VARIANTS, build_sam_variant
 
 POS_EMBED_KEY = "image_encoder.pos_embed"
@@ -20,15 +20,6 @@ UNSAFE_GLOBAL = "Unsupported global"  # how weights-only torch.load refuses Pyth
 
 class SamCheckpointError(ConvLoRAInputError):
     """A SAM checkpoint does not fit the requested variant."""
-
-
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
@@ -160,4 +151,4 @@ def load_sam_checkpoint(sam: Sam, path: str | Path, variant: str) -> str:
     expected = {k: v.shape for k, v in sam.state_dict().items()}
     fitted = fit_state_dict(state, expected, variant, str(path))
     sam.load_state_dict(fitted, strict=True)
-    return file_sha256(path)
+    return sha256_file(path)

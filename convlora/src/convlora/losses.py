@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from convlora.matching import linear_sum_assignment
+from convlora.metrics import IGNORE_INDEX
 from convlora.model import SegmentationOutput
 from convlora.postprocess import PROBA_EPS, normalize_scores, semantic_scores
 
@@ -41,7 +42,9 @@ def _class_weight_tensor(
 class BinaryLoss(nn.Module):
     """Binary single-mask mode: BCE + dice on mask token 0 (labels 0/1)."""
 
-    def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None):
+    def __init__(
+        self, ignore_index: int = IGNORE_INDEX, class_weights: Sequence[float] | None = None
+    ):
         super().__init__()
         self.ignore_index = ignore_index
         self.class_weights = _class_weight_tensor(class_weights, 2)
@@ -67,7 +70,7 @@ class SemanticLoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
@@ -106,7 +109,7 @@ class HungarianLoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         class_weights: Sequence[float] | None = None,
         no_object_weight: float = 0.1,
         cost_class: float = 1.0,
@@ -197,7 +200,7 @@ class HungarianLoss(nn.Module):
 def build_criterion(
     name: str = DEFAULT_LOSS,
     num_classes: int = 1,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     class_weights: Sequence[float] | None = None,
 ) -> nn.Module:
     """ "hungarian" or "semantic" for multi-class models; binary models (num_classes 1) always

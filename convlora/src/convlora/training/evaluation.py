@@ -11,10 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from convlora.devices import autocast
-from convlora.metrics import ConfusionMatrix
+from convlora.metrics import IGNORE_INDEX, ConfusionMatrix
 from convlora.training.distributed import DistInfo, sum_across
-
-IGNORE_INDEX = 255
 
 
 @torch.no_grad()

@@ -15,7 +15,6 @@ from convlora.band_adapter import build_band_adapter
 from convlora.config import ModelConfig
 from convlora.decoder import SegmentationMaskDecoder
 from convlora.inject import ENCODER_ADAPTERS, adapter_parameters, inject_adapters
-from convlora.layers.lora import LowRankAdapter
 from convlora.postprocess import class_probabilities
 from convlora.registry import build_sam_variant
 from convlora.sam_checkpoint import load_sam_checkpoint
@@ -119,12 +118,6 @@ class SegmentationSAM(nn.Module):
         """
         out = self(images)
         return class_probabilities(out.mask_logits, out.class_logits)
-
-    def merge_adapters(self) -> None:
-        """Fold LoRA updates into the frozen weights for inference (Conv-LoRA cannot merge)."""
-        for layer in self.image_encoder.modules():
-            if isinstance(layer, LowRankAdapter) and hasattr(layer, "merge"):
-                layer.merge()
 
 
 def build_model(cfg: ModelConfig, sam_checkpoint: str | Path | None = None) -> SegmentationSAM:

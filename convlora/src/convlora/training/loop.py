@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from convlora.checkpoint import load_adapter_into, save_adapter
 from convlora.config import ModelConfig
 from convlora.devices import autocast, resolve_device
 from convlora.errors import ConvLoRAInputError
+from convlora.files import atomic_write_json
 from convlora.losses import build_criterion
+from convlora.metrics import IGNORE_INDEX
 from convlora.model import build_model
 from convlora.training.config import TrainConfig
 from convlora.training.data import EpochPlan, make_loader, rank_indices
@@ -37,13 +39,13 @@ from convlora.training.distributed import (
 )
 from convlora.training.evaluation import evaluate_distributed
 from convlora.training.optim import build_optimizer, build_scheduler
+from convlora.training.progress import TrainingProgress
 from convlora.training.state import (
     CheckpointDir,
     MetricsLog,
     capture_rng,
     restore_rng,
     seed_everything,
-    write_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def fit(
     *,
     sam_checkpoint: str | Path | None = None,
     metadata: dict[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune a SegmentationSAM and write RUN_DIR; resume from RUN_DIR/last when it exists.
@@ -106,7 +109,8 @@ def fit(
     try:
         trainer = Trainer(
             model_cfg, train_cfg, train_set, val_set, Path(run_dir), info, device,
-            sam_checkpoint=sam_checkpoint, metadata=metadata or {}, progress=progress,
+            sam_checkpoint=sam_checkpoint, metadata=metadata or {}, class_names=class_names,
+            progress=progress,
         )  # fmt: skip
         return trainer.run()
     finally:
@@ -129,6 +133,7 @@ class Trainer:
         *,
         sam_checkpoint: str | Path | None,
         metadata: dict[str, Any],
+        class_names: Sequence[str] | None,
         progress: bool,
     ) -> None:
         self.model_cfg = model_cfg
@@ -159,7 +164,7 @@ class Trainer:
         self.total_steps = train_cfg.steps if epochs is None else epochs * self.plan.steps
         self.last = CheckpointDir(run_dir / "last")
         self.log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
-        self.class_names = [c["name"] for c in metadata.get("classes", [])] or None
+        self.class_names = list(class_names) if class_names else None
         self.state = Progress()
 
     # ----------------------------------------------------------------------------- setup
@@ -185,7 +190,7 @@ class Trainer:
         self.criterion = build_criterion(
             self.cfg.loss,
             num_classes=self.model_cfg.num_classes,
-            ignore_index=255,
+            ignore_index=IGNORE_INDEX,
             class_weights=self.cfg.class_weights,
         )
         self.optimizer = build_optimizer(self.model, self.cfg.lr, self.cfg.weight_decay)
@@ -236,7 +241,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resumed:
                 self.log.reset()
-            write_json(self.run_dir / "config.json", self.describe())
+            atomic_write_json(self.run_dir / "config.json", self.describe())
         if resumed and self.info.is_main:
             logger.info(
                 "resuming %s at step %d/%d (epoch %d)",
@@ -248,15 +253,13 @@ class Trainer:
         return self.summary()
 
     def train(self, net: nn.Module) -> None:
-        bar = tqdm(
-            total=self.total_steps, initial=self.state.step, disable=not self.show_progress,
-            desc="train", unit="step", dynamic_ncols=True,
-        )  # fmt: skip
-        with bar:
+        with TrainingProgress(
+            self.total_steps, self.state.step, enabled=self.show_progress
+        ) as progress:
             while not self.state.finished:
-                self.train_epoch(net, bar)
+                self.train_epoch(net, progress)
 
-    def train_epoch(self, net: nn.Module, bar: tqdm) -> None:
+    def train_epoch(self, net: nn.Module, progress: TrainingProgress) -> None:
         """Run the rest of the current epoch (or of the step budget), checkpointing on the way."""
         st = self.state
         if hasattr(self.train_set, "set_epoch"):
@@ -276,8 +279,7 @@ class Trainer:
             seconds += time.perf_counter() - started
             images += n_images
             throughput = images / max(seconds, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{throughput:.1f}")
+            progress.update(loss, lr, throughput)
             if st.step % self.cfg.log_every == 0:
                 self.log.append(self.record("step", loss, lr, throughput))
             end_of_epoch = st.micro_batch >= self.plan.micro_batches
@@ -325,7 +327,7 @@ class Trainer:
     def labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch["label"].long()
         if "valid" in batch:
-            labels = torch.where(batch["valid"].bool(), labels, 255)
+            labels = torch.where(batch["valid"].bool(), labels, IGNORE_INDEX)
         return labels.to(self.device, non_blocking=True)
 
     def end_epoch(self, lr: float, throughput: float, *, partial: bool) -> None:
@@ -412,7 +414,7 @@ class Trainer:
                     },
                     folder / STATE_FILE,
                 )
-                write_json(folder / POSITION_FILE, self.position())
+                atomic_write_json(folder / POSITION_FILE, self.position())
 
             self.last.write(fill)
         barrier(self.info)

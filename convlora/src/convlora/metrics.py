@@ -7,6 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+IGNORE_INDEX = 255
+"""Label value that marks pixels no loss or metric counts (nodata, unlabelled, unmapped)."""
+
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -21,7 +24,7 @@ class ConfusionMatrix:
     prediction), their means over the defined classes, and pixel accuracy.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
