@@ -14,57 +14,27 @@ random: their figures show the machinery, and `full` is the honest baseline from
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, machine
-from geo.store import read_attrs
-from geo.tiling import tile_scenes
-from geo.training import evaluate_on_store, train_on_store
+from geo.contracts.tile_store import StoreInfo
+from geo.evaluate import EvaluateConfig, evaluate_on_store
+from geo.finetune import FinetuneConfig, train_on_store
+from tests.support.stores import agnet_store
 
-ROOT = Path(__file__).resolve().parents[1]
-AGNET = ROOT / "examples" / "data" / "agnet_landsat8_cdl"
-CLASS_MAP = ROOT / "examples" / "agnet_classes.yaml"
 ADAPTERS = ("full", "conv-lora", "lora", "decoder")
-NIR_SWIR1_RED = (5, 6, 4)  # Landsat-8 B5, B6, B4 feed SAM's three channels at the start
-
-
-def agnet_store(
-    out: Path,
-    rows: range,
-    *,
-    count: int | None = None,
-    class_map: Path = CLASS_MAP,
-    tile_size: int = 128,
-    val_fraction: float = 0.2,
-    scheduler: str | None = None,
-) -> Path:
-    """The first `count` (default all) bundled AgNet scenes of grid `rows`, 128 x 128 px each, in
-    a tile store of `tile_size` px tiles without overlap."""
-    tiles = [r for r in csv.DictReader((AGNET / "tiles.csv").open()) if int(r["grid_row"]) in rows]
-    tiles = tiles[:count]
-    return tile_scenes(
-        [str(AGNET / t["image"]) for t in tiles],
-        [str(AGNET / t["label"]) for t in tiles],
-        class_map,
-        out,
-        tile_size=tile_size,
-        overlap=0,
-        val_fraction=val_fraction,
-        scheduler=scheduler,
-        progress=False,
-    )
+NIR_SWIR1_RED = [5, 6, 4]  # Landsat-8 B5, B6, B4 feed SAM's three channels at the start
 
 
 def majority_baseline(train: Path, heldout: Path) -> dict:
     """Held-out metrics of predicting the training split's most frequent class everywhere: its
     IoU is its share of the labelled held-out pixels, every other class scores 0."""
-    train_counts = read_attrs(train)["class_pixels"]["train"]
+    train_counts = StoreInfo.read(train).class_pixels["train"]
     majority = max(range(len(train_counts)), key=train_counts.__getitem__)
-    held = [sum(c) for c in zip(*read_attrs(heldout)["class_pixels"].values(), strict=True)]
+    held = [sum(c) for c in zip(*StoreInfo.read(heldout).class_pixels.values(), strict=True)]
     share = held[majority] / sum(held)
     return {"class": majority, "heldout_miou": share / len(held), "heldout_pixel_accuracy": share}
 
@@ -72,13 +42,16 @@ def majority_baseline(train: Path, heldout: Path) -> dict:
 def run_adapter(adapter: str, train: Path, heldout: Path, run_dir: Path, steps: int) -> dict:
     """Train one adapter kind; its best validation mIoU and its metrics on the held-out store."""
     start = time.perf_counter()
-    summary = train_on_store(
-        train, run_dir, sam="tiny", adapter=adapter, image_size=128,
-        mask_token_init="copy+noise", rgb_bands=NIR_SWIR1_RED, progress=False,
-        steps=steps, batch_size=4, accumulate=1, lr=3e-4, device="cpu",
+    config = FinetuneConfig(
+        store=str(train), out=str(run_dir), sam="tiny", adapter=adapter,
+        rgb_bands=NIR_SWIR1_RED, progress=False, steps=steps, batch_size=4, accumulate=1,
+        device="cpu",
     )  # fmt: skip
+    summary = train_on_store(config)
     train_s = time.perf_counter() - start
-    held = evaluate_on_store(heldout, run_dir, split="all", device="cpu")
+    held = evaluate_on_store(
+        EvaluateConfig(store=str(heldout), model=str(run_dir), split="all", device="cpu")
+    )
     return {
         "adapter": adapter,
         "steps": steps,

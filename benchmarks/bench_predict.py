@@ -25,10 +25,12 @@ from benchmarks.child import measure
 from benchmarks.data import FTW_IMAGE, NEBRASKA, RGB_BYTE, metadata_for, mosaic, untrained_model
 from benchmarks.harness import Budget, goal, interleaved, profile_top, ratio
 from convlora import SegmentationSAM
-from geo.manifest import model_digest
-from geo.normalize import normalize
-from geo.predict import TileReader, output_paths, predict_scene, prepare_scene
-from geo.windows import GridSpec
+from geo.contracts.adapter import AdapterMetadata
+from geo.io.grid import GridSpec
+from geo.io.normalize import normalize
+from geo.io.provenance import model_digest
+from geo.predict import output_paths, predict_scene, prepare_scene
+from geo.predict.reader import TileReader
 
 BATCH = 4
 GOAL_PIPELINE = 1.10
@@ -38,7 +40,7 @@ NAIVE_OVERLAP = 32
 def naive_predict(
     image: Path,
     model: SegmentationSAM,
-    metadata: dict[str, Any],
+    metadata: AdapterMetadata,
     out: Path,
     tile_size: int,
     overlap: int,
@@ -46,8 +48,8 @@ def naive_predict(
     """Anchor-style prediction: every window read, normalised and predicted on its own, softmax
     summed into whole-scene float64 arrays (K, H, W) with a hit count, argmax at the end, class
     ids and winning scores written as one GeoTIFF. The scene must be at least a tile wide."""
-    bands, norm = metadata["bands"], metadata["normalization"]
-    k = len(metadata["classes"])
+    bands, norm = list(metadata.bands), metadata.normalization
+    k = len(metadata.classes)
     out.mkdir(parents=True, exist_ok=True)
     with rasterio.open(image) as src:
         height, width = src.height, src.width
@@ -56,7 +58,7 @@ def naive_predict(
         for _, _, window in GridSpec(width, height, tile_size, overlap).windows():
             data = src.read(bands, window=window)
             valid = src.read_masks(bands[0], window=window) > 0
-            x = torch.from_numpy(normalize(data, norm, valid)[None])
+            x = torch.from_numpy(normalize(data, norm.mean, norm.std, valid)[None])
             with torch.inference_mode():
                 probs = model.predict_proba(x)[0].double().numpy()
             rows = slice(window.row_off, window.row_off + tile_size)
@@ -87,7 +89,7 @@ def pipeline_over_model(budget: Budget, tmp: Path) -> dict[str, Any]:
     image, variant, size = (FTW_IMAGE, "tiny", 128) if budget.quick else (NEBRASKA, "vit_b", 512)
     model = untrained_model(variant, size)
     metadata = metadata_for(model, image, [1, 2, 3])
-    scene = prepare_scene(image, metadata)
+    scene = prepare_scene(str(image), metadata)
     rows, cols = scene.plan.grid.rows, scene.plan.grid.cols
     batches = [  # as geo.predict.predict_rows forms them: within one grid row
         [(r, c) for c in cols[k : k + BATCH]] for r in rows for k in range(0, len(cols), BATCH)
@@ -106,7 +108,7 @@ def pipeline_over_model(budget: Budget, tmp: Path) -> dict[str, Any]:
 
     def pipeline() -> None:
         out = tmp / f"pipeline-{next(runs)}"
-        paths = predict_scene(image, model, metadata, out, batch_size=BATCH, progress=False)
+        paths = predict_scene(scene, model, out, batch_size=BATCH, progress=False)
         manifests.append(json.loads(paths["manifest"].read_text()))
 
     with torch.inference_mode():
@@ -153,11 +155,11 @@ def naive_comparison(budget: Budget, tmp: Path) -> dict[str, Any]:
     metadata = metadata_for(model, base, [1, 2, 3])
     runs = itertools.count()
 
+    scene = prepare_scene(str(image), metadata, overlap=NAIVE_OVERLAP)
+
     def ours() -> None:
         out = tmp / f"ours-{next(runs)}"
-        predict_scene(
-            image, model, metadata, out, overlap=NAIVE_OVERLAP, batch_size=BATCH, progress=False
-        )
+        predict_scene(scene, model, out, batch_size=BATCH, progress=False)
 
     def naive() -> None:
         naive_predict(image, model, metadata, tmp / f"naive-{next(runs)}", size, NAIVE_OVERLAP)

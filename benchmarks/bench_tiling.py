@@ -18,7 +18,7 @@ import rasterio
 
 from benchmarks.data import NEBRASKA, PIVOT_CLASSES, PIVOTS, mosaic, source_megabytes
 from benchmarks.harness import Budget, goal, interleaved, profile_top
-from geo.tiling import tile_scenes
+from geo.tiling import TileConfig, tile_scenes
 
 GOAL_RATIO = 0.8
 
@@ -41,10 +41,11 @@ def run(budget: Budget) -> dict[str, Any]:
 
         def tiling(scheduler: str | None = None) -> None:
             out = tmp / f"store-{next(runs)}.zarr"
-            tile_scenes(
-                [str(scene)], [str(PIVOTS)], str(PIVOT_CLASSES), out, tile_size=tile,
-                overlap=overlap, progress=False, scheduler=scheduler,
+            config = TileConfig(
+                images=[str(scene)], labels=[str(PIVOTS)], class_map=str(PIVOT_CLASSES),
+                out=str(out), tile_size=tile, overlap=overlap, dask_address=scheduler,
             )  # fmt: skip
+            tile_scenes(config, progress=False)
 
         wall = interleaved(
             {"tile": tiling, "raw_read": lambda: raw_read(scene)}, budget.repeats, warmup=1

@@ -17,13 +17,17 @@ import rasterio
 
 from benchmarks.data import FTW_CLASSES, area_km2, mosaic
 from benchmarks.harness import Budget, interleaved
-from geo.vectorize import polygonize
+from geo.contracts.classes import parse_class_list
+from geo.vectorize.polygons import polygonize
 
-CLASSES = [
-    {"id": 0, "name": "background", "color": "#000000"},
-    {"id": 1, "name": "field interior", "color": "#33a02c"},
-    {"id": 2, "name": "field boundary", "color": "#e31a1c"},
-]
+CLASSES = parse_class_list(
+    [
+        {"id": 0, "name": "background", "color": "#000000"},
+        {"id": 1, "name": "field interior", "color": "#33a02c"},
+        {"id": 2, "name": "field boundary", "color": "#e31a1c"},
+    ],
+    "benchmark classes",
+)
 BAND_ROWS = 256
 SCORE_BY_CLASS = np.array([0, 230, 180], dtype=np.uint8)
 
@@ -83,7 +87,7 @@ def run(budget: Budget) -> dict[str, Any]:
         "seams_merged_s": wall["seams_merged"],
         "one_band_s": wall["one_band"],
         "notes": [
-            f"geo.vectorize.polygonize (4-connected regions, coverage simplification 2 m, "
+            f"geo.vectorize.polygons.polygonize (4-connected regions, coverage simplification 2 m, "
             f"min area 500 m², metres measured) on {width}x{height} px = {km2:.1f} km²; "
             f"'seams merged' reads {BAND_ROWS}-row bands ({seams} seams joined), 'one band' "
             "reads the whole raster at once. km² are of the raster processed.",

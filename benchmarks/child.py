@@ -5,7 +5,7 @@
 It prints the wall seconds, the RSS when the prediction starts (interpreter, torch, model) and
 the peak RSS while predicting: the high-water mark is reset at the start, so the transient peak
 of importing torch (about 0.5 GB, freed at once) does not hide the prediction's own. The
-process's lifetime peak is read by the parent (`benchmarks.harness.peak_rss_of`).
+process's lifetime peak is read by the parent (`tests.support.memory.peak_rss_of`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import PeakRSS, peak_rss_of
+from benchmarks.harness import PeakRSS
+from tests.support.memory import peak_rss_of
 
 CODE = "from benchmarks.child import main; main()"
 
@@ -28,7 +29,7 @@ def predict_once(
     loop ("naive"), and measure it."""
     from benchmarks.bench_predict import BATCH, naive_predict
     from benchmarks.data import metadata_for, untrained_model
-    from geo.predict import predict_scene
+    from geo.predict import predict_scene, prepare_scene
 
     model = untrained_model(variant, int(size))
     metadata = metadata_for(model, Path(stats_scene), [1, 2, 3])
@@ -37,9 +38,8 @@ def predict_once(
         if mode == "naive":
             naive_predict(Path(image), model, metadata, Path(out), int(size), int(overlap))
         else:
-            predict_scene(
-                image, model, metadata, out, overlap=int(overlap), batch_size=BATCH, progress=False
-            )
+            scene = prepare_scene(image, metadata, overlap=int(overlap))
+            predict_scene(scene, model, out, batch_size=BATCH, progress=False)
     return {
         "seconds": time.perf_counter() - start,
         "rss_at_start_mib": peak.start_mib,

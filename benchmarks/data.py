@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -11,6 +10,7 @@ import torch
 from rasterio.windows import Window
 
 from convlora import ModelConfig, SegmentationSAM, build_model
+from geo.contracts.adapter import AdapterMetadata
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 NEBRASKA = DATA / "nebraska_center_pivots_landsat" / "nebraska_landsat_albers_30m.tif"
@@ -97,12 +97,14 @@ def untrained_model(
     return build_model(cfg).eval()
 
 
-def metadata_for(model: SegmentationSAM, scene: Path, bands: list[int]) -> dict[str, Any]:
-    """Adapter-like metadata (classes, bands, normalization, config) for predicting `scene`."""
-    return {
-        "name": f"untrained-{model.config.sam_variant}-{model.config.adapter}",
+def metadata_for(model: SegmentationSAM, scene: Path, bands: list[int]) -> AdapterMetadata:
+    """Adapter metadata of `model` as if trained on tiles of its image size of scenes like
+    `scene`: classes, bands and their statistics."""
+    document = {
         "classes": CLASSES[: model.num_outputs],
         "bands": bands,
         "normalization": normalization(scene, bands),
         "config": model.config.to_dict(),
+        "tile_size": model.config.image_size,
     }
+    return AdapterMetadata.from_document(document, scene.with_suffix(".adapter.json"))

@@ -5,14 +5,35 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-COMMANDS = ("demo", "tile", "train", "evaluate", "finetune", "predict", "ingest", "info")
+COMMANDS = (
+    "demo", "tile", "train", "evaluate", "finetune", "predict", "ingest", "info",
+)  # fmt: skip
+NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec")
 
 
 class UserError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (and status 2), like every other
+    input error, instead of the usage text plus the error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wide enough for the option names and their help."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34, width=100)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -24,12 +45,15 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="convlora-geo",
         description="Fine-tune SAM with Conv-LoRA on GeoTIFFs and predict GIS-ready outputs.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     for name in COMMANDS:
         importlib.import_module(f"flows.commands.{name}").add_parser(sub)
     return parser
@@ -49,21 +73,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "httpcore", "distributed", "asyncio", "rasterio"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
         return error(args.command, str(exc))
+    except KeyboardInterrupt:
+        print(f"convlora-geo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return 0
     except Exception as exc:
         from geo.errors import is_no_space
 
         if not is_no_space(exc):
             raise
         return error(args.command, f"no space left on device ({exc}); free some space")
-    except KeyboardInterrupt:
-        print(f"convlora-geo {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+
+def quiet_broken_pipe() -> None:
+    """Output piped into a reader that closed early (`| head`): stop printing, say nothing
+    (stdout is pointed at /dev/null so that the interpreter's final flush stays quiet)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.params import TileParams, TrainParams
+from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
 from flows.tile import build_tile_store
-from geo.training import evaluate_on_store, train_on_store
+from geo.evaluate import EvaluateConfig, evaluate_on_store
+from geo.finetune import FinetuneConfig, train_on_store
+from geo.finetune.train import check_run_settings
+from geo.tiling import TileConfig, check_tiling
 
 
-@task(**IO_RETRIES, task_run_name="train-{train.adapter}-{train.sam}")
-def train_adapter(store: str, train: TrainParams, run_dir: str) -> dict:
-    """Train (resuming an interrupted run in `run_dir`) and return the run summary."""
-    return train_on_store(store, run_dir, **train.model_dump())
+@task(**IO_RETRIES, task_run_name="train-{config.adapter}-{config.sam}")
+def train_adapter(config: FinetuneConfig) -> dict[str, Any]:
+    """Train (resuming an interrupted run in the run folder) and return the run summary."""
+    return train_on_store(config)
 
 
 @task(**IO_RETRIES)
-def evaluate_adapter(store: str, run_dir: str, sam_checkpoint: str | None) -> dict:
+def evaluate_adapter(config: EvaluateConfig) -> dict[str, Any]:
     """Metrics of the best adapter on the store's validation split."""
-    return evaluate_on_store(store, run_dir, split="val", sam_checkpoint=sam_checkpoint)
+    return evaluate_on_store(config)
 
 
 def epoch_table(run_dir: str) -> list[dict[str, object]]:
@@ -51,23 +55,36 @@ def epoch_table(run_dir: str) -> list[dict[str, object]]:
 
 
 @flow(name="finetune", log_prints=True)
-def finetune_flow(tile: TileParams, train: TrainParams, run_dir: str = "runs/finetune") -> dict:
-    """Fine-tune on a tile store built from `tile` (reused when unchanged); returns val metrics."""
-    run_path = str(Path(run_dir).resolve())
+@FINETUNE.parameters(
+    "Fine-tune SAM on a tile store built from the scenes (reused while they are unchanged) "
+    "and evaluate the best adapter on the validation split."
+)
+def finetune_flow(**params: Any) -> dict[str, Any]:
+    tile = FINETUNE.build(TileConfig, params)
+    train = FINETUNE.build(FinetuneConfig, params)
+    check_run_settings(train, check_tiling(tile).tile_size)  # the device before any tiling
     store = build_tile_store(tile)
-    summary = train_adapter(store, train, run_path)
-    metrics = evaluate_adapter(store, run_path, train.sam_checkpoint)
+    summary = train_adapter(train.model_copy(update={"store": store}))
+    metrics = evaluate_adapter(
+        EvaluateConfig(
+            store=store,
+            model=train.out,
+            split="val",
+            sam_checkpoint=train.sam_checkpoint,
+            device=train.device,
+        )  # fmt: skip
+    )
     create_table_artifact(
         key="finetune-epochs",
-        table=epoch_table(run_path),
+        table=epoch_table(train.out),
         description="Validation IoU per class and epoch",
     )
     create_markdown_artifact(
         key="finetune-summary",
-        markdown=f"# Fine-tuning\n\n- run: `{run_path}`\n"
-        f"- adapter: `{run_path}/adapter.safetensors`\n"
+        markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
+        f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
         f"- validation mIoU: {metrics['miou']:.4f}\n",
     )
-    get_run_logger().info("validation mIoU %.4f, adapter in %s", metrics["miou"], run_path)
+    get_run_logger().info("validation mIoU %.4f, adapter in %s", metrics["miou"], train.out)
     return metrics

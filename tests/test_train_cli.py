@@ -14,38 +14,23 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from benchmarks.agnet_adapters import CLASS_MAP
-from benchmarks.agnet_adapters import agnet_store as bundled_agnet_store
 from flows.cli import main
-from geo.dataset import TileDataset
-from geo.store import read_attrs
-from geo.training import band_init, class_frequency_weights
+from geo.contracts.tile_store import StoreInfo
+from geo.finetune.bands import rgb_positions
+from geo.finetune.dataset import TileDataset
+from geo.finetune.train import class_frequency_weights
+from tests.support.cli import train_args
+from tests.support.paths import ROOT
+from tests.support.stores import small_agnet_store
 
-ROOT = Path(__file__).resolve().parents[1]
 METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def agnet_store(out: Path, rows: range, count: int, class_map: Path = CLASS_MAP) -> Path:
-    """A store of `count` AgNet scenes from grid `rows`, cut into 64 px tiles."""
-    return bundled_agnet_store(
-        out, rows, count=count, class_map=class_map, tile_size=64, val_fraction=0.25,
-        scheduler="sync",
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 scenes of the training area: 12 tiles, 9 for training and 3 for validation."""
-    return agnet_store(tmp_path_factory.mktemp("agnet") / "train.zarr", range(0, 25), 3)
-
-
-def train_args(store: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train", str(store), "--sam", "tiny", "--adapter", "conv-lora", "--image-size", "64",
-        "--out", str(out), "--batch-size", "1", "--accumulate", "2", "--device", "cpu",
-        "--log-every", "1", "--no-progress", *extra,
-    ]  # fmt: skip
+    return small_agnet_store(tmp_path_factory.mktemp("agnet") / "train.zarr", range(0, 25), 3)
 
 
 def cli(*args: str) -> list[str]:
@@ -53,7 +38,7 @@ def cli(*args: str) -> list[str]:
 
 
 def test_auto_class_weights_favour_rare_classes(store: Path) -> None:
-    weights = class_frequency_weights(store, 8)
+    weights = class_frequency_weights(StoreInfo.read(store))
     assert len(weights) == 8 and all(w >= 0 for w in weights)
     counts = np.zeros(8, dtype=np.int64)
     dataset = TileDataset(store, "train")
@@ -66,11 +51,11 @@ def test_auto_class_weights_favour_rare_classes(store: Path) -> None:
     assert all(weights[c] == 0 for c in range(8) if counts[c] == 0)
 
 
-def test_band_init_picks_landsat_rgb(store: Path) -> None:
-    attrs = read_attrs(store)
-    assert attrs["band_names"][3] == "OLI_B4"
-    assert band_init(attrs) == [3, 2, 1]
-    assert band_init(attrs, rgb_bands=[5, 4, 3]) == [4, 3, 2]
+def test_rgb_bands_come_from_the_landsat_band_names(store: Path) -> None:
+    info = StoreInfo.read(store)
+    assert info.band_names[3] == "OLI_B4"
+    assert rgb_positions(info, None) == (3, 2, 1)
+    assert rgb_positions(info, [5, 4, 3]) == (4, 3, 2)
 
 
 @pytest.mark.slow
@@ -91,12 +76,13 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     assert set(metadata["normalization"]) >= {"mean", "std"}
     assert metadata["store_fingerprint"]
 
-    assert main(["evaluate", str(store), "--model", str(run), "--json", "--device", "cpu"]) == 0
+    evaluate = ["evaluate", str(store), "--model", str(run), "--json", "--device", "cpu"]
+    assert main([*evaluate, "--split", "val"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store"}
     assert metrics["tiles"] == 3
     assert metrics["miou"] == pytest.approx(summary["best_miou"])
-    assert main(["evaluate", str(store), "--model", str(run), "--split", "all"]) == 0
+    assert main(["evaluate", str(store), "--model", str(run)]) == 0  # all tiles by default
     text = capsys.readouterr().out
     assert "12 tiles" in text and "spring wheat" in text and "pixel accuracy" in text
 
@@ -104,7 +90,7 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     other_map.write_text(
         "classes:\n  - name: background\n    values: [111]\n  - name: soy\n    values: [5]\n"
     )
-    other = agnet_store(tmp_path / "other.zarr", range(0, 25), 1, other_map)
+    other = small_agnet_store(tmp_path / "other.zarr", range(0, 25), 1, other_map)
     assert main(["evaluate", str(other), "--model", str(run)]) == 2
     err = capsys.readouterr().err
     assert "classes" in err and "differ" in err and "Traceback" not in err

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import argparse
 
-from pydantic import BaseModel, ValidationError
-
-from flows.cli import UserError
-
-P = TypeVar("P", bound=BaseModel)
+from flows.cli import HelpFormatter
+from flows.options import Options
 
 
-def validated(params_type: type[P], /, **values: object) -> P:
-    """Build flow parameters, turning the first validation problem into one readable line."""
-    try:
-        return params_type(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
-        message = err["msg"].removeprefix("Value error, ")
-        raise UserError(f"{where}: {message}" if where else message) from None
-
-
-def int_list(text: str) -> list[int]:
-    """Parse `4,3,2` into [4, 3, 2]."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+def add_command(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    options: Options | None,
+    *,
+    help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand parser with the options' arguments (and `--help` showing their defaults)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description or help, formatter_class=HelpFormatter
+    )
+    if options is not None:
+        options.add_arguments(parser)
+    return parser

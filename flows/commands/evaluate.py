@@ -6,23 +6,17 @@ import argparse
 import json
 from typing import Any
 
+from flows.commands import add_command
+from flows.parameters import EVALUATE
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="measure a trained model on a labelled tile store",
-        description="Per-class IoU, mIoU, F1 and pixel accuracy (label 255 ignored) of a trained "
-        "adapter on any labelled tile store, e.g. one tiled from a held-out area.",
-    )
-    p.add_argument("store", metavar="STORE.zarr", help="labelled tile store")
-    p.add_argument("--model", required=True, help="run folder (RUN_DIR) or adapter file")
-    p.add_argument("--split", default="val", choices=["train", "val", "all"])
-    p.add_argument(
-        "--checkpoint", default=None, help="the base SAM .pth the adapter was trained on"
-    )
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--json", action="store_true", help="print JSON")
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "evaluate", EVALUATE, help="measure a trained model on a labelled tile store",
+        description="Per-class IoU, mIoU, F1 and pixel accuracy (label 255 ignored) of a "
+        "trained adapter on any labelled tile store, e.g. one tiled from a held-out area.",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=run)
 
 
@@ -45,15 +39,8 @@ def table(metrics: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geo.training import evaluate_on_store
+    from geo.evaluate import EvaluateConfig, evaluate_on_store
 
-    metrics = evaluate_on_store(
-        args.store,
-        args.model,
-        split=args.split,
-        sam_checkpoint=args.checkpoint,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    metrics = evaluate_on_store(EVALUATE.build(EvaluateConfig, EVALUATE.values(args)))
     print(json.dumps(metrics, indent=2) if args.json else table(metrics))
     return 0

@@ -5,18 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 
+from convlora.config import ADAPTERS, SAM_VARIANTS
+from flows.commands import add_command
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="parameter counts for a SAM variant and adapter")
-    p.add_argument("--sam", default="vit_b", choices=["vit_b", "vit_l", "vit_h", "tiny"])
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "info", None, help="parameter counts for a SAM variant and adapter",
+        description="Total and trainable parameters of a model configuration, by part "
+        "(computed on the meta device: no weights are loaded or allocated).",
+    )  # fmt: skip
     p.add_argument(
-        "--adapter", default="conv-lora", choices=["conv-lora", "lora", "decoder", "full"]
+        "--sam", default="vit_b", choices=SAM_VARIANTS, help="SAM variant (default: vit_b)"
     )
-    p.add_argument("--classes", type=int, default=1, help="number of classes (1 = binary)")
-    p.add_argument("--rank", type=int, default=3)
-    p.add_argument("--experts", type=int, default=8)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--bands", type=int, default=3, help="input band count")
+    p.add_argument("--adapter", default="conv-lora", choices=ADAPTERS,
+                   help="what trains (default: conv-lora)")  # fmt: skip
+    p.add_argument(
+        "--classes", type=int, default=1, help="classes with background; 1 = binary (default: 1)"
+    )
+    p.add_argument("--rank", type=int, default=3, help="LoRA rank (default: 3)")
+    p.add_argument("--experts", type=int, default=8, help="Conv-LoRA experts (default: 8)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="SAM input side (default: the variant's native size)")  # fmt: skip
+    p.add_argument("--bands", type=int, default=3, help="input band count (default: 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -25,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from convlora.config import ModelConfig
     from convlora.info import parameter_report
 
-    options = dict(
+    options: dict[str, object] = dict(
         sam_variant=args.sam,
         adapter=args.adapter,
         num_classes=args.classes,
@@ -35,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.image_size:
         options["image_size"] = args.image_size
-    report = parameter_report(ModelConfig(**options))
+    report = parameter_report(ModelConfig(**options))  # type: ignore[arg-type]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"total parameters:     {report['total_params']:>13,}")
-    print(f"trainable parameters: {report['trainable_params']:>13,}")
-    for group, count in report.get("groups", {}).items():
-        print(f"  {group:<20}{count:>13,}")
+    print(f"{'':<20}{'total':>14}{'trainable':>14}")
+    for group, counts in report["groups"].items():
+        print(f"{group:<20}{counts['total']:>14,}{counts['trainable']:>14,}")
+    print(f"{'all':<20}{report['total_params']:>14,}{report['trainable_params']:>14,}")
+    print(f"trainable: {report['trainable_percent']:.2f} %")
     return 0

@@ -4,42 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from flows.commands import validated
+from flows.commands import add_command
+from flows.parameters import INGEST
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ingest", help="predict new scenes found under a folder or URL")
-    p.add_argument("source", help="folder, fsspec URL or single scene")
-    p.add_argument("--pattern", default="*.tif")
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--sam-checkpoint", default=None)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--min-area", type=float, default=500.0)
-    p.add_argument("--simplify", type=float, default=2.0)
-    p.add_argument("--dask-address", default=None)
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "ingest", INGEST, help="predict new scenes found under a folder or URL",
+        description="Predict the scenes under SOURCE that this model has not predicted yet; "
+        "a manifest in the output folder makes reruns predict nothing twice.",
+    )  # fmt: skip
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.ingest import IngestParams, ingest_flow
-    from geo.predict import check_prediction
+    from geo.ingest import IngestConfig
+    from geo.ingest.catalog import check_source
+    from geo.io.outputs import check_output
+    from geo.predict import PredictConfig
+    from geo.predict.plan import check_model
 
-    params = validated(
-        IngestParams,
-        source=args.source,
-        pattern=args.pattern,
-        model=args.model,
-        out=args.out,
-        sam_checkpoint=args.sam_checkpoint,
-        batch_size=args.batch_size,
-        device=args.device,
-        min_area=args.min_area,
-        simplify=args.simplify,
-        dask_address=args.dask_address,
-    )
-    check_prediction([], params.model, params.out, sam_checkpoint=params.sam_checkpoint)
-    done = ingest_flow(params)
-    print(f"predicted {len(done)} new scene(s) into {params.out}")
+    values = INGEST.values(args)
+    ingest = INGEST.build(IngestConfig, values)
+    config = INGEST.build(PredictConfig, {**values, "images": [ingest.source]})
+    check_model(config.model, config.sam_checkpoint, config.device)  # before Prefect starts
+    check_output(config.out, into=True)
+    check_source(ingest.source)
+    from flows.ingest import ingest_flow
+
+    done = ingest_flow(**values)
+    print(f"predicted {len(done)} new scene(s) into {values['out']}")
     return 0

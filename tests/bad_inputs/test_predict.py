@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from geo.errors import InputError
-from geo.predict import predict_scene, prepare_scene
-from tests.bad_inputs.conftest import AGNET_IMAGE, PICKLE_RAN, SCENE, refused, snapshot
-from tests.geo.predict_support import ToyModel, metadata_for
+from geo.predict import prepare_scene
+from tests.support.cli import PICKLE_RAN, refused, snapshot
+from tests.support.models import ToyModel, metadata_for
+from tests.support.paths import AGNET_IMAGE, SCENE
+from tests.support.predict import predict_image
 
 
 def predict(scene: object, model: object, out: object, *extra: object) -> list:
@@ -19,7 +21,7 @@ def predict(scene: object, model: object, out: object, *extra: object) -> list:
 CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
     "missing scene": (
         lambda b, c, r: predict("absent.tif", r["base"], "{out}"),
-        "images: absent.tif: no such file",
+        "absent.tif: image not found",
     ),
     "not a raster": (
         lambda b, c, r: predict(b["notraster.tif"], r["base"], "{out}"),
@@ -40,25 +42,25 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
     ),
     "tile size not a multiple of 16": (
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--tile-size", "100"),
-        "tile_size 100 is not a multiple of 16",
+        "--tile-size 100: must be a positive multiple of 16 (try 96 or 112)",
     ),
     "tile size too large": (
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--tile-size", "8192"),
-        "tile_size: Input should be less than or equal to 4096",
+        "--tile-size 8192: must be at most 4096",
     ),
     "overlap half the tile": (
         lambda b, c, r: predict(
             AGNET_IMAGE, r["base"], "{out}", "--tile-size", "64", "--overlap", "32"
         ),
-        "overlap 32 must be less than half the tile size",
+        "--overlap 32: must be at least 0 and less than half the tile size 64",
     ),
     "overlap half the model's tile": (
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--overlap", "40"),
-        "--overlap 40: must be at least 0 and under half of 64",
+        "--overlap 40: must be at least 0 and less than half the tile size 64",
     ),
     "missing model": (
         lambda b, c, r: predict(AGNET_IMAGE, "absent_run", "{out}"),
-        "model: absent_run: no such file",
+        "absent_run: model not found",
     ),
     "folder without an adapter": (
         lambda b, c, r: predict(AGNET_IMAGE, b["notraster.tif"].parent, "{out}"),
@@ -74,7 +76,7 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
     ),
     "missing SAM checkpoint": (
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", "absent.pth"),
-        "sam_checkpoint: absent.pth: no such file",
+        "absent.pth: SAM checkpoint not found",
     ),
     "truncated SAM checkpoint": (
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["truncated"]),
@@ -123,16 +125,16 @@ def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> N
     argv = ["ingest", AGNET_IMAGE.parent, "--model", runs["sam"], "--out", work]
     refused(work, argv, "adapter needs the SAM tiny checkpoint")
     argv = ["ingest", "absent_folder", "--model", runs["base"], "--out", work]
-    refused(work, argv, "source: absent_folder: no such file")
+    refused(work, argv, "absent_folder: source not found")
 
 
 def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:
     """The pre-flight check passes (both ends of the file read); prediction fails on the
     garbled strip with one line and removes its `.STEM.partial` folder."""
-    scene, metadata = broken["corrupt.tif"], metadata_for(SCENE, [1, 2, 3], image_size=64)
-    prepare_scene(scene, metadata)
+    scene, metadata = broken["corrupt.tif"], metadata_for(SCENE, [1, 2, 3], tile_size=64)
+    prepare_scene(str(scene), metadata)
     before = snapshot(work, dirs=False)
     with pytest.raises(InputError, match="corrupt.tif: corrupt or truncated raster") as err:
-        predict_scene(scene, ToyModel(3), metadata, work, progress=False)
+        predict_image(scene, ToyModel(3), metadata, work)
     assert "\n" not in str(err.value)
     assert snapshot(work, dirs=False) == before

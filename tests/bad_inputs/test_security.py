@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
-from flows.ingest import IngestParams
-from flows.params import PredictParams, TileParams
-from tests.bad_inputs.conftest import AGNET_IMAGE, PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
+from geo.errors import InputError
+from geo.ingest.catalog import check_source
+from geo.io.outputs import check_output
+from geo.predict import PredictConfig
+from geo.tiling import TileConfig
+from tests.support.paths import AGNET_IMAGE, PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
 
 PACKAGES = ("convlora", "geo", "flows")
 SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential|private_?key|access_?key",
@@ -77,19 +79,19 @@ def test_prefect_yaml_holds_no_credentials() -> None:
     assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text)  # no user:password@ in URLs
 
 
-def test_flow_parameters_are_resolved_and_checked(tmp_path: Path, monkeypatch) -> None:
+def test_options_are_resolved_and_checked(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     relative = SCENE.relative_to(ROOT)
-    params = TileParams(
+    config = TileConfig(
         images=[str(relative)], labels=[str(PIVOT_LABELS)], class_map=str(PIVOT_CLASSES),
         out="stores/x.zarr", tile_size=128, overlap=32,
     )  # fmt: skip
-    assert params.images == [str(SCENE)] and params.out == str(ROOT / "stores" / "x.zarr")
-    with pytest.raises(ValidationError, match="absent.tif: no such file"):
-        PredictParams(images=["absent.tif"], model=str(tmp_path), out=str(tmp_path))
-    with pytest.raises(ValidationError, match="not a folder"):
-        PredictParams(images=[str(AGNET_IMAGE)], model=str(tmp_path), out=str(AGNET_IMAGE))
-    with pytest.raises(ValidationError, match="absent_folder: no such file"):
-        IngestParams(source="absent_folder", model=str(tmp_path), out=str(tmp_path))
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        PredictParams(images=[str(AGNET_IMAGE)], model=str(tmp_path), out=".", shell="rm -rf /")
+    assert config.images == [str(SCENE)] and config.out == str(ROOT / "stores" / "x.zarr")
+    with pytest.raises(InputError, match="unknown option 'shell'"):
+        PredictConfig.parse(
+            {"images": [str(AGNET_IMAGE)], "model": str(tmp_path), "out": ".", "shell": "rm -rf /"}
+        )
+    with pytest.raises(InputError, match="not a folder"):
+        check_output(AGNET_IMAGE, into=True)
+    with pytest.raises(InputError, match="absent_folder: source not found"):
+        check_source("absent_folder")

@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 
 from geo.errors import InputError, NoSpaceError
-from geo.tiling import tile_scenes
-from geo.tiling_inputs import check_tiling
-from tests.bad_inputs.conftest import (
+from geo.tiling import TileConfig, check_tiling
+from tests.support import stores
+from tests.support.cli import mount_tmpfs, refused, snapshot
+from tests.support.paths import (
     AGNET_CLASSES,
     AGNET_LABEL,
     PIVOT_CLASSES,
     PIVOT_LABELS,
     PIVOTS,
     SCENE,
-    mount_tmpfs,
-    refused,
-    snapshot,
 )
 
 
@@ -32,7 +30,7 @@ def tile(scene: object, out: Path, *extra: object, labels: object = PIVOT_LABELS
 
 
 CASES = {
-    "missing scene": (lambda b: tile("absent.tif", "{out}"), "absent.tif: no such file"),
+    "missing scene": (lambda b: tile("absent.tif", "{out}"), "absent.tif: image not found"),
     "not a raster": (lambda b: tile(b["notraster.tif"], "{out}"), "not a raster GDAL can read"),
     "truncated": (
         lambda b: tile(b["truncated.tif"], "{out}"),
@@ -81,19 +79,19 @@ CASES = {
     ),
     "tile size not a multiple of 16": (
         lambda b: [*tile(SCENE, "{out}"), "--tile-size", "120"],
-        "tile_size 120 is not a multiple of 16",
+        "--tile-size 120: must be a positive multiple of 16 (try 112 or 128)",
     ),
     "tile size too large": (
         lambda b: [*tile(SCENE, "{out}"), "--tile-size", "8192"],
-        "tile_size: Input should be less than or equal to 4096",
+        "--tile-size 8192: must be at most 4096",
     ),
     "overlap half the tile": (
         lambda b: [*tile(SCENE, "{out}"), "--overlap", "64"],
-        "overlap 64 must be less than half the tile size",
+        "--overlap 64: must be at least 0 and less than half the tile size 128",
     ),
     "missing class map": (
         lambda b: [*tile(SCENE, "{out}"), "--class-map", "absent.yaml"],
-        "class_map: absent.yaml: no such file",
+        "absent.yaml: class map file not found",
     ),
     "output is a file": (lambda b: tile(SCENE, "{work}/earlier/result.txt"), "result.txt"),
 }
@@ -107,9 +105,9 @@ def test_bad_input_is_refused_before_any_work(case: str, broken, work: Path) -> 
 
 
 def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -> None:
-    store = tile_scenes(
-        [str(SCENE)], [str(PIVOT_LABELS)], PIVOT_CLASSES, work / "s.zarr", tile_size=128,
-        overlap=32, progress=False, scheduler="sync",
+    store = stores.tile(
+        [SCENE], [PIVOT_LABELS], PIVOT_CLASSES, work / "s.zarr", tile_size=128, overlap=32,
+        dask_address="sync",
     )  # fmt: skip
     argv = [*tile(SCENE, store), "--overlap", "16"]
     refused(work, argv, "s.zarr: already holds a tile store of other inputs or settings")
@@ -126,8 +124,11 @@ def test_label_values_in_no_class_are_warned_about_before_tiling(
     runs the whole command, tests/geo/test_tiling.py checks the labels)."""
     with caplog.at_level(logging.WARNING, logger="geo"):
         check_tiling(
-            [str(SCENE)], [str(PIVOT_LABELS)], broken["one_id.yaml"], tmp_path / "s.zarr",
-            tile_size=128, overlap=32, label_field="id",
+            TileConfig(
+                images=[str(SCENE)], labels=[str(PIVOT_LABELS)],
+                class_map=str(broken["one_id.yaml"]), out=str(tmp_path / "s.zarr"),
+                tile_size=128, overlap=32, label_field="id",
+            )
         )  # fmt: skip
     assert "pivots.gpkg: id value(s)" in caplog.text and "they become ignore" in caplog.text
     assert list(tmp_path.iterdir()) == []
@@ -136,11 +137,15 @@ def test_label_values_in_no_class_are_warned_about_before_tiling(
 def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:
     """Its first and last blocks read fine, so the pre-flight check passes; tiling then fails
     on the garbled strip with one line naming the file, and removes its temporary store."""
-    args = ([str(broken["corrupt.tif"])], [str(PIVOT_LABELS)], PIVOT_CLASSES, work / "s.zarr")
-    check_tiling(*args, tile_size=128, overlap=32)
+    args = ([broken["corrupt.tif"]], [PIVOT_LABELS], PIVOT_CLASSES, work / "s.zarr")
+    config = TileConfig(
+        images=[str(broken["corrupt.tif"])], labels=[str(PIVOT_LABELS)],
+        class_map=str(PIVOT_CLASSES), out=str(work / "s.zarr"), tile_size=128, overlap=32,
+    )  # fmt: skip
+    check_tiling(config)
     before = snapshot(work, dirs=False)
     with pytest.raises(InputError, match="corrupt.tif: corrupt or truncated raster") as err:
-        tile_scenes(*args, tile_size=128, overlap=32, progress=False, scheduler="sync")
+        stores.tile(*args, tile_size=128, overlap=32, dask_address="sync")
     assert "\n" not in str(err.value)
     assert snapshot(work, dirs=False) == before
 
@@ -154,9 +159,9 @@ def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path: Path) -> N
         (disk / "earlier.txt").write_text("an earlier run's output\n")
         before = snapshot(disk, dirs=False)
         with pytest.raises(NoSpaceError, match="s.zarr: no space left on device") as err:
-            tile_scenes(
-                [str(SCENE)], [str(PIVOT_LABELS)], PIVOT_CLASSES, disk / "s.zarr", tile_size=128,
-                overlap=32, progress=False, scheduler="sync",
+            stores.tile(
+                [SCENE], [PIVOT_LABELS], PIVOT_CLASSES, disk / "s.zarr", tile_size=128,
+                overlap=32, dask_address="sync",
             )  # fmt: skip
         assert "\n" not in str(err.value)
         assert snapshot(disk, dirs=False) == before

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_inputs.conftest import (
-    PICKLE_RAN,
-    PIVOT_CLASSES,
-    PIVOT_LABELS,
-    SCENE,
-    mount_tmpfs,
-    refused,
-    run_cli,
-)
-from tests.test_train_cli import agnet_store, train_args
+from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
+from tests.support.stores import small_agnet_store
 
 CASES = {  # name -> (argv from the store, checkpoints and output folder; message)
     "not a tile store": (
@@ -46,15 +39,15 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
     ),
     "image size not a multiple of 16": (
         lambda s, c, w: train_args(s, w / "run", "--image-size", "100"),
-        "--image-size 100: give a multiple of 16 up to 4096",
+        "--image-size 100: must be a positive multiple of 16 (try 96 or 112)",
     ),
     "image size too large": (
         lambda s, c, w: train_args(s, w / "run", "--image-size", "8192"),
-        "--image-size 8192: give a multiple of 16 up to 4096",
+        "--image-size 8192: must be at most 4096",
     ),
     "class weights for another class count": (
         lambda s, c, w: train_args(s, w / "run", "--class-weights", "1,2"),
-        "class weights [1.0, 2.0]: 2 values for",
+        "--class-weights 1.0,2.0: give one weight per class (8: background, soybeans",
     ),
     "output is a file": (
         lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
@@ -77,7 +70,7 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
             "--out",
             w / "run",
         ],  # fmt: skip
-        "labels: ",
+        "absent.gpkg: labels file not found",
     ),
     "finetune: checkpoint carrying pickled code": (
         lambda s, c, w: [
@@ -150,7 +143,7 @@ def _two_class_store(folder: Path) -> Path:
     class_map.write_text(
         "classes:\n  - name: background\n    values: [111]\n  - name: soybeans\n    values: [5]\n"
     )
-    return agnet_store(folder / "two.zarr", range(0, 25), 1, class_map)
+    return small_agnet_store(folder / "two.zarr", range(0, 25), 1, class_map)
 
 
 def test_a_full_disk_while_training_is_one_line(store: Path, tmp_path: Path) -> None:

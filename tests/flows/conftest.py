@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import flows  # noqa: F401  (sets the temporary-server defaults before Prefect loads its settings)
-
-ROOT = Path(__file__).resolve().parents[2]
-PIVOTS = ROOT / "examples" / "data" / "nebraska_center_pivots_landsat"
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +16,3 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-@pytest.fixture(scope="session")
-def pivots_scene() -> Path:
-    return PIVOTS / "nebraska_landsat_albers_30m.tif"

@@ -11,19 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_inputs.conftest import (
-    AGNET_IMAGE,
-    PIVOT_CLASSES,
-    PIVOT_LABELS,
-    SCENE,
-    make_broken,
-    make_work,
-    mount_tmpfs,
-    run_cli,
-    snapshot,
-    train,
-)
-from tests.test_train_cli import agnet_store
+from tests.support.cli import make_broken, make_work, mount_tmpfs, run_cli, snapshot, train
+from tests.support.paths import AGNET_IMAGE, PIVOT_CLASSES, PIVOT_LABELS, SCENE
+from tests.support.stores import small_agnet_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -97,7 +87,7 @@ def test_a_full_disk_fails_once_and_keeps_the_earlier_outputs(
 ) -> None:
     """Predict into a 1 MiB tmpfs, fill it, predict again with other settings: one line, exit
     status 2, no partial folder, and the earlier outputs unchanged."""
-    store = agnet_store(tmp_path / "agnet.zarr", range(0, 25), 1)
+    store = small_agnet_store(tmp_path / "agnet.zarr", range(0, 25), 1)
     run = train(store, tmp_path / "run")
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "1m")

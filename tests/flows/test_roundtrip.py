@@ -114,25 +114,11 @@ def test_deploy_run_finetune_with_process_worker(project: Path, tmp_path: Path) 
         out = prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
         assert "finetune/field-boundaries" in out
 
-        small = {
-            "train": {
-                "sam": "tiny",
-                "adapter": "full",
-                "image_size": 64,
-                "steps": 2,
-                "batch_size": 2,
-                "accumulate": 1,
-            },
-        }
         out = prefect(
-            "deployment",
-            "run",
-            "finetune/field-boundaries",
-            "--params",
-            json.dumps(small),
-            env=env,
-            cwd=project,
-        )
+            "deployment", "run", "finetune/field-boundaries",
+            "-p", "steps=2", "-p", "image_size=64", "-p", "accumulate=1",
+            env=env, cwd=project,
+        )  # fmt: skip
         run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
 
         worker = subprocess.Popen(
@@ -149,13 +135,16 @@ def test_deploy_run_finetune_with_process_worker(project: Path, tmp_path: Path) 
 
         state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
         assert state["type"] == "COMPLETED", f"{state}\n{log[-4000:]}"
+        flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        assert flow_run["parameters"]["steps"] == 2
+        assert flow_run["parameters"]["sam"] == "tiny"  # the deployment's own, kept
         run_dir = project / "runs" / "field-boundaries"
         assert (run_dir / "adapter.safetensors").stat().st_size > 0
         assert (run_dir / "adapter.json").exists()
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-        assert any(
-            json.loads(line).get("kind") == "epoch" or "val" in json.loads(line) for line in lines
-        )
+        records = [
+            json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert max(r["step"] for r in records) == 2  # the -p steps=2 override took effect
     finally:
         if worker is not None:
             stop(worker)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geo.classes import IGNORE, ClassMap, load_class_map, value_key
+from geo.contracts.classes import IGNORE, ClassMap, load_class_map, value_key
 from geo.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

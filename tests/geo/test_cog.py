@@ -9,8 +9,9 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 
-from geo.cog import raw_to_cog, validate_cog
-from tests.geo.predict_support import FTW, RGB_BYTE
+from geo.io.cog import raw_to_cog
+from tests.support.cog import validate_cog
+from tests.support.paths import FTW, RGB_BYTE
 
 
 def test_validate_cog_accepts_gdal_cogs_and_rejects_plain_geotiffs(tmp_path: Path) -> None:

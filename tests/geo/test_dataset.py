@@ -11,10 +11,11 @@ import torch
 import zarr
 from torch.utils.data import DataLoader
 
-from geo.dataset import TileDataset, d4
+from geo.contracts.normalization import Normalization
 from geo.errors import InputError
-from geo.normalize import normalize
-from geo.tiling import tile_scenes
+from geo.finetune.dataset import TileDataset, d4
+from geo.io.normalize import normalize
+from tests.support.stores import tile
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 PIVOTS = DATA / "nebraska_center_pivots_landsat"
@@ -23,10 +24,10 @@ CLASSES = Path(__file__).resolve().parents[2] / "examples" / "pivots_classes.yam
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tile_scenes(
+    return tile(
         [str(PIVOTS / "nebraska_landsat_albers_30m.tif")], [str(PIVOTS / "pivots.gpkg")],
         str(CLASSES), tmp_path_factory.mktemp("ds") / "pivots.zarr",
-        tile_size=128, overlap=16, progress=False,
+        tile_size=128, overlap=16,
     )  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def test_dataset_pickles_and_loads_in_a_worker(store: Path) -> None:
 
 
 def test_normalization_override_and_bad_store(store: Path, tmp_path: Path) -> None:
-    stats = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    stats = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0,) * 3, (1.0,) * 3)
     ds = TileDataset(store, "all", normalization=stats)
     raw = zarr.open_group(str(store), mode="r")["images"][0]
     valid = ds[0]["valid"].numpy()
@@ -105,13 +106,13 @@ def test_normalize_numpy_and_torch_agree() -> None:
     x[0, 1, 0, 0] = np.nan
     valid = np.ones((2, 8, 8), dtype=bool)
     valid[1, 4:] = False
-    stats = {"mean": [100.0, 90.0, 80.0], "std": [20.0, 0.0, 10.0], "p2": [0] * 3, "p98": [1] * 3}
-    a = normalize(x, stats, valid)
-    b = normalize(torch.from_numpy(x), stats, torch.from_numpy(valid))
+    mean, std = [100.0, 90.0, 80.0], [20.0, 0.0, 10.0]
+    a = normalize(x, mean, std, valid)
+    b = normalize(torch.from_numpy(x), mean, std, torch.from_numpy(valid))
     assert a.dtype == np.float32 and b.dtype == torch.float32
     assert np.allclose(a, b.numpy())
     assert np.all(a[1, :, 4:] == 0) and a[0, 1, 0, 0] == 0
     assert np.allclose(a[0, 2], (x[0, 2] - 80) / 10) and np.allclose(a[0, 1, 1:], x[0, 1, 1:] - 90)
-    assert normalize(x[0], stats).shape == (3, 8, 8)
+    assert normalize(x[0], mean, std).shape == (3, 8, 8)
     with pytest.raises(ValueError, match="3 bands"):
-        normalize(x[:, :2], stats)
+        normalize(x[:, :2], mean, std)

@@ -10,11 +10,12 @@ import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from geo.classes import ClassMap, load_class_map
+from geo.contracts.classes import ClassMap, load_class_map
 from geo.errors import InputError
-from geo.labels import is_vector, prepare_raster_labels, prepare_vector_labels
-from geo.raster import scene_info
-from geo.windows import GridSpec
+from geo.io.grid import GridSpec
+from geo.io.raster import scene_info
+from geo.io.vector import is_vector
+from geo.tiling.labels import prepare_raster_labels, prepare_vector_labels
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 ATLANTA = DATA / "spacenet_atlanta_buildings"

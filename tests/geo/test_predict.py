@@ -16,12 +16,14 @@ from rasterio import features
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from scipy import ndimage
 
-from geo.cog import validate_cog
+from convlora.files import sha256_file
+from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
-from geo.manifest import sha256_file
-from geo.predict import predict_scene
-from geo.vectorize import polygonize
-from tests.geo.predict_support import CLASSES, FTW, RGB_BYTE, ToyModel, metadata_for
+from geo.vectorize.polygons import polygonize
+from tests.support.cog import validate_cog
+from tests.support.models import CLASSES, ToyModel, metadata_for
+from tests.support.paths import FTW, RGB_BYTE
+from tests.support.predict import predict_image
 
 MIN_AREA = 500.0
 
@@ -31,8 +33,7 @@ def rgb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """RGB.byte (UTM, 300 m pixels, nodata collar) predicted with 128 px tiles."""
     out = tmp_path_factory.mktemp("rgb")
     metadata = metadata_for(RGB_BYTE, [1, 2, 3])
-    return predict_scene(RGB_BYTE, ToyModel(3), metadata, out, tile_size=128, overlap=32,
-                         progress=False)  # fmt: skip
+    return predict_image(RGB_BYTE, ToyModel(3), metadata, out, tile_size=128, overlap=32)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,7 @@ def ftw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The 8-band Sentinel-2 stack (10 m) with all bands, in 64 px tiles."""
     out = tmp_path_factory.mktemp("ftw")
     bands = list(range(1, 9))
-    return predict_scene(FTW, ToyModel(8), metadata_for(FTW, bands), out, tile_size=64,
-                         overlap=16, progress=False)  # fmt: skip
+    return predict_image(FTW, ToyModel(8), metadata_for(FTW, bands), out, tile_size=64, overlap=16)
 
 
 def test_outputs_are_named_after_the_scene(rgb: dict[str, Path]) -> None:
@@ -138,14 +138,17 @@ def test_polygon_attributes(rgb: dict[str, Path]) -> None:
     assert frame.score.between(1 / 3, 1).all()
     assert (frame.area_m2 >= MIN_AREA).all() and (frame.perimeter_m > 0).all()
     np.testing.assert_allclose(frame.area_m2, frame.geometry.area, rtol=1e-6)
-    assert (frame.source == "RGB.byte.tif").all() and (frame.model == "toy").all()
+    assert (frame.source == "RGB.byte.tif").all() and (
+        frame.model == "convlora-tiny-conv-lora"
+    ).all()
     assert frame.crs == rasterio.open(RGB_BYTE).crs
     assert frame.is_valid.all() and (frame.geom_type == "Polygon").all()
 
 
 def test_simplified_polygons_still_share_their_edges(ftw: dict[str, Path]) -> None:
     """At 15 m (1.5 px) neighbouring fields and water keep common edges: a valid coverage."""
-    frame = polygonize(ftw["classes"], ftw["probability"], CLASSES, simplify=15.0)
+    classes = parse_class_list(CLASSES, "test")
+    frame = polygonize(ftw["classes"], ftw["probability"], classes, simplify=15.0)
     geoms = frame.geometry.values
     assert shapely.coverage_is_valid(geoms)
     union = shapely.union_all(geoms)
@@ -176,7 +179,7 @@ def test_qgis_styles_are_stored(rgb: dict[str, Path]) -> None:
 def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Path]) -> None:
     manifest = json.loads(rgb["manifest"].read_text())
     assert manifest["inputs"]["image"]["sha256"] == sha256_file(RGB_BYTE)
-    assert manifest["inputs"]["model"]["metadata"]["bands"] == [1, 2, 3]
+    assert manifest["parameters"]["bands"] == [1, 2, 3]
     assert len(manifest["inputs"]["model"]["weights_sha256"]) == 64
     assert manifest["parameters"]["tile_size"] == 128 and manifest["parameters"]["overlap"] == 32
     assert {"torch", "rasterio", "gdal", "shapely"} <= set(manifest["software"])
@@ -189,8 +192,9 @@ def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Pat
 def test_a_rerun_with_the_same_inputs_keeps_the_outputs(rgb: dict[str, Path]) -> None:
     before = {name: p.stat().st_mtime_ns for name, p in rgb.items()}
     metadata = metadata_for(RGB_BYTE, [1, 2, 3])
-    again = predict_scene(RGB_BYTE, ToyModel(3), metadata, rgb["classes"].parent, tile_size=128,
-                          overlap=32, progress=False)  # fmt: skip
+    again = predict_image(
+        RGB_BYTE, ToyModel(3), metadata, rgb["classes"].parent, tile_size=128, overlap=32
+    )
     assert again == rgb
     assert {name: p.stat().st_mtime_ns for name, p in rgb.items()} == before
 
@@ -209,9 +213,10 @@ def test_geographic_scene_gets_areas_in_square_metres(tmp_path: Path) -> None:
                 reproject(
                     rasterio.band(src, b), rasterio.band(dst, b), resampling=Resampling.nearest
                 )
-    metadata = metadata_for(geographic, [1, 2, 3], image_size=64)
-    paths = predict_scene(geographic, ToyModel(3), metadata, tmp_path / "out", min_area=0.0,
-                          simplify=0.0, progress=False)  # fmt: skip
+    metadata = metadata_for(geographic, [1, 2, 3], tile_size=64)
+    paths = predict_image(
+        geographic, ToyModel(3), metadata, tmp_path / "out", min_area=0.0, simplify=0.0
+    )
     frame = gpd.read_file(paths["polygons"], layer="polygons")
     with rasterio.open(paths["classes"]) as c:
         per_row = np.isin(c.read(1), (1, 2)).sum(axis=1)
@@ -224,33 +229,32 @@ def test_geographic_scene_gets_areas_in_square_metres(tmp_path: Path) -> None:
 
 def test_bad_inputs_raise_input_errors(tmp_path: Path) -> None:
     metadata = metadata_for(RGB_BYTE, [1, 2, 3])
+    four = metadata_for(FTW, [1, 2, 3, 4])
     with pytest.raises(InputError, match="band 4 out of range"):
-        predict_scene(RGB_BYTE, ToyModel(4), {**metadata, "bands": [1, 2, 4]}, tmp_path)
+        predict_image(RGB_BYTE, ToyModel(4), four, tmp_path)
     with pytest.raises(InputError, match="--overlap 64"):
-        predict_scene(RGB_BYTE, ToyModel(3), metadata, tmp_path, tile_size=128, overlap=64)
-    with pytest.raises(InputError, match="no normalization"):
-        predict_scene(RGB_BYTE, ToyModel(3), {"classes": CLASSES, "bands": [1]}, tmp_path)
+        predict_image(RGB_BYTE, ToyModel(3), metadata, tmp_path, tile_size=128, overlap=64)
     with pytest.raises(InputError, match="not found"):
-        predict_scene(tmp_path / "missing.tif", ToyModel(3), metadata, tmp_path)
+        predict_image(tmp_path / "missing.tif", ToyModel(3), metadata, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_model_with_other_classes_fails_without_touching_outputs(tmp_path: Path) -> None:
-    metadata = metadata_for(FTW, [1, 2, 3], image_size=64)
+    metadata = metadata_for(FTW, [1, 2, 3], tile_size=64)
     with pytest.raises(ValueError, match="the metadata lists 3 classes"):
-        predict_scene(FTW, ToyModel(3, num_classes=2), metadata, tmp_path, progress=False)
+        predict_image(FTW, ToyModel(3, num_classes=2), metadata, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [".austria_s2_2021_winA_winB.partial"]
 
 
 def test_new_parameters_replace_the_outputs(tmp_path: Path) -> None:
-    metadata = metadata_for(FTW, [1, 2, 3], image_size=64)
-    first = predict_scene(FTW, ToyModel(3), metadata, tmp_path, progress=False)
+    metadata = metadata_for(FTW, [1, 2, 3], tile_size=64)
+    first = predict_image(FTW, ToyModel(3), metadata, tmp_path)
     classes_bytes = first["classes"].read_bytes()
     before = len(gpd.read_file(first["polygons"], layer="polygons"))
-    second = predict_scene(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000, progress=False)
+    second = predict_image(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000)
     assert second == first
     after = gpd.read_file(second["polygons"], layer="polygons")
     assert 0 < len(after) < before and after.area_m2.min() >= 20_000
-    assert json.loads(second["manifest"].read_text())["parameters"]["min_area_m2"] == 20_000
+    assert json.loads(second["manifest"].read_text())["parameters"]["min_area"] == 20_000
     assert second["classes"].read_bytes() == classes_bytes  # same pixels, same bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first.values())

@@ -9,17 +9,18 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from benchmarks.harness import peak_rss_of
-from tests.geo.predict_support import RGB_BYTE
+from tests.support.memory import peak_rss_of
+from tests.support.paths import RGB_BYTE
 
 CHILD = """
 import sys
-from tests.geo.predict_support import RGB_BYTE, ToyModel, metadata_for
-from geo.predict import predict_scene
+from tests.support.models import ToyModel, metadata_for
+from tests.support.paths import RGB_BYTE
+from tests.support.predict import predict_image
 
 image, out = sys.argv[1], sys.argv[2]
-metadata = metadata_for(RGB_BYTE, [1, 2, 3], image_size=256)
-predict_scene(image, ToyModel(3), metadata, out, overlap=32, batch_size=4, progress=False)
+metadata = metadata_for(RGB_BYTE, [1, 2, 3], tile_size=256)
+predict_image(image, ToyModel(3), metadata, out, overlap=32, batch_size=4)
 """
 
 

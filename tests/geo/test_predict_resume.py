@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.geo.predict_support import SPACENET
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT, SPACENET
 
 CHILD = """
 import sys
-from tests.geo.predict_support import SPACENET, ToyModel, metadata_for
-from geo.predict import predict_scene
+from tests.support.models import ToyModel, metadata_for
+from tests.support.paths import SPACENET
+from tests.support.predict import predict_image
 
-predict_scene(SPACENET, ToyModel(1), metadata_for(SPACENET, [1], image_size=128), sys.argv[1],
-              overlap=16, batch_size=3, progress=False, checkpoint_seconds=0)
+predict_image(SPACENET, ToyModel(1), metadata_for(SPACENET, [1], tile_size=128), sys.argv[1],
+              overlap=16, batch_size=3, checkpoint_seconds=0)
 """
 COMPARED = ("classes", "probability", "polygons", "style")
 

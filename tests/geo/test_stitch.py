@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geo.predict import predict_rows, prepare_scene
-from geo.stitch import RowBand, StitchPlan, taper
-from tests.geo.predict_support import NEBRASKA, ToyModel, metadata_for
+from geo.predict import prepare_scene
+from geo.predict.rows import predict_rows
+from geo.predict.stitch import RowBand, StitchPlan, taper
+from tests.support.cog import core_edges
+from tests.support.models import ToyModel, metadata_for
+from tests.support.paths import NEBRASKA
 
 
 @pytest.mark.parametrize(("size", "margin", "ramp"), [(64, 4, 8), (128, 8, 16), (1024, 32, 64)])
@@ -111,9 +114,9 @@ def seam_ratio(probs: np.ndarray, valid: np.ndarray, plan: StitchPlan, far_from:
         jump = np.abs(np.diff(probs, axis=axis + 1)).mean(axis=0)  # index i: pixels i and i + 1
         n = valid.shape[axis]
         ok = np.take(valid, range(n - 1), axis=axis) & np.take(valid, range(1, n), axis=axis)
-        seams = np.array(plan.core_edges(axis)) - 1
+        seams = np.array(core_edges(plan, axis)) - 1
         lines = np.arange(jump.shape[axis])
-        edges = np.array(sorted({e - 1 for p in far_from for e in p.core_edges(axis)}))
+        edges = np.array(sorted({e - 1 for p in far_from for e in core_edges(p, axis)}))
         far = lines[np.abs(lines[:, None] - edges[None]).min(axis=1) >= 12]
         for chosen, out in ((seams, seam_jumps), (far, far_jumps)):
             out.append(np.take(jump, chosen, axis=axis)[np.take(ok, chosen, axis=axis)].mean())
@@ -122,7 +125,7 @@ def seam_ratio(probs: np.ndarray, valid: np.ndarray, plan: StitchPlan, far_from:
 
 def scene_probabilities(blend: bool) -> tuple[StitchPlan, np.ndarray, np.ndarray]:
     metadata = metadata_for(NEBRASKA, [1, 2, 3])
-    scene = prepare_scene(NEBRASKA, metadata, tile_size=128, overlap=32, blend=blend)
+    scene = prepare_scene(str(NEBRASKA), metadata, tile_size=128, overlap=32, blend=blend)
     band = RowBand(scene.plan, 3)
     parts = list(predict_rows(scene, ToyModel(3), band, batch_size=8))
     probs = np.concatenate([p for _, _, p, _ in parts], axis=1)

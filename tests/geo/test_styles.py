@@ -10,13 +10,17 @@ import geopandas as gpd
 import pyogrio
 import shapely
 
-from geo.styles import add_gpkg_style, colormap, raster_qml, vector_qml, vector_sld
+from geo.contracts.classes import parse_class_list
+from geo.io.styles import add_gpkg_style, colormap, raster_qml, vector_qml, vector_sld
 
-CLASSES = [
-    {"id": 0, "name": "background", "color": "#000000"},
-    {"id": 1, "name": "centre pivot <irrigated> & 'dry'", "color": "#e31a1c"},
-    {"id": 2, "name": "water", "color": "#1f78b4"},
-]
+CLASSES = parse_class_list(
+    [
+        {"id": 0, "name": "background", "color": "#000000"},
+        {"id": 1, "name": "centre pivot <irrigated> & 'dry'", "color": "#e31a1c"},
+        {"id": 2, "name": "water", "color": "#1f78b4"},
+    ],
+    "test",
+)
 
 
 def test_colormap_makes_background_transparent() -> None:
@@ -26,14 +30,14 @@ def test_colormap_makes_background_transparent() -> None:
 def test_qml_and_sld_are_well_formed_and_name_the_classes() -> None:
     raster = ET.fromstring(raster_qml(CLASSES))
     labels = [e.get("label") for e in raster.iter("paletteEntry")]
-    assert labels == [c["name"] for c in CLASSES]
+    assert labels == [c.name for c in CLASSES]
     vector = ET.fromstring(vector_qml(CLASSES))
-    assert [c.get("label") for c in vector.iter("category")] == [CLASSES[1]["name"], "water"]
+    assert [c.get("label") for c in vector.iter("category")] == [CLASSES[1].name, "water"]
     colors = [o.get("value") for o in vector.iter("Option") if o.get("name") == "outline_color"]
     assert colors == ["227,26,28,255", "31,120,180,255"]
     sld = ET.fromstring(vector_sld(CLASSES, "polygons"))
     names = [e.text for e in sld.iter("{http://www.opengis.net/se}Name")]
-    assert CLASSES[1]["name"] in names and "water" in names
+    assert CLASSES[1].name in names and "water" in names
 
 
 def test_gpkg_style_is_the_default_and_replaced_not_duplicated(tmp_path: Path) -> None:

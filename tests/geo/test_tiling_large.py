@@ -17,17 +17,17 @@ import zarr
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from benchmarks.harness import peak_rss_of
-from geo.tiling import tile_scenes
+from tests.support.memory import peak_rss_of
+from tests.support.stores import tile
 
 PEAK_LIMIT_MIB = 1536
 CLASSES = [{"name": "background"}, {"name": "field"}]
 TILE = """
 import json, sys
-from geo.tiling import tile_scenes
+from tests.support.stores import tile
 scene, labels, out = sys.argv[1:4]
-tile_scenes([scene], [labels], json.loads(sys.argv[4]), out, tile_size=int(sys.argv[5]),
-            overlap=64, progress=False)
+tile([scene], [labels], json.loads(sys.argv[4]), out, tile_size=int(sys.argv[5]),
+            overlap=64)
 """
 
 
@@ -120,18 +120,15 @@ def test_interrupted_run_resumes_and_matches_a_clean_run(
         pytest.skip("tiling finished before it could be interrupted")
     assert not out.exists()  # nothing half-written under the final name
     with caplog.at_level(logging.INFO, logger="geo"):
-        store = tile_scenes(
-            [str(scene)], [str(labels)], CLASSES, out, tile_size=256, overlap=64, progress=False
-        )
+        store = tile([str(scene)], [str(labels)], CLASSES, out, tile_size=256, overlap=64)
     assert "tile blocks already done" in caplog.text
-    clean = tile_scenes(
+    clean = tile(
         [str(scene)],
         [str(labels)],
         CLASSES,
         tmp_path / "clean.zarr",
         tile_size=256,
         overlap=64,
-        progress=False,
     )
     a, b = zarr.open_group(str(store), mode="r"), zarr.open_group(str(clean), mode="r")
     for name in ("images", "labels", "valid", "split"):

@@ -10,16 +10,21 @@ import rasterio
 import shapely
 from rasterio import features
 
-from geo.vectorize import polygonize, regions
-from tests.geo.predict_support import DATA
+from geo.contracts.classes import parse_class_list
+from geo.vectorize.polygons import polygonize
+from geo.vectorize.regions import regions
+from tests.support.paths import DATA
 
 # A real 3-class field-boundary model output (0 background/nodata, 1 field, 2 boundary).
 FTW_PREDICTION = DATA / "ftw_austria_sentinel2" / "ftw_model_prediction_3class.tif"
-CLASSES = [
-    {"id": 0, "name": "background", "color": "#000000"},
-    {"id": 1, "name": "field", "color": "#33a02c"},
-    {"id": 2, "name": "boundary", "color": "#e31a1c"},
-]
+CLASSES = parse_class_list(
+    [
+        {"id": 0, "name": "background", "color": "#000000"},
+        {"id": 1, "name": "field", "color": "#33a02c"},
+        {"id": 2, "name": "boundary", "color": "#e31a1c"},
+    ],
+    "test",
+)
 
 
 def whole_raster_polygons(path: Path) -> list[tuple[int, shapely.Geometry]]:

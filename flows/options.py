@@ -1,0 +1,228 @@
+"""Command-line options and Prefect flow parameters, derived from the stage configs.
+
+An `Options` is the union of the fields of one or more stage configs, by parameter name. It
+gives a flow its signature (so a deployment's parameters are flat: `-p steps=200`) and its
+docstring (the help text, shown in Prefect's UI), gives a CLI command its arguments (names,
+types, defaults, help), and turns received values back into validated configs. An option exists
+once, in its config; nothing here declares one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic.fields import FieldInfo
+
+from geo.options import StageConfig, choices_of, cli_meta, flag
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=StageConfig)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One parameter: the config fields it feeds (usually one) and the first of them."""
+
+    name: str
+    config: type[StageConfig]
+    field: str
+
+    @property
+    def info(self) -> FieldInfo:
+        return self.config.model_fields[self.field]
+
+    @property
+    def help(self) -> str:
+        return self.info.description or ""
+
+    @property
+    def required(self) -> bool:
+        return self.info.is_required()
+
+    @property
+    def default(self) -> Any:
+        return None if self.required else self.info.default
+
+    @property
+    def choices(self) -> list[str] | None:
+        return choices_of(self.config, self.field)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return cli_meta(self.config, self.field)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of one command and its flow: config fields by parameter name.
+
+    `shared` maps (config, field) to the name of a parameter it takes its value from instead of
+    its own (the `finetune` flow's `store` is both the tile store to write and to train on).
+    """
+
+    configs: tuple[type[StageConfig], ...]
+    shared: Mapping[tuple[type[StageConfig], str], str] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    as_flags: frozenset[str] = frozenset()  # positional in their config, `--flags` here
+
+    def __iter__(self) -> Iterator[Option]:
+        seen: set[str] = set()
+        for config in self.configs:
+            for name in config.model_fields:
+                if (config, name) in self.shared or name in self.skip or name in seen:
+                    continue
+                seen.add(name)
+                yield Option(name, config, name)
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self]
+
+    def build(self, config: type[C], values: Mapping[str, Any]) -> C:
+        """The `config` of these option values (InputError naming the first bad one)."""
+        picked = {
+            name: values[self.shared.get((config, name), name)]
+            for name in config.model_fields
+            if self.shared.get((config, name), name) in values
+        }
+        return config.parse(picked)
+
+    # ------------------------------------------------------------------------- Prefect
+    def signature(self) -> inspect.Signature:
+        """Keyword-only parameters with the configs' types, constraints and defaults."""
+        parameters = [
+            inspect.Parameter(
+                o.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if o.required else o.default,
+                annotation=_flow_type(o),
+            )
+            for o in self
+        ]
+        return inspect.Signature(parameters)
+
+    def docstring(self, summary: str) -> str:
+        """`summary` plus an Args section with every option's help (Prefect shows it)."""
+        lines = [summary.strip(), "", "Args:"]
+        lines += [f"    {o.name}: {' '.join(o.help.split())}" for o in self]
+        return "\n".join(lines) + "\n"
+
+    def parameters(self, summary: str) -> Callable[[F], F]:
+        """Decorate a `def flow(**params)` (under `@flow`) with these options as parameters."""
+
+        def decorate(fn: F) -> F:
+            fn.__signature__ = self.signature()  # type: ignore[attr-defined]
+            fn.__doc__ = self.docstring(summary)
+            return fn
+
+        return decorate
+
+    # ------------------------------------------------------------------------- CLI
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """One argument per option: positional or `--flag`, typed, with its default shown."""
+        for o in self:
+            meta = o.meta
+            positional = bool(meta.get("positional")) and o.name not in self.as_flags
+            kwargs: dict[str, Any] = {"help": _help(o, positional)}
+            kind = _cli_kind(o)
+            if kind == "bool":
+                kwargs |= {"action": argparse.BooleanOptionalAction, "default": o.default}
+            else:
+                kwargs |= _typed(kind)
+                if kind == "strings":
+                    kwargs["nargs"] = "+"
+                if o.choices is not None:
+                    kwargs["choices"] = o.choices
+                if meta.get("metavar"):
+                    kwargs["metavar"] = meta["metavar"]
+            if positional:
+                parser.add_argument(o.name, **kwargs)
+                continue
+            if kind != "bool":
+                kwargs["default"] = o.default
+                kwargs["required"] = o.required
+            parser.add_argument(flag(o.name), *meta.get("aliases", []), dest=o.name, **kwargs)
+
+    def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
+        """The option values from parsed arguments."""
+        return {name: getattr(namespace, name) for name in self.names}
+
+
+def _help(option: Option, positional: bool) -> str:
+    text = " ".join(option.help.split())
+    if option.default not in (None, "") and "default" not in text and _cli_kind(option) != "bool":
+        shown = option.default
+        if isinstance(shown, list):
+            shown = ",".join(map(str, shown))
+        text += f" (default: {shown})"
+    if option.required and not positional:
+        text += " (required)"
+    return text.replace("%", "%%")
+
+
+def _cli_kind(option: Option) -> str:
+    """How the command line reads an option: bool, int, float, str, ints, floats, strings,
+    weights (auto or numbers)."""
+    annotation = option.info.annotation
+    args = set(typing.get_args(annotation)) - {type(None)} if _is_union(annotation) else set()
+    base = next(iter(args)) if len(args) == 1 else annotation
+    if len(args) > 1:
+        return "weights"
+    if base is bool:
+        return "bool"
+    origin = typing.get_origin(base)
+    if origin is list:
+        item = typing.get_args(base)[0]
+        return {int: "ints", float: "floats"}.get(item, "strings")
+    return {int: "int", float: "float"}.get(base, "str")  # type: ignore[arg-type]
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _typed(kind: str) -> dict[str, Any]:
+    parsers: dict[str, Callable[[str], Any]] = {
+        "int": int, "float": float, "str": str, "strings": str,
+        "ints": number_list(int), "floats": number_list(float), "weights": auto_or_numbers,
+    }  # fmt: skip
+    return {"type": parsers[kind]}
+
+
+def number_list(kind: type[int] | type[float]) -> Callable[[str], list[Any]]:
+    """Parse "4,3,2" into numbers; anything else is one clear argparse error."""
+    word = "integers" if kind is int else "numbers"
+
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {word} like 4,3,2, got {text!r}"
+            ) from None
+
+    parse.__name__ = f"{word} list"
+    return parse
+
+
+def auto_or_numbers(text: str) -> str | list[float]:
+    """`auto`, or comma-separated numbers."""
+    return "auto" if text.strip() == "auto" else number_list(float)(text)
+
+
+def _flow_type(option: Option) -> Any:
+    """The parameter's type for Prefect: the field's, with its choices as a Literal and its
+    constraints (ge, lt, ...) kept, so the UI shows a form and runs validate before work."""
+    annotation: Any = option.info.annotation
+    if option.choices is not None:
+        literal = Literal.__getitem__(tuple(option.choices))  # type: ignore[attr-defined]
+        annotation = literal | None if option.default is None else literal
+    if option.info.metadata:
+        return Annotated[annotation, *option.info.metadata]
+    return annotation

@@ -1,0 +1,22 @@
+"""The options of each command and flow, derived from the stage configs (no Prefect import, so
+`--help` and argument errors stay fast)."""
+
+from __future__ import annotations
+
+from flows.options import Options
+from geo.evaluate.config import EvaluateConfig
+from geo.finetune.config import FinetuneConfig
+from geo.ingest.config import IngestConfig
+from geo.predict.config import PredictConfig
+from geo.tiling.config import TileConfig
+
+TILE = Options((TileConfig,))
+FINETUNE = Options(
+    (TileConfig, FinetuneConfig),
+    shared={(TileConfig, "out"): "store"},
+    as_flags=frozenset({"store"}),
+)
+TRAIN = Options((FinetuneConfig,))
+EVALUATE = Options((EvaluateConfig,))
+PREDICT = Options((PredictConfig,))
+INGEST = Options((IngestConfig, PredictConfig), skip=frozenset({"images"}))

@@ -1,0 +1,123 @@
+"""What fine-tuning hands to prediction and evaluation: an adapter's metadata (`adapter.json`).
+
+`convlora.save_adapter` writes the model part (format, model config, base SAM checksum); the
+geo part below rides along as its metadata: the classes, the source bands and their statistics,
+and the tile grid the model was trained on. `AdapterMetadata.read` parses and checks both once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convlora.checkpoint import METADATA_NAME, read_metadata
+from convlora.config import ModelConfig
+from convlora.errors import ConvLoRAInputError
+from geo.contracts.classes import ClassInfo, parse_class_list
+from geo.contracts.normalization import Normalization
+from geo.contracts.tile_store import StoreInfo
+from geo.errors import InputError
+
+
+@dataclass(frozen=True)
+class AdapterMetadata:
+    """The parsed `adapter.json` of a training run (or of its `last/` checkpoint)."""
+
+    path: Path  # the adapter.json file
+    model: ModelConfig
+    sam_checkpoint_sha256: str | None
+    classes: tuple[ClassInfo, ...]
+    bands: tuple[int, ...]  # 1-based source band indexes, in model input order
+    band_names: tuple[str, ...]
+    normalization: Normalization
+    tile_size: int  # the tile side of the store the model was trained on
+    overlap: int
+    store_fingerprint: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
+
+    @property
+    def image_size(self) -> int:
+        """The side SAM's encoder sees (tiles are resized to it, as in training)."""
+        return self.model.image_size
+
+    @property
+    def label(self) -> str:
+        """A short model name for outputs: SAM variant and adapter kind."""
+        return f"convlora-{self.model.sam_variant}-{self.model.adapter}"
+
+    @staticmethod
+    def from_store(store: StoreInfo) -> dict[str, Any]:
+        """The geo part of the metadata of a model trained on `store` (JSON-ready)."""
+        return {
+            "classes": [c.to_dict() for c in store.classes],
+            "bands": list(store.bands),
+            "band_names": list(store.band_names),
+            "normalization": store.normalization.to_dict(),
+            "tile_size": store.tile_size,
+            "overlap": store.overlap,
+            "store_fingerprint": store.fingerprint,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], path: Path) -> AdapterMetadata:
+        """Parse an adapter.json document; InputError naming `path` when it is incomplete."""
+        source = str(path)
+        missing = [
+            k for k in ("config", "classes", "bands", "normalization", "tile_size")
+            if k not in document
+        ]  # fmt: skip
+        if missing:
+            raise InputError(
+                f"{source}: no {', '.join(missing)} in the adapter metadata "
+                "(was it written by `convlora-geo train`?)"
+            )
+        try:
+            model = ModelConfig.from_dict(dict(document["config"]))
+        except (ConvLoRAInputError, TypeError) as err:
+            raise InputError(f"{source}: invalid model config ({err})") from None
+        classes = parse_class_list(list(document["classes"]), source)
+        try:
+            bands = tuple(int(b) for b in document["bands"])
+            tile_size = int(document["tile_size"])
+            overlap = int(document.get("overlap") or tile_size // 8)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{source}: invalid bands or tile size ({err})") from None
+        normalization = Normalization.from_dict(document["normalization"], source)
+        if normalization.bands != len(bands) or model.in_channels != len(bands):
+            raise InputError(
+                f"{source}: {len(bands)} bands {list(bands)} but the model takes "
+                f"{model.in_channels} and the statistics cover {normalization.bands}"
+            )
+        if model.num_outputs != len(classes):
+            raise InputError(
+                f"{source}: {len(classes)} classes but the model predicts {model.num_outputs}"
+            )
+        names = document.get("band_names") or [""] * len(bands)
+        return cls(
+            path=path,
+            model=model,
+            sam_checkpoint_sha256=document.get("sam_checkpoint_sha256"),
+            classes=classes,
+            bands=bands,
+            band_names=tuple(str(n) for n in names),
+            normalization=normalization,
+            tile_size=tile_size,
+            overlap=overlap,
+            store_fingerprint=document.get("store_fingerprint"),
+            training=dict(document.get("training") or {}),
+        )
+
+    @classmethod
+    def read(cls, model_path: str | Path) -> AdapterMetadata:
+        """The metadata of a run folder or adapter file; InputError when it is unusable."""
+        folder = Path(model_path)
+        if not folder.exists():
+            raise InputError(f"{model_path}: model not found (give a run folder or adapter file)")
+        folder = folder if folder.is_dir() else folder.parent
+        try:
+            document = read_metadata(model_path)
+        except ConvLoRAInputError as err:
+            raise InputError(str(err)) from None
+        return cls.from_document(document, folder / METADATA_NAME)

@@ -1,0 +1,256 @@
+"""Class maps: which label values (vector attribute or raster codes) become which class id.
+
+A class map file is JSON or YAML, either a list of classes or a mapping with that list under
+`classes` and an optional top-level `unmapped` setting::
+
+    unmapped: ignore          # or: background. Values no class lists become 255 (default) or 0
+    classes:
+      - name: background      # the first class is class 0, the background
+        values: [111, 121]    # optional: label values that mean background
+        color: "#000000"
+      - name: soybeans
+        values: [5]
+        color: "#267000"
+
+Class ids are the list positions 0..K-1 (an optional `id` must equal the position). `values` are
+matched against the label field (vector labels) or the raster codes (label rasters); numbers and
+strings are compared by their text, so `5`, `5.0` and `"5"` are the same value. With vector labels
+and no label field, every feature is the one non-background class of a two-class map.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from convlora.metrics import IGNORE_INDEX
+from geo.errors import InputError
+
+IGNORE = IGNORE_INDEX
+UNMAPPED_CHOICES = ("ignore", "background")
+ALIAS_REFUSAL = "YAML aliases (*name) are not allowed in a class map"
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+# fmt: off
+_PALETTE = [
+    "#000000", "#e31a1c", "#1f78b4", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3",
+    "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7", "#bebada", "#80b1d3",
+]
+# fmt: on
+
+
+def value_key(value: Any) -> str | None:
+    """Canonical text of a label value (None for missing values): 5, 5.0 and "5" give "5"."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    try:
+        return value_key(float(text))
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class: its id (0 = background), name, display colour and the label values it takes."""
+
+    id: int
+    name: str
+    color: str
+    values: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"id", "name", "color"}: how classes travel in stores, adapters and outputs."""
+        return {"id": self.id, "name": self.name, "color": self.color}
+
+    @property
+    def rgba(self) -> tuple[int, int, int, int]:
+        """Display colour as RGBA; the background (class 0) is fully transparent."""
+        value = self.color.lstrip("#")
+        r, g, b = (int(value[i : i + 2], 16) for i in (0, 2, 4))
+        return r, g, b, 0 if self.id == 0 else 255
+
+
+def parse_class_list(data: Any, source: str) -> tuple[ClassInfo, ...]:
+    """Classes from their travelling form [{"id", "name", "color"}, ...]: ids 0..K-1, K >= 2.
+
+    Raises InputError naming `source` (a store, an adapter file) when the list is malformed.
+    """
+    if not isinstance(data, list) or len(data) < 2:
+        raise InputError(f"{source}: expected a list of at least two classes")
+    classes = []
+    for position, item in enumerate(
+        sorted(data, key=lambda c: c.get("id", -1) if isinstance(c, dict) else -1)
+    ):
+        if not isinstance(item, dict) or item.get("id") != position or "name" not in item:
+            raise InputError(f"{source}: class ids must be 0..K-1, each with a name")
+        color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
+        if not _HEX.match(color):
+            raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
+        classes.append(ClassInfo(position, str(item["name"]), color.lower()))
+    return tuple(classes)
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """An ordered list of classes plus what happens to label values no class lists."""
+
+    classes: tuple[ClassInfo, ...]
+    unmapped: str = "ignore"
+    _lookup: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.classes) < 2:
+            raise InputError("class map: give at least two classes (background and one more)")
+        if len(self.classes) > 255:
+            raise InputError("class map: at most 255 classes (255 means ignore)")
+        if self.unmapped not in UNMAPPED_CHOICES:
+            raise InputError(
+                f"class map: unmapped must be 'ignore' or 'background', not {self.unmapped!r}"
+            )
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise InputError(f"class map: class names must be unique, got {names}")
+        for c in self.classes:
+            for v in c.values:
+                if v in self._lookup and self._lookup[v] != c.id:
+                    raise InputError(f"class map: value {v!r} is listed in two classes")
+                self._lookup[v] = c.id
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def unmapped_id(self) -> int:
+        return IGNORE if self.unmapped == "ignore" else 0
+
+    def class_id(self, value: Any) -> int | None:
+        """Class id of a label value, or None when no class lists it."""
+        key = value_key(value)
+        return None if key is None else self._lookup.get(key)
+
+    def map_values(self, values: Iterable[Any]) -> tuple[np.ndarray, list[str]]:
+        """Class ids (uint8) for label values, and the sorted distinct values no class lists."""
+        ids, missing = [], set()
+        for v in values:
+            cid = self.class_id(v)
+            if cid is None:
+                key = value_key(v)
+                missing.add("<missing>" if key is None else key)
+                cid = self.unmapped_id
+            ids.append(cid)
+        return np.asarray(ids, dtype=np.uint8), sorted(missing)
+
+    def map_array(self, codes: np.ndarray) -> tuple[np.ndarray, set[str]]:
+        """Class ids (uint8) for an array of raster codes, and the set of codes no class lists."""
+        uniques, inverse = np.unique(codes, return_inverse=True)
+        ids, missing = self.map_values(uniques.tolist())
+        return ids[inverse].reshape(codes.shape), set(missing)
+
+    def with_unmapped(self, unmapped: str | None) -> ClassMap:
+        """This map with `unmapped` replaced (None keeps the file's setting)."""
+        if unmapped is None or unmapped == self.unmapped:
+            return self
+        return ClassMap(self.classes, unmapped)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The project-wide class list: [{"id", "name", "color"}, ...]."""
+        return [c.to_dict() for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this map (values included); canonical for hashing."""
+        classes = [
+            {**d, "values": list(c.values)}
+            for d, c in zip(self.to_list(), self.classes, strict=True)
+        ]
+        return {"unmapped": self.unmapped, "classes": classes}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "class map") -> ClassMap:
+        """Build from the parsed file content: a list of classes or {"classes": [...], ...}."""
+        unmapped = "ignore"
+        if isinstance(data, dict):
+            unknown = set(data) - {"classes", "unmapped"}
+            if unknown or "classes" not in data:
+                raise InputError(f"{source}: expected keys 'classes' and optional 'unmapped'")
+            unmapped = str(data.get("unmapped", "ignore"))
+            data = data["classes"]
+        if not isinstance(data, list):
+            raise InputError(f"{source}: expected a list of classes with name, values, color")
+        classes = [_parse_class(i, item, source) for i, item in enumerate(data)]
+        try:
+            return cls(tuple(classes), unmapped)
+        except InputError as err:
+            raise InputError(f"{source}: {str(err).removeprefix('class map: ')}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClassMap:
+        """Read a JSON or YAML class map file."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{path}: class map file not found")
+        try:
+            data = yaml.load(p.read_text(), Loader=_NoAliasLoader)  # YAML is a superset of JSON
+        except yaml.composer.ComposerError as err:
+            if ALIAS_REFUSAL in str(err):
+                raise InputError(f"{path}: {ALIAS_REFUSAL}") from None
+            raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
+    if not isinstance(item, dict) or "name" not in item:
+        raise InputError(f"{source}: class {position} must be a mapping with at least a name")
+    unknown = set(item) - {"id", "name", "values", "color"}
+    if unknown:
+        raise InputError(f"{source}: class {item['name']!r} has unknown keys {sorted(unknown)}")
+    if "id" in item and item["id"] != position:
+        raise InputError(
+            f"{source}: class {item['name']!r} has id {item['id']} but is at position {position}"
+            " (ids are list positions, background first)"
+        )
+    values = item.get("values") or []
+    if not isinstance(values, list):
+        values = [values]
+    keys = tuple(k for k in (value_key(v) for v in values) if k is not None)
+    color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
+    if not _HEX.match(color):
+        raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
+    return ClassInfo(position, str(item["name"]), color.lower(), keys)
+
+
+def load_class_map(class_map: str | Path | ClassMap | list | dict) -> ClassMap:
+    """A ClassMap from a file path, an already built map, or parsed content."""
+    if isinstance(class_map, ClassMap):
+        return class_map
+    if isinstance(class_map, list | dict):
+        return ClassMap.from_dict(class_map)
+    return ClassMap.load(class_map)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader without anchors and aliases: nested aliases can expand a small file
+    into gigabytes ("billion laughs"), and a class map never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, ALIAS_REFUSAL, event.start_mark)
+        return super().compose_node(parent, index)

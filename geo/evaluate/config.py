@@ -1,0 +1,38 @@
+"""`EvaluateConfig`: which model to measure on which labelled tile store."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from geo.finetune.config import DEVICE_HELP, check_device
+from geo.io.raster import absolute
+from geo.options import StageConfig, option
+
+SPLIT_CHOICES = ("train", "val", "all")
+
+
+class EvaluateConfig(StageConfig):
+    """Measure a trained adapter on a labelled tile store (see `geo.evaluate.evaluate_on_store`)."""
+
+    store: str = option(help="labelled tile store", positional=True, metavar="STORE.zarr")
+    model: str = option(help="run folder (RUN_DIR) or adapter file")
+    split: str | None = option(
+        None,
+        help="tiles to score: train, val or all (default: all labelled tiles)",
+        choices=SPLIT_CHOICES,
+    )
+    sam_checkpoint: str | None = option(
+        None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
+    )
+    batch_size: int = option(4, help="tiles per forward pass", ge=1)
+    device: str = option("auto", help=DEVICE_HELP)
+
+    @field_validator("store", "model", "sam_checkpoint")
+    @classmethod
+    def _absolute_path(cls, path: str | None) -> str | None:
+        return None if path is None else absolute(path)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)

@@ -1,0 +1,167 @@
+"""Fine-tuning on a tile store: the model and recipe from the store and the user's choices."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convlora.config import ModelConfig
+from convlora.devices import resolve_device
+from convlora.errors import ConvLoRAInputError
+from convlora.sam_checkpoint import check_sam_checkpoint
+from convlora.train import TrainConfig, fit
+from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.tile_store import StoreInfo
+from geo.errors import InputError
+from geo.finetune.bands import rgb_positions
+from geo.finetune.config import FinetuneConfig
+from geo.finetune.dataset import TileDataset
+from geo.io.outputs import check_output
+from geo.options import checked_once, flag
+
+log = logging.getLogger(__name__)
+
+RARE_SHARE = 0.01  # a class under this share of the labelled training pixels is "rare"
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """A checked training run: the store, the model and recipe, where it writes."""
+
+    config: FinetuneConfig
+    store: StoreInfo
+    model: ModelConfig
+    train: TrainConfig
+    run_dir: Path
+
+
+def class_frequency_weights(store: StoreInfo) -> list[float]:
+    """Median-frequency class weights from the training labels (absent classes get 0)."""
+    counts = np.asarray(store.class_pixels["train"], dtype=np.float64)
+    freq = counts / max(counts.sum(), 1.0)
+    present = freq > 0
+    weights = np.zeros(len(counts))
+    weights[present] = np.median(freq[present]) / freq[present]
+    return [round(float(w), 6) for w in weights]
+
+
+def _warn_rare_classes(store: StoreInfo) -> None:
+    counts = np.asarray(store.class_pixels["train"], dtype=np.float64)
+    share = counts / max(counts.sum(), 1.0)
+    rare = [c.name for c, s in zip(store.classes, share, strict=True) if 0 < s < RARE_SHARE]
+    absent = [c.name for c, n in zip(store.classes, counts, strict=True) if n == 0]
+    if rare:
+        log.warning(
+            "rare class(es) %s: under %.0f%% of the labelled training pixels; "
+            "--class-weights auto weights the loss by class frequency",
+            ", ".join(rare), 100 * RARE_SHARE,
+        )  # fmt: skip
+    if absent:
+        log.warning("class(es) %s have no labelled training pixel", ", ".join(absent))
+
+
+def model_config(config: FinetuneConfig, store: StoreInfo) -> ModelConfig:
+    """The model for a store: its classes and bands, and the chosen SAM and adapter."""
+    token_init = config.mask_token_init
+    if token_init == "auto":
+        token_init = "copy" if config.sam_checkpoint else "copy+noise"
+    try:
+        return ModelConfig(
+            sam_variant=config.sam,
+            image_size=config.image_size or store.tile_size,
+            adapter=config.adapter,
+            rank=config.rank,
+            alpha=config.alpha,
+            experts=config.experts,
+            gate=config.gate,
+            mask_token_init=token_init,
+            num_classes=store.num_classes,
+            in_channels=len(store.bands),
+            band_init=rgb_positions(store, config.rgb_bands),
+        )
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+
+
+def _paths(config: FinetuneConfig) -> list[str]:
+    return [config.store + "/zarr.json", config.out, config.sam_checkpoint or ""]
+
+
+def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
+    """What a training run needs besides its store (checked before tiling when the store is
+    still to be built): the run folder can be written, the device exists, and the SAM
+    checkpoint fits the variant at the image size (shapes only: its tensors are mapped, not
+    read). Returns the run folder; raises InputError naming the input."""
+    run_dir = check_output(config.out, into=True)
+    try:
+        resolve_device(config.device)
+        if config.sam_checkpoint is not None:
+            image_size = config.image_size or tile_size
+            check_sam_checkpoint(config.sam_checkpoint, config.sam, image_size)
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+    return run_dir
+
+
+@checked_once(_paths)
+def check_finetune(config: FinetuneConfig) -> FinetunePlan:
+    """Pre-flight check of a training run: the store (with labelled training tiles) and
+    `check_run_settings`. Raises InputError naming the input; writes nothing."""
+    store = StoreInfo.read(config.store)
+    if sum(store.class_pixels.get("train", ())) == 0:
+        raise InputError(
+            f"{config.store}: its training tiles hold no labelled pixel (check the labels, "
+            "the class map and the AOI)"
+        )
+    run_dir = check_run_settings(config, store.tile_size)
+    model = model_config(config, store)
+    if model.image_size != store.tile_size:
+        log.warning(
+            "%s %d: tiles of %d px are resized to %d px for SAM (the scale the model learns; "
+            "prediction resizes the same way)",
+            flag("image_size"), model.image_size, store.tile_size, model.image_size,
+        )  # fmt: skip
+    if config.class_weights == "auto":
+        weights: list[float] | None = class_frequency_weights(store)
+        log.info("class weights from training label frequencies: %s", weights)
+    else:
+        weights = config.class_weights
+        if weights is None:
+            _warn_rare_classes(store)
+        elif len(weights) != store.num_classes:
+            raise InputError(
+                f"{flag('class_weights')} {','.join(map(str, weights))}: give one weight per "
+                f"class ({store.num_classes}: {', '.join(c.name for c in store.classes)})"
+            )
+    try:
+        train = config.train_config(weights)
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+    return FinetunePlan(config, store, model, train, run_dir)
+
+
+def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune on the store's training split, validating on its validation split.
+
+    Resumes an interrupted run in `config.out`. Returns the summary of `convlora.train.fit`.
+    """
+    plan = check_finetune(config)
+    store = plan.store
+    train_set = TileDataset(store, "train", augment=config.augment, seed=plan.train.seed)
+    val_set = TileDataset(store, "val", augment=False)
+    if len(train_set) == 0:
+        raise InputError(f"{config.store}: no training tiles")
+    if len(val_set) == 0:
+        log.warning("%s: no validation tiles; the last weights are kept as the best", store.path)
+    try:
+        return fit(
+            plan.model, plan.train, train_set, val_set, plan.run_dir,
+            sam_checkpoint=config.sam_checkpoint, metadata=AdapterMetadata.from_store(store),
+            class_names=[c.name for c in store.classes], progress=config.progress,
+        )  # fmt: skip
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None

@@ -1,0 +1,1 @@
+"""Primitives that know no stage: rasters, vectors, grids, COGs, styles, hashing, outputs."""

@@ -1,0 +1,63 @@
+"""Cloud-Optimised GeoTIFFs, written from raw row files by GDAL's COG driver.
+
+The COG driver streams from its source and builds overviews with a bounded block cache, so a
+scene-sized raster never sits in memory. No timestamps are written: the same pixels give the same
+bytes, which makes an interrupted-and-resumed prediction identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+BLOCK = 512
+# GDAL settings for writing: bounded cache, no .aux.xml side files.
+WRITE_ENV = {"GDAL_CACHEMAX": 64, "GDAL_PAM_ENABLED": "NO"}
+
+
+def raw_to_cog(
+    raw: Path,
+    dest: Path,
+    profile: dict[str, Any],
+    *,
+    resampling: str,
+    colormap: dict[int, tuple[int, int, int, int]] | None = None,
+) -> None:
+    """Write a uint8 raw row-major file of `profile`'s width x height as a COG at `dest`.
+
+    `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
+    resampling (NEAREST or MODE for classes, AVERAGE for scores). A tiled GeoTIFF is staged beside
+    `dest` and removed afterwards.
+    """
+    width, height = profile["width"], profile["height"]
+    stage = dest.with_name(dest.name + ".stage.tif")
+    options = {k: profile[k] for k in ("crs", "transform", "nodata")}
+    with rasterio.Env(**WRITE_ENV):
+        with (
+            rasterio.open(
+                stage, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
+                tiled=True, blockxsize=BLOCK, blockysize=BLOCK, **options,
+            ) as dst,
+            open(raw, "rb") as src,
+        ):  # fmt: skip
+            if colormap:  # before any pixel: libtiff cannot change the photometric tag later
+                dst.write_colormap(1, colormap)
+            for row in range(0, height, BLOCK):
+                n = min(BLOCK, height - row)
+                rows = np.fromfile(src, dtype=np.uint8, count=n * width, offset=0)
+                dst.write(rows.reshape(n, width), 1, window=Window(0, row, width, n))
+        rasterio.shutil.copy(
+            stage,
+            dest,
+            driver="COG",
+            BLOCKSIZE=BLOCK,
+            COMPRESS="DEFLATE",
+            OVERVIEW_RESAMPLING=resampling,
+            BIGTIFF="IF_SAFER",
+        )
+    stage.unlink()

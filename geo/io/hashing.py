@@ -1,0 +1,44 @@
+"""Checksums of inputs and the fingerprint that keys a tile store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from convlora.files import sha256_file
+from geo.io.raster import is_virtual, open_raster
+
+__all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text"]
+
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+
+
+def input_record(path: str, role: str) -> dict[str, Any]:
+    """{"role", "path", "sha256", "of"}: the checksum of a local file (a shapefile with its
+    sidecar files), or, for a GDAL virtual path that cannot be read byte by byte here, of the
+    raster's metadata (size, bands, dtype, CRS, transform), with "of" saying which.
+    """
+    if is_virtual(path):
+        with open_raster(path) as src:
+            meta = [src.driver, src.width, src.height, src.count, src.dtypes, str(src.crs),
+                    list(src.transform), src.nodatavals, src.tags()]  # fmt: skip
+        text = json.dumps(meta, sort_keys=True, default=str)
+        return {"role": role, "path": path, "sha256": sha256_text(text), "of": "metadata"}
+    p = Path(path)
+    parts = [p]
+    if p.suffix.lower() == ".shp":
+        parts = [q for q in (p.with_suffix(s) for s in SHAPEFILE_PARTS) if q.exists()]
+    digest = sha256_file(p) if len(parts) == 1 else sha256_text("".join(map(sha256_file, parts)))
+    return {"role": role, "path": str(p.resolve()), "sha256": digest, "of": "bytes"}
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint(inputs: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """sha256 of the inputs' checksums (in order, paths left out) and every setting."""
+    payload = {"inputs": [(r["role"], r["sha256"]) for r in inputs], "settings": settings}
+    return sha256_text(json.dumps(payload, sort_keys=True, default=str))

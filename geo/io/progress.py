@@ -1,0 +1,62 @@
+"""Progress of long work: a tqdm bar on a terminal, periodic log lines everywhere else
+(Prefect's UI, CI logs, a file), so a run never looks stuck and never floods its log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from types import TracebackType
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("geo.progress")
+EVERY_SECONDS = 30.0
+
+
+class Progress:
+    """`with Progress(total, "tiling", "tile") as p: p.update(n)`."""
+
+    def __init__(self, total: int, desc: str, unit: str, *, enabled: bool = True) -> None:
+        self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
+        self.done = 0
+        self.started = self.last = time.monotonic()
+        interactive = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, unit=unit) if interactive else None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and kind is None and self.total:
+            self._line()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if self.enabled and now - self.last >= EVERY_SECONDS and self.done < self.total:
+            self.last = now
+            self._line()
+
+    def _line(self) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        log.info(
+            "%s: %d/%d %ss (%.1f %s/s)",
+            self.desc,
+            self.done,
+            self.total,
+            self.unit,
+            rate,
+            self.unit,
+        )

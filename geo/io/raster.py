@@ -1,0 +1,274 @@
+"""Scene rasters: validated metadata and windowed reads that pad outside the scene."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from geo.errors import InputError
+
+# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat.
+GDAL_ENV = {"GDAL_CACHEMAX": 128, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+def is_virtual(path: str) -> bool:
+    """GDAL virtual paths (/vsis3/..., /vsicurl/...) and URLs: no local file to check."""
+    return path.startswith("/vsi") or "://" in path
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (user folder expanded); URLs and GDAL paths unchanged."""
+    if is_virtual(path):
+        return path
+    return str(Path(path).expanduser().absolute())
+
+
+@contextmanager
+def open_raster(path: str) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster with a bounded GDAL cache; rasters without georeferencing open quietly."""
+    with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            yield src
+
+
+def check_exists(path: str, what: str) -> None:
+    """Raise InputError when a local input path is missing (virtual paths are checked on open)."""
+    if not is_virtual(path) and not Path(path).exists():
+        raise InputError(f"{path}: {what} not found")
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What tiling needs to know about one scene, without its pixels (picklable)."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs_wkt: str | None
+    transform: tuple[float, ...]
+    nodata: float | None
+    band_names: tuple[str, ...]  # GDAL band descriptions, "" where a band has none
+    color_interp: tuple[str, ...] = ()  # GDAL colour interpretation per band: "red", "gray", ...
+
+    @property
+    def crs(self) -> CRS | None:
+        return CRS.from_wkt(self.crs_wkt) if self.crs_wkt else None
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform[:6])
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the scene in its CRS (pixel units without a CRS)."""
+        return window_bounds(self.affine, Window(0, 0, self.width, self.height))
+
+    @property
+    def pixel_size(self) -> float:
+        """The longer side of a pixel in CRS units (rotated and sheared grids included)."""
+        t = self.affine
+        return max(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+
+    @property
+    def outline(self) -> shapely.Polygon:
+        """The scene's four corners in its CRS (rotated grids included)."""
+        return window_polygon(self.affine, Window(0, 0, self.width, self.height))
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the grid is rotated or sheared (its rows are not along the x axis)."""
+        t = self.affine
+        return bool(t.b or t.d)
+
+
+def window_polygon(transform: Affine, window: Window) -> shapely.Polygon:
+    """The four corners of a pixel window mapped through the full affine (rotation included)."""
+    c0, r0 = window.col_off, window.row_off
+    c1, r1 = c0 + window.width, r0 + window.height
+    return shapely.Polygon(
+        [transform @ (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1))]
+    )
+
+
+def window_bounds(transform: Affine, window: Window) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a pixel window: the box around its four mapped corners."""
+    left, bottom, right, top = window_polygon(transform, window).bounds
+    return left, bottom, right, top
+
+
+def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
+    """The error for a failed pixel read: InputError for a local file (it is corrupt or
+    truncated); a remote read may fail for a moment, so its error is kept as it is (retried)."""
+    if is_virtual(path):
+        return exc
+    detail = str(exc.__cause__ or exc)
+    for name in (path, Path(path).name):
+        detail = detail.replace(f"{name}, ", "")
+    return InputError(
+        f"{path}: corrupt or truncated raster (read failed{where}: {detail}); re-download or "
+        "re-export it"
+    )
+
+
+def check_readable(src: rasterio.io.DatasetReader) -> None:
+    """Read the first and the last block of every band: a truncated file fails here."""
+    rows, cols = src.block_shapes[0]
+    last = Window(
+        (src.width - 1) // cols * cols, (src.height - 1) // rows * rows, cols, rows
+    ).intersection(Window(0, 0, src.width, src.height))
+    for window in (Window(0, 0, min(cols, src.width), min(rows, src.height)), last):
+        try:
+            src.read(window=window)
+        except RasterioIOError as exc:
+            raise read_failed(src.name, exc) from exc
+
+
+def scene_info(path: str) -> SceneInfo:
+    """Read a scene's metadata, raising InputError when it is missing, not a raster, or
+    truncated (its first and last blocks are read)."""
+    check_exists(path, "image")
+    try:
+        with open_raster(path) as src:
+            info = SceneInfo(
+                path=path,
+                width=src.width,
+                height=src.height,
+                count=src.count,
+                dtype=src.dtypes[0],
+                crs_wkt=src.crs.to_wkt() if src.crs else None,
+                transform=tuple(src.transform)[:6],
+                nodata=src.nodata,
+                band_names=tuple(d or "" for d in src.descriptions),
+                color_interp=tuple(c.name for c in src.colorinterp),
+            )
+    except RasterioIOError:
+        raise InputError(f"{path}: not a raster GDAL can read") from None
+    with open_raster(path) as src:
+        check_readable(src)
+    return info
+
+
+def check_bands(scene: SceneInfo, bands: Sequence[int]) -> None:
+    """Raise InputError when a 1-based band index is outside the scene."""
+    bad = [b for b in bands if not 1 <= b <= scene.count]
+    if bad:
+        raise InputError(
+            f"{scene.path}: band {bad[0]} out of range (the scene has bands 1..{scene.count})"
+        )
+
+
+class Pixels(NamedTuple):
+    """A window's pixels (C, H, W), its valid mask (H, W), and how many pixels inside the scene
+    held infinite values (counted as invalid; NaN is nodata in floating-point rasters)."""
+
+    data: np.ndarray
+    valid: np.ndarray
+    infinite: int
+
+
+def read_window(
+    src: rasterio.io.DatasetReader, window: Window, bands: Sequence[int], dtype: str, fill: float
+) -> Pixels:
+    """Read `bands` in `window` (which may pass the scene edge) with a valid mask.
+
+    Only the part inside the scene is read; the rest is `fill` and invalid. Pixels equal to a
+    band's nodata, NaN or infinite, or masked by the dataset's internal mask are invalid too.
+    """
+    h, w = int(window.height), int(window.width)
+    data = np.full((len(bands), h, w), fill, dtype=dtype)
+    valid = np.zeros((h, w), dtype=bool)
+    inner = window.intersection(Window(0, 0, src.width, src.height))
+    r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
+    rows, cols = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
+    try:
+        part = src.read(list(bands), window=inner)
+    except RasterioIOError as exc:
+        at = f" at row {int(inner.row_off)}, column {int(inner.col_off)}"
+        raise read_failed(src.name, exc, at) from exc
+    ok = np.ones(part.shape[1:], dtype=bool)
+    infinite = 0
+    if np.issubdtype(part.dtype, np.floating):
+        inf = np.isinf(part).any(axis=0)
+        infinite = int(inf.sum())
+        ok &= ~inf & ~np.isnan(part).any(axis=0)
+    for i, b in enumerate(bands):
+        nodata = src.nodatavals[b - 1]
+        if nodata is not None and not np.isnan(nodata):
+            ok &= part[i] != nodata
+    if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
+        ok &= src.dataset_mask(window=inner) > 0
+    part = part.astype(dtype, copy=False)
+    if not ok.all():
+        part[:, ~ok] = fill
+    data[:, rows, cols] = part
+    valid[rows, cols] = ok
+    return Pixels(data, valid, infinite)
+
+
+def fill_value(dtype: str, nodata: float | None) -> float:
+    """The value written into padding and invalid pixels: nodata when the dtype holds it, else 0."""
+    if nodata is None or np.isnan(nodata):
+        return 0
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(np.dtype(dtype))
+        return nodata if float(nodata).is_integer() and info.min <= nodata <= info.max else 0
+    return nodata
+
+
+SAMPLE_WINDOW = 256
+WINDOWS_PER_SCENE = 64
+
+
+def sample_windows(scene: SceneInfo, rng: np.random.Generator) -> list[Window]:
+    """Up to WINDOWS_PER_SCENE windows: all of a small scene (no pixel twice), else random ones."""
+    w, h = min(SAMPLE_WINDOW, scene.width), min(SAMPLE_WINDOW, scene.height)
+    cols, rows = math.ceil(scene.width / w), math.ceil(scene.height / h)
+    if cols * rows <= WINDOWS_PER_SCENE:
+        return [
+            Window(c * w, r * h, min(w, scene.width - c * w), min(h, scene.height - r * h))
+            for r in range(rows)
+            for c in range(cols)
+        ]
+    xs = rng.integers(0, scene.width - w + 1, WINDOWS_PER_SCENE)
+    ys = rng.integers(0, scene.height - h + 1, WINDOWS_PER_SCENE)
+    return [Window(int(x), int(y), w, h) for x, y in zip(xs, ys, strict=True)]
+
+
+def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
+    """InputError when a scene has no valid pixel: the sample windows are read until one has
+    data; when they do not cover a large scene, a decimated read of all of it decides."""
+    windows = sample_windows(scene, np.random.default_rng(0))
+    with open_raster(scene.path) as src:
+        for window in windows:
+            if read_window(src, window, bands, scene.dtype, 0).valid.any():
+                return
+        covered = sum(int(w.width) * int(w.height) for w in windows)
+        if covered < scene.width * scene.height:
+            scale = max(1.0, max(scene.width, scene.height) / 1024)
+            shape = (len(bands), int(scene.height / scale), int(scene.width / scale))
+            data = src.read(list(bands), out_shape=shape, masked=True)
+            ok = ~np.ma.getmaskarray(data).any(axis=0)
+            if np.issubdtype(data.dtype, np.floating):
+                ok &= np.isfinite(data.filled(0)).all(axis=0)
+            if ok.any():
+                return
+    raise InputError(
+        f"{scene.path}: no valid pixel in bands {list(bands)} (all nodata?); check the scene and "
+        "its nodata value"
+    )

@@ -1,0 +1,86 @@
+"""Vector files (GeoPackage, GeoJSON, Shapefile, FlatGeobuf, GeoParquet): checked reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+
+from geo.errors import InputError
+from geo.io.raster import check_exists
+
+VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb"}
+PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+
+
+def is_vector(path: str) -> bool:
+    """Whether a path is a vector file (by suffix, else by what GDAL/OGR can open)."""
+    suffix = Path(path.split("?")[0]).suffix.lower()
+    if suffix in VECTOR_SUFFIXES:
+        return True
+    if suffix in RASTER_SUFFIXES:
+        return False
+    try:
+        pyogrio.read_info(path)
+        return True
+    except Exception:  # not a vector source: treat it as a raster
+        return False
+
+
+def first_part(err: BaseException) -> str:
+    """The first part of a GDAL/OGR message (they run on with hints)."""
+    return str(err).split("; ")[0].strip()
+
+
+def is_parquet(path: str) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def layer_names(path: str) -> list[str]:
+    """The layers of an OGR vector source ([] for GeoParquet)."""
+    if is_parquet(path):
+        return []
+    try:
+        return [str(name) for name, _ in pyogrio.list_layers(path)]
+    except Exception as err:  # pyogrio raises several error types
+        raise InputError(f"{path}: not a vector file OGR can read ({first_part(err)})") from None
+
+
+def choose_layer(path: str, layer: str | None, what: str) -> str | None:
+    """The layer to read: `layer` (which must exist), or the only one; InputError listing the
+    layers when a file holds several and none was named."""
+    names = layer_names(path)
+    if layer is not None:
+        if layer not in names:
+            raise InputError(f"{path}: no layer {layer!r} (layers: {', '.join(names)})")
+        return layer
+    if len(names) > 1:
+        raise InputError(
+            f"{path}: holds {len(names)} layers ({', '.join(names)}); name the {what} layer "
+            "with --label-layer"
+        )
+    return names[0] if names else None
+
+
+def read_vectors(
+    path: str, columns: list[str], what: str = "labels", layer: str | None = None
+) -> gpd.GeoDataFrame:
+    """Features with a geometry of a vector file's layer (see `choose_layer`)."""
+    check_exists(path, f"{what} file")
+    try:
+        if is_parquet(path):
+            frame = gpd.read_parquet(path, columns=[*columns, "geometry"])
+        else:
+            chosen = choose_layer(path, layer, what)
+            frame = gpd.read_file(path, engine="pyogrio", columns=columns, layer=chosen)
+    except InputError:
+        raise
+    except ImportError as err:
+        raise InputError(f"{path}: reading GeoParquet needs pyarrow ({err})") from None
+    except Exception as err:  # pyogrio and pyarrow raise many types
+        raise InputError(f"{path}: not a vector file OGR can read ({first_part(err)})") from None
+    if frame.empty:
+        raise InputError(f"{path}: the {what} file has no features")
+    return frame[~(frame.geometry.isna() | frame.geometry.is_empty)]

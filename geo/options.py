@@ -1,0 +1,141 @@
+"""Stage configurations: one frozen, validated object per stage, and the metadata that lets the
+CLI and the Prefect flows derive their options from it (names, types, defaults, help).
+
+A field declared with `option(...)` carries its help text, and optionally how the command line
+shows it (positional, aliases, metavar) and its allowed values. `StageConfig.parse` turns the
+first validation problem into one `InputError` line that names the option as typed on the
+command line (`--tile-size 250: must be a positive multiple of 16 ...`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from geo.errors import InputError
+
+CLI = "cli"
+C = TypeVar("C", bound=BaseModel)
+R = TypeVar("R")
+
+
+def option(
+    default: Any = ...,
+    help: str = "",
+    *,
+    positional: bool = False,
+    aliases: Sequence[str] = (),
+    metavar: str | None = None,
+    choices: Sequence[str] | None = None,
+    **constraints: Any,
+) -> Any:
+    """A config field with its command-line metadata; `constraints` are pydantic's (ge, le...)."""
+    extra: dict[str, Any] = {
+        CLI: {"positional": positional, "aliases": list(aliases), "metavar": metavar}
+    }
+    if choices is not None:
+        extra["enum"] = list(choices)
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+def flag(name: str) -> str:
+    """How an option is typed on the command line: `tile_size` -> `--tile-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def choices_of(config: type[BaseModel], name: str) -> list[str] | None:
+    """The allowed values of a field declared with `choices`, else None."""
+    extra = config.model_fields[name].json_schema_extra
+    return list(extra["enum"]) if isinstance(extra, dict) and "enum" in extra else None
+
+
+def cli_meta(config: type[BaseModel], name: str) -> dict[str, Any]:
+    extra = config.model_fields[name].json_schema_extra
+    meta = extra.get(CLI) if isinstance(extra, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+class StageConfig(BaseModel):
+    """Base of the stage configs: immutable, unknown options are errors, values validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @model_validator(mode="after")
+    def _check_choices(self) -> Self:
+        for name in type(self).model_fields:
+            allowed = choices_of(type(self), name)
+            value = getattr(self, name)
+            if allowed is not None and value is not None and value not in allowed:
+                raise ValueError(f"{flag(name)} {value!r}: choose one of {', '.join(allowed)}")
+        return self
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any]) -> Self:
+        """Build from option values; InputError with one line for the first problem."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise InputError(describe(exc, values)) from None
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> Self:
+        """`parse` the values among `values` that are this config's fields."""
+        return cls.parse({k: v for k, v in values.items() if k in cls.model_fields})
+
+    def params(self) -> dict[str, Any]:
+        """The options as plain JSON values (what a flow run receives as its parameters)."""
+        return self.model_dump(mode="json")
+
+
+def describe(exc: ValidationError, values: Mapping[str, Any]) -> str:
+    """One line for the first validation error: the option as typed, its value, the problem."""
+    error = exc.errors()[0]
+    names = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing" and names:
+        return f"{flag(names[0])} is required"
+    if error["type"] == "extra_forbidden" and names:
+        return f"unknown option {names[0]!r}"
+    if not names:
+        return message
+    name = names[0]
+    shown = values.get(name, error.get("input"))
+    if isinstance(shown, list):
+        shown = ",".join(str(v) for v in shown)
+    return f"{flag(name)} {shown}: {message}"
+
+
+def checked_once(
+    paths_of: Callable[[C], Iterable[str]],
+) -> Callable[[Callable[[C], R]], Callable[[C], R]]:
+    """Memoise a pre-flight check in this process: the CLI checks before it starts a flow and
+    the flow runs the same check; the second call returns the first result while the config
+    and the files it names (size and modification time) are unchanged."""
+
+    def decorate(check: Callable[[C], R]) -> Callable[[C], R]:
+        memo: dict[tuple[Any, ...], R] = {}
+
+        @functools.wraps(check)
+        def checked(config: C) -> R:
+            key = (config.model_dump_json(), *(_stamp(p) for p in paths_of(config)))
+            if key not in memo:
+                result = check(config)
+                memo.clear()
+                memo[key] = result
+            return memo[key]
+
+        return checked
+
+    return decorate
+
+
+def _stamp(path: str) -> tuple[str, int | None, int | None]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path, None, None
+    return path, st.st_size, st.st_mtime_ns

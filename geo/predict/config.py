@@ -1,0 +1,75 @@
+"""`PredictConfig`: which scenes to predict with which model, and how outputs are made."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import field_validator, model_validator
+
+from geo.finetune.config import DEVICE_HELP, check_device
+from geo.io.grid import overlap_problem, tile_size_problem
+from geo.io.raster import absolute
+from geo.options import StageConfig, flag, option
+
+
+class PredictConfig(StageConfig):
+    """Predict scenes into COGs, GeoPackage polygons and QGIS styles (see `geo.predict`)."""
+
+    images: list[str] = option(
+        help="scenes to predict (GDAL-readable)", positional=True, metavar="IMAGE", min_length=1
+    )
+    model: str = option(help="a training run folder (RUN_DIR) or an adapter file")
+    out: str = option(help="output folder")
+    sam_checkpoint: str | None = option(
+        None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
+    )
+    tile_size: int | None = option(
+        None, help="window side in px (default: the tile size the model was trained on)"
+    )
+    overlap: int | None = option(
+        None, help="window overlap in px (default: the training overlap, or tile size / 8)"
+    )
+    batch_size: int | None = option(
+        None, help="windows per forward pass (default: 4 on CPU, from free memory on CUDA)", ge=1
+    )
+    device: str = option("auto", help=DEVICE_HELP)
+    min_area: float = option(
+        500.0, help="drop polygons smaller than this many m² (pixels without a CRS)", ge=0
+    )
+    simplify: float = option(
+        2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
+    )
+    dask_address: str | None = option(
+        None, help="Dask scheduler to run scenes on (default: local processes for several)"
+    )
+
+    @field_validator("images")
+    @classmethod
+    def _absolute_paths(cls, paths: list[str]) -> list[str]:
+        return [absolute(p) for p in paths]
+
+    @field_validator("model", "out", "sam_checkpoint")
+    @classmethod
+    def _absolute_path(cls, path: str | None) -> str | None:
+        return None if path is None else absolute(path)
+
+    @field_validator("tile_size")
+    @classmethod
+    def _tile_size(cls, size: int | None) -> int | None:
+        problem = None if size is None else tile_size_problem(size)
+        if problem:
+            raise ValueError(problem)
+        return size
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
+    @model_validator(mode="after")
+    def _grid(self) -> Self:
+        if self.overlap is not None and self.tile_size is not None:
+            problem = overlap_problem(self.overlap, self.tile_size)
+            if problem:
+                raise ValueError(f"{flag('overlap')} {self.overlap}: {problem}")
+        return self

@@ -1,0 +1,61 @@
+"""A prediction run checked once before any work: the model's metadata, every scene against it,
+distinct output names, the output folder and the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from convlora.checkpoint import check_adapter
+from convlora.devices import resolve_device
+from convlora.errors import ConvLoRAInputError
+from geo.contracts.adapter import AdapterMetadata
+from geo.errors import InputError
+from geo.io.outputs import check_output
+from geo.options import checked_once
+from geo.predict.config import PredictConfig
+from geo.predict.scene import Scene, output_names, prepare_scene, warn_scale, window_grid
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """Everything a prediction run needs, checked: the model metadata and the planned scenes."""
+
+    config: PredictConfig
+    metadata: AdapterMetadata
+    scenes: tuple[Scene, ...]
+    out: Path
+
+
+def _paths(config: PredictConfig) -> list[str]:
+    return [*config.images, config.model, config.sam_checkpoint or "", config.out]
+
+
+def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterMetadata:
+    """The adapter's metadata, with its files, the SAM checkpoint it needs (shapes only) and the
+    device checked; InputError naming what is wrong."""
+    metadata = AdapterMetadata.read(model)
+    try:
+        check_adapter(model, sam_checkpoint)
+        resolve_device(device)
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+    return metadata
+
+
+@checked_once(_paths)
+def check_prediction(config: PredictConfig) -> PredictionPlan:
+    """Pre-flight check of a prediction run: the model (`check_model`), every scene against it,
+    and the output folder. Raises InputError naming the input; writes nothing."""
+    metadata = check_model(config.model, config.sam_checkpoint, config.device)
+    size, _ = window_grid(metadata, config.tile_size, config.overlap)
+    warn_scale(metadata, size)
+    names = output_names(config.images)
+    scenes = tuple(
+        prepare_scene(
+            image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+        )
+        for image, name in zip(config.images, names, strict=True)
+    )
+    out = check_output(config.out, into=True)
+    return PredictionPlan(config, metadata, scenes, out)

@@ -1,0 +1,55 @@
+"""Reading a scene's windows for the model: selected bands, reflect-padded, normalised."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from geo.io.normalize import normalize
+from geo.io.raster import fill_value, open_raster, read_window
+from geo.predict.scene import Scene
+
+
+class TileReader:
+    """Reads batches of windows of the selected bands, reflect-padded where they pass the scene
+    edge, as normalised float32 (B, C, T, T) plus valid masks (B, T, T). Its dataset is opened
+    by the thread that first calls it, which must also call `close`."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self._open: AbstractContextManager[Any] | None = None
+        self._src: Any = None
+
+    def __call__(self, windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        if self._src is None:
+            self._open = open_raster(self.scene.info.path)
+            self._src = self._open.__enter__()
+        pairs = [self._read(row, col) for row, col in windows]
+        data = np.stack([p[0] for p in pairs])
+        valid = np.stack([p[1] for p in pairs])
+        norm = self.scene.normalization
+        return normalize(data, norm.mean, norm.std, valid), valid
+
+    def _read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        info, plan = self.scene.info, self.scene.plan
+        size, m = plan.tile_size, plan.margin
+        r0, c0 = row - m, col - m  # padded offsets to scene pixels
+        top, left = max(r0, 0), max(c0, 0)
+        bottom, right = min(r0 + size, info.height), min(c0 + size, info.width)
+        window = Window(left, top, right - left, bottom - top)
+        fill = fill_value(info.dtype, info.nodata)
+        data, valid, _ = read_window(self._src, window, self.scene.bands, info.dtype, fill)
+        pads = ((top - r0, r0 + size - bottom), (left - c0, c0 + size - right))
+        if any(p for pair in pads for p in pair):
+            data = np.pad(data, ((0, 0), *pads), mode="reflect")
+            valid = np.pad(valid, pads, mode="reflect")
+        return data, valid
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = self._src = None

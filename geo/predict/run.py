@@ -1,0 +1,311 @@
+"""Prediction of one scene in bounded memory, resumable, into GIS-ready outputs.
+
+Windows are read row by row of the tile grid (a background thread reads ahead), batched to the
+model within a grid row, and blended into a `RowBand` (`geo.predict.stitch`); rows that become
+final are turned into class ids and winning-class scores and written to raw row files at once.
+Peak memory depends on the tile size and the scene width, never on its height. Every so often
+the position and the band in flight are checkpointed, so a killed run continues where it stopped
+and produces the same bytes. The raw files then become COGs, the class COG becomes polygons, and
+a manifest records inputs, parameters and timings. Everything is written under
+OUT_DIR/.NAME.partial/ and moved into OUT_DIR only when complete, the manifest last; each stage
+is recorded in the folder's state.json, so a rerun after a failure at any stage picks up there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convlora.devices import resolve_device
+from convlora.files import sha256_file
+from geo.io.cog import raw_to_cog
+from geo.io.outputs import discard_on_failure
+from geo.io.progress import Progress
+from geo.io.provenance import (
+    canonical_json,
+    model_digest,
+    software_versions,
+    write_json,
+)
+from geo.io.raster import is_virtual
+from geo.io.styles import colormap, raster_qml
+from geo.predict.rows import ProbabilityModel, predict_rows
+from geo.predict.scene import Scene, output_paths
+from geo.predict.stitch import RowBand
+from geo.vectorize.polygons import polygonize, write_polygons
+
+CLASS_NODATA = 255
+SCORE_NODATA = 0
+FORMAT = "convlora-geo-prediction/2"
+
+
+def predict_scene(
+    scene: Scene,
+    model: ProbabilityModel,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    min_area: float = 500.0,
+    simplify: float = 2.0,
+    progress: bool = True,
+    model_record: dict[str, Any] | None = None,
+    checkpoint_seconds: float = 30.0,
+) -> dict[str, Path]:
+    """Predict one scene into OUT_DIR: NAME_classes.tif, NAME_probability.tif (COGs on the
+    input's grid), NAME_polygons.gpkg, NAME_classes.qml and NAME_manifest.json.
+
+    `model_record` identifies the model in the manifest ({"name", checksums, ...}; default: its
+    name from the metadata and a digest of a torch module's weights). A run that finds its own
+    finished outputs returns at once; one that finds its own interrupted work continues it
+    (checkpoints at most every `checkpoint_seconds`).
+    """
+    started = time.perf_counter()
+    device = resolve_device(str(device))
+    if isinstance(model, torch.nn.Module):
+        model.to(device).eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out_dir, scene.name)
+    record = model_record or {
+        "name": scene.metadata.label,
+        "weights_sha256": model_digest(model),
+    }
+    run = {
+        "inputs": {"image": _image_record(scene.info.path), "model": record},
+        "parameters": {
+            "tile_size": scene.plan.tile_size,
+            "overlap": scene.plan.overlap,
+            "margin": scene.plan.margin,
+            "blend": scene.plan.blend,
+            "batch_size": batch_size,
+            "device": device.type,
+            "bands": list(scene.bands),
+            "min_area": min_area,
+            "simplify": simplify,
+        },
+        "format": FORMAT,
+    }
+    fingerprint = hashlib.sha256(canonical_json(run).encode()).hexdigest()
+    if _finished(paths, fingerprint):
+        return paths
+    folder = out_dir / f".{scene.name}.partial"
+    with discard_on_failure(folder, out_dir):
+        work = _Work(folder, fingerprint)
+        staged = {name: folder / p.name for name, p in paths.items()}
+        if work.state["stage"] == "predict":
+            with _timed(work, "predict"):
+                _predict_rasters(
+                    scene, model, work, batch_size, device, progress, checkpoint_seconds
+                )
+            work.save(stage="rasters")
+        if work.state["stage"] == "rasters":
+            with _timed(work, "cog"):
+                _write_cogs(scene, work, staged)
+            work.save(stage="vectors")
+        if work.state["stage"] == "vectors":
+            with _timed(work, "vectorize"):
+                frame = polygonize(
+                    staged["classes"], staged["probability"], scene.classes, min_area=min_area,
+                    simplify=simplify, source=Path(scene.info.path).name, model=record["name"],
+                )  # fmt: skip
+                stamp = _timestamp(scene.info.path)
+                write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
+                staged["style"].write_text(raster_qml(scene.classes))
+            counts = frame["class_name"].value_counts().sort_index()
+            work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
+        if work.state["stage"] == "manifest":
+            timings = dict(work.state["timings"], total=time.perf_counter() - started)
+            manifest = {
+                **run,
+                "scene": scene.name,
+                "source": scene.info.path,
+                "fingerprint": fingerprint,
+                "grid": {
+                    "width": scene.info.width,
+                    "height": scene.info.height,
+                    "crs": scene.info.crs_wkt,
+                    "transform": list(scene.info.transform),
+                },
+                "outputs": {
+                    name: {"file": p.name, "sha256": sha256_file(p)}
+                    for name, p in staged.items()
+                    if name != "manifest"
+                },
+                "polygons_per_class": work.state["polygons"],
+                "resumed": work.state["runs"] > 1,
+                "software": software_versions(),
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            write_json(staged["manifest"], manifest)
+            work.save(stage="publish")
+        for name, path in staged.items():  # the manifest last: it marks the set complete
+            if path.exists():  # a run stopped while publishing has moved some already
+                os.replace(path, paths[name])
+        shutil.rmtree(work.folder)
+    return paths
+
+
+def _image_record(path: str) -> dict[str, Any]:
+    """The scene file: path, sha256 and size (no checksum for remote files)."""
+    local = not is_virtual(path)
+    return {
+        "path": path,
+        "sha256": sha256_file(path) if local else None,
+        "bytes": os.path.getsize(path) if local else None,
+    }
+
+
+def _predict_rasters(
+    scene: Scene,
+    model: ProbabilityModel,
+    work: _Work,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    checkpoint_seconds: float,
+) -> None:
+    """Run the model over the grid, writing final rows of class ids and scores to raw files."""
+    plan, width = scene.plan, scene.info.width
+    band = RowBand(plan, len(scene.classes))
+    start = work.state["next_row"]
+    if start:
+        with np.load(work.folder / work.state["band"]) as saved:
+            band.restore(dict(saved))
+    files = [work.folder / "classes.u8", work.folder / "probability.u8"]
+    fds = [os.open(f, os.O_RDWR | os.O_CREAT, 0o644) for f in files]
+    try:
+        for fd in fds:
+            os.ftruncate(fd, width * scene.info.height)
+        per_row = len(plan.grid.cols)
+        bar = Progress(len(plan.grid) - start * per_row, scene.name, "window", enabled=progress)
+        last = time.monotonic()
+        rows = predict_rows(
+            scene, model, band, batch_size=batch_size, device=device, start_row=start,
+            progress=bar,
+        )  # fmt: skip
+        with bar, closing(rows):
+            for i, top, probs, valid in rows:
+                classes, score = _encode(probs, valid)
+                os.pwrite(fds[0], classes.tobytes(), top * width)
+                os.pwrite(fds[1], score.tobytes(), top * width)
+                done = i + 1 == len(plan.grid.rows)
+                if done or time.monotonic() - last >= checkpoint_seconds:
+                    for fd in fds:
+                        os.fsync(fd)
+                    work.checkpoint(i + 1, band)
+                    last = time.monotonic()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _encode(probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids (255 where invalid) and the winning probability as 1..255 (0 where invalid)."""
+    classes = probs.argmax(axis=0).astype(np.uint8)
+    score = np.clip(np.rint(probs.max(axis=0) * 255), 1, 255).astype(np.uint8)
+    classes[~valid] = CLASS_NODATA
+    score[~valid] = SCORE_NODATA
+    return classes, score
+
+
+def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
+    info = scene.info
+    profile = {
+        "width": info.width,
+        "height": info.height,
+        "crs": info.crs,
+        "transform": info.affine,
+    }
+    palette = {**colormap(scene.classes), CLASS_NODATA: (0, 0, 0, 0)}
+    raw_to_cog(
+        work.folder / "classes.u8", staged["classes"], {**profile, "nodata": CLASS_NODATA},
+        resampling="MODE", colormap=palette,
+    )  # fmt: skip
+    raw_to_cog(
+        work.folder / "probability.u8", staged["probability"],
+        {**profile, "nodata": SCORE_NODATA}, resampling="AVERAGE",
+    )  # fmt: skip
+    for name in ("classes.u8", "probability.u8"):
+        (work.folder / name).unlink()
+
+
+class _Work:
+    """The resumable state of one scene's prediction: a folder and its state.json."""
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder = folder
+        self.path = folder / "state.json"
+        state = _read_json(self.path)
+        if state.get("fingerprint") != fingerprint:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            state = {"fingerprint": fingerprint, "stage": "predict", "next_row": 0,
+                     "band": None, "timings": {}, "runs": 0}  # fmt: skip
+        state["runs"] += 1
+        self.state = state
+        write_json(self.path, state)
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        write_json(self.path, self.state)
+
+    def checkpoint(self, next_row: int, band: RowBand) -> None:
+        """Save the band in flight, then the position that goes with it; drop the old band."""
+        name = f"band-{next_row}.npz"
+        tmp = self.folder / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **band.state())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.folder / name)
+        old = self.state["band"]
+        self.save(next_row=next_row, band=name)
+        if old and old != name:
+            (self.folder / old).unlink(missing_ok=True)
+
+
+class _timed:
+    """Add the seconds spent in a block to the work state's timings (across resumed runs)."""
+
+    def __init__(self, work: _Work, key: str) -> None:
+        self.work, self.key = work, key
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        timings = self.work.state["timings"]
+        timings[self.key] = timings.get(self.key, 0.0) + time.perf_counter() - self.start
+
+
+def _finished(paths: dict[str, Path], fingerprint: str) -> bool:
+    """True when all outputs exist and the manifest says they come from this very run."""
+    manifest = _read_json(paths["manifest"])
+    return manifest.get("fingerprint") == fingerprint and all(p.exists() for p in paths.values())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _timestamp(path: str) -> str:
+    """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
+    reruns on the same scene give the same bytes. The epoch for files that are not local."""
+    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

@@ -1,0 +1,66 @@
+"""`tile_index.gpkg`: one polygon per tile, to see in QGIS where training tiles came from."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX
+from geo.io.raster import SceneInfo
+from geo.tiling.plan import Tile
+from geo.tiling.split import Footprint
+
+
+def write_tile_index(
+    folder: Path,
+    tiles: list[Tile],
+    scenes: list[SceneInfo],
+    rows: list[dict[str, Any]],
+    split: np.ndarray,
+    footprints: list[Footprint],
+) -> None:
+    """Write the index into `folder`: in the scenes' CRS, or EPSG:4326 when they differ."""
+    records, geoms = [], []
+    for r, t, fp in zip(rows, tiles, footprints, strict=True):
+        scene = scenes[t.scene]
+        records.append(
+            {
+                "tile": t.index,
+                "scene": t.scene,
+                "scene_path": scene.path,
+                "grid_row": t.grid_row,
+                "grid_col": t.grid_col,
+                "col_off": int(t.window.col_off),
+                "row_off": int(t.window.row_off),
+                "width": int(t.window.width),
+                "height": int(t.window.height),
+                "minx": fp.bounds[0],
+                "miny": fp.bounds[1],
+                "maxx": fp.bounds[2],
+                "maxy": fp.bounds[3],
+                "crs": scene.crs.to_string() if scene.crs else "",
+                "split": SPLIT_NAMES[int(split[t.index])],
+                "label_coverage": r["label_coverage"],
+                "foreground_fraction": r["foreground_fraction"],
+                "valid_fraction": r["valid_fraction"],
+            }
+        )
+        geoms.append(fp.polygon)
+    crs_set = {s.crs_wkt for s in scenes}
+    frame = gpd.GeoDataFrame(records, geometry=geoms, crs=None)
+    if len(crs_set) == 1:
+        frame = frame.set_crs(scenes[0].crs_wkt)  # None for scenes without a CRS
+    else:
+        wkt_of = frame["scene"].map(lambda i: scenes[i].crs_wkt)
+        parts = [frame[wkt_of == wkt].set_crs(wkt).to_crs(4326) for wkt in sorted(crs_set)]
+        frame = gpd.GeoDataFrame(
+            pd.concat(parts).sort_values("tile"), geometry="geometry", crs=4326
+        )
+    with warnings.catch_warnings():  # scenes without a CRS give an index without one
+        warnings.filterwarnings("ignore", "'crs' was not provided")
+        frame.to_file(folder / TILE_INDEX, layer="tiles", driver="GPKG", engine="pyogrio")

@@ -1,0 +1,218 @@
+"""Tiling inputs, checked before any work starts: settings, scenes, bands, labels and the output.
+
+`check_tiling` is the pre-flight check the CLI runs before it starts a flow, and the first thing
+`geo.tiling.tile_scenes` does (the second call in one process returns the first result while the
+inputs are unchanged): it reads metadata, the first and last blocks of each scene, a few windows
+to find data, and the label file, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from geo.contracts.classes import ClassMap, load_class_map
+from geo.contracts.tile_store import FORMAT, read_attrs
+from geo.errors import InputError
+from geo.io.grid import GridSpec, default_overlap, overlap_problem
+from geo.io.hashing import fingerprint, input_record
+from geo.io.outputs import check_output
+from geo.io.raster import (
+    SAMPLE_WINDOW,
+    WINDOWS_PER_SCENE,
+    SceneInfo,
+    check_bands,
+    check_has_data,
+    scene_info,
+)
+from geo.io.vector import is_vector
+from geo.options import checked_once, flag
+from geo.tiling import split as splitting
+from geo.tiling import stats
+from geo.tiling.config import TileConfig
+from geo.tiling.labels import (
+    RasterLabels,
+    VectorLabels,
+    aoi_in_scene,
+    load_aoi,
+    prepare_raster_labels,
+    prepare_vector_labels,
+)
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
+    "version": 2,
+    "stats": [
+        SAMPLE_WINDOW,
+        WINDOWS_PER_SCENE,
+        stats.TOTAL_PIXELS,
+        stats.MIN_PIXELS,
+        stats.CLIP_PERCENTILES,
+    ],
+    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, splitting.ATTEMPTS],
+}
+LabelSource = VectorLabels | RasterLabels
+AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
+MIN_AUTO_TILES = 16  # the automatic tile size shrinks until the scenes give this many tiles
+
+
+@dataclass
+class TilingRequest:
+    """Validated tiling inputs; `reuse` is True when `out` already holds this very store."""
+
+    config: TileConfig
+    out: Path
+    cmap: ClassMap
+    scenes: list[SceneInfo]
+    bands: list[int]
+    tile_size: int
+    overlap: int
+    sources: list[LabelSource]
+    settings: dict[str, Any]
+    reuse: bool = field(default=False)
+
+    @cached_property
+    def inputs(self) -> list[dict[str, Any]]:
+        """Path and sha256 of every input, in a fixed order."""
+        cfg = self.config
+        roles = [("image", cfg.images), ("labels", cfg.labels), ("class_map", [cfg.class_map])]
+        roles += [("aoi", [cfg.aoi])] if cfg.aoi else []
+        return [input_record(p, role) for role, paths in roles for p in paths]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.inputs, self.settings)
+
+
+def auto_tile_size(scenes: list[SceneInfo]) -> int:
+    """1024 px (SAM's native size), or the first of 512 and 256 px whose grid gives all scenes
+    together MIN_AUTO_TILES tiles; never larger than the largest scene side (rounded up to 16)."""
+
+    def count(size: int) -> int:
+        return sum(len(GridSpec(s.width, s.height, size, default_overlap(size))) for s in scenes)
+
+    size = next((s for s in AUTO_TILE_SIZES if count(s) >= MIN_AUTO_TILES), AUTO_TILE_SIZES[-1])
+    largest = max(max(s.width, s.height) for s in scenes)
+    return min(size, max(16, -(-largest // 16) * 16))
+
+
+def _tiling_paths(config: TileConfig) -> list[str]:
+    return [*config.images, *config.labels, config.class_map, config.out, config.aoi or ""]
+
+
+@checked_once(_tiling_paths)
+def check_tiling(config: TileConfig) -> TilingRequest:
+    """Check everything `tile_scenes` needs and return it validated.
+
+    Raises InputError naming the input and the problem; writes nothing. Inputs are hashed only
+    when `out` exists (to tell a store of the same inputs, reused, from anything else, refused
+    unless `overwrite`).
+    """
+    cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
+    scenes = [scene_info(p) for p in config.images]
+    band_list = list(config.bands) if config.bands else list(range(1, scenes[0].count + 1))
+    for scene in scenes:
+        check_bands(scene, band_list)
+    _check_crs(scenes)
+    for scene in scenes:
+        check_has_data(scene, band_list)
+    tile_size = config.tile_size or auto_tile_size(scenes)
+    if config.tile_size is None:
+        log.info("tile size %d px (automatic for these scenes; --tile-size to choose)", tile_size)
+    overlap = default_overlap(tile_size) if config.overlap is None else config.overlap
+    problem = overlap_problem(overlap, tile_size)
+    if problem:
+        raise InputError(f"{flag('overlap')} {overlap}: {problem}")
+    _hint_small_scenes(scenes, tile_size, config.tile_size is not None)
+    sources = _prepare_labels(scenes, cmap, config)
+    target = check_output(config.out, into=False)
+    settings = {
+        "format": FORMAT,
+        "tile_size": tile_size,
+        "overlap": overlap,
+        "bands": band_list,
+        "label_field": config.label_field,
+        "label_layer": config.label_layer,
+        "all_touched": config.all_touched,
+        "val_fraction": config.val_fraction,
+        "split_seed": config.split_seed,
+        "class_map": cmap.to_dict(),
+        "algorithm": ALGORITHM,
+    }
+    request = TilingRequest(
+        config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings
+    )
+    if target.exists():
+        existing = read_attrs(target)
+        if existing is None:
+            raise InputError(
+                f"{config.out}: exists and is not a tile store; choose another --out "
+                "(--overwrite replaces only tile stores)"
+            )
+        request.reuse = existing.get("fingerprint") == request.fingerprint
+        if not request.reuse and not config.overwrite:
+            raise InputError(
+                f"{config.out}: already holds a tile store of other inputs or settings; "
+                "choose another --out or pass --overwrite"
+            )
+    return request
+
+
+def _hint_small_scenes(scenes: list[SceneInfo], tile_size: int, chosen: bool) -> None:
+    """Warn when every scene fits in one tile: there can be no spatial validation split."""
+    if all(s.width <= tile_size and s.height <= tile_size for s in scenes) and len(scenes) < 4:
+        smaller = max(16, tile_size // 2 // 16 * 16)
+        advice = f"; try --tile-size {smaller}" if chosen else ""
+        log.warning(
+            "each scene fits in one %d px tile: %d tile(s) in all, too few for a validation "
+            "split%s",
+            tile_size, len(scenes), advice,
+        )  # fmt: skip
+
+
+def _check_crs(scenes: list[SceneInfo]) -> None:
+    without = [s.path for s in scenes if s.crs is None]
+    if without and len(without) < len(scenes):
+        raise InputError(
+            f"{without[0]}: has no CRS while other scenes have one; tile them into separate stores"
+        )
+    if without:
+        log.warning(
+            "%d scene(s) have no CRS (e.g. %s): their label rasters are paired pixel for pixel",
+            len(without),
+            without[0],
+        )
+
+
+def _prepare_labels(
+    scenes: list[SceneInfo], cmap: ClassMap, config: TileConfig
+) -> list[LabelSource]:
+    """Validate the labels (and AOI) and build one label source per scene."""
+    labels, aoi = config.labels, config.aoi
+    aoi_frame = load_aoi(aoi) if aoi else None
+    areas = [
+        aoi_in_scene(aoi_frame, aoi, s) if aoi_frame is not None and aoi else None for s in scenes
+    ]
+    vector = [is_vector(p) for p in labels]
+    if len(labels) == 1 and vector[0]:
+        return prepare_vector_labels(
+            labels[0], scenes, cmap, config.label_field, areas, config.all_touched,
+            layer=config.label_layer,
+        )  # fmt: skip
+    if any(vector):
+        bad = labels[vector.index(True)]
+        raise InputError(
+            f"{bad}: give one vector file for all scenes, or one label raster per image"
+        )
+    if len(labels) != len(scenes):
+        raise InputError(f"{labels[0]}: a label raster covers one scene; give one per image")
+    for name in ("label_field", "label_layer"):
+        if getattr(config, name) is not None:
+            raise InputError(f"{flag(name)} applies to vector labels, not label rasters")
+    return [
+        prepare_raster_labels(p, s, cmap, a) for p, s, a in zip(labels, scenes, areas, strict=True)
+    ]

@@ -1,0 +1,304 @@
+"""Label sources per scene: vector polygons rasterised per window, or label rasters read per window.
+
+Both return class ids (uint8) for a pixel window of the scene grid, with 255 (ignore) outside the
+labelled area: the AOI when given, else the labels' extent (bounding box of the features in the
+scene for vector labels, the label raster's coverage for label rasters). Label values no class lists
+become the class map's `unmapped` id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import shapely
+from affine import Affine
+from rasterio import features, windows
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from geo.contracts.classes import IGNORE, ClassMap
+from geo.errors import InputError
+from geo.io.raster import SceneInfo, check_exists, is_virtual, open_raster, window_bounds
+from geo.io.vector import choose_layer, first_part, is_parquet, read_vectors
+
+log = logging.getLogger(__name__)
+
+WindowLabels = Callable[[Window], tuple[np.ndarray, set[str]]]
+
+
+def check_polygons(frame: gpd.GeoDataFrame, path: str) -> None:
+    """InputError unless every feature is a polygon: points and lines cover no area, so their
+    objects would be taught as background."""
+    kinds = frame.geometry.geom_type
+    wrong = kinds[~kinds.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
+    if len(wrong):
+        counts = ", ".join(f"{n} {k}" for k, n in wrong.value_counts().sort_index().items())
+        raise InputError(
+            f"{path}: labels must be polygons, found {counts} (buffer points and lines into "
+            "polygons first, e.g. with geopandas .buffer())"
+        )
+
+
+def _to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.GeoDataFrame:
+    """Features near the scene, reprojected to its CRS (a file without CRS is taken as is)."""
+    if frame.crs is None:
+        log.warning("%s has no CRS: assuming the CRS of %s", path, scene.path)
+        near = frame
+    else:
+        area = search_area(scene, frame.crs)
+        near = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
+        near = near.to_crs(scene.crs.to_wkt())
+    near = near[near.intersects(scene.outline)]
+    return near.set_geometry(shapely.make_valid(near.geometry.values), crs=near.crs)
+
+
+def search_area(scene: SceneInfo, crs: CRS) -> shapely.Geometry:
+    """The scene's extent in another CRS, densified; split in two where it crosses the
+    antimeridian of a geographic CRS (`transform_bounds` then returns left > right)."""
+    left, bottom, right, top = transform_bounds(scene.crs, crs, *scene.bounds, densify_pts=21)
+    if left <= right:
+        return shapely.box(left, bottom, right, top)
+    return shapely.MultiPolygon(
+        [shapely.box(left, bottom, 180.0, top), shapely.box(-180.0, bottom, right, top)]
+    )
+
+
+def load_aoi(path: str) -> gpd.GeoDataFrame:
+    """The area of interest polygons (any vector format)."""
+    return read_vectors(path, [], what="aoi")
+
+
+def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shapely.Geometry:
+    """The AOI's union in the scene CRS, clipped to the scene; InputError when they do not meet."""
+    if scene.crs is None:
+        raise InputError(f"{aoi_path}: an AOI needs georeferenced scenes; {scene.path} has no CRS")
+    near = _to_scene_crs(aoi, scene, aoi_path)
+    area = shapely.intersection(shapely.union_all(near.geometry.values), scene.outline)
+    if area.is_empty or area.area == 0:
+        raise InputError(f"{aoi_path}: the AOI does not overlap scene {scene.path} (check the CRS)")
+    return area
+
+
+def _mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:
+    """Boolean mask of the pixels of a window whose centre lies in a geometry."""
+    shape = (int(window.height), int(window.width))
+    out = features.rasterize(
+        [(geom, 1)],
+        out_shape=shape,
+        transform=windows.transform(window, transform),
+        fill=0,
+        dtype="uint8",
+    )
+    return out.astype(bool)
+
+
+@dataclass
+class VectorLabels:
+    """Class-tagged polygons of one scene in its CRS, rasterised on demand per window."""
+
+    scene: SceneInfo
+    geoms: np.ndarray  # shapely geometries in burn order: classes ascending, ignore last
+    ids: np.ndarray  # uint8 class id per geometry
+    extent: shapely.Geometry | None  # labelled area in the scene CRS; None: everywhere
+    all_touched: bool = False
+    _tree: shapely.STRtree | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tree": None}
+
+    @property
+    def tree(self) -> shapely.STRtree:
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.geoms)
+        return self._tree
+
+    def rasterize(self, window: Window) -> np.ndarray:
+        """Class ids over a window of the scene grid (255 outside the labelled area)."""
+        transform = self.scene.affine
+        shape = (int(window.height), int(window.width))
+        out = np.zeros(shape, dtype=np.uint8)
+        left, bottom, right, top = window_bounds(transform, window)
+        pad = 2 * self.scene.pixel_size
+        hits = np.sort(self.tree.query(shapely.box(left, bottom, right, top)))
+        if hits.size:
+            clipped = shapely.clip_by_rect(
+                self.geoms[hits], left - pad, bottom - pad, right + pad, top + pad
+            )
+            shapes = [
+                (g, int(c)) for g, c in zip(clipped, self.ids[hits], strict=True) if not g.is_empty
+            ]
+            if shapes:
+                out = features.rasterize(
+                    shapes,
+                    out_shape=shape,
+                    transform=windows.transform(window, transform),
+                    fill=0,
+                    all_touched=self.all_touched,
+                    dtype="uint8",
+                )
+        if self.extent is not None:
+            out[~_mask(self.extent, window, transform)] = IGNORE
+        return out
+
+    @contextmanager
+    def reader(self) -> Iterator[WindowLabels]:
+        yield lambda window: (self.rasterize(window), set())
+
+
+def prepare_vector_labels(
+    path: str,
+    scenes: list[SceneInfo],
+    class_map: ClassMap,
+    label_field: str | None,
+    aois: list[shapely.Geometry | None],
+    all_touched: bool = False,
+    layer: str | None = None,
+) -> list[VectorLabels]:
+    """Read one vector label file and split it into per-scene label sources (validated)."""
+    if not is_virtual(path) and not is_parquet(path):
+        check_exists(path, "labels file")
+        layer = choose_layer(path, layer, "labels")
+        try:
+            info = pyogrio.read_info(path, layer=layer)
+        except Exception as err:  # pyogrio raises several error types
+            raise InputError(
+                f"{path}: not a vector file OGR can read ({first_part(err)})"
+            ) from None
+        if label_field is not None and label_field not in list(info["fields"]):
+            fields = ", ".join(info["fields"]) or "none"
+            raise InputError(f"{path}: no field {label_field!r} (fields: {fields})")
+    if label_field is None and class_map.num_classes != 2:
+        raise InputError(
+            f"{path}: the class map has {class_map.num_classes} classes; pass a label field "
+            "naming the attribute that holds the class values"
+        )
+    frame = read_vectors(path, [label_field] if label_field else [], layer=layer)
+    check_polygons(frame, path)
+    if label_field is not None and label_field not in frame.columns:
+        raise InputError(f"{path}: no field {label_field!r} (fields: {', '.join(frame.columns)})")
+    if label_field is None:
+        frame["_class"] = np.uint8(1)
+    else:
+        ids, missing = class_map.map_values(frame[label_field].tolist())
+        frame["_class"] = ids
+        if missing:
+            log.warning(
+                "%s: %s value(s) %s are in no class: they become %s",
+                path,
+                label_field,
+                ", ".join(missing[:20]),
+                class_map.unmapped,
+            )
+    frame = frame.iloc[np.argsort(frame["_class"].to_numpy(), kind="stable")]
+    sources = []
+    for scene, aoi in zip(scenes, aois, strict=True):
+        if scene.crs is None:
+            raise InputError(
+                f"{scene.path}: the scene has no CRS, so vector labels cannot be placed on it "
+                "(give one label raster per image instead)"
+            )
+        near = _to_scene_crs(frame, scene, path)
+        if near.empty and aoi is None:
+            raise InputError(f"{path}: no features overlap scene {scene.path} (check the CRS)")
+        extent = aoi if aoi is not None else shapely.box(*near.total_bounds)
+        geoms = np.asarray(near.geometry.values, dtype=object)
+        ids = near["_class"].to_numpy(dtype=np.uint8)
+        sources.append(VectorLabels(scene, geoms, ids, extent, all_touched))
+    return sources
+
+
+@dataclass(frozen=True)
+class RasterLabels:
+    """A label raster of one scene, read per window and resampled (nearest) to the scene grid."""
+
+    path: str
+    scene: SceneInfo
+    class_map: ClassMap
+    warp: bool
+    aoi: shapely.Geometry | None = None
+
+    def _read(self, src, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and coverage (inside the label raster and not nodata) over a window."""
+        shape = (int(window.height), int(window.width))
+        codes = np.zeros(shape, dtype=src.dtypes[0])
+        covered = np.zeros(shape, dtype=bool)
+        inner = window.intersection(Window(0, 0, src.width, src.height))
+        r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
+        at = (slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width)))
+        codes[at] = src.read(1, window=inner)
+        covered[at] = src.read_masks(1, window=inner) > 0
+        return codes, covered
+
+    @contextmanager
+    def reader(self) -> Iterator[WindowLabels]:
+        scene = self.scene
+        with open_raster(self.path) as src:
+            if self.warp:
+                vrt = WarpedVRT(
+                    src,
+                    crs=scene.crs,
+                    transform=scene.affine,
+                    width=scene.width,
+                    height=scene.height,
+                    resampling=Resampling.nearest,
+                    add_alpha=True,
+                )
+            else:
+                vrt = None
+
+            def read(window: Window) -> tuple[np.ndarray, set[str]]:
+                codes, covered = self._read(vrt or src, window)
+                ids, missing = self.class_map.map_array(codes[covered])
+                out = np.full(codes.shape, IGNORE, dtype=np.uint8)
+                out[covered] = ids
+                if self.aoi is not None:
+                    out[~_mask(self.aoi, window, scene.affine)] = IGNORE
+                return out, missing
+
+            try:
+                yield read
+            finally:
+                if vrt is not None:
+                    vrt.close()
+
+
+def prepare_raster_labels(
+    path: str, scene: SceneInfo, class_map: ClassMap, aoi: shapely.Geometry | None
+) -> RasterLabels:
+    """Check a label raster against its scene and decide whether it must be warped."""
+    check_exists(path, "label raster")
+    try:
+        with open_raster(path) as src:
+            crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+            bounds = src.bounds
+    except Exception:  # rasterio raises several error types
+        raise InputError(f"{path}: not a raster GDAL can read") from None
+    same_shape = shape == (scene.height, scene.width)
+    if scene.crs is None or crs is None:
+        if not same_shape:
+            raise InputError(
+                f"{path}: label raster is {shape[1]}x{shape[0]} but scene {scene.path} is "
+                f"{scene.width}x{scene.height}; without a CRS on both they must match pixel "
+                "for pixel"
+            )
+        if scene.crs is not None:  # scenes without a CRS are reported once by the caller
+            log.warning("%s has no CRS: pairing it with %s pixel for pixel", path, scene.path)
+        return RasterLabels(path, scene, class_map, warp=False, aoi=aoi)
+    aligned = same_shape and crs == scene.crs and transform.almost_equals(scene.affine)
+    if not aligned:
+        left, bottom, right, top = transform_bounds(crs, scene.crs, *bounds, densify_pts=21)
+        s_left, s_bottom, s_right, s_top = scene.bounds
+        if left >= s_right or right <= s_left or bottom >= s_top or top <= s_bottom:
+            raise InputError(
+                f"{path}: label raster does not overlap scene {scene.path} (check the CRS)"
+            )
+    return RasterLabels(path, scene, class_map, warp=not aligned, aoi=aoi)

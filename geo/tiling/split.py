@@ -1,0 +1,129 @@
+"""Train/validation split by spatial blocks, with a buffer so overlapping tiles never straddle it.
+
+Tiles are grouped into square blocks of `b` x `b` grid steps: in map coordinates for georeferenced
+scenes (so scenes of the same place on different dates share their blocks), per scene for scenes
+without a CRS (AgNet-like scenes of one tile each are then split scene by scene). Whole blocks go to
+validation, in a seeded random order, until the validation share is closest to `val_fraction`. A
+training tile that overlaps a validation tile (tiles overlap by `overlap` px) becomes a *buffer*
+tile (split 2): kept in the store and the tile index, but in neither training nor validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from geo.contracts.tile_store import BUFFER, TRAIN, VAL
+
+BLOCK_SIDES = (4, 2, 1)
+MIN_BLOCKS = 4
+ATTEMPTS = 32  # seeded block draws tried until one leaves training tiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where a tile lies: tiles of one group share coordinates and may overlap each other."""
+
+    group: str  # the CRS (WKT), or the scene for scenes without a CRS
+    grid_row: int
+    grid_col: int
+    polygon: shapely.Polygon  # the tile's four corners in group coordinates (any rotation)
+    step: float  # grid step (tile stride) in group coordinates
+    pixel: float  # pixel size in group coordinates
+    georeferenced: bool
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in group coordinates."""
+        left, bottom, right, top = self.polygon.bounds
+        return left, bottom, right, top
+
+
+def block_keys(tiles: list[Footprint], side: int) -> list[tuple]:
+    """The block each tile belongs to, for blocks of `side` x `side` grid steps."""
+    steps: dict[str, float] = {}
+    for t in tiles:
+        steps[t.group] = max(steps.get(t.group, 0.0), t.step)
+    keys = []
+    for t in tiles:
+        if t.georeferenced:
+            size = side * steps[t.group]
+            cx, cy = (t.bounds[0] + t.bounds[2]) / 2, (t.bounds[1] + t.bounds[3]) / 2
+            keys.append((t.group, math.floor(cx / size), math.floor(cy / size)))
+        else:
+            keys.append((t.group, t.grid_row // side, t.grid_col // side))
+    return keys
+
+
+def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tuple[np.ndarray, int]:
+    """Split code per tile (0 train, 1 val, 2 buffer) and the block side used, in grid steps.
+
+    Deterministic for a seed. When no choice of blocks leaves a training tile (tiny data), or there
+    is a single block, every tile is training and a warning says so.
+    """
+    side, keys = BLOCK_SIDES[-1], []
+    for side in BLOCK_SIDES:
+        keys = block_keys(tiles, side)
+        if len(set(keys)) >= MIN_BLOCKS:
+            break
+    members: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    blocks = [members[k] for k in sorted(members)]
+    if val_fraction <= 0 or not tiles:
+        return np.full(len(tiles), TRAIN, dtype=np.uint8), side
+    for attempt in range(ATTEMPTS if len(blocks) > 1 else 0):
+        rng = np.random.default_rng([seed, attempt])
+        split = _pick(blocks, len(tiles), val_fraction, rng)
+        _buffer(tiles, split)
+        if (split == TRAIN).any():
+            return split, side
+    log.warning(
+        "too few tiles for a spatial validation split: all %d tiles are training", len(tiles)
+    )
+    return np.full(len(tiles), TRAIN, dtype=np.uint8), side
+
+
+def _pick(
+    blocks: list[list[int]], n_tiles: int, val_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Blocks in random order into validation while that brings its share closer to the target."""
+    split = np.full(n_tiles, TRAIN, dtype=np.uint8)
+    target, n_val = val_fraction * n_tiles, 0
+    order = rng.permutation(len(blocks))
+    for b in order:
+        size = len(blocks[b])
+        if n_val + size < n_tiles and abs(n_val + size - target) < abs(n_val - target):
+            split[blocks[b]] = VAL
+            n_val += size
+    if n_val == 0:  # every block overshoots: take the smallest
+        smallest = min(order, key=lambda b: len(blocks[b]))
+        split[blocks[smallest]] = VAL
+    return split
+
+
+def _buffer(tiles: list[Footprint], split: np.ndarray) -> None:
+    """Mark training tiles that overlap a validation tile of the same group as buffer (in place).
+
+    Tiles overlap when they share more than half a pixel's width along a whole edge, i.e. an
+    intersection area above half a pixel times the tile side (rotated grids included)."""
+    val = np.flatnonzero(split == VAL)
+    train = np.flatnonzero(split == TRAIN)
+    if not val.size or not train.size:
+        return
+    tree = shapely.STRtree([tiles[i].polygon for i in val])
+    pairs = tree.query([tiles[i].polygon for i in train], predicate="intersects")
+    for t_pos, v_pos in pairs.T:
+        a, b = tiles[train[t_pos]], tiles[val[v_pos]]
+        if a.group != b.group:
+            continue
+        pixel = min(a.pixel, b.pixel)
+        side = np.sqrt(min(a.polygon.area, b.polygon.area))
+        if a.polygon.intersection(b.polygon).area > 0.5 * pixel * side:
+            split[train[t_pos]] = BUFFER

@@ -1,0 +1,61 @@
+"""Per-band statistics over all scenes from a bounded, seeded sample of windows (never per tile)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geo.contracts.normalization import Normalization
+from geo.io.raster import (
+    SceneInfo,
+    open_raster,
+    read_window,
+    sample_windows,
+)
+
+TOTAL_PIXELS = 2**21  # pixels kept over all scenes; each scene keeps at least MIN_PIXELS
+MIN_PIXELS = 4096
+CLIP_PERCENTILES = (0.1, 99.9)  # band values beyond these are clipped for mean and std
+
+
+def sample_scene(
+    scene: SceneInfo, bands: list[int], budget: int, seed: int, index: int
+) -> np.ndarray:
+    """Up to `budget` valid pixels of one scene as (n, C) float64, deterministic for a seed."""
+    rng = np.random.default_rng([seed, index])
+    windows = sample_windows(scene, rng)
+    per_window = max(1, budget // len(windows))
+    parts = []
+    with open_raster(scene.path) as src:
+        for window in windows:
+            data, valid, _ = read_window(src, window, bands, scene.dtype, 0)
+            pixels = data[:, valid].T
+            if len(pixels) > per_window:
+                pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
+            parts.append(pixels.astype(np.float64))
+    return np.concatenate(parts) if parts else np.empty((0, len(bands)))
+
+
+def scene_budget(n_scenes: int) -> int:
+    """Pixels to sample per scene so that all scenes together stay near TOTAL_PIXELS."""
+    return max(MIN_PIXELS, TOTAL_PIXELS // max(1, n_scenes))
+
+
+def summarize(samples: list[np.ndarray]) -> Normalization | None:
+    """Band statistics of the pooled samples (None when there is no pixel).
+
+    Robust to a few absurd values: each band is clipped to its CLIP_PERCENTILES range before
+    the mean and standard deviation are taken (the samples hold finite values only).
+    """
+    pooled = np.concatenate(samples) if samples else np.empty((0, 0))
+    if pooled.shape[0] == 0:
+        return None
+    low, p2, p98, high = np.percentile(
+        pooled, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]], axis=0
+    )
+    clipped = np.clip(pooled, low, high)
+    return Normalization(
+        mean=tuple(clipped.mean(axis=0).tolist()),
+        std=tuple(clipped.std(axis=0).tolist()),
+        p2=tuple(p2.tolist()),
+        p98=tuple(p98.tolist()),
+    )
