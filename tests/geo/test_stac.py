@@ -12,8 +12,10 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pystac_client
 import pytest
 import rasterio
+from pystac_client import ConformanceClasses
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 from shapely.geometry import box
@@ -38,7 +40,12 @@ from geo.ingest.stac import (
 )
 from geo.ingest.vrt import gdal_path
 from tests.support.http_range import RangeServer
-from tests.support.stac_api import RustacServer, rustac_binary
+from tests.support.stac_api import (
+    RustacServer,
+    StacFastapiStatic,
+    rustac_binary,
+    stac_fastapi_static_python,
+)
 from tests.support.stac_catalog import (
     AUSTRIA_JUNE,
     AUSTRIA_OCTOBER,
@@ -567,3 +574,44 @@ def test_search_through_a_stac_api(built: Path, tmp_path: Path) -> None:
         with rasterio.Env(**REMOTE_GDAL_ENV), rasterio.open(vrt) as a, rasterio.open(twin) as b:
             assert a.transform == b.transform
             np.testing.assert_array_equal(a.read(), b.read())
+
+
+@pytest.mark.skipif(
+    stac_fastapi_static_python() is None,
+    reason="stac-fastapi-static needs its own environment (STAC_FASTAPI_STATIC_PYTHON; see "
+    "tests/support/stac_api.py)",
+)
+def test_search_through_a_stac_api_with_the_filter_extension(built: Path, tmp_path: Path) -> None:
+    """stac-fastapi-static conforms to the filter extension: the query goes to it as CQL2-JSON."""
+    with (
+        RangeServer(built) as files,
+        StacFastapiStatic(f"{files.url}/catalog.json", tmp_path / "api.log") as api,
+    ):
+        client = pystac_client.Client.open(api.url)
+        assert client.conforms_to(ConformanceClasses.FILTER)
+        found = client.search(
+            collections=[S2], filter=cql2_filter(parse_query("eo:cloud_cover<20")),
+            filter_lang="cql2-json",
+        )  # fmt: skip
+        assert [i.id for i in found.items()] == [AUSTRIA_JUNE.id]  # the server filtered
+
+        def ids(**kwargs: object) -> list[str]:
+            return [i.id for i in find_items(StacSource(api.url, **kwargs), now=NOW)]
+
+        assert ids(collections=[S2, LANDSAT]) == ALL_IDS
+        assert ids(collections=S2, bbox=(13.0, 48.0, 13.3, 48.4)) == ALL_IDS[1:]
+        assert ids(collections=S2, datetime="2021-06-01/2021-06-30") == [AUSTRIA_JUNE.id]
+        assert ids(collections=[S2, LANDSAT], query="eo:cloud_cover<20") == [
+            NEBRASKA_LANDSAT.id, AUSTRIA_JUNE.id
+        ]  # fmt: skip
+        (item,) = find_items(StacSource(api.url, collections=S2, query="eo:cloud_cover>20"))
+        vrt = stack_item(item, parse_band_map("red,green,blue,nir08"), AUSTRIA_AOI, tmp_path)
+        red = band_path(built, AUSTRIA_SEPTEMBER, "red")
+        with (
+            rasterio.Env(**REMOTE_GDAL_ENV),
+            rasterio.open(vrt) as src,
+            rasterio.open(red) as ref,
+        ):
+            assert src.tags()["STAC_ITEM_ID"] == AUSTRIA_SEPTEMBER.id
+            window = from_bounds(*src.bounds, transform=ref.transform)
+            np.testing.assert_array_equal(src.read(1), ref.read(1, window=window))
