@@ -35,6 +35,7 @@ import rasterio
 import shapely
 from affine import Affine
 from pystac_client import ConformanceClasses
+from pystac_client.stac_api_io import StacApiIO
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_geom
@@ -67,6 +68,7 @@ _CATEGORICAL_ROLES = {"classification", "data-mask", "cloud", "cloud-shadow", "s
                       "land-water", "water-mask"}  # fmt: skip
 _CATEGORICAL_KEYS = {"scl", "qa_pixel", "qa_radsat", "fmask", "mask"}
 _MAX_ITEMS = 10_000
+_TIMEOUT = (30, 120)  # seconds to connect, and between bytes of an answer (STAC JSON)
 
 # ---------------------------------------------------------------------------------------------
 # Query: `eo:cloud_cover<20`, `platform=sentinel-2b`, joined by `,`, `;` or ` and `.
@@ -542,10 +544,10 @@ def find_items(
         found = _walk(root if root is not None else _read_static(url), source.collections)
     items: dict[tuple[str | None, str], StacItem] = {}
     for item in found:
-        if modifier is not None and kind != "api":
-            modifier(item)
         if not _matches(item, source, window, area):
             continue
+        if modifier is not None and kind != "api":  # pystac-client applied it to API items
+            modifier(item)
         found_item = StacItem.from_pystac(item)
         items.setdefault((found_item.collection, found_item.id), found_item)
     ordered = sorted(items.values(), key=lambda i: (i.datetime, i.collection or "", i.id))
@@ -559,7 +561,7 @@ def _detect(url: str, headers: Mapping[str, str] | None) -> tuple[str, Any]:
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         return "static", None
     try:
-        data = pystac.StacIO.default().read_json(url)
+        data = StacApiIO(headers=dict(headers or {}), timeout=_TIMEOUT).read_json(url)
     except Exception as exc:
         raise _unreachable(url, exc) from exc
     conforms = data.get("conformsTo") or []
@@ -573,10 +575,19 @@ _ITEM_SEARCH = r"https://api\.stacspec\.org/v1\.\d+\.\d+(?:-[\w\.]+)?/item-searc
 
 
 def _unreachable(url: str, exc: Exception) -> Exception:
-    """A network failure keeps its type (retried later); a non-JSON answer is an InputError."""
+    """A network failure or a server error keeps its type (a later run may succeed); a non-JSON
+    answer, or a client error (404, 401, ...) other than 429, is an InputError."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status != 429:
+        return InputError(f"--stac {url}: HTTP {status} ({_first_line(exc)})")
     if isinstance(exc, ValueError | KeyError | TypeError):
-        return InputError(f"--stac {url}: not STAC JSON ({exc})")
+        return InputError(f"--stac {url}: not STAC JSON ({_first_line(exc)})")
     return exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _read_static(url: str) -> Any:
@@ -643,10 +654,10 @@ def _search(
         raise InputError(f"--stac {source.url}: name a --collection to search")
     try:
         client = pystac_client.Client.open(
-            source.url, headers=dict(headers or {}), modifier=modifier
+            source.url, headers=dict(headers or {}), modifier=modifier, timeout=_TIMEOUT
         )
     except pystac_client.exceptions.APIError as exc:
-        raise InputError(f"--stac {source.url}: {exc}") from None
+        raise _unreachable(source.url, exc) from exc
     kwargs: dict[str, Any] = {"collections": list(source.collections)}
     if area is not None:
         kwargs["bbox"] = [round(v, 7) for v in area.bounds]  # exact area checked below

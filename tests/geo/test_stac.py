@@ -282,7 +282,7 @@ def test_find_items_over_http(built: Path) -> None:
                        r.path for r in server.requests())  # fmt: skip
 
 
-def test_a_non_stac_url_is_an_input_error(catalog: Path) -> None:
+def test_a_non_stac_or_missing_url_is_an_input_error(catalog: Path) -> None:
     (catalog / "other.json").write_text('{"type": "Topology"}')
     with RangeServer(catalog) as server:
         with pytest.raises(InputError, match="not STAC JSON") as exc:
@@ -291,6 +291,12 @@ def test_a_non_stac_url_is_an_input_error(catalog: Path) -> None:
         with pytest.raises(InputError, match="not a STAC catalog, collection or item") as exc:
             find_items(StacSource(f"{server.url}/other.json"))
         one_line(exc)
+        with pytest.raises(InputError, match="HTTP 404") as exc:
+            find_items(StacSource(f"{server.url}/missing.json"))
+        one_line(exc)
+        server.fail.add("/catalog.json")  # a server error is not the user's: kept for a retry
+        with pytest.raises(pystac_client.exceptions.APIError, match="503"):
+            find_items(StacSource(f"{server.url}/catalog.json"))
 
 
 # --- band maps against items ------------------------------------------------------------------
