@@ -45,6 +45,12 @@ from shapely.geometry.base import BaseGeometry
 from geo.errors import InputError
 from geo.ingest.vrt import GDAL_TYPES, Band, Source, gdal_path, write_vrt
 
+__all__ = [
+    "REMOTE_GDAL_ENV", "AssetUnreadable", "BandMap", "BandSpec", "Condition", "StacAsset",
+    "StacItem", "StacSource", "cql2_filter", "find_items", "parse_band_map", "parse_duration",
+    "parse_query", "parse_window", "query_extension", "read_aoi", "safe_name", "stack_item",
+]  # fmt: skip
+
 # GDAL settings for reading COGs over HTTP (use them around opening and predicting a VRT): no
 # directory listing on open (a request fewer per file, none on object stores), consecutive ranges
 # merged, transient errors (429, 5xx) retried with back-off, a stalled transfer abandoned, and a
