@@ -35,7 +35,9 @@ class S3Server:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _record(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_RANGE"))
+        request = Request(
+            environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_RANGE")
+        )
         self.requests.append(request)
         return self._count(request, self._app(environ, start_response))
 
