@@ -50,7 +50,7 @@ def is_url(path: str | Path) -> bool:
     return bool(URL.match(str(path)))
 
 
-def scheme(url: str) -> str:
+def _scheme(url: str) -> str:
     """The URL's scheme in lower case ('' for a local path)."""
     match = URL.match(url)
     return match.group(1).lower() if match else ""
@@ -67,7 +67,7 @@ def check_storage(path: str, role: Literal["input", "output"]) -> None:
     credentials, an unreachable endpoint, a missing input or bucket. Local paths pass."""
     if not is_url(path):
         return
-    kind = scheme(path)
+    kind = _scheme(path)
     if kind not in SCHEMES:
         supported = ", ".join(f"{s}://" for s in SCHEMES)
         raise InputError(f"{path}: unsupported storage scheme {kind}:// (supported: {supported})")
@@ -91,7 +91,7 @@ def gdal_path(path: str) -> str:
     abfs://container[@account.host]/k -> /vsiaz/container/k, http(s):// -> /vsicurl/URL."""
     if not is_url(path):
         return path
-    kind = scheme(path)
+    kind = _scheme(path)
     if kind not in SCHEMES:
         raise InputError(f"{path}: unsupported storage scheme {kind}://")
     prefix = SCHEMES[kind][0]
@@ -111,7 +111,7 @@ def gdal_env(path: str) -> dict[str, str]:
     itself (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ...).
     """
     env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if is_url(path) else {}
-    kind = scheme(path)
+    kind = _scheme(path)
     if kind == "s3":
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
@@ -190,7 +190,7 @@ class StagedOutput:
         if self.remote:
             digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
             name = re.sub(r"[^A-Za-z0-9._-]", "_", self.url.rsplit("/", 1)[-1])
-            self.folder = Path(staging_root or default_staging_root()) / f"{name}-{digest}"
+            self.folder = Path(staging_root or _staging_root()) / f"{name}-{digest}"
         else:
             self.folder = Path(url)
 
@@ -228,7 +228,7 @@ class StagedOutput:
         return [join(self.url, name) for name in names]
 
 
-def default_staging_root() -> Path:
+def _staging_root() -> Path:
     """Where `StagedOutput` stages URLs' files unless told otherwise."""
     if root := os.environ.get("CONVLORA_GEO_STAGING"):
         return Path(root)
@@ -247,7 +247,7 @@ def _filesystem(path: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, s
 def _probe(path: str, role: str) -> None:
     """Ask the store about `path` once, failing fast: an input must exist; an output must not
     be a file, and its bucket or container must exist."""
-    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if scheme(path) == "s3" else {}
+    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
     fs, root = _filesystem(path, **options)
     if role == "input":
         fs.info(root)
