@@ -115,6 +115,15 @@ def test_gdal_env_follows_the_s3_endpoint_setting(monkeypatch: pytest.MonkeyPatc
     assert gdal_env("scene.tif") == {}
 
 
+def test_gdal_env_gives_gdal_the_adlfs_account_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
+    env = gdal_env("az://container/s.tif")
+    assert (env["AZURE_STORAGE_ACCOUNT"], env["AZURE_STORAGE_ACCESS_KEY"]) == ("acct", "a2V5")
+
+
 def test_staged_output_uploads_in_order_then_removes_local_copies(
     server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
