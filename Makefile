@@ -3,17 +3,29 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
+LOCK   := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-quick lint format bench clean
+.PHONY: install lock demo test test-quick lint format bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml convlora/pyproject.toml
+# Exactly the locked versions (hash-checked), then the two local projects editable without
+# dependencies; `pip check` fails if the lock lacks something a pyproject.toml asks for.
+$(STAMP): $(LOCK) pyproject.toml convlora/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e './convlora[progress]' -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e ./convlora -e .
+	$(BIN)/python -m pip check
 	@touch $(STAMP)
+
+# Resolve requirements.in (both pyproject.toml files with all extras) into requirements.lock,
+# keeping current pins that still fit; `make lock UPGRADE=1` moves everything to the newest.
+lock:
+	@test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv pip compile requirements.in --universal --python-version 3.11 --generate-hashes \
+		--no-emit-package convlora --no-emit-package convlora-geo $(if $(UPGRADE),--upgrade) \
+		--output-file $(LOCK)
 
 demo: install
 	$(BIN)/convlora-geo demo --out demo-output

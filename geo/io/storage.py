@@ -1,0 +1,278 @@
+"""Object storage: scenes and outputs given as URLs (s3://, gs://, az://, http(s)://).
+
+Inputs are read in windows through GDAL's virtual file systems (`gdal_path` + `gdal_env`),
+never downloaded whole. Outputs are written in a local staging folder and uploaded file by
+file when complete (`StagedOutput`); listing, existence and small JSON reads go through fsspec.
+Local paths pass through every function unchanged, so callers need one code path.
+
+One setting configures both GDAL and fsspec for an S3-compatible endpoint: `AWS_ENDPOINT_URL_S3`
+(or `AWS_ENDPOINT_URL`) with the usual `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import fsspec
+
+from geo.errors import InputError
+
+EXTRAS_HINT = "pip install 'convlora-geo[cloud]'"
+# scheme -> (GDAL virtual file system prefix, the fsspec backend's module)
+SCHEMES: dict[str, tuple[str, str]] = {
+    "s3": ("/vsis3/", "s3fs"),
+    "gs": ("/vsigs/", "gcsfs"),
+    "gcs": ("/vsigs/", "gcsfs"),
+    "az": ("/vsiaz/", "adlfs"),
+    "abfs": ("/vsiaz/", "adlfs"),
+    "http": ("/vsicurl/", "aiohttp"),
+    "https": ("/vsicurl/", "aiohttp"),
+}
+READ_ONLY = {"http", "https"}
+# Failures while probing a URL, by exception class name (botocore, google-auth, azure-core).
+NO_CREDENTIALS = {"NoCredentialsError", "DefaultCredentialsError", "ClientAuthenticationError"}
+UNREACHABLE = {"EndpointConnectionError", "ServiceRequestError", "ClientConnectorError"}
+URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def is_url(path: str | Path) -> bool:
+    """True for `scheme://...` (object storage or HTTP), False for local paths."""
+    return bool(URL.match(str(path)))
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme in lower case ('' for a local path)."""
+    match = URL.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def join(base: str, *names: str) -> str:
+    """`base/name/...` for URLs and local paths alike."""
+    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
+
+
+def check_storage(path: str, role: Literal["input", "output"]) -> None:
+    """Refuse a URL that cannot work, with one line saying why: an unknown scheme, an output
+    on a read-only scheme, the cloud extras missing, or (asking the store once) missing
+    credentials, an unreachable endpoint, a missing input or bucket. Local paths pass."""
+    if not is_url(path):
+        return
+    kind = _scheme(path)
+    if kind not in SCHEMES:
+        supported = ", ".join(f"{s}://" for s in SCHEMES)
+        raise InputError(f"{path}: unsupported storage scheme {kind}:// (supported: {supported})")
+    if role == "output" and kind in READ_ONLY:
+        raise InputError(f"{path}: {kind}:// is read-only; write outputs to s3://, gs:// or az://")
+    module = SCHEMES[kind][1]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{path}: {kind}:// needs the cloud extras: {EXTRAS_HINT}") from None
+    try:
+        _probe(path, role)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: {_explain(exc, kind)}") from exc
+
+
+def gdal_path(path: str) -> str:
+    """The path GDAL opens for `path`: s3://b/k -> /vsis3/b/k, gs:// -> /vsigs/, az:// and
+    abfs://container[@account.host]/k -> /vsiaz/container/k, http(s):// -> /vsicurl/URL."""
+    if not is_url(path):
+        return path
+    kind = _scheme(path)
+    if kind not in SCHEMES:
+        raise InputError(f"{path}: unsupported storage scheme {kind}://")
+    prefix = SCHEMES[kind][0]
+    if kind in READ_ONLY:
+        return prefix + path
+    parts = urlsplit(path)
+    container = parts.netloc.split("@", 1)[0]
+    return f"{prefix}{container}{parts.path}"
+
+
+def gdal_env(path: str) -> dict[str, str]:
+    """GDAL configuration for reading `path` (for `rasterio.Env(**gdal_env(path))`).
+
+    For s3:// with `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` set (MinIO, moto, Ceph...):
+    the endpoint's host, plain HTTP when it says http://, and path-style addressing. For az://,
+    adlfs's account variables under GDAL's names. Credentials GDAL reads from the environment
+    itself (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ...).
+    """
+    env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if is_url(path) else {}
+    kind = _scheme(path)
+    if kind == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+            env["AWS_S3_ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
+            env["AWS_HTTPS"] = "NO" if parts.scheme == "http" else "YES"
+            env["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    elif kind in ("az", "abfs"):
+        for adlfs_name, gdal_name in (
+            ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY"),
+        ):
+            if adlfs_name in os.environ and gdal_name not in os.environ:
+                env[gdal_name] = os.environ[adlfs_name]
+    return env
+
+
+def exists(path: str) -> bool:
+    """Whether a file (object) or folder (prefix) exists at `path`."""
+    if not is_url(path):
+        return Path(path).exists()
+    fs, root = _filesystem(path)
+    return bool(fs.exists(root))
+
+
+def read_json(path: str) -> Any | None:
+    """The JSON document at `path`, or None when there is none (e.g. a manifest not written
+    yet); a document that is not valid JSON is treated as absent too."""
+    try:
+        if not is_url(path):
+            return json.loads(Path(path).read_text())
+        fs, root = _filesystem(path)
+        with fs.open(root, "rb") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def list_files(path: str, pattern: str = "*.tif") -> dict[str, str]:
+    """Files matching `pattern` under folder or prefix `path` (or `path` itself when it is a
+    file) -> a version tag that changes when the file does: the store's ETag (quotes removed),
+    else size and modification time. Keys are URLs for URLs, plain paths for local paths."""
+    fs, root = _filesystem(path)
+    found = [root] if fs.isfile(root) else fs.glob(join(root, pattern))
+    files = {}
+    for name in sorted(found):
+        info = fs.info(name)
+        if info.get("type") != "file":
+            continue
+        etag = info.get("ETag") or info.get("etag")
+        modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+        version = str(etag).strip('"') if etag else f"{info.get('size')}-{modified}"
+        files[fs.unstrip_protocol(name) if is_url(path) else name] = version
+    return files
+
+
+class StagedOutput:
+    """Outputs bound for folder `url`, written locally first and uploaded when complete.
+
+    For a URL, `folder` is a local staging folder keyed by the URL under the staging root
+    (`CONVLORA_GEO_STAGING`, else `$XDG_CACHE_HOME/convlora-geo/staging`, else
+    `~/.cache/convlora-geo/staging`): an interrupted run leaves its work there and the next
+    run for the same URL resumes from it. For a local path, `folder` is that path and
+    `publish` leaves the files where they are.
+
+    Atomicity: each file becomes one object, written by one PUT (or one multipart upload for
+    large files, which appears only when completed), so readers see either no object or the
+    whole new one, and S3 reads after a write see the new object. There is no atomic commit
+    across objects: publish the file that marks a set complete (a manifest) last. Several
+    processes may stage into the same URL at once if they write different names.
+    """
+
+    def __init__(self, url: str, staging_root: str | Path | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.remote = is_url(url)
+        if self.remote:
+            digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+            name = re.sub(r"[^A-Za-z0-9._-]", "_", self.url.rsplit("/", 1)[-1])
+            self.folder = Path(staging_root or _staging_root()) / f"{name}-{digest}"
+        else:
+            self.folder = Path(url)
+
+    def __enter__(self) -> StagedOutput:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """After success, remove the staging folder if nothing is left in it; after a failure
+        keep it, so that the next run resumes."""
+        if self.remote and exc_type is None:
+            # not empty: unpublished files, or another run's work in progress
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
+
+    def publish(self, names: Sequence[str]) -> list[str]:
+        """Upload `folder/NAME` to `url/NAME` for each name, in this order, check each object's
+        size, then delete the local copies (only once all are up, so a run stopped half-way
+        publishes again from complete local files). Returns where the files now are."""
+        if not self.remote:
+            return [str(self.folder / name) for name in names]
+        fs, root = _filesystem(self.url)
+        for name in names:
+            local, target = self.folder / name, join(root, name)
+            fs.put_file(str(local), target)
+            if fs.size(target) != local.stat().st_size:
+                raise OSError(f"{join(self.url, name)}: upload incomplete")
+        for name in names:
+            (self.folder / name).unlink()
+        return [join(self.url, name) for name in names]
+
+
+def _staging_root() -> Path:
+    """Where `StagedOutput` stages URLs' files unless told otherwise."""
+    if root := os.environ.get("CONVLORA_GEO_STAGING"):
+        return Path(root)
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "convlora-geo" / "staging"
+
+
+def _filesystem(path: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """A fresh fsspec filesystem for `path` without cached listings (scenes arrive while
+    workers run), and the path in that filesystem's terms."""
+    return fsspec.core.url_to_fs(
+        path, skip_instance_cache=True, use_listings_cache=False, **options
+    )
+
+
+def _probe(path: str, role: str) -> None:
+    """Ask the store about `path` once, failing fast: an input must exist; an output must not
+    be a file, and its bucket or container must exist."""
+    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
+    fs, root = _filesystem(path, **options)
+    if role == "input":
+        fs.info(root)
+        return
+    try:
+        is_file = fs.info(root)["type"] == "file"
+    except FileNotFoundError:
+        bucket = root.split("/", 1)[0]
+        if not fs.exists(bucket):
+            raise InputError(f"{path}: bucket or container {bucket} not found") from None
+        return
+    if is_file:
+        raise InputError(f"{path}: exists and is not a folder")
+
+
+def _explain(exc: BaseException, kind: str) -> str:
+    """One line for a failed probe of a `kind`:// URL."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & NO_CREDENTIALS:
+        return f"no credentials for {kind}:// (see the cloud settings in infra/README.md)"
+    if names & UNREACHABLE:
+        return f"cannot reach the storage endpoint ({exc})"
+    if isinstance(exc, FileNotFoundError):
+        return "not found"
+    if isinstance(exc, PermissionError):
+        return "access denied (check the credentials' permissions)"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"cannot be accessed ({type(exc).__name__}: {first_line})"

@@ -1,0 +1,84 @@
+"""A real S3-compatible server for tests: moto's server on 127.0.0.1 (a free port), in a thread,
+recording every request (method, path, Range header, bytes sent) so tests can see how much of
+an object a reader fetched."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    range: str | None
+    bytes_sent: int = 0
+
+
+class S3Server:
+    """moto's S3 API behind a recording WSGI layer; `endpoint` is its http://127.0.0.1:PORT."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            "127.0.0.1", 0, self._record, threaded=True, request_handler=MotoRequestHandler
+        )
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _record(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(
+            environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_RANGE")
+        )
+        self.requests.append(request)
+        return self._count(request, self._app(environ, start_response))
+
+    @staticmethod
+    def _count(request: Request, body: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in body:
+            request.bytes_sent += len(chunk)
+            yield chunk
+
+    def env(self) -> dict[str, str]:
+        """Environment for clients of this server only: its endpoint, test credentials, and no
+        shared AWS config or instance-metadata lookups."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+
+    def gets(self, path: str) -> list[Request]:
+        """The GET requests for one object, path as `/bucket/key`."""
+        return [r for r in self.requests if r.method == "GET" and r.path == path]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """A started `S3Server`, stopped on exit."""
+    server = S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
