@@ -21,45 +21,35 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from geo.errors import InputError
+from geo.io.storage import READ_ONLY, SCHEMES
+from geo.io.storage import gdal_path as storage_gdal_path
 
 GDAL_TYPES = {
     "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
     "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
     "float64": "Float64",
 }  # fmt: skip
-VSI = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/",
-       "gcs": "/vsigs/", "az": "/vsiaz/"}  # fmt: skip
 
 
 def gdal_path(href: str) -> str:
-    """The path GDAL reads an asset href through, without downloading it whole.
-
-    - http(s)://...          -> /vsicurl/http(s)://... (HTTP range requests; query strings such as
-                                 signed-URL tokens are kept)
-    - s3://bucket/key        -> /vsis3/bucket/key (credentials from the usual AWS variables; set
-                                 AWS_NO_SIGN_REQUEST=YES for public buckets)
-    - gs://bucket/key        -> /vsigs/bucket/key;  az://container/blob -> /vsiaz/container/blob
-    - file:///path, /path    -> the local path;  /vsi... paths are kept as they are.
-
-    Relative hrefs must be made absolute first (pystac does, from the item's own href).
-    """
-    if href.startswith("/vsi"):
-        return href
+    """The path GDAL reads an asset href through, without downloading it whole: http(s), s3,
+    gs and az URLs through GDAL's virtual file systems (`geo.io.storage.gdal_path`; query
+    strings such as signed-URL tokens are kept), file:///path as the local path, /vsi... and
+    plain paths as they are. Relative hrefs must be made absolute first (pystac does, from the
+    item's own href)."""
     parts = urlsplit(href)
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return VSI[scheme] + href
-    if scheme in VSI:
-        if not parts.netloc:
-            raise InputError(f"asset href {href}: no bucket or container after {scheme}://")
-        return f"{VSI[scheme]}{parts.netloc}{unquote(parts.path)}"
-    if scheme == "file":
+    if parts.scheme.lower() == "file":
         return url2pathname(parts.path)
-    if scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # a path (or C:\ on Windows)
-        return href
-    raise InputError(
-        f"asset href {href}: {scheme}:// cannot be read (use http(s), s3, gs, az, file or a path)"
-    )
+    if parts.scheme and parts.scheme.lower() not in SCHEMES and len(parts.scheme) > 1:
+        raise InputError(
+            f"asset href {href}: {parts.scheme}:// cannot be read "
+            "(use http(s), s3, gs, az, file or a path)"
+        )
+    if parts.scheme.lower() in SCHEMES and parts.scheme.lower() not in READ_ONLY:
+        if not parts.netloc:
+            raise InputError(f"asset href {href}: no bucket or container after {parts.scheme}://")
+        return storage_gdal_path(f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}")
+    return storage_gdal_path(href)
 
 
 @dataclass(frozen=True)

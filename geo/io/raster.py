@@ -19,6 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geo.errors import InputError
+from geo.io.storage import gdal_env, gdal_path, is_url
 
 # GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat.
 GDAL_ENV = {"GDAL_CACHEMAX": 128, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
@@ -26,7 +27,7 @@ GDAL_ENV = {"GDAL_CACHEMAX": 128, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 def is_virtual(path: str) -> bool:
     """GDAL virtual paths (/vsis3/..., /vsicurl/...) and URLs: no local file to check."""
-    return path.startswith("/vsi") or "://" in path
+    return path.startswith("/vsi") or is_url(path)
 
 
 def absolute(path: str) -> str:
@@ -38,10 +39,12 @@ def absolute(path: str) -> str:
 
 @contextmanager
 def open_raster(path: str) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster with a bounded GDAL cache; rasters without georeferencing open quietly."""
-    with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
+    """Open a raster (a path, a GDAL virtual path, or an s3/gs/az/http(s) URL read in windows
+    through GDAL's virtual file systems) with a bounded GDAL cache; rasters without
+    georeferencing open quietly."""
+    with rasterio.Env(**{**GDAL_ENV, **gdal_env(path)}), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
+        with rasterio.open(gdal_path(path)) as src:
             yield src
 
 

@@ -646,16 +646,19 @@ class PixelModel(torch.nn.Module):
 def test_predicting_the_vrt_equals_predicting_a_local_stack(built: Path, tmp_path: Path) -> None:
     """The prediction of an item's VRT over HTTP equals that of a local GeoTIFF of the same bands
     (the 20 m band brought to 10 m by rasterio's bilinear read of the local COG)."""
-    from geo.predict import predict_scene
+    from geo.contracts.adapter import AdapterMetadata
+    from tests.support.models import tiny_config
+    from tests.support.predict import predict_image
 
     keys = ["red", "green", "blue", "nir08"]
     names = [("other", "#000000"), ("field", "#33a02c"), ("water", "#1f78b4")]
     classes = [{"id": i, "name": n, "color": c} for i, (n, c) in enumerate(names)]
-    metadata = {
-        "name": "pixel", "classes": classes, "bands": [1, 2, 3, 4],
+    document = {
+        "classes": classes, "bands": [1, 2, 3, 4], "tile_size": 32,
         "normalization": {"mean": [500.0, 700.0, 450.0, 2500.0], "std": [300.0] * 3 + [900.0]},
-        "config": {"image_size": 32},
+        "config": tiny_config(image_size=32, num_classes=3, in_channels=4).to_dict(),
     }  # fmt: skip
+    metadata = AdapterMetadata.from_document(document, tmp_path / "adapter.json")
     with RangeServer(built) as server:
         source = StacSource(f"{server.url}/catalog.json", collections=S2, bbox=AUSTRIA_AOI)
         item = find_items(source)[0]
@@ -672,8 +675,8 @@ def test_predicting_the_vrt_equals_predicting_a_local_stack(built: Path, tmp_pat
                     window = from_bounds(*bounds, transform=ref.transform)
                     dst.write(ref.read(1, window=window, out_shape=shape,
                                        resampling=Resampling.bilinear), i)  # fmt: skip
-        remote = predict_scene(vrt, PixelModel(4), metadata, tmp_path / "out_vrt", progress=False)
-    here = predict_scene(local, PixelModel(4), metadata, tmp_path / "out_local", progress=False)
+        remote = predict_image(vrt, PixelModel(4), metadata, tmp_path / "out_vrt")
+    here = predict_image(local, PixelModel(4), metadata, tmp_path / "out_local")
     assert remote["classes"].name == f"{item.id}_classes.tif"  # named by item id
     for name in ("classes", "probability"):
         with rasterio.open(remote[name]) as a, rasterio.open(here[name]) as b:
