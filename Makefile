@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 LOCK   := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock demo test test-quick lint format bench clean
+.PHONY: install lock demo test test-quick lint typecheck format bench clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test-quick: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over geo, flows and convlora; strict on convlora and the stage contracts (pyproject.toml).
+typecheck: install
+	$(BIN)/python -m mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic.fields import FieldInfo
 
@@ -221,8 +221,8 @@ def _flow_type(option: Option) -> Any:
     constraints (ge, lt, ...) kept, so the UI shows a form and runs validate before work."""
     annotation: Any = option.info.annotation
     if option.choices is not None:
-        literal = Literal.__getitem__(tuple(option.choices))  # type: ignore[attr-defined]
-        annotation = literal | None if option.default is None else literal
+        literal = Literal.__getitem__(tuple(option.choices))
+        annotation = Optional[literal] if option.default is None else literal  # noqa: UP045
     if option.info.metadata:
         return Annotated[annotation, *option.info.metadata]
     return annotation

@@ -36,7 +36,8 @@ def run_prediction(config: PredictConfig) -> list[dict[str, str]]:
     plan = check_prediction(config)
     address = dask_address(config.dask_address)
     runner = task_runner_for(len(plan.scenes), address)
-    results = predict_scenes.with_options(task_runner=runner)(list(plan.scenes), config)
+    flow = predict_scenes.with_options(task_runner=runner)  # type: ignore[arg-type]
+    results = flow(list(plan.scenes), config)
     rows = []
     for outputs in results:
         for cls in polygon_summary(outputs["polygons"]):

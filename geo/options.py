@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from geo.errors import InputError
 
 CLI = "cli"
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."
 C = TypeVar("C", bound=BaseModel)
 R = TypeVar("R")
 
@@ -42,6 +45,13 @@ def option(
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
+def check_device(device: str) -> str:
+    """A device name torch knows here (availability is checked before work starts)."""
+    if not DEVICE.match(device):
+        raise ValueError(f"not a device; choose {DEVICE_HELP}")
+    return device
+
+
 def flag(name: str) -> str:
     """How an option is typed on the command line: `tile_size` -> `--tile-size`."""
     return "--" + name.replace("_", "-")
@@ -50,7 +60,8 @@ def flag(name: str) -> str:
 def choices_of(config: type[BaseModel], name: str) -> list[str] | None:
     """The allowed values of a field declared with `choices`, else None."""
     extra = config.model_fields[name].json_schema_extra
-    return list(extra["enum"]) if isinstance(extra, dict) and "enum" in extra else None
+    allowed = extra.get("enum") if isinstance(extra, dict) else None
+    return [str(v) for v in allowed] if isinstance(allowed, list) else None
 
 
 def cli_meta(config: type[BaseModel], name: str) -> dict[str, Any]:

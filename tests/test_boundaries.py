@@ -64,3 +64,41 @@ def test_importing_convlora_loads_no_geo_or_prefect() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+STAGES = {"tiling", "finetune", "evaluate", "predict", "vectorize", "ingest"}
+INSIDE_GEO = {  # geo module or package -> geo stages it must not import
+    "io": STAGES,
+    "contracts": STAGES,
+    "options.py": STAGES,
+    "errors.py": STAGES,
+    "predict": {"tiling", "finetune", "evaluate", "ingest"},
+    "vectorize": STAGES - {"vectorize"},
+    "tiling": STAGES - {"tiling"},
+    "finetune": STAGES - {"finetune"},
+}
+
+
+def imported_geo_parts(path: Path) -> set[str]:
+    """The geo sub-packages and modules a file imports (`geo.tiling.run` -> `tiling`)."""
+    parts: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        parts.update(n.split(".")[1] for n in names if n.startswith("geo.") and "." in n)
+    return parts
+
+
+@pytest.mark.parametrize("part", sorted(INSIDE_GEO))
+def test_geo_stages_import_only_what_they_may(part: str) -> None:
+    """Primitives and contracts know no stage; prediction needs no tiling or fine-tuning code."""
+    target = ROOT / "geo" / part
+    files = [target] if target.suffix == ".py" else sorted(target.rglob("*.py"))
+    assert files
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(imported_geo_parts(f) & INSIDE_GEO[part]) for f in files
+    }
+    assert not {k: v for k, v in offenders.items() if v}

@@ -9,7 +9,7 @@ from flows.options import Options
 
 
 def add_command(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction,
     name: str,
     options: Options | None,
     *,

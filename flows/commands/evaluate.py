@@ -10,7 +10,7 @@ from flows.commands import add_command
 from flows.parameters import EVALUATE
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "evaluate", EVALUATE, help="measure a trained model on a labelled tile store",
         description="Per-class IoU, mIoU, F1 and pixel accuracy (label 255 ignored) of a "

@@ -9,7 +9,7 @@ from flows.commands import add_command
 from flows.parameters import FINETUNE
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "finetune", FINETUNE, help="tile (if needed), train and evaluate in one flow",
         description="Tile the scenes into --store (reused while inputs are unchanged), "

@@ -9,7 +9,7 @@ from convlora.config import ADAPTERS, SAM_VARIANTS
 from flows.commands import add_command
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "info", None, help="parameter counts for a SAM variant and adapter",
         description="Total and trainable parameters of a model configuration, by part "

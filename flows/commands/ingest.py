@@ -8,7 +8,7 @@ from flows.commands import add_command
 from flows.parameters import INGEST
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "ingest", INGEST, help="predict new scenes found under a folder or URL",
         description="Predict the scenes under SOURCE that this model has not predicted yet; "

@@ -8,7 +8,7 @@ from flows.commands import add_command
 from flows.parameters import PREDICT
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "predict", PREDICT, help="predict scenes into COGs and GeoPackage polygons"
     )

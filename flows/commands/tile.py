@@ -8,7 +8,7 @@ from flows.commands import add_command
 from flows.parameters import TILE
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "tile", TILE, help="tile labelled scenes into a Zarr tile store",
         description="Tile labelled scenes into a Zarr tile store (reused when run again with "

@@ -13,7 +13,7 @@ from flows.commands import add_command
 from flows.parameters import TRAIN
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "train", TRAIN, help="fine-tune SAM on a tile store",
         description="Fine-tune SAM on a tile store's training split, validating every epoch. "

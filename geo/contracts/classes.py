@@ -236,7 +236,9 @@ def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
     return ClassInfo(position, str(item["name"]), color.lower(), keys)
 
 
-def load_class_map(class_map: str | Path | ClassMap | list | dict) -> ClassMap:
+def load_class_map(
+    class_map: str | Path | ClassMap | list[Any] | dict[str, Any],
+) -> ClassMap:
     """A ClassMap from a file path, an already built map, or parsed content."""
     if isinstance(class_map, ClassMap):
         return class_map
@@ -245,7 +247,7 @@ def load_class_map(class_map: str | Path | ClassMap | list | dict) -> ClassMap:
     return ClassMap.load(class_map)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """The safe loader without anchors and aliases: nested aliases can expand a small file
     into gigabytes ("billion laughs"), and a class map never needs them."""
 

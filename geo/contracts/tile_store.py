@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -202,7 +202,7 @@ def create_store(
             compressors=_codec(),
             dimension_names=dims,
         )
-    dims = {"split": ("tile",), "scene": ("tile",), "window": ("tile", "xywh")}
+    index_dims = {"split": ("tile",), "scene": ("tile",), "window": ("tile", "xywh")}
     for name, values in index.items():
         arr = group.create_array(
             name,
@@ -210,15 +210,29 @@ def create_store(
             dtype=values.dtype,
             chunks=values.shape,
             compressors=_codec(),
-            dimension_names=dims[name],
+            dimension_names=index_dims[name],
         )
         arr[...] = values
 
 
-def open_arrays(path: str | Path) -> tuple[zarr.Array, zarr.Array, zarr.Array]:
-    """The `images`, `labels` and `valid` arrays of a store, for writing tiles."""
-    group = zarr.open_group(str(path), mode="r+")
-    return group["images"], group["labels"], group["valid"]
+def open_arrays(
+    path: str | Path, mode: Literal["r", "r+"] = "r+"
+) -> tuple[zarr.Array[Any], zarr.Array[Any], zarr.Array[Any]]:
+    """The `images`, `labels` and `valid` arrays of a store (for writing tiles by default)."""
+    group = zarr.open_group(str(path), mode=mode)
+    return _array(group, "images"), _array(group, "labels"), _array(group, "valid")
+
+
+def read_split(path: str | Path) -> np.ndarray:
+    """The split code of every tile (TRAIN, VAL, BUFFER)."""
+    return np.asarray(_array(zarr.open_group(str(path), mode="r"), "split")[:])
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise InputError(f"{group.store}: {name} is not an array (a damaged tile store?)")
+    return node
 
 
 def read_attrs(path: str | Path) -> dict[str, Any] | None:

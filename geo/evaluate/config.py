@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from geo.finetune.config import DEVICE_HELP, check_device
 from geo.io.raster import absolute
-from geo.options import StageConfig, option
+from geo.options import DEVICE_HELP, StageConfig, check_device, option
 
 SPLIT_CHOICES = ("train", "val", "all")
 

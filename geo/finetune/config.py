@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Self
 
 from pydantic import field_validator, model_validator
@@ -12,20 +11,11 @@ from convlora.losses import DEFAULT_LOSS, LOSSES
 from convlora.training.config import TrainConfig
 from geo.io.grid import tile_size_problem
 from geo.io.raster import absolute
-from geo.options import StageConfig, flag, option
+from geo.options import DEVICE_HELP, StageConfig, check_device, flag, option
 
-DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."
 MASK_TOKEN_INITS = ("auto", *(t for t in TOKEN_INITS if t != "auto"))
 OFFICIAL_LR = 1e-4  # the official recipe, fine-tuning a pretrained SAM
 FROM_SCRATCH_LR = 3e-4  # no SAM checkpoint: the whole model learns from random weights
-
-
-def check_device(device: str) -> str:
-    """A device name torch knows here (availability is checked before work starts)."""
-    if not DEVICE.match(device):
-        raise ValueError(f"not a device; choose {DEVICE_HELP}")
-    return device
 
 
 class FinetuneConfig(StageConfig):

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from geo.contracts.classes import IGNORE
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import SPLITS, StoreInfo
+from geo.contracts.tile_store import SPLITS, StoreInfo, open_arrays, read_split
 from geo.io.normalize import normalize
 
 
@@ -53,8 +53,7 @@ class TileDataset(Dataset):
         self.store_path = str(self.store.path)
         self.split, self.augment, self.seed, self.epoch = split, augment, seed, 0
         self.normalization = normalization or self.store.normalization
-        codes = zarr.open_group(self.store_path, mode="r")["split"][:]
-        self.indices = np.flatnonzero(np.isin(codes, SPLITS[split]))
+        self.indices = np.flatnonzero(np.isin(read_split(self.store_path), SPLITS[split]))
         self._arrays: tuple[zarr.Array, zarr.Array, zarr.Array] | None = None
         self._pid = -1
 
@@ -88,8 +87,7 @@ class TileDataset(Dataset):
 
     def _open(self) -> tuple[zarr.Array, zarr.Array, zarr.Array]:
         if self._arrays is None or self._pid != os.getpid():
-            group = zarr.open_group(self.store_path, mode="r")
-            self._arrays = (group["images"], group["labels"], group["valid"])
+            self._arrays = open_arrays(self.store_path, mode="r")
             self._pid = os.getpid()
         return self._arrays
 
@@ -98,10 +96,10 @@ class TileDataset(Dataset):
             raise IndexError(f"tile {i} out of range for {len(self)} tiles")
         index = int(self.indices[i])
         images, labels, valids = self._open()
-        valid = valids[index]
+        valid = np.asarray(valids[index], dtype=bool)
         norm = self.normalization
-        image = normalize(images[index], norm.mean, norm.std, valid)
-        label = labels[index].astype(np.int64)
+        image = np.asarray(normalize(np.asarray(images[index]), norm.mean, norm.std, valid))
+        label = np.asarray(labels[index]).astype(np.int64)
         label[~valid] = IGNORE
         k = self.transform_of(index)
         return {

@@ -539,7 +539,7 @@ def find_items(
     """
     window = source.window(now)
     area = source.area()
-    kind = source.kind
+    kind: str = source.kind
     url = source.url
     root: Any = None
     if kind == "auto":
@@ -945,7 +945,10 @@ def stack_item(
         )
         method = None if same_grid else ("nearest" if asset.categorical else resampling)
         if same_grid:
-            src_window = tuple(float(round(v)) for v in src_window)
+            src_window = (
+                float(round(src_window[0])), float(round(src_window[1])),
+                float(round(src_window[2])), float(round(src_window[3])),
+            )  # fmt: skip
         source = Source(
             path=r.path, band=band, width=r.width, height=r.height, dtype=r.dtypes[band - 1],
             block=r.block, window=src_window, resampling=method, nodata=r.nodata,

@@ -24,11 +24,11 @@ def normalize(
         s = torch.as_tensor(std, dtype=torch.float32, device=array.device)
         s = torch.where(s > 0, s, torch.ones_like(s))
         _check(array.shape, m.shape[0])
-        out = (array.to(torch.float32) - m[:, None, None]) / s[:, None, None]
-        out = torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        z = (array.to(torch.float32) - m[:, None, None]) / s[:, None, None]
+        z = torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
         if valid is not None:
-            out = out * torch.as_tensor(valid, device=array.device).unsqueeze(-3).to(out.dtype)
-        return out
+            z = z * torch.as_tensor(valid, device=array.device).unsqueeze(-3).to(z.dtype)
+        return z
     mu = np.asarray(mean, dtype=np.float32)
     sd = np.asarray(std, dtype=np.float32)
     sd = np.where(sd > 0, sd, np.float32(1))

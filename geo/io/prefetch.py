@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -16,7 +16,7 @@ def prefetch(
     items: Iterable[T],
     depth: int = 2,
     finish: Callable[[], object] | None = None,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Yield `load(item)` for each item in order, with up to `depth` loads running ahead.
 
     One worker thread does all the loading and then calls `finish`, so a loader may keep an open

@@ -6,10 +6,9 @@ from typing import Self
 
 from pydantic import field_validator, model_validator
 
-from geo.finetune.config import DEVICE_HELP, check_device
 from geo.io.grid import overlap_problem, tile_size_problem
 from geo.io.raster import absolute
-from geo.options import StageConfig, flag, option
+from geo.options import DEVICE_HELP, StageConfig, check_device, flag, option
 
 
 class PredictConfig(StageConfig):

@@ -32,7 +32,7 @@ class TileReader:
         data = np.stack([p[0] for p in pairs])
         valid = np.stack([p[1] for p in pairs])
         norm = self.scene.normalization
-        return normalize(data, norm.mean, norm.std, valid), valid
+        return np.asarray(normalize(data, norm.mean, norm.std, valid)), valid
 
     def _read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
         info, plan = self.scene.info, self.scene.plan

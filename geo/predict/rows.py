@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from typing import Protocol
 
@@ -32,7 +32,7 @@ def predict_rows(
     device: str | torch.device = "cpu",
     start_row: int = 0,
     progress: Progress | None = None,
-) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+) -> Generator[tuple[int, int, np.ndarray, np.ndarray], None, None]:
     """Blend the grid rows from `start_row` on into `band`; after each grid row yield
     (grid row, first scene row, probabilities (K, n, W) float32, valid (n, W)) for the scene rows
     that became final. Batches never span grid rows, so a resumed run batches exactly alike."""

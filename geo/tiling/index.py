@@ -57,7 +57,7 @@ def write_tile_index(
         frame = frame.set_crs(scenes[0].crs_wkt)  # None for scenes without a CRS
     else:
         wkt_of = frame["scene"].map(lambda i: scenes[i].crs_wkt)
-        parts = [frame[wkt_of == wkt].set_crs(wkt).to_crs(4326) for wkt in sorted(crs_set)]
+        parts = [frame[wkt_of == wkt].set_crs(wkt).to_crs(4326) for wkt in sorted(crs_set, key=str)]
         frame = gpd.GeoDataFrame(
             pd.concat(parts).sort_values("tile"), geometry="geometry", crs=4326
         )

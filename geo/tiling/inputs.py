@@ -199,10 +199,10 @@ def _prepare_labels(
     ]
     vector = [is_vector(p) for p in labels]
     if len(labels) == 1 and vector[0]:
-        return prepare_vector_labels(
+        return list(prepare_vector_labels(
             labels[0], scenes, cmap, config.label_field, areas, config.all_touched,
             layer=config.label_layer,
-        )  # fmt: skip
+        ))  # fmt: skip
     if any(vector):
         bad = labels[vector.index(True)]
         raise InputError(
@@ -213,6 +213,7 @@ def _prepare_labels(
     for name in ("label_field", "label_layer"):
         if getattr(config, name) is not None:
             raise InputError(f"{flag(name)} applies to vector labels, not label rasters")
-    return [
+    rasters: list[LabelSource] = [
         prepare_raster_labels(p, s, cmap, a) for p, s, a in zip(labels, scenes, areas, strict=True)
     ]
+    return rasters

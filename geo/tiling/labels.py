@@ -54,6 +54,7 @@ def _to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.G
         log.warning("%s has no CRS: assuming the CRS of %s", path, scene.path)
         near = frame
     else:
+        assert scene.crs is not None  # scenes without a CRS get no vector labels
         area = search_area(scene, frame.crs)
         near = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
         near = near.to_crs(scene.crs.to_wkt())

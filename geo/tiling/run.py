@@ -213,7 +213,7 @@ class _Job:
                 "label value(s) %s in %d label raster(s) (e.g. %s) are in no class: they become %s",
                 ", ".join(sorted(values, key=_num)[:30]),
                 len(scenes),
-                self.sources[min(scenes)].path,
+                self.request.config.labels[min(scenes)],
                 self.cmap.unmapped,
             )
 

@@ -1,0 +1,101 @@
+"""Every option of a stage config is a command-line option and a flow parameter, with one
+default: the CLI parsers and the flow signatures are derived from the configs."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+import pytest
+
+from flows.cli import build_parser
+from flows.options import Options
+from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN
+from geo.errors import InputError
+from geo.finetune import FinetuneConfig
+from geo.tiling import TileConfig
+
+COMMANDS = {"tile": TILE, "train": TRAIN, "finetune": FINETUNE, "predict": PREDICT,
+            "evaluate": EVALUATE, "ingest": INGEST}  # fmt: skip
+
+
+def flows() -> dict[str, object]:
+    from flows.finetune import finetune_flow
+    from flows.ingest import ingest_flow
+    from flows.predict import predict_flow
+    from flows.tile import tile_flow
+
+    return {"tile": tile_flow, "finetune": finetune_flow, "predict": predict_flow,
+            "ingest": ingest_flow}  # fmt: skip
+
+
+def subparser(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
+def config_fields(options: Options) -> set[str]:
+    """Every field of the options' configs, by the parameter that carries it."""
+    return {
+        options.shared.get((config, name), name)
+        for config in options.configs
+        for name in config.model_fields
+        if name not in options.skip
+    }
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_config_field_is_a_cli_option_with_the_config_default(command: str) -> None:
+    options = COMMANDS[command]
+    parser = subparser(command)
+    dests = {a.dest: a for a in parser._actions if a.dest not in ("help",)}
+    fields = config_fields(options)
+    assert fields <= set(dests), fields - set(dests)
+    for option in options:
+        action = dests[option.name]
+        if not option.required:
+            assert action.default == option.default, option.name
+        assert option.help and action.help, f"{command} {option.name} has no help"
+
+
+@pytest.mark.parametrize("name", ["tile", "finetune", "predict", "ingest"])
+def test_every_config_field_is_a_flow_parameter_with_the_config_default(name: str) -> None:
+    flow = flows()[name]
+    options = COMMANDS[name]
+    parameters = inspect.signature(flow).parameters
+    assert set(parameters) == config_fields(options)
+    for option in options:
+        parameter = parameters[option.name]
+        expected = inspect.Parameter.empty if option.required else option.default
+        assert parameter.default == expected, option.name
+    schema = flow.parameters.model_dump()["properties"]  # what a deployment shows and checks
+    assert set(schema) == set(parameters)
+    assert all(schema[o.name].get("description") for o in options)
+
+
+def test_help_shows_defaults_and_describes_every_option() -> None:
+    for command in [*COMMANDS, "info", "demo"]:
+        text = subparser(command).format_help()
+        assert "(default: " in text or command == "evaluate", command
+    train = subparser("train").format_help()
+    assert "--lr LR" in train and "0.0003 without" in train
+    assert "--batch-size BATCH_SIZE" in train and "(default: 1)" in train
+
+
+def test_the_same_default_exists_once() -> None:
+    """The finetune flow's tiling and training options are the configs' own objects."""
+    by_name = {o.name: o for o in FINETUNE}
+    assert by_name["tile_size"].config is TileConfig and by_name["seed"].config is FinetuneConfig
+    assert by_name["seed"].default == FinetuneConfig.model_fields["seed"].default
+
+
+def test_values_are_checked_once_with_one_line_naming_the_flag() -> None:
+    with pytest.raises(
+        InputError, match=r"^--steps 0: Input should be greater than or equal to 1$"
+    ):
+        TRAIN.build(FinetuneConfig, {"store": "s.zarr", "out": "run", "steps": 0})
+    with pytest.raises(InputError, match="^give --epochs or --steps, not both"):
+        FinetuneConfig.parse({"store": "s.zarr", "out": "r", "steps": 2, "epochs": 1})
+    with pytest.raises(InputError, match=r"^--device 'tpu'|^--device tpu: not a device"):
+        FinetuneConfig.parse({"store": "s.zarr", "out": "r", "device": "tpu"})
