@@ -4,6 +4,7 @@ temporary local server, with outputs on the input scene's CRS and grid."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+
+from geo.contracts import AdapterMetadata, StoreInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "examples/data/nebraska_center_pivots_landsat/nebraska_landsat_albers_30m.tif"
@@ -40,12 +43,16 @@ def test_demo_writes_outputs_on_the_scene_grid_and_says_how_to_open_them(tmp_pat
     for path in (classes, polygons, predictions / "nebraska_landsat_albers_30m_classes.qml"):
         assert str(path) in proc.stdout
     assert "QGIS" in proc.stdout
-    assert (out / "run" / "adapter.safetensors").exists()
-    assert (out / "pivots.zarr" / "tile_index.gpkg").exists()
+    adapter = AdapterMetadata.read(out / "run")
+    assert [c.name for c in adapter.classes] == ["background", "pivot"]
+    assert adapter.training["step"] > 0
+    store = StoreInfo.read(out / "pivots.zarr")
+    assert len(gpd.read_file(out / "pivots.zarr" / "tile_index.gpkg")) == store.n_tiles
     metrics = [
         json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert metrics and "loss" in json.dumps(metrics[-1])
+    steps = [m for m in metrics if m["kind"] == "step"]
+    assert steps[-1]["step"] == 20 and math.isfinite(steps[-1]["loss"])
 
     with rasterio.open(SCENE) as src, rasterio.open(classes) as pred:
         assert pred.crs == src.crs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import geopandas as gpd
 import pytest
 import rasterio
 
-from geo.contracts.tile_store import StoreInfo
+from geo.contracts import AdapterMetadata, StoreInfo
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -60,9 +61,14 @@ def test_tile_flow_writes_store_and_reuses_it(prefect_server, tmp_path: Path) ->
 
 
 def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
-    _, run = trained_run
-    for name in ("adapter.safetensors", "adapter.json", "metrics.jsonl", "config.json"):
-        assert (run / name).exists(), name
+    store, run = trained_run
+    adapter = AdapterMetadata.read(run)
+    assert adapter.store_fingerprint == StoreInfo.read(store).fingerprint
+    assert adapter.model.sam_variant == "tiny" and adapter.model.image_size == 64
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["steps"] == 2 and config["total_steps"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 2 and records[-1]["kind"] == "epoch"
 
 
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:

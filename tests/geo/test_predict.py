@@ -199,20 +199,31 @@ def test_a_rerun_with_the_same_inputs_keeps_the_outputs(rgb: dict[str, Path]) ->
     assert {name: p.stat().st_mtime_ns for name, p in rgb.items()} == before
 
 
-def test_geographic_scene_gets_areas_in_square_metres(tmp_path: Path) -> None:
-    """A crop of RGB.byte warped to EPSG:4326: areas are metres², not degrees²."""
-    geographic = tmp_path / "rgb_4326.tif"
+@pytest.fixture(scope="module")
+def geographic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A crop of RGB.byte warped to EPSG:4326 (about 0.003 degree pixels)."""
+    path = tmp_path_factory.mktemp("geographic") / "rgb_4326.tif"
     with rasterio.open(RGB_BYTE) as src:
         transform, width, height = calculate_default_transform(
             src.crs, "EPSG:4326", 300, 300, left=200000, bottom=2700000, right=290000,
             top=2790000)  # fmt: skip
         profile = {**src.profile, "crs": "EPSG:4326", "transform": transform, "width": width,
                    "height": height}  # fmt: skip
-        with rasterio.open(geographic, "w", **profile) as dst:
+        with rasterio.open(path, "w", **profile) as dst:
             for b in (1, 2, 3):
                 reproject(
                     rasterio.band(src, b), rasterio.band(dst, b), resampling=Resampling.nearest
                 )
+    return path
+
+
+def pixel_areas_m2(transform, rows: int) -> np.ndarray:
+    """Spherical area of one pixel in each row: R² Δλ |sin φ_top - sin φ_bottom|."""
+    lat = np.radians(transform.f + transform.e * np.arange(rows + 1))
+    return 6_371_008.8**2 * np.radians(transform.a) * np.abs(np.diff(np.sin(lat)))
+
+
+def test_geographic_scene_gets_areas_in_square_metres(geographic: Path, tmp_path: Path) -> None:
     metadata = metadata_for(geographic, [1, 2, 3], tile_size=64)
     paths = predict_image(
         geographic, ToyModel(3), metadata, tmp_path / "out", min_area=0.0, simplify=0.0
@@ -221,10 +232,43 @@ def test_geographic_scene_gets_areas_in_square_metres(tmp_path: Path) -> None:
     with rasterio.open(paths["classes"]) as c:
         per_row = np.isin(c.read(1), (1, 2)).sum(axis=1)
         t = c.transform
-    # Spherical area of each row's pixels: R² Δλ |sin φ_top - sin φ_bottom|.
-    lat = np.radians(t.f + t.e * np.arange(len(per_row) + 1))
-    row_m2 = 6_371_008.8**2 * np.radians(t.a) * np.abs(np.diff(np.sin(lat)))
+    row_m2 = pixel_areas_m2(t, len(per_row))
     np.testing.assert_allclose(frame.area_m2.sum(), (per_row * row_m2).sum(), rtol=0.01)
+
+
+def test_geographic_min_area_and_simplify_are_in_metres(geographic: Path, tmp_path: Path) -> None:
+    """`min_area` (m²) keeps exactly the regions whose spherical area reaches it, and
+    `simplify` (m) removes vertices without moving the outlines by more than about a pixel:
+    both need degrees converted to metres (a conversion of 1 keeps nothing, or everything)."""
+    metadata = metadata_for(geographic, [1, 2, 3], tile_size=64)
+    min_area, tolerance = 1_000_000.0, 300.0  # about 11 pixels; one pixel is ~300 m wide
+    raw = predict_image(
+        geographic, ToyModel(3), metadata, tmp_path / "raw", min_area=0.0, simplify=0.0
+    )
+    paths = predict_image(
+        geographic, ToyModel(3), metadata, tmp_path / "out", min_area=min_area,
+        simplify=tolerance,
+    )  # fmt: skip
+    with rasterio.open(paths["classes"]) as c:
+        classes, t = c.read(1), c.transform
+    row_m2 = pixel_areas_m2(t, classes.shape[0])
+    expected = 0
+    for value in (1, 2):
+        labels, count = ndimage.label(classes == value)
+        areas = ndimage.sum(np.broadcast_to(row_m2[:, None], classes.shape), labels,
+                            range(1, count + 1))  # fmt: skip
+        expected += int((areas >= min_area).sum())
+    frame = gpd.read_file(paths["polygons"], layer="polygons")
+    everything = gpd.read_file(raw["polygons"], layer="polygons")
+    assert 0 < len(frame) == expected < len(everything)
+    assert frame.area_m2.min() >= min_area * 0.97  # areas after simplification
+    kept = everything[everything.area_m2 >= min_area]
+    vertices = shapely.get_num_coordinates(frame.geometry.values).sum()
+    assert vertices < 0.8 * shapely.get_num_coordinates(kept.geometry.values).sum()
+    moved = shapely.symmetric_difference(
+        shapely.union_all(frame.geometry.values), shapely.union_all(kept.geometry.values)
+    )
+    assert moved.area < 0.05 * shapely.union_all(kept.geometry.values).area
 
 
 def test_bad_inputs_raise_input_errors(tmp_path: Path) -> None:
