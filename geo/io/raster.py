@@ -177,12 +177,12 @@ def check_bands(scene: SceneInfo, bands: Sequence[int]) -> None:
 
 
 class Pixels(NamedTuple):
-    """A window's pixels (C, H, W), its valid mask (H, W), and how many pixels inside the scene
-    held infinite values (counted as invalid; NaN is nodata in floating-point rasters)."""
+    """A window's pixels (C, H, W), its valid mask (H, W), and where pixels inside the scene held
+    infinite values (H, W; invalid too; NaN is nodata in floating-point rasters)."""
 
     data: np.ndarray
     valid: np.ndarray
-    infinite: int
+    infinite: np.ndarray
 
 
 def read_window(
@@ -193,23 +193,17 @@ def read_window(
     Only the part inside the scene is read; the rest is `fill` and invalid. Pixels equal to a
     band's nodata, NaN or infinite, or masked by the dataset's internal mask are invalid too.
     """
-    h, w = int(window.height), int(window.width)
-    data = np.full((len(bands), h, w), fill, dtype=dtype)
-    valid = np.zeros((h, w), dtype=bool)
     inner = window.intersection(Window(0, 0, src.width, src.height))
-    r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
-    rows, cols = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
     try:
         part = src.read(list(bands), window=inner)
     except RasterioIOError as exc:
         at = f" at row {int(inner.row_off)}, column {int(inner.col_off)}"
         raise read_failed(src.name, exc, at) from exc
     ok = np.ones(part.shape[1:], dtype=bool)
-    infinite = 0
+    infinite = np.zeros(part.shape[1:], dtype=bool)
     if np.issubdtype(part.dtype, np.floating):
-        inf = np.isinf(part).any(axis=0)
-        infinite = int(inf.sum())
-        ok &= ~inf & ~np.isnan(part).any(axis=0)
+        infinite = np.isinf(part).any(axis=0)
+        ok &= ~infinite & ~np.isnan(part).any(axis=0)
     for i, b in enumerate(bands):
         nodata = src.nodatavals[b - 1]
         if nodata is not None and not np.isnan(nodata):
@@ -219,9 +213,15 @@ def read_window(
     part = part.astype(dtype, copy=False)
     if not ok.all():
         part[:, ~ok] = fill
-    data[:, rows, cols] = part
-    valid[rows, cols] = ok
-    return Pixels(data, valid, infinite)
+    if (inner.height, inner.width) == (window.height, window.width):
+        return Pixels(part, ok, infinite)  # all inside the scene: nothing to pad
+    r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
+    inside = (slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width)))
+    shape = (int(window.height), int(window.width))
+    data = np.full((len(bands), *shape), fill, dtype=dtype)
+    valid, padded_infinite = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    data[(slice(None), *inside)], valid[inside], padded_infinite[inside] = part, ok, infinite
+    return Pixels(data, valid, padded_infinite)
 
 
 def fill_value(dtype: str, nodata: float | None) -> float:

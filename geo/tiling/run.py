@@ -1,7 +1,8 @@
 """Tile large scenes and their labels into a Zarr tile store with windowed reads only.
 
-Memory stays at a few tiles per worker whatever the scene size: every task reads its own windows
-of the scene and its labels and writes its tiles straight into the store (one tile per chunk).
+Memory stays at a few tiles per worker whatever the scene size: every task reads one strip of the
+scene under a block of neighbouring tiles (`geo.tiling.blocks`), labels each tile and writes its
+tiles straight into the store (one tile per chunk), while other tasks sample the statistics.
 """
 
 from __future__ import annotations
@@ -10,39 +11,35 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
 from dask.callbacks import Callback
-from rasterio.windows import Window
+from dask.delayed import Delayed
+from dask.system import CPU_COUNT
 
-from convlora.files import atomic_write_json
-from geo.contracts.classes import IGNORE
-from geo.contracts.tile_store import (
-    SPLIT_NAMES,
-    SceneRecord,
-    StoreInfo,
-    create_store,
-    open_arrays,
-    write_info,
-)
+from geo.contracts.normalization import Normalization
+from geo.contracts.tile_store import SPLIT_NAMES, SceneRecord, StoreInfo, create_store, write_info
 from geo.errors import InputError
 from geo.io.outputs import discard_on_failure
 from geo.io.progress import Progress
-from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
+from geo.io.raster import SceneInfo, fill_value
 from geo.tiling import split as splitting
 from geo.tiling import stats
+from geo.tiling.blocks import BlockResult, plan_blocks, tile_block
 from geo.tiling.config import TileConfig
 from geo.tiling.index import write_tile_index
-from geo.tiling.inputs import LabelSource, TilingRequest, check_tiling
-from geo.tiling.plan import Tile, footprints, plan_tiles
+from geo.tiling.inputs import TilingRequest, check_tiling
+from geo.tiling.plan import footprints, plan_tiles
+from geo.tiling.timing import StageSeconds
 
 log = logging.getLogger(__name__)
 
-BLOCK_TILES = 8  # tiles per Dask task
 LOCAL_SCHEDULERS = ("threads", "processes", "sync", "synchronous", "single-threaded")
 
 
@@ -62,18 +59,27 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
     than a tile padded and its padding invalid); see `geo.contracts.tile_store` for the layout,
     `geo.tiling.split` for the spatial split and `geo.tiling.labels` for what is labelled.
     """
-    request = check_tiling(config)
-    out, fp = request.out, request.fingerprint
+    started, seconds = time.perf_counter(), StageSeconds()
+    with seconds("check"):
+        request = check_tiling(config)
+        out, fp = request.out, request.fingerprint
     if request.reuse:
         log.info("%s is up to date (fingerprint %s): reusing it", out, fp[:12])
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
     with discard_on_failure(partial, out):
-        info = _Job(request, partial).run(config.dask_address, progress)
-        write_info(partial, info)
-        _publish(partial, out)
-    log.info("wrote %d tiles to %s", info.n_tiles, out)
+        job = _Job(request, partial)
+        info = job.run(config.dask_address, progress)
+        with seconds("index"):
+            write_info(partial, info)
+            _publish(partial, out)
+    seconds.add(job.seconds)
+    log.info(
+        "wrote %d tiles to %s in %.1f s (seconds per stage, summed over threads: %s)",
+        info.n_tiles, out, time.perf_counter() - started, seconds.line(),
+        extra={"stage_seconds": dict(seconds)},
+    )  # fmt: skip
     return out
 
 
@@ -88,6 +94,9 @@ class _Job:
         self.progress_dir = partial / "_progress"
         self.dtype = str(np.result_type(*[s.dtype for s in self.scenes]))
         self.tiles, self.scene_tiles = plan_tiles(self.scenes, request.tile_size, request.overlap)
+        tile_bytes = len(self.bands) * request.tile_size**2 * np.dtype(self.dtype).itemsize
+        self.blocks = plan_blocks(self.tiles, tile_bytes)
+        self.seconds = StageSeconds()  # per stage, of this run's tasks
 
     def run(self, scheduler: str | None, progress: bool) -> StoreInfo:
         """Fill the temporary store and return its StoreInfo (statistics, split, scenes...)."""
@@ -97,7 +106,8 @@ class _Job:
         if not (self.progress_dir / "created").exists():
             self._create(split)
         rows, normalization = self._compute(seed, scheduler, progress)
-        write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+        with self.seconds("index"):
+            write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
         return StoreInfo(
             path=request.out,
             tile_size=request.tile_size,
@@ -140,65 +150,63 @@ class _Job:
 
     def _compute(
         self, seed: int, scheduler: str | None, progress: bool
-    ) -> tuple[list[dict[str, Any]], Any]:
+    ) -> tuple[list[dict[str, Any]], Normalization]:
         """Run the statistics and the unfinished tile blocks through Dask: (tile rows, stats)."""
         budget = stats.scene_budget(len(self.scenes))
-        stat_tasks = [
-            dask.delayed(stats.sample_scene, pure=True)(
+        samples = [
+            dask.delayed(_sample, pure=True)(
                 s, self.bands, budget, seed, i, dask_key_name=f"stats-{i}"
             )
             for i, s in enumerate(self.scenes)
         ]
-        done, blocks = {}, []
-        for k, block in enumerate(self._blocks()):
-            marker = self.progress_dir / f"block-{k}.json"
-            if marker.exists():
-                done[k] = json.loads(marker.read_text())
-            else:
-                blocks.append((k, block))
+        statistics = dask.delayed(_summarize, pure=True)(samples, dask_key_name="stats-summary")
+        done = self._done_rows()
+        blocks = [b for b in self.blocks if not all(t.index in done for t in b.tiles)]
         if done:
             log.info(
                 "resuming %s: %d of %d tile blocks already done",
-                self.partial, len(done), len(done) + len(blocks),
+                self.partial, len(self.blocks) - len(blocks), len(self.blocks),
             )  # fmt: skip
         label_tasks = {
             s: dask.delayed(self.sources[s], name=f"labels-{s}", traverse=False)
-            for s in {b[0].scene for _, b in blocks}
+            for s in {b.scene for b in blocks}
         }
         block_tasks = [
-            dask.delayed(_tile_block, pure=False)(
+            dask.delayed(tile_block, pure=False)(
                 str(self.partial),
-                self.scenes[block[0].scene],
-                label_tasks[block[0].scene],
+                self.scenes[block.scene],
+                label_tasks[block.scene],
                 self.bands,
                 self.dtype,
                 self.cmap.num_classes,
-                [(t.index, t.window) for t in block],
-                str(self.progress_dir / f"block-{k}.json"),
-                dask_key_name=f"tile-block-{k}",
+                block,
+                str(self.progress_dir / block.marker),
+                dask_key_name=f"tile-block-{block.tiles[0].index}",
             )
-            for k, block in blocks
+            for block in blocks
         ]
-        total = sum(len(b) for _, b in blocks)
-        results = _run([*stat_tasks, *block_tasks], scheduler, progress, total)
-        samples, new_rows = results[: len(stat_tasks)], results[len(stat_tasks) :]
-        normalization = stats.summarize(list(samples))
+        total = sum(len(b.tiles) for b in blocks)
+        (normalization, stats_seconds), finished = _run(
+            statistics, block_tasks, scheduler, progress, total
+        )
+        self.seconds.add({"statistics": stats_seconds})
         if normalization is None:
             raise InputError(f"{self.scenes[0].path}: no valid pixel in any scene (all nodata?)")
-        rows = [r for k in sorted(done) for r in done[k]] + [r for block in new_rows for r in block]
+        for result in finished:
+            done.update((r["tile"], r) for r in result.rows)
+            self.seconds.add(result.seconds)
+        rows = [done[t.index] for t in self.tiles]
         self._warn_unmapped(rows)
         self._warn_infinite(rows)
-        return sorted(rows, key=lambda r: r["tile"]), normalization
+        return rows, normalization
 
-    def _blocks(self) -> list[list[Tile]]:
-        blocks: list[list[Tile]] = []
-        current: list[Tile] = []
-        for t in self.tiles:
-            if current and (current[0].scene != t.scene or len(current) == BLOCK_TILES):
-                blocks.append(current)
-                current = []
-            current.append(t)
-        return [*blocks, current]
+    def _done_rows(self) -> dict[int, dict[str, Any]]:
+        """The summary rows of the tiles of finished blocks (from their markers), by tile: a
+        block is done when all its tiles are, whatever the blocks of the run that wrote them."""
+        done: dict[int, dict[str, Any]] = {}
+        for marker in sorted(self.progress_dir.glob("block-*.json")):
+            done.update((r["tile"], r) for r in json.loads(marker.read_text()))
+        return done
 
     def _warn_unmapped(self, rows: list[dict[str, Any]]) -> None:
         """One warning for all label rasters: which codes no class lists."""
@@ -254,42 +262,19 @@ def _num(value: str) -> tuple[float, str]:
         return float("inf"), value
 
 
-def _tile_block(
-    store: str,
-    scene: SceneInfo,
-    source: LabelSource,
-    bands: list[int],
-    dtype: str,
-    n_classes: int,
-    tiles: list[tuple[int, Window]],
-    marker: str,
-) -> list[dict[str, Any]]:
-    """Read, label and write a few tiles of one scene; returns one summary row per tile."""
-    images, labels, valids = open_arrays(store)
-    fill = fill_value(dtype, scene.nodata)
-    rows = []
-    with open_raster(scene.path) as src, source.reader() as read_labels:
-        for index, window in tiles:
-            data, valid, infinite = read_window(src, window, bands, dtype, fill)
-            label, unmapped = read_labels(window)
-            label[~valid] = IGNORE
-            images[index] = data
-            labels[index] = label
-            valids[index] = valid
-            labelled = label != IGNORE
-            rows.append(
-                {
-                    "tile": index,
-                    "label_coverage": float(labelled.mean()),
-                    "foreground_fraction": float((labelled & (label > 0)).mean()),
-                    "valid_fraction": float(valid.mean()),
-                    "class_pixels": np.bincount(label[labelled], minlength=n_classes).tolist(),
-                    "unmapped": sorted(unmapped),
-                    "infinite": infinite,
-                }
-            )
-    atomic_write_json(marker, rows)
-    return rows
+def _sample(
+    scene: SceneInfo, bands: list[int], budget: int, seed: int, index: int
+) -> tuple[np.ndarray, float]:
+    """`stats.sample_scene` and the seconds it took."""
+    start = time.perf_counter()
+    return stats.sample_scene(scene, bands, budget, seed, index), time.perf_counter() - start
+
+
+def _summarize(samples: list[tuple[np.ndarray, float]]) -> tuple[Normalization | None, float]:
+    """`stats.summarize` of every scene's sample, and the seconds all the statistics took."""
+    start = time.perf_counter()
+    normalization = stats.summarize([sample for sample, _ in samples])
+    return normalization, time.perf_counter() - start + sum(s for _, s in samples)
 
 
 class _ProgressCallback(Callback):
@@ -303,26 +288,45 @@ class _ProgressCallback(Callback):
         self, key: object, result: Any, dsk: object, state: object, worker_id: object
     ) -> None:
         if isinstance(key, str) and key.startswith("tile-block-"):
-            self.progress.update(len(result))
+            self.progress.update(len(result.rows))
 
 
-def _run(tasks: list[Any], scheduler: str | None, progress: bool, total: int) -> list[Any]:
-    """Compute Dask tasks locally or on a scheduler at an address, with tile progress."""
+def _run(
+    statistics: Delayed, blocks: list[Delayed], scheduler: str | None, progress: bool, total: int
+) -> tuple[Any, list[BlockResult]]:
+    """Compute the statistics and the tile blocks locally or on a scheduler at an address, with
+    tile progress. The statistics, the longest chain of tasks, start first: left to Dask's
+    ordering, they came last, and their summary ran alone while the other workers idled."""
     with Progress(total, "tiling", "tile", enabled=progress) as bar:
         if scheduler is None or scheduler in LOCAL_SCHEDULERS:
             with _ProgressCallback(bar):
-                return list(dask.compute(*tasks, scheduler=scheduler or "threads"))
+                return _run_locally(statistics, blocks, scheduler or "threads")
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
-            futures = client.compute(tasks)
+            first = client.compute(statistics, priority=1)
+            futures = client.compute(blocks)
             position = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(futures)
             for future, result in as_completed(futures, with_results=True):
                 results[position[future.key]] = result
-                if str(future.key).startswith("tile-block-"):
-                    bar.update(len(result))
-            return results
+                bar.update(len(result.rows))
+            return first.result(), results
+
+
+def _run_locally(
+    statistics: Delayed, blocks: list[Delayed], scheduler: str
+) -> tuple[Any, list[BlockResult]]:
+    """On local threads the statistics run in one worker of the pool (queued first) and the
+    blocks in all its workers: no more threads than cores at work."""
+    if scheduler != "threads":
+        results = dask.compute(statistics, *blocks, scheduler=scheduler)
+        return results[0], list(results[1:])
+    workers = dask.config.get("num_workers", None) or CPU_COUNT
+    with ThreadPoolExecutor(workers, thread_name_prefix="tiling") as pool:
+        first = pool.submit(dask.compute, statistics, scheduler="sync")
+        done = dask.compute(*blocks, scheduler="threads", pool=pool)
+        return first.result()[0], list(done)
 
 
 def _publish(partial: Path, out: Path) -> None:

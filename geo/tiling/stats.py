@@ -52,7 +52,7 @@ def summarize(samples: list[np.ndarray]) -> Normalization | None:
     low, p2, p98, high = np.percentile(
         pooled, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]], axis=0
     )
-    clipped = np.clip(pooled, low, high)
+    clipped = np.clip(pooled, low, high, out=pooled)  # the pooled copy is ours to change
     return Normalization(
         mean=tuple(clipped.mean(axis=0).tolist()),
         std=tuple(clipped.std(axis=0).tolist()),

@@ -1,0 +1,135 @@
+"""Tile blocks, the unit of tiling work: a run of neighbouring tiles of one grid row.
+
+The tiles of a block share their rows, so the block reads its scene pixels once, as one strip
+(one GDAL read: no overlap along the row is read or decoded twice), and cuts its tiles from it.
+Each tile's image goes to the store as soon as it is cut (Zarr compresses it in a worker thread;
+the codec releases the GIL, so the other worker reads its strip meanwhile); labels and valid
+masks, small, go in one write per block. Labels are read per tile through the label source: a
+tile's window rasterised alone gives exactly the labels it always had (a polygon edge through a
+pixel centre is decided the same way), whatever block the tile is in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, NamedTuple
+
+import numpy as np
+from rasterio.windows import Window
+
+from convlora.files import atomic_write_json
+from geo.contracts.classes import IGNORE
+from geo.contracts.tile_store import open_arrays
+from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
+from geo.tiling.inputs import LabelSource
+from geo.tiling.plan import Tile
+from geo.tiling.timing import StageSeconds
+
+BLOCK_TILES = 8  # most tiles per block: the unit of progress and of resuming
+STRIP_BYTES = 64 * 2**20  # most scene pixels (bytes) a block holds; a larger tile is a block
+
+
+class Block(NamedTuple):
+    """Neighbouring tiles of one grid row, left to right (consecutive store indexes)."""
+
+    tiles: tuple[Tile, ...]
+
+    @property
+    def scene(self) -> int:
+        return self.tiles[0].scene
+
+    @property
+    def window(self) -> Window:
+        """The strip of scene pixels under all the block's tiles."""
+        first, last = self.tiles[0].window, self.tiles[-1].window
+        width = last.col_off + last.width - first.col_off
+        return Window(first.col_off, first.row_off, width, first.height)
+
+    @property
+    def marker(self) -> str:
+        """The name of the file that says the block is done."""
+        return f"block-{self.tiles[0].index}-{self.tiles[-1].index}.json"
+
+
+def plan_blocks(tiles: list[Tile], tile_bytes: int) -> list[Block]:
+    """Each grid row's tiles in blocks of at most BLOCK_TILES tiles and STRIP_BYTES of pixels
+    (`tile_bytes` per tile), the row split into blocks of even size."""
+    most = max(1, min(BLOCK_TILES, STRIP_BYTES // max(1, tile_bytes)))
+    blocks = []
+    for _, group in itertools.groupby(tiles, key=lambda t: (t.scene, t.grid_row)):
+        row = list(group)
+        size = -(-len(row) // -(-len(row) // most))  # ceil(len / number of blocks)
+        blocks += [Block(tuple(row[i : i + size])) for i in range(0, len(row), size)]
+    return blocks
+
+
+class BlockResult(NamedTuple):
+    """A finished block: one summary row per tile, and the seconds each stage took."""
+
+    rows: list[dict[str, Any]]
+    seconds: StageSeconds
+
+
+def tile_block(
+    store: str,
+    scene: SceneInfo,
+    source: LabelSource,
+    bands: list[int],
+    dtype: str,
+    n_classes: int,
+    block: Block,
+    marker: str,
+) -> BlockResult:
+    """Read a block's strip, cut, label and write its tiles, then write its `marker` (the tiles'
+    summary rows): a block with a marker is complete in the store."""
+    seconds = StageSeconds()
+    images, labels, valids = open_arrays(store)
+    strip = block.window
+    tile_labels, rows = [], []
+    with open_raster(scene.path) as src, source.reader() as read_labels:
+        with seconds("read"):
+            pixels = read_window(src, strip, bands, dtype, fill_value(dtype, scene.nodata))
+        for tile in block.tiles:
+            cols = _cols(tile, strip)
+            valid = pixels.valid[:, cols]
+            with seconds("labels"):
+                label, unmapped = read_labels(tile.window)
+                label[~valid] = IGNORE
+                infinite = int(np.count_nonzero(pixels.infinite[:, cols]))
+                rows.append(summary(tile.index, label, valid, unmapped, infinite, n_classes))
+            tile_labels.append(label)
+            with seconds("write"):
+                images[tile.index] = pixels.data[:, :, cols]
+    with seconds("write"):
+        first, end = block.tiles[0].index, block.tiles[-1].index + 1
+        labels[first:end] = np.stack(tile_labels)
+        valids[first:end] = np.stack([pixels.valid[:, _cols(t, strip)] for t in block.tiles])
+    atomic_write_json(marker, rows)
+    return BlockResult(rows, seconds)
+
+
+def _cols(tile: Tile, strip: Window) -> slice:
+    """A tile's columns in its block's strip."""
+    start = int(tile.window.col_off - strip.col_off)
+    return slice(start, start + int(tile.window.width))
+
+
+def summary(
+    index: int,
+    label: np.ndarray,
+    valid: np.ndarray,
+    unmapped: set[str],
+    infinite: int,
+    n_classes: int,
+) -> dict[str, Any]:
+    """A tile's summary row: label coverage, class pixels, valid share, codes in no class."""
+    labelled = label != IGNORE
+    return {
+        "tile": index,
+        "label_coverage": float(labelled.mean()),
+        "foreground_fraction": float((labelled & (label > 0)).mean()),
+        "valid_fraction": float(valid.mean()),
+        "class_pixels": np.bincount(label[labelled], minlength=n_classes).tolist(),
+        "unmapped": sorted(unmapped),
+        "infinite": infinite,
+    }

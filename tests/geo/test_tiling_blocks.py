@@ -1,0 +1,226 @@
+"""Tiling by blocks (one strip read per run of tiles) writes exactly what tiling tile by tile
+writes, and resumes from the markers of any block layout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from rasterio.windows import Window
+
+from geo.contracts.classes import IGNORE
+from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX, create_store, open_arrays
+from geo.io.raster import fill_value, open_raster, read_window, scene_info
+from geo.tiling import TileConfig, check_tiling, tile_scenes
+from geo.tiling import blocks as tiling_blocks
+from geo.tiling import run as tiling_run
+from geo.tiling.blocks import BLOCK_TILES, STRIP_BYTES, plan_blocks
+from geo.tiling.plan import plan_tiles
+from tests.support.paths import AGNET, AGNET_CLASSES, AGNET_TILES, NEBRASKA, PIVOT_CLASSES
+from tests.support.paths import PIVOT_LABELS as PIVOTS
+
+ARRAYS = ("images", "labels", "valid")
+STAGES = {"check", "statistics", "read", "labels", "write", "index"}
+
+
+def pivots_config(out: Path, **options: Any) -> TileConfig:
+    """The Nebraska scene with its pivot polygons in 64 px tiles: 9 per grid row (2 blocks)."""
+    return TileConfig.parse(
+        {"images": [str(NEBRASKA)], "labels": [str(PIVOTS)], "class_map": str(PIVOT_CLASSES),
+         "out": str(out), "tile_size": 64, "overlap": 8, "dask_address": "sync", **options}
+    )  # fmt: skip
+
+
+def agnet_config(out: Path) -> TileConfig:
+    """Three AgNet scenes with their CDL label rasters (no CRS) in 32 px tiles, 5 per row."""
+    tiles = AGNET_TILES[:3]
+    return TileConfig.parse(
+        {"images": [str(AGNET / t["image"]) for t in tiles],
+         "labels": [str(AGNET / t["label"]) for t in tiles],
+         "class_map": str(AGNET_CLASSES), "out": str(out), "tile_size": 32, "overlap": 4}
+    )  # fmt: skip
+
+
+def float_scene(path: Path) -> Path:
+    """The Nebraska scene as float32 with +-inf and NaN pixels sprinkled over it."""
+    with rasterio.open(NEBRASKA) as src:
+        data, profile = src.read().astype("float32"), src.profile
+    rng = np.random.default_rng(3)
+    for value in (np.inf, -np.inf, np.nan):
+        band, rows, cols = (rng.integers(0, n, 300) for n in data.shape)
+        data[band, rows, cols] = value
+    with rasterio.open(path, "w", **{**profile, "dtype": "float32"}) as dst:
+        dst.write(data)
+    return path
+
+
+def tile_by_tile(store: Path, config: TileConfig, out: Path) -> int:
+    """Rebuild `store`'s tile arrays the plain way (each tile's window read, labelled and
+    written alone) into `out`; returns how many tile pixels held infinite values."""
+    request = check_tiling(config)
+    group = zarr.open_group(str(store), mode="r")
+    windows, scenes = group["window"][:], group["scene"][:]
+    index = {name: group[name][:] for name in ("split", "scene", "window")}
+    dtype, fill = str(group["images"].dtype), group["images"].fill_value
+    create_store(out, len(windows), len(request.bands), request.tile_size, dtype, fill, index)
+    images, labels, valids = open_arrays(out)
+    infinite = 0
+    for i, (window, s) in enumerate(zip(windows, scenes, strict=True)):
+        scene, w = request.scenes[s], Window(*(int(v) for v in window))
+        with open_raster(scene.path) as src, request.sources[s].reader() as read_labels:
+            fill_ = fill_value(dtype, scene.nodata)
+            data, valid, inf = read_window(src, w, request.bands, dtype, fill_)
+            label, _ = read_labels(w)
+        label[~valid] = IGNORE
+        images[i], labels[i], valids[i] = data, label, valid
+        infinite += int(inf.sum())
+    return infinite
+
+
+def chunk_files(store: Path, name: str) -> dict[str, bytes]:
+    """Every encoded chunk of an array, by key, and its metadata document."""
+    root = store / name
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    for name in ARRAYS:
+        ours, theirs = chunk_files(a, name), chunk_files(b, name)
+        assert ours.keys() == theirs.keys(), name
+        assert all(ours[k] == theirs[k] for k in ours), f"{name}: encoded chunks differ"
+
+
+CASES = {  # the store, and the most tiles a block's strip may hold
+    "pivots": (lambda tmp: pivots_config(tmp / "store.zarr"), BLOCK_TILES),  # 5 + 4 a row
+    "agnet": (lambda tmp: agnet_config(tmp / "store.zarr"), 2),  # 2 + 2 + 1 a row
+    "float": (
+        lambda tmp: pivots_config(
+            tmp / "store.zarr", images=[str(float_scene(tmp / "float.tif"))], tile_size=128,
+            overlap=16,
+        ),
+        3,
+    ),  # 3 + 2 a row
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_store_is_the_one_built_tile_by_tile(
+    tmp_path: Path,
+    case: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_config, strip_tiles = CASES[case]
+    config = make_config(tmp_path)
+    request = check_tiling(config)
+    itemsize = np.dtype(request.scenes[0].dtype).itemsize
+    tile_bytes = len(request.bands) * request.tile_size**2 * itemsize
+    monkeypatch.setattr(tiling_blocks, "STRIP_BYTES", strip_tiles * tile_bytes)
+    with caplog.at_level(logging.INFO, logger="geo.tiling"):
+        store = tile_scenes(config, progress=False)
+    reference = tmp_path / "reference.zarr"
+    infinite = tile_by_tile(store, config, reference)
+    assert_same_arrays(store, reference)
+
+    group = zarr.open_group(str(store), mode="r")
+    labels, split = zarr.open_group(str(reference))["labels"][:], group["split"][:]
+    for code, name in SPLIT_NAMES.items():
+        kept = labels[split == code]
+        counts = np.bincount(kept[kept != IGNORE], minlength=request.cmap.num_classes)
+        assert group.attrs["class_pixels"][name] == counts.tolist(), name
+    warned = [int(n) for n in re.findall(r"(\d+) pixel reads hold infinite", caplog.text)]
+    assert warned == ([infinite] if infinite else [])
+    assert (infinite > 0) == (case == "float")
+    timed = next(r for r in caplog.records if hasattr(r, "stage_seconds"))
+    assert set(timed.stage_seconds) == STAGES and min(timed.stage_seconds.values()) > 0
+
+
+def test_blocks_are_runs_of_one_grid_row_within_the_strip_budget() -> None:
+    scene = scene_info(str(NEBRASKA))
+    tiles, _ = plan_tiles([scene, scene], 64, 8)  # 9 x 9 tiles per scene
+    for tile_bytes, sizes in (
+        (1, [5, 4]),
+        (STRIP_BYTES // 3, [3, 3, 3]),
+        (STRIP_BYTES * 2, [1] * 9),
+    ):
+        blocks = plan_blocks(tiles, tile_bytes)
+        assert [t for b in blocks for t in b.tiles] == tiles
+        assert len(blocks) == 2 * 9 * len(sizes)
+        assert [len(b.tiles) for b in blocks[: len(sizes)]] == sizes
+        for block in blocks:
+            assert len({(t.scene, t.grid_row) for t in block.tiles}) == 1
+            window = block.window
+            first, last = block.tiles[0].window, block.tiles[-1].window
+            assert (window.col_off, window.row_off, window.height) == (
+                first.col_off,
+                first.row_off,
+                64,
+            )
+            assert window.col_off + window.width == last.col_off + 64
+
+
+def test_resume_from_markers_of_another_block_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run killed under an older layout (8 consecutive tiles per block, across grid rows) left
+    markers for some blocks: the new run skips exactly the blocks whose tiles they all cover."""
+    config = pivots_config(tmp_path / "resumed.zarr")
+    request = check_tiling(config)
+    partial = tmp_path / f".resumed.zarr.partial-{request.fingerprint[:16]}"
+
+    def killed(*args: Any) -> None:
+        raise RuntimeError("killed before the index")
+
+    monkeypatch.setattr(tiling_run, "write_tile_index", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        tile_scenes(config, progress=False)
+    monkeypatch.undo()
+    progress = partial / "_progress"
+    rows = [r for m in progress.glob("block-*.json") for r in json.loads(m.read_text())]
+    rows.sort(key=lambda r: r["tile"])
+    assert len(rows) == 81
+    for marker in progress.glob("block-*.json"):
+        marker.unlink()
+    kept = [k for k in range(11) if k not in (2, 3, 7)]  # old blocks 2, 3 and 7 never finished
+    for k in kept:
+        (progress / f"block-{k}.json").write_text(json.dumps(rows[8 * k : 8 * k + 8]))
+    images, labels, valids = open_arrays(partial)
+    for k in (2, 3, 7):  # unfinished: their tiles hold garbage
+        lost = slice(8 * k, min(8 * k + 8, 81))
+        images[lost], labels[lost], valids[lost] = 7, 7, True
+
+    with caplog.at_level(logging.INFO, logger="geo.tiling"):
+        store = tile_scenes(config, progress=False)
+    # new blocks: each row of 9 tiles as 5 + 4; the kept markers cover tiles 0-15, 32-55 and
+    # 64-80: both blocks of rows 0, 4, 5 and 8, one block of rows 1, 3 and 7
+    assert "resuming" in caplog.text and "11 of 18 tile blocks already done" in caplog.text
+    clean = tile_scenes(pivots_config(tmp_path / "clean.zarr"), progress=False)
+    assert_same_arrays(store, clean)
+    a, b = zarr.open_group(str(store)), zarr.open_group(str(clean))
+    assert dict(a.attrs) | {"inputs": None} == dict(b.attrs) | {"inputs": None}
+    index, clean_index = (gpd.read_file(s / TILE_INDEX) for s in (store, clean))
+    assert index.equals(clean_index)
+    assert not partial.exists()
+
+
+@pytest.mark.slow
+def test_dask_cluster_writes_the_store_local_threads_write(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    local = tile_scenes(pivots_config(tmp_path / "local.zarr", dask_address=None), progress=False)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        config = pivots_config(tmp_path / "cluster.zarr", dask_address=cluster.scheduler_address)
+        store = tile_scenes(config, progress=False)
+    assert_same_arrays(store, local)
+    a, b = zarr.open_group(str(store)), zarr.open_group(str(local))
+    assert dict(a.attrs) == dict(b.attrs)
