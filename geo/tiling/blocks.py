@@ -4,9 +4,10 @@ The tiles of a block share their rows, so the block reads its scene pixels once,
 (one GDAL read: no overlap along the row is read or decoded twice), and cuts its tiles from it.
 Each tile's image goes to the store as soon as it is cut (Zarr compresses it in a worker thread;
 the codec releases the GIL, so the other worker reads its strip meanwhile); labels and valid
-masks, small, go in one write per block. Labels are read per tile through the label source: a
-tile's window rasterised alone gives exactly the labels it always had (a polygon edge through a
-pixel centre is decided the same way), whatever block the tile is in.
+masks, small, go in one write per block. Labels are still made per tile by the label source: a
+strip rasterised at once would place pixels from another origin, and a polygon edge through a
+pixel centre (a 45 degree edge of polygons drawn on the grid) could fall the other way; per
+tile, every label is exactly what it always was.
 """
 
 from __future__ import annotations

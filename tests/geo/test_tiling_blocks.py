@@ -216,8 +216,8 @@ def test_dask_cluster_writes_the_store_local_threads_write(tmp_path: Path) -> No
     from distributed import LocalCluster
 
     local = tile_scenes(pivots_config(tmp_path / "local.zarr", dask_address=None), progress=False)
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    with LocalCluster(  # one worker process (it pickles the tasks), two threads
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
     ) as cluster:
         config = pivots_config(tmp_path / "cluster.zarr", dask_address=cluster.scheduler_address)
         store = tile_scenes(config, progress=False)
