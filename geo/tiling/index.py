@@ -26,6 +26,7 @@ def write_tile_index(
 ) -> None:
     """Write the index into `folder`: in the scenes' CRS, or EPSG:4326 when they differ."""
     records, geoms = [], []
+    crs_names = [s.crs.to_string() if s.crs else "" for s in scenes]  # slow: once per scene
     for r, t, fp in zip(rows, tiles, footprints, strict=True):
         scene = scenes[t.scene]
         records.append(
@@ -43,7 +44,7 @@ def write_tile_index(
                 "miny": fp.bounds[1],
                 "maxx": fp.bounds[2],
                 "maxy": fp.bounds[3],
-                "crs": scene.crs.to_string() if scene.crs else "",
+                "crs": crs_names[t.scene],
                 "split": SPLIT_NAMES[int(split[t.index])],
                 "label_coverage": r["label_coverage"],
                 "foreground_fraction": r["foreground_fraction"],

@@ -39,19 +39,19 @@ def plan_tiles(
 
 def footprints(tiles: list[Tile], scenes: list[SceneInfo], step_px: int) -> list[Footprint]:
     """Each tile's footprint for the spatial split: map coordinates where scenes have a CRS."""
+    georef = [s.crs is not None for s in scenes]  # parses the WKT: once per scene
     prints = []
     for t in tiles:
         scene = scenes[t.scene]
-        georef = scene.crs is not None
         prints.append(
             Footprint(
-                group=scene.crs_wkt if georef and scene.crs_wkt else f"scene:{t.scene}",
+                group=scene.crs_wkt if georef[t.scene] and scene.crs_wkt else f"scene:{t.scene}",
                 grid_row=t.grid_row,
                 grid_col=t.grid_col,
                 polygon=window_polygon(scene.affine, t.window),
                 step=step_px * scene.pixel_size,
                 pixel=scene.pixel_size,
-                georeferenced=georef,
+                georeferenced=georef[t.scene],
             )
         )
     return prints

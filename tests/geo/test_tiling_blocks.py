@@ -130,12 +130,20 @@ def test_store_is_the_one_built_tile_by_tile(
     infinite = tile_by_tile(store, config, reference)
     assert_same_arrays(store, reference)
 
-    group = zarr.open_group(str(store), mode="r")
-    labels, split = zarr.open_group(str(reference))["labels"][:], group["split"][:]
+    group, built = zarr.open_group(str(store), mode="r"), zarr.open_group(str(reference))
+    labels, valid, split = built["labels"][:], built["valid"][:], group["split"][:]
     for code, name in SPLIT_NAMES.items():
         kept = labels[split == code]
         counts = np.bincount(kept[kept != IGNORE], minlength=request.cmap.num_classes)
         assert group.attrs["class_pixels"][name] == counts.tolist(), name
+    index, labelled = gpd.read_file(store / TILE_INDEX), labels != IGNORE
+    shares = {
+        "label_coverage": labelled,
+        "foreground_fraction": labelled & (labels > 0),
+        "valid_fraction": valid,
+    }
+    for column, mask in shares.items():
+        assert index[column].tolist() == mask.mean(axis=(1, 2)).tolist(), column
     warned = [int(n) for n in re.findall(r"(\d+) pixel reads hold infinite", caplog.text)]
     assert warned == ([infinite] if infinite else [])
     assert (infinite > 0) == (case == "float")
