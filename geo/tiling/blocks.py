@@ -99,7 +99,7 @@ def tile_block(
                 label, unmapped = read_labels(tile.window)
                 label[~valid] = IGNORE
                 infinite = int(np.count_nonzero(pixels.infinite[:, cols]))
-                rows.append(summary(tile.index, label, valid, unmapped, infinite, n_classes))
+                rows.append(_summary(tile.index, label, valid, unmapped, infinite, n_classes))
             tile_labels.append(label)
             with seconds("write"):
                 images.write(tile.index, [pixels.data[:, :, cols]])
@@ -142,7 +142,7 @@ def _cols(tile: Tile, strip: Window) -> slice:
     return slice(start, start + int(tile.window.width))
 
 
-def summary(
+def _summary(
     index: int,
     label: np.ndarray,
     valid: np.ndarray,
