@@ -84,7 +84,8 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
-        f"- validation mIoU: {metrics['miou']:.4f}\n",
+        f"- validation mIoU: {metrics['miou']:.4f}\n"
+        + "".join(f"\n**Warning:** {w}\n" for w in summary.get("warnings", [])),
     )
     get_run_logger().info("validation mIoU %.4f, adapter in %s", metrics["miou"], train.out)
     return metrics

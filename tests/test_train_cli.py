@@ -23,7 +23,9 @@ from tests.support.cli import train_args
 from tests.support.paths import ROOT
 from tests.support.stores import small_agnet_store
 
-METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
+METRIC_NAMES = {
+    "miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "predicted_share", "pixels",
+}  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -35,6 +35,8 @@ class AdapterMetadata:
     tile_size: int  # the tile side of the store the model was trained on
     overlap: int
     store_fingerprint: str | None = None
+    dtype: str | None = None  # the training scenes' pixel type
+    pixel_size_m: float | None = None  # their pixel side in metres (None without a CRS)
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
 
     @property
@@ -58,6 +60,8 @@ class AdapterMetadata:
             "tile_size": store.tile_size,
             "overlap": store.overlap,
             "store_fingerprint": store.fingerprint,
+            "dtype": store.dtype,
+            "pixel_size_m": store.pixel_size_m,
         }
 
     @classmethod
@@ -106,6 +110,8 @@ class AdapterMetadata:
             tile_size=tile_size,
             overlap=overlap,
             store_fingerprint=document.get("store_fingerprint"),
+            dtype=document.get("dtype"),
+            pixel_size_m=document.get("pixel_size_m"),
             training=dict(document.get("training") or {}),
         )
 

@@ -13,7 +13,13 @@ from torch.utils.data import Dataset
 
 from geo.contracts.classes import IGNORE
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import SPLITS, StoreInfo, open_arrays, read_split
+from geo.contracts.tile_store import (
+    SPLITS,
+    StoreInfo,
+    label_coverage,
+    open_arrays,
+    read_split,
+)
 from geo.io.normalize import normalize
 
 
@@ -36,7 +42,8 @@ class TileDataset(Dataset):
     store index): call `set_epoch` before each epoch; the same epoch gives the same tiles, in any
     worker and after a resume. The store is opened lazily in each process, so the dataset pickles
     to DataLoader workers (keep `persistent_workers=False` when calling `set_epoch`).
-    `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation).
+    `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation);
+    `labelled_only` leaves out tiles without a labelled pixel (they teach nothing).
     """
 
     def __init__(
@@ -46,6 +53,7 @@ class TileDataset(Dataset):
         augment: bool = False,
         seed: int = 0,
         normalization: Normalization | None = None,
+        labelled_only: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
@@ -53,7 +61,10 @@ class TileDataset(Dataset):
         self.store_path = str(self.store.path)
         self.split, self.augment, self.seed, self.epoch = split, augment, seed, 0
         self.normalization = normalization or self.store.normalization
-        self.indices = np.flatnonzero(np.isin(read_split(self.store_path), SPLITS[split]))
+        chosen = np.isin(read_split(self.store_path), SPLITS[split])
+        if labelled_only:
+            chosen &= label_coverage(self.store_path) > 0
+        self.indices = np.flatnonzero(chosen)
         self._arrays: tuple[zarr.Array, zarr.Array, zarr.Array] | None = None
         self._pid = -1
 

@@ -26,6 +26,7 @@ from geo.options import checked_once, flag
 log = logging.getLogger(__name__)
 
 RARE_SHARE = 0.01  # a class under this share of the labelled training pixels is "rare"
+ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,42 @@ def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
     """
     plan = check_finetune(config)
     store = plan.store
-    train_set = TileDataset(store, "train", augment=config.augment, seed=plan.train.seed)
-    val_set = TileDataset(store, "val", augment=False)
+    train_set = TileDataset(
+        store, "train", augment=config.augment, seed=plan.train.seed, labelled_only=True
+    )
+    val_set = TileDataset(store, "val", augment=False, labelled_only=True)
     if len(train_set) == 0:
-        raise InputError(f"{config.store}: no training tiles")
+        raise InputError(f"{config.store}: no training tile holds a labelled pixel")
+    left_out = store.split_counts.get("train", 0) - len(train_set)
+    if left_out:
+        log.info("%d training tile(s) without a labelled pixel are left out", left_out)
     if len(val_set) == 0:
         log.warning("%s: no validation tiles; the last weights are kept as the best", store.path)
     try:
-        return fit(
+        summary = fit(
             plan.model, plan.train, train_set, val_set, plan.run_dir,
             sam_checkpoint=config.sam_checkpoint, metadata=AdapterMetadata.from_store(store),
             class_names=[c.name for c in store.classes], progress=config.progress,
         )  # fmt: skip
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+    warning = one_class_warning(AdapterMetadata.read(plan.run_dir).training.get("val"))
+    if warning:
+        log.warning("%s: %s", plan.run_dir, warning)
+    return {**summary, "warnings": [warning] if warning else []}
+
+
+def one_class_warning(val: dict[str, Any] | None) -> str | None:
+    """What to say when the validation metrics show the model predicting (nearly) one class
+    for every pixel: it has not learnt to tell the classes apart."""
+    shares = (val or {}).get("predicted_share") or {}
+    if not shares:
+        return None
+    name, share = max(shares.items(), key=lambda item: item[1])
+    if share < ONE_CLASS_SHARE:
+        return None
+    return (
+        f"the best model predicts {name} for {100 * share:.1f}% of the validation pixels: it "
+        "does not tell the classes apart yet (train longer, start from a SAM checkpoint, try "
+        "--class-weights auto, or check the labels)"
+    )

@@ -14,6 +14,7 @@ from geo.errors import InputError
 from geo.io.outputs import check_output
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
+from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.scene import Scene, output_names, prepare_scene, warn_scale, window_grid
 
 
@@ -57,5 +58,7 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
         )
         for image, name in zip(config.images, names, strict=True)
     )
+    for scene in scenes:
+        warn_if_unfamiliar(scene.info, metadata)
     out = check_output(config.out, into=True)
     return PredictionPlan(config, metadata, scenes, out)

@@ -39,6 +39,7 @@ from geo.io.provenance import (
 )
 from geo.io.raster import is_virtual
 from geo.io.styles import colormap, raster_qml
+from geo.predict.quicklook import write_quicklook
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
@@ -122,6 +123,9 @@ def predict_scene(
                 stamp = _timestamp(scene.info.path)
                 write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
                 staged["style"].write_text(raster_qml(scene.classes))
+                write_quicklook(
+                    scene.info.path, staged["classes"], scene.metadata, staged["quicklook"]
+                )
             counts = frame["class_name"].value_counts().sort_index()
             work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
         if work.state["stage"] == "manifest":

@@ -24,6 +24,7 @@ OUTPUTS = {
     "probability": "_probability.tif",
     "polygons": "_polygons.gpkg",
     "style": "_classes.qml",
+    "quicklook": "_quicklook.png",
     "manifest": "_manifest.json",
 }
 

@@ -32,7 +32,7 @@ from geo.contracts.tile_store import (
 from geo.errors import InputError
 from geo.io.outputs import discard_on_failure
 from geo.io.progress import Progress
-from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
+from geo.io.raster import SceneInfo, fill_value, open_raster, pixel_size_m, read_window
 from geo.tiling import split as splitting
 from geo.tiling import stats
 from geo.tiling.config import TileConfig
@@ -116,6 +116,7 @@ class _Job:
             class_pixels=self._class_pixels(rows, split),
             scenes=tuple(self._scene_record(i) for i in range(len(self.scenes))),
             fingerprint=request.fingerprint,
+            pixel_size_m=_median_pixel_size(self.scenes),
             settings=request.settings,
             inputs=tuple(request.inputs),
         )
@@ -245,6 +246,11 @@ class _Job:
             width=scene.width, height=scene.height, dtype=scene.dtype, nodata=scene.nodata,
             tiles=self.scene_tiles[i],
         )  # fmt: skip
+
+
+def _median_pixel_size(scenes: list[SceneInfo]) -> float | None:
+    sizes = [s for s in (pixel_size_m(scene) for scene in scenes) if s is not None]
+    return float(np.median(sizes)) if sizes else None
 
 
 def _num(value: str) -> tuple[float, str]:

@@ -22,7 +22,9 @@ from convlora.train import UNTRAINED_WARNING, TrainConfig, evaluate, fit
 
 SIZE = 32
 CLASSES = [{"id": i, "name": n} for i, n in enumerate(["background", "crop", "water"])]
-METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
+METRIC_NAMES = {
+    "miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "predicted_share", "pixels",
+}  # fmt: skip
 
 
 class Tiles(Dataset):

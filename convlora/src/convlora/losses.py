@@ -19,6 +19,7 @@ from convlora.model import SegmentationOutput
 from convlora.postprocess import PROBA_EPS, normalize_scores, semantic_scores
 
 LOSSES = ("hungarian", "semantic")
+UNLABELLED = -100  # class target of the queries of an image with no labelled pixel (ignored)
 DEFAULT_LOSS = "hungarian"
 
 
@@ -103,7 +104,10 @@ class HungarianLoss(nn.Module):
     cost_dice * dice. Loss = CE over all queries (unmatched ones to "no object", weighted
     `no_object_weight`) + BCE + dice of the matched masks averaged over the number of target masks,
     with weights 1 : 1 : 1 as in effect in the official code. Unlike Mask2Former's point sampling,
-    costs and losses use every valid pixel (deterministic), and ignored pixels are excluded.
+    costs and losses use every valid pixel (deterministic), and ignored pixels are excluded. An
+    image with no labelled pixel teaches nothing: its queries are left out of the class loss
+    (otherwise every query, the background's too, would learn "no object" there, and the model
+    would predict nothing confidently on unlabelled ground).
     """
 
     def __init__(
@@ -166,7 +170,8 @@ class HungarianLoss(nn.Module):
         num_masks = 0
         for i in range(b):
             ids, masks, valid = self._targets(labels[i])
-            if ids.numel() == 0:
+            if ids.numel() == 0:  # nothing labelled: no query has a target, none is taught
+                target_classes[i] = UNLABELLED
                 continue
             logits = mask_logits[i][:, valid]
             rows, cols = self._match(logits, class_logits[i], ids, masks)
@@ -181,11 +186,15 @@ class HungarianLoss(nn.Module):
             dice_sum = dice_sum + dice_loss(matched.sigmoid(), target).sum()
             num_masks += int(ids.numel())
         num_masks = max(num_masks, 1)
-        ce = F.cross_entropy(
-            class_logits.reshape(b * q, -1),
-            target_classes.flatten(),
-            weight=self.ce_weight.to(class_logits.device),
-        )
+        if bool((target_classes == UNLABELLED).all()):
+            ce = class_logits.sum() * 0.0
+        else:
+            ce = F.cross_entropy(
+                class_logits.reshape(b * q, -1),
+                target_classes.flatten(),
+                weight=self.ce_weight.to(class_logits.device),
+                ignore_index=UNLABELLED,
+            )
         bce, dice = bce_sum / num_masks, dice_sum / num_masks
         loss = ce + bce + dice + output.aux_loss
         return {

@@ -51,7 +51,8 @@ def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None)
     """Metrics with the names used everywhere (metrics.jsonl, `evaluate --json`, the flows).
 
     Per-class values are keyed by class name; an undefined value (a class absent from both the
-    labels and the predictions) is None and left out of the means.
+    labels and the predictions) is None and left out of the means. `predicted_share` is each
+    class's share of the predicted pixels (a model that predicts one class everywhere shows it).
     """
     stats = matrix.compute()
     iou = [_number(v) for v in stats["per_class_iou"]]
@@ -59,13 +60,17 @@ def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
     if len(names) != len(iou):
         names = [str(i) for i in range(len(iou))]
+    counts = _counts(matrix)
+    predicted = counts.sum(dim=0).double()
+    shares = (predicted / predicted.sum().clamp_min(1)).tolist()
     return {
         "miou": _number(stats["miou"]),
         "f1": _number(stats["mean_f1"]),
         "pixel_accuracy": _number(stats["pixel_accuracy"]),
         "per_class_iou": dict(zip(names, iou, strict=True)),
         "per_class_f1": dict(zip(names, f1, strict=True)),
-        "pixels": int(_counts(matrix).sum()),
+        "predicted_share": dict(zip(names, [round(v, 6) for v in shares], strict=True)),
+        "pixels": int(counts.sum()),
     }
 
 
