@@ -29,6 +29,7 @@ import torch
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
+from geo.io.hashing import input_record
 from geo.io.outputs import discard_on_failure
 from geo.io.progress import Progress
 from geo.io.provenance import (
@@ -162,13 +163,10 @@ def predict_scene(
 
 
 def _image_record(path: str) -> dict[str, Any]:
-    """The scene file: path, sha256 and size (no checksum for remote files)."""
-    local = not is_virtual(path)
-    return {
-        "path": path,
-        "sha256": sha256_file(path) if local else None,
-        "bytes": os.path.getsize(path) if local else None,
-    }
+    """The scene: path and checksum of all its files (a VRT's sources too), or of its
+    metadata for a remote scene."""
+    record = input_record(path, "image")
+    return {"path": path, "sha256": record["sha256"], "of": record["of"]}
 
 
 def _predict_rasters(

@@ -91,6 +91,25 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["pickle"]),
         "pickle.pth: refused, it holds Python objects besides tensors",
     ),
+    "adapter.json that disagrees with its weights": (
+        lambda b, c, r: predict(
+            AGNET_IMAGE, r["relabelled"], "{out}", "--sam-checkpoint", c["sam"]
+        ),
+        "relabelled/adapter.safetensors: does not fit the model its adapter.json describes",
+    ),
+    "truncated adapter weights": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["truncated"], "{out}"),
+        "truncated/adapter.safetensors: damaged adapter weights (incomplete metadata, file not "
+        "fully covered)",
+    ),
+    "adapter weights with an oversized header": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["oversized"], "{out}"),
+        "oversized/adapter.safetensors: damaged adapter weights (header too large)",
+    ),
+    "evaluate: truncated adapter weights": (
+        lambda b, c, r: ["evaluate", r["store"], "--model", r["truncated"]],
+        "truncated/adapter.safetensors: damaged adapter weights",
+    ),
     "adapter for another SAM variant": (
         lambda b, c, r: predict(AGNET_IMAGE, r["vit_b"], "{out}", "--sam-checkpoint", c["sam"]),
         "does not fit SAM vit_b",
