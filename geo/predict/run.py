@@ -29,7 +29,7 @@ import torch
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
-from geo.io.outputs import discard_on_failure
+from geo.io.outputs import discard_on_failure, file_timestamp
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -123,7 +123,7 @@ def predict_scene(
                 )  # fmt: skip
                 counts = write_polygons(
                     frames, staged["polygons"], scene.classes,
-                    timestamp=_timestamp(scene.info.path), parquet=staged["fiboa"],
+                    timestamp=file_timestamp(scene.info.path), parquet=staged["fiboa"],
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes))
             work.save(stage="manifest", polygons=counts)
@@ -304,11 +304,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def _timestamp(path: str) -> str:
-    """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
-    reruns on the same scene give the same bytes. The epoch for files that are not local."""
-    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

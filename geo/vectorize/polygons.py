@@ -91,16 +91,15 @@ class _Grid:
         tolerance = simplify / self.pixel_side_m
         # Coverage simplification (Visvalingam-Whyatt) drops vertices whose triangle is under
         # tolerance² px²; a pixel outline's corners have 0.5 px², so below sqrt(0.5) px nothing
-        # moves. The pixels of other objects touching the batch join the coverage as unit
-        # squares: every corner along an edge shared with them is a node, so that edge stays as
-        # it is on both sides, whichever batch simplifies the neighbour.
+        # moves. The pixels of other objects touching the batch join the coverage, each as four
+        # triangles meeting at its centre: every pixel corner along an edge shared with them is
+        # then a node, so that edge stays as it is on both sides, whichever batch simplifies
+        # the neighbour.
         if tolerance >= np.sqrt(0.5) and len(kept):
-            rows, cols = batch.context[:, 0], batch.context[:, 1]
-            squares = shapely.box(cols, rows, cols + 1, rows + 1)
-            coverage = np.concatenate([geoms, np.asarray(squares, dtype=object)])
             # Vertices at every pixel corner make shared edges identical, as the coverage needs.
-            dense = shapely.transform(shapely.segmentize(coverage, 1.0), np.round)
-            geoms = shapely.coverage_simplify(dense, tolerance)[: len(kept)]
+            dense = shapely.transform(shapely.segmentize(geoms, 1.0), np.round)
+            coverage = np.concatenate([dense, _pinned(batch.context)])
+            geoms = shapely.coverage_simplify(coverage, tolerance)[: len(kept)]
         a, b, c, d, e, f = self.transform[:6]  # type: ignore[index]
         geoms = shapely.transform(
             geoms, lambda xy: np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,
@@ -122,6 +121,19 @@ class _Grid:
         frame.insert(4, "area_m2", area.round(2))
         frame.insert(5, "perimeter_m", perimeter.round(2))
         return frame
+
+
+def _pinned(pixels: np.ndarray) -> np.ndarray:
+    """Each pixel (row, col) as four triangles from its sides to its centre."""
+    rows, cols = pixels[:, 0].astype(float), pixels[:, 1].astype(float)
+    corners = [(cols, rows), (cols + 1, rows), (cols + 1, rows + 1), (cols, rows + 1)]
+    centre = (cols + 0.5, rows + 0.5)
+    triangles = [
+        np.stack([np.stack(p, axis=1) for p in (corners[k], corners[(k + 1) % 4], centre,
+                                                 corners[k])], axis=1)
+        for k in range(4)
+    ]  # fmt: skip
+    return np.asarray(shapely.polygons(np.concatenate(triangles)), dtype=object)
 
 
 def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.ndarray]:
