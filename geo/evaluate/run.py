@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from torch.utils.data import DataLoader
+
 from convlora.checkpoint import load_adapter
-from convlora.devices import resolve_device
+from convlora.devices import autocast, resolve_device
 from convlora.errors import ConvLoRAInputError
-from convlora.train import evaluate
+from convlora.metrics import ConfusionMatrix
+from convlora.training.evaluation import summarize
 from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.classes import IGNORE
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.evaluate.config import EvaluateConfig
+from geo.evaluate.objects import ObjectScore, ReferencePolygons
 from geo.finetune.dataset import TileDataset
+from geo.io.units import pixel_metres
+from geo.vectorize.objects import boundary_reach, label_objects
 
 
 def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
@@ -32,7 +44,9 @@ def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
 
 
 def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
-    """Per-class IoU, mIoU, F1 and pixel accuracy of a trained adapter on a labelled store.
+    """Per-class IoU, mIoU, F1 and pixel accuracy of a trained adapter on a labelled store, and
+    object-level precision, recall, F1 and median IoU (`geo.evaluate.objects`) against the
+    store's labels or the polygons of `config.reference`.
 
     The store's tiles are normalised with the adapter's statistics, as at prediction time.
     """
@@ -42,6 +56,7 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
     split = config.split or "all"
     if sum(sum(store.class_pixels.get(s, ())) for s in _splits(split)) == 0:
         raise InputError(f"{config.store}: no labelled pixel in split {split!r}")
+    reference = None if config.reference is None else ReferencePolygons(config.reference, store)
     try:
         device = resolve_device(config.device)
         model, _ = load_adapter(config.model, sam_checkpoint=config.sam_checkpoint, device=device)
@@ -50,11 +65,43 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
     dataset = TileDataset(store, split, augment=False, normalization=metadata.normalization)
     if len(dataset) == 0:
         raise InputError(f"{config.store}: no tiles in split {split!r}")
-    metrics = evaluate(
-        model, dataset, batch_size=config.batch_size, device=device,
-        class_names=[c.name for c in metadata.classes],
+    scene = store.scenes[0]
+    pixel_m = pixel_metres(
+        None if scene.crs is None else CRS.from_wkt(scene.crs), Affine(*scene.transform[:6]),
+        scene.height,
     )  # fmt: skip
-    return {**metrics, "split": split, "tiles": len(dataset), "store": str(config.store)}
+    boundary_id, reach = boundary_reach(metadata.classes, pixel_m)
+    matrix = ConfusionMatrix(len(metadata.classes), ignore_index=IGNORE)
+    objects = ObjectScore()
+    for predicted, labels, indexes in _predictions(model, dataset, config.batch_size, device):
+        matrix.update(predicted, labels)
+        for pred, label, index in zip(predicted, labels, indexes, strict=True):
+            truth = (
+                label_objects(label, boundary_id, reach)
+                if reference is None
+                else reference.objects(index)
+            )
+            found = label_objects(pred, boundary_id, reach)
+            objects.add(truth, found, label != IGNORE)
+    metrics = summarize(matrix, [c.name for c in metadata.classes])
+    return {
+        **metrics, "objects": objects.summary(), "split": split, "tiles": len(dataset),
+        "store": str(config.store), "reference": config.reference or "store labels",
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def _predictions(
+    model: torch.nn.Module, dataset: TileDataset, batch_size: int, device: torch.device
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
+    """Predicted classes, reference labels (255 where invalid) and store indexes, by batch."""
+    model.eval()
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        with autocast(device):
+            proba = model.predict_proba(batch["image"].to(device))
+        predicted = proba.float().argmax(dim=1).cpu().numpy().astype(np.uint8)
+        labels = batch["label"].numpy().astype(np.uint8)
+        yield predicted, labels, [int(i) for i in batch["index"]]
 
 
 def _splits(split: str) -> tuple[str, ...]:
