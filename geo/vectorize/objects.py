@@ -28,7 +28,7 @@ def seeds(classes: np.ndarray, skip: Iterable[int]) -> tuple[np.ndarray, np.ndar
     labels = np.zeros(classes.shape, dtype=np.int64)
     of: list[np.ndarray] = []
     skipped = {0, IGNORE, *skip}
-    for value in np.unique(classes):
+    for value in np.flatnonzero(np.bincount(classes.ravel(), minlength=1)):
         if int(value) in skipped:
             continue
         lab, k = ndimage.label(classes == value)

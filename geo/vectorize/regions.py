@@ -196,11 +196,11 @@ class _Stream:
 
     def _polygonise(self, band: _Band, ids: np.ndarray) -> None:
         """Pieces, pixel counts, score sums and first pixels of the band's objects."""
-        unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        local = inverse.reshape(ids.shape).astype(np.int32)
-        if unique[0] != 0:
-            local += 1  # local 0 must mean "no object"
-            unique, first = np.concatenate([[0], unique]), np.concatenate([[-1], first])
+        at = np.flatnonzero(ids)
+        unique, first, inverse = np.unique(ids.ravel()[at], return_index=True, return_inverse=True)
+        unique, first = np.concatenate([[0], unique]), np.concatenate([[-1], at[first]])
+        local = np.zeros(ids.shape, dtype=np.int32)  # 0: no object, k: unique[k]
+        local.ravel()[at] = inverse + 1
         flat = local.ravel()
         pixels = np.bincount(flat, minlength=len(unique))
         scores = (
@@ -223,17 +223,12 @@ class _Stream:
 
     def _record_touching(self, row: int, ids: np.ndarray) -> None:
         """Pairs of 4-adjacent pixels of different objects in the band and across its top."""
-        pairs = []
-        rows, cols = np.indices(ids.shape)
-        for a, b, ra, ca, rb, cb in (
-            (ids[:, :-1], ids[:, 1:], rows[:, :-1], cols[:, :-1], rows[:, 1:], cols[:, 1:]),
-            (ids[:-1], ids[1:], rows[:-1], cols[:-1], rows[1:], cols[1:]),
-        ):
-            pairs.append(_pairs(a, b, ra + row, ca, rb + row, cb))
-        if self.last_row is not None:
-            c = np.arange(self.width)
-            pairs.append(_pairs(self.last_row, ids[0], np.full_like(c, row - 1), c,
-                                np.full_like(c, row), c))  # fmt: skip
+        above = self.last_row if self.last_row is not None else np.zeros(self.width, ids.dtype)
+        pairs = [
+            _pairs(ids[:, :-1], ids[:, 1:], (0, 0), (0, 1), row),  # left | right
+            _pairs(ids[:-1], ids[1:], (0, 0), (1, 0), row),  # above / below, inside the band
+            _pairs(above[None], ids[:1], (-1, 0), (0, 0), row),  # across the band's top
+        ]
         self.last_row = ids[-1].copy()
         self.touching.extend(p for p in pairs if len(p))
 
@@ -287,11 +282,14 @@ class _Stream:
 
 
 def _pairs(
-    a: np.ndarray, b: np.ndarray, ra: np.ndarray, ca: np.ndarray, rb: np.ndarray, cb: np.ndarray
+    a: np.ndarray, b: np.ndarray, a_at: tuple[int, int], b_at: tuple[int, int], row: int
 ) -> np.ndarray:
-    """(owner, other, row, col of other's pixel) both ways for adjacent pixels of different
-    objects."""
-    m = (a != b) & (a > 0) & (b > 0)
-    one = np.stack([a[m], b[m], rb[m], cb[m]], axis=1)
-    two = np.stack([b[m], a[m], ra[m], ca[m]], axis=1)
-    return np.concatenate([one, two]).astype(np.int64)
+    """(owner, other, row, col of other's pixel), both ways, for the pixels of two aligned
+    views of object ids that hold different objects; `a_at` and `b_at` are the views'
+    (row, col) offsets from the pixel index, `row` the band's first row."""
+    r, c = np.nonzero((a != b) & (a > 0) & (b > 0))
+    one, two = a[r, c], b[r, c]
+    ra, ca, rb, cb = r + a_at[0] + row, c + a_at[1], r + b_at[0] + row, c + b_at[1]
+    return np.concatenate(
+        [np.stack([one, two, rb, cb], axis=1), np.stack([two, one, ra, ca], axis=1)]
+    ).astype(np.int64)
