@@ -91,8 +91,9 @@ class ReferencePolygons:
     def __init__(self, path: str, store: StoreInfo) -> None:
         frame = read_vectors(path, [], what="reference")
         group = zarr.open_group(str(store.path), mode="r")
-        self.scene_of = np.asarray(group["scene"][:])
-        self.windows = np.asarray(group["window"][:])
+        scene_of, windows_ = group["scene"], group["window"]
+        assert isinstance(scene_of, zarr.Array) and isinstance(windows_, zarr.Array)
+        self.scene_of, self.windows = np.asarray(scene_of[:]), np.asarray(windows_[:])
         self.store = store
         self.per_scene: list[tuple[np.ndarray, shapely.STRtree]] = []
         for scene in store.scenes:

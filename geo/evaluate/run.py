@@ -92,7 +92,7 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
 
 @torch.no_grad()
 def _predictions(
-    model: torch.nn.Module, dataset: TileDataset, batch_size: int, device: torch.device
+    model: Any, dataset: TileDataset, batch_size: int, device: torch.device
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
     """Predicted classes, reference labels (255 where invalid) and store indexes, by batch."""
     model.eval()
