@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 COMMANDS = (
-    "demo", "tile", "train", "evaluate", "finetune", "predict", "ingest", "info",
+    "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
-NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec")
+NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
 
 
 class UserError(Exception):

@@ -67,6 +67,12 @@ class StoreScene:
             out[rows, cols] = np.where(ok[at], label[at], IGNORE)
         return out
 
+    def tile_labels(self, k: int) -> np.ndarray:
+        """Tile k's labels inside the scene, 255 where the scene has no data."""
+        _, label, ok = self._tile(k)
+        h, w = self.row1[k] - self.row0[k], self.col1[k] - self.col0[k]
+        return np.where(ok[:h, :w], label[:h, :w], IGNORE).astype(np.uint8)
+
     def _overlaps(
         self, r0: int, c0: int, h: int, w: int, among: np.ndarray
     ) -> list[tuple[int, tuple[slice, slice, tuple[slice, slice]]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import shutil
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geo.errors import InputError, NoSpaceError, is_no_space
+from geo.io.raster import is_virtual
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +59,12 @@ def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
             f"{target}: no space left on device (free some space or choose another output "
             "folder; nothing was changed there)"
         ) from exc
+
+
+def file_timestamp(path: str) -> str:
+    """An input file's modification time (UTC, ISO 8601 with milliseconds), stored in outputs
+    made from it so that reruns on the same input give the same bytes; the epoch for files
+    that are not local."""
+    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

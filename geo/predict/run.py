@@ -30,7 +30,7 @@ from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
-from geo.io.outputs import discard_on_failure
+from geo.io.outputs import discard_on_failure, file_timestamp
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -38,17 +38,16 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
-from geo.io.raster import is_virtual
 from geo.io.styles import colormap, raster_qml
 from geo.predict.quicklook import write_quicklook
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
-from geo.vectorize.polygons import polygonize, write_polygons
+from geo.vectorize.polygons import polygon_batches, write_polygons
 
 CLASS_NODATA = 255
 SCORE_NODATA = 0
-FORMAT = "convlora-geo-prediction/2"
+FORMAT = "convlora-geo-prediction/3"
 
 
 def predict_scene(
@@ -65,7 +64,9 @@ def predict_scene(
     checkpoint_seconds: float = 30.0,
 ) -> dict[str, Path]:
     """Predict one scene into OUT_DIR: NAME_classes.tif, NAME_probability.tif (COGs on the
-    input's grid), NAME_polygons.gpkg, NAME_classes.qml and NAME_manifest.json.
+    input's grid), NAME_polygons.gpkg, NAME_polygons.parquet (fiboa GeoParquet),
+    NAME_classes.qml and NAME_manifest.json. A model with a boundary class gives one polygon per
+    object (field, building), touching objects apart.
 
     `model_record` identifies the model in the manifest ({"name", checksums, ...}; default: its
     name from the metadata and a digest of a torch module's weights). A run that finds its own
@@ -117,18 +118,19 @@ def predict_scene(
             work.save(stage="vectors")
         if work.state["stage"] == "vectors":
             with _timed(work, "vectorize"):
-                frame = polygonize(
+                frames = polygon_batches(
                     staged["classes"], staged["probability"], scene.classes, min_area=min_area,
                     simplify=simplify, source=Path(scene.info.path).name, model=record["name"],
                 )  # fmt: skip
-                stamp = _timestamp(scene.info.path)
-                write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
+                counts = write_polygons(
+                    frames, staged["polygons"], scene.classes,
+                    timestamp=file_timestamp(scene.info.path), parquet=staged["fiboa"],
+                )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes))
                 write_quicklook(
                     scene.info.path, staged["classes"], scene.metadata, staged["quicklook"]
                 )
-            counts = frame["class_name"].value_counts().sort_index()
-            work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
+            work.save(stage="manifest", polygons=counts)
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
             manifest = {
@@ -303,11 +305,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def _timestamp(path: str) -> str:
-    """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
-    reruns on the same scene give the same bytes. The epoch for files that are not local."""
-    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

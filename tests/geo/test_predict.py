@@ -51,6 +51,7 @@ def test_outputs_are_named_after_the_scene(rgb: dict[str, Path]) -> None:
         "classes": "RGB.byte_classes.tif",
         "probability": "RGB.byte_probability.tif",
         "polygons": "RGB.byte_polygons.gpkg",
+        "fiboa": "RGB.byte_polygons.parquet",
         "style": "RGB.byte_classes.qml",
         "quicklook": "RGB.byte_quicklook.png",
         "manifest": "RGB.byte_manifest.json",
@@ -132,7 +133,7 @@ def test_polygons_rasterised_back_match_the_class_raster(
 def test_polygon_attributes(rgb: dict[str, Path]) -> None:
     frame = gpd.read_file(rgb["polygons"], layer="polygons")
     assert list(frame.columns) == [
-        "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
+        "id", "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
         "geometry"]  # fmt: skip
     assert len(frame) > 50 and set(frame.class_id) == {1, 2}
     names = {c["id"]: c["name"] for c in CLASSES}
