@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
+OUT_OF_MEMORY = (
+    "out of memory; lower --batch-size (or --tile-size / --image-size) and run the same "
+    "command again"
+)
 NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
 
 
@@ -67,7 +74,10 @@ def error(command: str, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or one line about a bad argument
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGINT, stop_now(args.command))
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
@@ -85,12 +96,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         quiet_broken_pipe()
         return 0
+    except MemoryError:
+        return error(args.command, OUT_OF_MEMORY)
     except Exception as exc:
         from geo.errors import is_no_space
 
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            return error(args.command, f"GPU {OUT_OF_MEMORY}")
         if not is_no_space(exc):
             raise
         return error(args.command, f"no space left on device ({exc}); free some space")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
+    """A SIGINT handler that stops at once: Ctrl-C reaches the whole process group, Prefect's
+    temporary server included, and a flow would otherwise retry that dead server for minutes.
+    Work already done stays resumable (tiling, training and prediction all resume from their
+    last checkpoint when the same command runs again)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        print(
+            f"convlora-geo {command}: interrupted; run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=3)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        os._exit(130)
+
+    return handler
 
 
 def quiet_broken_pipe() -> None:

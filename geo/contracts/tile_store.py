@@ -6,7 +6,7 @@ plain `zarr` and `xarray.open_zarr`:
 - `images` (N, C, T, T), source dtype: tile pixels, padding and invalid pixels hold the fill value
 - `labels` (N, T, T) uint8: class ids, 255 = ignore (invalid, outside the labelled area, unmapped)
 - `valid` (N, T, T) bool: True where the scene has data (inside the scene, not nodata)
-- `split` (N,) uint8: 0 train, 1 validation, 2 buffer (overlaps validation; used by neither)
+- `split` (N,) uint8: 0 train, 1 validation (2 buffer: in stores tiled before version 3)
 - `scene` (N,) int32: index into the `scenes` attribute
 - `window` (N, 4) int64: (col_off, row_off, width, height) of the tile in its scene's pixels
 - `tile_index.gpkg`: one row per tile (scene, window, bounds, CRS, split, label coverage)
@@ -230,6 +230,11 @@ def open_arrays(
 def read_split(path: str | Path) -> np.ndarray:
     """The split code of every tile (TRAIN, VAL, BUFFER)."""
     return np.asarray(_array(zarr.open_group(str(path), mode="r"), "split")[:])
+
+
+def write_split(path: str | Path, split: np.ndarray) -> None:
+    """Set every tile's split code."""
+    _array(zarr.open_group(str(path), mode="r+"), "split")[:] = split
 
 
 def label_coverage(path: str | Path) -> np.ndarray:

@@ -58,12 +58,12 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
     its labelled tiles unless a split is named), and object-level precision, recall, F1 and
     median IoU against the store's labels or the polygons of `config.reference`."""
     store = StoreInfo.read(config.store)
-    metadata = AdapterMetadata.read(config.model)
-    check_compatible(store, metadata)
     split = config.split or "all"
     names = ("train", "val", "buffer") if split == "all" else (split,)
     if sum(sum(store.class_pixels.get(s, ())) for s in names) == 0:
         raise InputError(f"{config.store}: no labelled pixel in split {split!r}")
+    metadata = AdapterMetadata.read(config.model)
+    check_compatible(store, metadata)
     size, overlap = window_grid(metadata, config.tile_size, config.overlap)
     warn_scale(metadata, size)
     reference = None if config.reference is None else ReferencePolygons(config.reference, store)

@@ -91,6 +91,9 @@ class FinetuneConfig(StageConfig):
     num_workers: int = option(0, help="data loader processes", ge=0)
     device: str = option("auto", help=DEVICE_HELP)
     progress: bool = option(True, help="progress bar on a terminal")
+    overwrite: bool = option(
+        False, help="replace files in the run folder that convlora-geo did not write"
+    )
 
     @field_validator("store", "out", "sam_checkpoint")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from convlora.checkpoint import FORMAT as ADAPTER_FORMAT
+from convlora.checkpoint import METADATA_NAME, WEIGHTS_NAME
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
@@ -20,11 +23,12 @@ from geo.errors import InputError
 from geo.finetune.bands import rgb_positions
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
-from geo.io.outputs import check_output
+from geo.io.outputs import check_output, foreign_files
 from geo.options import checked_once, flag
 
 log = logging.getLogger(__name__)
 
+RUN_FILES = ("config.json", "metrics.jsonl", METADATA_NAME, WEIGHTS_NAME)
 RARE_SHARE = 0.01  # a class under this share of the labelled training pixels is "rare"
 ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
 
@@ -92,12 +96,32 @@ def _paths(config: FinetuneConfig) -> list[str]:
     return [config.store + "/zarr.json", config.out, config.sam_checkpoint or ""]
 
 
+def own_run_files(run_dir: Path) -> set[str]:
+    """The run files in `run_dir` that an earlier training run of this tool wrote."""
+    config, adapter = _json(run_dir / "config.json"), _json(run_dir / METADATA_NAME)
+    if {"model", "train"} <= set(config):
+        return set(RUN_FILES)
+    if adapter.get("format") == ADAPTER_FORMAT:
+        return {METADATA_NAME, WEIGHTS_NAME}
+    return set()
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     """What a training run needs besides its store (checked before tiling when the store is
     still to be built): the run folder can be written, the device exists, and the SAM
     checkpoint fits the variant at the image size (shapes only: its tensors are mapped, not
     read). Returns the run folder; raises InputError naming the input."""
     run_dir = check_output(config.out, into=True)
+    if not config.overwrite:
+        foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
     try:
         resolve_device(config.device)
         if config.sam_checkpoint is not None:

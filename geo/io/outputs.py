@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import os
 import shutil
@@ -68,3 +69,53 @@ def file_timestamp(path: str) -> str:
     seconds = 0 if is_virtual(path) else os.path.getmtime(path)
     stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def check_unlocked(target: Path, what: str) -> None:
+    """InputError when another run holds the lock of `target` right now (see `exclusive`);
+    creates nothing."""
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        handle = open(lock)  # noqa: SIM115 - closed below, the lock released with it
+    except FileNotFoundError:
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{target}: another run is writing this {what} now; wait for it to finish"
+            ) from None
+
+
+@contextmanager
+def exclusive(target: Path, what: str) -> Iterator[None]:
+    """Hold a lock on `target` (a hidden `.NAME.lock` file beside it, removed afterwards) while
+    writing it: a second run writing the same output at the same time stops with one line
+    instead of racing."""
+    lock = target.parent / f".{target.name}.lock"
+    if not target.parent.is_dir():  # nothing can hold a lock in a folder still to be made
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{target}: another run is writing this {what} now; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def foreign_files(paths: list[Path], ours: set[str], option: str = "--overwrite") -> None:
+    """InputError naming the first of `paths` that exists but is not among `ours` (the file
+    names this tool recorded as its own), unless the user allowed replacing it with `option`."""
+    for path in paths:
+        if path.exists() and path.name not in ours:
+            raise InputError(
+                f"{path}: exists and was not written by convlora-geo; move it away, or pass "
+                f"{option} to replace it"
+            )

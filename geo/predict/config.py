@@ -38,6 +38,9 @@ class PredictConfig(StageConfig):
     simplify: float = option(
         2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
     )
+    overwrite: bool = option(
+        False, help="replace files at the output names that convlora-geo did not write"
+    )
     dask_address: str | None = option(
         None, help="Dask scheduler to run scenes on (default: local processes for several)"
     )

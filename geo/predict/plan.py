@@ -3,19 +3,30 @@ distinct output names, the output folder and the device."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from convlora.checkpoint import check_adapter
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
-from geo.io.outputs import check_output
+from geo.io.outputs import check_output, foreign_files
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
 from geo.predict.familiar import warn_if_unfamiliar
-from geo.predict.scene import Scene, output_names, prepare_scene, warn_scale, window_grid
+from geo.predict.scene import (
+    Scene,
+    output_names,
+    output_paths,
+    prepare_scene,
+    warn_scale,
+    window_grid,
+)
+
+FORMAT_FAMILY = "convlora-geo-prediction/"
 
 
 @dataclass(frozen=True)
@@ -61,4 +72,30 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
     for scene in scenes:
         warn_if_unfamiliar(scene.info, metadata)
     out = check_output(config.out, into=True)
+    if not config.overwrite:
+        for scene in scenes:
+            paths = output_paths(out, scene.name)
+            foreign_files(list(paths.values()), own_outputs(out, scene.name))
     return PredictionPlan(config, metadata, scenes, out)
+
+
+def own_outputs(out: Path, name: str) -> set[str]:
+    """The file names of a prediction `name` in `out` that an earlier run of this tool wrote:
+    those its manifest lists, or all of them while an interrupted run is publishing."""
+    paths = output_paths(out, name)
+    state = _json(out / f".{name}.partial" / "state.json")
+    if state.get("stage") == "publish":
+        return {p.name for p in paths.values()}
+    manifest = _json(paths["manifest"])
+    if not str(manifest.get("format", "")).startswith(FORMAT_FAMILY):
+        return set()
+    files = {str(o.get("file")) for o in manifest.get("outputs", {}).values()}
+    return files | {paths["manifest"].name}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -19,7 +19,7 @@ from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record
-from geo.io.outputs import check_output
+from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import (
     SAMPLE_WINDOW,
     WINDOWS_PER_SCENE,
@@ -45,7 +45,7 @@ from geo.tiling.labels import (
 log = logging.getLogger(__name__)
 
 ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
-    "version": 2,
+    "version": 3,
     "stats": [
         SAMPLE_WINDOW,
         WINDOWS_PER_SCENE,
@@ -53,7 +53,7 @@ ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output chan
         stats.MIN_PIXELS,
         stats.CLIP_PERCENTILES,
     ],
-    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, splitting.ATTEMPTS],
+    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, "labelled tiles, masked overlaps"],
 }
 LabelSource = VectorLabels | RasterLabels
 AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
@@ -130,6 +130,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     _hint_small_scenes(scenes, tile_size, config.tile_size is not None)
     sources = _prepare_labels(scenes, cmap, config)
     target = check_output(config.out, into=False)
+    check_unlocked(target, "tile store")
     settings = {
         "format": FORMAT,
         "tile_size": tile_size,

@@ -28,9 +28,10 @@ from geo.contracts.tile_store import (
     create_store,
     open_arrays,
     write_info,
+    write_split,
 )
 from geo.errors import InputError
-from geo.io.outputs import discard_on_failure
+from geo.io.outputs import discard_on_failure, exclusive
 from geo.io.progress import Progress
 from geo.io.raster import SceneInfo, fill_value, open_raster, pixel_size_m, read_window
 from geo.tiling import split as splitting
@@ -69,7 +70,7 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
-    with discard_on_failure(partial, out):
+    with exclusive(out, "tile store"), discard_on_failure(partial, out):
         info = _Job(request, partial).run(config.dask_address, progress)
         write_info(partial, info)
         _publish(partial, out)
@@ -93,10 +94,12 @@ class _Job:
         """Fill the temporary store and return its StoreInfo (statistics, split, scenes...)."""
         request, seed = self.request, self.request.config.split_seed
         prints = footprints(self.tiles, self.scenes, request.tile_size - request.overlap)
-        split, _ = splitting.assign_splits(prints, request.config.val_fraction, seed)
         if not (self.progress_dir / "created").exists():
-            self._create(split)
+            self._create()
         rows, normalization = self._compute(seed, scheduler, progress)
+        labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
+        split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
+        write_split(self.partial, split)
         write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
         return StoreInfo(
             path=request.out,
@@ -121,13 +124,13 @@ class _Job:
             inputs=tuple(request.inputs),
         )
 
-    def _create(self, split: np.ndarray) -> None:
+    def _create(self) -> None:
         if self.partial.exists():
             shutil.rmtree(self.partial)
         windows = [[t.window.col_off, t.window.row_off, t.window.width, t.window.height]
                    for t in self.tiles]  # fmt: skip
-        index = {
-            "split": split,
+        index: dict[str, np.ndarray] = {
+            "split": np.zeros(len(self.tiles), dtype=np.uint8),  # decided once labels are known
             "scene": np.asarray([t.scene for t in self.tiles], dtype=np.int32),
             "window": np.asarray(windows, dtype=np.int64),
         }

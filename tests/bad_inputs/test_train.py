@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
-from tests.support.stores import small_agnet_store
+from tests.support.stores import small_agnet_store, tile
 
 CASES = {  # name -> (argv from the store, checkpoints and output folder; message)
     "not a tile store": (
@@ -53,6 +53,18 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
         lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
         "result.txt: exists and is not a folder",
     ),
+    "a negative seed": (
+        lambda s, c, w: train_args(s, w / "run", "--seed", "-1"),
+        "--seed -1: Input should be greater than or equal to 0",
+    ),
+    "a device that does not exist": (
+        lambda s, c, w: train_args(s, w / "run", "--device", "tpu"),
+        "--device tpu: not a device; choose auto (CUDA when available, else CPU), cpu, cuda",
+    ),
+    "CUDA on a machine without it": (
+        lambda s, c, w: train_args(s, w / "run", "--device", "cuda"),
+        "--device cuda: CUDA is not available on this machine",
+    ),
     "evaluate: not a tile store": (
         lambda s, c, w: ["evaluate", w / "absent.zarr", "--model", w],
         "absent.zarr: not a tile store",
@@ -71,6 +83,25 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
             w / "run",
         ],  # fmt: skip
         "absent.gpkg: labels file not found",
+    ),
+    "finetune: CUDA on a machine without it, before any tiling": (
+        lambda s, c, w: [
+            "finetune",
+            SCENE,
+            "--labels",
+            PIVOT_LABELS,
+            "--class-map",
+            PIVOT_CLASSES,
+            "--store",
+            w / "s.zarr",
+            "--out",
+            w / "run",
+            "--tile-size",
+            "128",
+            "--device",
+            "cuda",
+        ],  # fmt: skip
+        "--device cuda: CUDA is not available on this machine",
     ),
     "finetune: checkpoint carrying pickled code": (
         lambda s, c, w: [
@@ -161,3 +192,24 @@ def test_a_full_disk_while_training_is_one_line(store: Path, tmp_path: Path) -> 
         assert [p.name for p in disk.rglob("*.tmp")] == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_foreign_config_in_the_run_folder_is_named(store: Path, work: Path) -> None:
+    (work / "run").mkdir()
+    (work / "run" / "config.json").write_text('{"my": "own settings"}\n')
+    refused(
+        work, train_args(store, work / "run"),
+        "run/config.json: exists and was not written by convlora-geo; move it away, or pass "
+        "--overwrite to replace it",
+    )  # fmt: skip
+
+
+def test_a_store_without_labelled_pixels_is_refused(broken, work: Path, tmp_path: Path) -> None:
+    empty = tile(
+        [SCENE], [PIVOT_LABELS], broken["nothing_mapped.yaml"], tmp_path / "empty.zarr",
+        tile_size=128, overlap=32, label_field="id", dask_address="sync",
+    )  # fmt: skip
+    refused(
+        work, train_args(empty, work / "run"), "empty.zarr: its training tiles hold no labelled"
+    )
+    refused(work, ["evaluate", empty, "--model", work / "run"], "empty.zarr: no labelled pixel")
