@@ -18,6 +18,16 @@ class Routing(NamedTuple):
     aux_loss: torch.Tensor  # scalar load-balancing loss
 
 
+def fixed_routing(features: torch.Tensor) -> Routing:
+    """Every sample to expert 0 with probability 1 and no auxiliary loss (a single expert)."""
+    n = features.shape[0]
+    return Routing(
+        index=torch.zeros(n, dtype=torch.int64, device=features.device),
+        prob=features.new_ones(n),
+        aux_loss=features.new_zeros(()),
+    )
+
+
 def cv_squared(x: torch.Tensor) -> torch.Tensor:
     """Squared coefficient of variation var(x) / (mean(x)^2 + 1e-10); 0 for a single value."""
     x = x.float()
