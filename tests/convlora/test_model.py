@@ -13,7 +13,7 @@ from convlora.config import ConfigError
 from convlora.losses import build_criterion
 from convlora.model import build_model
 from convlora.registry import build_sam_variant
-from tests.convlora.conftest import randomize_, tiny_config
+from tests.support.tiny_sam import randomize_, tiny_config
 
 
 @pytest.mark.parametrize("adapter", ["conv-lora", "lora"])
