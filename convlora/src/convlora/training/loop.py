@@ -303,7 +303,7 @@ class Trainer:
             with contextlib.nullcontext() if sync else net.no_sync():
                 with autocast(self.device):
                     output = net(batch["image"].to(self.device, non_blocking=True))
-                    parts = self.criterion(output, self.labels(batch))
+                parts = self.criterion(output, self.labels(batch))  # fp32, outside autocast
                 (parts["loss"] / n).backward()
             losses.append(parts["loss"].detach().float())
             images += int(batch["image"].shape[0]) * self.info.world_size
