@@ -171,7 +171,7 @@ class Trainer:
     def spec(self) -> dict[str, Any]:
         """What determines the result; a resumed run must match it exactly."""
         return {
-            "model": self.model_cfg.to_dict(),
+            "model": self.model.config.to_dict(),  # mask_token_init resolved
             "sam_checkpoint_sha256": self.model.sam_checkpoint_sha256,
             "train": self.cfg.result_dict(),
             "world_size": self.info.world_size,
