@@ -199,13 +199,13 @@ class Trainer:
         seed_everything(self.cfg.seed + self.info.rank)
 
     def wrap(self) -> nn.Module:
+        """DDP around the model under torchrun. Every trainable parameter takes part in every
+        loss (the experts all run, images without targets keep their masks in the graph), so
+        DDP needs no search for unused parameters."""
         if not self.info.enabled:
             return self.model
         return DistributedDataParallel(
-            self.model,
-            device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            # Top-1 routing leaves the other experts of a layer without gradients.
-            find_unused_parameters=self.model_cfg.adapter == "conv-lora",
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
         )
 
     def resume(self) -> bool:
