@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling.image_encoder import Attention
+from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import nn
 
 
@@ -41,7 +41,8 @@ class SDPAAttention(nn.Module):
         if self.use_rel_pos:
             bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+        projected: torch.Tensor = self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+        return projected
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, use_rel_pos={self.use_rel_pos}"
@@ -78,7 +79,7 @@ def rel_pos_bias(
     return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, h * w, h * w)
 
 
-def use_sdpa_attention(encoder: nn.Module) -> nn.Module:
+def use_sdpa_attention(encoder: ImageEncoderViT) -> ImageEncoderViT:
     """Replace the `Attention` of every block of a segment-anything image encoder in place."""
     for block in encoder.blocks:
         if isinstance(block.attn, Attention):

@@ -22,6 +22,7 @@ class ScaleExpert(nn.Module):
         self.scale = scale
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1, bias=True)
         self.act = nn.GELU()
+        assert self.conv.bias is not None  # built with a bias
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -75,17 +76,18 @@ class ConvLoRALinear(LowRankAdapter):
         if experts < 1:
             raise ValueError(f"Conv-LoRA needs at least one expert, got {experts}")
         super().__init__(base, rank, alpha)
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
+        device, dtype = base.weight.device, base.weight.dtype
         self.gate_mode = gate
-        self.gate = NoisyTopOneGate(rank, experts).to(**factory) if experts > 1 else None
-        self.experts = nn.ModuleList(ScaleExpert(rank, m + 1) for m in range(experts)).to(**factory)
+        self.gate = NoisyTopOneGate(rank, experts).to(device, dtype) if experts > 1 else None
+        experts_list = [ScaleExpert(rank, m + 1) for m in range(experts)]
+        self.experts = nn.ModuleList(experts_list).to(device, dtype)
         self.aux_loss: torch.Tensor | None = None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, experts={len(self.experts)}, gate={self.gate_mode!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        y: torch.Tensor = self.base(x)
         z = x @ self.lora_A.T
         z_map = _to_map(z)
         features = z_map.mean(dim=(2, 3))

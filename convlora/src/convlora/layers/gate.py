@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class Routing(NamedTuple):
+@dataclass(frozen=True)
+class Routing:
     """Result of gating N samples over M experts."""
 
     index: torch.Tensor  # (N,) int64, the chosen expert per sample
