@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from convlora.layers.gate import NoisyTopOneGate, Routing, fixed_routing
 from convlora.layers.lora import LowRankAdapter
+from convlora.layers.resize import resize, upsample
 
 GATE_MODES = ("hard", "soft")
 
 
 class ScaleExpert(nn.Module):
-    """Bicubic upsampling by `scale`, 3x3 conv r -> r, GELU, bicubic back to the input size."""
+    """Bicubic upsampling by `scale`, 3x3 conv r -> r, GELU, bicubic back to the input size.
+
+    The resizes are `F.interpolate(..., mode="bicubic")` as an opaque operator (`layers.resize`),
+    so that a compiled model runs PyTorch's own interpolation kernels."""
 
     def __init__(self, channels: int, scale: int) -> None:
         super().__init__()
@@ -26,12 +29,12 @@ class ScaleExpert(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        size = z.shape[-2:]
+        size = (z.shape[-2], z.shape[-1])
         if self.scale > 1:
-            z = F.interpolate(z, scale_factor=self.scale, mode="bicubic")
+            z = upsample(z, self.scale)
         z = self.act(self.conv(z))
         if self.scale > 1:
-            z = F.interpolate(z, size=size, mode="bicubic")
+            z = resize(z, size)
         return z
 
     def extra_repr(self) -> str:
