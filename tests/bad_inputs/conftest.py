@@ -16,8 +16,8 @@ from safetensors.torch import save_file
 from convlora.config import ModelConfig
 from convlora.model import build_model
 from tests.support.cli import Marker, make_broken, make_work, mount_tmpfs, train
-from tests.support.models import save_tiny_sam
 from tests.support.stores import agnet_store
+from tests.support.tiny_sam import save_tiny_sam
 
 
 @pytest.fixture

@@ -647,8 +647,8 @@ def test_predicting_the_vrt_equals_predicting_a_local_stack(built: Path, tmp_pat
     """The prediction of an item's VRT over HTTP equals that of a local GeoTIFF of the same bands
     (the 20 m band brought to 10 m by rasterio's bilinear read of the local COG)."""
     from geo.contracts.adapter import AdapterMetadata
-    from tests.support.models import tiny_config
     from tests.support.predict import predict_image
+    from tests.support.tiny_sam import tiny_config
 
     keys = ["red", "green", "blue", "nir08"]
     names = [("other", "#000000"), ("field", "#33a02c"), ("water", "#1f78b4")]

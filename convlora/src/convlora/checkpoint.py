@@ -90,10 +90,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         metadata = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise AdapterMismatchError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if metadata.get("format") != FORMAT:
-        raise AdapterMismatchError(
-            f"{meta_path}: format {metadata.get('format')!r} is not {FORMAT!r}"
-        )
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else metadata
+        raise AdapterMismatchError(f"{meta_path}: format {found!r} is not {FORMAT!r}")
     return metadata
 
 

@@ -84,10 +84,16 @@ class SemanticLoss(nn.Module):
             raise ValueError("semantic loss needs class logits (num_classes > 1)")
         prob = normalize_scores(semantic_scores(output.mask_logits, output.class_logits))
         weight = None if self.class_weights is None else self.class_weights.to(prob.device)
+        valid = labels != self.ignore_index
+        pixel_weight = valid.float()
+        if weight is not None:
+            pixel_weight = pixel_weight * weight[labels.clamp(0, self.num_classes - 1)]
+        # nll_loss's weighted mean, but 0 rather than NaN (0 / 0) when every pixel is ignored
         ce = F.nll_loss(
-            prob.clamp_min(PROBA_EPS).log(), labels, weight=weight, ignore_index=self.ignore_index
-        )
-        valid = (labels != self.ignore_index).unsqueeze(1)
+            prob.clamp_min(PROBA_EPS).log(), labels, weight=weight,
+            ignore_index=self.ignore_index, reduction="sum",
+        ) / pixel_weight.sum().clamp_min(1e-12)  # fmt: skip
+        valid = valid.unsqueeze(1)
         one_hot = F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes)
         one_hot = one_hot.permute(0, 3, 1, 2) * valid
         p = (prob * valid).transpose(0, 1).flatten(1)
@@ -170,11 +176,14 @@ class HungarianLoss(nn.Module):
         num_masks = 0
         for i in range(b):
             ids, masks, valid = self._targets(labels[i])
-            if ids.numel() == 0:  # nothing labelled: no query has a target, none is taught
-                target_classes[i] = UNLABELLED
-                continue
             logits = mask_logits[i][:, valid]
-            rows, cols = self._match(logits, class_logits[i], ids, masks)
+            if ids.numel() > 0:
+                rows, cols = self._match(logits, class_logits[i], ids, masks)
+            else:  # nothing labelled: no query has a target, none is taught its class
+                rows = cols = torch.zeros(0, dtype=torch.int64, device=logits.device)
+                target_classes[i] = UNLABELLED
+            # Even an image without targets keeps its mask logits in the graph (with zero
+            # gradient): under DDP every parameter must take part in every process's loss.
             target_classes[i, rows] = ids[cols]
             matched, target = logits[rows], masks[cols]
             bce_sum = (

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from convlora.devices import autocast
 from convlora.metrics import IGNORE_INDEX, ConfusionMatrix
+from convlora.training.data import Item, ItemDataset
 from convlora.training.distributed import DistInfo, sum_across
+
+
+class ProbabilityModel(Protocol):
+    """What evaluation needs of a model (a SegmentationSAM, or any module like it)."""
+
+    training: bool
+
+    @property
+    def num_outputs(self) -> int: ...
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
 
 
 @torch.no_grad()
 def confusion(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     num_classes: int,
     *,
     indices: Sequence[int] | None = None,
@@ -33,7 +48,7 @@ def confusion(
         return matrix
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=items)
+    loader = DataLoader(cast(Dataset[Item], dataset), batch_size=batch_size, sampler=items)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         with autocast(device):
@@ -75,8 +90,8 @@ def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None)
 
 
 def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     *,
     batch_size: int = 4,
     device: torch.device | str = "cpu",
@@ -88,8 +103,8 @@ def evaluate(
 
 
 def evaluate_distributed(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     info: DistInfo,
     *,
     batch_size: int,
