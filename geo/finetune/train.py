@@ -137,10 +137,13 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
     """Pre-flight check of a training run: the store (with labelled training tiles) and
     `check_run_settings`. Raises InputError naming the input; writes nothing."""
     store = StoreInfo.read(config.store)
-    if sum(store.class_pixels.get("train", ())) == 0:
+    counts = store.class_pixels.get("train", ())
+    present = [c.name for c, n in zip(store.classes, counts, strict=False) if n > 0]
+    if len(present) < 2:
+        held = f"only {present[0]!r}" if present else "no labelled pixel"
         raise InputError(
-            f"{config.store}: its training tiles hold no labelled pixel (check the labels, "
-            "the class map and the AOI)"
+            f"{config.store}: its training tiles hold {held}, nothing to tell apart (check the "
+            "labels, --label-field, the class map and the AOI)"
         )
     run_dir = check_run_settings(config, store.tile_size)
     model = model_config(config, store)

@@ -204,12 +204,13 @@ def test_a_foreign_config_in_the_run_folder_is_named(store: Path, work: Path) ->
     )  # fmt: skip
 
 
-def test_a_store_without_labelled_pixels_is_refused(broken, work: Path, tmp_path: Path) -> None:
+def test_a_store_with_one_class_is_refused(broken, work: Path, tmp_path: Path) -> None:
     empty = tile(
         [SCENE], [PIVOT_LABELS], broken["nothing_mapped.yaml"], tmp_path / "empty.zarr",
         tile_size=128, overlap=32, label_field="id", dask_address="sync",
     )  # fmt: skip
     refused(
-        work, train_args(empty, work / "run"), "empty.zarr: its training tiles hold no labelled"
+        work,
+        train_args(empty, work / "run"),
+        "empty.zarr: its training tiles hold only 'background', nothing to tell apart",
     )
-    refused(work, ["evaluate", empty, "--model", work / "run"], "empty.zarr: no labelled pixel")
