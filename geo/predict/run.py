@@ -13,12 +13,15 @@ is recorded in the folder's state.json, so a rerun after a failure at any stage 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -37,12 +40,15 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
-from geo.io.raster import is_virtual
+from geo.io.raster import is_virtual, open_raster
+from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
 from geo.vectorize.polygons import polygonize, write_polygons
+
+log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
 SCORE_NODATA = 0
@@ -77,26 +83,9 @@ def predict_scene(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, scene.name)
-    record = model_record or {
-        "name": scene.metadata.label,
-        "weights_sha256": model_digest(model),
-    }
-    run = {
-        "inputs": {"image": _image_record(scene.info.path), "model": record},
-        "parameters": {
-            "tile_size": scene.plan.tile_size,
-            "overlap": scene.plan.overlap,
-            "margin": scene.plan.margin,
-            "blend": scene.plan.blend,
-            "batch_size": batch_size,
-            "device": device.type,
-            "bands": list(scene.bands),
-            "min_area": min_area,
-            "simplify": simplify,
-        },
-        "format": FORMAT,
-    }
-    fingerprint = hashlib.sha256(canonical_json(run).encode()).hexdigest()
+    run = _run_record(scene, model, batch_size, device, min_area, simplify, model_record)
+    record = run["inputs"]["model"]
+    fingerprint = _fingerprint(run)
     if _finished(paths, fingerprint):
         return paths
     folder = out_dir / f".{scene.name}.partial"
@@ -155,6 +144,83 @@ def predict_scene(
                 os.replace(path, paths[name])
         shutil.rmtree(work.folder)
     return paths
+
+
+def predict_scene_into(
+    scene: Scene,
+    model: ProbabilityModel,
+    out: str,
+    *,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    min_area: float = 500.0,
+    simplify: float = 2.0,
+    progress: bool = True,
+    model_record: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """`predict_scene` into OUT, a folder or an object-storage URL (s3://, gs://, az://).
+
+    For a URL the outputs are predicted into a local staging folder (`geo.io.storage.
+    StagedOutput`, where an interrupted run resumes), uploaded one by one when complete, the
+    manifest last, and then removed here. A scene whose outputs at the URL come from this very
+    run (the remote manifest's fingerprint) is not predicted again. Returns where the outputs are.
+    """
+    options: dict[str, Any] = dict(
+        batch_size=batch_size, device=device, min_area=min_area, simplify=simplify,
+        progress=progress, model_record=model_record,
+    )  # fmt: skip
+    if not is_url(out):
+        return {
+            kind: str(path) for kind, path in predict_scene(scene, model, out, **options).items()
+        }
+    names = [path.name for path in output_paths(".", scene.name).values()]
+    urls = {kind: join(out, path.name) for kind, path in output_paths(".", scene.name).items()}
+    run = _run_record(
+        scene, model, batch_size, resolve_device(str(device)), min_area, simplify, model_record
+    )
+    manifest = read_json(urls["manifest"]) or {}
+    if manifest.get("fingerprint") == _fingerprint(run) and all(map(exists, urls.values())):
+        log.info("%s: its outputs in %s are finished", scene.name, out)
+        return urls
+    with StagedOutput(out) as staged:
+        predict_scene(scene, model, staged.folder, **options)
+        staged.publish(names)  # the manifest last: it marks the set complete
+    return urls
+
+
+def _run_record(
+    scene: Scene,
+    model: ProbabilityModel,
+    batch_size: int,
+    device: torch.device,
+    min_area: float,
+    simplify: float,
+    model_record: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What makes the outputs what they are: the inputs, the parameters, the output format."""
+    record = model_record or {
+        "name": scene.metadata.label,
+        "weights_sha256": model_digest(model),
+    }
+    return {
+        "inputs": {"image": _image_record(scene.info.path), "model": record},
+        "parameters": {
+            "tile_size": scene.plan.tile_size,
+            "overlap": scene.plan.overlap,
+            "margin": scene.plan.margin,
+            "blend": scene.plan.blend,
+            "batch_size": batch_size,
+            "device": device.type,
+            "bands": list(scene.bands),
+            "min_area": min_area,
+            "simplify": simplify,
+        },
+        "format": FORMAT,
+    }
+
+
+def _fingerprint(run: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(run).encode()).hexdigest()
 
 
 def _image_record(path: str) -> dict[str, Any]:
@@ -304,8 +370,22 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _timestamp(path: str) -> str:
-    """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
-    reruns on the same scene give the same bytes. The epoch for files that are not local."""
-    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    """The GeoPackage's last-change time (UTC, ISO 8601): the scene's own date where it records
+    one (the TIFF DateTime tag, or the STAC item datetime of an ingest VRT), else the Unix epoch.
+    Never the file's modification time: the same scene gives the same bytes wherever it lives
+    (a folder, a bucket) and however often it was copied."""
+    with open_raster(path) as src:
+        tags = src.tags()
+    stamp = dt.datetime.fromtimestamp(0, dt.UTC)
+    for key, parse in _DATE_TAGS:
+        with contextlib.suppress(KeyError, ValueError):
+            stamp = parse(tags[key].strip())
+            break
+    stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+_DATE_TAGS: tuple[tuple[str, Callable[[str], dt.datetime]], ...] = (
+    ("TIFFTAG_DATETIME", lambda text: dt.datetime.strptime(text, "%Y:%m:%d %H:%M:%S")),
+    ("STAC_ITEM_DATETIME", dt.datetime.fromisoformat),
+)

@@ -6,11 +6,18 @@ from pathlib import Path
 
 import pyogrio
 
+from geo.io.storage import gdal_env, gdal_path, is_url
+
 
 def polygon_summary(gpkg: str | Path) -> list[dict[str, object]]:
-    """One row per class: class id and name, polygon count, total area in hectares."""
+    """One row per class: class id and name, polygon count, total area in hectares. A GeoPackage
+    in object storage is read in place through GDAL's virtual file systems."""
+    path = str(gpkg)
+    if is_url(path):
+        pyogrio.set_gdal_config_options(gdal_env(path))  # pyogrio's GDAL: process-wide settings
+        path = gdal_path(path)
     frame = pyogrio.read_dataframe(
-        gpkg, layer="polygons", columns=["class_id", "class_name", "area_m2"], read_geometry=False
+        path, layer="polygons", columns=["class_id", "class_name", "area_m2"], read_geometry=False
     )
     if frame.empty:
         return []
