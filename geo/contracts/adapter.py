@@ -36,6 +36,7 @@ class AdapterMetadata:
     overlap: int
     store_fingerprint: str | None = None
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
+    georeferenced: bool | None = None  # the training scenes had a CRS (None: not recorded)
 
     @property
     def image_size(self) -> int:
@@ -58,6 +59,7 @@ class AdapterMetadata:
             "tile_size": store.tile_size,
             "overlap": store.overlap,
             "store_fingerprint": store.fingerprint,
+            "georeferenced": any(scene.crs for scene in store.scenes),
         }
 
     @classmethod
@@ -107,6 +109,7 @@ class AdapterMetadata:
             overlap=overlap,
             store_fingerprint=document.get("store_fingerprint"),
             training=dict(document.get("training") or {}),
+            georeferenced=_optional_bool(document.get("georeferenced"), source),
         )
 
     @classmethod
@@ -121,3 +124,9 @@ class AdapterMetadata:
         except ConvLoRAInputError as err:
             raise InputError(str(err)) from None
         return cls.from_document(document, folder / METADATA_NAME)
+
+
+def _optional_bool(value: object, source: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")

@@ -83,12 +83,12 @@ def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
         "batch_size": 8,
     }  # fmt: skip
     first = ingest_flow(**params)
-    assert [Path(p).name for p in first] == ["scene_a.tif"]
+    assert list(first["predicted"]) == [str(inbox / "scene_a.tif")]
     classes = tmp_path / "out" / "scene_a_classes.tif"
     with rasterio.open(classes) as dst, rasterio.open(inbox / "scene_a.tif") as src:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
     before = digest(classes)
-    assert ingest_flow(**params) == []
+    assert ingest_flow(**params)["predicted"] == {}
     assert digest(classes) == before
 
 
