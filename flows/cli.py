@@ -10,10 +10,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from flows.logs import forward_library_logs
+
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "ingest", "info",
 )  # fmt: skip
-NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec")
+NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
 
 
 class UserError(Exception):
@@ -75,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    forward_library_logs(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
