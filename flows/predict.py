@@ -47,7 +47,7 @@ def publish_polygon_table(results: Sequence[dict[str, str]]) -> None:
     """A table artifact of polygon counts and areas per class and scene."""
     rows = []
     for outputs in results:
-        for cls in polygon_summary(outputs["polygons"]):
+        for cls in polygon_summary(outputs["manifest"]):
             rows.append({"scene": PurePosixPath(outputs["classes"]).name, **cls})
     create_table_artifact(key="predict-polygons", table=rows, description="Polygons per class")
 

@@ -111,8 +111,12 @@ def predict_scene(
                 stamp = _timestamp(scene.info.path)
                 write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
                 staged["style"].write_text(raster_qml(scene.classes))
-            counts = frame["class_name"].value_counts().sort_index()
-            work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
+            by_class = frame.groupby("class_name", sort=True)["area_m2"]
+            work.save(
+                stage="manifest",
+                polygons={str(k): int(v) for k, v in by_class.count().items()},
+                area_ha={str(k): round(float(v) / 1e4, 2) for k, v in by_class.sum().items()},
+            )
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
             manifest = {
@@ -132,6 +136,7 @@ def predict_scene(
                     if name != "manifest"
                 },
                 "polygons_per_class": work.state["polygons"],
+                "polygon_area_ha_per_class": work.state.get("area_ha", {}),
                 "resumed": work.state["runs"] > 1,
                 "software": software_versions(),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -123,3 +123,31 @@ def test_dask_workers_get_the_api_url_and_key(prefect_server) -> None:
     assert worker_prefect_env() == {"PREFECT_API_URL": PREFECT_API_URL.value().rstrip("/")}
     with temporary_settings({PREFECT_API_KEY: "pnu_example"}):
         assert worker_prefect_env()["PREFECT_API_KEY"] == "pnu_example"
+
+
+def test_predict_command_from_and_to_s3(
+    trained_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI and the flow (its polygon table reads the GeoPackage in the bucket):
+    outputs land in the bucket, nothing in a local folder named after the URL."""
+    from tests.support.cli import run_cli
+    from tests.support.s3 import new_bucket, s3_filesystem, s3_server
+
+    _, run = trained_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONVLORA_GEO_STAGING", str(tmp_path / "staging"))
+    with s3_server() as server:
+        bucket = new_bucket(server, monkeypatch)
+        s3 = s3_filesystem()
+        s3.put_file(str(PIVOTS / "nebraska_landsat_albers_30m.tif"), f"{bucket}/in/scene.tif")
+        code, err = run_cli(
+            "predict", f"s3://{bucket}/in/scene.tif", "--out", f"s3://{bucket}/out",
+            "--model", run, "--device", "cpu",
+        )  # fmt: skip
+        assert code == 0, err[-3000:]
+        names = sorted(Path(p).name for p in s3.ls(f"{bucket}/out"))
+    assert names == [
+        "scene_classes.qml", "scene_classes.tif", "scene_manifest.json",
+        "scene_polygons.gpkg", "scene_probability.tif",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed

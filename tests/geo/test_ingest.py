@@ -72,6 +72,7 @@ def inbox(tmp_path: Path) -> Path:
 # --- folders -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_folder_ingested_into_itself_predicts_each_scene_once(
     pivots_run: Path, inbox: Path
 ) -> None:
