@@ -88,8 +88,8 @@ class IngestConfig(StageConfig):
         if not self.stac:
             raise InputError(f"{flag('stac')} is not given")
         stac = self.stac if "://" in self.stac else absolute(self.stac)
-        bbox: Any = None if self.bbox is None else tuple(self.bbox)  # 4 numbers: StacSource checks
-        return StacSource(
+        bbox: Any = None if self.bbox is None else ",".join(f"{v:g}" for v in self.bbox)
+        return StacSource(  # it checks the values, naming the options as the CLI spells them
             stac, collections=tuple((self.collection or "").split(",")), bbox=bbox,
             aoi=self.aoi, datetime=self.datetime, query=(self.query,) if self.query else (),
             max_items=self.max_items,

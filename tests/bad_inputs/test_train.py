@@ -53,6 +53,14 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
         lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
         "result.txt: exists and is not a folder",
     ),
+    "more training processes than GPUs": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "2", "--device", "cuda"),
+        "CUDA",  # the machine's GPUs: none here (CUDA not available) or too few
+    ),
+    "no training processes": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "0"),
+        "--nproc 0: Input should be greater than or equal to 1",
+    ),
     "evaluate: not a tile store": (
         lambda s, c, w: ["evaluate", w / "absent.zarr", "--model", w],
         "absent.zarr: not a tile store",
