@@ -29,12 +29,15 @@ def dask_address(parameter: str | None) -> str | None:
 
 
 def worker_prefect_env() -> dict[str, str]:
-    """What Dask workers need to report to this process's Prefect API: its URL, and its key
-    where the API needs one (Prefect Cloud); the key travels in memory only, never in logs."""
+    """What Dask workers need to report to this process's Prefect API (their task runs and
+    logs): its URL, and its key (Prefect Cloud) or basic-auth string (a server behind
+    `PREFECT_SERVER_API_AUTH_STRING`) where it needs one; secrets travel in memory only."""
     env = {"PREFECT_API_URL": current_api_url()}
-    key = get_current_settings().api.key
-    if key is not None:
-        env["PREFECT_API_KEY"] = key.get_secret_value()
+    api = get_current_settings().api
+    if api.key is not None:
+        env["PREFECT_API_KEY"] = api.key.get_secret_value()
+    if api.auth_string is not None:
+        env["PREFECT_API_AUTH_STRING"] = api.auth_string.get_secret_value()
     return env
 
 

@@ -115,14 +115,21 @@ def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Pa
             assert digest(Path(a[key])) == digest(Path(b[key])), key
 
 
-def test_dask_workers_get_the_api_url_and_key(prefect_server) -> None:
-    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+def test_dask_workers_get_the_api_url_key_and_auth_string(prefect_server) -> None:
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_KEY,
+        PREFECT_API_URL,
+        temporary_settings,
+    )
 
     from flows.runtime import worker_prefect_env
 
     assert worker_prefect_env() == {"PREFECT_API_URL": PREFECT_API_URL.value().rstrip("/")}
     with temporary_settings({PREFECT_API_KEY: "pnu_example"}):
         assert worker_prefect_env()["PREFECT_API_KEY"] == "pnu_example"
+    with temporary_settings({PREFECT_API_AUTH_STRING: "admin:secret"}):
+        assert worker_prefect_env()["PREFECT_API_AUTH_STRING"] == "admin:secret"
 
 
 def test_predict_command_from_and_to_s3(
