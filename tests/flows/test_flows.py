@@ -72,7 +72,11 @@ def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
 
 
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
+    """Ingest twice, then with a new scene and one that is corrupt in its middle (it passes the
+    check and fails while predicted, on the Dask workers): the good one is predicted, the other
+    skipped until it changes, and the run completes."""
     from flows.ingest import ingest_flow
+    from tests.support.cli import make_broken
 
     _, run = trained_run
     inbox = tmp_path / "inbox"
@@ -90,6 +94,15 @@ def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
     before = digest(classes)
     assert ingest_flow(**params)["predicted"] == {}
     assert digest(classes) == before
+
+    shutil.copy(make_broken(tmp_path)["corrupt.tif"], inbox / "scene_b.tif")
+    shutil.copy(PIVOTS / "nebraska_landsat_albers_30m.tif", inbox / "scene_c.tif")
+    third = ingest_flow(**params)
+    assert list(third["predicted"]) == [str(inbox / "scene_c.tif")]
+    reason = third["refused"][str(inbox / "scene_b.tif")]
+    assert "scene_b.tif: corrupt or truncated raster" in reason
+    assert not (tmp_path / "out" / ".scene_b.partial").exists()
+    assert (ingest_flow(**params)["new"], digest(classes)) == (0, before)
 
 
 def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Path) -> None:
