@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
+from flows.logs import forward_library_logs
+
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
@@ -86,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGINT, stop_now(args.command))
+    forward_library_logs(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:

@@ -38,6 +38,7 @@ class AdapterMetadata:
     dtype: str | None = None  # the training scenes' pixel type
     pixel_size_m: float | None = None  # their pixel side in metres (None without a CRS)
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
+    georeferenced: bool | None = None  # the training scenes had a CRS (None: not recorded)
 
     @property
     def image_size(self) -> int:
@@ -62,6 +63,7 @@ class AdapterMetadata:
             "store_fingerprint": store.fingerprint,
             "dtype": store.dtype,
             "pixel_size_m": store.pixel_size_m,
+            "georeferenced": any(scene.crs for scene in store.scenes),
         }
 
     @classmethod
@@ -113,6 +115,7 @@ class AdapterMetadata:
             dtype=document.get("dtype"),
             pixel_size_m=document.get("pixel_size_m"),
             training=dict(document.get("training") or {}),
+            georeferenced=_optional_bool(document.get("georeferenced"), source),
         )
 
     @classmethod
@@ -127,3 +130,9 @@ class AdapterMetadata:
         except ConvLoRAInputError as err:
             raise InputError(str(err)) from None
         return cls.from_document(document, folder / METADATA_NAME)
+
+
+def _optional_bool(value: object, source: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")

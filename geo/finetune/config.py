@@ -90,6 +90,12 @@ class FinetuneConfig(StageConfig):
     log_every: int = option(10, help="optimiser steps between metrics.jsonl lines", ge=1)
     num_workers: int = option(0, help="data loader processes", ge=0)
     device: str = option("auto", help=DEVICE_HELP)
+    nproc: int = option(
+        1,
+        help="training processes, started with torchrun: one per GPU on CUDA (NCCL), else CPU "
+        "processes (gloo); each takes --batch-size tiles per pass (ignored under torchrun)",
+        ge=1,
+    )
     progress: bool = option(True, help="progress bar on a terminal")
     overwrite: bool = option(
         False, help="replace files in the run folder that convlora-geo did not write"

@@ -23,6 +23,7 @@ from geo.errors import InputError
 from geo.finetune.bands import rgb_positions
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
+from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
 from geo.io.outputs import check_output, foreign_files
 from geo.options import checked_once, flag
 
@@ -116,12 +117,14 @@ def _json(path: Path) -> dict[str, Any]:
 
 def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     """What a training run needs besides its store (checked before tiling when the store is
-    still to be built): the run folder can be written, the device exists, and the SAM
-    checkpoint fits the variant at the image size (shapes only: its tensors are mapped, not
-    read). Returns the run folder; raises InputError naming the input."""
+    still to be built): the run folder can be written and holds no foreign files, the device
+    (and as many as --nproc asks for) exists, and the SAM checkpoint fits the variant at the
+    image size (shapes only: its tensors are mapped, not read). Returns the run folder;
+    raises InputError naming the input."""
     run_dir = check_output(config.out, into=True)
     if not config.overwrite:
         foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
+    check_processes(config)
     try:
         resolve_device(config.device)
         if config.sam_checkpoint is not None:
@@ -175,9 +178,13 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
 def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune on the store's training split, validating on its validation split.
 
-    Resumes an interrupted run in `config.out`. Returns the summary of `convlora.train.fit`.
+    Resumes an interrupted run in `config.out`. With `config.nproc` > 1 (and not already under
+    torchrun) the training runs in that many processes (`geo.finetune.launch`). Returns the
+    summary of `convlora.train.fit`.
     """
     plan = check_finetune(config)
+    if config.nproc > 1 and not under_torchrun():
+        return train_in_processes(config)
     store = plan.store
     train_set = TileDataset(
         store, "train", augment=config.augment, seed=plan.train.seed, labelled_only=True

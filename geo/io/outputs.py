@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from geo.errors import InputError, NoSpaceError, is_no_space
-from geo.io.raster import is_virtual
+from geo.io.raster import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,27 @@ def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
         ) from exc
 
 
-def file_timestamp(path: str) -> str:
-    """An input file's modification time (UTC, ISO 8601 with milliseconds), stored in outputs
-    made from it so that reruns on the same input give the same bytes; the epoch for files
-    that are not local."""
-    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+def scene_timestamp(path: str) -> str:
+    """The last-change time stored in outputs made from a raster (UTC, ISO 8601 with
+    milliseconds): the scene's own date where it records one (the TIFF DateTime tag, or the STAC
+    item datetime of an ingest VRT), else the Unix epoch. Never the file's modification time:
+    the same scene gives the same bytes wherever it lives (a folder, a bucket) and however often
+    it was copied."""
+    with open_raster(path) as src:
+        tags = src.tags()
+    stamp = dt.datetime.fromtimestamp(0, dt.UTC)
+    for key, parse in _DATE_TAGS:
+        with contextlib.suppress(KeyError, ValueError):
+            stamp = parse(tags[key].strip())
+            break
+    stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+_DATE_TAGS: tuple[tuple[str, Callable[[str], dt.datetime]], ...] = (
+    ("TIFFTAG_DATETIME", lambda text: dt.datetime.strptime(text, "%Y:%m:%d %H:%M:%S")),
+    ("STAC_ITEM_DATETIME", dt.datetime.fromisoformat),
+)
 
 
 def check_unlocked(target: Path, what: str) -> None:

@@ -15,10 +15,11 @@ class PredictConfig(StageConfig):
     """Predict scenes into COGs, GeoPackage polygons and QGIS styles (see `geo.predict`)."""
 
     images: list[str] = option(
-        help="scenes to predict (GDAL-readable)", positional=True, metavar="IMAGE", min_length=1
-    )
+        help="scenes to predict: GDAL-readable files, or s3://, gs://, az://, https:// URLs",
+        positional=True, metavar="IMAGE", min_length=1,
+    )  # fmt: skip
     model: str = option(help="a training run folder (RUN_DIR) or an adapter file")
-    out: str = option(help="output folder")
+    out: str = option(help="output folder, or an s3://, gs:// or az:// URL (uploaded when done)")
     sam_checkpoint: str | None = option(
         None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
     )

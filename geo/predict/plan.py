@@ -14,6 +14,7 @@ from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
 from geo.io.outputs import check_output, foreign_files
+from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
 from geo.predict.familiar import warn_if_unfamiliar
@@ -36,7 +37,7 @@ class PredictionPlan:
     config: PredictConfig
     metadata: AdapterMetadata
     scenes: tuple[Scene, ...]
-    out: Path
+    out: str  # a folder or an object-storage URL
 
 
 def _paths(config: PredictConfig) -> list[str]:
@@ -55,28 +56,38 @@ def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterM
     return metadata
 
 
+def check_out(out: str) -> str:
+    """The output folder or URL, checked (InputError naming it unless outputs can go there)."""
+    if is_url(out):
+        check_storage(out, "output")
+        return out
+    return str(check_output(out, into=True))
+
+
 @checked_once(_paths)
 def check_prediction(config: PredictConfig) -> PredictionPlan:
     """Pre-flight check of a prediction run: the model (`check_model`), every scene against it,
-    and the output folder. Raises InputError naming the input; writes nothing."""
+    and the output folder or URL. Raises InputError naming the input; writes nothing."""
+    out = check_out(config.out)
     metadata = check_model(config.model, config.sam_checkpoint, config.device)
     size, _ = window_grid(metadata, config.tile_size, config.overlap)
     warn_scale(metadata, size)
     names = output_names(config.images)
-    scenes = tuple(
-        prepare_scene(
-            image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+    scenes = []
+    for image, name in zip(config.images, names, strict=True):
+        check_storage(image, "input")
+        scenes.append(
+            prepare_scene(
+                image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+            )
         )
-        for image, name in zip(config.images, names, strict=True)
-    )
     for scene in scenes:
         warn_if_unfamiliar(scene.info, metadata)
-    out = check_output(config.out, into=True)
-    if not config.overwrite:
+    if not config.overwrite and not is_url(out):
         for scene in scenes:
             paths = output_paths(out, scene.name)
-            foreign_files(list(paths.values()), own_outputs(out, scene.name))
-    return PredictionPlan(config, metadata, scenes, out)
+            foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
+    return PredictionPlan(config, metadata, tuple(scenes), out)
 
 
 def own_outputs(out: Path, name: str) -> set[str]:

@@ -144,6 +144,27 @@ def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.nda
     return geometry.area.to_numpy() * unit_m**2, geometry.length.to_numpy() * unit_m
 
 
+@dataclass
+class PolygonTotals:
+    """Polygons written per class name: how many, and their area in hectares."""
+
+    count: dict[str, int]
+    area_ha: dict[str, float]
+
+    def add(self, frame: gpd.GeoDataFrame) -> None:
+        by_class = frame.groupby("class_name", sort=False)["area_m2"]
+        for name, n in by_class.count().items():
+            self.count[str(name)] = self.count.get(str(name), 0) + int(n)
+        for name, area in by_class.sum().items():
+            self.area_ha[str(name)] = self.area_ha.get(str(name), 0.0) + float(area) / 1e4
+
+    def sorted(self) -> PolygonTotals:
+        return PolygonTotals(
+            dict(sorted(self.count.items())),
+            {k: round(v, 2) for k, v in sorted(self.area_ha.items())},
+        )
+
+
 def write_polygons(
     frames: gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame],
     path: Path | None,
@@ -151,9 +172,9 @@ def write_polygons(
     *,
     timestamp: str,
     parquet: Path | None = None,
-) -> dict[str, int]:
+) -> PolygonTotals:
     """Write polygons as layer `polygons` of a new GeoPackage at `path` with its QGIS style,
-    and/or as fiboa GeoParquet at `parquet`, batch by batch; returns the count per class name.
+    and/or as fiboa GeoParquet at `parquet`, batch by batch; returns count and area per class.
 
     `timestamp` (ISO 8601 UTC) is stored as the layers' last change and as the fields'
     determination datetime, so that the same polygons give the same bytes. Files are written
@@ -163,15 +184,14 @@ def write_polygons(
         frames = [frames]
     tmp = None if path is None else path.with_suffix(".tmp.gpkg")
     fiboa = None if parquet is None else FiboaWriter(parquet, timestamp)
-    counts: dict[str, int] = {}
+    totals = PolygonTotals({}, {})
     created = False
     if tmp is not None:
         tmp.unlink(missing_ok=True)
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
     try:
         for frame in frames:
-            for name, n in frame["class_name"].value_counts().items():
-                counts[str(name)] = counts.get(str(name), 0) + int(n)
+            totals.add(frame)
             if fiboa is not None:
                 fiboa.write(frame)
             if tmp is not None and (len(frame) or not created):
@@ -187,4 +207,4 @@ def write_polygons(
     if tmp is not None and path is not None:
         add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp)
         os.replace(tmp, path)
-    return dict(sorted(counts.items()))
+    return totals.sorted()

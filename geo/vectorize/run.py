@@ -9,7 +9,7 @@ from typing import Any
 
 from geo.contracts.classes import ClassMap, load_class_map
 from geo.errors import InputError
-from geo.io.outputs import check_output, file_timestamp
+from geo.io.outputs import check_output, scene_timestamp
 from geo.io.raster import check_exists, open_raster
 from geo.options import checked_once, flag
 from geo.vectorize.config import VectorizeConfig
@@ -77,11 +77,11 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
         config.raster, config.scores, classes, min_area=config.min_area,
         simplify=config.simplify, source=Path(config.raster).name,
     )  # fmt: skip
-    stamp = file_timestamp(config.raster)
+    stamp = scene_timestamp(config.raster)
     parquet = config.output_format == "parquet"
-    counts = write_polygons(
+    totals = write_polygons(
         frames, None if parquet else plan.out, classes, timestamp=stamp,
         parquet=plan.out if parquet else None,
     )  # fmt: skip
-    log.info("wrote %d polygons to %s", sum(counts.values()), plan.out)
-    return {"out": str(plan.out), "format": config.output_format, "polygons": counts}
+    log.info("wrote %d polygons to %s", sum(totals.count.values()), plan.out)
+    return {"out": str(plan.out), "format": config.output_format, "polygons": totals.count}

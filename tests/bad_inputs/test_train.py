@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
@@ -64,6 +65,16 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
     "CUDA on a machine without it": (
         lambda s, c, w: train_args(s, w / "run", "--device", "cuda"),
         "--device cuda: CUDA is not available on this machine",
+    ),
+    "more training processes than GPUs": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "2", "--device", "cuda"),
+        "--nproc 2: one process per GPU"
+        if torch.cuda.is_available()
+        else "--device cuda: CUDA is not available on this machine",
+    ),
+    "no training processes": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "0"),
+        "--nproc 0: Input should be greater than or equal to 1",
     ),
     "evaluate: not a tile store": (
         lambda s, c, w: ["evaluate", w / "absent.zarr", "--model", w],

@@ -72,7 +72,11 @@ def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
 
 
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
+    """Ingest twice, then with a new scene and one that is corrupt in its middle (it passes the
+    check and fails while predicted, on the Dask workers): the good one is predicted, the other
+    skipped until it changes, and the run completes."""
     from flows.ingest import ingest_flow
+    from tests.support.cli import make_broken
 
     _, run = trained_run
     inbox = tmp_path / "inbox"
@@ -83,13 +87,22 @@ def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
         "batch_size": 8,
     }  # fmt: skip
     first = ingest_flow(**params)
-    assert [Path(p).name for p in first] == ["scene_a.tif"]
+    assert list(first["predicted"]) == [str(inbox / "scene_a.tif")]
     classes = tmp_path / "out" / "scene_a_classes.tif"
     with rasterio.open(classes) as dst, rasterio.open(inbox / "scene_a.tif") as src:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
     before = digest(classes)
-    assert ingest_flow(**params) == []
+    assert ingest_flow(**params)["predicted"] == {}
     assert digest(classes) == before
+
+    shutil.copy(make_broken(tmp_path)["corrupt.tif"], inbox / "scene_b.tif")
+    shutil.copy(PIVOTS / "nebraska_landsat_albers_30m.tif", inbox / "scene_c.tif")
+    third = ingest_flow(**params)
+    assert list(third["predicted"]) == [str(inbox / "scene_c.tif")]
+    reason = third["refused"][str(inbox / "scene_b.tif")]
+    assert "scene_b.tif: corrupt or truncated raster" in reason
+    assert not (tmp_path / "out" / ".scene_b.partial").exists()
+    assert (ingest_flow(**params)["new"], digest(classes)) == (0, before)
 
 
 def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Path) -> None:
@@ -115,11 +128,46 @@ def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Pa
             assert digest(Path(a[key])) == digest(Path(b[key])), key
 
 
-def test_dask_workers_get_the_api_url_and_key(prefect_server) -> None:
-    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+def test_dask_workers_get_the_api_url_key_and_auth_string(prefect_server) -> None:
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_KEY,
+        PREFECT_API_URL,
+        temporary_settings,
+    )
 
     from flows.runtime import worker_prefect_env
 
     assert worker_prefect_env() == {"PREFECT_API_URL": PREFECT_API_URL.value().rstrip("/")}
     with temporary_settings({PREFECT_API_KEY: "pnu_example"}):
         assert worker_prefect_env()["PREFECT_API_KEY"] == "pnu_example"
+    with temporary_settings({PREFECT_API_AUTH_STRING: "admin:secret"}):
+        assert worker_prefect_env()["PREFECT_API_AUTH_STRING"] == "admin:secret"
+
+
+def test_predict_command_from_and_to_s3(
+    trained_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI and the flow (its polygon table reads the GeoPackage in the bucket):
+    outputs land in the bucket, nothing in a local folder named after the URL."""
+    from tests.support.cli import run_cli
+    from tests.support.s3 import new_bucket, s3_filesystem, s3_server
+
+    _, run = trained_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONVLORA_GEO_STAGING", str(tmp_path / "staging"))
+    with s3_server() as server:
+        bucket = new_bucket(server, monkeypatch)
+        s3 = s3_filesystem()
+        s3.put_file(str(PIVOTS / "nebraska_landsat_albers_30m.tif"), f"{bucket}/in/scene.tif")
+        code, err = run_cli(
+            "predict", f"s3://{bucket}/in/scene.tif", "--out", f"s3://{bucket}/out",
+            "--model", run, "--device", "cpu",
+        )  # fmt: skip
+        assert code == 0, err[-3000:]
+        names = sorted(Path(p).name for p in s3.ls(f"{bucket}/out"))
+    assert names == [
+        "scene_classes.qml", "scene_classes.tif", "scene_manifest.json",
+        "scene_polygons.gpkg", "scene_probability.tif",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed

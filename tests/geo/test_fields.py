@@ -174,13 +174,14 @@ def test_fiboa_geoparquet_beside_the_geopackage(tmp_path: Path) -> None:
     frames = polygon_batches(
         FTW_PREDICTION, FTW_PREDICTION, FTW.classes, band_rows=16, batch_objects=50
     )
-    counts = write_polygons(
+    totals = write_polygons(
         frames, tmp_path / "f.gpkg", FTW.classes, timestamp="2021-06-17T10:30:00.000Z",
         parquet=tmp_path / "f.parquet",
     )  # fmt: skip
     gpkg = gpd.read_file(tmp_path / "f.gpkg", layer="polygons")
     fields = gpd.read_parquet(tmp_path / "f.parquet")
-    assert counts == {"field": len(gpkg)} and len(fields) == len(gpkg) > 200
+    assert totals.count == {"field": len(gpkg)} and len(fields) == len(gpkg) > 200
+    assert totals.area_ha["field"] == pytest.approx(gpkg.area_m2.sum() / 1e4, abs=0.01)
     assert list(fields.columns) == ["id", "geometry", "area", "perimeter", "determination_method",
                                     "determination_datetime", "class", "score"]  # fmt: skip
     assert fields.crs.to_epsg() == 32633 and list(fields.id) == list(gpkg.id)
