@@ -30,11 +30,8 @@ LATITUDE = 52.0  # the antimeridian at 52°N in UTM 60N runs through the pivots
 def moved_scene(folder: Path, crs: str, transform: Affine) -> tuple[Path, gpd.GeoDataFrame]:
     """The Nebraska scene's pixels on a new grid, and its pivots moved with the same map."""
     with rasterio.open(NEBRASKA) as src:
-        profile, pixels, old = (
-            {**src.profile, "crs": crs, "transform": transform},
-            src.read(),
-            src.transform,
-        )
+        profile, pixels, old = src.profile, src.read(), src.transform
+    profile.update(crs=crs, transform=transform)
     scene = folder / "scene.tif"
     with rasterio.open(scene, "w", **profile) as dst:
         dst.write(pixels)
