@@ -177,12 +177,12 @@ def check_bands(scene: SceneInfo, bands: Sequence[int]) -> None:
 
 
 class Pixels(NamedTuple):
-    """A window's pixels (C, H, W), its valid mask (H, W), and how many pixels inside the scene
-    held infinite values (counted as invalid; NaN is nodata in floating-point rasters)."""
+    """A window's pixels (C, H, W), its valid mask (H, W), and where pixels inside the scene
+    held infinite values (H, W; they are invalid too; NaN is nodata in floating-point rasters)."""
 
     data: np.ndarray
     valid: np.ndarray
-    infinite: int
+    infinite: np.ndarray
 
 
 def read_window(
@@ -205,11 +205,10 @@ def read_window(
         at = f" at row {int(inner.row_off)}, column {int(inner.col_off)}"
         raise read_failed(src.name, exc, at) from exc
     ok = np.ones(part.shape[1:], dtype=bool)
-    infinite = 0
+    infinite = np.zeros((h, w), dtype=bool)
     if np.issubdtype(part.dtype, np.floating):
-        inf = np.isinf(part).any(axis=0)
-        infinite = int(inf.sum())
-        ok &= ~inf & ~np.isnan(part).any(axis=0)
+        infinite[rows, cols] = np.isinf(part).any(axis=0)
+        ok &= ~infinite[rows, cols] & ~np.isnan(part).any(axis=0)
     for i, b in enumerate(bands):
         nodata = src.nodatavals[b - 1]
         if nodata is not None and not np.isnan(nodata):

@@ -177,7 +177,7 @@ class _Job:
                 self.bands,
                 self.dtype,
                 self.cmap.num_classes,
-                [(t.index, t.window) for t in block],
+                [(t.index, t.window, t.core) for t in block],
                 str(self.progress_dir / f"block-{k}.json"),
                 dask_key_name=f"tile-block-{k}",
             )
@@ -222,7 +222,8 @@ class _Job:
             )
 
     def _warn_infinite(self, rows: list[dict[str, Any]]) -> None:
-        """One warning per scene that holds infinite pixel values (treated as nodata)."""
+        """One warning per scene that holds infinite pixel values (treated as nodata), with
+        their count (each tile counts those of its core, so overlaps count once)."""
         per_scene: dict[int, int] = {}
         for r in rows:
             if r["infinite"]:
@@ -230,7 +231,7 @@ class _Job:
                 per_scene[scene] = per_scene.get(scene, 0) + r["infinite"]
         for scene, count in sorted(per_scene.items()):
             log.warning(
-                "%s: %d pixel reads hold infinite values; they are treated as nodata",
+                "%s: %d pixels hold infinite values; they are treated as nodata",
                 self.scenes[scene].path, count,
             )  # fmt: skip
 
@@ -270,7 +271,7 @@ def _tile_block(
     bands: list[int],
     dtype: str,
     n_classes: int,
-    tiles: list[tuple[int, Window]],
+    tiles: list[tuple[int, Window, Window]],
     marker: str,
 ) -> list[dict[str, Any]]:
     """Read, label and write a few tiles of one scene; returns one summary row per tile."""
@@ -278,7 +279,7 @@ def _tile_block(
     fill = fill_value(dtype, scene.nodata)
     rows = []
     with open_raster(scene.path) as src, source.reader() as read_labels:
-        for index, window in tiles:
+        for index, window, core in tiles:
             data, valid, infinite = read_window(src, window, bands, dtype, fill)
             label, unmapped = read_labels(window)
             label[~valid] = IGNORE
@@ -294,11 +295,17 @@ def _tile_block(
                     "valid_fraction": float(valid.mean()),
                     "class_pixels": np.bincount(label[labelled], minlength=n_classes).tolist(),
                     "unmapped": sorted(unmapped),
-                    "infinite": infinite,
+                    "infinite": int(infinite[_relative(core, window)].sum()),
                 }
             )
     atomic_write_json(marker, rows)
     return rows
+
+
+def _relative(part: Window, window: Window) -> tuple[slice, slice]:
+    """The rows and columns of `part` within the array of `window` (which holds it)."""
+    r, c = int(part.row_off - window.row_off), int(part.col_off - window.col_off)
+    return slice(r, r + int(part.height)), slice(c, c + int(part.width))
 
 
 class _ProgressCallback(Callback):
