@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ from convlora.files import sha256_file
 from geo.io.raster import is_virtual, open_raster
 from geo.io.vector import VECTOR_SUFFIXES
 
-__all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text"]
+__all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text", "watched_files"]
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+MULTI_FILE_SUFFIXES = (".shp", ".vrt")  # inputs whose content lies in other files too
 TEXT_SUFFIXES = (".yaml", ".yml", ".json", ".csv")
 
 
@@ -48,6 +50,19 @@ def file_parts(path: Path) -> list[Path]:
     except Exception:  # not a raster (or unreadable): its bytes are what there is
         return [path]
     return [path, *sorted(f for f in files if f.resolve() != path.resolve())]
+
+
+def watched_files(paths: Iterable[str]) -> list[str]:
+    """The local files whose size and modification time tell whether `paths` changed: each
+    path, and the files of a shapefile or VRT among them (`file_parts`; a VRT's sources change
+    while its own text does not)."""
+    files: list[str] = []
+    for path in paths:
+        if path and not is_virtual(path) and Path(path).suffix.lower() in MULTI_FILE_SUFFIXES:
+            files += [str(part) for part in file_parts(Path(path))]
+        else:
+            files.append(path)
+    return files
 
 
 def sha256_text(text: str) -> str:

@@ -13,6 +13,7 @@ from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
+from geo.io.hashing import watched_files
 from geo.io.outputs import check_output, foreign_files
 from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
@@ -41,7 +42,7 @@ class PredictionPlan:
 
 
 def _paths(config: PredictConfig) -> list[str]:
-    return [*config.images, config.model, config.sam_checkpoint or "", config.out]
+    return [*watched_files(config.images), config.model, config.sam_checkpoint or "", config.out]
 
 
 def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterMetadata:

@@ -18,7 +18,7 @@ from geo.contracts.classes import ClassMap, load_class_map
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
-from geo.io.hashing import fingerprint, input_record
+from geo.io.hashing import fingerprint, input_record, watched_files
 from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import (
     SAMPLE_WINDOW,
@@ -101,7 +101,8 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
 
 
 def _tiling_paths(config: TileConfig) -> list[str]:
-    return [*config.images, *config.labels, config.class_map, config.out, config.aoi or ""]
+    inputs = [*config.images, *config.labels, config.class_map, config.aoi or ""]
+    return [*watched_files(inputs), config.out]
 
 
 @checked_once(_tiling_paths)
