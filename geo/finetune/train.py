@@ -17,6 +17,7 @@ from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from convlora.sam_checkpoint import check_sam_checkpoint
 from convlora.train import TrainConfig, fit
+from convlora.training.state import CheckpointDir, read_resumable
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
@@ -117,15 +118,19 @@ def _json(path: Path) -> dict[str, Any]:
 
 def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     """What a training run needs besides its store (checked before tiling when the store is
-    still to be built): the run folder can be written and holds no foreign files, the device
-    (and as many as --nproc asks for) exists, and the SAM checkpoint fits the variant at the
-    image size (shapes only: its tensors are mapped, not read). Returns the run folder;
-    raises InputError naming the input."""
+    still to be built): the run folder can be written and holds no foreign files, the state an
+    interrupted run left to resume from (RUN_DIR/last) is readable, the device (and as many as
+    --nproc asks for) exists, and the SAM checkpoint fits the variant at the image size (shapes
+    only: its tensors are mapped, not read). Returns the run folder; raises InputError naming
+    the input."""
     run_dir = check_output(config.out, into=True)
     if not config.overwrite:
         foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
     check_processes(config)
     try:
+        last = CheckpointDir(run_dir / "last").current()
+        if last is not None:
+            read_resumable(last)
         resolve_device(config.device)
         if config.sam_checkpoint is not None:
             image_size = config.image_size or tile_size

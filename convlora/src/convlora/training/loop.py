@@ -41,16 +41,17 @@ from convlora.training.evaluation import evaluate_distributed
 from convlora.training.optim import build_optimizer, build_scheduler
 from convlora.training.progress import TrainingProgress
 from convlora.training.state import (
+    STATE_FILE,
     CheckpointDir,
     MetricsLog,
     capture_rng,
+    read_resumable,
     restore_rng,
     seed_everything,
 )
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "training_state.pt"
 POSITION_FILE = "state.json"
 UNTRAINED_WARNING = (
     "no SAM checkpoint given: the image encoder starts from random weights (untrained SAM)"
@@ -215,7 +216,7 @@ class Trainer:
         if folder is None:
             return False
         folder = Path(folder)
-        saved = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        saved = read_resumable(folder)
         self.check_spec(saved["spec"])
         load_adapter_into(self.model, folder)
         self.optimizer.load_state_dict(saved["optimizer"])
