@@ -100,9 +100,14 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
     return min(size, max(16, -(-largest // 16) * 16))
 
 
+def input_files(config: TileConfig) -> list[str]:
+    """The files whose size and modification time tell whether the inputs changed (a VRT's
+    sources and a shapefile's sidecars included; "" for no AOI)."""
+    return watched_files([*config.images, *config.labels, config.class_map, config.aoi or ""])
+
+
 def _tiling_paths(config: TileConfig) -> list[str]:
-    inputs = [*config.images, *config.labels, config.class_map, config.aoi or ""]
-    return [*watched_files(inputs), config.out]
+    return [*input_files(config), config.out]
 
 
 @checked_once(_tiling_paths)

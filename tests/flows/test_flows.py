@@ -8,11 +8,14 @@ import shutil
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
+import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
+from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -29,6 +32,31 @@ TILING = {
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_tile_flow_tiles_a_vrt_again_when_its_source_changed(
+    prefect_server, tmp_path: Path
+) -> None:
+    """The tile task's cache key covers a VRT's source files, not only the VRT's text: a run
+    cached on an unchanged store does not answer for a changed source (every run with
+    overwrite, as a script that always passes it would run them)."""
+    from flows.tile import tile_flow
+
+    source, vrt = vrt_over_copy(tmp_path)
+    params = {
+        **TILING,
+        "images": [str(vrt)],
+        "out": str(tmp_path / "store.zarr"),
+        "overwrite": True,
+    }
+    store = Path(tile_flow(**params))
+    first = StoreInfo.read(store).fingerprint
+    assert Path(tile_flow(**params)) == store  # reused, and cached
+    pixels = rewrite_upside_down(source)
+    assert Path(tile_flow(**params)) == store
+    assert StoreInfo.read(store).fingerprint != first
+    images = zarr.open_group(str(store), mode="r")["images"]
+    assert np.array_equal(images[0], pixels[:, :128, :128])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import rasterio.shutil
 import zarr
 
 from geo.errors import InputError
@@ -18,27 +17,9 @@ from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS
 from tests.support.predict import predict_image
 from tests.support.stores import tile
+from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 OPTIONS = {"tile_size": 128, "overlap": 32, "dask_address": "sync"}
-
-
-def vrt_over_copy(folder: Path) -> tuple[Path, Path]:
-    """A copy of the Nebraska scene and a VRT that reads it (the VRT names it by path)."""
-    source, vrt = folder / "source.tif", folder / "scene.vrt"
-    rasterio.shutil.copy(NEBRASKA, source)
-    rasterio.shutil.copy(source, vrt, driver="VRT")
-    with rasterio.open(vrt) as src:
-        assert [Path(f).name for f in src.files] == ["scene.vrt", "source.tif"]
-    return source, vrt
-
-
-def rewrite_upside_down(source: Path) -> np.ndarray:
-    """Write the source raster again with its rows reversed; returns the new pixels."""
-    with rasterio.open(source) as src:
-        profile, pixels = src.profile, src.read()[:, ::-1, :].copy()
-    with rasterio.open(source, "w", **profile) as dst:
-        dst.write(pixels)
-    return pixels
 
 
 def test_tiling_a_vrt_whose_source_changed_is_not_reused(
