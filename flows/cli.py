@@ -22,6 +22,7 @@ OUT_OF_MEMORY = (
     "out of memory; lower --batch-size (or --tile-size / --image-size) and run the same "
     "command again"
 )
+CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError
 NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
 
 
@@ -99,18 +100,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         quiet_broken_pipe()
         return 0
-    except MemoryError:
-        return error(args.command, OUT_OF_MEMORY)
     except Exception as exc:
         from geo.errors import is_no_space
 
-        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-            return error(args.command, f"GPU {OUT_OF_MEMORY}")
+        memory = out_of_memory(exc)
+        if memory:
+            return error(args.command, memory)
         if not is_no_space(exc):
             raise
         return error(args.command, f"no space left on device ({exc}); free some space")
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The line for an exception that means memory ran out (None for any other): Python's and
+    NumPy's MemoryError, torch's CPU allocator failing (a RuntimeError), and CUDA's
+    OutOfMemoryError."""
+    if isinstance(exc, MemoryError):
+        return OUT_OF_MEMORY
+    if isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILED in str(exc):
+        return OUT_OF_MEMORY
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        return f"GPU {OUT_OF_MEMORY}"
+    return None
 
 
 def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
@@ -120,11 +133,10 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
     last checkpoint when the same command runs again)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        print(
-            f"convlora-geo {command}: interrupted; run the same command again to resume",
-            file=sys.stderr,
-            flush=True,
-        )
+        # written, not printed: a flow with log_prints turns print() into a log record
+        sys.stderr.write(f"convlora-geo {command}: interrupted; run the same command again to "
+                         "resume\n")  # fmt: skip
+        sys.stderr.flush()
         import psutil
 
         children = psutil.Process().children(recursive=True)
