@@ -12,6 +12,7 @@ import pytest
 import rasterio
 
 from geo.contracts import AdapterMetadata, StoreInfo
+from geo.predict import output_paths
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -166,8 +167,6 @@ def test_predict_command_from_and_to_s3(
         )  # fmt: skip
         assert code == 0, err[-3000:]
         names = sorted(Path(p).name for p in s3.ls(f"{bucket}/out"))
-    assert names == [
-        "scene_classes.qml", "scene_classes.tif", "scene_manifest.json",
-        "scene_polygons.gpkg", "scene_probability.tif",
-    ]  # fmt: skip
+    assert names == sorted(p.name for p in output_paths(".", "scene").values())
+    assert "scene_quicklook.png" in names and "scene_polygons.parquet" in names
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed
