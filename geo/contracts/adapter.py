@@ -87,7 +87,7 @@ class AdapterMetadata:
         try:
             bands = tuple(int(b) for b in document["bands"])
             tile_size = int(document["tile_size"])
-            overlap = int(document.get("overlap") or tile_size // 8)
+            overlap = int(document.get("overlap", tile_size // 8))
         except (TypeError, ValueError) as err:
             raise InputError(f"{source}: invalid bands or tile size ({err})") from None
         normalization = Normalization.from_dict(document["normalization"], source)

@@ -89,6 +89,11 @@ class FinetuneConfig(StageConfig):
     checkpoint_every: int = option(50, help="optimiser steps between resumable checkpoints", ge=1)
     log_every: int = option(10, help="optimiser steps between metrics.jsonl lines", ge=1)
     num_workers: int = option(0, help="data loader processes", ge=0)
+    compile: bool = option(
+        False,
+        help="torch.compile the model for training and validation: faster on GPUs, after first "
+        "steps that compile for minutes",
+    )
     device: str = option("auto", help=DEVICE_HELP)
     nproc: int = option(
         1,
@@ -158,4 +163,5 @@ class FinetuneConfig(StageConfig):
             log_every=self.log_every,
             early_stop_patience=self.early_stop,
             num_workers=self.num_workers,
+            compile=self.compile,
         )

@@ -22,7 +22,7 @@ def predict_planned(
     """Predict one scene of a plan with the config's model (loaded once per process) into the
     config's output folder or URL; returns where the outputs are."""
     device = resolve_device(config.device)
-    model, record = load_model(config.model, config.sam_checkpoint, device)
+    model, record = load_model(config.model, config.sam_checkpoint, device, config.compile)
     return predict_scene_into(
         scene, model, config.out, batch_size=config.batch_size or DEFAULT_BATCH, device=device,
         min_area=config.min_area, simplify=config.simplify, progress=progress,

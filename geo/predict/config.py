@@ -33,6 +33,11 @@ class PredictConfig(StageConfig):
         None, help="windows per forward pass (default: 4 on CPU, from free memory on CUDA)", ge=1
     )
     device: str = option("auto", help=DEVICE_HELP)
+    compile: bool = option(
+        False,
+        help="torch.compile the model: faster on GPUs over many windows, after a first batch "
+        "that compiles for minutes",
+    )
     min_area: float = option(
         500.0, help="drop polygons smaller than this many m² (pixels without a CRS)", ge=0
     )

@@ -1,4 +1,5 @@
-"""The sync-free Conv-LoRA dispatch computes what the grouped dispatch it replaced computed."""
+"""Both Conv-LoRA dispatches (sync-free batched, grouped) compute what the grouped dispatch of the
+reference implementation computes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from tests.support.reference_conv_lora import ConvLoRALinear as GroupedConvLoRAL
 EXPERTS = 4
 
 
-def _pair(gate: str, seed: int) -> tuple[GroupedConvLoRALinear, ConvLoRALinear]:
+def _pair(
+    gate: str, seed: int, dispatch: str = "batched"
+) -> tuple[GroupedConvLoRALinear, ConvLoRALinear]:
     """The reference layer with trained-looking weights (several experts in use) and the new
     layer holding the same tensors."""
     torch.manual_seed(seed)
@@ -27,6 +30,7 @@ def _pair(gate: str, seed: int) -> tuple[GroupedConvLoRALinear, ConvLoRALinear]:
             expert.conv.bias.normal_(std=0.1)
     layer = ConvLoRALinear(nn.Linear(16, 48), **options)
     layer.load_state_dict(reference.state_dict())
+    layer.dispatch = dispatch
     return reference, layer
 
 
@@ -46,16 +50,17 @@ def _run(layer: nn.Module, x: torch.Tensor, seed: int) -> dict[str, torch.Tensor
     return out
 
 
+@pytest.mark.parametrize("dispatch", ["batched", "grouped"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("gate", ["hard", "soft"])
 def test_outputs_aux_loss_and_gradients_equal_the_grouped_dispatch_bit_for_bit(
-    gate: str, train: bool
+    gate: str, train: bool, dispatch: str
 ) -> None:
     """Experts applied one sample at a time in both layers, so that only the dispatch differs."""
     experts_used = set()
     for seed in range(3):
         for batch in (1, 8):
-            reference, layer = _pair(gate, seed)
+            reference, layer = _pair(gate, seed, dispatch)
             reference.experts = one_sample_at_a_time(reference.experts)
             layer.experts = one_sample_at_a_time(layer.experts)
             reference.train(train), layer.train(train)
@@ -75,7 +80,7 @@ def test_with_the_library_kernels_results_agree_to_rounding(gate: str) -> None:
     """Batched experts see other batches than the grouped ones: equal up to kernel rounding,
     and bit for bit when the batch holds a single window."""
     for batch in (1, 12):
-        reference, layer = _pair(gate, seed=0)
+        reference, layer = _pair(gate, seed=0, dispatch="batched")
         x = torch.randn(batch, 7, 7, 16, generator=torch.Generator().manual_seed(1))
         expected, actual = _run(reference.train(), x, 2), _run(layer.train(), x, 2)
         for key in expected:
@@ -83,6 +88,35 @@ def test_with_the_library_kernels_results_agree_to_rounding(gate: str) -> None:
                 assert torch.equal(actual[key], expected[key]), key
             scale = float(expected[key].abs().max()) + 1e-12
             torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("gate", ["hard", "soft"])
+def test_the_grouped_dispatch_equals_the_reference_with_the_library_kernels(gate: str) -> None:
+    for batch in (1, 12):
+        reference, layer = _pair(gate, seed=0, dispatch="grouped")
+        x = torch.randn(batch, 7, 7, 16, generator=torch.Generator().manual_seed(1))
+        expected, actual = _run(reference.train(), x, 2), _run(layer.train(), x, 2)
+        for key in expected:
+            assert torch.equal(actual[key], expected[key]), key
+
+
+def test_auto_groups_on_the_cpu_and_every_expert_still_gets_a_gradient() -> None:
+    """In eager mode on the CPU each expert sees only its own samples (batched would show every
+    expert all of them); experts nobody chose still receive a zero gradient."""
+    _, layer = _pair("hard", seed=0, dispatch="auto")
+    seen: list[int] = []
+    for expert in layer.experts:
+        expert.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    for batch in (12, 1):
+        seen.clear()
+        layer.zero_grad(set_to_none=True)
+        x = torch.randn(batch, 7, 7, 16, generator=torch.Generator().manual_seed(1))
+        y = layer.train()(x)
+        (y.sum() + layer.aux_loss).backward()
+        assert sum(seen) == batch
+        assert all(p.grad is not None for p in layer.experts.parameters())
+    idle = [e for e in layer.experts if not float(e.conv.weight.grad.abs().sum())]
+    assert seen == [1] and len(idle) == EXPERTS - 1
 
 
 def test_forward_and_backward_need_no_values_on_the_host() -> None:

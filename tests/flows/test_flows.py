@@ -14,6 +14,7 @@ import rasterio
 import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
+from geo.predict import output_paths
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
 from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
@@ -194,8 +195,6 @@ def test_predict_command_from_and_to_s3(
         )  # fmt: skip
         assert code == 0, err[-3000:]
         names = sorted(Path(p).name for p in s3.ls(f"{bucket}/out"))
-    assert names == [
-        "scene_classes.qml", "scene_classes.tif", "scene_manifest.json",
-        "scene_polygons.gpkg", "scene_probability.tif",
-    ]  # fmt: skip
+    assert names == sorted(p.name for p in output_paths(".", "scene").values())
+    assert "scene_quicklook.png" in names and "scene_polygons.parquet" in names
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed

@@ -12,6 +12,7 @@ from convlora.layers.lora import LowRankAdapter
 from convlora.layers.resize import resize, upsample
 
 GATE_MODES = ("hard", "soft")
+DISPATCHES = ("auto", "grouped", "batched")
 
 
 class ScaleExpert(nn.Module):
@@ -48,10 +49,14 @@ class ConvLoRALinear(LowRankAdapter):
     to one of M experts (expert m works at scale m, 1..M) by a noisy top-1 gate on the global
     average pool of z; the expert output is added to z, and y = base(x) + B (z + e) * alpha / r.
 
-    Dispatch has fixed shapes and never reads a value back to the host: every expert runs on all
-    N samples and each sample keeps the output of its own expert (see `expert_residual`), so the
-    layer compiles into one graph (`torch.compile(fullgraph=True)`, CUDA graphs) and every expert
-    takes part in every backward pass (experts no sample chose get a zero gradient).
+    Two dispatches give the same result (`dispatch`): "batched" runs every expert on all N
+    samples and each sample keeps the output of its own expert: fixed shapes, no value read back
+    to the host, so the layer compiles into one graph (`torch.compile(fullgraph=True)`, CUDA
+    graphs). "grouped" runs each expert only on the samples routed to it: about M/2 times fewer
+    expert FLOPs, at the price of one host sync per layer. "auto" (default) takes grouped in eager
+    mode on the CPU, where the sync is free and FLOPs are the cost, and batched on accelerators and
+    under torch.compile. Either way every expert takes part in every backward pass (experts no
+    sample chose get a zero gradient), as DDP requires.
 
     `gate="hard"` is the official behaviour (the gate value does not scale the expert output, so
     the router learns only from the load-balancing loss); `gate="soft"` multiplies the expert
@@ -85,6 +90,7 @@ class ConvLoRALinear(LowRankAdapter):
         experts_list = [ScaleExpert(rank, m + 1) for m in range(experts)]
         self.experts = nn.ModuleList(experts_list).to(device, dtype)
         self.aux_loss: torch.Tensor | None = None
+        self.dispatch = "auto"
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, experts={len(self.experts)}, gate={self.gate_mode!r}"
@@ -101,19 +107,44 @@ class ConvLoRALinear(LowRankAdapter):
         return y + (z @ self.lora_B.T) * self.scaling
 
     def expert_residual(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """The routed expert's output for each sample of z (N, r, H, W), in input order.
+        """The routed expert's output for each sample of z (N, r, H, W), in input order, times
+        the router's probability with the soft gate."""
+        if self.dispatch not in DISPATCHES:
+            raise ValueError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
+        grouped = self.dispatch == "grouped" or (
+            self.dispatch == "auto" and z.device.type == "cpu" and not torch.compiler.is_compiling()
+        )
+        residual = self._grouped(z, routing) if grouped else self._batched(z, routing)
+        if self.gate_mode == "soft":
+            residual = residual * routing.prob.to(residual.dtype)[:, None, None, None]
+        return residual
 
-        Every expert runs on the whole (contiguous) batch and the outputs are stacked to
-        (M x N, r, H, W); sample i reads row index[i] x N + i. A gather keeps the outputs and,
-        in backward, the gradients of the other experts exactly zero.
-        """
+    def _batched(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """Every expert on the whole (contiguous) batch, outputs stacked to (M x N, r, H, W);
+        sample i reads row index[i] x N + i. The gather keeps the outputs and, in backward, the
+        gradients of the other experts exactly zero."""
         n = z.shape[0]
         z = z.contiguous()
         outputs = torch.stack([expert(z) for expert in self.experts]).flatten(0, 1)
         rows = routing.index * n + torch.arange(n, device=z.device)
-        residual = outputs.index_select(0, rows)
-        if self.gate_mode == "soft":
-            residual = residual * routing.prob.to(residual.dtype)[:, None, None, None]
+        return outputs.index_select(0, rows)
+
+    def _grouped(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """Each expert once on its own samples (sorted by expert), outputs put back in input
+        order; experts without a sample join the graph with a zero term."""
+        order = torch.argsort(routing.index, stable=True)
+        counts = torch.bincount(routing.index, minlength=len(self.experts)).tolist()
+        chunks = z.index_select(0, order).split(counts)
+        outputs: list[torch.Tensor] = []
+        idle: list[torch.Tensor] = []
+        for expert, chunk in zip(self.experts, chunks, strict=True):
+            if chunk.shape[0]:
+                outputs.append(expert(chunk))
+            elif torch.is_grad_enabled():
+                idle.extend(p.sum() for p in expert.parameters() if p.requires_grad)
+        residual = torch.cat(outputs).index_select(0, torch.argsort(order))
+        if idle:
+            residual = residual + torch.stack(idle).sum() * 0.0
         return residual
 
 
