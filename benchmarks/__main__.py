@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.harness import RESULTS, Budget, load_average, machine, machine_line, write_results
 
-SECTIONS = ("adapters", "predict", "memory", "tiling", "vectorize")
+SECTIONS = ("adapters", "accel", "predict", "memory", "tiling", "vectorize")
 
 
 def run_section(name: str, budget: Budget) -> dict[str, Any]:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 
+from flows.logs import forward_library_logs
+
 COMMANDS = (
-    "demo", "tile", "train", "evaluate", "finetune", "predict", "ingest", "info",
+    "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
-NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec")
+OUT_OF_MEMORY = (
+    "out of memory; lower --batch-size (or --tile-size / --image-size) and run the same "
+    "command again"
+)
+CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError
+NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
 
 
 class UserError(Exception):
@@ -67,7 +77,10 @@ def error(command: str, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or one line about a bad argument
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGINT, stop_now(args.command))
+    forward_library_logs(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
@@ -88,9 +103,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from geo.errors import is_no_space
 
+        memory = out_of_memory(exc)
+        if memory:
+            return error(args.command, memory)
         if not is_no_space(exc):
             raise
         return error(args.command, f"no space left on device ({exc}); free some space")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The line for an exception that means memory ran out (None for any other): Python's and
+    NumPy's MemoryError, torch's CPU allocator failing (a RuntimeError), and CUDA's
+    OutOfMemoryError."""
+    if isinstance(exc, MemoryError):
+        return OUT_OF_MEMORY
+    if isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILED in str(exc):
+        return OUT_OF_MEMORY
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        return f"GPU {OUT_OF_MEMORY}"
+    return None
+
+
+def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
+    """A SIGINT handler that stops at once: Ctrl-C reaches the whole process group, Prefect's
+    temporary server included, and a flow would otherwise retry that dead server for minutes.
+    Work already done stays resumable (tiling, training and prediction all resume from their
+    last checkpoint when the same command runs again)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # written, not printed: a flow with log_prints turns print() into a log record
+        sys.stderr.write(f"convlora-geo {command}: interrupted; run the same command again to "
+                         "resume\n")  # fmt: skip
+        sys.stderr.flush()
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=3)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        os._exit(130)
+
+    return handler
 
 
 def quiet_broken_pipe() -> None:

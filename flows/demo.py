@@ -36,11 +36,12 @@ def demo_params(out: Path, steps: int) -> dict[str, Any]:
 
 
 @flow(name="demo", log_prints=True)
-def demo_flow(out: str = "demo-output", steps: int = 300) -> dict[str, str]:
-    """Tile, fine-tune and predict on the bundled scene; returns the output paths."""
+def demo_flow(out: str = "demo-output", steps: int = 300) -> dict[str, Any]:
+    """Tile, fine-tune and predict on the bundled scene; returns the output paths and the
+    validation metrics."""
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    finetune_flow(**demo_params(out_dir, steps))
+    metrics = finetune_flow(**demo_params(out_dir, steps))
     outputs = predict_flow(
         images=[str(SCENE)],
         model=str(out_dir / "run"),
@@ -50,4 +51,4 @@ def demo_flow(out: str = "demo-output", steps: int = 300) -> dict[str, str]:
         min_area=2000,
     )[0]
     get_run_logger().info("demo outputs in %s", out_dir)
-    return outputs
+    return {"outputs": outputs, "validation": metrics}

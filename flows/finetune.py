@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.commands.evaluate import object_line
 from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
 from flows.tile import build_tile_store
@@ -79,12 +80,15 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
         table=epoch_table(train.out),
         description="Validation IoU per class and epoch",
     )
+    objects = metrics["objects"]
     create_markdown_artifact(
         key="finetune-summary",
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
-        f"- validation mIoU: {metrics['miou']:.4f}\n",
+        f"- validation mIoU: {metrics['miou']:.4f}\n"
+        f"- validation {object_line(objects)}\n"
+        + "".join(f"\n**Warning:** {w}\n" for w in summary.get("warnings", [])),
     )
     get_run_logger().info("validation mIoU %.4f, adapter in %s", metrics["miou"], train.out)
     return metrics

@@ -1,41 +1,62 @@
-"""`ingest` flow: find scenes this model has not processed yet and predict them (idempotent)."""
+"""`ingest` flow: predict the scenes of a folder, bucket or STAC catalog that this model has not
+predicted yet; files it cannot read are skipped and recorded (see `geo.ingest.run`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.parameters import INGEST
-from flows.predict import run_prediction
-from geo.ingest import MANIFEST, IngestConfig, list_scenes, model_id, read_manifest, write_manifest
-from geo.predict import PredictConfig
+from flows.predict import predict_all, publish_polygon_table
+from geo.ingest import (
+    RECORD_FILE,
+    IngestConfig,
+    IngestResult,
+    finish_ingest,
+    plan_ingest,
+    predict_options,
+)
+from geo.io.storage import join
 
 
 @flow(name="ingest", log_prints=True)
-@INGEST.parameters("Predict every scene under the source that this model has not predicted yet.")
-def ingest_flow(**params: Any) -> list[str]:
-    logger = get_run_logger()
+@INGEST.parameters(
+    "Predict the scenes of a folder, bucket or STAC catalog that this model has not predicted "
+    "yet. Scenes it cannot read are skipped (and checked again only when they change); the run "
+    "fails only when there were new scenes and none could be predicted."
+)
+def ingest_flow(**params: Any) -> dict[str, Any]:
     ingest = INGEST.build(IngestConfig, params)
-    base = INGEST.build(PredictConfig, {**params, "images": [ingest.source]})
-    out = Path(base.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / MANIFEST
-    manifest = read_manifest(manifest_path)
-    key = model_id(base.model)
-    scenes = list_scenes(ingest.source, ingest.pattern)
-    todo = [s for s, v in scenes.items() if manifest.get(s, {}).get(key) != v]
-    logger.info("%d scene(s) found, %d new for model %s", len(scenes), len(todo), key)
-    if todo:
-        run_prediction(PredictConfig.parse({**base.params(), "images": todo}))
-        for scene in todo:
-            manifest.setdefault(scene, {})[key] = scenes[scene]
-        write_manifest(manifest_path, manifest)
-    create_markdown_artifact(
-        key="ingest-summary",
-        markdown=f"# Ingest\n\n- source: `{ingest.source}`\n- scenes found: {len(scenes)}\n"
-        f"- predicted now: {len(todo)}\n- outputs: `{out}`\n",
-    )
-    return todo
+    plan = plan_ingest(ingest, predict_options(ingest, params))
+    scenes = [scene for _, scene in plan.scenes]
+    results = predict_all(scenes, plan.config, raise_on_failure=False) if scenes else []
+    outcomes = {candidate.id: r for (candidate, _), r in zip(plan.scenes, results, strict=True)}
+    result = finish_ingest(plan, outcomes)
+    publish_polygon_table([r for r in results if not isinstance(r, BaseException)])
+    create_markdown_artifact(key="ingest-summary", markdown=summary(result))
+    get_run_logger().info(
+        "%d new of %d: %d predicted, %d skipped, %d failed", result.new, result.found,
+        len(result.predicted), len(result.refused), len(result.failed),
+    )  # fmt: skip
+    result.check()
+    return result.to_dict()
+
+
+def summary(result: IngestResult) -> str:
+    """The run as markdown: counts, then one row per new scene with what happened to it."""
+    lines = [
+        "# Ingest", "", f"- source: `{result.source}`", f"- outputs: `{result.out}`",
+        f"- scenes found: {result.found}, new: {result.new}",
+        f"- predicted: {len(result.predicted)}, skipped: {len(result.refused)}, "
+        f"failed (retried next run): {len(result.failed)}",
+        f"- record: `{join(result.out, RECORD_FILE)}`",
+    ]  # fmt: skip
+    rows = [(i, "predicted", f"`{o['classes']}`") for i, o in result.predicted.items()]
+    rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
+    rows += [(i, "failed", reason) for i, reason in result.failed.items()]
+    if rows:
+        lines += ["", "| scene | status | outputs or reason |", "| --- | --- | --- |"]
+        lines += [f"| `{i}` | {status} | {text.replace('|', '/')} |" for i, status, text in rows]
+    return "\n".join(lines) + "\n"

@@ -142,6 +142,8 @@ class Options:
                 if meta.get("metavar"):
                     kwargs["metavar"] = meta["metavar"]
             if positional:
+                if not o.required:
+                    kwargs |= {"nargs": "?", "default": o.default}
                 parser.add_argument(o.name, **kwargs)
                 continue
             if kind != "bool":

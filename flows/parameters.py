@@ -9,6 +9,7 @@ from geo.finetune.config import FinetuneConfig
 from geo.ingest.config import IngestConfig
 from geo.predict.config import PredictConfig
 from geo.tiling.config import TileConfig
+from geo.vectorize.config import VectorizeConfig
 
 TILE = Options((TileConfig,))
 FINETUNE = Options(
@@ -20,3 +21,4 @@ TRAIN = Options((FinetuneConfig,))
 EVALUATE = Options((EvaluateConfig,))
 PREDICT = Options((PredictConfig,))
 INGEST = Options((IngestConfig, PredictConfig), skip=frozenset({"images"}))
+VECTORIZE = Options((VectorizeConfig,))

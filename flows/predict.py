@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -19,30 +20,44 @@ from geo.predict.summary import polygon_summary
 def predict_one(scene: Scene, config: PredictConfig) -> dict[str, str]:
     """Predict one planned scene; an interrupted scene resumes where it stopped on retry."""
     get_run_logger().info("predicting %s", scene.info.path)
-    outputs = predict_planned(scene, config, progress=False)
-    return {name: str(path) for name, path in outputs.items()}
+    return predict_planned(scene, config, progress=False)
 
 
 @flow(name="predict-scenes")
-def predict_scenes(scenes: list[Scene], config: PredictConfig) -> list[dict[str, str]]:
-    """Fan the scenes out over the flow's task runner."""
+def predict_scenes(
+    scenes: list[Scene], config: PredictConfig, raise_on_failure: bool = True
+) -> list[Any]:
+    """Fan the scenes out over the flow's task runner: each one's outputs, or (without
+    `raise_on_failure`) the exception that stopped it."""
     futures = [predict_one.submit(scene, config) for scene in scenes]
-    return [future.result() for future in futures]
+    return [future.result(raise_on_failure=raise_on_failure) for future in futures]
+
+
+def predict_all(
+    scenes: Sequence[Scene], config: PredictConfig, *, raise_on_failure: bool = True
+) -> list[Any]:
+    """Predict planned scenes on Dask (the config's scheduler, else a local cluster for several
+    scenes) or in a thread for one; see `predict_scenes`."""
+    runner = task_runner_for(len(scenes), dask_address(config.dask_address))
+    fan_out = predict_scenes.with_options(task_runner=runner)  # type: ignore[arg-type]
+    return fan_out(list(scenes), config, raise_on_failure)
+
+
+def publish_polygon_table(results: Sequence[dict[str, str]]) -> None:
+    """A table artifact of polygon counts and areas per class and scene."""
+    rows = []
+    for outputs in results:
+        for cls in polygon_summary(outputs["manifest"]):
+            rows.append({"scene": PurePosixPath(outputs["classes"]).name, **cls})
+    create_table_artifact(key="predict-polygons", table=rows, description="Polygons per class")
 
 
 def run_prediction(config: PredictConfig) -> list[dict[str, str]]:
     """Plan once (bad input fails here, before any Dask cluster starts), predict every scene,
     and publish a table of outputs with polygon counts and areas per class."""
     plan = check_prediction(config)
-    address = dask_address(config.dask_address)
-    runner = task_runner_for(len(plan.scenes), address)
-    flow = predict_scenes.with_options(task_runner=runner)  # type: ignore[arg-type]
-    results = flow(list(plan.scenes), config)
-    rows = []
-    for outputs in results:
-        for cls in polygon_summary(outputs["polygons"]):
-            rows.append({"scene": Path(outputs["classes"]).name, **cls})
-    create_table_artifact(key="predict-polygons", table=rows, description="Polygons per class")
+    results = predict_all(plan.scenes, config)
+    publish_polygon_table(results)
     lines = [f"- `{o['classes']}`\n- `{o['polygons']}`" for o in results]
     create_markdown_artifact(
         key="predict-summary",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prefect import get_client
@@ -12,6 +13,8 @@ from prefect_dask import DaskTaskRunner
 from flows.worker_env import set_env
 
 DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
+QUIET_DASK = {"DASK_LOGGING__DISTRIBUTED": "warning"}  # Dask's own logs: warnings and errors
+log = logging.getLogger(__name__)
 
 
 def current_api_url() -> str:
@@ -26,12 +29,15 @@ def dask_address(parameter: str | None) -> str | None:
 
 
 def worker_prefect_env() -> dict[str, str]:
-    """What Dask workers need to report to this process's Prefect API: its URL, and its key
-    where the API needs one (Prefect Cloud); the key travels in memory only, never in logs."""
+    """What Dask workers need to report to this process's Prefect API (their task runs and
+    logs): its URL, and its key (Prefect Cloud) or basic-auth string (a server behind
+    `PREFECT_SERVER_API_AUTH_STRING`) where it needs one; secrets travel in memory only."""
     env = {"PREFECT_API_URL": current_api_url()}
-    key = get_current_settings().api.key
-    if key is not None:
-        env["PREFECT_API_KEY"] = key.get_secret_value()
+    api = get_current_settings().api
+    if api.key is not None:
+        env["PREFECT_API_KEY"] = api.key.get_secret_value()
+    if api.auth_string is not None:
+        env["PREFECT_API_AUTH_STRING"] = api.auth_string.get_secret_value()
     return env
 
 
@@ -41,6 +47,24 @@ def share_api_url(address: str) -> None:
 
     with Client(address, timeout=30) as client:
         client.run(set_env, worker_prefect_env())
+
+
+class _WorkerShutdown(logging.Filter):
+    """Drops the nanny's warning that it killed a worker still exiting after 4 s when the
+    cluster closes: Prefect's background threads in each worker outlive the close request
+    (every run of a Prefect flow on a local cluster does this; the results are in)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Worker process still alive after")
+
+
+def quiet_local_dask() -> None:
+    """No start-up and shut-down chatter from a local Dask cluster: warnings and errors only."""
+    for name in ("distributed", "prefect.task_runner.dask"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    nanny = logging.getLogger("distributed.nanny")
+    if not any(isinstance(f, _WorkerShutdown) for f in nanny.filters):
+        nanny.addFilter(_WorkerShutdown())
 
 
 def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -> TaskRunner:
@@ -54,10 +78,13 @@ def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -
         return DaskTaskRunner(address=address)
     if n_items <= 1:
         return ThreadPoolTaskRunner(max_workers=1)
-    env = {**worker_prefect_env(), "OMP_NUM_THREADS": "1"}
+    quiet_local_dask()
+    workers = min(local_workers, n_items)
+    log.info("%d items on a local Dask cluster of %d processes", n_items, workers)
+    env = {**worker_prefect_env(), **QUIET_DASK, "OMP_NUM_THREADS": "1"}
     return DaskTaskRunner(
         cluster_kwargs={
-            "n_workers": min(local_workers, n_items),
+            "n_workers": workers,
             "threads_per_worker": 1,
             "processes": True,
             "dashboard_address": None,

@@ -15,11 +15,12 @@ from prefect.context import TaskRunContext
 from flows.parameters import TILE
 from flows.retries import IO_RETRIES
 from flows.runtime import dask_address
-from geo.tiling import TileConfig, tile_scenes
+from geo.tiling import TileConfig, input_files, tile_scenes
 
 
 def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Cache on the options, each input's size and mtime, and the store's own metadata file.
+    """Cache on the options, the size and mtime of each input's files (a VRT's sources too),
+    and the store's own metadata file.
 
     With no store at the output path there is nothing to reuse: a fresh key forces the work.
     """
@@ -27,7 +28,7 @@ def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     marker = os.path.join(config.out, "zarr.json")
     if not os.path.exists(marker):
         return f"tile-{uuid.uuid4()}"
-    paths = [*config.images, *config.labels, config.class_map, config.aoi or "", marker]
+    paths = [*input_files(config), marker]
     stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths if os.path.exists(p)]
     payload = json.dumps([config.params(), stats], sort_keys=True, default=str)
     return "tile-" + hashlib.sha256(payload.encode()).hexdigest()

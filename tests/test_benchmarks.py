@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.support.paths import ROOT
 
 KEYS = {
     "adapters": ["convlora_over_lora_step_time"],
+    "accel": ["sdpa_encoder_speedup", "compiled_convlora_step_speedup"],
     "predict": ["pipeline_over_model", "speedup_over_naive", "memory_ratio_naive_over_ours"],
     "memory": ["rss_16x_over_1x"],
     "tiling": ["tiling_over_raw_read", "tile_mb_per_s", "raw_read_mb_per_s"],
@@ -46,7 +48,7 @@ def test_quick_run_records_every_key_figure(tmp_path: Path) -> None:
         assert "error" not in body, body.get("error")
         for key in keys:
             value = body.get(key)
-            assert isinstance(value, int | float) and math.isfinite(value), f"{section}.{key}"
+            assert finite(value), f"{section}.{key}"
             assert key in body["key_figures"]
         for timing in _timings(body):
             assert 0 < timing["min"] <= timing["median"] <= timing["max"]
@@ -69,3 +71,33 @@ def _timings(node: object) -> list[dict]:
     if isinstance(node, list):
         return [t for value in node for t in _timings(value)]
     return []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: it would measure")
+def test_gpu_benchmarks_skip_without_cuda(tmp_path: Path) -> None:
+    """On a machine without CUDA `python -m benchmarks.gpu` says so and writes nothing."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no CUDA device" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_code_runs_on_the_cpu(tmp_path: Path) -> None:
+    """`--cpu-dry-run`: the GPU measurements' code with the tiny SAM on the CPU."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--cpu-dry-run", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    body = json.loads((tmp_path / "gpu-dry-run.json").read_text())["sections"]["gpu"]
+    for key in body["key_figures"]:
+        assert finite(body[key]) and key in body["goals"]
+    assert finite(body["convlora_over_lora_step_time_eager"])
+
+
+def finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

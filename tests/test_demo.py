@@ -43,6 +43,9 @@ def test_demo_writes_outputs_on_the_scene_grid_and_says_how_to_open_them(tmp_pat
     for path in (classes, polygons, predictions / "nebraska_landsat_albers_30m_classes.qml"):
         assert str(path) in proc.stdout
     assert "QGIS" in proc.stdout
+    quicklook = predictions / "nebraska_landsat_albers_30m_quicklook.png"
+    assert f"Look first: {quicklook}" in proc.stdout and quicklook.stat().st_size > 0
+    assert "Validation IoU of the best checkpoint: background " in proc.stdout
     adapter = AdapterMetadata.read(out / "run")
     assert [c.name for c in adapter.classes] == ["background", "pivot"]
     assert adapter.training["step"] > 0

@@ -10,13 +10,13 @@ import pytest
 
 from flows.cli import build_parser
 from flows.options import Options
-from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN
+from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN, VECTORIZE
 from geo.errors import InputError
 from geo.finetune import FinetuneConfig
 from geo.tiling import TileConfig
 
 COMMANDS = {"tile": TILE, "train": TRAIN, "finetune": FINETUNE, "predict": PREDICT,
-            "evaluate": EVALUATE, "ingest": INGEST}  # fmt: skip
+            "evaluate": EVALUATE, "ingest": INGEST, "vectorize": VECTORIZE}  # fmt: skip
 
 
 def flows() -> dict[str, object]:

@@ -1,9 +1,12 @@
-"""`convlora-geo train` and `evaluate` on a real AgNet tile store: SIGKILL + rerun, torchrun."""
+"""`convlora-geo train` and `evaluate` on real tile stores: SIGKILL + rerun, torchrun from outside
+and from `--nproc` (every adapter kind, DDP over gloo on the CPU)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,16 +17,19 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from convlora.config import ADAPTERS
 from flows.cli import main
 from geo.contracts.tile_store import StoreInfo
 from geo.finetune.bands import rgb_positions
 from geo.finetune.dataset import TileDataset
 from geo.finetune.train import class_frequency_weights
 from tests.support.cli import train_args
-from tests.support.paths import ROOT
-from tests.support.stores import small_agnet_store
+from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
+from tests.support.stores import small_agnet_store, tile
 
-METRIC_NAMES = {"miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "pixels"}
+METRIC_NAMES = {
+    "miou", "f1", "pixel_accuracy", "per_class_iou", "per_class_f1", "predicted_share", "pixels",
+}  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -79,7 +85,7 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     evaluate = ["evaluate", str(store), "--model", str(run), "--json", "--device", "cpu"]
     assert main([*evaluate, "--split", "val"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store"}
+    assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store", "objects", "reference"}
     assert metrics["tiles"] == 3
     assert metrics["miou"] == pytest.approx(summary["best_miou"])
     assert main(["evaluate", str(store), "--model", str(run)]) == 0  # all tiles by default
@@ -170,3 +176,49 @@ def test_torchrun_two_processes_match_one_process_accumulating(store: Path, tmp_
     a = load_file(str(tmp_path / "ddp" / "adapter.safetensors"))
     b = load_file(str(tmp_path / "one" / "adapter.safetensors"))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def pivots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled Nebraska scene and its pivots in 128 px tiles (nodata corners included)."""
+    return tile(
+        [NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path_factory.mktemp("pivots") / "p.zarr",
+        tile_size=128, overlap=32, val_fraction=0.25,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_nproc_trains_every_adapter_kind_in_two_processes(
+    pivots: Path, tmp_path: Path, adapter: str, capsys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`train --nproc 2` starts torchrun (gloo on the CPU), relays rank 0's progress lines to
+    this process's logging, and prints rank 0's summary once."""
+    args = train_args(pivots, tmp_path / "run", "--steps", "2", "--nproc", "2", "--progress")
+    args[args.index("--adapter") + 1] = adapter
+    args[args.index("--accumulate") + 1] = "1"
+    with caplog.at_level(logging.INFO):
+        assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and summary["best_miou"] is not None
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
+    progress = [r.getMessage() for r in caplog.records if r.name == "convlora.training"]
+    assert any(line.startswith("step 2/2  loss ") for line in progress), progress
+    assert (tmp_path / "run" / "adapter.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_training_process_fails_the_run_with_its_error_line(
+    pivots: Path, tmp_path: Path
+) -> None:
+    """Tiles that cannot be decoded pass the pre-flight check (it reads the store's metadata)
+    and stop the training processes: the error names the process and what failed."""
+    store = tmp_path / "broken.zarr"
+    shutil.copytree(pivots, store)
+    for chunk in (store / "images" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"not a blosc chunk")
+    args = train_args(store, tmp_path / "run", "--steps", "2", "--nproc", "2")
+    with pytest.raises(RuntimeError, match=r"^training process [01] failed: \w+Error: ") as err:
+        main(args)
+    assert "\n" not in str(err.value)

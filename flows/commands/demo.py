@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 QGIS_HELP = """
+Look first: {quicklook}
+  (the predicted classes over the scene, with a legend; any image viewer opens it)
+
 Open the results in QGIS (3.28 or newer):
   1. Layer > Add Layer > Add Raster Layer: {classes}
      (its style {qml} loads with it: class names and colours in the legend)
@@ -25,12 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from flows.demo import demo_flow
 
-    outputs = demo_flow(out=args.out, steps=args.steps)
+    result = demo_flow(out=args.out, steps=args.steps)
+    outputs, validation = result["outputs"], result["validation"]
     print("\nDemo finished. Outputs:")
     for name, path in outputs.items():
         print(f"  {name:<12} {path}")
+    ious = ", ".join(f"{k} {v:.2f}" for k, v in validation["per_class_iou"].items())
+    print(f"\nValidation IoU of the best checkpoint: {ious} (mIoU {validation['miou']:.2f})")
     print(
         QGIS_HELP.format(
+            quicklook=outputs["quicklook"],
             classes=outputs["classes"],
             qml=outputs["style"],
             polygons=outputs["polygons"],

@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "evaluate", EVALUATE, help="measure a trained model on a labelled tile store",
         description="Per-class IoU, mIoU, F1 and pixel accuracy (label 255 ignored) of a "
-        "trained adapter on any labelled tile store, e.g. one tiled from a held-out area.",
+        "trained adapter on any labelled tile store, e.g. one tiled from a held-out area, and "
+        "object precision, recall and F1 (a predicted object counts when it matches a "
+        "reference object at IoU > 0.5) with the median IoU of the matches.",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=run)
@@ -35,7 +37,22 @@ def table(metrics: dict[str, Any]) -> str:
         lines.append(f"{name:<24}{fmt(iou):>8}{fmt(metrics['per_class_f1'][name]):>8}")
     lines.append(f"{'mean':<24}{fmt(metrics['miou']):>8}{fmt(metrics['f1']):>8}")
     lines.append(f"pixel accuracy: {fmt(metrics['pixel_accuracy']).strip()}")
+    lines.append(object_line(metrics["objects"]))
     return "\n".join(lines)
+
+
+def object_line(objects: dict[str, Any]) -> str:
+    """Object precision, recall, F1 and median IoU in one line."""
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (
+        f"objects (IoU > {objects['iou_threshold']}): precision {fmt(objects['precision'])}, "
+        f"recall {fmt(objects['recall'])}, F1 {fmt(objects['f1'])}, median IoU "
+        f"{fmt(objects['median_iou'])} ({objects['matched']} matched of {objects['predicted']} "
+        f"predicted, {objects['reference']} reference)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""`convlora-geo ingest`: predict scenes in a folder or bucket that this model has not seen yet."""
+"""`convlora-geo ingest`: predict the scenes of a folder, bucket or STAC catalog that this model
+has not predicted yet."""
 
 from __future__ import annotations
 
@@ -10,28 +11,26 @@ from flows.parameters import INGEST
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "ingest", INGEST, help="predict new scenes found under a folder or URL",
-        description="Predict the scenes under SOURCE that this model has not predicted yet; "
-        "a manifest in the output folder makes reruns predict nothing twice.",
+        sub, "ingest", INGEST, help="predict new scenes of a folder, bucket or STAC catalog",
+        description="Predict the scenes under SOURCE (or the items of a --stac catalog) that "
+        "this model has not predicted yet. Files it cannot read are skipped with a warning and "
+        "recorded; an ingest record in the output folder makes reruns predict nothing twice.",
     )  # fmt: skip
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from geo.ingest import IngestConfig
-    from geo.ingest.catalog import check_source
-    from geo.io.outputs import check_output
-    from geo.predict import PredictConfig
-    from geo.predict.plan import check_model
+    from geo.ingest import IngestConfig, check_ingest, predict_options
 
     values = INGEST.values(args)
     ingest = INGEST.build(IngestConfig, values)
-    config = INGEST.build(PredictConfig, {**values, "images": [ingest.source]})
-    check_model(config.model, config.sam_checkpoint, config.device)  # before Prefect starts
-    check_output(config.out, into=True)
-    check_source(ingest.source)
+    check_ingest(ingest, predict_options(ingest, values))  # before Prefect starts
     from flows.ingest import ingest_flow
 
-    done = ingest_flow(**values)
-    print(f"predicted {len(done)} new scene(s) into {values['out']}")
+    result = ingest_flow(**values)
+    print(
+        f"{result['new']} new of {result['found']} scene(s): {len(result['predicted'])} "
+        f"predicted into {result['out']}, {len(result['refused'])} skipped, "
+        f"{len(result['failed'])} failed (retried next run)"
+    )
     return 0

@@ -1,6 +1,7 @@
 """`convlora-geo train`: fine-tune SAM with an adapter on a tile store (resumable, DDP-ready).
 
-Several GPUs: `torchrun --nproc-per-node N -m flows.cli train STORE.zarr ...`.
+Several GPUs: `--nproc N` (torchrun started here), or `torchrun --nproc-per-node N -m flows.cli
+train STORE.zarr ...`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub, "train", TRAIN, help="fine-tune SAM on a tile store",
         description="Fine-tune SAM on a tile store's training split, validating every epoch. "
         "Rerunning the same command resumes an interrupted run from OUT/last. "
-        "Several GPUs: torchrun --nproc-per-node N -m flows.cli train ...",
+        "Several GPUs: --nproc N (one process per GPU, started with torchrun).",
     )  # fmt: skip
     p.set_defaults(run=run)
 

@@ -35,7 +35,10 @@ class AdapterMetadata:
     tile_size: int  # the tile side of the store the model was trained on
     overlap: int
     store_fingerprint: str | None = None
+    dtype: str | None = None  # the training scenes' pixel type
+    pixel_size_m: float | None = None  # their pixel side in metres (None without a CRS)
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
+    georeferenced: bool | None = None  # the training scenes had a CRS (None: not recorded)
 
     @property
     def image_size(self) -> int:
@@ -58,6 +61,9 @@ class AdapterMetadata:
             "tile_size": store.tile_size,
             "overlap": store.overlap,
             "store_fingerprint": store.fingerprint,
+            "dtype": store.dtype,
+            "pixel_size_m": store.pixel_size_m,
+            "georeferenced": any(scene.crs for scene in store.scenes),
         }
 
     @classmethod
@@ -81,7 +87,7 @@ class AdapterMetadata:
         try:
             bands = tuple(int(b) for b in document["bands"])
             tile_size = int(document["tile_size"])
-            overlap = int(document.get("overlap") or tile_size // 8)
+            overlap = int(document.get("overlap", tile_size // 8))
         except (TypeError, ValueError) as err:
             raise InputError(f"{source}: invalid bands or tile size ({err})") from None
         normalization = Normalization.from_dict(document["normalization"], source)
@@ -106,7 +112,10 @@ class AdapterMetadata:
             tile_size=tile_size,
             overlap=overlap,
             store_fingerprint=document.get("store_fingerprint"),
+            dtype=document.get("dtype"),
+            pixel_size_m=document.get("pixel_size_m"),
             training=dict(document.get("training") or {}),
+            georeferenced=_optional_bool(document.get("georeferenced"), source),
         )
 
     @classmethod
@@ -121,3 +130,9 @@ class AdapterMetadata:
         except ConvLoRAInputError as err:
             raise InputError(str(err)) from None
         return cls.from_document(document, folder / METADATA_NAME)
+
+
+def _optional_bool(value: object, source: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")

@@ -15,14 +15,28 @@ A class map file is JSON or YAML, either a list of classes or a mapping with tha
 Class ids are the list positions 0..K-1 (an optional `id` must equal the position). `values` are
 matched against the label field (vector labels) or the raster codes (label rasters); numbers and
 strings are compared by their text, so `5`, `5.0` and `"5"` are the same value. With vector labels
-and no label field, every feature is the one non-background class of a two-class map.
+and no label field, every feature is the one object class of a two-class map (boundary classes
+not counted).
+
+Boundary classes (field boundaries, building outlines) keep touching objects apart::
+
+      - name: field boundary
+        boundary: 2 px        # or metres: 20 m
+        color: "#e31a1c"
+
+With vector labels, the pixels of each polygon within `boundary` of a pixel outside it (another
+polygon, the background) become this class: adjacent parcels are taught apart by a boundary
+twice that wide, a parcel meeting background by one that wide. With label rasters the class
+takes its `values`, like any class, and the width says how wide the raster's boundaries are. At
+most one class is a boundary class; prediction gives its pixels back to the objects they
+outline, so that touching objects of one class become separate polygons.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +51,7 @@ IGNORE = IGNORE_INDEX
 UNMAPPED_CHOICES = ("ignore", "background")
 ALIAS_REFUSAL = "YAML aliases (*name) are not allowed in a class map"
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+_WIDTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|m)\s*$")
 # fmt: off
 _PALETTE = [
     "#000000", "#e31a1c", "#1f78b4", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3",
@@ -65,17 +80,46 @@ def value_key(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class Width:
+    """A boundary width: a number of pixels ("2 px") or of metres ("20 m")."""
+
+    value: float
+    unit: str  # "px" or "m"
+
+    @classmethod
+    def parse(cls, text: Any) -> Width:
+        """From "2 px", "2px", "20 m"; ValueError naming the expected form otherwise."""
+        match = _WIDTH.match(str(text))
+        if match is None or float(match.group(1)) <= 0:
+            raise ValueError(f"boundary width {text!r}: give a positive width in px or m (2 px)")
+        return cls(float(match.group(1)), match.group(2))
+
+    def pixels(self, pixel_m: float) -> float:
+        """The width in pixels of `pixel_m` metres."""
+        return self.value if self.unit == "px" else self.value / pixel_m
+
+    def __str__(self) -> str:
+        return f"{self.value:g} {self.unit}"
+
+
+@dataclass(frozen=True)
 class ClassInfo:
-    """One class: its id (0 = background), name, display colour and the label values it takes."""
+    """One class: its id (0 = background), name, display colour and the label values it takes;
+    `boundary` is the outline width of a boundary class (None for every other class)."""
 
     id: int
     name: str
     color: str
     values: tuple[str, ...] = ()
+    boundary: Width | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """{"id", "name", "color"}: how classes travel in stores, adapters and outputs."""
-        return {"id": self.id, "name": self.name, "color": self.color}
+        """{"id", "name", "color"} (and "boundary" for a boundary class): how classes travel in
+        stores, adapters and outputs."""
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "color": self.color}
+        if self.boundary is not None:
+            data["boundary"] = str(self.boundary)
+        return data
 
     @property
     def rgba(self) -> tuple[int, int, int, int]:
@@ -83,6 +127,16 @@ class ClassInfo:
         value = self.color.lstrip("#")
         r, g, b = (int(value[i : i + 2], 16) for i in (0, 2, 4))
         return r, g, b, 0 if self.id == 0 else 255
+
+
+def boundary_class(classes: Sequence[ClassInfo]) -> ClassInfo | None:
+    """The boundary class of a class list, if it has one."""
+    return next((c for c in classes if c.boundary is not None), None)
+
+
+def object_ids(classes: Sequence[ClassInfo]) -> list[int]:
+    """The classes whose regions are objects: every class but the background and boundaries."""
+    return [c.id for c in classes if c.id != 0 and c.boundary is None]
 
 
 def parse_class_list(data: Any, source: str) -> tuple[ClassInfo, ...]:
@@ -101,8 +155,31 @@ def parse_class_list(data: Any, source: str) -> tuple[ClassInfo, ...]:
         color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
         if not _HEX.match(color):
             raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
-        classes.append(ClassInfo(position, str(item["name"]), color.lower()))
+        width = _boundary_width(item, source)
+        classes.append(ClassInfo(position, str(item["name"]), color.lower(), (), width))
+    _check_boundaries(classes, source)
     return tuple(classes)
+
+
+def _boundary_width(item: dict[str, Any], source: str) -> Width | None:
+    """The `boundary` width of a class mapping (None when it has none)."""
+    if item.get("boundary") is None:
+        return None
+    try:
+        return Width.parse(item["boundary"])
+    except ValueError as err:
+        raise InputError(f"{source}: class {item['name']!r}: {err}") from None
+
+
+def _check_boundaries(classes: Sequence[ClassInfo], source: str) -> None:
+    """At most one boundary class, never the background, and at least one object class."""
+    boundaries = [c.name for c in classes if c.boundary is not None]
+    if len(boundaries) > 1:
+        raise InputError(f"{source}: at most one boundary class, got {boundaries}")
+    if classes and classes[0].boundary is not None:
+        raise InputError(f"{source}: the background (class 0) cannot be a boundary class")
+    if boundaries and not object_ids(classes):
+        raise InputError(f"{source}: a boundary class needs an object class to outline")
 
 
 @dataclass(frozen=True)
@@ -125,6 +202,7 @@ class ClassMap:
         names = [c.name for c in self.classes]
         if len(set(names)) != len(names):
             raise InputError(f"class map: class names must be unique, got {names}")
+        _check_boundaries(self.classes, "class map")
         for c in self.classes:
             for v in c.values:
                 if v in self._lookup and self._lookup[v] != c.id:
@@ -134,6 +212,11 @@ class ClassMap:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def boundary(self) -> ClassInfo | None:
+        """The boundary class, if the map has one."""
+        return boundary_class(self.classes)
 
     @property
     def unmapped_id(self) -> int:
@@ -218,7 +301,7 @@ class ClassMap:
 def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
     if not isinstance(item, dict) or "name" not in item:
         raise InputError(f"{source}: class {position} must be a mapping with at least a name")
-    unknown = set(item) - {"id", "name", "values", "color"}
+    unknown = set(item) - {"id", "name", "values", "color", "boundary"}
     if unknown:
         raise InputError(f"{source}: class {item['name']!r} has unknown keys {sorted(unknown)}")
     if "id" in item and item["id"] != position:
@@ -233,7 +316,8 @@ def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
     color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
     if not _HEX.match(color):
         raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
-    return ClassInfo(position, str(item["name"]), color.lower(), keys)
+    width = _boundary_width(item, source)
+    return ClassInfo(position, str(item["name"]), color.lower(), keys, width)
 
 
 def load_class_map(

@@ -6,7 +6,7 @@ plain `zarr` and `xarray.open_zarr`:
 - `images` (N, C, T, T), source dtype: tile pixels, padding and invalid pixels hold the fill value
 - `labels` (N, T, T) uint8: class ids, 255 = ignore (invalid, outside the labelled area, unmapped)
 - `valid` (N, T, T) bool: True where the scene has data (inside the scene, not nodata)
-- `split` (N,) uint8: 0 train, 1 validation, 2 buffer (overlaps validation; used by neither)
+- `split` (N,) uint8: 0 train, 1 validation (2 buffer: in stores tiled before version 3)
 - `scene` (N,) int32: index into the `scenes` attribute
 - `window` (N, 4) int64: (col_off, row_off, width, height) of the tile in its scene's pixels
 - `tile_index.gpkg`: one row per tile (scene, window, bounds, CRS, split, label coverage)
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyogrio
 import zarr
 from zarr.codecs import BloscCodec
 
@@ -75,6 +76,7 @@ class StoreInfo:
     class_pixels: dict[str, tuple[int, ...]]  # per split name, pixels of each class
     scenes: tuple[SceneRecord, ...]
     fingerprint: str
+    pixel_size_m: float | None = None  # median pixel side of the scenes (None without a CRS)
     settings: dict[str, Any] = field(default_factory=dict)  # the tiling settings (provenance)
     inputs: tuple[dict[str, Any], ...] = ()  # path and sha256 of every input
 
@@ -104,6 +106,7 @@ class StoreInfo:
             "class_pixels": {k: list(v) for k, v in self.class_pixels.items()},
             "scenes": [s.to_dict() for s in self.scenes],
             "fingerprint": self.fingerprint,
+            "pixel_size_m": self.pixel_size_m,
             "settings": self.settings,
             "inputs": list(self.inputs),
         }
@@ -145,6 +148,7 @@ class StoreInfo:
                     for s in attrs["scenes"]
                 ),
                 fingerprint=str(attrs["fingerprint"]),
+                pixel_size_m=attrs.get("pixel_size_m"),
                 settings=dict(attrs.get("settings", {})),
                 inputs=tuple(attrs.get("inputs", [])),
             )
@@ -226,6 +230,26 @@ def open_arrays(
 def read_split(path: str | Path) -> np.ndarray:
     """The split code of every tile (TRAIN, VAL, BUFFER)."""
     return np.asarray(_array(zarr.open_group(str(path), mode="r"), "split")[:])
+
+
+def write_split(path: str | Path, split: np.ndarray) -> None:
+    """Set every tile's split code."""
+    _array(zarr.open_group(str(path), mode="r+"), "split")[:] = split
+
+
+def label_coverage(path: str | Path) -> np.ndarray:
+    """Every tile's share of labelled pixels (0..1, in store order), from the tile index."""
+    frame = pyogrio.read_dataframe(
+        Path(path) / TILE_INDEX, columns=["tile", "label_coverage"], read_geometry=False
+    )
+    coverage = np.zeros(len(frame), dtype=np.float64)
+    coverage[frame["tile"].to_numpy()] = frame["label_coverage"].to_numpy()
+    return coverage
+
+
+def read_windows(path: str | Path) -> np.ndarray:
+    """Every tile's (col_off, row_off, width, height) in its scene's pixels, (N, 4) int64."""
+    return np.asarray(_array(zarr.open_group(str(path), mode="r"), "window")[:])
 
 
 def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:

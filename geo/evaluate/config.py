@@ -23,10 +23,20 @@ class EvaluateConfig(StageConfig):
     sam_checkpoint: str | None = option(
         None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
     )
-    batch_size: int = option(4, help="tiles per forward pass", ge=1)
+    reference: str | None = option(
+        None, help="polygons (any vector file) to count objects against, each polygon one "
+        "object (default: the objects of the store's labels)",
+    )  # fmt: skip
+    tile_size: int | None = option(
+        None, help="window side in px (default: the tile size the model was trained on)"
+    )
+    overlap: int | None = option(
+        None, help="window overlap in px (default: the training overlap, or tile size / 8)"
+    )
+    batch_size: int | None = option(None, help="windows per forward pass (default: 4 on CPU)", ge=1)
     device: str = option("auto", help=DEVICE_HELP)
 
-    @field_validator("store", "model", "sam_checkpoint")
+    @field_validator("store", "model", "sam_checkpoint", "reference")
     @classmethod
     def _absolute_path(cls, path: str | None) -> str | None:
         return None if path is None else absolute(path)

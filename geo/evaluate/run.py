@@ -1,18 +1,40 @@
-"""Metrics of a trained adapter on a labelled tile store, measured as prediction uses it."""
+"""Metrics of a trained adapter on a labelled tile store, measured exactly as prediction uses it.
+
+Each scene of the store is predicted with the prediction code itself (the adapter's tile size
+and overlap, the same windows, resizing, normalisation and blending), reading the scene's pixels
+back from the store's tiles; the blended class of every pixel that a tile of the chosen split
+covers is compared with its label. Predicting a store's scene file and scoring its class raster
+against the store's labels therefore gives the same pixel metrics. Objects (`geo.evaluate.objects`)
+are matched per tile of the split, as Fields of The World does per chip, on the same predictions.
+"""
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
-from convlora.checkpoint import load_adapter
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
-from convlora.train import evaluate
+from convlora.metrics import ConfusionMatrix
+from convlora.training.evaluation import summarize
 from geo.contracts.adapter import AdapterMetadata
-from geo.contracts.tile_store import StoreInfo
+from geo.contracts.classes import IGNORE
+from geo.contracts.tile_store import SPLITS, StoreInfo
 from geo.errors import InputError
 from geo.evaluate.config import EvaluateConfig
-from geo.finetune.dataset import TileDataset
+from geo.evaluate.objects import ObjectScore, ReferencePolygons
+from geo.evaluate.store_scene import StoreScene
+from geo.io.units import pixel_metres
+from geo.predict import DEFAULT_BATCH
+from geo.predict.model import load_model
+from geo.predict.rows import ProbabilityModel, predict_rows
+from geo.predict.scene import Scene, warn_scale, window_grid
+from geo.predict.stitch import RowBand, StitchPlan
+from geo.vectorize.objects import boundary_reach, label_objects
 
 
 def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
@@ -32,30 +54,89 @@ def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
 
 
 def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
-    """Per-class IoU, mIoU, F1 and pixel accuracy of a trained adapter on a labelled store.
-
-    The store's tiles are normalised with the adapter's statistics, as at prediction time.
-    """
+    """Per-class IoU, mIoU, F1 and pixel accuracy of a trained adapter on a labelled store (all
+    its labelled tiles unless a split is named), and object-level precision, recall, F1 and
+    median IoU against the store's labels or the polygons of `config.reference`."""
     store = StoreInfo.read(config.store)
+    split = config.split or "all"
+    names = ("train", "val", "buffer") if split == "all" else (split,)
+    if sum(sum(store.class_pixels.get(s, ())) for s in names) == 0:
+        raise InputError(f"{config.store}: no labelled pixel in split {split!r}")
     metadata = AdapterMetadata.read(config.model)
     check_compatible(store, metadata)
-    split = config.split or "all"
-    if sum(sum(store.class_pixels.get(s, ())) for s in _splits(split)) == 0:
-        raise InputError(f"{config.store}: no labelled pixel in split {split!r}")
+    size, overlap = window_grid(metadata, config.tile_size, config.overlap)
+    warn_scale(metadata, size)
+    reference = None if config.reference is None else ReferencePolygons(config.reference, store)
     try:
         device = resolve_device(config.device)
-        model, _ = load_adapter(config.model, sam_checkpoint=config.sam_checkpoint, device=device)
+        model, _ = load_model(config.model, config.sam_checkpoint, device)
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
-    dataset = TileDataset(store, split, augment=False, normalization=metadata.normalization)
-    if len(dataset) == 0:
-        raise InputError(f"{config.store}: no tiles in split {split!r}")
-    metrics = evaluate(
-        model, dataset, batch_size=config.batch_size, device=device,
-        class_names=[c.name for c in metadata.classes],
+    matrix = ConfusionMatrix(len(metadata.classes))
+    objects = ObjectScore()
+    tiles = 0
+    for index in range(len(store.scenes)):
+        source = StoreScene(store, index, SPLITS[split])
+        if source.has_split_tiles:
+            tiles += int(source.chosen.sum())
+            _score_scene(
+                source, metadata, model, (size, overlap), config, device, matrix, objects,
+                reference,
+            )  # fmt: skip
+        source.close()
+    metrics = summarize(matrix, [c.name for c in metadata.classes])
+    return {
+        **metrics, "objects": objects.summary(), "split": split, "tiles": tiles,
+        "store": str(config.store), "reference": config.reference or "store labels",
+    }  # fmt: skip
+
+
+def _score_scene(
+    source: StoreScene,
+    metadata: AdapterMetadata,
+    model: ProbabilityModel,
+    grid: tuple[int, int],
+    config: EvaluateConfig,
+    device: Any,
+    matrix: ConfusionMatrix,
+    objects: ObjectScore,
+    reference: ReferencePolygons | None,
+) -> None:
+    """Predict one scene as prediction would, score its pixels, and its objects tile by tile
+    as soon as the rows of a tile are final (a rolling buffer of predicted rows)."""
+    info, record = source.info(), source.record
+    crs = None if record.crs is None else CRS.from_wkt(record.crs)
+    boundary_id, reach = boundary_reach(
+        metadata.classes, pixel_metres(crs, Affine(*record.transform[:6]), record.height)
+    )
+    plan = StitchPlan(info.width, info.height, *grid)
+    scene = Scene(info, info.path, metadata, plan)
+    pending = sorted((int(k) for k in np.flatnonzero(source.chosen)), key=lambda k: source.row1[k])
+    kept_top, kept = 0, np.empty((0, info.width), dtype=np.uint8)
+    rows = predict_rows(
+        scene, model, RowBand(plan, len(metadata.classes)),
+        batch_size=config.batch_size or DEFAULT_BATCH, device=device, source=source,
     )  # fmt: skip
-    return {**metrics, "split": split, "tiles": len(dataset), "store": str(config.store)}
-
-
-def _splits(split: str) -> tuple[str, ...]:
-    return ("train", "val", "buffer") if split == "all" else (split,)
+    with closing(rows):
+        for _, top, probs, valid in rows:
+            predicted = probs.argmax(axis=0).astype(np.uint8)
+            labels = source.labels(top, probs.shape[1])
+            labels[~valid] = IGNORE
+            matrix.update(predicted, labels)
+            kept = np.concatenate([kept, predicted])
+            released = top + probs.shape[1]
+            while pending and source.row1[pending[0]] <= released:
+                k = pending.pop(0)
+                rows_k = slice(source.row0[k] - kept_top, source.row1[k] - kept_top)
+                found = kept[rows_k, source.col0[k] : source.col1[k]]
+                truth_classes = source.tile_labels(k)
+                truth = (
+                    label_objects(truth_classes, boundary_id, reach)
+                    if reference is None
+                    else reference.objects(int(source.tiles[k]))[: found.shape[0], : found.shape[1]]
+                )
+                objects.add(
+                    truth, label_objects(found, boundary_id, reach), truth_classes != IGNORE
+                )
+            drop = (min(source.row0[k] for k in pending) if pending else released) - kept_top
+            kept, kept_top = kept[max(drop, 0) :], kept_top + max(drop, 0)

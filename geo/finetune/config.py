@@ -89,8 +89,22 @@ class FinetuneConfig(StageConfig):
     checkpoint_every: int = option(50, help="optimiser steps between resumable checkpoints", ge=1)
     log_every: int = option(10, help="optimiser steps between metrics.jsonl lines", ge=1)
     num_workers: int = option(0, help="data loader processes", ge=0)
+    compile: bool = option(
+        False,
+        help="torch.compile the model for training and validation: faster on GPUs, after first "
+        "steps that compile for minutes",
+    )
     device: str = option("auto", help=DEVICE_HELP)
+    nproc: int = option(
+        1,
+        help="training processes, started with torchrun: one per GPU on CUDA (NCCL), else CPU "
+        "processes (gloo); each takes --batch-size tiles per pass (ignored under torchrun)",
+        ge=1,
+    )
     progress: bool = option(True, help="progress bar on a terminal")
+    overwrite: bool = option(
+        False, help="replace files in the run folder that convlora-geo did not write"
+    )
 
     @field_validator("store", "out", "sam_checkpoint")
     @classmethod
@@ -149,4 +163,5 @@ class FinetuneConfig(StageConfig):
             log_every=self.log_every,
             early_stop_patience=self.early_stop,
             num_workers=self.num_workers,
+            compile=self.compile,
         )

@@ -7,14 +7,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
+import shapely.affinity
 import torch
 import zarr
+from affine import Affine
+from rasterio import features
+from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from geo.contracts.classes import IGNORE
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import SPLITS, StoreInfo, open_arrays, read_split
+from geo.contracts.tile_store import (
+    SPLITS,
+    TRAIN,
+    VAL,
+    StoreInfo,
+    label_coverage,
+    open_arrays,
+    read_split,
+    read_windows,
+)
 from geo.io.normalize import normalize
+from geo.io.raster import window_polygon
 
 
 def d4(array: np.ndarray, k: int) -> np.ndarray:
@@ -36,7 +51,8 @@ class TileDataset(Dataset):
     store index): call `set_epoch` before each epoch; the same epoch gives the same tiles, in any
     worker and after a resume. The store is opened lazily in each process, so the dataset pickles
     to DataLoader workers (keep `persistent_workers=False` when calling `set_epoch`).
-    `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation).
+    `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation);
+    `labelled_only` leaves out tiles without a labelled pixel (they teach nothing).
     """
 
     def __init__(
@@ -46,6 +62,7 @@ class TileDataset(Dataset):
         augment: bool = False,
         seed: int = 0,
         normalization: Normalization | None = None,
+        labelled_only: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
@@ -53,7 +70,12 @@ class TileDataset(Dataset):
         self.store_path = str(self.store.path)
         self.split, self.augment, self.seed, self.epoch = split, augment, seed, 0
         self.normalization = normalization or self.store.normalization
-        self.indices = np.flatnonzero(np.isin(read_split(self.store_path), SPLITS[split]))
+        codes = read_split(self.store_path)
+        chosen = np.isin(codes, SPLITS[split])
+        if labelled_only:
+            chosen &= label_coverage(self.store_path) > 0
+        self.indices = np.flatnonzero(chosen)
+        self.held_out = held_out_parts(self.store, codes) if split == "train" else {}
         self._arrays: tuple[zarr.Array, zarr.Array, zarr.Array] | None = None
         self._pid = -1
 
@@ -101,6 +123,8 @@ class TileDataset(Dataset):
         image = np.asarray(normalize(np.asarray(images[index]), norm.mean, norm.std, valid))
         label = np.asarray(labels[index]).astype(np.int64)
         label[~valid] = IGNORE
+        if index in self.held_out:
+            label[_burn(self.held_out[index], label.shape)] = IGNORE
         k = self.transform_of(index)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(d4(image, k))),
@@ -108,3 +132,46 @@ class TileDataset(Dataset):
             "valid": torch.from_numpy(np.ascontiguousarray(d4(valid, k))),
             "index": index,
         }
+
+
+def held_out_parts(store: StoreInfo, codes: np.ndarray) -> dict[int, list[shapely.Geometry]]:
+    """For every training tile that overlaps validation tiles (tiles overlap; scenes of one
+    place on other dates share map coordinates), the overlapping parts in the training tile's
+    pixel coordinates: training leaves their labels out, so no validation label is learnt."""
+    windows = read_windows(store.path)
+    scene_of = np.concatenate(
+        [np.full(r.tiles[1] - r.tiles[0], i) for i, r in enumerate(store.scenes)]
+    )
+    grids, groups = [], []
+    for i, (col, row, _, _) in enumerate(windows):
+        record = store.scenes[int(scene_of[i])]
+        grids.append(Affine(*record.transform[:6]) @ Affine.translation(int(col), int(row)))
+        groups.append(record.crs or f"scene:{scene_of[i]}")
+    outlines = [
+        window_polygon(grids[i], Window(0, 0, int(w[2]), int(w[3]))) for i, w in enumerate(windows)
+    ]
+    val = np.flatnonzero(codes == VAL)
+    if not val.size:
+        return {}
+    tree = shapely.STRtree([outlines[i] for i in val])
+    parts: dict[int, list[shapely.Geometry]] = {}
+    for t in np.flatnonzero(codes == TRAIN):
+        hits = [int(val[h]) for h in tree.query(outlines[t], predicate="intersects")]
+        shared = [outlines[v].intersection(outlines[t]) for v in hits if groups[v] == groups[t]]
+        shared = [g for g in shared if g.area > 0]
+        if shared:
+            inverse = ~grids[t]
+            parts[int(t)] = [
+                shapely.affinity.affine_transform(
+                    g, [inverse.a, inverse.b, inverse.d, inverse.e, inverse.c, inverse.f]
+                )
+                for g in shared
+            ]
+    return parts
+
+
+def _burn(parts: list[shapely.Geometry], shape: tuple[int, ...]) -> np.ndarray:
+    """Pixels (of a tile in its own pixel coordinates) whose centre lies in any of `parts`."""
+    return features.rasterize(
+        [(g, 1) for g in parts], out_shape=shape[-2:], fill=0, dtype="uint8"
+    ).astype(bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,23 +10,29 @@ from typing import Any
 
 import numpy as np
 
+from convlora.checkpoint import FORMAT as ADAPTER_FORMAT
+from convlora.checkpoint import METADATA_NAME, WEIGHTS_NAME
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from convlora.sam_checkpoint import check_sam_checkpoint
 from convlora.train import TrainConfig, fit
+from convlora.training.state import CheckpointDir, read_resumable
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.finetune.bands import rgb_positions
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
-from geo.io.outputs import check_output
+from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
+from geo.io.outputs import check_output, foreign_files
 from geo.options import checked_once, flag
 
 log = logging.getLogger(__name__)
 
+RUN_FILES = ("config.json", "metrics.jsonl", METADATA_NAME, WEIGHTS_NAME)
 RARE_SHARE = 0.01  # a class under this share of the labelled training pixels is "rare"
+ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
 
 
 @dataclass(frozen=True)
@@ -91,13 +98,39 @@ def _paths(config: FinetuneConfig) -> list[str]:
     return [config.store + "/zarr.json", config.out, config.sam_checkpoint or ""]
 
 
+def own_run_files(run_dir: Path) -> set[str]:
+    """The run files in `run_dir` that an earlier training run of this tool wrote."""
+    config, adapter = _json(run_dir / "config.json"), _json(run_dir / METADATA_NAME)
+    if {"model", "train"} <= set(config):
+        return set(RUN_FILES)
+    if adapter.get("format") == ADAPTER_FORMAT:
+        return {METADATA_NAME, WEIGHTS_NAME}
+    return set()
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     """What a training run needs besides its store (checked before tiling when the store is
-    still to be built): the run folder can be written, the device exists, and the SAM
-    checkpoint fits the variant at the image size (shapes only: its tensors are mapped, not
-    read). Returns the run folder; raises InputError naming the input."""
+    still to be built): the run folder can be written and holds no foreign files, the state an
+    interrupted run left to resume from (RUN_DIR/last) is readable, the device (and as many as
+    --nproc asks for) exists, and the SAM checkpoint fits the variant at the image size (shapes
+    only: its tensors are mapped, not read). Returns the run folder; raises InputError naming
+    the input."""
     run_dir = check_output(config.out, into=True)
+    if not config.overwrite:
+        foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
+    check_processes(config)
     try:
+        last = CheckpointDir(run_dir / "last").current()
+        if last is not None:
+            read_resumable(last)
         resolve_device(config.device)
         if config.sam_checkpoint is not None:
             image_size = config.image_size or tile_size
@@ -112,10 +145,13 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
     """Pre-flight check of a training run: the store (with labelled training tiles) and
     `check_run_settings`. Raises InputError naming the input; writes nothing."""
     store = StoreInfo.read(config.store)
-    if sum(store.class_pixels.get("train", ())) == 0:
+    counts = store.class_pixels.get("train", ())
+    present = [c.name for c, n in zip(store.classes, counts, strict=False) if n > 0]
+    if len(present) < 2:
+        held = f"only {present[0]!r}" if present else "no labelled pixel"
         raise InputError(
-            f"{config.store}: its training tiles hold no labelled pixel (check the labels, "
-            "the class map and the AOI)"
+            f"{config.store}: its training tiles hold {held}, nothing to tell apart (check the "
+            "labels, --label-field, the class map and the AOI)"
         )
     run_dir = check_run_settings(config, store.tile_size)
     model = model_config(config, store)
@@ -147,21 +183,50 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
 def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune on the store's training split, validating on its validation split.
 
-    Resumes an interrupted run in `config.out`. Returns the summary of `convlora.train.fit`.
+    Resumes an interrupted run in `config.out`. With `config.nproc` > 1 (and not already under
+    torchrun) the training runs in that many processes (`geo.finetune.launch`). Returns the
+    summary of `convlora.train.fit`.
     """
     plan = check_finetune(config)
+    if config.nproc > 1 and not under_torchrun():
+        return train_in_processes(config)
     store = plan.store
-    train_set = TileDataset(store, "train", augment=config.augment, seed=plan.train.seed)
-    val_set = TileDataset(store, "val", augment=False)
+    train_set = TileDataset(
+        store, "train", augment=config.augment, seed=plan.train.seed, labelled_only=True
+    )
+    val_set = TileDataset(store, "val", augment=False, labelled_only=True)
     if len(train_set) == 0:
-        raise InputError(f"{config.store}: no training tiles")
+        raise InputError(f"{config.store}: no training tile holds a labelled pixel")
+    left_out = store.split_counts.get("train", 0) - len(train_set)
+    if left_out:
+        log.info("%d training tile(s) without a labelled pixel are left out", left_out)
     if len(val_set) == 0:
         log.warning("%s: no validation tiles; the last weights are kept as the best", store.path)
     try:
-        return fit(
+        summary = fit(
             plan.model, plan.train, train_set, val_set, plan.run_dir,
             sam_checkpoint=config.sam_checkpoint, metadata=AdapterMetadata.from_store(store),
             class_names=[c.name for c in store.classes], progress=config.progress,
         )  # fmt: skip
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+    warning = one_class_warning(AdapterMetadata.read(plan.run_dir).training.get("val"))
+    if warning:
+        log.warning("%s: %s", plan.run_dir, warning)
+    return {**summary, "warnings": [warning] if warning else []}
+
+
+def one_class_warning(val: dict[str, Any] | None) -> str | None:
+    """What to say when the validation metrics show the model predicting (nearly) one class
+    for every pixel: it has not learnt to tell the classes apart."""
+    shares = (val or {}).get("predicted_share") or {}
+    if not shares:
+        return None
+    name, share = max(shares.items(), key=lambda item: item[1])
+    if share < ONE_CLASS_SHARE:
+        return None
+    return (
+        f"the best model predicts {name} for {100 * share:.1f}% of the validation pixels: it "
+        "does not tell the classes apart yet (train longer, start from a SAM checkpoint, try "
+        "--class-weights auto, or check the labels)"
+    )

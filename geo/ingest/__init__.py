@@ -1,8 +1,29 @@
-"""Ingest: find the scenes a model has not predicted yet, so scheduled runs predict only those."""
+"""Ingest: find the scenes (files in a folder or bucket, or STAC items) a model has not predicted
+yet, so that scheduled runs predict only those; see `geo.ingest.run`."""
 
 from __future__ import annotations
 
-from geo.ingest.catalog import MANIFEST, list_scenes, model_id, read_manifest, write_manifest
 from geo.ingest.config import IngestConfig
+from geo.ingest.records import RECORD_FILE, IngestRecord
+from geo.ingest.run import (
+    IngestPlan,
+    IngestResult,
+    check_ingest,
+    finish_ingest,
+    plan_ingest,
+    predict_options,
+    run_ingest,
+)
 
-__all__ = ["MANIFEST", "IngestConfig", "list_scenes", "model_id", "read_manifest", "write_manifest"]
+__all__ = [
+    "RECORD_FILE",
+    "IngestConfig",
+    "IngestPlan",
+    "IngestRecord",
+    "IngestResult",
+    "check_ingest",
+    "finish_ingest",
+    "plan_ingest",
+    "predict_options",
+    "run_ingest",
+]

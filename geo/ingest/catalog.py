@@ -1,49 +1,56 @@
-"""Which scenes are new: a listing of the source with version tags, and the ingest manifest
-of what each model version has predicted (so reruns predict nothing twice)."""
+"""Which scenes a folder or bucket holds: files matching a pattern, with version tags, except
+what this tool wrote there (prediction outputs, hidden work folders, the output folder)."""
 
 from __future__ import annotations
 
-import json
+import posixpath
 from pathlib import Path
 
-import fsspec
-
 from convlora.checkpoint import WEIGHTS_NAME
-from convlora.files import atomic_write_json, sha256_file
+from convlora.files import sha256_file
 from geo.errors import InputError
 from geo.io.raster import is_virtual
+from geo.io.storage import check_storage, is_url, list_files
+from geo.predict.scene import OUTPUTS
 
-MANIFEST = "ingest-manifest.json"
+# Prediction outputs that a scene pattern such as *.tif may match: written beside a manifest.
+RASTER_OUTPUTS = tuple(suffix for kind, suffix in OUTPUTS.items() if suffix.endswith(".tif"))
 
 
 def check_source(source: str) -> None:
-    """InputError when a local source folder or scene does not exist."""
-    if not is_virtual(source) and not Path(source).exists():
+    """InputError when a local source folder or scene does not exist, or a URL cannot be read
+    (the cloud extras missing, no credentials, nothing there)."""
+    if is_url(source):
+        check_storage(source, "input")
+    elif not is_virtual(source) and not Path(source).exists():
         raise InputError(f"{source}: source not found (give a folder, a scene or a URL)")
 
 
-def list_scenes(source: str, pattern: str) -> dict[str, str]:
-    """Scene path or URL -> version tag (size and mtime, or the object store's etag)."""
-    fs, root = fsspec.core.url_to_fs(source)
-    paths = [root] if fs.isfile(root) else fs.glob(f"{root.rstrip('/')}/{pattern}")
-    scenes = {}
-    for path in sorted(paths):
-        info = fs.info(path)
-        version = info.get("ETag") or info.get("etag") or f"{info.get('size')}-{info.get('mtime')}"
-        url = path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)
-        scenes[url] = str(version)
-    return scenes
+def scene_files(source: str, pattern: str, out: str) -> dict[str, str]:
+    """Scene path or URL -> version tag (the object's ETag, else size and modification time) of
+    the files under `source` matching `pattern`, leaving out hidden paths (work folders such as
+    `.NAME.partial/`), files under `out` when it is inside `source`, and the rasters a
+    prediction wrote (NAME_classes.tif and NAME_probability.tif beside NAME_manifest.json), so
+    that `ingest SRC --out SRC` predicts only the scenes, run after run."""
+    files = list_files(source, pattern)
+    root, out = source.rstrip("/"), out.rstrip("/")
+    manifest = OUTPUTS["manifest"]
+    manifests = set(list_files(source, posixpath.join(posixpath.dirname(pattern), "*" + manifest)))
+    kept = {}
+    for path, version in files.items():
+        inside = path[len(root) + 1 :] if path.startswith(root + "/") else Path(path).name
+        if any(part.startswith(".") for part in inside.split("/")):
+            continue
+        if out != root and path.startswith(out + "/"):
+            continue
+        stems = [path.removesuffix(s) for s in RASTER_OUTPUTS if path.endswith(s)]
+        if any(stem + manifest in manifests for stem in stems):
+            continue
+        kept[path] = version
+    return kept
 
 
 def model_id(model: str) -> str:
     """A short identity of the adapter: the sha256 of its weights file."""
     weights = Path(model) / WEIGHTS_NAME if Path(model).is_dir() else Path(model)
     return sha256_file(weights)[:16]
-
-
-def read_manifest(path: Path) -> dict[str, dict[str, str]]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_manifest(path: Path, manifest: dict[str, dict[str, str]]) -> None:
-    atomic_write_json(path, manifest)

@@ -1,23 +1,96 @@
-"""`IngestConfig`: where new scenes come from; the prediction options come from `PredictConfig`."""
+"""`IngestConfig`: where new scenes come from (a folder or bucket, or a STAC catalog); the
+prediction options come from `PredictConfig`."""
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from typing import Any, Self
 
+from pydantic import field_validator, model_validator
+
+from geo.errors import InputError
+from geo.ingest.stac import StacSource
 from geo.io.raster import absolute
-from geo.options import StageConfig, option
+from geo.options import StageConfig, flag, option
+
+STAC_ONLY = ("collection", "bbox", "aoi", "datetime", "query", "bands", "max_items")
 
 
 class IngestConfig(StageConfig):
-    """Find scenes this model has not predicted yet (see `geo.ingest.new_scenes`)."""
+    """Find scenes or STAC items this model has not predicted yet (see `geo.ingest.run`)."""
 
-    source: str = option(
-        help="folder, fsspec URL (s3://bucket/prefix, ...) or single scene to watch",
-        positional=True, metavar="SOURCE",
+    source: str | None = option(
+        None, help="folder, object-storage URL (s3://bucket/prefix, gs://, az://) or single "
+        "scene to watch; or give --stac", positional=True, metavar="SOURCE",
     )  # fmt: skip
-    pattern: str = option("*.tif", help="file name pattern of scenes under the source")
+    pattern: str = option(
+        "*.tif", help="file name pattern of scenes under SOURCE (**/*.tif: subfolders too)"
+    )
+    stac: str | None = option(
+        None,
+        help="STAC API URL, or a static catalog (catalog.json, collection.json or item "
+        "collection; a path or http(s) URL), to take new items from instead of SOURCE",
+        metavar="URL",
+    )
+    collection: str | None = option(
+        None, help="STAC collection id(s), comma-separated (required for a STAC API)"
+    )
+    bbox: list[float] | None = option(
+        None, help="area of interest in degrees: west,south,east,north (STAC)",
+        metavar="W,S,E,N",
+    )  # fmt: skip
+    aoi: str | None = option(
+        None, help="area of interest: a vector file in any CRS, instead of --bbox (STAC)"
+    )
+    datetime: str | None = option(
+        None,
+        help="time window (STAC): ISO date or interval (2024-06-01/2024-06-30), or relative "
+        "to each run (P10D, 'last 10 days')",
+    )
+    query: str | None = option(
+        None, help="item properties to match (STAC), e.g. 'eo:cloud_cover<20,platform=sentinel-2b'"
+    )
+    bands: str | None = option(
+        None,
+        help="asset keys for the model's bands in order, e.g. red,green,blue,nir (required "
+        "with --stac; KEY:N takes band N of a multi-band asset)",
+        metavar="KEYS",
+    )
+    max_items: int | None = option(
+        None, help="take at most this many items, the newest (STAC)", ge=1, le=10_000
+    )
 
-    @field_validator("source")
+    @field_validator("source", "aoi")
     @classmethod
-    def _absolute_path(cls, path: str) -> str:
-        return absolute(path)
+    def _absolute_path(cls, path: str | None) -> str | None:
+        return None if path is None else absolute(path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.source and self.stac:
+            raise ValueError(f"give SOURCE or {flag('stac')}, not both")
+        if not self.source and not self.stac:
+            raise ValueError(f"give SOURCE (a folder, a scene or a URL) or {flag('stac')} URL")
+        if self.source:
+            given = [flag(name) for name in STAC_ONLY if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0]} applies to {flag('stac')} sources only")
+            return self
+        if not self.bands:
+            raise ValueError(
+                f"{flag('bands')} is required with {flag('stac')}: name the asset for each band "
+                "the model reads, e.g. red,green,blue,nir"
+            )
+        self.stac_source()  # InputError naming the option that is wrong
+        return self
+
+    def stac_source(self) -> StacSource:
+        """The STAC source of these options (InputError naming a bad one)."""
+        if not self.stac:
+            raise InputError(f"{flag('stac')} is not given")
+        stac = self.stac if "://" in self.stac else absolute(self.stac)
+        bbox: Any = None if self.bbox is None else ",".join(f"{v:g}" for v in self.bbox)
+        return StacSource(  # it checks the values, naming the options as the CLI spells them
+            stac, collections=tuple((self.collection or "").split(",")), bbox=bbox,
+            aoi=self.aoi, datetime=self.datetime, query=(self.query,) if self.query else (),
+            max_items=self.max_items,
+        )  # fmt: skip

@@ -1,26 +1,37 @@
-"""The ingest record: which STAC items each model has predicted, and which failed and why.
+"""The ingest record: what each model has predicted from a source, what it refused and what failed.
 
-An item is done for a model when its (id, version) was predicted by that model; its version is
-the item's `updated` time (else `created`, else its datetime; see `StacItem.version`), so a
-reprocessed item is predicted again. Failed items are kept with the reason and the number of
-attempts, and are due again on the next run until they succeed (or, with `max_attempts`, until
-they have failed that many times at the same version).
+Entries are keyed by what a source calls a scene: a file's path or URL, or a STAC item's id.
+Each has a version: a file's ETag (else size and modification time), an item's `updated` time
+(else `created`, else its datetime; see `StacItem.version`). A scene is done for a model when its
+(id, version) was predicted by that model, so a changed file or a reprocessed item is predicted
+again.
+
+- `skipped`: scenes refused before prediction because the model cannot read them (too few
+  bands, no CRS, not a raster, a band map that does not fit the item). They are checked again
+  only when they change (their version), or when the settings that refused them do (`settings`,
+  e.g. the STAC band map).
+- `failed`: scenes whose prediction failed otherwise (a network error, an asset not there yet).
+  They are due again on the next run until they succeed (or, with `max_attempts`, until they
+  have failed that many times at the same version); `attempts` counts while the version stays.
 
 One JSON file holds the records of every model; `save` re-reads it and replaces only this
-model's part, then writes it atomically (a temporary file renamed into place), so an interrupted
-run leaves the previous record whole. Runs of the same model over the same output must not
-overlap (give the deployment a concurrency limit of one); runs of different models may.
+model's part, then writes it whole: locally to a temporary file renamed into place, to object
+storage as one object. An interrupted run leaves the previous record whole. Runs of the same
+model over the same output must not overlap (give the deployment a concurrency limit of one).
 
-    {"format": "convlora-geo stac ingest record", "version": 1,
-     "models": {MODEL_ID: {"done":   {ITEM_ID: {"version": V, "at": T, "outputs": {...}}},
-                           "failed": {ITEM_ID: {"version": V, "at": T, "reason": R,
-                                                "attempts": N}}}}}
+    {"format": "convlora-geo ingest record", "version": 1,
+     "models": {MODEL_ID: {"done":    {ID: {"version": V, "at": T, "outputs": {...}}},
+                           "skipped": {ID: {"version": V, "at": T, "reason": R,
+                                            "settings": S}},
+                           "failed":  {ID: {"version": V, "at": T, "reason": R,
+                                            "attempts": N}}}}}
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +39,12 @@ from typing import Any, TypeVar
 
 from convlora.files import atomic_write_json
 from geo.errors import InputError
+from geo.io.storage import is_url, read_text, upload
 
-FORMAT = "convlora-geo stac ingest record"
+FORMAT = "convlora-geo ingest record"
 VERSION = 1
-RECORD_FILE = "stac-ingest-record.json"
-MAX_REASON = 2000  # characters of a failure reason kept
+RECORD_FILE = "ingest-record.json"
+MAX_REASON = 2000  # characters of a reason kept
 
 T = TypeVar("T")
 
@@ -41,13 +53,18 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _one_line(reason: str) -> str:
+    return (" ".join(str(reason).split()) or "unknown error")[:MAX_REASON]
+
+
 @dataclass
 class IngestRecord:
-    """What one model has done with the items of a STAC source (a plain data structure)."""
+    """What one model has done with the scenes of a source (a plain data structure)."""
 
     model: str
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- questions
 
@@ -55,18 +72,29 @@ class IngestRecord:
         entry = self.done.get(item_id)
         return entry is not None and entry.get("version") == version
 
+    def is_skipped(self, item_id: str, version: str, settings: str = "") -> bool:
+        """Refused before at this version with these settings (so refused again)."""
+        entry = self.skipped.get(item_id)
+        return (
+            entry is not None
+            and entry.get("version") == version
+            and entry.get("settings", "") == settings
+        )
+
     def due(
         self,
         items: Iterable[T],
         key: Callable[[T], tuple[str, str]] = lambda i: i.key,  # type: ignore[attr-defined]
         max_attempts: int | None = None,
+        settings: str = "",
     ) -> list[T]:
         """The items not done at their version, in the given order: new ones, new versions, and
-        earlier failures (unless they failed `max_attempts` times at this version)."""
+        earlier failures (unless they failed `max_attempts` times at this version); not those
+        refused at this version with these `settings`."""
         out = []
         for item in items:
             item_id, version = key(item)
-            if self.is_done(item_id, version):
+            if self.is_done(item_id, version) or self.is_skipped(item_id, version, settings):
                 continue
             failure = self.failed.get(item_id)
             if (
@@ -95,6 +123,7 @@ class IngestRecord:
             "outputs": {k: str(v) for k, v in (outputs or {}).items()},
         }
         self.failed.pop(item_id, None)
+        self.skipped.pop(item_id, None)
 
     def mark_failed(self, item_id: str, version: str, reason: str, at: str | None = None) -> None:
         """Record a failure with its reason; attempts count up while the version stays."""
@@ -102,45 +131,78 @@ class IngestRecord:
         attempts = 1
         if before is not None and before.get("version") == version:
             attempts = int(before.get("attempts", 0)) + 1
-        reason = " ".join(str(reason).split()) or "unknown error"
         self.failed[item_id] = {
             "version": version,
             "at": at or _now(),
-            "reason": reason[:MAX_REASON],
+            "reason": _one_line(reason),
             "attempts": attempts,
         }
+        self.skipped.pop(item_id, None)
+
+    def mark_skipped(
+        self, item_id: str, version: str, reason: str, settings: str = "", at: str | None = None
+    ) -> None:
+        """Record a refusal: not checked again until the item or `settings` change."""
+        self.skipped[item_id] = {
+            "version": version,
+            "at": at or _now(),
+            "reason": _one_line(reason),
+            "settings": settings,
+        }
+        self.failed.pop(item_id, None)
 
     # --- JSON
 
     def to_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "failed": self.failed}
+        return {"done": self.done, "skipped": self.skipped, "failed": self.failed}
 
     @classmethod
     def load(cls, path: str | Path, model: str) -> IngestRecord:
-        """This model's record from the file at `path` (empty when the file does not exist)."""
-        entry = _read(Path(path))["models"].get(model, {})
-        return cls(model, dict(entry.get("done", {})), dict(entry.get("failed", {})))
+        """This model's record from the file (or object) at `path`; empty when there is none."""
+        entry = _read(str(path))["models"].get(model, {})
+        return cls(
+            model,
+            dict(entry.get("done", {})),
+            dict(entry.get("failed", {})),
+            dict(entry.get("skipped", {})),
+        )
 
     def save(self, path: str | Path) -> None:
-        """Replace this model's part of the file at `path` (others are kept), atomically."""
-        path = Path(path)
+        """Replace this model's part of the file (or object) at `path`, others kept, atomically."""
+        path = str(path)
         data = _read(path)
+        data.update(format=FORMAT, version=VERSION)
         data["models"][self.model] = self.to_dict()
-        atomic_write_json(path, data)
+        if not is_url(path):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(Path(path), data)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / RECORD_FILE
+            local.write_text(json.dumps(data, indent=2, sort_keys=True))
+            upload(local, path)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"format": FORMAT, "version": VERSION, "models": {}}
+def check_record(path: str | Path) -> None:
+    """InputError when the record at `path` exists but cannot be used (before any work)."""
+    _read(str(path))
+
+
+def _read(path: str) -> dict[str, Any]:
+    restart = "move it away to start over (every scene is then predicted again)"
     try:
-        data = json.loads(path.read_text())
+        text = read_text(path)
+        if text is None:
+            return {"format": FORMAT, "version": VERSION, "models": {}}
+        data = json.loads(text)
     except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{path}: unreadable ingest record ({exc}); move it away to start over"
-        ) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InputError(f"{path}: not a convlora-geo STAC ingest record")
+        raise InputError(f"{path}: unreadable ingest record ({exc}); {restart}") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("models"), dict)
+    ):
+        raise InputError(f"{path}: not a convlora-geo ingest record; {restart}")
     if int(data.get("version", 0)) > VERSION:
         raise InputError(f"{path}: ingest record version {data['version']} is newer than this one")
-    data.setdefault("models", {})
     return data

@@ -13,7 +13,7 @@ area of interest only, on the grid of the finest mapped asset (coarser ones resa
 assets' CRS. Its sources are GDAL /vsicurl/ (or /vsis3/, ...) paths, so reading a window of the
 VRT fetches only the COG tiles under it, by HTTP range requests; nothing is downloaded whole.
 
-Reading remote rasters: use `rasterio.Env(**REMOTE_GDAL_ENV)` around predicting a VRT.
+Reading remote rasters: `geo.io.raster.open_raster` applies `REMOTE_GDAL_ENV` to VRTs and URLs.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.errors import InputError
 from geo.ingest.vrt import GDAL_TYPES, Band, Source, gdal_path, write_vrt
+from geo.io.storage import REMOTE_GDAL_ENV
 
 __all__ = [
     "REMOTE_GDAL_ENV", "AssetUnreadable", "BandMap", "BandSpec", "Condition", "StacAsset",
@@ -51,22 +52,6 @@ __all__ = [
     "parse_query", "parse_window", "query_extension", "read_aoi", "safe_name", "stack_item",
 ]  # fmt: skip
 
-# GDAL settings for reading COGs over HTTP (use them around opening and predicting a VRT): no
-# directory listing on open (a request fewer per file, none on object stores), consecutive ranges
-# merged, transient errors (429, 5xx) retried with back-off, a stalled transfer abandoned, and a
-# larger cache of the bytes read. (VSI_CACHE is not set: over /vsicurl/ it only doubled the first
-# read, to 32 KiB.)
-REMOTE_GDAL_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_HTTP_MAX_RETRY": "4",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    "GDAL_HTTP_CONNECTTIMEOUT": "30",
-    "GDAL_HTTP_LOW_SPEED_TIME": "60",
-    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
-    "CPL_VSIL_CURL_CACHE_SIZE": str(128 << 20),
-}
 # Item search extension conformance classes (pystac-client's regexes), and which to use.
 _FILTER, _QUERY, _SORT = (ConformanceClasses.FILTER, ConformanceClasses.QUERY,
                           ConformanceClasses.SORT)  # fmt: skip

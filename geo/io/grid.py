@@ -77,6 +77,14 @@ class GridSpec:
     def __len__(self) -> int:
         return len(self.rows) * len(self.cols)
 
+    def core(self, row: int, col: int) -> Window:
+        """The part of window (`row`, `col`) that starts no later than the next window: the
+        cores cover the raster once, so a per-pixel count over them counts no pixel twice."""
+        rows, cols = self.rows, self.cols
+        bottom = rows[row + 1] if row + 1 < len(rows) else max(self.height, self.size)
+        right = cols[col + 1] if col + 1 < len(cols) else max(self.width, self.size)
+        return Window(cols[col], rows[row], right - cols[col], bottom - rows[row])
+
     def windows(self) -> Iterator[tuple[int, int, Window]]:
         """(grid row, grid column, window) in row-major order; windows may exceed a small scene."""
         for i, row in enumerate(self.rows):

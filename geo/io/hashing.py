@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from convlora.files import sha256_file
 from geo.io.raster import is_virtual, open_raster
+from geo.io.vector import VECTOR_SUFFIXES
 
-__all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text"]
+__all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text", "watched_files"]
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+MULTI_FILE_SUFFIXES = (".shp", ".vrt")  # inputs whose content lies in other files too
+TEXT_SUFFIXES = (".yaml", ".yml", ".json", ".csv")
 
 
 def input_record(path: str, role: str) -> dict[str, Any]:
-    """{"role", "path", "sha256", "of"}: the checksum of a local file (a shapefile with its
-    sidecar files), or, for a GDAL virtual path that cannot be read byte by byte here, of the
-    raster's metadata (size, bands, dtype, CRS, transform), with "of" saying which.
+    """{"role", "path", "sha256", "of"}: the checksum of a local input (all its files: a
+    shapefile with its sidecars, a VRT with its sources), or, for a GDAL virtual path that
+    cannot be read byte by byte here, of the raster's metadata (size, bands, dtype, CRS,
+    transform), with "of" saying which.
     """
     if is_virtual(path):
         with open_raster(path) as src:
@@ -27,11 +32,37 @@ def input_record(path: str, role: str) -> dict[str, Any]:
         text = json.dumps(meta, sort_keys=True, default=str)
         return {"role": role, "path": path, "sha256": sha256_text(text), "of": "metadata"}
     p = Path(path)
-    parts = [p]
-    if p.suffix.lower() == ".shp":
-        parts = [q for q in (p.with_suffix(s) for s in SHAPEFILE_PARTS) if q.exists()]
+    parts = file_parts(p)
     digest = sha256_file(p) if len(parts) == 1 else sha256_text("".join(map(sha256_file, parts)))
     return {"role": role, "path": str(p.resolve()), "sha256": digest, "of": "bytes"}
+
+
+def file_parts(path: Path) -> list[Path]:
+    """The local files an input consists of: a shapefile's sidecar files; the files a raster
+    reads (a VRT and its sources, an .aux.xml); else the file itself."""
+    if path.suffix.lower() == ".shp":
+        return [q for q in (path.with_suffix(s) for s in SHAPEFILE_PARTS) if q.exists()]
+    if path.suffix.lower() in VECTOR_SUFFIXES or path.suffix.lower() in TEXT_SUFFIXES:
+        return [path]
+    try:
+        with open_raster(str(path)) as src:
+            files = [Path(f) for f in src.files if not is_virtual(f) and Path(f).is_file()]
+    except Exception:  # not a raster (or unreadable): its bytes are what there is
+        return [path]
+    return [path, *sorted(f for f in files if f.resolve() != path.resolve())]
+
+
+def watched_files(paths: Iterable[str]) -> list[str]:
+    """The local files whose size and modification time tell whether `paths` changed: each
+    path, and the files of a shapefile or VRT among them (`file_parts`; a VRT's sources change
+    while its own text does not)."""
+    files: list[str] = []
+    for path in paths:
+        if path and not is_virtual(path) and Path(path).suffix.lower() in MULTI_FILE_SUFFIXES:
+            files += [str(part) for part in file_parts(Path(path))]
+        else:
+            files.append(path)
+    return files
 
 
 def sha256_text(text: str) -> str:

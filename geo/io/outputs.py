@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from geo.errors import InputError, NoSpaceError, is_no_space
+from geo.io.raster import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +61,76 @@ def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
             f"{target}: no space left on device (free some space or choose another output "
             "folder; nothing was changed there)"
         ) from exc
+
+
+def scene_timestamp(path: str) -> str:
+    """The last-change time stored in outputs made from a raster (UTC, ISO 8601 with
+    milliseconds): the scene's own date where it records one (the TIFF DateTime tag, or the STAC
+    item datetime of an ingest VRT), else the Unix epoch. Never the file's modification time:
+    the same scene gives the same bytes wherever it lives (a folder, a bucket) and however often
+    it was copied."""
+    with open_raster(path) as src:
+        tags = src.tags()
+    stamp = dt.datetime.fromtimestamp(0, dt.UTC)
+    for key, parse in _DATE_TAGS:
+        with contextlib.suppress(KeyError, ValueError):
+            stamp = parse(tags[key].strip())
+            break
+    stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+_DATE_TAGS: tuple[tuple[str, Callable[[str], dt.datetime]], ...] = (
+    ("TIFFTAG_DATETIME", lambda text: dt.datetime.strptime(text, "%Y:%m:%d %H:%M:%S")),
+    ("STAC_ITEM_DATETIME", dt.datetime.fromisoformat),
+)
+
+
+def check_unlocked(target: Path, what: str) -> None:
+    """InputError when another run holds the lock of `target` right now (see `exclusive`);
+    creates nothing."""
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        handle = open(lock)  # noqa: SIM115 - closed below, the lock released with it
+    except FileNotFoundError:
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{target}: another run is writing this {what} now; wait for it to finish"
+            ) from None
+
+
+@contextmanager
+def exclusive(target: Path, what: str) -> Iterator[None]:
+    """Hold a lock on `target` (a hidden `.NAME.lock` file beside it, removed afterwards) while
+    writing it: a second run writing the same output at the same time stops with one line
+    instead of racing."""
+    lock = target.parent / f".{target.name}.lock"
+    if not target.parent.is_dir():  # nothing can hold a lock in a folder still to be made
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{target}: another run is writing this {what} now; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def foreign_files(paths: list[Path], ours: set[str], option: str = "--overwrite") -> None:
+    """InputError naming the first of `paths` that exists but is not among `ours` (the file
+    names this tool recorded as its own), unless the user allowed replacing it with `option`."""
+    for path in paths:
+        if path.exists() and path.name not in ours:
+            raise InputError(
+                f"{path}: exists and was not written by convlora-geo; move it away, or pass "
+                f"{option} to replace it"
+            )

@@ -234,6 +234,7 @@ def fill_value(dtype: str, nodata: float | None) -> float:
     return nodata
 
 
+EARTH_M_PER_DEGREE = 111_320.0
 SAMPLE_WINDOW = 256
 WINDOWS_PER_SCENE = 64
 
@@ -251,6 +252,36 @@ def sample_windows(scene: SceneInfo, rng: np.random.Generator) -> list[Window]:
     xs = rng.integers(0, scene.width - w + 1, WINDOWS_PER_SCENE)
     ys = rng.integers(0, scene.height - h + 1, WINDOWS_PER_SCENE)
     return [Window(int(x), int(y), w, h) for x, y in zip(xs, ys, strict=True)]
+
+
+def sample_pixels(
+    scene: SceneInfo, bands: Sequence[int], budget: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Up to `budget` valid pixels of a scene as (n, C) float64, from its sample windows."""
+    windows = sample_windows(scene, rng)
+    per_window = max(1, budget // len(windows))
+    parts = []
+    with open_raster(scene.path) as src:
+        for window in windows:
+            data, valid, _ = read_window(src, window, bands, scene.dtype, 0)
+            pixels = data[:, valid].T
+            if len(pixels) > per_window:
+                pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
+            parts.append(pixels.astype(np.float64))
+    return np.concatenate(parts) if parts else np.empty((0, len(bands)))
+
+
+def pixel_size_m(scene: SceneInfo) -> float | None:
+    """The side of a pixel in metres (geometric mean of its two sides; for degrees at the
+    scene's centre), or None for a scene without a CRS."""
+    crs = scene.crs
+    if crs is None:
+        return None
+    side = math.sqrt(abs(scene.affine.determinant))
+    if crs.is_geographic:
+        lat = (scene.bounds[1] + scene.bounds[3]) / 2
+        return side * EARTH_M_PER_DEGREE * math.sqrt(max(math.cos(math.radians(lat)), 1e-6))
+    return side * float(crs.linear_units_factor[1])
 
 
 def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:

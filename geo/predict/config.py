@@ -15,10 +15,11 @@ class PredictConfig(StageConfig):
     """Predict scenes into COGs, GeoPackage polygons and QGIS styles (see `geo.predict`)."""
 
     images: list[str] = option(
-        help="scenes to predict (GDAL-readable)", positional=True, metavar="IMAGE", min_length=1
-    )
+        help="scenes to predict: GDAL-readable files, or s3://, gs://, az://, https:// URLs",
+        positional=True, metavar="IMAGE", min_length=1,
+    )  # fmt: skip
     model: str = option(help="a training run folder (RUN_DIR) or an adapter file")
-    out: str = option(help="output folder")
+    out: str = option(help="output folder, or an s3://, gs:// or az:// URL (uploaded when done)")
     sam_checkpoint: str | None = option(
         None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
     )
@@ -32,11 +33,19 @@ class PredictConfig(StageConfig):
         None, help="windows per forward pass (default: 4 on CPU, from free memory on CUDA)", ge=1
     )
     device: str = option("auto", help=DEVICE_HELP)
+    compile: bool = option(
+        False,
+        help="torch.compile the model: faster on GPUs over many windows, after a first batch "
+        "that compiles for minutes",
+    )
     min_area: float = option(
         500.0, help="drop polygons smaller than this many m² (pixels without a CRS)", ge=0
     )
     simplify: float = option(
         2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
+    )
+    overwrite: bool = option(
+        False, help="replace files at the output names that convlora-geo did not write"
     )
     dask_address: str | None = option(
         None, help="Dask scheduler to run scenes on (default: local processes for several)"

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from convlora.checkpoint import WEIGHTS_NAME, load_adapter
+from convlora.compile import compile_for_inference
 from convlora.errors import ConvLoRAInputError
 from convlora.files import sha256_file
 from convlora.model import SegmentationSAM
@@ -17,13 +18,14 @@ from geo.errors import InputError
 
 
 def load_model(
-    model: str, sam_checkpoint: str | None, device: torch.device
+    model: str, sam_checkpoint: str | None, device: torch.device, compile: bool = False
 ) -> tuple[SegmentationSAM, dict[str, Any]]:
-    """The adapter's model in eval mode on `device`, and its record for manifests (name and
-    checksums). Loaded once per process while the files are unchanged."""
+    """The adapter's model in eval mode on `device` (compiled in place with `compile`), and its
+    record for manifests (name and checksums). Loaded once per process while the files are
+    unchanged."""
     weights = Path(model) if Path(model).is_file() else Path(model) / WEIGHTS_NAME
     return _load(str(Path(model)), _stamp(str(weights)), sam_checkpoint,
-                 _stamp(sam_checkpoint), str(device))  # fmt: skip
+                 _stamp(sam_checkpoint), str(device), compile)  # fmt: skip
 
 
 def _stamp(path: str | None) -> tuple[int, int] | None:
@@ -40,11 +42,14 @@ def _load(
     sam_checkpoint: str | None,
     sam_stamp: tuple[int, int] | None,
     device: str,
+    compile: bool,
 ) -> tuple[SegmentationSAM, dict[str, Any]]:
     try:
         net, metadata = load_adapter(model, sam_checkpoint=sam_checkpoint, device=device)
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+    if compile:
+        compile_for_inference(net)
     weights = Path(model) if Path(model).is_file() else Path(model) / WEIGHTS_NAME
     config = metadata["config"]
     record = {

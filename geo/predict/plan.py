@@ -3,18 +3,32 @@ distinct output names, the output folder and the device."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from convlora.checkpoint import check_adapter
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
-from geo.io.outputs import check_output
+from geo.io.hashing import watched_files
+from geo.io.outputs import check_output, foreign_files
+from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
-from geo.predict.scene import Scene, output_names, prepare_scene, warn_scale, window_grid
+from geo.predict.familiar import warn_if_unfamiliar
+from geo.predict.scene import (
+    Scene,
+    output_names,
+    output_paths,
+    prepare_scene,
+    warn_scale,
+    window_grid,
+)
+
+FORMAT_FAMILY = "convlora-geo-prediction/"
 
 
 @dataclass(frozen=True)
@@ -24,11 +38,11 @@ class PredictionPlan:
     config: PredictConfig
     metadata: AdapterMetadata
     scenes: tuple[Scene, ...]
-    out: Path
+    out: str  # a folder or an object-storage URL
 
 
 def _paths(config: PredictConfig) -> list[str]:
-    return [*config.images, config.model, config.sam_checkpoint or "", config.out]
+    return [*watched_files(config.images), config.model, config.sam_checkpoint or "", config.out]
 
 
 def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterMetadata:
@@ -43,19 +57,57 @@ def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterM
     return metadata
 
 
+def check_out(out: str) -> str:
+    """The output folder or URL, checked (InputError naming it unless outputs can go there)."""
+    if is_url(out):
+        check_storage(out, "output")
+        return out
+    return str(check_output(out, into=True))
+
+
 @checked_once(_paths)
 def check_prediction(config: PredictConfig) -> PredictionPlan:
     """Pre-flight check of a prediction run: the model (`check_model`), every scene against it,
-    and the output folder. Raises InputError naming the input; writes nothing."""
+    and the output folder or URL. Raises InputError naming the input; writes nothing."""
+    out = check_out(config.out)
     metadata = check_model(config.model, config.sam_checkpoint, config.device)
     size, _ = window_grid(metadata, config.tile_size, config.overlap)
     warn_scale(metadata, size)
     names = output_names(config.images)
-    scenes = tuple(
-        prepare_scene(
-            image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+    scenes = []
+    for image, name in zip(config.images, names, strict=True):
+        check_storage(image, "input")
+        scenes.append(
+            prepare_scene(
+                image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+            )
         )
-        for image, name in zip(config.images, names, strict=True)
-    )
-    out = check_output(config.out, into=True)
-    return PredictionPlan(config, metadata, scenes, out)
+    for scene in scenes:
+        warn_if_unfamiliar(scene.info, metadata)
+    if not config.overwrite and not is_url(out):
+        for scene in scenes:
+            paths = output_paths(out, scene.name)
+            foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
+    return PredictionPlan(config, metadata, tuple(scenes), out)
+
+
+def own_outputs(out: Path, name: str) -> set[str]:
+    """The file names of a prediction `name` in `out` that an earlier run of this tool wrote:
+    those its manifest lists, or all of them while an interrupted run is publishing."""
+    paths = output_paths(out, name)
+    state = _json(out / f".{name}.partial" / "state.json")
+    if state.get("stage") == "publish":
+        return {p.name for p in paths.values()}
+    manifest = _json(paths["manifest"])
+    if not str(manifest.get("format", "")).startswith(FORMAT_FAMILY):
+        return set()
+    files = {str(o.get("file")) for o in manifest.get("outputs", {}).values()}
+    return files | {paths["manifest"].name}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,10 +1,14 @@
-"""Reading a scene's windows for the model: selected bands, reflect-padded, normalised."""
+"""Reading a scene's windows for the model: selected bands, reflect-padded, normalised.
+
+Pixels come from a `WindowSource`: the scene's raster file (`RasterWindows`) for prediction, or
+anything else that returns the same pixels (evaluation reads a tile store's tiles of a scene).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from rasterio.windows import Window
@@ -14,20 +18,47 @@ from geo.io.raster import fill_value, open_raster, read_window
 from geo.predict.scene import Scene
 
 
-class TileReader:
-    """Reads batches of windows of the selected bands, reflect-padded where they pass the scene
-    edge, as normalised float32 (B, C, T, T) plus valid masks (B, T, T). Its dataset is opened
-    by the thread that first calls it, which must also call `close`."""
+class WindowSource(Protocol):
+    """Pixels (C, h, w) and valid mask (h, w) of a window inside the scene."""
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class RasterWindows:
+    """The scene's bands read from its raster; opened by the thread that first reads."""
 
     def __init__(self, scene: Scene) -> None:
         self.scene = scene
         self._open: AbstractContextManager[Any] | None = None
         self._src: Any = None
 
-    def __call__(self, windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         if self._src is None:
             self._open = open_raster(self.scene.info.path)
             self._src = self._open.__enter__()
+        info = self.scene.info
+        fill = fill_value(info.dtype, info.nodata)
+        data, valid, _ = read_window(self._src, window, self.scene.bands, info.dtype, fill)
+        return data, valid
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = self._src = None
+
+
+class TileReader:
+    """Reads batches of windows, reflect-padded where they pass the scene edge, as normalised
+    float32 (B, C, T, T) plus valid masks (B, T, T). Its source is used from the thread that
+    first calls it, which must also call `close`."""
+
+    def __init__(self, scene: Scene, source: WindowSource | None = None) -> None:
+        self.scene = scene
+        self.source = source or RasterWindows(scene)
+
+    def __call__(self, windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         pairs = [self._read(row, col) for row, col in windows]
         data = np.stack([p[0] for p in pairs])
         valid = np.stack([p[1] for p in pairs])
@@ -40,9 +71,7 @@ class TileReader:
         r0, c0 = row - m, col - m  # padded offsets to scene pixels
         top, left = max(r0, 0), max(c0, 0)
         bottom, right = min(r0 + size, info.height), min(c0 + size, info.width)
-        window = Window(left, top, right - left, bottom - top)
-        fill = fill_value(info.dtype, info.nodata)
-        data, valid, _ = read_window(self._src, window, self.scene.bands, info.dtype, fill)
+        data, valid = self.source.read(Window(left, top, right - left, bottom - top))
         pads = ((top - r0, r0 + size - bottom), (left - c0, c0 + size - right))
         if any(p for pair in pads for p in pair):
             data = np.pad(data, ((0, 0), *pads), mode="reflect")
@@ -50,6 +79,4 @@ class TileReader:
         return data, valid
 
     def close(self) -> None:
-        if self._open is not None:
-            self._open.__exit__(None, None, None)
-            self._open = self._src = None
+        self.source.close()

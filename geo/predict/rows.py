@@ -12,7 +12,7 @@ import torch
 from convlora.devices import autocast
 from geo.io.prefetch import prefetch
 from geo.io.progress import Progress
-from geo.predict.reader import TileReader
+from geo.predict.reader import TileReader, WindowSource
 from geo.predict.scene import Scene
 from geo.predict.stitch import RowBand
 
@@ -32,10 +32,12 @@ def predict_rows(
     device: str | torch.device = "cpu",
     start_row: int = 0,
     progress: Progress | None = None,
+    source: WindowSource | None = None,
 ) -> Generator[tuple[int, int, np.ndarray, np.ndarray], None, None]:
     """Blend the grid rows from `start_row` on into `band`; after each grid row yield
     (grid row, first scene row, probabilities (K, n, W) float32, valid (n, W)) for the scene rows
-    that became final. Batches never span grid rows, so a resumed run batches exactly alike."""
+    that became final. Batches never span grid rows, so a resumed run batches exactly alike.
+    Pixels come from the scene's raster unless another `source` of the same pixels is given."""
     plan, device = scene.plan, torch.device(device)
     rows, cols = plan.grid.rows, plan.grid.cols
     batches = [
@@ -43,7 +45,7 @@ def predict_rows(
         for i in range(start_row, len(rows))
         for k in range(0, len(cols), batch_size)
     ]
-    reader = TileReader(scene)
+    reader = TileReader(scene, source)
     loaded = prefetch(reader, [windows for _, windows in batches], finish=reader.close)
     with closing(loaded):  # stop the reader thread now, also when the caller fails
         for (i, windows), (x, valid) in zip(batches, loaded, strict=True):

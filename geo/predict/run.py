@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -29,7 +30,8 @@ import torch
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
-from geo.io.outputs import discard_on_failure
+from geo.io.hashing import input_record
+from geo.io.outputs import discard_on_failure, scene_timestamp
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -37,16 +39,19 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
-from geo.io.raster import is_virtual
+from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
+from geo.predict.quicklook import write_quicklook
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
-from geo.vectorize.polygons import polygonize, write_polygons
+from geo.vectorize.polygons import polygon_batches, write_polygons
+
+log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
 SCORE_NODATA = 0
-FORMAT = "convlora-geo-prediction/2"
+FORMAT = "convlora-geo-prediction/3"
 
 
 def predict_scene(
@@ -63,7 +68,9 @@ def predict_scene(
     checkpoint_seconds: float = 30.0,
 ) -> dict[str, Path]:
     """Predict one scene into OUT_DIR: NAME_classes.tif, NAME_probability.tif (COGs on the
-    input's grid), NAME_polygons.gpkg, NAME_classes.qml and NAME_manifest.json.
+    input's grid), NAME_polygons.gpkg, NAME_polygons.parquet (fiboa GeoParquet),
+    NAME_classes.qml and NAME_manifest.json. A model with a boundary class gives one polygon per
+    object (field, building), touching objects apart.
 
     `model_record` identifies the model in the manifest ({"name", checksums, ...}; default: its
     name from the metadata and a digest of a torch module's weights). A run that finds its own
@@ -77,26 +84,9 @@ def predict_scene(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, scene.name)
-    record = model_record or {
-        "name": scene.metadata.label,
-        "weights_sha256": model_digest(model),
-    }
-    run = {
-        "inputs": {"image": _image_record(scene.info.path), "model": record},
-        "parameters": {
-            "tile_size": scene.plan.tile_size,
-            "overlap": scene.plan.overlap,
-            "margin": scene.plan.margin,
-            "blend": scene.plan.blend,
-            "batch_size": batch_size,
-            "device": device.type,
-            "bands": list(scene.bands),
-            "min_area": min_area,
-            "simplify": simplify,
-        },
-        "format": FORMAT,
-    }
-    fingerprint = hashlib.sha256(canonical_json(run).encode()).hexdigest()
+    run = _run_record(scene, model, batch_size, device, min_area, simplify, model_record)
+    record = run["inputs"]["model"]
+    fingerprint = _fingerprint(run)
     if _finished(paths, fingerprint):
         return paths
     folder = out_dir / f".{scene.name}.partial"
@@ -115,15 +105,19 @@ def predict_scene(
             work.save(stage="vectors")
         if work.state["stage"] == "vectors":
             with _timed(work, "vectorize"):
-                frame = polygonize(
+                frames = polygon_batches(
                     staged["classes"], staged["probability"], scene.classes, min_area=min_area,
                     simplify=simplify, source=Path(scene.info.path).name, model=record["name"],
                 )  # fmt: skip
-                stamp = _timestamp(scene.info.path)
-                write_polygons(frame, staged["polygons"], scene.classes, timestamp=stamp)
+                totals = write_polygons(
+                    frames, staged["polygons"], scene.classes,
+                    timestamp=scene_timestamp(scene.info.path), parquet=staged["fiboa"],
+                )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes))
-            counts = frame["class_name"].value_counts().sort_index()
-            work.save(stage="manifest", polygons={str(k): int(v) for k, v in counts.items()})
+                write_quicklook(
+                    scene.info.path, staged["classes"], scene.metadata, staged["quicklook"]
+                )
+            work.save(stage="manifest", polygons=totals.count, area_ha=totals.area_ha)
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
             manifest = {
@@ -143,6 +137,7 @@ def predict_scene(
                     if name != "manifest"
                 },
                 "polygons_per_class": work.state["polygons"],
+                "polygon_area_ha_per_class": work.state.get("area_ha", {}),
                 "resumed": work.state["runs"] > 1,
                 "software": software_versions(),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -157,14 +152,88 @@ def predict_scene(
     return paths
 
 
-def _image_record(path: str) -> dict[str, Any]:
-    """The scene file: path, sha256 and size (no checksum for remote files)."""
-    local = not is_virtual(path)
-    return {
-        "path": path,
-        "sha256": sha256_file(path) if local else None,
-        "bytes": os.path.getsize(path) if local else None,
+def predict_scene_into(
+    scene: Scene,
+    model: ProbabilityModel,
+    out: str,
+    *,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    min_area: float = 500.0,
+    simplify: float = 2.0,
+    progress: bool = True,
+    model_record: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """`predict_scene` into OUT, a folder or an object-storage URL (s3://, gs://, az://).
+
+    For a URL the outputs are predicted into a local staging folder (`geo.io.storage.
+    StagedOutput`, where an interrupted run resumes), uploaded one by one when complete, the
+    manifest last, and then removed here. A scene whose outputs at the URL come from this very
+    run (the remote manifest's fingerprint) is not predicted again. Returns where the outputs are.
+    """
+    options: dict[str, Any] = dict(
+        batch_size=batch_size, device=device, min_area=min_area, simplify=simplify,
+        progress=progress, model_record=model_record,
+    )  # fmt: skip
+    if not is_url(out):
+        return {
+            kind: str(path) for kind, path in predict_scene(scene, model, out, **options).items()
+        }
+    names = [path.name for path in output_paths(".", scene.name).values()]
+    urls = {kind: join(out, path.name) for kind, path in output_paths(".", scene.name).items()}
+    run = _run_record(
+        scene, model, batch_size, resolve_device(str(device)), min_area, simplify, model_record
+    )
+    manifest = read_json(urls["manifest"]) or {}
+    if manifest.get("fingerprint") == _fingerprint(run) and all(map(exists, urls.values())):
+        log.info("%s: its outputs in %s are finished", scene.name, out)
+        return urls
+    with StagedOutput(out) as staged:
+        predict_scene(scene, model, staged.folder, **options)
+        staged.publish(names)  # the manifest last: it marks the set complete
+    return urls
+
+
+def _run_record(
+    scene: Scene,
+    model: ProbabilityModel,
+    batch_size: int,
+    device: torch.device,
+    min_area: float,
+    simplify: float,
+    model_record: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What makes the outputs what they are: the inputs, the parameters, the output format."""
+    record = model_record or {
+        "name": scene.metadata.label,
+        "weights_sha256": model_digest(model),
     }
+    return {
+        "inputs": {"image": _image_record(scene.info.path), "model": record},
+        "parameters": {
+            "tile_size": scene.plan.tile_size,
+            "overlap": scene.plan.overlap,
+            "margin": scene.plan.margin,
+            "blend": scene.plan.blend,
+            "batch_size": batch_size,
+            "device": device.type,
+            "bands": list(scene.bands),
+            "min_area": min_area,
+            "simplify": simplify,
+        },
+        "format": FORMAT,
+    }
+
+
+def _fingerprint(run: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(run).encode()).hexdigest()
+
+
+def _image_record(path: str) -> dict[str, Any]:
+    """The scene: path and checksum of all its files (a VRT's sources too), or of its
+    metadata for a remote scene."""
+    record = input_record(path, "image")
+    return {"path": path, "sha256": record["sha256"], "of": record["of"]}
 
 
 def _predict_rasters(
@@ -301,11 +370,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def _timestamp(path: str) -> str:
-    """The scene file's modification time (UTC, ISO 8601): stored in the GeoPackage, so that
-    reruns on the same scene give the same bytes. The epoch for files that are not local."""
-    seconds = 0 if is_virtual(path) else os.path.getmtime(path)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

@@ -23,7 +23,9 @@ OUTPUTS = {
     "classes": "_classes.tif",
     "probability": "_probability.tif",
     "polygons": "_polygons.gpkg",
+    "fiboa": "_polygons.parquet",
     "style": "_classes.qml",
+    "quicklook": "_quicklook.png",
     "manifest": "_manifest.json",
 }
 

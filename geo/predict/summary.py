@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pyogrio
+from geo.io.storage import read_json
 
 
-def polygon_summary(gpkg: str | Path) -> list[dict[str, object]]:
-    """One row per class: class id and name, polygon count, total area in hectares."""
-    frame = pyogrio.read_dataframe(
-        gpkg, layer="polygons", columns=["class_id", "class_name", "area_m2"], read_geometry=False
-    )
-    if frame.empty:
-        return []
-    grouped = frame.groupby(["class_id", "class_name"], sort=True)["area_m2"].agg(["count", "sum"])
+def polygon_summary(manifest: str) -> list[dict[str, object]]:
+    """One row per class that has polygons: its name, polygon count and total area in hectares,
+    from a prediction's manifest (a path or a URL: the GeoPackage itself is not read)."""
+    document = read_json(manifest) or {}
+    counts = document.get("polygons_per_class", {})
+    areas = document.get("polygon_area_ha_per_class", {})
     return [
-        {
-            "class_id": int(cid),
-            "class_name": name,
-            "polygons": int(row["count"]),
-            "area_ha": round(float(row["sum"]) / 1e4, 2),
-        }
-        for (cid, name), row in grouped.iterrows()
+        {"class_name": name, "polygons": count, "area_ha": areas.get(name)}
+        for name, count in sorted(counts.items())
     ]

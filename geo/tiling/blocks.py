@@ -98,7 +98,7 @@ def tile_block(
             with seconds("labels"):
                 label, unmapped = read_labels(tile.window)
                 label[~valid] = IGNORE
-                infinite = int(np.count_nonzero(pixels.infinite[:, cols]))
+                infinite = int(np.count_nonzero(pixels.infinite[_core(tile, strip)]))
                 rows.append(_summary(tile.index, label, valid, unmapped, infinite, n_classes))
             tile_labels.append(label)
             with seconds("write"):
@@ -140,6 +140,14 @@ def _cols(tile: Tile, strip: Window) -> slice:
     """A tile's columns in its block's strip."""
     start = int(tile.window.col_off - strip.col_off)
     return slice(start, start + int(tile.window.width))
+
+
+def _core(tile: Tile, strip: Window) -> tuple[slice, slice]:
+    """The rows and columns of a tile's core (the part of the scene that is its own) in its
+    block's strip."""
+    r = int(tile.core.row_off - strip.row_off)
+    c = int(tile.core.col_off - strip.col_off)
+    return slice(r, r + int(tile.core.height)), slice(c, c + int(tile.core.width))
 
 
 def _summary(

@@ -18,8 +18,8 @@ from geo.contracts.classes import ClassMap, load_class_map
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
-from geo.io.hashing import fingerprint, input_record
-from geo.io.outputs import check_output
+from geo.io.hashing import fingerprint, input_record, watched_files
+from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import (
     SAMPLE_WINDOW,
     WINDOWS_PER_SCENE,
@@ -45,7 +45,7 @@ from geo.tiling.labels import (
 log = logging.getLogger(__name__)
 
 ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
-    "version": 2,
+    "version": 3,
     "stats": [
         SAMPLE_WINDOW,
         WINDOWS_PER_SCENE,
@@ -53,7 +53,7 @@ ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output chan
         stats.MIN_PIXELS,
         stats.CLIP_PERCENTILES,
     ],
-    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, splitting.ATTEMPTS],
+    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, "labelled tiles, masked overlaps"],
 }
 LabelSource = VectorLabels | RasterLabels
 AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
@@ -100,8 +100,14 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
     return min(size, max(16, -(-largest // 16) * 16))
 
 
+def input_files(config: TileConfig) -> list[str]:
+    """The files whose size and modification time tell whether the inputs changed (a VRT's
+    sources and a shapefile's sidecars included; "" for no AOI)."""
+    return watched_files([*config.images, *config.labels, config.class_map, config.aoi or ""])
+
+
 def _tiling_paths(config: TileConfig) -> list[str]:
-    return [*config.images, *config.labels, config.class_map, config.out, config.aoi or ""]
+    return [*input_files(config), config.out]
 
 
 @checked_once(_tiling_paths)
@@ -130,6 +136,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     _hint_small_scenes(scenes, tile_size, config.tile_size is not None)
     sources = _prepare_labels(scenes, cmap, config)
     target = check_output(config.out, into=False)
+    check_unlocked(target, "tile store")
     settings = {
         "format": FORMAT,
         "tile_size": tile_size,

@@ -3,12 +3,14 @@
 Both return class ids (uint8) for a pixel window of the scene grid, with 255 (ignore) outside the
 labelled area: the AOI when given, else the labels' extent (bounding box of the features in the
 scene for vector labels, the label raster's coverage for label rasters). Label values no class lists
-become the class map's `unmapped` id.
+become the class map's `unmapped` id. A class map with a boundary class outlines each vector
+polygon with it (`geo.tiling.boundaries`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +30,9 @@ from rasterio.windows import Window
 from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
 from geo.io.raster import SceneInfo, check_exists, is_virtual, open_raster, window_bounds
+from geo.io.units import pixel_metres
 from geo.io.vector import choose_layer, first_part, is_parquet, read_vectors
+from geo.tiling.boundaries import outline
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,14 @@ def _mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarr
     return out.astype(bool)
 
 
+@dataclass(frozen=True)
+class Outlines:
+    """How polygons are outlined: the boundary class id and the outline width in pixels."""
+
+    class_id: int
+    width_px: float
+
+
 @dataclass
 class VectorLabels:
     """Class-tagged polygons of one scene in its CRS, rasterised on demand per window."""
@@ -111,6 +123,7 @@ class VectorLabels:
     ids: np.ndarray  # uint8 class id per geometry
     extent: shapely.Geometry | None  # labelled area in the scene CRS; None: everywhere
     all_touched: bool = False
+    outlines: Outlines | None = None
     _tree: shapely.STRtree | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -124,31 +137,44 @@ class VectorLabels:
 
     def rasterize(self, window: Window) -> np.ndarray:
         """Class ids over a window of the scene grid (255 outside the labelled area)."""
+        if self.outlines is None:
+            out = self._burn(window, self.ids, "uint8")
+        else:
+            out = self._outlined(window, self.outlines)
+        if self.extent is not None:
+            out[~_mask(self.extent, window, self.scene.affine)] = IGNORE
+        return out
+
+    def _outlined(self, window: Window, outlines: Outlines) -> np.ndarray:
+        """Class ids with each polygon's outline as the boundary class: polygon ids are burnt
+        over the window plus a margin of the outline width, so that the outline is exact."""
+        m = int(math.floor(outlines.width_px))
+        wide = Window(window.col_off - m, window.row_off - m, window.width + 2 * m,
+                      window.height + 2 * m)  # fmt: skip
+        instances = self._burn(wide, np.arange(1, len(self.geoms) + 1), "int32")
+        classes = np.concatenate([[0], self.ids]).astype(np.uint8)[instances]
+        classes[outline(instances, outlines.width_px)] = outlines.class_id
+        return classes[m : m + int(window.height), m : m + int(window.width)]
+
+    def _burn(self, window: Window, values: np.ndarray, dtype: str) -> np.ndarray:
+        """`values` (one per geometry, later geometries on top) over a window, 0 elsewhere."""
         transform = self.scene.affine
         shape = (int(window.height), int(window.width))
-        out = np.zeros(shape, dtype=np.uint8)
         left, bottom, right, top = window_bounds(transform, window)
         pad = 2 * self.scene.pixel_size
         hits = np.sort(self.tree.query(shapely.box(left, bottom, right, top)))
-        if hits.size:
-            clipped = shapely.clip_by_rect(
-                self.geoms[hits], left - pad, bottom - pad, right + pad, top + pad
-            )
-            shapes = [
-                (g, int(c)) for g, c in zip(clipped, self.ids[hits], strict=True) if not g.is_empty
-            ]
-            if shapes:
-                out = features.rasterize(
-                    shapes,
-                    out_shape=shape,
-                    transform=windows.transform(window, transform),
-                    fill=0,
-                    all_touched=self.all_touched,
-                    dtype="uint8",
-                )
-        if self.extent is not None:
-            out[~_mask(self.extent, window, transform)] = IGNORE
-        return out
+        if not hits.size:
+            return np.zeros(shape, dtype=dtype)
+        clipped = shapely.clip_by_rect(
+            self.geoms[hits], left - pad, bottom - pad, right + pad, top + pad
+        )
+        shapes = [(g, int(v)) for g, v in zip(clipped, values[hits], strict=True) if not g.is_empty]
+        if not shapes:
+            return np.zeros(shape, dtype=dtype)
+        return np.asarray(features.rasterize(
+            shapes, out_shape=shape, transform=windows.transform(window, transform), fill=0,
+            all_touched=self.all_touched, dtype=dtype,
+        ))  # fmt: skip
 
     @contextmanager
     def reader(self) -> Iterator[WindowLabels]:
@@ -177,17 +203,18 @@ def prepare_vector_labels(
         if label_field is not None and label_field not in list(info["fields"]):
             fields = ", ".join(info["fields"]) or "none"
             raise InputError(f"{path}: no field {label_field!r} (fields: {fields})")
-    if label_field is None and class_map.num_classes != 2:
+    objects = class_map.num_classes - (class_map.boundary is not None)
+    if label_field is None and objects != 2:
         raise InputError(
-            f"{path}: the class map has {class_map.num_classes} classes; pass a label field "
-            "naming the attribute that holds the class values"
+            f"{path}: the class map has {objects} classes besides boundaries; pass a label "
+            "field naming the attribute that holds the class values"
         )
     frame = read_vectors(path, [label_field] if label_field else [], layer=layer)
     check_polygons(frame, path)
     if label_field is not None and label_field not in frame.columns:
         raise InputError(f"{path}: no field {label_field!r} (fields: {', '.join(frame.columns)})")
     if label_field is None:
-        frame["_class"] = np.uint8(1)
+        frame["_class"] = np.uint8(next(c.id for c in class_map.classes[1:] if c.boundary is None))
     else:
         ids, missing = class_map.map_values(frame[label_field].tolist())
         frame["_class"] = ids
@@ -213,8 +240,25 @@ def prepare_vector_labels(
         extent = aoi if aoi is not None else shapely.box(*near.total_bounds)
         geoms = np.asarray(near.geometry.values, dtype=object)
         ids = near["_class"].to_numpy(dtype=np.uint8)
-        sources.append(VectorLabels(scene, geoms, ids, extent, all_touched))
+        outlines = scene_outlines(class_map, scene)
+        sources.append(VectorLabels(scene, geoms, ids, extent, all_touched, outlines))
     return sources
+
+
+def scene_outlines(class_map: ClassMap, scene: SceneInfo) -> Outlines | None:
+    """The boundary class and its width in this scene's pixels (None without a boundary
+    class); InputError when the width is under one pixel."""
+    boundary = class_map.boundary
+    if boundary is None or boundary.boundary is None:
+        return None
+    pixel_m = pixel_metres(scene.crs, scene.affine, scene.height)
+    width_px = boundary.boundary.pixels(pixel_m)
+    if width_px < 1:
+        raise InputError(
+            f"class {boundary.name!r}: boundary width {boundary.boundary} is under one pixel "
+            f"({pixel_m:.3g} m) of {scene.path}; give at least 1 px"
+        )
+    return Outlines(boundary.id, width_px)
 
 
 @dataclass(frozen=True)

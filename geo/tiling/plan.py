@@ -13,13 +13,15 @@ from geo.tiling.split import Footprint
 
 @dataclass(frozen=True)
 class Tile:
-    """One planned tile: its store index, scene, grid cell and pixel window."""
+    """One planned tile: its store index, scene, grid cell, pixel window, and the part of the
+    window that is its own (`GridSpec.core`: the tiles' cores cover each scene once)."""
 
     index: int
     scene: int
     grid_row: int
     grid_col: int
     window: Window
+    core: Window
 
 
 def plan_tiles(
@@ -32,7 +34,7 @@ def plan_tiles(
         first = len(tiles)
         grid = GridSpec(scene.width, scene.height, tile_size, overlap)
         for row, col, window in grid.windows():
-            tiles.append(Tile(len(tiles), s, row, col, window))
+            tiles.append(Tile(len(tiles), s, row, col, window, grid.core(row, col)))
         ranges.append((first, len(tiles)))
     return tiles, ranges
 

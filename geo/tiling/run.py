@@ -24,11 +24,18 @@ from dask.delayed import Delayed
 from dask.system import CPU_COUNT
 
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import SPLIT_NAMES, SceneRecord, StoreInfo, create_store, write_info
+from geo.contracts.tile_store import (
+    SPLIT_NAMES,
+    SceneRecord,
+    StoreInfo,
+    create_store,
+    write_info,
+    write_split,
+)
 from geo.errors import InputError
-from geo.io.outputs import discard_on_failure
+from geo.io.outputs import discard_on_failure, exclusive
 from geo.io.progress import Progress
-from geo.io.raster import SceneInfo, fill_value
+from geo.io.raster import SceneInfo, fill_value, pixel_size_m
 from geo.tiling import split as splitting
 from geo.tiling import stats
 from geo.tiling.blocks import BlockResult, plan_blocks, tile_block
@@ -68,7 +75,7 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
-    with discard_on_failure(partial, out):
+    with exclusive(out, "tile store"), discard_on_failure(partial, out):
         job = _Job(request, partial)
         info = job.run(config.dask_address, progress)
         with seconds("index"):
@@ -102,11 +109,13 @@ class _Job:
         """Fill the temporary store and return its StoreInfo (statistics, split, scenes...)."""
         request, seed = self.request, self.request.config.split_seed
         prints = footprints(self.tiles, self.scenes, request.tile_size - request.overlap)
-        split, _ = splitting.assign_splits(prints, request.config.val_fraction, seed)
         if not (self.progress_dir / "created").exists():
-            self._create(split)
+            self._create()
         rows, normalization = self._compute(seed, scheduler, progress)
+        labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
+        split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
         with self.seconds("index"):
+            write_split(self.partial, split)
             write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
         return StoreInfo(
             path=request.out,
@@ -128,15 +137,16 @@ class _Job:
             fingerprint=request.fingerprint,
             settings=request.settings,
             inputs=tuple(request.inputs),
+            pixel_size_m=_median_pixel_size(self.scenes),
         )
 
-    def _create(self, split: np.ndarray) -> None:
+    def _create(self) -> None:
         if self.partial.exists():
             shutil.rmtree(self.partial)
         windows = [[t.window.col_off, t.window.row_off, t.window.width, t.window.height]
                    for t in self.tiles]  # fmt: skip
-        index = {
-            "split": split,
+        index: dict[str, np.ndarray] = {
+            "split": np.zeros(len(self.tiles), dtype=np.uint8),  # decided once labels are known
             "scene": np.asarray([t.scene for t in self.tiles], dtype=np.int32),
             "window": np.asarray(windows, dtype=np.int64),
         }
@@ -226,7 +236,8 @@ class _Job:
             )
 
     def _warn_infinite(self, rows: list[dict[str, Any]]) -> None:
-        """One warning per scene that holds infinite pixel values (treated as nodata)."""
+        """One warning per scene that holds infinite pixel values (treated as nodata), with
+        their count (each tile counts those of its core, so overlaps count once)."""
         per_scene: dict[int, int] = {}
         for r in rows:
             if r["infinite"]:
@@ -234,7 +245,7 @@ class _Job:
                 per_scene[scene] = per_scene.get(scene, 0) + r["infinite"]
         for scene, count in sorted(per_scene.items()):
             log.warning(
-                "%s: %d pixel reads hold infinite values; they are treated as nodata",
+                "%s: %d pixels hold infinite values; they are treated as nodata",
                 self.scenes[scene].path, count,
             )  # fmt: skip
 
@@ -260,6 +271,11 @@ def _num(value: str) -> tuple[float, str]:
         return float(value), value
     except ValueError:
         return float("inf"), value
+
+
+def _median_pixel_size(scenes: list[SceneInfo]) -> float | None:
+    sizes = [s for s in (pixel_size_m(scene) for scene in scenes) if s is not None]
+    return float(np.median(sizes)) if sizes else None
 
 
 def _sample(

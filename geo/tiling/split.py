@@ -1,11 +1,13 @@
-"""Train/validation split by spatial blocks, with a buffer so overlapping tiles never straddle it.
+"""Train/validation split by spatial blocks of the tiles that hold labels.
 
 Tiles are grouped into square blocks of `b` x `b` grid steps: in map coordinates for georeferenced
 scenes (so scenes of the same place on different dates share their blocks), per scene for scenes
 without a CRS (AgNet-like scenes of one tile each are then split scene by scene). Whole blocks go to
-validation, in a seeded random order, until the validation share is closest to `val_fraction`. A
-training tile that overlaps a validation tile (tiles overlap by `overlap` px) becomes a *buffer*
-tile (split 2): kept in the store and the tile index, but in neither training nor validation.
+validation, in a seeded random order, until the validation share is closest to `val_fraction`.
+Tiles overlap by `overlap` px, so a training tile may share pixels with a validation tile:
+training leaves those pixels' labels out (`geo.finetune.dataset`), instead of losing the tile.
+Tiling splits only the tiles that hold labelled pixels (`split_labelled`); the others teach
+nothing and stay in the training split, where training leaves them out.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
 
-from geo.contracts.tile_store import BUFFER, TRAIN, VAL
+from geo.contracts.tile_store import TRAIN, VAL
 
 BLOCK_SIDES = (4, 2, 1)
 MIN_BLOCKS = 4
-ATTEMPTS = 32  # seeded block draws tried until one leaves training tiles
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def block_keys(tiles: list[Footprint], side: int) -> list[tuple]:
 
 
 def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tuple[np.ndarray, int]:
-    """Split code per tile (0 train, 1 val, 2 buffer) and the block side used, in grid steps.
+    """Split code per tile (0 train, 1 val) and the block side used, in grid steps.
 
     Deterministic for a seed. When no choice of blocks leaves a training tile (tiny data), or there
     is a single block, every tile is training and a warning says so.
@@ -72,22 +74,30 @@ def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tup
         keys = block_keys(tiles, side)
         if len(set(keys)) >= MIN_BLOCKS:
             break
-    members: dict[tuple, list[int]] = {}
+    members: dict[tuple[Any, ...], list[int]] = {}
     for i, key in enumerate(keys):
         members.setdefault(key, []).append(i)
     blocks = [members[k] for k in sorted(members)]
     if val_fraction <= 0 or not tiles:
         return np.full(len(tiles), TRAIN, dtype=np.uint8), side
-    for attempt in range(ATTEMPTS if len(blocks) > 1 else 0):
-        rng = np.random.default_rng([seed, attempt])
-        split = _pick(blocks, len(tiles), val_fraction, rng)
-        _buffer(tiles, split)
+    if len(blocks) > 1:
+        split = _pick(blocks, len(tiles), val_fraction, np.random.default_rng(seed))
         if (split == TRAIN).any():
             return split, side
     log.warning(
         "too few tiles for a spatial validation split: all %d tiles are training", len(tiles)
     )
     return np.full(len(tiles), TRAIN, dtype=np.uint8), side
+
+
+def split_labelled(
+    tiles: list[Footprint], labelled: np.ndarray, val_fraction: float, seed: int
+) -> np.ndarray:
+    """Split codes for all tiles, drawing the validation blocks among the labelled ones only."""
+    split = np.full(len(tiles), TRAIN, dtype=np.uint8)
+    chosen = np.flatnonzero(labelled)
+    split[chosen], _ = assign_splits([tiles[i] for i in chosen], val_fraction, seed)
+    return split
 
 
 def _pick(
@@ -106,24 +116,3 @@ def _pick(
         smallest = min(order, key=lambda b: len(blocks[b]))
         split[blocks[smallest]] = VAL
     return split
-
-
-def _buffer(tiles: list[Footprint], split: np.ndarray) -> None:
-    """Mark training tiles that overlap a validation tile of the same group as buffer (in place).
-
-    Tiles overlap when they share more than half a pixel's width along a whole edge, i.e. an
-    intersection area above half a pixel times the tile side (rotated grids included)."""
-    val = np.flatnonzero(split == VAL)
-    train = np.flatnonzero(split == TRAIN)
-    if not val.size or not train.size:
-        return
-    tree = shapely.STRtree([tiles[i].polygon for i in val])
-    pairs = tree.query([tiles[i].polygon for i in train], predicate="intersects")
-    for t_pos, v_pos in pairs.T:
-        a, b = tiles[train[t_pos]], tiles[val[v_pos]]
-        if a.group != b.group:
-            continue
-        pixel = min(a.pixel, b.pixel)
-        side = np.sqrt(min(a.polygon.area, b.polygon.area))
-        if a.polygon.intersection(b.polygon).area > 0.5 * pixel * side:
-            split[train[t_pos]] = BUFFER

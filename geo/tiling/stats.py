@@ -5,12 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from geo.contracts.normalization import Normalization
-from geo.io.raster import (
-    SceneInfo,
-    open_raster,
-    read_window,
-    sample_windows,
-)
+from geo.io.raster import SceneInfo, sample_pixels
 
 TOTAL_PIXELS = 2**21  # pixels kept over all scenes; each scene keeps at least MIN_PIXELS
 MIN_PIXELS = 4096
@@ -21,18 +16,7 @@ def sample_scene(
     scene: SceneInfo, bands: list[int], budget: int, seed: int, index: int
 ) -> np.ndarray:
     """Up to `budget` valid pixels of one scene as (n, C) float64, deterministic for a seed."""
-    rng = np.random.default_rng([seed, index])
-    windows = sample_windows(scene, rng)
-    per_window = max(1, budget // len(windows))
-    parts = []
-    with open_raster(scene.path) as src:
-        for window in windows:
-            data, valid, _ = read_window(src, window, bands, scene.dtype, 0)
-            pixels = data[:, valid].T
-            if len(pixels) > per_window:
-                pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
-            parts.append(pixels.astype(np.float64))
-    return np.concatenate(parts) if parts else np.empty((0, len(bands)))
+    return sample_pixels(scene, bands, budget, np.random.default_rng([seed, index]))
 
 
 def scene_budget(n_scenes: int) -> int:

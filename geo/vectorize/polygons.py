@@ -1,33 +1,36 @@
-"""Polygons from a class raster, GIS-ready: one per region (see `geo.vectorize.regions`),
-simplified together as a coverage (shared edges between neighbouring classes stay shared),
-filtered by area in m², measured in metres, and written to a GeoPackage with a QGIS style.
+"""Polygons from a class raster, GIS-ready: one per object (see `geo.vectorize.regions`; with a
+boundary class, touching objects of one class stay apart), simplified as a coverage (shared edges
+between neighbours stay shared), filtered by area in m², measured in metres, with a stable id;
+streamed in batches into a GeoPackage with a QGIS style and, optionally, fiboa GeoParquet.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import shapely
-from affine import Affine
-from rasterio.crs import CRS
 
 from geo.contracts.classes import ClassInfo
 from geo.io.raster import open_raster
 from geo.io.styles import add_gpkg_style
-from geo.vectorize.regions import regions
+from geo.io.units import metres_per_unit
+from geo.vectorize.fiboa import FiboaWriter
+from geo.vectorize.objects import boundary_reach
+from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
-EARTH_M_PER_DEGREE = 111_320.0
 
 
-def polygonize(
+def polygon_batches(
     classes_path: str | Path,
-    probability_path: str | Path,
+    scores_path: str | Path | None,
     classes: Sequence[ClassInfo],
     *,
     min_area: float = 500.0,
@@ -35,61 +38,102 @@ def polygonize(
     source: str = "",
     model: str = "",
     band_rows: int = 512,
-) -> gpd.GeoDataFrame:
-    """Polygons of every non-background region, on the class raster's CRS.
+    batch_objects: int = BATCH_OBJECTS,
+) -> Iterator[gpd.GeoDataFrame]:
+    """Polygons of every object of the class raster, in batches, on the raster's CRS.
 
-    Columns: class_id, class_name, score (mean winning-class probability, 0..1), area_m2,
-    perimeter_m, source, model. Regions smaller than `min_area` m² are dropped; `simplify` is a
-    tolerance in metres for a coverage simplification that keeps shared edges shared.
+    Columns: id (row-column of the object's first pixel in scan order: stable for a raster),
+    class_id, class_name, score (mean winning-class probability 0..1; empty without a score
+    raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² are
+    dropped; `simplify` is a tolerance in metres for a coverage simplification that keeps
+    shared edges shared. A class marked `boundary` in `classes` is given back to the objects it
+    outlines. Memory holds a few bands of rows and one batch (see `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
         transform, crs, height = src.transform, src.crs, src.height
-    unit_m = _metres_per_unit(crs, transform, height)
+    unit_m = metres_per_unit(crs, transform, height)
     pixel_side_m = np.sqrt(abs(transform.determinant)) * unit_m
-    kept = [
-        r
-        for r in regions(classes_path, probability_path, band_rows=band_rows)
-        if r.pixels * pixel_side_m**2 >= min_area
-    ]
-    geoms = np.array([r.geometry for r in kept], dtype=object)
-    tolerance = simplify / pixel_side_m
-    # Coverage simplification (Visvalingam-Whyatt) drops vertices whose triangle is under
-    # tolerance² px²; a pixel outline's corners have 0.5 px², so below sqrt(0.5) px nothing moves.
-    if tolerance >= np.sqrt(0.5) and len(kept):
-        # Vertices at every pixel corner make shared edges identical, as the coverage needs.
-        dense = shapely.transform(shapely.segmentize(geoms, 1.0), np.round)
-        geoms = shapely.coverage_simplify(dense, tolerance)
-    a, b, c, d, e, f = transform[:6]
-    geoms = shapely.transform(
-        geoms, lambda xy: np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,
-                                           d * xy[:, 0] + e * xy[:, 1] + f])
-    )  # fmt: skip
-    names = {c.id: c.name for c in classes}
-    frame = gpd.GeoDataFrame(
-        {
-            "class_id": np.array([r.class_id for r in kept], dtype=np.int32),
-            "class_name": [names.get(r.class_id, str(r.class_id)) for r in kept],
-            "score": np.array([r.score_sum / (255.0 * r.pixels) for r in kept]).round(4),
-            "source": [source] * len(kept),
-            "model": [model] * len(kept),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=crs),
-    )
-    area, perimeter = _measure(frame.geometry, unit_m)
-    frame.insert(3, "area_m2", area.round(2))
-    frame.insert(4, "perimeter_m", perimeter.round(2))
-    return frame
+    boundary_id, reach = boundary_reach(classes, pixel_side_m)
+    grid = _Grid(transform, crs, unit_m, pixel_side_m, {c.id: c.name for c in classes})
+    for batch in regions(
+        classes_path, scores_path, boundary_id=boundary_id, reach=reach, band_rows=band_rows,
+        batch_objects=batch_objects,
+    ):  # fmt: skip
+        yield grid.frame(batch, min_area, simplify, source, model)
 
 
-def _metres_per_unit(crs: CRS | None, transform: Affine, height: int) -> float:
-    """Metres per CRS unit: the linear unit of a projected CRS, 1 without a CRS, and for degrees
-    the length of one degree at the scene's central latitude (geometric mean of x and y)."""
-    if crs is None:
-        return 1.0
-    if crs.is_geographic:
-        lat = transform.f + transform.e * height / 2  # at column 0
-        return EARTH_M_PER_DEGREE * np.sqrt(max(np.cos(np.radians(lat)), 1e-6))
-    return float(crs.linear_units_factor[1])
+def polygonize(
+    classes_path: str | Path,
+    scores_path: str | Path | None,
+    classes: Sequence[ClassInfo],
+    **options: object,
+) -> gpd.GeoDataFrame:
+    """All the polygons of `polygon_batches` in one frame (for rasters of modest size)."""
+    frames = list(polygon_batches(classes_path, scores_path, classes, **options))  # type: ignore[arg-type]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """What turns a batch of objects in pixel coordinates into measured polygons."""
+
+    transform: object
+    crs: object
+    unit_m: float
+    pixel_side_m: float
+    names: dict[int, str]
+
+    def frame(
+        self, batch: Batch, min_area: float, simplify: float, source: str, model: str
+    ) -> gpd.GeoDataFrame:
+        kept = [r for r in batch.regions if r.pixels * self.pixel_side_m**2 >= min_area]
+        geoms = np.array([r.geometry for r in kept], dtype=object)
+        tolerance = simplify / self.pixel_side_m
+        # Coverage simplification (Visvalingam-Whyatt) drops vertices whose triangle is under
+        # tolerance² px²; a pixel outline's corners have 0.5 px², so below sqrt(0.5) px nothing
+        # moves. The pixels of other objects touching the batch join the coverage, each as four
+        # triangles meeting at its centre: every pixel corner along an edge shared with them is
+        # then a node, so that edge stays as it is on both sides, whichever batch simplifies
+        # the neighbour.
+        if tolerance >= np.sqrt(0.5) and len(kept):
+            # Vertices at every pixel corner make shared edges identical, as the coverage needs.
+            dense = shapely.transform(shapely.segmentize(geoms, 1.0), np.round)
+            coverage = np.concatenate([dense, _pinned(batch.context)])
+            geoms = shapely.coverage_simplify(coverage, tolerance)[: len(kept)]
+        a, b, c, d, e, f = self.transform[:6]  # type: ignore[index]
+        geoms = shapely.transform(
+            geoms, lambda xy: np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,
+                                               d * xy[:, 0] + e * xy[:, 1] + f])
+        )  # fmt: skip
+        scores = [np.nan if r.score_sum is None else r.score_sum / (255.0 * r.pixels) for r in kept]
+        frame = gpd.GeoDataFrame(
+            {
+                "id": [f"{r.first[0]}-{r.first[1]}" for r in kept],
+                "class_id": np.array([r.class_id for r in kept], dtype=np.int32),
+                "class_name": [self.names.get(r.class_id, str(r.class_id)) for r in kept],
+                "score": np.array(scores, dtype=np.float64).round(4),
+                "source": [source] * len(kept),
+                "model": [model] * len(kept),
+            },
+            geometry=gpd.GeoSeries(geoms, crs=self.crs),
+        )
+        area, perimeter = _measure(frame.geometry, self.unit_m)
+        frame.insert(4, "area_m2", area.round(2))
+        frame.insert(5, "perimeter_m", perimeter.round(2))
+        return frame
+
+
+def _pinned(pixels: np.ndarray) -> np.ndarray:
+    """Each pixel (row, col) as four triangles from its sides to its centre."""
+    rows, cols = pixels[:, 0].astype(float), pixels[:, 1].astype(float)
+    corners = [(cols, rows), (cols + 1, rows), (cols + 1, rows + 1), (cols, rows + 1)]
+    centre = (cols + 0.5, rows + 0.5)
+    triangles = [
+        np.stack([np.stack(p, axis=1) for p in (corners[k], corners[(k + 1) % 4], centre,
+                                                 corners[k])], axis=1)
+        for k in range(4)
+    ]  # fmt: skip
+    return np.asarray(shapely.polygons(np.concatenate(triangles)), dtype=object)
 
 
 def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -100,28 +144,67 @@ def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.nda
     return geometry.area.to_numpy() * unit_m**2, geometry.length.to_numpy() * unit_m
 
 
-def write_polygons(
-    frame: gpd.GeoDataFrame, path: Path, classes: Sequence[ClassInfo], *, timestamp: str
-) -> None:
-    """Write `frame` as layer `polygons` of a new GeoPackage with its QGIS style.
+@dataclass
+class PolygonTotals:
+    """Polygons written per class name: how many, and their area in hectares."""
 
-    `timestamp` (ISO 8601 UTC) is stored as the layers' last change, so that the same polygons
-    give the same bytes. The file is written under a temporary name and renamed when complete.
+    count: dict[str, int]
+    area_ha: dict[str, float]
+
+    def add(self, frame: gpd.GeoDataFrame) -> None:
+        by_class = frame.groupby("class_name", sort=False)["area_m2"]
+        for name, n in by_class.count().items():
+            self.count[str(name)] = self.count.get(str(name), 0) + int(n)
+        for name, area in by_class.sum().items():
+            self.area_ha[str(name)] = self.area_ha.get(str(name), 0.0) + float(area) / 1e4
+
+    def sorted(self) -> PolygonTotals:
+        return PolygonTotals(
+            dict(sorted(self.count.items())),
+            {k: round(v, 2) for k, v in sorted(self.area_ha.items())},
+        )
+
+
+def write_polygons(
+    frames: gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame],
+    path: Path | None,
+    classes: Sequence[ClassInfo],
+    *,
+    timestamp: str,
+    parquet: Path | None = None,
+) -> PolygonTotals:
+    """Write polygons as layer `polygons` of a new GeoPackage at `path` with its QGIS style,
+    and/or as fiboa GeoParquet at `parquet`, batch by batch; returns count and area per class.
+
+    `timestamp` (ISO 8601 UTC) is stored as the layers' last change and as the fields'
+    determination datetime, so that the same polygons give the same bytes. Files are written
+    under a temporary name and renamed when complete.
     """
-    tmp = path.with_suffix(".tmp.gpkg")
-    tmp.unlink(missing_ok=True)
-    polygons = bool(len(frame) == 0 or (frame.geom_type == "Polygon").all())
+    if isinstance(frames, gpd.GeoDataFrame):
+        frames = [frames]
+    tmp = None if path is None else path.with_suffix(".tmp.gpkg")
+    fiboa = None if parquet is None else FiboaWriter(parquet, timestamp)
+    totals = PolygonTotals({}, {})
+    created = False
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
     try:
-        pyogrio.write_dataframe(
-            frame,
-            tmp,
-            layer=LAYER,
-            driver="GPKG",
-            geometry_type="Polygon" if polygons else "MultiPolygon",
-            promote_to_multi=not polygons,
-        )
+        for frame in frames:
+            totals.add(frame)
+            if fiboa is not None:
+                fiboa.write(frame)
+            if tmp is not None and (len(frame) or not created):
+                pyogrio.write_dataframe(
+                    frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
+                    append=created,
+                )  # fmt: skip
+                created = True
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
-    add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp)
-    os.replace(tmp, path)
+    if fiboa is not None:
+        fiboa.close()
+    if tmp is not None and path is not None:
+        add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp)
+        os.replace(tmp, path)
+    return totals.sorted()

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from convlora.config import ModelConfig
+from convlora.model import build_model
 from tests.support.cli import Marker, make_broken, make_work, mount_tmpfs, train
-from tests.support.models import save_tiny_sam
 from tests.support.stores import agnet_store
+from tests.support.tiny_sam import save_tiny_sam
 
 
 @pytest.fixture
@@ -52,15 +55,32 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory, store: Path, checkpoints) -> dict[str, Path]:
     """Trained runs: `base` stores its SAM weights, `sam` needs the tiny SAM checkpoint,
-    `vit_b` is `sam` relabelled as an adapter for SAM ViT-B."""
+    `relabelled` is `sam` with an adapter.json claiming SAM ViT-B (its weights disagree), and
+    `vit_b` a consistent LoRA adapter for SAM ViT-B (zero tensors of the right shapes)."""
     folder = tmp_path_factory.mktemp("runs")
     runs = {"base": train(store, folder / "base"), "sam": train(store, folder / "sam",
                                                                   checkpoints["sam"])}  # fmt: skip
-    runs["vit_b"] = folder / "vit_b"
-    shutil.copytree(runs["sam"], runs["vit_b"])
-    meta = json.loads((runs["vit_b"] / "adapter.json").read_text())
+    meta = json.loads((runs["sam"] / "adapter.json").read_text())
     meta["config"]["sam_variant"] = "vit_b"
+    runs["relabelled"] = folder / "relabelled"
+    shutil.copytree(runs["sam"], runs["relabelled"])
+    (runs["relabelled"] / "adapter.json").write_text(json.dumps(meta))
+    runs["vit_b"] = folder / "vit_b"
+    runs["vit_b"].mkdir()
+    with torch.device("meta"):
+        model = build_model(ModelConfig.from_dict(meta["config"]))
+    tensors = {k: torch.zeros(v.shape) for k, v in model.trainable_state_dict().items()}
+    save_file(tensors, str(runs["vit_b"] / "adapter.safetensors"))
     (runs["vit_b"] / "adapter.json").write_text(json.dumps(meta))
+    weights = (runs["base"] / "adapter.safetensors").read_bytes()
+    for name, damaged in (
+        ("truncated", weights[: len(weights) // 2]),
+        ("oversized", (10**12).to_bytes(8, "little") + weights[8:]),
+    ):
+        runs[name] = folder / name
+        shutil.copytree(runs["base"], runs[name])
+        (runs[name] / "adapter.safetensors").write_bytes(damaged)
+    runs["store"] = store
     return runs
 
 

@@ -91,6 +91,25 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", c["pickle"]),
         "pickle.pth: refused, it holds Python objects besides tensors",
     ),
+    "adapter.json that disagrees with its weights": (
+        lambda b, c, r: predict(
+            AGNET_IMAGE, r["relabelled"], "{out}", "--sam-checkpoint", c["sam"]
+        ),
+        "relabelled/adapter.safetensors: does not fit the model its adapter.json describes",
+    ),
+    "truncated adapter weights": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["truncated"], "{out}"),
+        "truncated/adapter.safetensors: damaged adapter weights (incomplete metadata, file not "
+        "fully covered)",
+    ),
+    "adapter weights with an oversized header": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["oversized"], "{out}"),
+        "oversized/adapter.safetensors: damaged adapter weights (header too large)",
+    ),
+    "evaluate: truncated adapter weights": (
+        lambda b, c, r: ["evaluate", r["store"], "--model", r["truncated"]],
+        "truncated/adapter.safetensors: damaged adapter weights",
+    ),
     "adapter for another SAM variant": (
         lambda b, c, r: predict(AGNET_IMAGE, r["vit_b"], "{out}", "--sam-checkpoint", c["sam"]),
         "does not fit SAM vit_b",
@@ -126,6 +145,44 @@ def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> N
     refused(work, argv, "adapter needs the SAM tiny checkpoint")
     argv = ["ingest", "absent_folder", "--model", runs["base"], "--out", work]
     refused(work, argv, "absent_folder: source not found")
+
+
+INGEST_CASES = {  # extra arguments after `ingest` -> message
+    "no source": ([], "give SOURCE (a folder, a scene or a URL) or --stac URL"),
+    "a source and a catalog": (
+        ["{folder}", "--stac", "{folder}"],
+        "give SOURCE or --stac, not both",
+    ),
+    "STAC options for a folder": (["{folder}", "--bbox", "1,2,3,4"], "--bbox applies to --stac"),
+    "a catalog without a band map": (["--stac", "{folder}"], "--bands is required with --stac"),
+    "a bbox that is not one": (
+        ["--stac", "{folder}", "--bands", "red", "--bbox", "5,2,3,4"],
+        "--bbox 5,2,3,4: give west,south,east,north in degrees",
+    ),
+    "no catalog there": (["--stac", "absent/catalog.json", "--bands", "red"], "no such catalog"),
+    "a band map for other bands": (
+        ["--stac", "{folder}", "--bands", "red,green"],
+        "--bands red,green: names 2 band(s) for model bands [1, 2], but the model reads bands "
+        "[1, 2, 3, 4, 5, 6, 7]",
+    ),
+    "a time window that ends before it starts": (
+        ["--stac", "{folder}", "--bands", "red", "--datetime", "2024-06-30/2024-06-01"],
+        "--datetime 2024-06-30/2024-06-01: the window ends before it starts",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", INGEST_CASES)
+def test_ingest_refuses_sources_it_cannot_use(case: str, runs, work: Path) -> None:
+    extra, message = INGEST_CASES[case]
+    args = [a.format(folder=AGNET_IMAGE.parent) for a in extra]
+    refused(work, ["ingest", *args, "--model", runs["base"], "--out", work], message)
+
+
+def test_ingest_refuses_a_corrupt_record_saying_how_to_start_over(runs, work: Path) -> None:
+    (work / "ingest-record.json").write_text("{not json")
+    argv = ["ingest", AGNET_IMAGE.parent, "--model", runs["base"], "--out", work]
+    refused(work, argv, "ingest-record.json: unreadable ingest record", "move it away")
 
 
 def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from geo.errors import InputError, NoSpaceError
+from geo.io.outputs import exclusive
 from geo.tiling import TileConfig, check_tiling
 from tests.support import stores
-from tests.support.cli import mount_tmpfs, refused, snapshot
+from tests.support.cli import mount_tmpfs, refused, run_cli, snapshot
 from tests.support.paths import (
     AGNET_CLASSES,
     AGNET_LABEL,
@@ -94,6 +95,35 @@ CASES = {
         "absent.yaml: class map file not found",
     ),
     "output is a file": (lambda b: tile(SCENE, "{work}/earlier/result.txt"), "result.txt"),
+    "--overwrite on a folder that is not a tile store": (
+        lambda b: tile(SCENE, "{work}", "--overwrite"),
+        "work: exists and is not a tile store; choose another --out (--overwrite replaces only "
+        "tile stores)",
+    ),
+    "points as labels": (
+        lambda b: tile(SCENE, "{out}", labels=b["points.gpkg"]),
+        "points.gpkg: labels must be polygons, found 19 Point",
+    ),
+    "a file of several layers without --label-layer": (
+        lambda b: tile(SCENE, "{out}", labels=b["two_layers.gpkg"]),
+        "two_layers.gpkg: holds 2 layers (pivots, wells); name the labels layer with --label-layer",
+    ),
+    "the layer named does not exist": (
+        lambda b: tile(SCENE, "{out}", "--label-layer", "roads", labels=b["two_layers.gpkg"]),
+        "two_layers.gpkg: no layer 'roads' (layers: pivots, wells)",
+    ),
+    "a class map with YAML aliases": (
+        lambda b: [*tile(SCENE, "{out}"), "--class-map", b["aliases.yaml"]],
+        "aliases.yaml: YAML aliases (*name) are not allowed in a class map",
+    ),
+    "bands separated by spaces": (
+        lambda b: tile(SCENE, "{out}", "--bands", "3 2 1"),
+        "argument --bands: expected comma-separated integers like 4,3,2, got '3 2 1'",
+    ),
+    "a negative seed": (
+        lambda b: tile(SCENE, "{out}", "--split-seed", "-1"),
+        "--split-seed -1: Input should be greater than or equal to 0",
+    ),
 }
 
 
@@ -167,3 +197,11 @@ def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path: Path) -> N
         assert snapshot(disk, dirs=False) == before
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_second_run_to_the_same_store_stops_with_one_line(work: Path) -> None:
+    """While one run writes s.zarr (its lock held), another run to it is refused."""
+    with exclusive(work / "s.zarr", "tile store"):
+        code, err = run_cli(*tile(SCENE, work / "s.zarr"))
+    assert code == 2 and "s.zarr: another run is writing this tile store now" in err
+    assert "Traceback" not in err and not (work / "s.zarr").exists()

@@ -7,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
-from tests.support.stores import small_agnet_store
+from tests.support.paths import AGNET_CLASSES, PIVOT_CLASSES, PIVOT_LABELS, SCENE
+from tests.support.stores import small_agnet_store, tile
 
 CASES = {  # name -> (argv from the store, checkpoints and output folder; message)
     "not a tile store": (
@@ -53,6 +55,28 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
         lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
         "result.txt: exists and is not a folder",
     ),
+    "a negative seed": (
+        lambda s, c, w: train_args(s, w / "run", "--seed", "-1"),
+        "--seed -1: Input should be greater than or equal to 0",
+    ),
+    "a device that does not exist": (
+        lambda s, c, w: train_args(s, w / "run", "--device", "tpu"),
+        "--device tpu: not a device; choose auto (CUDA when available, else CPU), cpu, cuda",
+    ),
+    "CUDA on a machine without it": (
+        lambda s, c, w: train_args(s, w / "run", "--device", "cuda"),
+        "--device cuda: CUDA is not available on this machine",
+    ),
+    "more training processes than GPUs": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "2", "--device", "cuda"),
+        "--nproc 2: one process per GPU"
+        if torch.cuda.is_available()
+        else "--device cuda: CUDA is not available on this machine",
+    ),
+    "no training processes": (
+        lambda s, c, w: train_args(s, w / "run", "--nproc", "0"),
+        "--nproc 0: Input should be greater than or equal to 1",
+    ),
     "evaluate: not a tile store": (
         lambda s, c, w: ["evaluate", w / "absent.zarr", "--model", w],
         "absent.zarr: not a tile store",
@@ -71,6 +95,25 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
             w / "run",
         ],  # fmt: skip
         "absent.gpkg: labels file not found",
+    ),
+    "finetune: CUDA on a machine without it, before any tiling": (
+        lambda s, c, w: [
+            "finetune",
+            SCENE,
+            "--labels",
+            PIVOT_LABELS,
+            "--class-map",
+            PIVOT_CLASSES,
+            "--store",
+            w / "s.zarr",
+            "--out",
+            w / "run",
+            "--tile-size",
+            "128",
+            "--device",
+            "cuda",
+        ],  # fmt: skip
+        "--device cuda: CUDA is not available on this machine",
     ),
     "finetune: checkpoint carrying pickled code": (
         lambda s, c, w: [
@@ -161,3 +204,80 @@ def test_a_full_disk_while_training_is_one_line(store: Path, tmp_path: Path) -> 
         assert [p.name for p in disk.rglob("*.tmp")] == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_foreign_config_in_the_run_folder_is_named(store: Path, work: Path) -> None:
+    (work / "run").mkdir()
+    (work / "run" / "config.json").write_text('{"my": "own settings"}\n')
+    refused(
+        work, train_args(store, work / "run"),
+        "run/config.json: exists and was not written by convlora-geo; move it away, or pass "
+        "--overwrite to replace it",
+    )  # fmt: skip
+
+
+def test_a_store_with_one_class_is_refused(broken, work: Path, tmp_path: Path) -> None:
+    empty = tile(
+        [SCENE], [PIVOT_LABELS], broken["nothing_mapped.yaml"], tmp_path / "empty.zarr",
+        tile_size=128, overlap=32, label_field="id", dask_address="sync",
+    )  # fmt: skip
+    refused(
+        work,
+        train_args(empty, work / "run"),
+        "empty.zarr: its training tiles hold only 'background', nothing to tell apart",
+    )
+
+
+def _no_labelled_pixel_store(folder: Path) -> Path:
+    """An AgNet store tiled with the AgNet class names but codes no label raster holds: every
+    label pixel is unmapped, so ignored."""
+    document = yaml.safe_load(AGNET_CLASSES.read_text())
+    for i, entry in enumerate(document["classes"]):
+        entry["values"] = [1000 + i]
+    class_map = folder / "codes_absent.yaml"
+    class_map.write_text(yaml.safe_dump(document))
+    return small_agnet_store(folder / "unlabelled.zarr", range(0, 25), 1, class_map)
+
+
+def test_a_store_without_a_labelled_pixel_is_refused(runs, work: Path, tmp_path: Path) -> None:
+    store = _no_labelled_pixel_store(tmp_path)
+    argv = ["evaluate", store, "--model", runs["base"], "--device", "cpu"]
+    refused(work, argv, "unlabelled.zarr: no labelled pixel in split 'all'")
+    refused(
+        work, train_args(store, work / "run"),
+        "unlabelled.zarr: its training tiles hold no labelled pixel, nothing to tell apart",
+    )  # fmt: skip
+
+
+def _resume_args(store: Path, run: Path) -> list[object]:
+    """The command line of `tests.support.cli.train`, which trained the `runs` fixtures."""
+    return [
+        "train", store, "--out", run, "--sam", "tiny", "--adapter", "lora", "--image-size", "64",
+        "--steps", "2", "--batch-size", "1", "--accumulate", "1", "--device", "cpu",
+        "--no-progress",
+    ]  # fmt: skip
+
+
+DAMAGE = {  # file in RUN_DIR/last -> how it is damaged
+    "training_state.pt": lambda data: data[: len(data) // 2],
+    "adapter.safetensors": lambda data: data[: len(data) // 2],
+    "adapter.json": lambda data: data[:-10],
+}
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_a_damaged_resumable_state_is_named_with_how_to_start_over(
+    name: str, store: Path, runs, work: Path
+) -> None:
+    """Rerunning the command of a run whose RUN_DIR/last holds a damaged file: one line
+    naming the file and saying how to start over; the run folder is left as it was."""
+    run = work / "run"
+    shutil.copytree(runs["base"], run)
+    code, err = run_cli(*_resume_args(store, run))  # the intact run: nothing left to do
+    assert code == 0, err[-3000:]
+    damaged = run / "last" / name
+    damaged.write_bytes(DAMAGE[name](damaged.read_bytes()))
+    refused(
+        work, _resume_args(store, run),
+        f"{damaged}: damaged training state", f"move {run / 'last'} away to start over",
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import save_tiny_sam
+from tests.support.tiny_sam import save_tiny_sam
 
 
 @pytest.fixture(scope="session")

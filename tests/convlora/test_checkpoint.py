@@ -17,7 +17,7 @@ from convlora.checkpoint import (
 )
 from convlora.files import sha256_file
 from convlora.model import build_model
-from tests.support.models import randomize_, save_tiny_sam, tiny_config
+from tests.support.tiny_sam import randomize_, save_tiny_sam, tiny_config
 
 METADATA = {
     "classes": [

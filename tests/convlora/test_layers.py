@@ -1,4 +1,4 @@
-"""LoRA and Conv-LoRA layers: identity at step 0, merging, grouped expert dispatch, gating."""
+"""LoRA and Conv-LoRA layers: identity at step 0, merging, expert dispatch, gating."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_conv_lora_rejects_non_square_tokens() -> None:
 
 
 @pytest.mark.parametrize("gate", ["hard", "soft"])
-def test_grouped_dispatch_equals_per_window_loop(gate: str) -> None:
+def test_dispatch_equals_per_window_loop(gate: str) -> None:
     layer = _routed_conv_lora(gate)
     x = torch.randn(12, 7, 7, 16)
     y = layer(x)

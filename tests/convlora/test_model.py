@@ -9,11 +9,12 @@ import torch
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
 from convlora.band_adapter import BandAdapter
-from convlora.config import ConfigError
+from convlora.checkpoint import load_adapter, load_adapter_into, read_metadata, save_adapter
+from convlora.config import ConfigError, ModelConfig
 from convlora.losses import build_criterion
 from convlora.model import build_model
 from convlora.registry import build_sam_variant
-from tests.support.models import randomize_, tiny_config
+from tests.support.tiny_sam import randomize_, tiny_config
 
 
 @pytest.mark.parametrize("adapter", ["conv-lora", "lora"])
@@ -166,3 +167,35 @@ def test_wrong_inputs_and_configs_are_refused() -> None:
         tiny_config(in_channels=4, band_init=(0, 1, 4))
     with pytest.raises(ConfigError, match="unknown keys"):
         type(tiny_config()).from_dict({**tiny_config().to_dict(), "depth": 3})
+
+
+def test_auto_token_init_copies_sams_token_from_a_checkpoint(
+    tiny_sam_path: Path, tmp_path: Path
+) -> None:
+    assert ModelConfig().mask_token_init == "auto"
+    state = torch.load(tiny_sam_path, weights_only=True)
+    model = build_model(tiny_config(num_classes=3), tiny_sam_path)
+    assert model.config.mask_token_init == "copy"
+    tokens = model.mask_decoder.mask_tokens.weight
+    assert torch.equal(tokens, state["mask_decoder.mask_tokens.weight"][:1].expand(3, -1))
+    folder = save_adapter(model, tmp_path / "run", {})
+    assert read_metadata(folder)["config"]["mask_token_init"] == "copy"
+    loaded, _ = load_adapter(folder, tiny_sam_path)
+    assert loaded.config == model.config
+    load_adapter_into(build_model(tiny_config(num_classes=3), tiny_sam_path), folder)
+
+
+def test_auto_token_init_adds_noise_to_an_untrained_encoder(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config(num_classes=3))
+    assert model.config.mask_token_init == "copy+noise"
+    tokens = model.mask_decoder.mask_tokens.weight
+    assert not torch.equal(tokens[1], tokens[0]) and not torch.equal(tokens[2], tokens[1])
+    torch.manual_seed(0)
+    explicit = build_model(tiny_config(num_classes=3, mask_token_init="copy+noise"))
+    assert torch.equal(explicit.mask_decoder.mask_tokens.weight, tokens)
+    folder = save_adapter(model, tmp_path / "run", {})
+    assert read_metadata(folder)["config"]["mask_token_init"] == "copy+noise"
+    loaded, _ = load_adapter(folder)
+    assert loaded.config == model.config
+    assert torch.equal(loaded.mask_decoder.mask_tokens.weight, tokens)

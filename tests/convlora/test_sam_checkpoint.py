@@ -16,7 +16,7 @@ from convlora.sam_checkpoint import (
     resize_pos_embed,
     resize_rel_pos,
 )
-from tests.support.models import save_tiny_sam, tiny_config
+from tests.support.tiny_sam import save_tiny_sam, tiny_config
 
 
 def _meta_shapes(variant: str, image_size: int) -> dict[str, torch.Size]:

@@ -29,6 +29,8 @@ def test_train_config_round_trip_and_errors() -> None:
     cfg = TrainConfig(steps=5, class_weights=[1, 2])
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert "device" not in cfg.result_dict() and "lr" in cfg.result_dict()
+    assert not cfg.compile and "compile" not in TrainConfig(compile=True).result_dict()
+    assert cfg.total_steps(steps_per_epoch=3) == 5 and TrainConfig(epochs=2).total_steps(3) == 6
     with pytest.raises(ConvLoRAInputError, match="either epochs or steps"):
         TrainConfig(epochs=1, steps=1)
     with pytest.raises(ConvLoRAInputError, match="batch_size 0"):

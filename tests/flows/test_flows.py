@@ -8,11 +8,15 @@ import shutil
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
+import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
+from geo.predict import output_paths
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
+from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -29,6 +33,31 @@ TILING = {
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_tile_flow_tiles_a_vrt_again_when_its_source_changed(
+    prefect_server, tmp_path: Path
+) -> None:
+    """The tile task's cache key covers a VRT's source files, not only the VRT's text: a run
+    cached on an unchanged store does not answer for a changed source (every run with
+    overwrite, as a script that always passes it would run them)."""
+    from flows.tile import tile_flow
+
+    source, vrt = vrt_over_copy(tmp_path)
+    params = {
+        **TILING,
+        "images": [str(vrt)],
+        "out": str(tmp_path / "store.zarr"),
+        "overwrite": True,
+    }
+    store = Path(tile_flow(**params))
+    first = StoreInfo.read(store).fingerprint
+    assert Path(tile_flow(**params)) == store  # reused, and cached
+    pixels = rewrite_upside_down(source)
+    assert Path(tile_flow(**params)) == store
+    assert StoreInfo.read(store).fingerprint != first
+    images = zarr.open_group(str(store), mode="r")["images"]
+    assert np.array_equal(images[0], pixels[:, :128, :128])
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +101,11 @@ def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
 
 
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
+    """Ingest twice, then with a new scene and one that is corrupt in its middle (it passes the
+    check and fails while predicted, on the Dask workers): the good one is predicted, the other
+    skipped until it changes, and the run completes."""
     from flows.ingest import ingest_flow
+    from tests.support.cli import make_broken
 
     _, run = trained_run
     inbox = tmp_path / "inbox"
@@ -83,13 +116,22 @@ def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
         "batch_size": 8,
     }  # fmt: skip
     first = ingest_flow(**params)
-    assert [Path(p).name for p in first] == ["scene_a.tif"]
+    assert list(first["predicted"]) == [str(inbox / "scene_a.tif")]
     classes = tmp_path / "out" / "scene_a_classes.tif"
     with rasterio.open(classes) as dst, rasterio.open(inbox / "scene_a.tif") as src:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
     before = digest(classes)
-    assert ingest_flow(**params) == []
+    assert ingest_flow(**params)["predicted"] == {}
     assert digest(classes) == before
+
+    shutil.copy(make_broken(tmp_path)["corrupt.tif"], inbox / "scene_b.tif")
+    shutil.copy(PIVOTS / "nebraska_landsat_albers_30m.tif", inbox / "scene_c.tif")
+    third = ingest_flow(**params)
+    assert list(third["predicted"]) == [str(inbox / "scene_c.tif")]
+    reason = third["refused"][str(inbox / "scene_b.tif")]
+    assert "scene_b.tif: corrupt or truncated raster" in reason
+    assert not (tmp_path / "out" / ".scene_b.partial").exists()
+    assert (ingest_flow(**params)["new"], digest(classes)) == (0, before)
 
 
 def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Path) -> None:
@@ -115,11 +157,44 @@ def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Pa
             assert digest(Path(a[key])) == digest(Path(b[key])), key
 
 
-def test_dask_workers_get_the_api_url_and_key(prefect_server) -> None:
-    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+def test_dask_workers_get_the_api_url_key_and_auth_string(prefect_server) -> None:
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_KEY,
+        PREFECT_API_URL,
+        temporary_settings,
+    )
 
     from flows.runtime import worker_prefect_env
 
     assert worker_prefect_env() == {"PREFECT_API_URL": PREFECT_API_URL.value().rstrip("/")}
     with temporary_settings({PREFECT_API_KEY: "pnu_example"}):
         assert worker_prefect_env()["PREFECT_API_KEY"] == "pnu_example"
+    with temporary_settings({PREFECT_API_AUTH_STRING: "admin:secret"}):
+        assert worker_prefect_env()["PREFECT_API_AUTH_STRING"] == "admin:secret"
+
+
+def test_predict_command_from_and_to_s3(
+    trained_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI and the flow (its polygon table reads the GeoPackage in the bucket):
+    outputs land in the bucket, nothing in a local folder named after the URL."""
+    from tests.support.cli import run_cli
+    from tests.support.s3 import new_bucket, s3_filesystem, s3_server
+
+    _, run = trained_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONVLORA_GEO_STAGING", str(tmp_path / "staging"))
+    with s3_server() as server:
+        bucket = new_bucket(server, monkeypatch)
+        s3 = s3_filesystem()
+        s3.put_file(str(PIVOTS / "nebraska_landsat_albers_30m.tif"), f"{bucket}/in/scene.tif")
+        code, err = run_cli(
+            "predict", f"s3://{bucket}/in/scene.tif", "--out", f"s3://{bucket}/out",
+            "--model", run, "--device", "cpu",
+        )  # fmt: skip
+        assert code == 0, err[-3000:]
+        names = sorted(Path(p).name for p in s3.ls(f"{bucket}/out"))
+    assert names == sorted(p.name for p in output_paths(".", "scene").values())
+    assert "scene_quicklook.png" in names and "scene_polygons.parquet" in names
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed

@@ -1,5 +1,6 @@
 """Round trip on a real `prefect server`: work pools, `prefect deploy --all` on the project's own
-prefect.yaml, `prefect deployment run finetune/field-boundaries`, a process worker `--run-once`."""
+prefect.yaml, `prefect deployment run finetune/field-boundaries` and `ingest/field-boundaries`,
+each run by a process worker `--run-once`."""
 
 from __future__ import annotations
 
@@ -68,7 +69,68 @@ def project(tmp_path: Path) -> Path:
     return work
 
 
-def test_deploy_run_finetune_with_process_worker(project: Path, tmp_path: Path) -> None:
+def run_deployment(name: str, pool: str, *params: str, env: dict[str, str], cwd: Path) -> dict:
+    """`prefect deployment run NAME -p ...`, then one process worker of POOL `--run-once`;
+    returns the flow run as the API holds it when the worker is done."""
+    args = [arg for param in params for arg in ("-p", param)]
+    out = prefect("deployment", "run", name, *args, env=env, cwd=cwd)
+    match = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+    assert match, out
+    worker = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--run-once"],
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        log, _ = worker.communicate(timeout=480)
+    finally:
+        stop(worker)
+    assert worker.returncode == 0, log[-4000:]
+    flow_run = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{match.group(1)}", timeout=10).json()
+    assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}\n{log[-4000:]}"
+    return flow_run
+
+
+def stored_logs(api: str, flow_run_id: str) -> list[tuple[str, str]]:
+    """(logger, message) of a flow run's logs on the server."""
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
+    logs = httpx.post(f"{api}/logs/filter", json=body, timeout=10).json()
+    return [(log["name"], log["message"]) for log in logs]
+
+
+def schedule(api: str, deployment: str) -> dict:
+    """The deployment's only schedule."""
+    found = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10).json()
+    (only,) = found["schedules"]
+    return {**only, "deployment_id": found["id"]}
+
+
+def start_server(port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """`prefect server start` on 127.0.0.1:PORT, healthy within 180 s."""
+    api = env["PREFECT_API_URL"]
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--no-ui", "--analytics-off"],
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None, "prefect server exited during startup"
+        assert time.monotonic() < deadline, "prefect server did not become healthy in 180 s"
+        time.sleep(1)
+
+
+def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_path: Path) -> None:
+    """The shipped deployments with process workers: a redeploy keeps a paused schedule paused;
+    `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`) and its library logs are
+    stored with the flow run; `ingest` with its defaults completes twice, the second time
+    predicting nothing (the scene's one-band label mask beside it is skipped, once)."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -78,75 +140,62 @@ def test_deploy_run_finetune_with_process_worker(project: Path, tmp_path: Path) 
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_CLI_PROMPT": "false",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "convlora" / "src")]),
     }
-    server = subprocess.Popen(
-        [
-            str(BIN / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-            "--analytics-off",
-        ],
-        env=env,
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    worker = None
+    server = start_server(port, env, project)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "prefect server exited during startup"
-            assert time.monotonic() < deadline, "prefect server did not become healthy in 180 s"
-            time.sleep(1)
-
         for pool in ("cpu", "gpu"):
             prefect("work-pool", "create", pool, "--type", "process", env=env, cwd=project)
         out = prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
         assert "finetune/field-boundaries" in out
 
-        out = prefect(
-            "deployment", "run", "finetune/field-boundaries",
-            "-p", "steps=2", "-p", "image_size=64", "-p", "accumulate=1",
-            env=env, cwd=project,
+        nightly = schedule(api, "ingest/field-boundaries")
+        assert (nightly["slug"], nightly["active"]) == ("nightly", True)
+        assert schedule(api, "ingest/sentinel-2")["active"] is False  # needs the internet
+        paused = httpx.patch(
+            f"{api}/deployments/{nightly['deployment_id']}/schedules/{nightly['id']}",
+            json={"active": False}, timeout=10,
         )  # fmt: skip
-        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+        assert paused.status_code == 204, paused.text
+        prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
+        assert schedule(api, "ingest/field-boundaries")["active"] is False  # kept by a redeploy
 
-        worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", "gpu", "--run-once"],
-            env=env,
-            cwd=project,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        log, _ = worker.communicate(timeout=480)
-        assert worker.returncode == 0, log[-4000:]
-
-        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
-        assert state["type"] == "COMPLETED", f"{state}\n{log[-4000:]}"
-        flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
-        assert flow_run["parameters"]["steps"] == 2
-        assert flow_run["parameters"]["sam"] == "tiny"  # the deployment's own, kept
+        finetune = run_deployment(
+            "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "accumulate=1",
+            "adapter=conv-lora", "nproc=2", "device=cpu", env=env, cwd=project,
+        )  # fmt: skip
+        assert finetune["parameters"]["nproc"] == 2
+        assert finetune["parameters"]["sam"] == "tiny"  # the deployment's own, kept
         run_dir = project / "runs" / "field-boundaries"
-        assert AdapterMetadata.read(run_dir).model.sam_variant == "tiny"
+        metadata = AdapterMetadata.read(run_dir)
+        assert (metadata.model.sam_variant, metadata.model.adapter) == ("tiny", "conv-lora")
+        assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
         records = [
             json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
         ]
         assert max(r["step"] for r in records) == 2  # the -p steps=2 override took effect
+        logs = stored_logs(api, finetune["id"])
+        assert any(name.startswith("geo.") for name, _ in logs), logs
+        assert any(
+            name == "convlora.training" and message.startswith("step 2/2  loss ")
+            for name, message in logs
+        ), logs  # relayed from rank 0 of the two training processes
+
+        first = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
+        predictions = project / "predictions" / "field-boundaries"
+        classes = predictions / "nebraska_landsat_albers_30m_classes.tif"
+        stamp = classes.stat().st_mtime_ns
+        record = json.loads((predictions / "ingest-record.json").read_text())
+        (model,) = record["models"].values()
+        assert [Path(p).name for p in model["done"]] == ["nebraska_landsat_albers_30m.tif"]
+        assert [Path(p).name for p in model["skipped"]] == ["pivots_mask.tif"]
+        assert any("skipped" in m and "pivots_mask.tif" in m for _, m in
+                   stored_logs(api, first["id"]))  # fmt: skip
+
+        second = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
+        assert classes.stat().st_mtime_ns == stamp
+        assert json.loads((predictions / "ingest-record.json").read_text()) == record
+        assert ("geo.ingest.run", "2 scene(s) found, 0 new for model " + next(
+            iter(record["models"]))) in stored_logs(api, second["id"])  # fmt: skip
     finally:
-        if worker is not None:
-            stop(worker)
         stop(server)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from geo.contracts.classes import IGNORE, ClassMap, load_class_map, value_key
+from geo.contracts.classes import (
+    IGNORE,
+    ClassMap,
+    Width,
+    boundary_class,
+    load_class_map,
+    object_ids,
+    parse_class_list,
+    value_key,
+)
 from geo.errors import InputError
+from tests.support.models import metadata_for
+from tests.support.paths import FTW
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -64,6 +76,19 @@ def test_mapping_format_with_unmapped_background() -> None:
         ([{"name": "a"}, {"name": "b", "colour": "#ffffff"}], "unknown keys"),
         ({"classes": [{"name": "a"}, {"name": "b"}], "unmapped": "drop"}, "unmapped"),
         ({"labels": []}, "expected keys"),
+        ([{"name": "a"}, {"name": "b", "boundary": "2"}], "boundary width '2': give a positive"),
+        ([{"name": "a"}, {"name": "b", "boundary": "-1 m"}], "give a positive width in px or m"),
+        ([{"name": "a", "boundary": "1 px"}, {"name": "b"}], "background .* cannot be a boundary"),
+        ([{"name": "a"}, {"name": "b", "boundary": "1 px"}], "needs an object class"),
+        (
+            [
+                {"name": "a"},
+                {"name": "b"},
+                {"name": "c", "boundary": "1 px"},
+                {"name": "d", "boundary": "2 px"},
+            ],
+            "at most one boundary class",
+        ),  # fmt: skip
         ("just text", "expected a list"),
     ],
 )
@@ -84,7 +109,13 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "n_classes"),
-    [("agnet_classes.yaml", 8), ("pivots_classes.yaml", 2), ("buildings_classes.yaml", 2)],
+    [
+        ("agnet_classes.yaml", 8),
+        ("pivots_classes.yaml", 2),
+        ("buildings_classes.yaml", 2),
+        ("pivots_boundaries.yaml", 3),
+        ("ftw_classes.yaml", 3),
+    ],  # fmt: skip
 )
 def test_bundled_class_maps_load(name: str, n_classes: int) -> None:
     cmap = load_class_map(EXAMPLES / name)
@@ -97,3 +128,19 @@ def test_agnet_class_map_matches_cdl_codes() -> None:
     assert [cmap.class_id(c) for c in (5, 23, 176, 1, 195, 190, 21, 42, 111, 31)] == [
         1, 2, 3, 4, 5, 5, 6, 7, 0, None,
     ]  # fmt: skip
+
+
+def test_boundary_classes_travel_with_their_width_through_stores_and_adapters() -> None:
+    cmap = load_class_map(EXAMPLES / "ftw_classes.yaml")
+    boundary = cmap.boundary
+    assert boundary is not None and boundary.id == 2 and str(boundary.boundary) == "2 px"
+    assert boundary.boundary.pixels(10.0) == 2.0 and Width.parse("25 m").pixels(10.0) == 2.5
+    assert object_ids(cmap.classes) == [1]
+    assert cmap.to_list()[2] == {"id": 2, "name": "field boundary", "color": "#e31a1c",
+                                 "boundary": "2 px"}  # fmt: skip
+    assert "boundary" not in cmap.to_list()[1]  # plain classes travel as before
+    assert ClassMap.from_dict(cmap.to_dict()) == cmap
+    travelled = parse_class_list(json.loads(json.dumps(cmap.to_list())), "adapter.json")
+    assert travelled == tuple(replace(c, values=()) for c in cmap.classes)
+    metadata = metadata_for(FTW, [1, 2, 3], classes=cmap.to_list())
+    assert boundary_class(metadata.classes) == boundary

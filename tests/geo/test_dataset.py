@@ -72,6 +72,35 @@ def test_d4_augmentation_is_deterministic_and_consistent(store: Path) -> None:
     assert [aug.transform_of(int(i)) for i in aug.indices] == before
 
 
+def test_training_tiles_leave_out_what_they_share_with_validation(store: Path) -> None:
+    """Tiles overlap by 16 px: the labels a training tile shares with a validation tile are
+    255 in training, the rest as tiled; validation tiles are whole."""
+    group = zarr.open_group(str(store), mode="r")
+    split, windows = group["split"][:], group["window"][:]
+    train, val = TileDataset(store, "train"), TileDataset(store, "val")
+    touched = 0
+    for i in range(len(train)):
+        index = int(train.indices[i])
+        col, row = windows[index][:2]
+        inside = np.zeros((128, 128), dtype=bool)
+        for v in np.flatnonzero(split == 1):
+            vc, vr = windows[v][:2]
+            r0, r1 = max(row, vr) - row, min(row, vr) + 128 - row
+            c0, c1 = max(col, vc) - col, min(col, vc) + 128 - col
+            if r1 > r0 and c1 > c0:
+                inside[r0:r1, c0:c1] = True
+        label = train[i]["label"].numpy()
+        stored = np.where(group["valid"][index], group["labels"][index], 255)
+        assert (label[inside] == 255).all()
+        assert np.array_equal(label[~inside], stored[~inside])
+        touched += inside.any() and (stored[inside] != 255).any()
+    assert touched > 0
+    assert np.array_equal(
+        val[0]["label"].numpy(),
+        np.where(group["valid"][int(val.indices[0])], group["labels"][int(val.indices[0])], 255),
+    )
+
+
 def test_d4_has_eight_distinct_elements() -> None:
     a = np.arange(9).reshape(3, 3)
     images = {d4(a, k).tobytes() for k in range(8)}

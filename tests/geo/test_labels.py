@@ -12,10 +12,10 @@ from rasterio.windows import Window
 
 from geo.contracts.classes import ClassMap, load_class_map
 from geo.errors import InputError
-from geo.io.grid import GridSpec
 from geo.io.raster import scene_info
 from geo.io.vector import is_vector
 from geo.tiling.labels import prepare_raster_labels, prepare_vector_labels
+from tests.support.fields import mosaic
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 ATLANTA = DATA / "spacenet_atlanta_buildings"
@@ -27,20 +27,6 @@ BINARY = ClassMap.from_dict([{"name": "background"}, {"name": "object", "values"
 def reference(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(1)
-
-
-def mosaic(source, width: int, height: int, size: int = 256, overlap: int = 32) -> np.ndarray:
-    """The scene's labels put together from overlapping windows (which must agree)."""
-    out = np.full((height, width), 254, dtype=np.uint8)
-    with source.reader() as read:
-        for _, _, window in GridSpec(width, height, size, overlap).windows():
-            labels, _ = read(window)
-            r, c = int(window.row_off), int(window.col_off)
-            h, w = min(size, height - r), min(size, width - c)
-            seen = out[r : r + h, c : c + w]
-            assert np.all((seen == 254) | (seen == labels[:h, :w])), "overlapping windows disagree"
-            out[r : r + h, c : c + w] = labels[:h, :w]
-    return out
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

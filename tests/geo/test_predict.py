@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from PIL import Image
 from rasterio import features
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from scipy import ndimage
@@ -50,7 +51,9 @@ def test_outputs_are_named_after_the_scene(rgb: dict[str, Path]) -> None:
         "classes": "RGB.byte_classes.tif",
         "probability": "RGB.byte_probability.tif",
         "polygons": "RGB.byte_polygons.gpkg",
+        "fiboa": "RGB.byte_polygons.parquet",
         "style": "RGB.byte_classes.qml",
+        "quicklook": "RGB.byte_quicklook.png",
         "manifest": "RGB.byte_manifest.json",
     }
     assert sorted(p.name for p in rgb["classes"].parent.iterdir()) == sorted(names.values())
@@ -130,7 +133,7 @@ def test_polygons_rasterised_back_match_the_class_raster(
 def test_polygon_attributes(rgb: dict[str, Path]) -> None:
     frame = gpd.read_file(rgb["polygons"], layer="polygons")
     assert list(frame.columns) == [
-        "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
+        "id", "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
         "geometry"]  # fmt: skip
     assert len(frame) > 50 and set(frame.class_id) == {1, 2}
     names = {c["id"]: c["name"] for c in CLASSES}
@@ -157,6 +160,28 @@ def test_simplified_polygons_still_share_their_edges(ftw: dict[str, Path]) -> No
     with rasterio.open(ftw["classes"]) as c:
         shapes = [s for s, v in features.shapes(c.read(1), transform=c.transform) if v in (1, 2)]
     assert n_vertices < sum(len(s["coordinates"][0]) for s in shapes)  # simplification did work
+
+
+def test_the_quicklook_shows_the_classes_over_the_scene(rgb: dict[str, Path]) -> None:
+    """Full size for a small scene with a legend below it: each pixel is the scene stretched
+    between the training 2 and 98 % values, blended with its class colour; no data is black."""
+    picture = np.asarray(Image.open(rgb["quicklook"]).convert("RGB")).astype(float)
+    with rasterio.open(rgb["classes"]) as src:
+        classes = src.read(1)
+    with rasterio.open(RGB_BYTE) as src:
+        raw = src.read().astype(float)
+    norm = metadata_for(RGB_BYTE, [1, 2, 3]).normalization
+    low, high = np.array(norm.p2)[:, None, None], np.array(norm.p98)[:, None, None]
+    stretched = np.moveaxis(np.clip((raw - low) / (high - low), 0, 1) * 255, 0, -1)
+    assert picture.shape == (718 + 2 * 18 + 8, 791, 3)
+    scene = picture[:718]
+    assert (scene[classes == 255] == 0).all()
+    for c in CLASSES[1:]:
+        colour = np.array([int(c["color"][i : i + 2], 16) for i in (1, 3, 5)])
+        where = classes == c["id"]
+        expected = 0.45 * stretched[where] + 0.55 * colour
+        assert where.sum() > 1000 and np.abs(scene[where] - expected).max() <= 1.0
+        assert (np.abs(picture[718:] - colour).sum(axis=2) == 0).any()  # its legend swatch
 
 
 def test_qgis_styles_are_stored(rgb: dict[str, Path]) -> None:

@@ -1,4 +1,4 @@
-"""Spatial block split: whole blocks to validation, overlapping neighbours become buffer."""
+"""Spatial block split: whole blocks of labelled tiles to validation."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import shapely
 from affine import Affine
 
-from geo.contracts.tile_store import BUFFER, TRAIN, VAL
+from geo.contracts.tile_store import TRAIN, VAL
 from geo.io.grid import GridSpec
 from geo.io.raster import window_polygon
-from geo.tiling.split import Footprint, assign_splits
+from geo.tiling.split import Footprint, assign_splits, split_labelled
 
 
 def grid(
@@ -26,31 +26,22 @@ def grid(
     ]
 
 
-def overlaps(a: Footprint, b: Footprint) -> bool:
-    dx = min(a.bounds[2], b.bounds[2]) - max(a.bounds[0], b.bounds[0])
-    dy = min(a.bounds[3], b.bounds[3]) - max(a.bounds[1], b.bounds[1])
-    return a.group == b.group and dx > 0 and dy > 0
-
-
-def test_sentinel2_sized_grid_splits_by_blocks_with_a_buffer() -> None:
+def test_sentinel2_sized_grid_splits_by_blocks() -> None:
     tiles = grid(10980, 1024, 128)  # 13 x 13 tiles
     split, side = assign_splits(tiles, 0.2, seed=0)
-    assert side == 4 and len(tiles) == 169
-    assert 0.1 < (split == VAL).mean() < 0.35 and (split == TRAIN).mean() > 0.4
-    for i in np.flatnonzero(split == TRAIN):
-        assert not any(overlaps(tiles[i], tiles[j]) for j in np.flatnonzero(split == VAL))
-    buffered = np.flatnonzero(split == BUFFER)
-    assert all(
-        any(overlaps(tiles[i], tiles[j]) for j in np.flatnonzero(split == VAL)) for i in buffered
-    )
+    assert side == 4 and len(tiles) == 169 and set(split) == {TRAIN, VAL}
+    assert 0.1 < (split == VAL).mean() < 0.35
     again, _ = assign_splits(tiles, 0.2, seed=0)
     other, _ = assign_splits(tiles, 0.2, seed=1)
     assert np.array_equal(split, again) and not np.array_equal(split, other)
 
 
-def test_without_overlap_there_is_no_buffer() -> None:
-    split, _ = assign_splits(grid(8192, 512, 0), 0.25, seed=3)
-    assert (split == BUFFER).sum() == 0 and (split == VAL).sum() > 0
+def test_validation_is_drawn_among_labelled_tiles_only() -> None:
+    tiles = grid(8192, 512, 0)  # 16 x 16 tiles, labels on the first 4 columns only
+    labelled = np.array([t.grid_col < 4 for t in tiles])
+    split = split_labelled(tiles, labelled, 0.25, seed=0)
+    assert (split[~labelled] == TRAIN).all()
+    assert 0.15 < (split[labelled] == VAL).mean() < 0.35
 
 
 def test_scenes_of_the_same_place_share_their_blocks() -> None:
@@ -64,7 +55,7 @@ def test_scenes_without_crs_split_scene_by_scene() -> None:
     box = shapely.box(0, 0, 128, 128)
     tiles = [Footprint(f"scene:{i}", 0, 0, box, 128.0, 1.0, False) for i in range(40)]
     split, _ = assign_splits(tiles, 0.2, seed=0)
-    assert (split == VAL).sum() == 8 and (split == BUFFER).sum() == 0
+    assert (split == VAL).sum() == 8
 
 
 def test_zero_fraction_and_a_single_tile_keep_everything_for_training(

@@ -49,17 +49,14 @@ from tests.support.stac_api import (
 )
 from tests.support.stac_catalog import (
     AUSTRIA_JUNE,
-    AUSTRIA_OCTOBER,
     AUSTRIA_SEPTEMBER,
     LANDSAT,
     NEBRASKA_LANDSAT,
     S2,
-    add_items,
     band_path,
     build_catalog,
     collections,
     item_collection,
-    touch_item,
 )
 
 PIVOTS = Path(__file__).resolve().parents[2] / "examples/data/nebraska_center_pivots_landsat"
@@ -442,84 +439,7 @@ def test_stack_errors(catalog: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.vrt"))
 
 
-# --- idempotent ingest ------------------------------------------------------------------------
-
-
-def ingest(url: str, out: Path, model: str = "model-a") -> list[str]:
-    """What the ingest flow does with this library, with "predict" = copying the stack's pixels
-    into ITEM_ID.tif: find, keep what is due, stack, predict, record."""
-    record_path = out / "stac-ingest-record.json"
-    record = IngestRecord.load(record_path, model)
-    source = StacSource(url, collections=S2, bbox=AUSTRIA_AOI, query="eo:cloud_cover<50")
-    band_map = parse_band_map("red,green,blue,nir08")
-    predicted = []
-    for item in record.due(find_items(source, now=NOW)):
-        try:
-            vrt = stack_item(item, band_map, source.area(), out / "stacks")
-            with rasterio.Env(**REMOTE_GDAL_ENV), rasterio.open(vrt) as src:
-                profile = {**src.profile, "driver": "GTiff"}
-                data = src.read()
-            target = out / f"{safe_name(item.id)}.tif"
-            with rasterio.open(target, "w", **profile) as dst:
-                dst.write(data)
-        except (InputError, OSError) as exc:
-            record.mark_failed(item.id, item.version, f"{type(exc).__name__}: {exc}")
-        else:
-            record.mark_done(item.id, item.version, {"stack": str(target)})
-            predicted.append(item.id)
-        record.save(record_path)
-    return predicted
-
-
-def test_ingest_is_idempotent_and_sees_new_items(catalog: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    with RangeServer(catalog) as server:
-        url = f"{server.url}/catalog.json"
-        assert ingest(url, out) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
-        assert ingest(url, out) == []  # a rerun predicts nothing
-        add_items(catalog, (AUSTRIA_OCTOBER,))
-        assert ingest(url, out) == [AUSTRIA_OCTOBER.id]  # exactly the new item
-        assert ingest(url, out) == []
-        touch_item(catalog, AUSTRIA_SEPTEMBER, "2021-10-07T00:00:00Z")  # reprocessed
-        assert ingest(url, out) == [AUSTRIA_SEPTEMBER.id]
-        assert ingest(url, out, model="model-b") == [
-            AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id, AUSTRIA_OCTOBER.id
-        ]  # fmt: skip  # another model has seen nothing
-    # outputs named by item id, equal to the local bands over the AOI
-    red = band_path(catalog, AUSTRIA_OCTOBER, "red")
-    with rasterio.open(out / f"{AUSTRIA_OCTOBER.id}.tif") as got, rasterio.open(red) as ref:
-        window = from_bounds(*got.bounds, transform=ref.transform)
-        np.testing.assert_array_equal(got.read(1), ref.read(1, window=window))
-    record = json.loads((out / "stac-ingest-record.json").read_text())
-    assert set(record["models"]) == {"model-a", "model-b"}
-    done = record["models"]["model-a"]["done"]
-    assert done[AUSTRIA_SEPTEMBER.id]["version"] == "2021-10-07T00:00:00Z"
-    assert record["models"]["model-a"]["failed"] == {}
-
-
-def test_a_failed_item_is_recorded_and_retried(catalog: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    nir08 = band_path(catalog, AUSTRIA_SEPTEMBER, "nir08")
-    hidden = nir08.with_suffix(".away")
-    nir08.rename(hidden)  # the provider has not uploaded it yet: 404
-    with RangeServer(catalog) as server:
-        url = f"{server.url}/catalog.json"
-        assert ingest(url, out) == [AUSTRIA_JUNE.id]
-        record = IngestRecord.load(out / "stac-ingest-record.json", "model-a")
-        failure = record.failed[AUSTRIA_SEPTEMBER.id]
-        assert failure["attempts"] == 1 and failure["version"] == "2021-09-26T02:00:00Z"
-        assert failure["reason"].startswith(
-            f"AssetUnreadable: item {AUSTRIA_SEPTEMBER.id}: asset 'nir08' ({server.url}/"
-        )
-        assert "404" in failure["reason"]
-        assert ingest(url, out) == []  # retried, failed again
-        record = IngestRecord.load(out / "stac-ingest-record.json", "model-a")
-        assert record.failed[AUSTRIA_SEPTEMBER.id]["attempts"] == 2
-        assert record.due([], max_attempts=2) == []
-        hidden.rename(nir08)
-        assert ingest(url, out) == [AUSTRIA_SEPTEMBER.id]  # retried, in the same process
-        record = IngestRecord.load(out / "stac-ingest-record.json", "model-a")
-        assert record.failed == {} and set(record.done) == {AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id}
+# --- the ingest record (runs: tests/geo/test_ingest.py) -----------------------------------
 
 
 def test_record_data_structure(tmp_path: Path) -> None:
@@ -535,6 +455,10 @@ def test_record_data_structure(tmp_path: Path) -> None:
     assert record.due(items, key=lambda i: i) == [("b", "v1"), ("c", "v1")]
     assert record.due([("a", "v2")], key=lambda i: i) == [("a", "v2")]  # a new version
     assert record.due([("b", "v2")], key=lambda i: i, max_attempts=1) == []
+    record.mark_skipped("c", "v1", "band 2 out of range", settings="bands=red,green")
+    assert record.due(items, key=lambda i: i, settings="bands=red,green") == [("b", "v1")]
+    assert ("c", "v1") in record.due(items, key=lambda i: i, settings="bands=red,blue")
+    assert record.due([("c", "v2")], key=lambda i: i, settings="bands=red,green") == [("c", "v2")]
     path = tmp_path / "record.json"
     record.save(path)
     IngestRecord("m2", done={"z": {"version": "1"}}).save(path)
@@ -544,7 +468,7 @@ def test_record_data_structure(tmp_path: Path) -> None:
     assert IngestRecord.load(tmp_path / "none.json", "m1") == IngestRecord("m1")
     assert not list(tmp_path.glob("*.tmp*"))
     path.write_text("{}")
-    with pytest.raises(InputError, match="not a convlora-geo STAC ingest record"):
+    with pytest.raises(InputError, match="not a convlora-geo ingest record; move it away"):
         IngestRecord.load(path, "m1")
 
 
@@ -647,8 +571,8 @@ def test_predicting_the_vrt_equals_predicting_a_local_stack(built: Path, tmp_pat
     """The prediction of an item's VRT over HTTP equals that of a local GeoTIFF of the same bands
     (the 20 m band brought to 10 m by rasterio's bilinear read of the local COG)."""
     from geo.contracts.adapter import AdapterMetadata
-    from tests.support.models import tiny_config
     from tests.support.predict import predict_image
+    from tests.support.tiny_sam import tiny_config
 
     keys = ["red", "green", "blue", "nir08"]
     names = [("other", "#000000"), ("field", "#33a02c"), ("water", "#1f78b4")]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geo.io.grid import default_overlap
 from geo.predict import prepare_scene
 from geo.predict.rows import predict_rows
+from geo.predict.scene import window_grid
 from geo.predict.stitch import RowBand, StitchPlan, taper
 from tests.support.cog import core_edges
 from tests.support.models import ToyModel, metadata_for
@@ -104,6 +106,14 @@ def test_band_state_restores_exactly() -> None:
 def test_plan_rejects_overlap_of_half_a_tile() -> None:
     with pytest.raises(ValueError, match="overlap"):
         StitchPlan(100, 100, 64, 32)
+
+
+@pytest.mark.parametrize("overlap", [0, 12])
+def test_prediction_windows_follow_the_training_grid(overlap: int) -> None:
+    metadata = metadata_for(NEBRASKA, [1, 2, 3], tile_size=64, overlap=overlap)
+    assert metadata.overlap == overlap  # 0 is a grid, not a missing value
+    assert window_grid(metadata, None, None) == (64, overlap)
+    assert window_grid(metadata, 96, None) == (96, default_overlap(96))
 
 
 def seam_ratio(probs: np.ndarray, valid: np.ndarray, plan: StitchPlan, far_from: list) -> float:

@@ -9,11 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pytest
 import rasterio
@@ -29,7 +27,7 @@ from geo.io.storage import (
     list_files,
     read_json,
 )
-from tests.support.s3 import S3Server, s3_server
+from tests.support.s3 import S3Server, new_bucket, s3_filesystem, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE = REPO / "examples/data/nebraska_center_pivots_landsat/nebraska_landsat_albers_30m.tif"
@@ -43,19 +41,7 @@ def server() -> Iterator[S3Server]:
 
 @pytest.fixture
 def bucket(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new, empty bucket on the server, with the environment pointing at it."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "CONVLORA_GEO_STAGING")):
-            monkeypatch.delenv(name)
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    name = f"bucket-{uuid.uuid4().hex[:12]}"
-    _s3().mkdir(name)
-    return name
-
-
-def _s3() -> fsspec.AbstractFileSystem:
-    return fsspec.filesystem("s3", skip_instance_cache=True, use_listings_cache=False)
+    return new_bucket(server, monkeypatch)
 
 
 def _run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -75,7 +61,7 @@ def test_gdal_reads_a_window_of_an_object_with_ranged_requests(
     server: S3Server, bucket: str
 ) -> None:
     url = f"s3://{bucket}/scenes/{SCENE.name}"
-    _s3().put_file(str(SCENE), url)
+    s3_filesystem().put_file(str(SCENE), url)
     window = Window(200, 300, 64, 64)
     with rasterio.Env(**gdal_env(url)), rasterio.open(gdal_path(url)) as src:
         remote = src.read(window=window)
@@ -136,7 +122,7 @@ def test_staged_output_uploads_in_order_then_removes_local_copies(
         assert not any(out.folder.iterdir())
 
     assert published == [f"{url}/s_classes.tif", f"{url}/s_manifest.json"]
-    assert _s3().cat_file(f"{url}/s_classes.tif") == SCENE.read_bytes()
+    assert s3_filesystem().cat_file(f"{url}/s_classes.tif") == SCENE.read_bytes()
     assert read_json(f"{url}/s_manifest.json") == {"done": True}
     puts = [r.path.rsplit("/", 1)[-1] for r in server.requests if r.method == "PUT"]
     assert puts[-2:] == ["s_classes.tif", "s_manifest.json"]
@@ -181,7 +167,7 @@ def test_staging_a_local_folder_writes_in_place(tmp_path: Path) -> None:
 def test_list_files_gives_versions_that_change_with_the_content(
     bucket: str, tmp_path: Path
 ) -> None:
-    s3 = _s3()
+    s3 = s3_filesystem()
     for name, data in [("a.tif", b"first"), ("b.tif", b"second"), ("notes.txt", b"-")]:
         s3.pipe_file(f"{bucket}/scenes/{name}", data)
     listed = list_files(f"s3://{bucket}/scenes/", "*.tif")
@@ -203,7 +189,7 @@ def test_list_files_gives_versions_that_change_with_the_content(
 
 
 def test_exists_and_read_json(bucket: str, tmp_path: Path) -> None:
-    _s3().pipe_file(f"{bucket}/out/m.json", json.dumps({"fingerprint": "abc"}).encode())
+    s3_filesystem().pipe_file(f"{bucket}/out/m.json", json.dumps({"fingerprint": "abc"}).encode())
     assert exists(f"s3://{bucket}/out/m.json") and exists(f"s3://{bucket}/out")
     assert not exists(f"s3://{bucket}/out/other.json")
     assert read_json(f"s3://{bucket}/out/m.json") == {"fingerprint": "abc"}
@@ -212,7 +198,7 @@ def test_exists_and_read_json(bucket: str, tmp_path: Path) -> None:
 
 
 def test_check_storage_accepts_what_works(bucket: str) -> None:
-    _s3().pipe_file(f"{bucket}/scenes/s.tif", b"x")
+    s3_filesystem().pipe_file(f"{bucket}/scenes/s.tif", b"x")
     check_storage(f"s3://{bucket}/scenes/s.tif", "input")
     check_storage(f"s3://{bucket}/scenes", "input")
     check_storage(f"s3://{bucket}/new/predictions", "output")
@@ -232,7 +218,7 @@ def test_check_storage_accepts_what_works(bucket: str) -> None:
 def test_check_storage_refuses_with_one_line(
     bucket: str, url: str, role: str, message: str
 ) -> None:
-    _s3().pipe_file(f"{bucket}/file.tif", b"x")
+    s3_filesystem().pipe_file(f"{bucket}/file.tif", b"x")
     with pytest.raises(InputError) as refused:
         check_storage(url.format(bucket=bucket), role)  # type: ignore[arg-type]
     assert message.format(bucket=bucket) in str(refused.value)
@@ -273,6 +259,6 @@ def test_check_storage_names_the_extras_when_a_backend_is_missing(bucket: str) -
     assert refused.stdout.strip() == (
         f"s3://{bucket}/scenes: s3:// needs the cloud extras: pip install 'convlora-geo[cloud]'"
     )
-    _s3().pipe_file(f"{bucket}/scenes/s.tif", b"x")
+    s3_filesystem().pipe_file(f"{bucket}/scenes/s.tif", b"x")
     accepted = _run_python(code.replace("sys.modules['s3fs'] = None", "import s3fs"))
     assert accepted.returncode == 0 and accepted.stdout == "", accepted.stderr

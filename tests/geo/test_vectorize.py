@@ -41,8 +41,8 @@ def whole_raster_polygons(path: Path) -> list[tuple[int, shapely.Geometry]]:
 def test_regions_in_bands_equal_polygons_of_the_whole_raster(band_rows: int) -> None:
     expected = whole_raster_polygons(FTW_PREDICTION)
     got = sorted(
-        ((r.class_id, r.geometry) for r in regions(FTW_PREDICTION, FTW_PREDICTION,
-                                                    band_rows=band_rows)),
+        ((r.class_id, r.geometry) for b in regions(FTW_PREDICTION, FTW_PREDICTION,
+                                                    band_rows=band_rows) for r in b.regions),
         key=lambda item: (item[0], item[1].bounds[1], item[1].bounds[0], item[1].area),
     )  # fmt: skip
     assert len(got) == len(expected) > 100
@@ -54,7 +54,7 @@ def test_regions_in_bands_equal_polygons_of_the_whole_raster(band_rows: int) -> 
 def test_region_pixels_and_scores_add_up() -> None:
     with rasterio.open(FTW_PREDICTION) as src:
         data = src.read(1)
-    found = list(regions(FTW_PREDICTION, FTW_PREDICTION, band_rows=10))
+    found = [r for b in regions(FTW_PREDICTION, FTW_PREDICTION, band_rows=10) for r in b.regions]
     for c in (1, 2):
         mine = [r for r in found if r.class_id == c]
         assert sum(r.pixels for r in mine) == (data == c).sum()

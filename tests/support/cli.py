@@ -114,6 +114,23 @@ def make_broken(folder: Path) -> dict[str, Path]:
         f"unmapped: ignore\nclasses:\n  - name: background\n    values: [0]\n"
         f"  - name: pivot\n    values: [{mapped}]\n"
     )
+    points = pivots.set_geometry(pivots.geometry.centroid)
+    files["points.gpkg"] = folder / "points.gpkg"
+    points.to_file(files["points.gpkg"], layer="pivots")
+    files["two_layers.gpkg"] = folder / "two_layers.gpkg"
+    pivots.to_file(files["two_layers.gpkg"], layer="pivots")
+    points.to_file(files["two_layers.gpkg"], layer="wells")
+    files["aliases.yaml"] = folder / "aliases.yaml"
+    files["aliases.yaml"].write_text(
+        "a: &a [background, background, background, background, background, background]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "classes: [{name: background}, {name: pivot}]\n"
+    )
+    files["nothing_mapped.yaml"] = folder / "nothing_mapped.yaml"
+    files["nothing_mapped.yaml"].write_text(
+        "unmapped: ignore\nclasses:\n  - name: background\n    values: [-1]\n"
+        "  - name: pivot\n    values: [-2]\n"
+    )
     return files
 
 

@@ -1,5 +1,5 @@
-"""Models for tests: tiny SAM checkpoints from the registry, and a small deterministic toy model
-with adapter metadata for the prediction machinery."""
+"""Models for tests: a small deterministic toy model with adapter metadata for the prediction
+machinery (tiny SAM checkpoints live in tests.support.tiny_sam)."""
 
 from __future__ import annotations
 
@@ -11,41 +11,14 @@ import rasterio
 import torch
 from torch import nn
 
-from convlora.config import ModelConfig
-from convlora.registry import build_sam_variant
 from geo.contracts.adapter import AdapterMetadata
+from tests.support.tiny_sam import tiny_config
 
 CLASSES = [
     {"id": 0, "name": "background", "color": "#000000"},
     {"id": 1, "name": "field", "color": "#33a02c"},
     {"id": 2, "name": "water", "color": "#1f78b4"},
 ]
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Give every tensor (zero-initialised ones included) random, distinct values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return module
-
-
-def save_tiny_sam(path: Path, image_size: int = 256, seed: int = 0) -> Path:
-    """An official-format SAM checkpoint (plain state dict) of the tiny variant."""
-    torch.manual_seed(seed)
-    sam = randomize_(build_sam_variant("tiny", image_size), seed)
-    torch.save(sam.state_dict(), path)
-    return path
-
-
-def tiny_config(**overrides: Any) -> ModelConfig:
-    """A tiny multi-class Conv-LoRA config; keyword arguments override fields."""
-    values: dict[str, Any] = {
-        "sam_variant": "tiny", "image_size": 256, "adapter": "conv-lora", "num_classes": 4,
-    }  # fmt: skip
-    values.update(overrides)
-    return ModelConfig(**values)
 
 
 class ToyModel(nn.Module):

@@ -4,12 +4,16 @@ an object a reader fetched."""
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
+import pytest
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -82,3 +86,21 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+def s3_filesystem() -> fsspec.AbstractFileSystem:
+    """A fresh s3fs filesystem (no cached listings) for the endpoint in the environment."""
+    return fsspec.filesystem("s3", skip_instance_cache=True, use_listings_cache=False)
+
+
+def new_bucket(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on the server, with the environment (AWS settings, no staging
+    override) pointing at it for the rest of the test."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "CONVLORA_GEO_STAGING")):
+            monkeypatch.delenv(name)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    name = f"bucket-{uuid.uuid4().hex[:12]}"
+    s3_filesystem().mkdir(name)
+    return name

@@ -14,6 +14,7 @@ from convlora.checkpoint import (
     read_metadata,
     save_adapter,
 )
+from convlora.compile import compile_for_inference
 from convlora.config import ConfigError, ModelConfig
 from convlora.decoder import SegmentationMaskDecoder
 from convlora.files import atomic_write_json, sha256_file
@@ -49,6 +50,7 @@ __all__ = [
     "build_model",
     "build_sam_variant",
     "class_probabilities",
+    "compile_for_inference",
     "inject_adapters",
     "load_adapter",
     "load_adapter_into",

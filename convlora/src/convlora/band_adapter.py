@@ -33,10 +33,12 @@ class BandAdapter(nn.Module):
             for out, band in enumerate(self.band_init):
                 weight[out, band] = 1.0
         self.conv.weight.copy_(weight)
+        assert self.conv.bias is not None  # built with a bias
         self.conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        out: torch.Tensor = self.conv(x)
+        return out
 
 
 def build_band_adapter(in_channels: int, band_init: Sequence[int] | None) -> nn.Module:

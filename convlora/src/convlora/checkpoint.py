@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from convlora.config import ModelConfig
@@ -89,10 +90,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         metadata = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise AdapterMismatchError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if metadata.get("format") != FORMAT:
-        raise AdapterMismatchError(
-            f"{meta_path}: format {metadata.get('format')!r} is not {FORMAT!r}"
-        )
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else metadata
+        raise AdapterMismatchError(f"{meta_path}: format {found!r} is not {FORMAT!r}")
     return metadata
 
 
@@ -104,17 +104,14 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[
     ]
 
 
-def _load_tensors(model: SegmentationSAM, weights: Path, base_included: bool) -> None:
-    """Strictly load the stored tensors: same names and shapes as the model expects."""
-    tensors = load_file(str(weights))
-    state = model.state_dict()
-    expected = state if base_included else model.trainable_state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def _mismatches(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
+    """What keeps stored tensors (names and shapes) from fitting a model ("" when they fit)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     wrong = [
-        f"{k} {tuple(tensors[k].shape)} != {tuple(expected[k].shape)}"
-        for k in sorted(set(tensors) & set(expected))
-        if tensors[k].shape != expected[k].shape
+        f"{k} {found[k]} != {expected[k]}"
+        for k in sorted(set(found) & set(expected))
+        if found[k] != expected[k]
     ]
     problems = []
     if missing:
@@ -123,9 +120,47 @@ def _load_tensors(model: SegmentationSAM, weights: Path, base_included: bool) ->
         problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:2])})")
+    return ", ".join(problems)
+
+
+def _expected(model: SegmentationSAM, base_included: bool) -> dict[str, torch.Tensor]:
+    return dict(model.state_dict()) if base_included else model.trainable_state_dict()
+
+
+def _load_tensors(model: SegmentationSAM, weights: Path, base_included: bool) -> None:
+    """Strictly load the stored tensors: same names and shapes as the model expects."""
+    tensors = load_file(str(weights))
+    expected = _expected(model, base_included)
+    problems = _mismatches(
+        {k: tuple(v.shape) for k, v in tensors.items()},
+        {k: tuple(v.shape) for k, v in expected.items()},
+    )
     if problems:
-        raise AdapterMismatchError(f"{weights}: does not fit the model: {', '.join(problems)}")
+        raise AdapterMismatchError(f"{weights}: does not fit the model: {problems}")
     model.load_state_dict(tensors, strict=False)
+
+
+def check_weights(weights: Path, cfg: ModelConfig, base_included: bool) -> None:
+    """Check an adapter's weights file without reading its tensors: a readable safetensors
+    header whose tensors (names and shapes) fit the model `cfg` describes (built on the meta
+    device). A truncated or damaged file, or metadata that disagrees with the weights (other
+    classes, bands or adapter settings), is refused with one line naming the file."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        reason = " ".join(str(exc).split()).removeprefix("Error while deserializing header: ")
+        raise AdapterMismatchError(
+            f"{weights}: damaged adapter weights ({reason}); copy the file again or retrain"
+        ) from None
+    with torch.device("meta"):
+        model = build_model(cfg)
+    expected = {k: tuple(v.shape) for k, v in _expected(model, base_included).items()}
+    problems = _mismatches(found, expected)
+    if problems:
+        raise AdapterMismatchError(
+            f"{weights}: does not fit the model its adapter.json describes: {problems}"
+        )
 
 
 def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any]:
@@ -152,17 +187,19 @@ def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any
 def check_adapter(path: str | Path, sam_checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Check an adapter checkpoint without building its model; return its metadata.
 
-    Its files and format, its model config, and the SAM checkpoint: required when the adapter
+    Its files and format, its model config, its weights' header against that config (tensors
+    are not read: `check_weights`), and the SAM checkpoint: required when the adapter
     was trained on one, refused when it stores its base weights, and (shapes only, tensors
     mapped not read) of the adapter's SAM variant. Whether it is the very file the adapter was
     trained on (sha256) is checked when the model is loaded.
     """
-    _, meta_path = _resolve(path)
+    weights, meta_path = _resolve(path)
     metadata = read_metadata(path)
     try:
         cfg = ModelConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise AdapterMismatchError(f"{meta_path}: invalid model config ({exc})") from exc
+    check_weights(weights, cfg, bool(metadata.get("base_included")))
     saved_sha = metadata.get("sam_checkpoint_sha256")
     if saved_sha is None and sam_checkpoint is not None:
         raise AdapterMismatchError(

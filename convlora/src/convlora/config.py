@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from convlora.errors import ConvLoRAInputError
@@ -11,7 +11,7 @@ SAM_VARIANTS = ("vit_b", "vit_l", "vit_h", "tiny")
 ADAPTERS = ("conv-lora", "lora", "decoder", "full")
 GATES = ("hard", "soft")
 TARGETS = ("qkv", "proj", "mlp")
-TOKEN_INITS = ("copy", "copy+noise")
+TOKEN_INITS = ("auto", "copy", "copy+noise")
 
 
 class ConfigError(ConvLoRAInputError):
@@ -33,9 +33,12 @@ class ModelConfig:
         targets: encoder linears that get adapters, among "qkv", "proj", "mlp".
         num_classes: K classes counting background; 1 means binary single-mask mode.
         num_mask_tokens: decoder queries; None gives K (multi-class) or 1 (binary).
-        mask_token_init: "copy" (official: every mask token a copy of SAM's mask token 0) or
+        mask_token_init: "copy" (official: every mask token a copy of SAM's mask token 0),
             "copy+noise" (tokens after the first get Gaussian noise at the token's own scale,
-            so that a per-pixel loss, which cannot break the symmetry itself, can train them).
+            so that a per-pixel loss, which cannot break the symmetry itself, can train them) or
+            "auto" (the default): "copy" when the model starts from a SAM checkpoint,
+            "copy+noise" when its encoder starts untrained. `build_model` resolves it, so a
+            model's config (and a saved adapter's) holds "copy" or "copy+noise".
         in_channels: input bands; a band adapter maps them to SAM's 3 channels.
         band_init: 3 input-band indices initially passed to SAM's R, G, B, or None.
     """
@@ -50,7 +53,7 @@ class ModelConfig:
     targets: tuple[str, ...] = ("qkv",)
     num_classes: int = 1
     num_mask_tokens: int | None = None
-    mask_token_init: str = "copy"
+    mask_token_init: str = "auto"
     in_channels: int = 3
     band_init: tuple[int, ...] | None = None
 
@@ -116,6 +119,13 @@ class ModelConfig:
     def num_outputs(self) -> int:
         """Number of class probabilities predicted per pixel (2 in binary mode)."""
         return 2 if self.binary else self.num_classes
+
+    def resolved(self, pretrained: bool) -> ModelConfig:
+        """This config with `mask_token_init="auto"` made concrete: "copy" for a model that
+        starts from a SAM checkpoint (`pretrained`), "copy+noise" for an untrained encoder."""
+        if self.mask_token_init != "auto":
+            return self
+        return replace(self, mask_token_init="copy" if pretrained else "copy+noise")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""

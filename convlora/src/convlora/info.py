@@ -9,11 +9,12 @@ from torch import nn
 
 from convlora.config import ModelConfig
 from convlora.inject import adapter_parameters
+from convlora.model import SegmentationSAM, build_model
 
 GROUPS = ("band_adapter", "image_encoder", "encoder_adapters", "prompt_encoder", "mask_decoder")
 
 
-def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+def parameter_groups(model: SegmentationSAM) -> dict[str, list[nn.Parameter]]:
     """Parameters of a SegmentationSAM by GROUPS (adapter tensors apart from the encoder)."""
     adapters = adapter_parameters(model.image_encoder)
     adapter_ids = {id(p) for _, p in adapters}
@@ -26,7 +27,7 @@ def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     }
 
 
-def count_parameters(model: nn.Module) -> dict[str, Any]:
+def count_parameters(model: SegmentationSAM) -> dict[str, Any]:
     """total_params, trainable_params, trainable_percent and per-group {total, trainable}."""
     groups = {
         name: {
@@ -50,8 +51,6 @@ def parameter_report(cfg: ModelConfig) -> dict[str, Any]:
 
     Returns {"config", "total_params", "trainable_params", "trainable_percent", "groups"}.
     """
-    from convlora.model import build_model
-
     with torch.device("meta"):
         model = build_model(cfg)
     return {"config": cfg.to_dict(), **count_parameters(model)}

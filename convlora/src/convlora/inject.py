@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
 from convlora.layers.conv_lora import ConvLoRALinear
@@ -30,7 +31,7 @@ def make_adapter(
 
 
 def inject_adapters(
-    encoder: nn.Module,
+    encoder: ImageEncoderViT,
     kind: str,
     targets: Sequence[str] = ("qkv",),
     rank: int = 3,

@@ -19,6 +19,7 @@ from convlora.model import SegmentationOutput
 from convlora.postprocess import PROBA_EPS, normalize_scores, semantic_scores
 
 LOSSES = ("hungarian", "semantic")
+UNLABELLED = -100  # class target of the queries of an image with no labelled pixel (ignored)
 DEFAULT_LOSS = "hungarian"
 
 
@@ -83,10 +84,16 @@ class SemanticLoss(nn.Module):
             raise ValueError("semantic loss needs class logits (num_classes > 1)")
         prob = normalize_scores(semantic_scores(output.mask_logits, output.class_logits))
         weight = None if self.class_weights is None else self.class_weights.to(prob.device)
+        valid = labels != self.ignore_index
+        pixel_weight = valid.float()
+        if weight is not None:
+            pixel_weight = pixel_weight * weight[labels.clamp(0, self.num_classes - 1)]
+        # nll_loss's weighted mean, but 0 rather than NaN (0 / 0) when every pixel is ignored
         ce = F.nll_loss(
-            prob.clamp_min(PROBA_EPS).log(), labels, weight=weight, ignore_index=self.ignore_index
-        )
-        valid = (labels != self.ignore_index).unsqueeze(1)
+            prob.clamp_min(PROBA_EPS).log(), labels, weight=weight,
+            ignore_index=self.ignore_index, reduction="sum",
+        ) / pixel_weight.sum().clamp_min(1e-12)  # fmt: skip
+        valid = valid.unsqueeze(1)
         one_hot = F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes)
         one_hot = one_hot.permute(0, 3, 1, 2) * valid
         p = (prob * valid).transpose(0, 1).flatten(1)
@@ -103,7 +110,10 @@ class HungarianLoss(nn.Module):
     cost_dice * dice. Loss = CE over all queries (unmatched ones to "no object", weighted
     `no_object_weight`) + BCE + dice of the matched masks averaged over the number of target masks,
     with weights 1 : 1 : 1 as in effect in the official code. Unlike Mask2Former's point sampling,
-    costs and losses use every valid pixel (deterministic), and ignored pixels are excluded.
+    costs and losses use every valid pixel (deterministic), and ignored pixels are excluded. An
+    image with no labelled pixel teaches nothing: its queries are left out of the class loss
+    (otherwise every query, the background's too, would learn "no object" there, and the model
+    would predict nothing confidently on unlabelled ground).
     """
 
     def __init__(
@@ -166,10 +176,14 @@ class HungarianLoss(nn.Module):
         num_masks = 0
         for i in range(b):
             ids, masks, valid = self._targets(labels[i])
-            if ids.numel() == 0:
-                continue
             logits = mask_logits[i][:, valid]
-            rows, cols = self._match(logits, class_logits[i], ids, masks)
+            if ids.numel() > 0:
+                rows, cols = self._match(logits, class_logits[i], ids, masks)
+            else:  # nothing labelled: no query has a target, none is taught its class
+                rows = cols = torch.zeros(0, dtype=torch.int64, device=logits.device)
+                target_classes[i] = UNLABELLED
+            # Even an image without targets keeps its mask logits in the graph (with zero
+            # gradient): under DDP every parameter must take part in every process's loss.
             target_classes[i, rows] = ids[cols]
             matched, target = logits[rows], masks[cols]
             bce_sum = (
@@ -181,11 +195,15 @@ class HungarianLoss(nn.Module):
             dice_sum = dice_sum + dice_loss(matched.sigmoid(), target).sum()
             num_masks += int(ids.numel())
         num_masks = max(num_masks, 1)
-        ce = F.cross_entropy(
-            class_logits.reshape(b * q, -1),
-            target_classes.flatten(),
-            weight=self.ce_weight.to(class_logits.device),
-        )
+        if bool((target_classes == UNLABELLED).all()):
+            ce = class_logits.sum() * 0.0
+        else:
+            ce = F.cross_entropy(
+                class_logits.reshape(b * q, -1),
+                target_classes.flatten(),
+                weight=self.ce_weight.to(class_logits.device),
+                ignore_index=UNLABELLED,
+            )
         bce, dice = bce_sum / num_masks, dice_sum / num_masks
         loss = ce + bce + dice + output.aux_loss
         return {

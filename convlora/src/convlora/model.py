@@ -38,7 +38,9 @@ class SegmentationOutput:
 class SegmentationSAM(nn.Module):
     """SAM fine-tuned end to end for binary or multi-class semantic segmentation.
 
-    The frozen prompt encoder is fed no prompt; the image encoder is frozen except for its
+    `sam_checkpoint_sha256` names the SAM checkpoint `sam` was loaded from (None: untrained
+    weights); it resolves `mask_token_init="auto"`, and `config` keeps the resolved value. The
+    frozen prompt encoder is fed no prompt; the image encoder is frozen except for its
     adapters (all of it trains with `adapter="full"`); the band adapter and the mask decoder
     (without its IoU head) train. Inputs are per-band normalised (z-scored) images; SAM's own
     pixel mean and std are not applied.
@@ -48,6 +50,7 @@ class SegmentationSAM(nn.Module):
         self, config: ModelConfig, sam: Sam, sam_checkpoint_sha256: str | None = None
     ) -> None:
         super().__init__()
+        config = config.resolved(pretrained=sam_checkpoint_sha256 is not None)
         self.config = config
         self.sam_checkpoint_sha256 = sam_checkpoint_sha256
         self.band_adapter = build_band_adapter(config.in_channels, config.band_init)
@@ -124,7 +127,9 @@ def build_model(cfg: ModelConfig, sam_checkpoint: str | Path | None = None) -> S
     """Build a SegmentationSAM, loading an official SAM checkpoint when one is given.
 
     Without a checkpoint the SAM weights are random (right for `tiny`, for shape-only work on
-    the meta device, or with `adapter="full"` training from scratch).
+    the meta device, or with `adapter="full"` training from scratch). `mask_token_init="auto"`
+    becomes "copy" with a checkpoint and "copy+noise" without; the model's `config` (and so a
+    saved adapter's) records the resolved value.
     """
     sam = build_sam_variant(cfg.sam_variant, cfg.image_size)
     sha256 = None

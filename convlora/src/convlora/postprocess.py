@@ -1,4 +1,9 @@
-"""From decoder outputs to per-pixel class scores and probabilities."""
+"""From decoder outputs to per-pixel class scores and probabilities, always in fp32.
+
+The scores are arg-maxed into class maps, so they are combined in fp32 with autocast switched
+off: under bf16 autocast the einsum would run in bf16, whose 8-bit mantissa turns close scores
+into exact ties.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ PROBA_EPS = 1e-6
 def semantic_scores(mask_logits: torch.Tensor, class_logits: torch.Tensor) -> torch.Tensor:
     """Mask2Former semantic inference: sum_q softmax(class_q)[c] * sigmoid(mask_q), (B, C, H, W).
 
-    The last class logit ("no object") is dropped after the softmax.
+    The last class logit ("no object") is dropped after the softmax. fp32 whatever the autocast
+    state.
     """
-    class_prob = class_logits.float().softmax(dim=-1)[..., :-1]
-    return torch.einsum("bqc,bqhw->bchw", class_prob, mask_logits.float().sigmoid())
+    with torch.autocast(mask_logits.device.type, enabled=False):
+        class_prob = class_logits.float().softmax(dim=-1)[..., :-1]
+        return torch.einsum("bqc,bqhw->bchw", class_prob, mask_logits.float().sigmoid())
 
 
 def normalize_scores(scores: torch.Tensor, eps: float = PROBA_EPS) -> torch.Tensor:
@@ -25,8 +32,10 @@ def normalize_scores(scores: torch.Tensor, eps: float = PROBA_EPS) -> torch.Tens
 def class_probabilities(
     mask_logits: torch.Tensor, class_logits: torch.Tensor | None
 ) -> torch.Tensor:
-    """(B, K, H, W) probabilities: [1 - p, p] in binary mode, normalised semantic scores else."""
-    if class_logits is None:
-        p = mask_logits[:, 0].float().sigmoid()
-        return torch.stack([1 - p, p], dim=1)
-    return normalize_scores(semantic_scores(mask_logits, class_logits))
+    """(B, K, H, W) fp32 probabilities: [1 - p, p] in binary mode, normalised semantic scores
+    else."""
+    with torch.autocast(mask_logits.device.type, enabled=False):
+        if class_logits is None:
+            p = mask_logits[:, 0].float().sigmoid()
+            return torch.stack([1 - p, p], dim=1)
+        return normalize_scores(semantic_scores(mask_logits, class_logits))

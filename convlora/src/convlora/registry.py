@@ -14,6 +14,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from convlora.attention import use_sdpa_attention
 from convlora.config import ConfigError
 
 PATCH_SIZE = 16
@@ -52,12 +53,14 @@ def get_variant(name: str) -> SamVariant:
         raise ConfigError(f"unknown SAM variant {name!r}; choose one of {choices}") from None
 
 
-def build_sam_variant(name: str, image_size: int | None = None) -> Sam:
+def build_sam_variant(name: str, image_size: int | None = None, *, sdpa: bool = True) -> Sam:
     """Build an untrained segment-anything `Sam` of the named variant for square `image_size` input.
 
     Its state-dict keys are those of the official checkpoints. `image_size` (default: the
     variant's native size) changes only the positional embedding and the global blocks'
-    relative-position tables.
+    relative-position tables. With `sdpa` (the default) the encoder's attention runs through
+    `F.scaled_dot_product_attention` (`convlora.attention.SDPAAttention`, same tensors and keys);
+    `sdpa=False` keeps segment-anything's own `Attention`.
     """
     variant = get_variant(name)
     size = variant.native_image_size if image_size is None else image_size
@@ -96,6 +99,8 @@ def build_sam_variant(name: str, image_size: int | None = None) -> Sam:
     if encoder.pos_embed is not None:
         # Untrained weights get a ViT-style positional embedding (SAM's code leaves it at zero).
         torch.nn.init.trunc_normal_(encoder.pos_embed, std=0.02)
+    if sdpa:
+        use_sdpa_attention(encoder)
     return Sam(
         image_encoder=encoder,
         prompt_encoder=prompt_encoder,

@@ -5,32 +5,37 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from convlora.layers.gate import NoisyTopOneGate, Routing
+from convlora.layers.gate import NoisyTopOneGate, Routing, fixed_routing
 from convlora.layers.lora import LowRankAdapter
+from convlora.layers.resize import resize, upsample
 
 GATE_MODES = ("hard", "soft")
+DISPATCHES = ("auto", "grouped", "batched")
 
 
 class ScaleExpert(nn.Module):
-    """Bicubic upsampling by `scale`, 3x3 conv r -> r, GELU, bicubic back to the input size."""
+    """Bicubic upsampling by `scale`, 3x3 conv r -> r, GELU, bicubic back to the input size.
+
+    The resizes are `F.interpolate(..., mode="bicubic")` as an opaque operator (`layers.resize`),
+    so that a compiled model runs PyTorch's own interpolation kernels."""
 
     def __init__(self, channels: int, scale: int) -> None:
         super().__init__()
         self.scale = scale
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1, bias=True)
         self.act = nn.GELU()
+        assert self.conv.bias is not None  # built with a bias
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        size = z.shape[-2:]
+        size = (z.shape[-2], z.shape[-1])
         if self.scale > 1:
-            z = F.interpolate(z, scale_factor=self.scale, mode="bicubic")
+            z = upsample(z, self.scale)
         z = self.act(self.conv(z))
         if self.scale > 1:
-            z = F.interpolate(z, size=size, mode="bicubic")
+            z = resize(z, size)
         return z
 
     def extra_repr(self) -> str:
@@ -43,12 +48,21 @@ class ConvLoRALinear(LowRankAdapter):
     The bottleneck z = A x, laid out as (N, r, H, W), is routed per sample (a SAM window or image)
     to one of M experts (expert m works at scale m, 1..M) by a noisy top-1 gate on the global
     average pool of z; the expert output is added to z, and y = base(x) + B (z + e) * alpha / r.
-    Each expert runs once on all the samples routed to it.
+
+    Two dispatches give the same result (`dispatch`): "batched" runs every expert on all N
+    samples and each sample keeps the output of its own expert: fixed shapes, no value read back
+    to the host, so the layer compiles into one graph (`torch.compile(fullgraph=True)`, CUDA
+    graphs). "grouped" runs each expert only on the samples routed to it: about M/2 times fewer
+    expert FLOPs, at the price of one host sync per layer. "auto" (default) takes grouped in eager
+    mode on the CPU, where the sync is free and FLOPs are the cost, and batched on accelerators and
+    under torch.compile. Either way every expert takes part in every backward pass (experts no
+    sample chose get a zero gradient), as DDP requires.
 
     `gate="hard"` is the official behaviour (the gate value does not scale the expert output, so
     the router learns only from the load-balancing loss); `gate="soft"` multiplies the expert
     output by the router's softmax probability of the chosen expert (Switch-Transformer style), so
-    the task loss also trains the router.
+    the task loss also trains the router. With a single expert there is nothing to route and the
+    layer has no gate.
 
     The layer returns a tensor; its load-balancing loss of the last forward is kept in
     `self.aux_loss` and collected out of band (see `convlora.aux_loss`).
@@ -67,39 +81,70 @@ class ConvLoRALinear(LowRankAdapter):
     ) -> None:
         if gate not in GATE_MODES:
             raise ValueError(f"gate must be one of {GATE_MODES}, got {gate!r}")
+        if experts < 1:
+            raise ValueError(f"Conv-LoRA needs at least one expert, got {experts}")
         super().__init__(base, rank, alpha)
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
+        device, dtype = base.weight.device, base.weight.dtype
         self.gate_mode = gate
-        self.gate = NoisyTopOneGate(rank, experts).to(**factory)
-        self.experts = nn.ModuleList(ScaleExpert(rank, m + 1) for m in range(experts)).to(**factory)
+        self.gate = NoisyTopOneGate(rank, experts).to(device, dtype) if experts > 1 else None
+        experts_list = [ScaleExpert(rank, m + 1) for m in range(experts)]
+        self.experts = nn.ModuleList(experts_list).to(device, dtype)
         self.aux_loss: torch.Tensor | None = None
+        self.dispatch = "auto"
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, experts={len(self.experts)}, gate={self.gate_mode!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        y: torch.Tensor = self.base(x)
         z = x @ self.lora_A.T
         z_map = _to_map(z)
-        routing = self.gate(z_map.mean(dim=(2, 3)))
+        features = z_map.mean(dim=(2, 3))
+        routing = fixed_routing(features) if self.gate is None else self.gate(features)
         self.aux_loss = routing.aux_loss
         z_map = z_map + self.expert_residual(z_map, routing)
         z = _from_map(z_map, z.shape)
         return y + (z @ self.lora_B.T) * self.scaling
 
     def expert_residual(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """Run each expert once on its samples of z (N, r, H, W); return outputs in input order."""
+        """The routed expert's output for each sample of z (N, r, H, W), in input order, times
+        the router's probability with the soft gate."""
+        if self.dispatch not in DISPATCHES:
+            raise ValueError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
+        grouped = self.dispatch == "grouped" or (
+            self.dispatch == "auto" and z.device.type == "cpu" and not torch.compiler.is_compiling()
+        )
+        residual = self._grouped(z, routing) if grouped else self._batched(z, routing)
+        if self.gate_mode == "soft":
+            residual = residual * routing.prob.to(residual.dtype)[:, None, None, None]
+        return residual
+
+    def _batched(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """Every expert on the whole (contiguous) batch, outputs stacked to (M x N, r, H, W);
+        sample i reads row index[i] x N + i. The gather keeps the outputs and, in backward, the
+        gradients of the other experts exactly zero."""
+        n = z.shape[0]
+        z = z.contiguous()
+        outputs = torch.stack([expert(z) for expert in self.experts]).flatten(0, 1)
+        rows = routing.index * n + torch.arange(n, device=z.device)
+        return outputs.index_select(0, rows)
+
+    def _grouped(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """Each expert once on its own samples (sorted by expert), outputs put back in input
+        order; experts without a sample join the graph with a zero term."""
         order = torch.argsort(routing.index, stable=True)
         counts = torch.bincount(routing.index, minlength=len(self.experts)).tolist()
         chunks = z.index_select(0, order).split(counts)
-        outputs = [
-            expert(chunk)
-            for expert, chunk in zip(self.experts, chunks, strict=True)
-            if chunk.shape[0] > 0
-        ]
+        outputs: list[torch.Tensor] = []
+        idle: list[torch.Tensor] = []
+        for expert, chunk in zip(self.experts, chunks, strict=True):
+            if chunk.shape[0]:
+                outputs.append(expert(chunk))
+            elif torch.is_grad_enabled():
+                idle.extend(p.sum() for p in expert.parameters() if p.requires_grad)
         residual = torch.cat(outputs).index_select(0, torch.argsort(order))
-        if self.gate_mode == "soft":
-            residual = residual * routing.prob.to(residual.dtype)[:, None, None, None]
+        if idle:
+            residual = residual + torch.stack(idle).sum() * 0.0
         return residual
 
 

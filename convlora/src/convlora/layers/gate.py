@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class Routing(NamedTuple):
+@dataclass(frozen=True)
+class Routing:
     """Result of gating N samples over M experts."""
 
     index: torch.Tensor  # (N,) int64, the chosen expert per sample
     prob: torch.Tensor  # (N,) softmax probability of the chosen expert over all M logits
     aux_loss: torch.Tensor  # scalar load-balancing loss
+
+
+def fixed_routing(features: torch.Tensor) -> Routing:
+    """Every sample to expert 0 with probability 1 and no auxiliary loss (a single expert)."""
+    n = features.shape[0]
+    return Routing(
+        index=torch.zeros(n, dtype=torch.int64, device=features.device),
+        prob=features.new_ones(n),
+        aux_loss=features.new_zeros(()),
+    )
 
 
 def cv_squared(x: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,9 @@ class LowRankAdapter(nn.Module):
         self.rank = rank
         self.alpha = alpha
         self.scaling = alpha / rank
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.empty(base.out_features, rank, **factory))
+        device, dtype = base.weight.device, base.weight.dtype
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.empty(base.out_features, rank, device=device, dtype=dtype))
         self.reset_parameters()
 
     @property
@@ -73,7 +73,7 @@ class LoRALinear(LowRankAdapter):
             self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        y: torch.Tensor = self.base(x)
         if self.merged:
             return y
         return y + (x @ self.lora_A.T @ self.lora_B.T) * self.scaling

@@ -11,8 +11,16 @@ from convlora.losses import DEFAULT_LOSS, LOSSES
 DEFAULT_EPOCHS = 30
 """Official number of epochs, used when neither `epochs` nor `steps` is given."""
 
-RESULT_NEUTRAL = ("device", "num_workers", "log_every", "checkpoint_every", "early_stop_patience")
-"""Settings that may change between a run and its resumption without changing the result."""
+RESULT_NEUTRAL = (
+    "device",
+    "num_workers",
+    "log_every",
+    "checkpoint_every",
+    "early_stop_patience",
+    "compile",
+)
+"""Settings that may change between a run and its resumption without changing the result
+(`compile` changes float rounding only: the compiled model draws the same random numbers)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class TrainConfig:
         log_every: optimiser steps between `metrics.jsonl` step lines.
         early_stop_patience: epochs without a better validation mIoU before stopping, or None.
         num_workers: DataLoader worker processes.
+        compile: compile the model's forward as one graph (`torch.compile(fullgraph=True)`, see
+            `convlora.compile`) for training and validation; the first steps then take longer.
     """
 
     epochs: int | None = None
@@ -55,6 +65,7 @@ class TrainConfig:
     log_every: int = 10
     early_stop_patience: int | None = None
     num_workers: int = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.class_weights is not None:
@@ -86,6 +97,14 @@ class TrainConfig:
                 all(w >= 0 for w in self.class_weights) and any(w > 0 for w in self.class_weights),
                 f"class_weights {list(self.class_weights)} must be >= 0 and not all 0",
             )
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimiser steps of the whole run, given the steps of one epoch."""
+        epochs = self.max_epochs
+        if epochs is not None:
+            return epochs * steps_per_epoch
+        assert self.steps is not None  # max_epochs is None only when steps is set
+        return self.steps
 
     @property
     def max_epochs(self) -> int | None:

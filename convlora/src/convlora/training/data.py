@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+Item = dict[str, Any]
+"""One training or validation item: `image` (C, H, W) float32, `label` (H, W) int64, optionally
+`valid` (H, W)."""
+
+
+class ItemDataset(Protocol):
+    """A map-style dataset of `Item`s: a torch `Dataset` with a length, or a plain list."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Item: ...
 
 
 @dataclass(frozen=True)
@@ -66,11 +79,11 @@ def rank_indices(
 
 
 def make_loader(
-    dataset: Dataset, indices: Sequence[int], batch_size: int, num_workers: int, seed: int
-) -> DataLoader:
+    dataset: ItemDataset, indices: Sequence[int], batch_size: int, num_workers: int, seed: int
+) -> DataLoader[Item]:
     """A loader over `indices` in that order, drawing nothing from the global random generators."""
     return DataLoader(
-        dataset,
+        cast(Dataset[Item], dataset),  # DataLoader only indexes it (map-style, explicit sampler)
         batch_size=batch_size,
         sampler=list(indices),
         num_workers=num_workers,

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from convlora.devices import autocast
 from convlora.metrics import IGNORE_INDEX, ConfusionMatrix
+from convlora.training.data import Item, ItemDataset
 from convlora.training.distributed import DistInfo, sum_across
+
+
+class ProbabilityModel(Protocol):
+    """What evaluation needs of a model (a SegmentationSAM, or any module like it)."""
+
+    training: bool
+
+    @property
+    def num_outputs(self) -> int: ...
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
 
 
 @torch.no_grad()
 def confusion(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     num_classes: int,
     *,
     indices: Sequence[int] | None = None,
@@ -33,7 +48,7 @@ def confusion(
         return matrix
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=items)
+    loader = DataLoader(cast(Dataset[Item], dataset), batch_size=batch_size, sampler=items)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         with autocast(device):
@@ -51,7 +66,8 @@ def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None)
     """Metrics with the names used everywhere (metrics.jsonl, `evaluate --json`, the flows).
 
     Per-class values are keyed by class name; an undefined value (a class absent from both the
-    labels and the predictions) is None and left out of the means.
+    labels and the predictions) is None and left out of the means. `predicted_share` is each
+    class's share of the predicted pixels (a model that predicts one class everywhere shows it).
     """
     stats = matrix.compute()
     iou = [_number(v) for v in stats["per_class_iou"]]
@@ -59,19 +75,23 @@ def summarize(matrix: ConfusionMatrix, class_names: Sequence[str] | None = None)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
     if len(names) != len(iou):
         names = [str(i) for i in range(len(iou))]
+    counts = _counts(matrix)
+    predicted = counts.sum(dim=0).double()
+    shares = (predicted / predicted.sum().clamp_min(1)).tolist()
     return {
         "miou": _number(stats["miou"]),
         "f1": _number(stats["mean_f1"]),
         "pixel_accuracy": _number(stats["pixel_accuracy"]),
         "per_class_iou": dict(zip(names, iou, strict=True)),
         "per_class_f1": dict(zip(names, f1, strict=True)),
-        "pixels": int(_counts(matrix).sum()),
+        "predicted_share": dict(zip(names, [round(v, 6) for v in shares], strict=True)),
+        "pixels": int(counts.sum()),
     }
 
 
 def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     *,
     batch_size: int = 4,
     device: torch.device | str = "cpu",
@@ -83,8 +103,8 @@ def evaluate(
 
 
 def evaluate_distributed(
-    model: nn.Module,
-    dataset: Dataset,
+    model: ProbabilityModel,
+    dataset: ItemDataset,
     info: DistInfo,
     *,
     batch_size: int,

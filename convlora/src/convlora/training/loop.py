@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset
 
 from convlora.checkpoint import load_adapter_into, save_adapter
+from convlora.compile import compile_in_place
 from convlora.config import ModelConfig
 from convlora.devices import autocast, resolve_device
 from convlora.errors import ConvLoRAInputError
@@ -26,7 +26,7 @@ from convlora.losses import build_criterion
 from convlora.metrics import IGNORE_INDEX
 from convlora.model import build_model
 from convlora.training.config import TrainConfig
-from convlora.training.data import EpochPlan, make_loader, rank_indices
+from convlora.training.data import EpochPlan, ItemDataset, make_loader, rank_indices
 from convlora.training.distributed import (
     DistInfo,
     barrier,
@@ -41,16 +41,17 @@ from convlora.training.evaluation import evaluate_distributed
 from convlora.training.optim import build_optimizer, build_scheduler
 from convlora.training.progress import TrainingProgress
 from convlora.training.state import (
+    STATE_FILE,
     CheckpointDir,
     MetricsLog,
     capture_rng,
+    read_resumable,
     restore_rng,
     seed_everything,
 )
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "training_state.pt"
 POSITION_FILE = "state.json"
 UNTRAINED_WARNING = (
     "no SAM checkpoint given: the image encoder starts from random weights (untrained SAM)"
@@ -83,8 +84,8 @@ class Progress:
 def fit(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
-    train_set: Dataset,
-    val_set: Dataset | None,
+    train_set: ItemDataset,
+    val_set: ItemDataset | None,
     run_dir: str | Path,
     *,
     sam_checkpoint: str | Path | None = None,
@@ -125,8 +126,8 @@ class Trainer:
         self,
         model_cfg: ModelConfig,
         train_cfg: TrainConfig,
-        train_set: Dataset,
-        val_set: Dataset | None,
+        train_set: ItemDataset,
+        val_set: ItemDataset | None,
         run_dir: Path,
         info: DistInfo,
         device: torch.device,
@@ -160,8 +161,7 @@ class Trainer:
                 f"class weights {list(weights)}: {len(weights)} values for "
                 f"{model_cfg.num_outputs} classes"
             )
-        epochs = train_cfg.max_epochs
-        self.total_steps = train_cfg.steps if epochs is None else epochs * self.plan.steps
+        self.total_steps = train_cfg.total_steps(self.plan.steps)
         self.last = CheckpointDir(run_dir / "last")
         self.log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
         self.class_names = list(class_names) if class_names else None
@@ -171,7 +171,7 @@ class Trainer:
     def spec(self) -> dict[str, Any]:
         """What determines the result; a resumed run must match it exactly."""
         return {
-            "model": self.model_cfg.to_dict(),
+            "model": self.model.config.to_dict(),  # mask_token_init resolved
             "sam_checkpoint_sha256": self.model.sam_checkpoint_sha256,
             "train": self.cfg.result_dict(),
             "world_size": self.info.world_size,
@@ -199,13 +199,15 @@ class Trainer:
         seed_everything(self.cfg.seed + self.info.rank)
 
     def wrap(self) -> nn.Module:
+        """DDP around the model under torchrun. Every trainable parameter takes part in every
+        loss (the experts all run, images without targets keep their masks in the graph), so
+        DDP needs no search for unused parameters."""
+        if self.cfg.compile:
+            compile_in_place(self.model)  # in place: validation runs compiled too
         if not self.info.enabled:
             return self.model
         return DistributedDataParallel(
-            self.model,
-            device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            # Top-1 routing leaves the other experts of a layer without gradients.
-            find_unused_parameters=self.model_cfg.adapter == "conv-lora",
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
         )
 
     def resume(self) -> bool:
@@ -214,7 +216,7 @@ class Trainer:
         if folder is None:
             return False
         folder = Path(folder)
-        saved = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        saved = read_resumable(folder)
         self.check_spec(saved["spec"])
         load_adapter_into(self.model, folder)
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -273,7 +275,7 @@ class Trainer:
         )  # fmt: skip
         images, seconds = 0, 0.0
         while True:
-            lr = self.scheduler.get_last_lr()[0]
+            lr = float(self.scheduler.get_last_lr()[0])
             started = time.perf_counter()
             loss, n_images = self.optimizer_step(net, batches)
             seconds += time.perf_counter() - started
@@ -299,11 +301,10 @@ class Trainer:
         images = 0
         for j in range(n):
             batch = next(batches)
-            sync = j == n - 1 or not self.info.enabled
-            with contextlib.nullcontext() if sync else net.no_sync():
+            with _no_sync_unless(j == n - 1, net):
                 with autocast(self.device):
                     output = net(batch["image"].to(self.device, non_blocking=True))
-                    parts = self.criterion(output, self.labels(batch))
+                parts = self.criterion(output, self.labels(batch))  # fp32, outside autocast
                 (parts["loss"] / n).backward()
             losses.append(parts["loss"].detach().float())
             images += int(batch["image"].shape[0]) * self.info.world_size
@@ -446,6 +447,13 @@ class Trainer:
             "last": str(self.run_dir / "last"),
             "metrics": str(self.run_dir / "metrics.jsonl"),
         }
+
+
+def _no_sync_unless(last: bool, net: nn.Module) -> contextlib.AbstractContextManager[object]:
+    """DDP all-reduces the gradients of the last micro-batch of a step only."""
+    if last or not isinstance(net, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()
 
 
 def _differences(saved: Any, current: Any, key: str = "") -> list[tuple[str, Any, Any]]:

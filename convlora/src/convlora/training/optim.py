@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -10,7 +12,7 @@ BETAS = (0.9, 0.999)
 EPS = 1e-6
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainable parameters split into a decayed group and a decay-free group.
 
     Decay-free: biases and every other tensor with fewer than 2 dimensions (norm weights, SAM's

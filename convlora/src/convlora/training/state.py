@@ -12,6 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+
+from convlora.checkpoint import METADATA_NAME, WEIGHTS_NAME
+from convlora.errors import ConvLoRAInputError
+
+STATE_FILE = "training_state.pt"  # optimiser, scheduler, RNG states and position of RUN_DIR/last
+STATE_KEYS = ("spec", "progress", "optimizer", "scheduler", "rng")
 
 
 def seed_everything(seed: int) -> None:
@@ -85,6 +92,10 @@ class CheckpointDir:
             os.replace(self.old, self.final)
         return self.final if self.final.exists() else None
 
+    def current(self) -> Path | None:
+        """The last complete version where it is now, or None (`path` without putting back)."""
+        return next((p for p in (self.final, self.old) if p.exists()), None)
+
     def write(self, fill: Callable[[Path], None]) -> Path:
         """Call `fill(folder)` on an empty temporary folder, then swap it in."""
         self.path()
@@ -99,6 +110,59 @@ class CheckpointDir:
         if self.old.exists():
             shutil.rmtree(self.old)
         return self.final
+
+
+def read_resumable(folder: Path) -> dict[str, Any]:
+    """The training state of a RUN_DIR/last folder, its adapter files checked readable (the JSON
+    parsed, the weights' header read, no tensor). A missing or damaged file is a
+    ConvLoRAInputError naming it and saying how to start over."""
+    readers: dict[str, Callable[[Path], Any]] = {
+        METADATA_NAME: _read_json_object, WEIGHTS_NAME: _read_tensor_names, STATE_FILE: _read_state,
+    }  # fmt: skip
+    read: dict[str, Any] = {}
+    for name, reader in readers.items():
+        path = folder / name
+        try:
+            read[name] = reader(path)
+        except MemoryError:
+            raise
+        except FileNotFoundError:
+            raise _damaged(path, folder, "missing") from None
+        except Exception as exc:  # torch, safetensors and json raise their own error types
+            raise _damaged(path, folder, str(exc)) from None
+    state: dict[str, Any] = read[STATE_FILE]
+    return state
+
+
+def _damaged(path: Path, folder: Path, reason: str) -> ConvLoRAInputError:
+    """The error for a damaged file of a resumable state: the first sentence of the reason."""
+    reason = (
+        " ".join(reason.split()).split(". ")[0].removeprefix("Error while deserializing header: ")
+    )
+    return ConvLoRAInputError(
+        f"{path}: damaged training state ({reason}); move {folder} away to start over"
+    )
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    document = json.loads(path.read_text())
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
+def _read_tensor_names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())  # noqa: SIM118 (a safetensors handle is not a dict)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not set(STATE_KEYS) <= set(state):
+        raise ValueError(f"not a training state (it lacks {', '.join(STATE_KEYS)})")
+    return state
 
 
 class MetricsLog:

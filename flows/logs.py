@@ -1,0 +1,49 @@
+"""The library's logs (`geo.*`, `convlora.*`, `flows.*`) in the logs of the Prefect flow run.
+
+Prefect sends only its own loggers to the API unless `PREFECT_LOGGING_EXTRA_LOGGERS` names
+others, and it reads that setting once, when it configures logging: in a deployment run that is
+before any of this project's code is imported (the worker's flow-run process, Dask workers), so
+setting it from here is too late. Instead, importing `flows` (which every process that runs one
+of these flows or tasks does) attaches `RunLogHandler` to the library's loggers. It hands a
+record to Prefect's API handler only inside a flow or task run, so the same code logs quietly
+outside Prefect (the `train` command, tests), and it imports nothing from Prefect until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+LIBRARY_LOGGERS = ("geo", "convlora", "flows")
+
+
+class RunLogHandler(logging.Handler):
+    """Sends records logged inside a Prefect flow or task run to the Prefect API (Prefect's own
+    `APILogHandler`, which batches them); drops records logged outside any run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._api: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "prefect.context" not in sys.modules:  # Prefect not even loaded: no run here
+            return
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
+        if self._api is None:
+            from prefect.logging.handlers import APILogHandler
+
+            self._api = APILogHandler()
+        self._api.handle(record)
+
+
+def forward_library_logs(level: int = logging.INFO) -> None:
+    """Attach one `RunLogHandler` to each library logger and let `level` through them."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, RunLogHandler) for h in logger.handlers):
+            logger.addHandler(RunLogHandler())
+        logger.setLevel(level)

@@ -1,0 +1,249 @@
+"""Ingest: predict what a model has not predicted yet from a source, and record what happened.
+
+A run lists the source (files under a folder or bucket, or the items of a STAC catalog), keeps
+what the ingest record (`geo.ingest.records`) does not hold as done or refused at its current
+version, and checks each new scene against the model before any prediction: a file the model
+cannot read (too few bands, no CRS when the model was trained on georeferenced scenes, not a
+raster) is skipped with a warning and recorded with the reason, and checked again only when it
+changes. The scenes that pass are predicted (`run_ingest`: here, one after the other; the flow fans
+them out over its task runner) and `finish_ingest` records the outcome. A run fails, with one
+line, only when there were new scenes and none of them could be predicted.
+
+STAC items are stacked first: each becomes ITEM_ID.vrt over the band assets the band map names,
+cut to the area of interest (`geo.ingest.stac.stack_item`); outputs are named by item id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapely.geometry.base import BaseGeometry
+
+from geo.contracts.adapter import AdapterMetadata
+from geo.errors import InputError
+from geo.ingest.catalog import check_source, model_id, scene_files
+from geo.ingest.config import IngestConfig
+from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
+from geo.ingest.stac import BandMap, StacItem, find_items, parse_band_map, safe_name, stack_item
+from geo.io.storage import StagedOutput, join
+from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
+from geo.predict.plan import check_model, check_out
+from geo.predict.scene import output_names, window_grid
+
+log = logging.getLogger(__name__)
+
+STACKS = ".stac"  # hidden folder of the items' VRTs, under the output folder (or its staging)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A scene of the source: its id in the record (a path, URL or item id) and version, and
+    the stem of its outputs."""
+
+    id: str
+    version: str
+    name: str
+    item: StacItem | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.id, self.version
+
+
+@dataclass
+class IngestPlan:
+    """A checked ingest run: the new scenes that the model can read, and what was refused."""
+
+    source: str  # for reports
+    config: PredictConfig
+    record: IngestRecord
+    record_path: str
+    settings: str  # what else decides whether a scene is refused (the STAC band map)
+    found: int
+    new: int
+    scenes: list[tuple[Candidate, Scene]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # id -> reason
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IngestResult:
+    """What one run did: how many scenes the source holds and are new, what was predicted
+    (id -> outputs), refused and failed (id -> reason)."""
+
+    source: str
+    out: str
+    found: int
+    new: int
+    predicted: dict[str, dict[str, str]]
+    refused: dict[str, str]
+    failed: dict[str, str]
+
+    def check(self) -> None:
+        """InputError with one line when there were new scenes and none could be predicted."""
+        if not self.new or self.predicted:
+            return
+        problems = [f"{i}: {r}" for i, r in {**self.refused, **self.failed}.items()]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InputError(
+            f"none of the {self.new} new scene(s) could be predicted: {'; '.join(problems[:3])}"
+            f"{more}; see {join(self.out, RECORD_FILE)}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def check_ingest(ingest: IngestConfig, predict: PredictConfig) -> AdapterMetadata:
+    """Pre-flight check: the output folder or URL, the model, the source, the band map against
+    the model's bands, and the ingest record there. InputError naming the input; writes nothing."""
+    out = check_out(predict.out)
+    metadata = check_model(predict.model, predict.sam_checkpoint, predict.device)
+    window_grid(metadata, predict.tile_size, predict.overlap)
+    if ingest.source:
+        check_source(ingest.source)
+    else:
+        band_map(ingest, metadata)
+    check_record(join(out, RECORD_FILE))
+    return metadata
+
+
+def band_map(ingest: IngestConfig, metadata: AdapterMetadata) -> BandMap:
+    """The `--bands` map for the model's bands."""
+    return parse_band_map(ingest.bands or "", metadata.bands)
+
+
+def plan_ingest(
+    ingest: IngestConfig, predict: PredictConfig, *, now: dt.datetime | None = None
+) -> IngestPlan:
+    """List the source, keep what is new for this model, and check each new scene against the
+    model (STAC items stacked first): those it can read are planned, the others recorded as
+    refused (or, after a transient error such as a network failure, as failed). `now` anchors
+    relative STAC time windows. The record is saved before anything is predicted."""
+    metadata = check_ingest(ingest, predict)
+    record_path = join(predict.out, RECORD_FILE)
+    record = IngestRecord.load(record_path, model_id(predict.model))
+    if ingest.source:
+        files = scene_files(ingest.source, ingest.pattern, predict.out)
+        names = output_names(list(files))
+        candidates = [Candidate(p, v, n) for (p, v), n in zip(files.items(), names, strict=True)]
+        plan = IngestPlan(ingest.source, predict, record, record_path, "", len(files), 0)
+        image_of: Callable[[Candidate], str] = _file
+    else:
+        source, bands = ingest.stac_source(), band_map(ingest, metadata)
+        items = find_items(source, now=now)
+        candidates = [Candidate(i.id, i.version, safe_name(i.id), i) for i in items]
+        plan = IngestPlan(source.describe(), predict, record, record_path, f"bands={bands}",
+                          len(items), 0)  # fmt: skip
+        image_of = _stacker(bands, source.area(), StagedOutput(predict.out).folder / STACKS)
+    new = record.due(candidates, settings=plan.settings)
+    plan.new = len(new)
+    log.info("%d scene(s) found, %d new for model %s", plan.found, plan.new, record.model)
+    for candidate in new:
+        try:
+            scene = _checked_scene(image_of(candidate), candidate.name, metadata, predict)
+        except (InputError, OSError) as exc:
+            _record_failure(plan, candidate, exc)
+        else:
+            plan.scenes.append((candidate, scene))
+    record.save(record_path)
+    return plan
+
+
+def _file(candidate: Candidate) -> str:
+    return candidate.id
+
+
+def _stacker(bands: BandMap, area: BaseGeometry | None, folder: Path) -> Callable[[Candidate], str]:
+    """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt and returns its path."""
+
+    def stack(candidate: Candidate) -> str:
+        assert candidate.item is not None
+        return str(stack_item(candidate.item, bands, area, folder))
+
+    return stack
+
+
+def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) -> None:
+    """Bad input is refused until the scene (or the settings) change; anything else fails this
+    run and is retried on the next."""
+    named = str(exc) if str(exc).startswith(candidate.id) else f"{candidate.id}: {exc}"
+    if isinstance(exc, InputError):
+        log.warning("skipped (checked again when it changes) %s", named)
+        plan.record.mark_skipped(candidate.id, candidate.version, str(exc), plan.settings)
+        plan.refused[candidate.id] = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("failed (retried on the next run) %s (%s)", named, type(exc).__name__)
+        plan.record.mark_failed(candidate.id, candidate.version, reason)
+        plan.failed[candidate.id] = reason
+
+
+def _checked_scene(
+    image: str, name: str, metadata: AdapterMetadata, config: PredictConfig
+) -> Scene:
+    scene = prepare_scene(
+        image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+    )
+    if metadata.georeferenced and scene.info.crs is None:
+        raise InputError(f"{image}: no CRS, and the model was trained on georeferenced scenes")
+    return scene
+
+
+def finish_ingest(
+    plan: IngestPlan, outcomes: Mapping[str, Mapping[str, str] | BaseException]
+) -> IngestResult:
+    """Record each planned scene's outcome (its outputs, or the exception that stopped it: bad
+    input is refused until the scene changes, anything else is retried on the next run), save
+    the record, and return the run's result (`IngestResult.check` says whether it failed)."""
+    predicted: dict[str, dict[str, str]] = {}
+    for candidate, _ in plan.scenes:
+        outcome = outcomes[candidate.id]
+        if isinstance(outcome, BaseException):
+            _record_failure(plan, candidate, outcome)
+        else:
+            plan.record.mark_done(candidate.id, candidate.version, outcome)
+            predicted[candidate.id] = dict(outcome)
+    plan.record.save(plan.record_path)
+    return IngestResult(
+        plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused, plan.failed
+    )
+
+
+def run_ingest(ingest: IngestConfig, predict: PredictConfig) -> IngestResult:
+    """One ingest run in this process: plan, predict the new scenes one after the other, record.
+    `predict.images` is ignored (give the source in `ingest`)."""
+    plan = plan_ingest(ingest, predict)
+    outcomes: dict[str, Mapping[str, str] | BaseException] = {}
+    for candidate, scene in plan.scenes:
+        try:
+            outcomes[candidate.id] = predict_planned(scene, plan.config, progress=False)
+        except Exception as exc:  # one scene's failure is recorded; the others go on
+            if not isinstance(exc, InputError):
+                log.exception("%s: prediction failed", candidate.id)
+            outcomes[candidate.id] = exc
+    result = finish_ingest(plan, outcomes)
+    result.check()
+    return result
+
+
+def predict_options(ingest: IngestConfig, values: Mapping[str, object]) -> PredictConfig:
+    """The prediction options of an ingest run (its `images` name the source)."""
+    source = ingest.source or ingest.stac or ""
+    return PredictConfig.pick({**values, "images": [source]})
+
+
+__all__ = [
+    "Candidate",
+    "IngestPlan",
+    "IngestResult",
+    "check_ingest",
+    "finish_ingest",
+    "plan_ingest",
+    "predict_options",
+    "run_ingest",
+]

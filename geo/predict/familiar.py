@@ -1,0 +1,59 @@
+"""Does a scene look like the model's training data? Warnings (never errors) when its pixel type,
+pixel size or values are far from what the model was trained on."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from geo.contracts.adapter import AdapterMetadata
+from geo.io.raster import SceneInfo, pixel_size_m, sample_pixels
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 2**16  # pixels sampled from the scene
+SCALE_TOLERANCE = 1.5  # pixel sizes within this factor of training's count as the same
+RANGE_TOLERANCE = 2.0  # a band median this many 2-98 % ranges outside training's is far
+SPREAD_TOLERANCE = 10.0  # a 2-98 % range this many times wider or narrower is another scale
+
+
+def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
+    """How `scene` differs from the training scenes (empty when it looks like them)."""
+    notes = []
+    if metadata.dtype and scene.dtype != metadata.dtype:
+        notes.append(f"pixels are {scene.dtype} where training scenes were {metadata.dtype}")
+    size = pixel_size_m(scene)
+    if size and metadata.pixel_size_m:
+        ratio = size / metadata.pixel_size_m
+        if not 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
+            notes.append(
+                f"pixels are {size:.3g} m where training pixels were {metadata.pixel_size_m:.3g} m"
+            )
+    pixels = sample_pixels(scene, metadata.bands, SAMPLE, np.random.default_rng(0))
+    if len(pixels):
+        norm = metadata.normalization
+        p2, median, p98 = np.percentile(pixels, [2, 50, 98], axis=0)
+        for i, band in enumerate(metadata.bands):
+            low, high = norm.p2[i], norm.p98[i]
+            spread = max(high - low, 1e-12)
+            ratio = max(p98[i] - p2[i], 1e-12) / spread
+            outside = (
+                not low - RANGE_TOLERANCE * spread <= median[i] <= high + RANGE_TOLERANCE * spread
+            )
+            if outside or not 1 / SPREAD_TOLERANCE <= ratio <= SPREAD_TOLERANCE:
+                notes.append(
+                    f"band {band} values ({p2[i]:.4g}..{p98[i]:.4g}) are far from the training "
+                    f"range {low:.4g}..{high:.4g} (other units or scaling?)"
+                )
+    return notes
+
+
+def warn_if_unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> None:
+    """Log one warning naming the scene and how it differs from the training data."""
+    notes = unfamiliar(scene, metadata)
+    if notes:
+        log.warning(
+            "%s does not look like the training data: %s; predictions may be poor",
+            scene.path, "; ".join(notes),
+        )  # fmt: skip

@@ -1,0 +1,88 @@
+"""A quick-look PNG of a prediction: class colours over a contrast-stretched rendering of the
+scene, with a legend, so a user sees in one second whether a run worked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from rasterio.enums import Resampling
+
+from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.classes import IGNORE
+from geo.io.raster import open_raster
+
+MAX_SIDE = 1024  # longest side of the picture, in pixels
+CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
+LEGEND_ROW = 18
+
+
+def rgb_bands(metadata: AdapterMetadata) -> list[int]:
+    """Source bands shown as red, green and blue: those fed to SAM's R, G, B (or one band)."""
+    bands = list(metadata.bands)
+    positions = metadata.model.band_init or tuple(range(min(3, len(bands))))
+    return [bands[p] for p in positions]
+
+
+def write_quicklook(
+    scene_path: str,
+    classes_path: Path,
+    metadata: AdapterMetadata,
+    dest: Path,
+    *,
+    max_side: int = MAX_SIDE,
+) -> Path:
+    """Render the scene (2-98 % stretch of the training statistics) with the class raster over
+    it and a legend into `dest` (PNG, written under a temporary name and renamed)."""
+    bands = rgb_bands(metadata)
+    with open_raster(classes_path.as_posix()) as src:
+        scale = max(1.0, max(src.width, src.height) / max_side)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    with open_raster(scene_path) as src:
+        pixels = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
+    image = _stretch(pixels.astype(np.float64), bands, metadata)
+    image[classes == IGNORE] = 0
+    colours = np.zeros((256, 3), dtype=np.float64)
+    shown = np.zeros(256, dtype=bool)
+    for c in metadata.classes:
+        if c.id != 0:
+            colours[c.id] = c.rgba[:3]
+            shown[c.id] = True
+    over = shown[classes]
+    image[over] = (1 - CLASS_ALPHA) * image[over] + CLASS_ALPHA * colours[classes[over]]
+    picture = _with_legend(Image.fromarray(image.round().astype(np.uint8)), metadata)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    picture.save(tmp, format="PNG", optimize=True)
+    tmp.replace(dest)
+    return dest
+
+
+def _stretch(pixels: np.ndarray, bands: Sequence[int], metadata: AdapterMetadata) -> np.ndarray:
+    """(H, W, 3) values 0..255: each band stretched between its training p2 and p98."""
+    norm = metadata.normalization
+    index = [list(metadata.bands).index(b) for b in bands]
+    low = np.asarray([norm.p2[i] for i in index])[:, None, None]
+    high = np.asarray([norm.p98[i] for i in index])[:, None, None]
+    scaled = np.clip((pixels - low) / np.maximum(high - low, 1e-12), 0, 1) * 255
+    scaled = np.nan_to_num(scaled)
+    if scaled.shape[0] == 1:
+        scaled = np.repeat(scaled, 3, axis=0)
+    return np.moveaxis(scaled, 0, -1)
+
+
+def _with_legend(image: Image.Image, metadata: AdapterMetadata) -> Image.Image:
+    """The picture with a legend strip below it: one colour swatch and name per class."""
+    entries = [c for c in metadata.classes if c.id != 0]
+    font = ImageFont.load_default()
+    height = image.height + LEGEND_ROW * len(entries) + 8
+    canvas = Image.new("RGB", (max(image.width, 220), height), (255, 255, 255))
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, c in enumerate(entries):
+        top = image.height + 4 + row * LEGEND_ROW
+        draw.rectangle((6, top + 2, 20, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
+        draw.text((28, top + 1), c.name, fill=(0, 0, 0), font=font)
+    return canvas

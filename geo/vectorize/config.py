@@ -1,0 +1,52 @@
+"""`VectorizeConfig`: which class raster becomes polygons, with which classes, into which file."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from geo.io.raster import absolute
+from geo.options import StageConfig, option
+
+FORMATS = ("gpkg", "parquet")
+
+
+class VectorizeConfig(StageConfig):
+    """A class raster into polygons: GeoPackage with a QGIS style, or fiboa GeoParquet (see
+    `geo.vectorize.vectorize`)."""
+
+    raster: str = option(
+        help="class raster whose pixel values are class ids (a prediction, an FTW mask, ...)",
+        positional=True, metavar="CLASS_RASTER",
+    )  # fmt: skip
+    class_map: str = option(
+        help="YAML or JSON list of the raster's classes, in id order; a class with `boundary` "
+        "keeps touching objects apart (see README: field boundaries)"
+    )
+    out: str = option(help="the polygon file to write (.gpkg or .parquet)")
+    format: str | None = option(
+        None, help="gpkg or parquet (fiboa GeoParquet) (default: from the --out suffix)",
+        choices=FORMATS,
+    )  # fmt: skip
+    scores: str | None = option(
+        None, help="raster of the winning-class probability (0-255) on the same grid, for each "
+        "polygon's score (default: no score)",
+    )  # fmt: skip
+    min_area: float = option(
+        500.0, help="drop polygons smaller than this many m² (pixels without a CRS)", ge=0
+    )
+    simplify: float = option(
+        2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
+    )
+    overwrite: bool = option(False, help="replace the file at --out")
+
+    @field_validator("raster", "class_map", "out", "scores")
+    @classmethod
+    def _absolute_path(cls, path: str | None) -> str | None:
+        return None if path is None else absolute(path)
+
+    @property
+    def output_format(self) -> str:
+        """`format`, or parquet for a .parquet/.geoparquet --out and gpkg otherwise."""
+        if self.format is not None:
+            return self.format
+        return "parquet" if self.out.lower().endswith((".parquet", ".geoparquet")) else "gpkg"

@@ -1,0 +1,87 @@
+"""`vectorize`: any class raster into polygons, checked before any work (`check_vectorize`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geo.contracts.classes import ClassMap, load_class_map
+from geo.errors import InputError
+from geo.io.outputs import check_output, scene_timestamp
+from geo.io.raster import check_exists, open_raster
+from geo.options import checked_once, flag
+from geo.vectorize.config import VectorizeConfig
+from geo.vectorize.polygons import polygon_batches, write_polygons
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VectorizePlan:
+    """A checked vectorisation: the config, its classes and the output file."""
+
+    config: VectorizeConfig
+    class_map: ClassMap
+    out: Path
+
+
+def _paths(config: VectorizeConfig) -> list[str]:
+    return [config.raster, config.class_map, config.out, config.scores or ""]
+
+
+@checked_once(_paths)
+def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
+    """Pre-flight check: the class map, a one-band integer class raster, a score raster on its
+    grid, and an output file that may be written. Raises InputError naming the input."""
+    class_map = load_class_map(config.class_map)
+    grid = _check_raster(config.raster, "class raster", integer=True)
+    if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
+        raise InputError(
+            f"{flag('scores')} {config.scores}: not on the grid of {config.raster} (same size, "
+            "CRS and transform needed)"
+        )
+    out = check_output(config.out, into=False)
+    if out.is_dir():
+        raise InputError(f"{flag('out')} {config.out}: is a folder; give a file name")
+    if out.exists() and not config.overwrite:
+        raise InputError(f"{flag('out')} {config.out}: exists; pass --overwrite to replace it")
+    suffix = ".parquet" if config.output_format == "parquet" else ".gpkg"
+    if config.format is not None and not out.name.lower().endswith((suffix, ".geoparquet")):
+        raise InputError(f"{flag('out')} {config.out}: a {config.format} file ends in {suffix}")
+    return VectorizePlan(config, class_map, out)
+
+
+def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...]:
+    """(width, height, CRS, transform) of a readable one-band raster; InputError otherwise."""
+    check_exists(path, what)
+    try:
+        with open_raster(path) as src:
+            count, dtype = src.count, src.dtypes[0]
+            grid = (src.width, src.height, src.crs, tuple(src.transform))
+    except Exception:  # rasterio raises several error types
+        raise InputError(f"{path}: not a raster GDAL can read") from None
+    if count != 1:
+        raise InputError(f"{path}: a {what} has one band, this one has {count}")
+    if integer and not dtype.startswith(("uint8", "int", "uint")):
+        raise InputError(f"{path}: a {what} holds integer class ids, not {dtype}")
+    return grid
+
+
+def vectorize(config: VectorizeConfig) -> dict[str, Any]:
+    """Write the polygons of the class raster to `config.out`; returns the count per class."""
+    plan = check_vectorize(config)
+    classes = plan.class_map.classes
+    frames = polygon_batches(
+        config.raster, config.scores, classes, min_area=config.min_area,
+        simplify=config.simplify, source=Path(config.raster).name,
+    )  # fmt: skip
+    stamp = scene_timestamp(config.raster)
+    parquet = config.output_format == "parquet"
+    totals = write_polygons(
+        frames, None if parquet else plan.out, classes, timestamp=stamp,
+        parquet=plan.out if parquet else None,
+    )  # fmt: skip
+    log.info("wrote %d polygons to %s", sum(totals.count.values()), plan.out)
+    return {"out": str(plan.out), "format": config.output_format, "polygons": totals.count}

@@ -1,0 +1,139 @@
+"""Faults of the machine rather than the input, through the real command line in a process of
+its own: Ctrl-C in a terminal (SIGINT to the whole process group, Prefect's temporary server
+included) and memory running out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import rasterio
+import zarr
+
+from flows.cli import OUT_OF_MEMORY
+from tests.support.cli import run_cli, snapshot
+from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
+from tests.support.stores import tile
+
+pytestmark = pytest.mark.slow
+
+INTERRUPTED = "convlora-geo tile: interrupted; run the same command again to resume"
+UNDER_LIMIT = """
+import resource, sys
+import convlora.train, flows.cli, geo.finetune  # what the command imports, before the limit
+size = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize"))
+limit = size * 1024 + int(sys.argv[1]) * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+sys.exit(flows.cli.main(sys.argv[2:]))
+"""
+
+
+def mosaic_scene(path: Path, copies: int) -> np.ndarray:
+    """The Nebraska scene repeated `copies` x `copies` times on its own grid (the pivots label
+    the first copy); returns the pixels."""
+    with rasterio.open(NEBRASKA) as src:
+        profile, pixels = src.profile, np.tile(src.read(), (1, copies, copies))
+    profile.update(width=pixels.shape[2], height=pixels.shape[1], tiled=True, blockxsize=256,
+                   blockysize=256)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+    return pixels
+
+
+def group_alive(pgid: int) -> list[psutil.Process]:
+    """The processes of a process group that are still running (zombies are done)."""
+    alive = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_stops_at_once_and_the_same_command_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tile` of a 3072 px scene under Prefect's temporary server: SIGINT to the process group
+    once tile blocks are being written stops it within 10 s with status 130 and one line, no
+    traceback, no process of the group left, nothing under the store's name; the same tiling
+    then resumes the finished blocks and completes the store."""
+    scene = tmp_path / "mosaic.tif"
+    pixels = mosaic_scene(scene, 6)
+    out = tmp_path / "s.zarr"
+    argv = ["tile", scene, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out", out,
+            "--tile-size", "128", "--overlap", "32"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # a temporary server of its own
+    log = tmp_path / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
+            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        blocks = lambda: list(tmp_path.glob(".s.zarr.partial-*/_progress/block-*.json"))  # noqa: E731
+        wait_for(lambda: blocks() or proc.poll() is not None, 600, "tile block")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert "Beginning flow run" in log.read_text()
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        stopped = time.monotonic() - started
+        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
+    finally:
+        for leftover in group_alive(proc.pid):
+            leftover.kill()
+    text = log.read_text()
+    assert proc.returncode == 130 and stopped < 10, (proc.returncode, stopped, text[-3000:])
+    assert "Traceback" not in text and text.strip().splitlines()[-1] == INTERRUPTED, text[-3000:]
+    assert [line for line in text.splitlines() if "convlora-geo tile:" in line] == [INTERRUPTED]
+    assert not out.exists()
+    with caplog.at_level(logging.INFO, logger="geo"):
+        store = tile([scene], [PIVOT_LABELS], PIVOT_CLASSES, out, tile_size=128, overlap=32)
+    assert "tile blocks already done" in caplog.text
+    group = zarr.open_group(str(store), mode="r")
+    assert group["valid"][:].all()  # every tile written
+    for image, (col, row, w, h) in zip(group["images"], group["window"][:], strict=True):
+        assert np.array_equal(image, pixels[:, row : row + h, col : col + w])
+
+
+def test_running_out_of_memory_is_one_line_and_the_rerun_trains(store: Path, work: Path) -> None:
+    """Training at 1024 px under an address-space limit 1 GiB above what the interpreter holds
+    once imported: status 2, the out-of-memory line, no traceback, the earlier outputs intact
+    and nothing in the run folder but its config.json; the same command at a smaller size then
+    trains."""
+    run = work / "run"
+    argv = ["train", store, "--out", run, "--sam", "tiny", "--adapter", "lora",
+            "--batch-size", "2", "--accumulate", "1", "--steps", "1", "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    before = snapshot(work, dirs=False)
+    done = subprocess.run(
+        [sys.executable, "-c", UNDER_LIMIT, "1024", *map(str, argv), "--image-size", "1024"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == f"convlora-geo train: error: {OUT_OF_MEMORY}"
+    assert "Traceback" not in done.stderr and done.stderr.count(": error: ") == 1
+    after = snapshot(work, dirs=False)
+    assert {k: after[k] for k in before} == before
+    assert sorted(set(after) - set(before)) == ["run", "run/config.json"]
+    code, err = run_cli(*argv, "--image-size", "64")
+    assert code == 0, err[-3000:]
+    assert (run / "adapter.safetensors").exists() and (run / "last").is_dir()

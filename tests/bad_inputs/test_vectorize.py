@@ -1,0 +1,61 @@
+"""`convlora-geo vectorize`: a class raster into polygons through the real CLI, and bad input
+refused up front with one line, nothing written and existing outputs untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+
+from tests.support.cli import refused, run_cli
+from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK
+
+FTW_MAP = EXAMPLES / "ftw_classes.yaml"
+
+
+def vectorize(*extra: object) -> list[object]:
+    return ["vectorize", FTW_PREDICTION, "--class-map", FTW_MAP, *extra]
+
+
+def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
+    code, err = run_cli(*vectorize("--out", work / "fields.gpkg"))
+    assert code == 0, err
+    gpkg = gpd.read_file(work / "fields.gpkg", layer="polygons")
+    assert len(gpkg) == 263 and set(gpkg.class_name) == {"field"}  # 272 fields, 9 under 500 m²
+    code, err = run_cli(*vectorize("--out", work / "fields.parquet", "--min-area", "0"))
+    assert code == 0, err
+    assert len(gpd.read_parquet(work / "fields.parquet")) == 272
+    code, err = run_cli(*vectorize("--out", work / "any.name", "--format", "parquet"))
+    assert code == 2 and "a parquet file ends in .parquet" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (lambda w: vectorize("--out", w / "earlier"), "is a folder; give a file name"),
+        (lambda w: vectorize("--out", w / "earlier" / "result.txt"), "exists; pass --overwrite"),
+        (lambda w: ["vectorize", "absent.tif", "--class-map", FTW_MAP, "--out", w / "f.gpkg"],
+         "absent.tif: class raster not found"),
+        (lambda w: ["vectorize", FTW, "--class-map", FTW_MAP, "--out", w / "f.gpkg"],
+         "a class raster has one band, this one has 8"),
+        (lambda w: vectorize("--out", w / "f.gpkg", "--scores", PIVOT_MASK),
+         "not on the grid of"),
+        (lambda w: vectorize("--out", w / "f.gpkg", "--class-map", w / "earlier" / "result.txt"),
+         "result.txt: expected a list of classes"),
+        (lambda w: vectorize("--out", w / "f.gpkg", "--min-area", "-1"),
+         "--min-area -1.0: Input should be greater than or equal to 0"),
+    ],
+    ids=["folder", "exists", "missing", "bands", "scores-grid", "class-map", "min-area"],
+)  # fmt: skip
+def test_bad_input_is_refused_before_any_work(work: Path, argv, message: str) -> None:
+    refused(work, argv(work), message)
+
+
+def test_a_bad_boundary_width_names_the_class(work: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "classes:\n  - name: background\n  - name: field\n  - name: edge\n    boundary: 2 cm\n"
+    )
+    refused(work, vectorize("--out", work / "f.gpkg", "--class-map", bad),
+            "class 'edge': boundary width '2 cm': give a positive width in px or m")  # fmt: skip

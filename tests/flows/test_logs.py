@@ -1,0 +1,57 @@
+"""The library's logs (`geo.*`, `convlora.*`, `flows.*`) are stored with the flow run that made
+them, from the flow and from its tasks; outside any run they only go where logging sends them."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+
+def stored_logs(flow_run_id: object) -> list[tuple[str, str]]:
+    """(logger, message) of the flow run's logs on the server (waiting for the last batch)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        found = [(log.name, log.message) for log in logs]
+        if any(name == "geo.tiling" for name, _ in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_library_logs_reach_the_flow_run_on_the_server(prefect_server) -> None:
+    from prefect import flow, task
+
+    @task
+    def tile() -> None:
+        logging.getLogger("geo.tiling").info("wrote 25 tiles")
+
+    @flow
+    def job() -> None:
+        logging.getLogger("convlora.training").info("step 1/2  loss 0.8  ETA 0m01s")
+        logging.getLogger("flows.runtime").debug("not at INFO: stays out")
+        tile()
+
+    state = job(return_state=True)
+    logs = stored_logs(state.state_details.flow_run_id)
+    assert ("convlora.training", "step 1/2  loss 0.8  ETA 0m01s") in logs
+    assert ("geo.tiling", "wrote 25 tiles") in logs
+    assert not any(name == "flows.runtime" for name, _ in logs)
+
+
+def test_outside_a_run_library_logs_stay_local(
+    prefect_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Prefect warns when a record has no run to go to
+        with caplog.at_level(logging.INFO, logger="geo"):
+            logging.getLogger("geo.ingest.run").info("no flow run here")
+    assert "no flow run here" in caplog.text

@@ -1,0 +1,96 @@
+"""Defaults that learn and explain themselves: band roles from the data, tile sizes that suit
+the scenes, warnings when a scene or a trained model is off."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geo.finetune import FinetuneConfig, check_finetune
+from geo.finetune.train import one_class_warning
+from geo.io.raster import SceneInfo, scene_info
+from geo.predict.familiar import unfamiliar
+from geo.tiling.inputs import auto_tile_size
+from tests.support.models import metadata_for
+from tests.support.paths import DATA, FTW, RGB_BYTE
+from tests.support.stores import tile
+
+NAIP = DATA / "naip_north_dakota_5m" / "naip_2018_crop_256.tif"
+
+
+def vegetation_labels(scene: Path, dest: Path) -> Path:
+    """A label raster on the scene's grid: 1 where NDVI > 0.3 (bands 1 red, 4 near-infrared)."""
+    with rasterio.open(scene) as src:
+        red, nir = src.read(1).astype(float), src.read(4).astype(float)
+        profile = {**src.profile, "count": 1, "nodata": None}
+    ndvi = (nir - red) / np.maximum(nir + red, 1)
+    with rasterio.open(dest, "w", **profile) as dst:
+        dst.write((ndvi > 0.3).astype("uint8"), 1)
+    return dest
+
+
+def test_naip_like_bands_without_descriptions_feed_rgb_from_bands_1_2_3(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with rasterio.open(NAIP) as src:
+        assert src.count == 4 and src.descriptions == (None,) * 4
+    labels = vegetation_labels(NAIP, tmp_path / "veg.tif")
+    classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
+    store = tile([NAIP], [labels], classes, tmp_path / "naip.zarr", dask_address="sync")
+    config = FinetuneConfig(store=str(store), out=str(tmp_path / "run"), sam="tiny")
+    with caplog.at_level(logging.INFO, logger="geo"):
+        plan = check_finetune(config)
+    assert plan.model.band_init == (0, 1, 2) and plan.model.in_channels == 4
+    assert "R=band 1, G=band 2, B=band 3, the first three" in caplog.text
+    assert plan.model.image_size == plan.store.tile_size == 256  # the store's tile size
+    assert plan.model.mask_token_init == "copy+noise"  # no SAM checkpoint: queries told apart
+    assert plan.train.lr == 3e-4  # from scratch
+
+
+def fake_scene(width: int, height: int) -> SceneInfo:
+    return SceneInfo("scene.tif", width, height, 3, "uint8", None, (1, 0, 0, 0, -1, 0), None, ())
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([(10980, 10980)], 1024),  # a Sentinel-2 tile: SAM's native size
+        ([(934, 724)], 256),  # a NAIP quarter quad: 20 tiles of 256 px, not 1 padded tile
+        ([(512, 512)], 256),
+        ([(128, 128)] * 100, 128),  # AgNet-like chips: one tile each, never padded
+        ([(100, 60)], 112),
+    ],
+)
+def test_the_automatic_tile_size_suits_the_scenes(sizes: list, expected: int) -> None:
+    assert auto_tile_size([fake_scene(w, h) for w, h in sizes]) == expected
+
+
+def test_a_scene_unlike_the_training_data_is_described(tmp_path: Path) -> None:
+    """A Sentinel-2 stack (uint16, 10 m) against a model trained on Landsat (uint8, 300 m); then
+    the same stack as reflectance (0..1) against a model trained on it as digital numbers."""
+    trained = replace(metadata_for(RGB_BYTE, [1, 2, 3]), dtype="uint8", pixel_size_m=300.0)
+    notes = unfamiliar(scene_info(str(FTW)), trained)
+    assert any("uint16 where training scenes were uint8" in n for n in notes)
+    assert any("pixels are 10 m where training pixels were 300 m" in n for n in notes)
+    assert unfamiliar(scene_info(str(RGB_BYTE)), trained) == []
+    reflectance = tmp_path / "reflectance.tif"
+    with rasterio.open(FTW) as src:
+        profile = {**src.profile, "dtype": "float32", "nodata": None}
+        data = src.read().astype("float32") / 10000
+    with rasterio.open(reflectance, "w", **profile) as dst:
+        dst.write(data)
+    numbers = replace(metadata_for(FTW, [1, 2, 3, 4]), dtype="float32")
+    notes = unfamiliar(scene_info(str(reflectance)), numbers)
+    assert len(notes) == 4 and all("far from the training range" in n for n in notes)
+
+
+def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
+    flat = {"predicted_share": {"background": 0.995, "pivot": 0.005}}
+    assert "predicts background for 99.5% of the validation pixels" in one_class_warning(flat)
+    assert one_class_warning({"predicted_share": {"background": 0.8, "pivot": 0.2}}) is None
+    assert one_class_warning(None) is None

@@ -1,0 +1,245 @@
+"""Ingest runs (`geo.ingest.run_ingest`) with a real adapter: a folder holding the bundled scene and
+files the model cannot read, written into itself run after run; a static STAC catalog of COGs
+made from the bundled scenes, served over HTTP range requests by a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import from_bounds
+
+from geo.errors import InputError
+from geo.ingest import (
+    RECORD_FILE,
+    IngestConfig,
+    IngestRecord,
+    IngestResult,
+    check_ingest,
+    predict_options,
+    run_ingest,
+)
+from geo.ingest.catalog import model_id
+from geo.predict import PredictConfig, predict
+from tests.support.cli import snapshot, write_like
+from tests.support.http_range import RangeServer
+from tests.support.paths import NEBRASKA, PIVOT_MASK
+from tests.support.stac_catalog import (
+    AUSTRIA_JUNE,
+    AUSTRIA_OCTOBER,
+    AUSTRIA_SEPTEMBER,
+    S2,
+    add_items,
+    band_path,
+    build_catalog,
+    touch_item,
+)
+
+AUSTRIA_AOI = (13.13, 48.285, 13.138, 48.29)  # about 600 x 550 m
+STAC = {"collection": S2, "bbox": list(AUSTRIA_AOI), "query": "eo:cloud_cover<50"}
+
+
+def configs(run: Path, out: Path, **options: Any) -> tuple[IngestConfig, PredictConfig]:
+    values = {"model": str(run), "out": str(out), "device": "cpu", "batch_size": 8, **options}
+    ingest = IngestConfig.pick(values)
+    return ingest, predict_options(ingest, values)
+
+
+def ingest(run: Path, out: Path, **options: Any) -> IngestResult:
+    return run_ingest(*configs(run, out, **options))
+
+
+def record(run: Path, out: Path) -> IngestRecord:
+    return IngestRecord.load(out / RECORD_FILE, model_id(str(run)))
+
+
+@pytest.fixture()
+def inbox(tmp_path: Path) -> Path:
+    """The bundled scene folder's rasters: the scene and its one-band label mask."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for path in (NEBRASKA, PIVOT_MASK):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_folder_ingested_into_itself_predicts_each_scene_once(
+    pivots_run: Path, inbox: Path
+) -> None:
+    scene, mask = str(inbox / NEBRASKA.name), str(inbox / PIVOT_MASK.name)
+    first = ingest(pivots_run, inbox, source=str(inbox))
+    assert (first.found, first.new, list(first.predicted)) == (2, 2, [scene])
+    assert first.refused == {
+        mask: f"{mask}: band 2 out of range (the scene has bands 1..1); the model reads bands "
+        "[1, 2, 3]: give a scene with them"
+    }
+    classes = Path(first.predicted[scene]["classes"])
+    assert classes == inbox / "nebraska_landsat_albers_30m_classes.tif"
+    with rasterio.open(classes) as out, rasterio.open(NEBRASKA) as src:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+    done = record(pivots_run, inbox)
+    assert set(done.done) == {scene} and set(done.skipped) == {mask} and not done.failed
+
+    before = snapshot(inbox)
+    again = ingest(pivots_run, inbox, source=str(inbox))  # its own outputs are no scenes
+    assert (again.found, again.new, again.predicted, again.refused) == (2, 0, {}, {})
+    after = snapshot(inbox)
+    after.pop(RECORD_FILE), before.pop(RECORD_FILE), after.pop("."), before.pop(".")
+    assert after == before
+
+    write_like(NEBRASKA, inbox / PIVOT_MASK.name, crs=None)  # the refused file changes
+    shutil.copy(NEBRASKA, inbox / "second.tif")  # and a new scene arrives
+    third = ingest(pivots_run, inbox, source=str(inbox))
+    assert (third.found, third.new, list(third.predicted)) == (3, 2, [str(inbox / "second.tif")])
+    assert third.refused == {
+        mask: f"{mask}: no CRS, and the model was trained on georeferenced scenes"
+    }
+
+
+def test_outputs_under_the_source_are_never_scenes(pivots_run: Path, inbox: Path) -> None:
+    out = inbox / "predictions"
+    options = {"source": str(inbox), "pattern": "**/*.tif"}
+    first = ingest(pivots_run, out, **options)
+    assert list(first.predicted) == [str(inbox / NEBRASKA.name)]
+    assert (out / "nebraska_landsat_albers_30m_probability.tif").exists()
+    again = ingest(pivots_run, out, **options)
+    assert (again.found, again.new) == (2, 0)
+
+
+def test_when_every_new_file_is_refused_the_run_fails_with_one_line(
+    pivots_run: Path, inbox: Path
+) -> None:
+    (inbox / NEBRASKA.name).unlink()
+    with pytest.raises(InputError) as failed:
+        ingest(pivots_run, inbox / "out", source=str(inbox))
+    line = str(failed.value)
+    assert "\n" not in line
+    assert line.startswith("none of the 1 new scene(s) could be predicted: ")
+    assert "pivots_mask.tif: band 2 out of range" in line and RECORD_FILE in line
+    assert list(record(pivots_run, inbox / "out").skipped) == [str(inbox / PIVOT_MASK.name)]
+    rerun = ingest(pivots_run, inbox / "out", source=str(inbox))  # refused until it changes
+    assert (rerun.new, rerun.predicted) == (0, {})
+
+
+def test_a_corrupt_record_is_refused_before_any_work(pivots_run: Path, inbox: Path) -> None:
+    out = inbox / "out"
+    out.mkdir()
+    (out / RECORD_FILE).write_text('{"format": "convlora-geo ingest record", "models": {')
+    before = snapshot(inbox)
+    with pytest.raises(InputError, match="unreadable ingest record .*move it away to start over"):
+        check_ingest(*configs(pivots_run, out, source=str(inbox)))
+    with pytest.raises(InputError, match="unreadable ingest record"):
+        ingest(pivots_run, out, source=str(inbox))
+    assert snapshot(inbox) == before
+
+
+# --- STAC catalogs -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_catalog(tmp_path_factory.mktemp("stac") / "catalog").parent
+
+
+@pytest.fixture()
+def catalog(built: Path, tmp_path: Path) -> Path:
+    """A copy of the catalog this test may change."""
+    return Path(shutil.copytree(built, tmp_path / "catalog"))
+
+
+def local_stack(catalog: Path, item: Any, vrt: str, keys: list[str], target: Path) -> Path:
+    """A GeoTIFF of the item's band COGs (read from disk) over the VRT's grid."""
+    with rasterio.open(vrt) as src:
+        profile = {**src.profile, "driver": "GTiff", "tiled": False}
+        profile.pop("blockxsize"), profile.pop("blockysize")
+        bounds, shape = src.bounds, (src.height, src.width)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(target, "w", **profile) as dst:
+        for i, key in enumerate(keys, start=1):
+            with rasterio.open(band_path(catalog, item, key)) as ref:
+                window = from_bounds(*bounds, transform=ref.transform)
+                pixels = ref.read(1, window=window, out_shape=shape, resampling=Resampling.bilinear)
+                dst.write(pixels, i)
+    return target
+
+
+def test_stac_items_are_predicted_over_the_aoi_once_and_new_ones_exactly(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    keys = ["red", "green", "nir08"]  # nir08 is a 20 m band: resampled to the 10 m grid
+    with RangeServer(catalog) as server:
+        options = {"stac": f"{server.url}/catalog.json", "bands": ",".join(keys), **STAC}
+        first = ingest(pivots_run, out, **options)
+        assert list(first.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+        assert not any(r.sent == r.size for r in server.requests() if r.path.endswith(".tif"))
+        assert ingest(pivots_run, out, **options).predicted == {}  # a rerun predicts nothing
+        add_items(catalog, (AUSTRIA_OCTOBER,))
+        assert list(ingest(pivots_run, out, **options).predicted) == [AUSTRIA_OCTOBER.id]
+        touch_item(catalog, AUSTRIA_SEPTEMBER, "2021-10-07T00:00:00Z")  # reprocessed
+        assert list(ingest(pivots_run, out, **options).predicted) == [AUSTRIA_SEPTEMBER.id]
+    outputs = first.predicted[AUSTRIA_JUNE.id]
+    assert Path(outputs["classes"]).name == f"{AUSTRIA_JUNE.id}_classes.tif"  # named by item id
+    manifest = json.loads(Path(outputs["manifest"]).read_text())
+    stack = local_stack(catalog, AUSTRIA_JUNE, manifest["source"], keys,
+                        tmp_path / "local" / f"{AUSTRIA_JUNE.id}.tif")  # fmt: skip
+    config = PredictConfig(images=[str(stack)], model=str(pivots_run), out=str(tmp_path / "here"),
+                           device="cpu", batch_size=8)  # fmt: skip
+    (here,) = predict(config, progress=False)
+    for name in ("classes", "probability"):
+        with rasterio.open(outputs[name]) as a, rasterio.open(here[name]) as b:
+            assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape)
+            assert a.shape == (58, 62)  # the area of interest, not the 256 x 256 px item
+            np.testing.assert_array_equal(a.read(), b.read())
+    done = record(pivots_run, out).done
+    assert done[AUSTRIA_SEPTEMBER.id]["version"] == "2021-10-07T00:00:00Z"
+
+
+def test_a_stac_item_that_fails_is_recorded_and_retried(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    nir08 = band_path(catalog, AUSTRIA_SEPTEMBER, "nir08")
+    hidden = nir08.with_suffix(".away")
+    nir08.rename(hidden)  # the provider has not uploaded it yet: 404
+    with RangeServer(catalog) as server:
+        options = {"stac": f"{server.url}/catalog.json", "bands": "red,green,nir08", **STAC}
+        assert list(ingest(pivots_run, out, **options).predicted) == [AUSTRIA_JUNE.id]
+        failure = record(pivots_run, out).failed[AUSTRIA_SEPTEMBER.id]
+        assert failure["attempts"] == 1 and failure["version"] == "2021-09-26T02:00:00Z"
+        assert failure["reason"].startswith(
+            f"AssetUnreadable: item {AUSTRIA_SEPTEMBER.id}: asset 'nir08' ({server.url}/"
+        )
+        with pytest.raises(InputError, match="none of the 1 new scene.*AssetUnreadable"):
+            ingest(pivots_run, out, **options)  # retried, failed again: the run fails
+        assert record(pivots_run, out).failed[AUSTRIA_SEPTEMBER.id]["attempts"] == 2
+        hidden.rename(nir08)
+        assert list(ingest(pivots_run, out, **options).predicted) == [AUSTRIA_SEPTEMBER.id]
+    assert not record(pivots_run, out).failed
+
+
+def test_items_the_band_map_does_not_fit_wait_for_another_map(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with RangeServer(catalog) as server:
+        options = {"stac": f"{server.url}/catalog.json", **STAC}
+        with pytest.raises(InputError, match=r"has no asset 'swir16'; its assets: blue, green"):
+            ingest(pivots_run, out, bands="red,green,swir16", **options)
+        skipped = record(pivots_run, out).skipped
+        assert set(skipped) == {AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id}
+        assert ingest(pivots_run, out, bands="red,green,swir16", **options).new == 0
+        again = ingest(pivots_run, out, bands="red,green,blue", **options)
+        assert list(again.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    with pytest.raises(InputError, match="--bands red,green: names 2 band"):
+        check_ingest(*configs(pivots_run, out, stac=str(catalog), bands="red,green"))

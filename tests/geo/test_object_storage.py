@@ -1,0 +1,132 @@
+"""Prediction and ingest from and to s3:// on a real S3-compatible server (moto) on 127.0.0.1:
+scenes read in windows, the same files as a local run, outputs uploaded when complete and never
+predicted twice; without the cloud extras a URL is refused before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
+from geo.io.storage import read_json
+from geo.predict import PredictConfig, predict
+from tests.support.cli import NO_SERVER
+from tests.support.paths import NEBRASKA, PIVOT_MASK, ROOT
+from tests.support.s3 import S3Server, new_bucket, s3_filesystem, s3_server
+
+OUTPUTS = ("classes", "probability", "polygons", "style")
+pytestmark = pytest.mark.slow  # each test predicts or starts an interpreter: 10-20 s
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[S3Server]:
+    with s3_server() as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    name = new_bucket(server, monkeypatch)
+    monkeypatch.setenv("CONVLORA_GEO_STAGING", str(tmp_path / "staging"))
+    return name
+
+
+def puts(server: S3Server) -> int:
+    return sum(r.method == "PUT" for r in server.requests)
+
+
+def test_predicting_from_and_to_s3_gives_the_files_of_a_local_run(
+    pivots_run: Path, server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    s3 = s3_filesystem()
+    s3.put_file(str(NEBRASKA), f"{bucket}/scenes/{NEBRASKA.name}")
+    scene = f"s3://{bucket}/scenes/{NEBRASKA.name}"
+    options = {"model": str(pivots_run), "device": "cpu", "batch_size": 8}
+    remote_config = PredictConfig(images=[scene], out=f"s3://{bucket}/out", **options)
+    (remote,) = predict(remote_config, progress=False)
+    assert remote["classes"] == f"s3://{bucket}/out/nebraska_landsat_albers_30m_classes.tif"
+    gets = server.gets(f"/{bucket}/scenes/{NEBRASKA.name}")
+    assert gets and all(r.range for r in gets)  # read in windows, never downloaded whole
+
+    local = tmp_path / "here" / NEBRASKA.name
+    local.parent.mkdir()
+    shutil.copy(NEBRASKA, local)
+    (here,) = predict(PredictConfig(images=[str(local)], out=str(tmp_path / "out"), **options))
+    for kind in OUTPUTS:
+        assert s3.cat_file(remote[kind]) == Path(here[kind]).read_bytes(), kind
+    manifest = read_json(remote["manifest"])
+    assert manifest["source"] == scene and manifest["inputs"]["image"]["path"] == scene
+    assert not [p for p in (tmp_path / "staging").rglob("*") if p.is_file()]  # uploaded, removed
+
+    uploads = puts(server)
+    assert predict(remote_config, progress=False) == [remote]  # finished: nothing predicted
+    assert puts(server) == uploads
+    assert not Path("s3:").exists()
+
+
+def test_ingest_of_a_bucket_into_itself(pivots_run: Path, bucket: str) -> None:
+    s3 = s3_filesystem()
+    for path in (NEBRASKA, PIVOT_MASK):
+        s3.put_file(str(path), f"{bucket}/inbox/{path.name}")
+    inbox = f"s3://{bucket}/inbox"
+    values = {"source": inbox, "model": str(pivots_run), "out": inbox, "device": "cpu"}
+    ingest = IngestConfig.pick(values)
+    first = run_ingest(ingest, predict_options(ingest, values))
+    assert list(first.predicted) == [f"{inbox}/{NEBRASKA.name}"]
+    assert list(first.refused) == [f"{inbox}/{PIVOT_MASK.name}"]
+    assert s3.exists(f"{bucket}/inbox/nebraska_landsat_albers_30m_polygons.gpkg")
+    record = json.loads(s3.cat_file(f"{bucket}/inbox/{RECORD_FILE}"))
+    (model,) = record["models"].values()
+    assert list(model["done"]) == [f"{inbox}/{NEBRASKA.name}"]
+    again = run_ingest(ingest, predict_options(ingest, values))
+    assert (again.found, again.new) == (2, 0)  # its outputs in the bucket are no scenes
+
+
+def cli_without_cloud_extras(commands: list[list[str]], cwd: Path) -> list[tuple[int, str]]:
+    """Run `convlora-geo` COMMANDS in one new interpreter where s3fs cannot be imported (as
+    without `convlora-geo[cloud]`) and no Prefect server is there to start a flow on; each one's
+    exit status and what it wrote to stderr."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "sys.modules['s3fs'] = None\n"
+        "from flows.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        status = main(argv)\n"
+        "    print(json.dumps([status, err.getvalue()]))\n"
+    )
+    path = os.pathsep.join([str(ROOT), str(ROOT / "convlora" / "src")])
+    env = {**os.environ, "PYTHONPATH": path, "PREFECT_API_URL": NO_SERVER}
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(commands)], env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [tuple(json.loads(line)) for line in done.stdout.splitlines()]
+
+
+def test_without_the_cloud_extras_a_url_is_refused_up_front(
+    pivots_run: Path, bucket: str, tmp_path: Path
+) -> None:
+    model = ["--model", str(pivots_run), "--device", "cpu"]
+    cases = [  # argv, the URL refused
+        (["predict", str(NEBRASKA), "--out", f"s3://{bucket}/out"], f"s3://{bucket}/out"),
+        (["predict", f"s3://{bucket}/s.tif", "--out", "out"], f"s3://{bucket}/s.tif"),
+        (["ingest", f"s3://{bucket}/inbox", "--out", "out"], f"s3://{bucket}/inbox"),
+    ]
+    results = cli_without_cloud_extras([argv + model for argv, _ in cases], tmp_path)
+    for (argv, url), (status, err) in zip(cases, results, strict=True):
+        assert status == 2, err[-3000:]
+        assert err.strip() == (
+            f"convlora-geo {argv[0]}: error: {url}: s3:// needs the cloud extras: "
+            "pip install 'convlora-geo[cloud]'"
+        )
+    assert not any(tmp_path.iterdir())  # no local folder named s3:, no output folder

@@ -1,0 +1,110 @@
+"""Object metrics (FTW's): matching at IoU > 0.5 per tile, against a store's boundary-aware
+labels or reference polygons, on real parcels that share edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import zarr
+
+from geo.contracts.tile_store import StoreInfo
+from geo.evaluate import EvaluateConfig, evaluate_on_store
+from geo.evaluate.objects import ObjectScore, ReferencePolygons, match
+from geo.vectorize.objects import label_objects
+from tests.support.cli import train
+from tests.support.fields import cut
+from tests.support.paths import EXAMPLES, FTW_PREDICTION, NEBRASKA, PIVOT_LABELS
+from tests.support.stores import tile
+
+PIVOT_BOUNDARIES = EXAMPLES / "pivots_boundaries.yaml"
+
+
+@pytest.fixture(scope="module")
+def quarters_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The pivots cut into quarter fields, tiled with their 30 m outlines; (store, polygons)."""
+    folder = tmp_path_factory.mktemp("objects")
+    polygons = folder / "quarters.gpkg"
+    cut(gpd.read_file(PIVOT_LABELS), 4).to_file(polygons)
+    store = tile([NEBRASKA], [polygons], PIVOT_BOUNDARIES, folder / "quarters.zarr",
+                 tile_size=64, overlap=16, val_fraction=0.25)  # fmt: skip
+    return store, polygons
+
+
+def ftw_objects() -> np.ndarray:
+    with rasterio.open(FTW_PREDICTION) as src:
+        return label_objects(src.read(1), boundary_id=2, reach=4)
+
+
+def test_objects_match_themselves_and_a_one_pixel_shift_keeps_the_large_ones() -> None:
+    objects = ftw_objects()
+    n_ref, n_pred, ious = match(objects, objects)
+    assert n_ref == n_pred == len(ious) == 272 and min(ious) == 1.0
+    shifted = np.zeros_like(objects)
+    shifted[:, 1:] = objects[:, :-1]
+    n_ref, n_pred, ious = match(objects, shifted)
+    sizes = np.bincount(objects.ravel())[1:]
+    assert len(ious) < n_ref and 0.5 < min(ious) < max(ious) < 1
+    assert len(ious) >= (sizes >= 40).sum() * 0.9  # fields over 40 px survive a 1 px shift
+
+
+def test_score_counts_only_labelled_pixels_and_summarises() -> None:
+    objects = ftw_objects()
+    score = ObjectScore()
+    labelled = np.ones(objects.shape, dtype=bool)
+    labelled[:, : objects.shape[1] // 2] = False  # the west half is unlabelled
+    empty = np.zeros_like(objects)
+    score.add(objects, objects, labelled)
+    score.add(objects, empty, labelled)  # nothing found: every reference object missed
+    summary = score.summary()
+    east = len(np.unique(objects[:, objects.shape[1] // 2 :])) - 1
+    assert summary["reference"] == 2 * east and summary["predicted"] == east
+    assert summary["precision"] == 1.0 and summary["recall"] == 0.5
+    assert summary["f1"] == pytest.approx(2 / 3) and summary["median_iou"] == 1.0
+    assert ObjectScore().summary()["f1"] is None
+
+
+def test_store_labels_and_reference_polygons_give_the_same_parcels(
+    quarters_store: tuple[Path, Path],
+) -> None:
+    """Objects found in the boundary-aware labels of each tile match the quarter polygons
+    burnt on the same tile."""
+    store_path, polygons = quarters_store
+    store = StoreInfo.read(store_path)
+    assert [c.name for c in store.classes] == ["background", "pivot", "pivot boundary"]
+    reference = ReferencePolygons(str(polygons), store)
+    labels = zarr.open_group(str(store_path), mode="r")["labels"]
+    score = ObjectScore()
+    for index in range(store.n_tiles):
+        label = np.asarray(labels[index])
+        score.add(reference.objects(index), label_objects(label, 2, 2), label != 255)
+    summary = score.summary()
+    assert summary["reference"] > 100
+    assert summary["recall"] > 0.85 and summary["precision"] > 0.9  # slivers at tile edges
+    assert summary["median_iou"] > 0.85
+
+
+def test_evaluate_reports_object_metrics_beside_pixel_metrics(
+    quarters_store: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, polygons = quarters_store
+    run = train(store, tmp_path / "run")
+    own = evaluate_on_store(EvaluateConfig(store=str(store), model=str(run),
+                                           device="cpu"))  # fmt: skip
+    against = evaluate_on_store(
+        EvaluateConfig(store=str(store), model=str(run), reference=str(polygons),
+                       device="cpu")
+    )  # fmt: skip
+    for metrics in (own, against):
+        objects = metrics["objects"]
+        assert set(metrics) >= {"miou", "per_class_iou", "objects"}
+        assert objects["reference"] > 10 and objects["iou_threshold"] == 0.5
+        assert objects["matched"] <= min(objects["predicted"], objects["reference"])
+    assert own["miou"] == against["miou"]  # pixels are measured against the store either way
+    assert (
+        abs(own["objects"]["reference"] - against["objects"]["reference"])
+        <= 0.15 * (against["objects"]["reference"])
+    )

@@ -1,0 +1,49 @@
+"""With nothing but defaults, tiling at 256 px, training the tiny SAM and predicting use 256 px
+windows throughout: the adapter metadata and the prediction manifest say so."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from geo.contracts import AdapterMetadata
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
+
+
+def cli(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    store, run, out = tmp_path / "s.zarr", tmp_path / "run", tmp_path / "predictions"
+    started = time.perf_counter()
+    steps = [
+        ("tile", SCENE, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out", store,
+         "--tile-size", "256"),
+        ("train", store, "--sam", "tiny", "--steps", "20", "--out", run),
+        ("predict", SCENE, "--model", run, "--out", out),
+    ]  # fmt: skip
+    for args in steps:
+        done = cli(*args, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    seconds = time.perf_counter() - started
+    adapter = AdapterMetadata.read(run)
+    assert adapter.tile_size == adapter.image_size == 256 and adapter.overlap == 32
+    manifest = json.loads((out / f"{SCENE.stem}_manifest.json").read_text())
+    assert manifest["parameters"]["tile_size"] == 256
+    assert manifest["parameters"]["overlap"] == 32
+    assert (out / f"{SCENE.stem}_quicklook.png").stat().st_size > 1000
+    print(f"tile + train 20 steps + predict with defaults: {seconds:.0f} s")
