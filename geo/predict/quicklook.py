@@ -43,9 +43,10 @@ def write_quicklook(
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
     with open_raster(scene_path) as src:
         pixels = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
-    image = _stretch(pixels.astype(np.float64), bands, metadata)
+    image = _stretch(pixels, bands, metadata)
+    del pixels
     image[classes == IGNORE] = 0
-    colours = np.zeros((256, 3), dtype=np.float64)
+    colours = np.zeros((256, 3), dtype=np.float32)
     shown = np.zeros(256, dtype=bool)
     for c in metadata.classes:
         if c.id != 0:
@@ -53,7 +54,7 @@ def write_quicklook(
             shown[c.id] = True
     over = shown[classes]
     image[over] = (1 - CLASS_ALPHA) * image[over] + CLASS_ALPHA * colours[classes[over]]
-    picture = _with_legend(Image.fromarray(image.round().astype(np.uint8)), metadata)
+    picture = _with_legend(Image.fromarray(np.rint(image, out=image).astype(np.uint8)), metadata)
     tmp = dest.with_name(f".{dest.name}.tmp")
     picture.save(tmp, format="PNG", optimize=True)
     tmp.replace(dest)
@@ -61,16 +62,21 @@ def write_quicklook(
 
 
 def _stretch(pixels: np.ndarray, bands: Sequence[int], metadata: AdapterMetadata) -> np.ndarray:
-    """(H, W, 3) values 0..255: each band stretched between its training p2 and p98."""
+    """(H, W, 3) float32 values 0..255: each band stretched between its training p2 and p98
+    (computed in place: the picture may be 1024 px a side)."""
     norm = metadata.normalization
     index = [list(metadata.bands).index(b) for b in bands]
-    low = np.asarray([norm.p2[i] for i in index])[:, None, None]
-    high = np.asarray([norm.p98[i] for i in index])[:, None, None]
-    scaled = np.clip((pixels - low) / np.maximum(high - low, 1e-12), 0, 1) * 255
-    scaled = np.nan_to_num(scaled)
-    if scaled.shape[0] == 1:
-        scaled = np.repeat(scaled, 3, axis=0)
-    return np.moveaxis(scaled, 0, -1)
+    low = np.asarray([norm.p2[i] for i in index], dtype=np.float64)
+    span = np.maximum(np.asarray([norm.p98[i] for i in index], dtype=np.float64) - low, 1e-12)
+    scaled = np.empty((*pixels.shape[1:], 3), dtype=np.float32)
+    for k in range(3):
+        band = min(k, pixels.shape[0] - 1)  # one band: grey
+        out = scaled[..., k]
+        np.subtract(pixels[band], low[band], out=out, casting="unsafe")
+        out *= np.float32(255 / span[band])
+        np.clip(out, 0, 255, out=out)
+        np.nan_to_num(out, copy=False)
+    return scaled
 
 
 def _with_legend(image: Image.Image, metadata: AdapterMetadata) -> Image.Image:
