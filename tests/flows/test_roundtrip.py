@@ -161,8 +161,8 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         assert schedule(api, "ingest/field-boundaries")["active"] is False  # kept by a redeploy
 
         finetune = run_deployment(
-            "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "accumulate=1",
-            "adapter=conv-lora", "nproc=2", "device=cpu", env=env, cwd=project,
+            "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "batch_size=1",
+            "accumulate=1", "adapter=conv-lora", "nproc=2", "device=cpu", env=env, cwd=project,
         )  # fmt: skip
         assert finetune["parameters"]["nproc"] == 2
         assert finetune["parameters"]["sam"] == "tiny"  # the deployment's own, kept
