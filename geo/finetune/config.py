@@ -31,10 +31,11 @@ class FinetuneConfig(StageConfig):
         aliases=("--checkpoint",),
     )
     adapter: str = option(
-        "conv-lora",
+        "auto",
         help="what trains: conv-lora or lora adapters in the image encoder, the decoder only, "
-        "or the full model",
-        choices=ADAPTERS,
+        "or the full model; auto: conv-lora with --sam-checkpoint, full without (an untrained "
+        "encoder must learn too)",
+        choices=("auto", *ADAPTERS),
     )
     rank: int = option(3, help="LoRA rank", ge=1)
     alpha: float = option(32.0, help="LoRA alpha (updates scaled by alpha / rank)", gt=0)

@@ -76,11 +76,14 @@ def model_config(config: FinetuneConfig, store: StoreInfo) -> ModelConfig:
     token_init = config.mask_token_init
     if token_init == "auto":
         token_init = "copy" if config.sam_checkpoint else "copy+noise"
+    adapter = config.adapter
+    if adapter == "auto":
+        adapter = "conv-lora" if config.sam_checkpoint else "full"
     try:
         return ModelConfig(
             sam_variant=config.sam,
             image_size=config.image_size or store.tile_size,
-            adapter=config.adapter,
+            adapter=adapter,
             rank=config.rank,
             alpha=config.alpha,
             experts=config.experts,

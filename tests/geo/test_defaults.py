@@ -12,7 +12,7 @@ import pytest
 import rasterio
 
 from geo.finetune import FinetuneConfig, check_finetune
-from geo.finetune.train import one_class_warning
+from geo.finetune.train import model_config, one_class_warning
 from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
 from geo.tiling.inputs import auto_tile_size
@@ -49,6 +49,9 @@ def test_naip_like_bands_without_descriptions_feed_rgb_from_bands_1_2_3(
     assert "R=band 1, G=band 2, B=band 3, the first three" in caplog.text
     assert plan.model.image_size == plan.store.tile_size == 256  # the store's tile size
     assert plan.model.mask_token_init == "copy+noise"  # no SAM checkpoint: queries told apart
+    assert plan.model.adapter == "full"  # no SAM checkpoint: the encoder must learn too
+    pretrained = config.model_copy(update={"sam_checkpoint": str(tmp_path / "sam_tiny.pth")})
+    assert model_config(pretrained, plan.store).adapter == "conv-lora"  # the official recipe
     assert plan.train.lr == 3e-4  # from scratch
 
 
