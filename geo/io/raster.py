@@ -240,18 +240,19 @@ WINDOWS_PER_SCENE = 64
 
 
 def sample_windows(scene: SceneInfo, rng: np.random.Generator) -> list[Window]:
-    """Up to WINDOWS_PER_SCENE windows: all of a small scene (no pixel twice), else random ones."""
+    """Up to WINDOWS_PER_SCENE cells of a grid of SAMPLE_WINDOW px: all of a small scene, else
+    distinct random ones (no pixel twice). Cells on that grid start on the blocks of tiled
+    GeoTIFFs and COGs (256 or 512 px), so each decodes one block, not the four that a window at
+    any offset straddles."""
     w, h = min(SAMPLE_WINDOW, scene.width), min(SAMPLE_WINDOW, scene.height)
     cols, rows = math.ceil(scene.width / w), math.ceil(scene.height / h)
-    if cols * rows <= WINDOWS_PER_SCENE:
-        return [
-            Window(c * w, r * h, min(w, scene.width - c * w), min(h, scene.height - r * h))
-            for r in range(rows)
-            for c in range(cols)
-        ]
-    xs = rng.integers(0, scene.width - w + 1, WINDOWS_PER_SCENE)
-    ys = rng.integers(0, scene.height - h + 1, WINDOWS_PER_SCENE)
-    return [Window(int(x), int(y), w, h) for x, y in zip(xs, ys, strict=True)]
+    cells = np.arange(cols * rows)
+    if len(cells) > WINDOWS_PER_SCENE:
+        cells = np.sort(rng.choice(cells, WINDOWS_PER_SCENE, replace=False))
+    return [
+        Window(c * w, r * h, min(w, scene.width - c * w), min(h, scene.height - r * h))
+        for r, c in (divmod(int(cell), cols) for cell in cells)
+    ]
 
 
 def sample_pixels(

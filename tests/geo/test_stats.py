@@ -31,7 +31,11 @@ def test_large_scenes_sample_a_fixed_number_of_seeded_windows() -> None:
     b = sample_windows(scene, np.random.default_rng([0, 0]))
     c = sample_windows(scene, np.random.default_rng([1, 0]))
     assert len(a) == WINDOWS_PER_SCENE and a == b and a != c
-    assert all(0 <= w.col_off <= 10980 - 256 and 0 <= w.row_off <= 10980 - 256 for w in a)
+    assert len({(w.col_off, w.row_off) for w in a}) == WINDOWS_PER_SCENE  # no pixel twice
+    for w in a:  # cells of the 256 px grid (the blocks of tiled GeoTIFFs), inside the scene
+        assert w.col_off % 256 == 0 and w.row_off % 256 == 0
+        assert w.col_off + w.width <= 10980 and w.row_off + w.height <= 10980
+        assert w.width == min(256, 10980 - w.col_off) and w.height == min(256, 10980 - w.row_off)
 
 
 def test_small_scenes_are_read_whole_without_double_counting() -> None:
