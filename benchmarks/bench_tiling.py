@@ -31,7 +31,7 @@ STAGES = {  # stage logged by tile_scenes: what it covers
     "statistics": "band statistics (sample windows read, summarised)",
     "read": "scene strips read and decoded, valid masks",
     "labels": "labels rasterised or read per tile, tile summaries",
-    "write": "tiles compressed (Blosc zstd) and written",
+    "write": "tiles compressed (Blosc LZ4, bit shuffle) and written",
     "index": "tile index GeoPackage, attributes, publish",
 }
 

