@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from geo.finetune.bands import rgb_positions
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
-from geo.io.outputs import check_output, foreign_files
+from geo.io.outputs import check_output, foreign_files, read_json_object
 from geo.options import checked_once, flag
 
 log = logging.getLogger(__name__)
@@ -103,20 +102,11 @@ def _paths(config: FinetuneConfig) -> list[str]:
 
 def own_run_files(run_dir: Path) -> set[str]:
     """The run files in `run_dir` that an earlier training run of this tool wrote."""
-    config, adapter = _json(run_dir / "config.json"), _json(run_dir / METADATA_NAME)
-    if {"model", "train"} <= set(config):
+    if {"model", "train"} <= set(read_json_object(run_dir / "config.json")):
         return set(RUN_FILES)
-    if adapter.get("format") == ADAPTER_FORMAT:
+    if read_json_object(run_dir / METADATA_NAME).get("format") == ADAPTER_FORMAT:
         return {METADATA_NAME, WEIGHTS_NAME}
     return set()
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 from geo.errors import InputError, NoSpaceError, is_no_space
 from geo.io.raster import open_raster
@@ -86,21 +88,39 @@ _DATE_TAGS: tuple[tuple[str, Callable[[str], dt.datetime]], ...] = (
 )
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in a file this tool wrote earlier (a manifest, a run's config), or {}
+    when it is missing, unreadable or not an object: whoever asks then treats it as not ours."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+def _lock(handle: IO[str], mode: int, target: Path, what: str) -> None:
+    """Take the lock of `target` without waiting (InputError when another run holds it)."""
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InputError(
+            f"{target}: another run is writing this {what} now; wait for it to finish"
+        ) from None
+
+
 def check_unlocked(target: Path, what: str) -> None:
     """InputError when another run holds the lock of `target` right now (see `exclusive`);
     creates nothing."""
-    lock = target.parent / f".{target.name}.lock"
     try:
-        handle = open(lock)  # noqa: SIM115 - closed below, the lock released with it
+        handle = open(_lock_path(target))  # noqa: SIM115 - closed below, the lock with it
     except FileNotFoundError:
         return
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"{target}: another run is writing this {what} now; wait for it to finish"
-            ) from None
+        _lock(handle, fcntl.LOCK_SH, target, what)
 
 
 @contextmanager
@@ -108,16 +128,11 @@ def exclusive(target: Path, what: str) -> Iterator[None]:
     """Hold a lock on `target` (a hidden `.NAME.lock` file beside it, removed afterwards) while
     writing it: a second run writing the same output at the same time stops with one line
     instead of racing."""
-    lock = target.parent / f".{target.name}.lock"
+    lock = _lock_path(target)
     if not target.parent.is_dir():  # nothing can hold a lock in a folder still to be made
         target.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"{target}: another run is writing this {what} now; wait for it to finish"
-            ) from None
+        _lock(handle, fcntl.LOCK_EX, target, what)
         try:
             yield
         finally:

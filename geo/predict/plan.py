@@ -3,10 +3,8 @@ distinct output names, the output folder and the device."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from convlora.checkpoint import check_adapter
 from convlora.devices import resolve_device
@@ -14,7 +12,7 @@ from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
 from geo.io.hashing import watched_files
-from geo.io.outputs import check_output, foreign_files
+from geo.io.outputs import check_output, foreign_files, read_json_object
 from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
@@ -95,19 +93,11 @@ def own_outputs(out: Path, name: str) -> set[str]:
     """The file names of a prediction `name` in `out` that an earlier run of this tool wrote:
     those its manifest lists, or all of them while an interrupted run is publishing."""
     paths = output_paths(out, name)
-    state = _json(out / f".{name}.partial" / "state.json")
+    state = read_json_object(out / f".{name}.partial" / "state.json")
     if state.get("stage") == "publish":
         return {p.name for p in paths.values()}
-    manifest = _json(paths["manifest"])
+    manifest = read_json_object(paths["manifest"])
     if not str(manifest.get("format", "")).startswith(FORMAT_FAMILY):
         return set()
     files = {str(o.get("file")) for o in manifest.get("outputs", {}).values()}
     return files | {paths["manifest"].name}
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
-from geo.io.outputs import discard_on_failure, scene_timestamp
+from geo.io.outputs import discard_on_failure, read_json_object, scene_timestamp
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -316,7 +315,7 @@ class _Work:
     def __init__(self, folder: Path, fingerprint: str) -> None:
         self.folder = folder
         self.path = folder / "state.json"
-        state = _read_json(self.path)
+        state = read_json_object(self.path)
         if state.get("fingerprint") != fingerprint:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
@@ -361,12 +360,5 @@ class _timed:
 
 def _finished(paths: dict[str, Path], fingerprint: str) -> bool:
     """True when all outputs exist and the manifest says they come from this very run."""
-    manifest = _read_json(paths["manifest"])
+    manifest = read_json_object(paths["manifest"])
     return manifest.get("fingerprint") == fingerprint and all(p.exists() for p in paths.values())
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}

@@ -14,6 +14,15 @@ from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_a
 from tests.support.paths import AGNET_CLASSES, PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.stores import small_agnet_store, tile
 
+
+def finetune_args(work: Path, *extra: object, labels: Path = PIVOT_LABELS) -> list[object]:
+    """`convlora-geo finetune` of the pivot scene into WORK/s.zarr and WORK/run."""
+    return [
+        "finetune", SCENE, "--labels", labels, "--class-map", PIVOT_CLASSES,
+        "--store", work / "s.zarr", "--out", work / "run", *extra,
+    ]  # fmt: skip
+
+
 CASES = {  # name -> (argv from the store, checkpoints and output folder; message)
     "not a tile store": (
         lambda s, c, w: train_args(w / "earlier", w / "run"),
@@ -82,51 +91,16 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
         "absent.zarr: not a tile store",
     ),
     "finetune: scene without its labels": (
-        lambda s, c, w: [
-            "finetune",
-            SCENE,
-            "--labels",
-            w / "absent.gpkg",
-            "--class-map",
-            PIVOT_CLASSES,
-            "--store",
-            w / "s.zarr",
-            "--out",
-            w / "run",
-        ],  # fmt: skip
+        lambda s, c, w: finetune_args(w, labels=w / "absent.gpkg"),
         "absent.gpkg: labels file not found",
     ),
     "finetune: CUDA on a machine without it, before any tiling": (
-        lambda s, c, w: [
-            "finetune",
-            SCENE,
-            "--labels",
-            PIVOT_LABELS,
-            "--class-map",
-            PIVOT_CLASSES,
-            "--store",
-            w / "s.zarr",
-            "--out",
-            w / "run",
-            "--tile-size",
-            "128",
-            "--device",
-            "cuda",
-        ],  # fmt: skip
+        lambda s, c, w: finetune_args(w, "--tile-size", "128", "--device", "cuda"),
         "--device cuda: CUDA is not available on this machine",
     ),
     "finetune: checkpoint carrying pickled code": (
-        lambda s, c, w: [
-            "finetune",
-            SCENE,
-            "--labels",
-            PIVOT_LABELS,
-            "--class-map",
-            PIVOT_CLASSES,
-            "--store",
-            w / "s.zarr",
-            "--out",
-            w / "run",
+        lambda s, c, w: finetune_args(
+            w,
             "--tile-size",
             "128",
             "--overlap",
@@ -137,7 +111,7 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
             c["pickle"],
             "--image-size",
             "128",
-        ],  # fmt: skip
+        ),  # fmt: skip
         "pickle.pth: refused",
     ),
 }
