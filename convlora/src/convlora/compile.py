@@ -1,8 +1,9 @@
 """`torch.compile` for SegmentationSAM: the whole forward as one graph, compiled in place.
 
-The model has no graph break (the Conv-LoRA dispatch has fixed shapes and reads nothing back to
-the host), so `fullgraph=True` holds. Compiling in place (`nn.Module.compile`) keeps the model
-object and its state-dict keys, so checkpoints, `predict_proba` and DDP work as before.
+The model has no graph break (the Conv-LoRA dispatch has fixed shapes on accelerators and is one
+opaque operator on the CPU), so `fullgraph=True` holds. Compiling in place (`nn.Module.compile`)
+keeps the model object and its state-dict keys, so checkpoints, `predict_proba` and DDP work as
+before.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from convlora.layers.gate import NoisyTopOneGate, Routing, fixed_routing
+from convlora.layers.grouped import grouped_experts, run_grouped, scale_expert
 from convlora.layers.lora import LowRankAdapter
-from convlora.layers.resize import resize, upsample
 
 GATE_MODES = ("hard", "soft")
 DISPATCHES = ("auto", "grouped", "batched")
@@ -25,18 +25,11 @@ class ScaleExpert(nn.Module):
         super().__init__()
         self.scale = scale
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1, bias=True)
-        self.act = nn.GELU()
         assert self.conv.bias is not None  # built with a bias
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        size = (z.shape[-2], z.shape[-1])
-        if self.scale > 1:
-            z = upsample(z, self.scale)
-        z = self.act(self.conv(z))
-        if self.scale > 1:
-            z = resize(z, size)
-        return z
+        return scale_expert(z, self.conv.weight, self.conv.bias, self.scale)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
@@ -51,12 +44,13 @@ class ConvLoRALinear(LowRankAdapter):
 
     Two dispatches give the same result (`dispatch`): "batched" runs every expert on all N
     samples and each sample keeps the output of its own expert: fixed shapes, no value read back
-    to the host, so the layer compiles into one graph (`torch.compile(fullgraph=True)`, CUDA
-    graphs). "grouped" runs each expert only on the samples routed to it: about M/2 times fewer
-    expert FLOPs, at the price of one host sync per layer. "auto" (default) takes grouped in eager
-    mode on the CPU, where the sync is free and FLOPs are the cost, and batched on accelerators and
-    under torch.compile. Either way every expert takes part in every backward pass (experts no
-    sample chose get a zero gradient), as DDP requires.
+    to the host (CUDA graphs, no stalls on accelerators). "grouped" runs each expert only on the
+    samples routed to it: about M/2 times fewer expert FLOPs, at the price of one host sync per
+    layer; under torch.compile it runs as one opaque operator (`layers.grouped`), so the layer
+    still compiles into one graph (`fullgraph=True`). "auto" (default) takes grouped on the CPU,
+    where the sync is free and FLOPs are the cost, and batched on accelerators. Either way every
+    expert takes part in every backward pass (experts no sample chose get a zero gradient), as
+    DDP requires.
 
     `gate="hard"` is the official behaviour (the gate value does not scale the expert output, so
     the router learns only from the load-balancing loss); `gate="soft"` multiplies the expert
@@ -111,10 +105,13 @@ class ConvLoRALinear(LowRankAdapter):
         the router's probability with the soft gate."""
         if self.dispatch not in DISPATCHES:
             raise ValueError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
-        grouped = self.dispatch == "grouped" or (
-            self.dispatch == "auto" and z.device.type == "cpu" and not torch.compiler.is_compiling()
-        )
-        residual = self._grouped(z, routing) if grouped else self._batched(z, routing)
+        grouped = self.dispatch == "grouped" or (self.dispatch == "auto" and z.device.type == "cpu")
+        if not grouped:
+            residual = self._batched(z, routing)
+        elif torch.compiler.is_compiling():
+            residual = self._grouped_operator(z, routing)
+        else:
+            residual = self._grouped(z, routing)
         if self.gate_mode == "soft":
             residual = residual * routing.prob.to(residual.dtype)[:, None, None, None]
         return residual
@@ -130,21 +127,23 @@ class ConvLoRALinear(LowRankAdapter):
         return outputs.index_select(0, rows)
 
     def _grouped(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """Each expert once on its own samples (sorted by expert), outputs put back in input
-        order; experts without a sample join the graph with a zero term."""
-        order = torch.argsort(routing.index, stable=True)
-        counts = torch.bincount(routing.index, minlength=len(self.experts)).tolist()
-        chunks = z.index_select(0, order).split(counts)
-        outputs: list[torch.Tensor] = []
-        idle: list[torch.Tensor] = []
-        for expert, chunk in zip(self.experts, chunks, strict=True):
-            if chunk.shape[0]:
-                outputs.append(expert(chunk))
-            elif torch.is_grad_enabled():
-                idle.extend(p.sum() for p in expert.parameters() if p.requires_grad)
-        residual = torch.cat(outputs).index_select(0, torch.argsort(order))
-        if idle:
-            residual = residual + torch.stack(idle).sum() * 0.0
+        """Each expert module once on its own samples, outputs in input order; experts without
+        a sample join the graph with a zero term."""
+        residual = run_grouped(z, routing.index, list(self.experts))
+        if torch.is_grad_enabled():
+            counts = torch.bincount(routing.index, minlength=len(self.experts)).tolist()
+            unused = [expert for expert, n in zip(self.experts, counts, strict=True) if not n]
+            idle = [p.sum() for expert in unused for p in expert.parameters() if p.requires_grad]
+            if idle:
+                residual = residual + torch.stack(idle).sum() * 0.0
+        return residual
+
+    def _grouped_operator(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """The grouped dispatch as one opaque operator (for torch.compile)."""
+        convs: list[nn.Conv2d] = [expert.conv for expert in self.experts]  # type: ignore[misc]
+        weights = [conv.weight for conv in convs]
+        biases = [conv.bias for conv in convs if conv.bias is not None]
+        residual: torch.Tensor = grouped_experts(z.contiguous(), routing.index, weights, biases)
         return residual
 
 
