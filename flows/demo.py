@@ -13,6 +13,11 @@ from flows.predict import predict_flow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PIVOTS = EXAMPLES / "data" / "nebraska_center_pivots_landsat"
 SCENE = PIVOTS / "nebraska_landsat_albers_30m.tif"
+DEMO_IMAGE_SIZE = 512
+"""The demo's 128 px tiles are seen by SAM at 512 px: a pivot (about 22 px across) then spans about
+5 of the encoder's 16 px patches instead of 1.4, and the masks come out at the tiles' own
+resolution. Measured over 300 steps from random weights: best validation pivot IoU 0.20 and 0.25
+(two seeds) at 512 px against 0.10 at 128 px, for about 5x the training time."""
 
 
 def demo_params(out: Path, steps: int) -> dict[str, Any]:
@@ -25,6 +30,7 @@ def demo_params(out: Path, steps: int) -> dict[str, Any]:
         "out": str(out / "run"),
         "tile_size": 128,
         "overlap": 32,
+        "image_size": DEMO_IMAGE_SIZE,
         "val_fraction": 0.25,
         "sam": "tiny",
         "adapter": "full",
