@@ -21,8 +21,9 @@ from rasterio.windows import Window
 from geo.errors import InputError
 from geo.io.storage import gdal_env, gdal_path, is_url
 
-# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat.
-GDAL_ENV = {"GDAL_CACHEMAX": 128, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat. Rasterio
+# sets GDAL_CACHEMAX in bytes (GDALSetCacheMax64), whatever GDAL makes of small numbers.
+GDAL_ENV = {"GDAL_CACHEMAX": 128 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 def is_virtual(path: str) -> bool:
