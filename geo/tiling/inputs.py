@@ -20,14 +20,7 @@ from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, watched_files
 from geo.io.outputs import check_output, check_unlocked
-from geo.io.raster import (
-    SAMPLE_WINDOW,
-    WINDOWS_PER_SCENE,
-    SceneInfo,
-    check_bands,
-    check_has_data,
-    scene_info,
-)
+from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
 from geo.io.vector import is_vector
 from geo.options import checked_once, flag
 from geo.tiling import split as splitting
@@ -45,10 +38,9 @@ from geo.tiling.labels import (
 log = logging.getLogger(__name__)
 
 ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
-    "version": 3,
+    "version": 4,
     "stats": [
-        SAMPLE_WINDOW,
-        WINDOWS_PER_SCENE,
+        "tile cores",
         stats.TOTAL_PIXELS,
         stats.MIN_PIXELS,
         stats.CLIP_PERCENTILES,
