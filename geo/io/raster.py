@@ -206,8 +206,8 @@ def read_window(
         infinite = np.isinf(part).any(axis=0)
         ok &= ~infinite & ~np.isnan(part).any(axis=0)
     for i, b in enumerate(bands):
-        nodata = src.nodatavals[b - 1]
-        if nodata is not None and not np.isnan(nodata):
+        nodata = _comparable(src.nodatavals[b - 1], part.dtype)
+        if nodata is not None:
             ok &= part[i] != nodata
     if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
         ok &= src.dataset_mask(window=inner) > 0
@@ -223,6 +223,19 @@ def read_window(
     valid, padded_infinite = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     data[(slice(None), *inside)], valid[inside], padded_infinite[inside] = part, ok, infinite
     return Pixels(data, valid, padded_infinite)
+
+
+def _comparable(nodata: float | None, dtype: np.dtype) -> float | np.generic | None:
+    """A band's nodata value to compare its pixels with: in their own integer type (a float
+    would have every pixel converted to float64 first), None where no pixel can equal it."""
+    if nodata is None or np.isnan(nodata):
+        return None
+    if not np.issubdtype(dtype, np.integer):
+        return nodata
+    info = np.iinfo(dtype)
+    if not (float(nodata).is_integer() and info.min <= nodata <= info.max):
+        return None
+    return dtype.type(nodata)
 
 
 def fill_value(dtype: str, nodata: float | None) -> float:

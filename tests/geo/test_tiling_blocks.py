@@ -239,3 +239,21 @@ def test_dask_cluster_writes_the_store_local_threads_write(tmp_path: Path) -> No
     assert_same_arrays(store, local)
     a, b = zarr.open_group(str(store)), zarr.open_group(str(local))
     assert dict(a.attrs) == dict(b.attrs)
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("int16", 7), ("uint8", 7), ("int16", 7.5)])
+def test_pixels_equal_to_nodata_are_invalid(tmp_path: Path, dtype: str, nodata: float) -> None:
+    """Pixels equal to a band's nodata are invalid and hold the fill value (compared in the
+    pixels' own type); a nodata value no pixel of the type can hold marks none."""
+    path = tmp_path / f"{dtype}.tif"
+    pixels = (np.arange(2 * 30 * 40) % 11).reshape(2, 30, 40).astype(dtype)
+    profile = {"driver": "GTiff", "width": 40, "height": 30, "count": 2, "dtype": dtype,
+               "nodata": nodata}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+    with open_raster(str(path)) as src:
+        data, valid, _ = read_window(src, Window(5, 5, 20, 20), [1, 2], dtype, 0)
+    inside = pixels[:, 5:25, 5:25]
+    expected = ~(inside == nodata).any(axis=0)
+    assert np.array_equal(valid, expected) and expected.all() == (nodata == 7.5)
+    assert np.array_equal(data, np.where(expected, inside, 0))
