@@ -1,12 +1,12 @@
 """Tile blocks and chains, the units of tiling work.
 
-A block is a run of neighbouring tiles of one grid row: its tiles share their rows, so the block
-reads its scene pixels once, as one strip (one GDAL read: no overlap along the row is decoded
-twice), and cuts its tiles from it. A chain is a run of blocks one under the other (the same
-columns, consecutive grid rows), read through one open dataset: GDAL keeps the source blocks it
-decoded for a strip in its block cache, so the rows where a strip overlaps the one above are not
-decoded again. A chain reads, labels and samples its strips on its own thread while a writer
-thread writes the block before (the codec releases the GIL), so reading and compressing overlap.
+A block is a run of neighbouring tiles of one grid row, the unit of progress and of resuming. A
+chain is a run of blocks one under the other (the same columns, consecutive grid rows), read tile
+by tile through one open dataset: GDAL keeps the source blocks it decoded in its block cache, so
+the pixels tiles share with their neighbours, along the row and with the row above, are decoded
+once, and each tile is read straight into the memory its chunk is compressed from. The chain's
+thread reads, labels and samples tiles while a writer thread writes the ones before (the codec
+and the file writes release the GIL).
 
 Labels are made per tile by the label source: a strip rasterised at once would place pixels
 from another origin, and a polygon edge through a pixel centre (a 45 degree edge of polygons
@@ -16,6 +16,7 @@ drawn on the grid) could fall the other way; per tile, every label is exactly wh
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +25,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import zarr
 from rasterio.io import DatasetReader
-from rasterio.windows import Window
 
 from convlora.files import atomic_write_json
 from geo.contracts.classes import IGNORE
 from geo.contracts.tile_store import open_arrays
-from geo.io.raster import Pixels, SceneInfo, fill_value, open_raster, read_window
+from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
 from geo.tiling import stats
 from geo.tiling.inputs import LabelSource
 from geo.tiling.labels import WindowLabels
@@ -37,7 +37,7 @@ from geo.tiling.plan import Tile
 from geo.tiling.timing import StageSeconds
 
 BLOCK_TILES = 8  # most tiles per block: the unit of progress and of resuming
-STRIP_BYTES = 64 * 2**20  # most scene pixels (bytes) a block holds; a larger tile is a block
+STRIP_BYTES = 64 * 2**20  # most pixel bytes of a block's tiles; a larger tile is a block
 CHAIN_BLOCKS = 4  # most blocks per chain: the unit of Dask work
 FEW_CLASSES = 16  # up to this many classes, tile summaries count pixels class by class
 
@@ -50,13 +50,6 @@ class Block(NamedTuple):
     @property
     def scene(self) -> int:
         return self.tiles[0].scene
-
-    @property
-    def window(self) -> Window:
-        """The strip of scene pixels under all the block's tiles."""
-        first, last = self.tiles[0].window, self.tiles[-1].window
-        width = last.col_off + last.width - first.col_off
-        return Window(first.col_off, first.row_off, width, first.height)
 
     @property
     def marker(self) -> str:
@@ -113,14 +106,6 @@ class ChainResult(NamedTuple):
     seconds: StageSeconds
 
 
-class _Cut(NamedTuple):
-    """A block's tiles cut from its strip, ready to be written."""
-
-    images: list[np.ndarray]
-    labels: list[np.ndarray]
-    valid: list[np.ndarray]
-
-
 class Job(NamedTuple):
     """What a chain needs besides its blocks: where to write, how to read and sample."""
 
@@ -134,31 +119,24 @@ class Job(NamedTuple):
 
 
 def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) -> ChainResult:
-    """Read each block's strip, cut, label, sample and write its tiles, then write its marker
-    (the tiles' summary rows): a block with a marker is complete in the store."""
-    seconds, written = StageSeconds(), StageSeconds()
+    """Read, label, sample and write each tile of the chain, block after block, and after each
+    block's tiles its marker (their summary rows): a block with a marker is complete in the
+    store."""
+    result = ChainResult([], {}, StageSeconds())
     arrays = tuple(_Writer(a) for a in open_arrays(job.store))
-    rows: list[dict[str, Any]] = []
-    samples: dict[int, np.ndarray] = {}
     with (
         open_raster(scene.path) as src,
         source.reader() as read_labels,
-        ThreadPoolExecutor(1, thread_name_prefix="tile-writer") as writer,
+        _WriterThread(len(chain.blocks[0].tiles)) as writer,
     ):
-        share = stats.sample_share(scene, job.budget)
-        pending: Future[None] | None = None
+        tiling = _TileReader(job, scene, src, read_labels, result)
         for block in chain.blocks:
-            pixels = _read(src, scene, block, job, seconds)
-            cut = _cut(block, pixels, read_labels, job, share, seconds, rows, samples)
-            if pending is not None:
-                pending.result()  # one block written while the next is read: bounded memory
+            for tile in block.tiles:
+                writer.submit(_write, arrays, tile.index, tiling.read(tile))
             marker = Path(job.progress_dir) / block.marker
-            summaries = rows[-len(block.tiles) :]
-            pending = writer.submit(_write, arrays, block, cut, summaries, marker, written)
-        if pending is not None:
-            pending.result()
-    seconds.add(written)
-    return ChainResult(rows, samples, seconds)
+            writer.submit(atomic_write_json, marker, result.rows[-len(block.tiles) :])
+    result.seconds.add(writer.seconds)
+    return result
 
 
 def sample_tiles(job: Job, scene: SceneInfo, tiles: list[Tile]) -> ChainResult:
@@ -171,61 +149,73 @@ def sample_tiles(job: Job, scene: SceneInfo, tiles: list[Tile]) -> ChainResult:
     return ChainResult([], dict(zip([t.index for t in tiles], samples, strict=True)), seconds)
 
 
-def _read(
-    src: DatasetReader, scene: SceneInfo, block: Block, job: Job, seconds: StageSeconds
-) -> Pixels:
-    """A block's strip of pixels."""
-    fill = fill_value(job.dtype, scene.nodata)
-    with seconds("read"):
-        return read_window(src, block.window, job.bands, job.dtype, fill)
+class _TileReader:
+    """Reads a scene's tiles: pixels, labels, summary row and statistics sample (the rows and
+    samples go into `result`)."""
 
+    def __init__(
+        self,
+        job: Job,
+        scene: SceneInfo,
+        src: DatasetReader,
+        read_labels: WindowLabels,
+        result: ChainResult,
+    ) -> None:
+        self.job, self.src, self.read_labels, self.result = job, src, read_labels, result
+        self.fill = fill_value(job.dtype, scene.nodata)
+        self.share = stats.sample_share(scene, job.budget)
 
-def _cut(
-    block: Block,
-    pixels: Pixels,
-    read_labels: WindowLabels,
-    job: Job,
-    share: float,
-    seconds: StageSeconds,
-    rows: list[dict[str, Any]],
-    samples: dict[int, np.ndarray],
-) -> _Cut:
-    """A block's tiles cut from its strip and labelled; their summary rows and statistics
-    samples appended to `rows` and `samples`."""
-    strip = block.window
-    cut = _Cut([], [], [])
-    for tile in block.tiles:
-        cols = _cols(tile, strip)
-        valid = pixels.valid[:, cols]
+    def read(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A tile's images, labels and valid mask, as the store holds them."""
+        job, seconds = self.job, self.result.seconds
+        with seconds("read"):
+            data, valid, infinite = read_window(self.src, tile.window, job.bands, job.dtype,
+                                                self.fill)  # fmt: skip
+        core = _core(tile)
         with seconds("labels"):
-            label, unmapped = read_labels(tile.window)
+            label, unmapped = self.read_labels(tile.window)
             label[~valid] = IGNORE
-            core = _core(tile, strip)
-            infinite = int(np.count_nonzero(pixels.infinite[core]))
-            rows.append(_summary(tile.index, label, valid, unmapped, infinite, job.n_classes))
+            count = int(np.count_nonzero(infinite[core]))
+            row = _summary(tile.index, label, valid, unmapped, count, job.n_classes)
+            self.result.rows.append(row)
         with seconds("statistics"):
-            data, inside = pixels.data[(slice(None), *core)], pixels.valid[core]
-            samples[tile.index] = stats.sample_core(data, inside, share, job.seed, tile.index)
-        cut.images.append(pixels.data[:, :, cols])
-        cut.labels.append(label)
-        cut.valid.append(valid)
-    return cut
+            sample = stats.sample_core(data[(slice(None), *core)], valid[core], self.share,
+                                       job.seed, tile.index)  # fmt: skip
+            self.result.samples[tile.index] = sample
+        return data, label, valid
 
 
-def _write(
-    arrays: tuple[_Writer, ...],
-    block: Block,
-    cut: _Cut,
-    rows: list[dict[str, Any]],
-    marker: Path,
-    seconds: StageSeconds,
-) -> None:
-    """Write a block's tiles into the store's arrays, then its marker."""
-    with seconds("write"):
-        for writer, tiles in zip(arrays, cut, strict=True):
-            for tile, values in zip(block.tiles, tiles, strict=True):
-                writer.write(tile.index, values)
-        atomic_write_json(marker, rows)
+class _WriterThread:
+    """Runs writes in order on one thread, at most `ahead` of them waiting; on leaving, waits
+    for them (raising the first error), or, when the caller failed, drops those not started."""
+
+    def __init__(self, ahead: int) -> None:
+        self.ahead, self.seconds = ahead, StageSeconds()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tile-writer")
+        self.pending: deque[Future[None]] = deque()
+
+    def __enter__(self) -> _WriterThread:
+        return self
+
+    def submit(self, write: Callable[..., None], *args: Any) -> None:
+        while len(self.pending) > self.ahead:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._timed, write, *args))
+
+    def _timed(self, write: Callable[..., None], *args: Any) -> None:
+        with self.seconds("write"):
+            write(*args)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=kind is not None)
+        while kind is None and self.pending:
+            self.pending.popleft().result()
+
+
+def _write(arrays: tuple[_Writer, ...], index: int, tile: tuple[np.ndarray, ...]) -> None:
+    """Write a tile's images, labels and valid mask into the store's arrays."""
+    for writer, values in zip(arrays, tile, strict=True):
+        writer.write(index, values)
 
 
 class _Writer:
@@ -242,9 +232,9 @@ class _Writer:
         self.unchecked = array.with_config({"write_empty_chunks": True})
 
     def write(self, index: int, tile: np.ndarray) -> None:
-        """Tile `index` of the array (copied into one block of memory for the codec)."""
+        """Tile `index` of the array."""
         target = self.array if self._only_fill(tile) else self.unchecked
-        target[index : index + 1] = np.ascontiguousarray(tile)[np.newaxis]
+        target[index : index + 1] = tile[np.newaxis]
 
     def _only_fill(self, tile: np.ndarray) -> bool:
         """Whether a tile holds only the fill value (NaN matching NaN), as Zarr decides it; its
@@ -254,17 +244,11 @@ class _Writer:
         return not (np.any(tile[..., 0, :] != self.fill) or np.any(tile != self.fill))
 
 
-def _cols(tile: Tile, strip: Window) -> slice:
-    """A tile's columns in its block's strip."""
-    start = int(tile.window.col_off - strip.col_off)
-    return slice(start, start + int(tile.window.width))
-
-
-def _core(tile: Tile, strip: Window) -> tuple[slice, slice]:
-    """The rows and columns of a tile's core (the part of the scene that is its own) in its
-    block's strip."""
-    r = int(tile.core.row_off - strip.row_off)
-    c = int(tile.core.col_off - strip.col_off)
+def _core(tile: Tile) -> tuple[slice, slice]:
+    """The rows and columns of a tile's core (the part of the scene that is its own) in the
+    tile."""
+    r = int(tile.core.row_off - tile.window.row_off)
+    c = int(tile.core.col_off - tile.window.col_off)
     return slice(r, r + int(tile.core.height)), slice(c, c + int(tile.core.width))
 
 

@@ -74,24 +74,25 @@ def summarize(samples: Sequence[np.ndarray]) -> Normalization | None:
     pooled = np.concatenate(samples, axis=1) if samples else np.empty((0, 0))
     if pooled.size == 0:
         return None
-    ordered = np.ascontiguousarray(pooled)  # band by band: a sample's pixels may be side by side
-    ordered.sort(axis=1)  # in the samples' own dtype (faster than in float64)
-    ordered = ordered.astype(np.float64)
+    mean, std, p2, p98 = zip(*(_band_statistics(band) for band in pooled), strict=True)
+    return Normalization(mean=mean, std=std, p2=p2, p98=p98)
+
+
+def _band_statistics(values: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean and std of one band's values clipped to CLIP_PERCENTILES, its 2 and 98 percentiles.
+    Sorted in their own dtype (faster than in float64), and converted to float64 band by band
+    (a few fresh float64 copies of all bands cost more than the arithmetic)."""
+    ordered = np.sort(values)
     low, p2, p98, high = _percentiles(ordered, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]])
-    clipped = np.clip(ordered, low[:, None], high[:, None], out=ordered)
-    return Normalization(
-        mean=tuple(clipped.mean(axis=1).tolist()),
-        std=tuple(clipped.std(axis=1).tolist()),
-        p2=tuple(p2.tolist()),
-        p98=tuple(p98.tolist()),
-    )
+    clipped = np.clip(ordered, low, high, dtype=np.float64)
+    return float(clipped.mean()), float(clipped.std()), float(p2), float(p98)
 
 
 def _percentiles(ordered: np.ndarray, percents: Sequence[float]) -> np.ndarray:
-    """`np.percentile(ordered, percents, axis=1)` (linear interpolation) of sorted rows: read
-    off at their ranks, where `np.percentile` selects them (slower than the sort)."""
-    rank = np.asarray(percents) / 100 * (ordered.shape[1] - 1)
+    """`np.percentile(ordered, percents)` (linear interpolation) of sorted values: read off at
+    their ranks, where `np.percentile` selects them (slower than the sort)."""
+    rank = np.asarray(percents) / 100 * (len(ordered) - 1)
     below = np.floor(rank).astype(np.intp)
-    above = np.minimum(below + 1, ordered.shape[1] - 1)
-    low, high = ordered[:, below], ordered[:, above]
-    return (low + (high - low) * (rank - below)).T
+    above = np.minimum(below + 1, len(ordered) - 1)
+    low, high = ordered[below].astype(np.float64), ordered[above].astype(np.float64)
+    return low + (high - low) * (rank - below)
