@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +119,15 @@ class _Job:
         prints = footprints(self.tiles, self.scenes, request.tile_size - request.overlap)
         if not (self.progress_dir / "created").exists():
             self._create()
-        rows, normalization = self._compute(seed, scheduler, progress)
-        labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
-        split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
-        with self.seconds("index"):
-            write_split(self.partial, split)
-            write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+        rows, samples = self._compute(seed, scheduler, progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="tiling-statistics") as pool:
+            statistics = pool.submit(self._summarize, samples)  # meanwhile, split and index
+            labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
+            split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
+            with self.seconds("index"):
+                write_split(self.partial, split)
+                write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+            normalization = statistics.result()
         return StoreInfo(
             path=request.out,
             tile_size=request.tile_size,
@@ -167,9 +171,9 @@ class _Job:
 
     def _compute(
         self, seed: int, scheduler: str | None, progress: bool
-    ) -> tuple[list[dict[str, Any]], Normalization]:
+    ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
         """Tile the unfinished blocks through Dask, in chains, and sample the tiles that earlier
-        runs wrote: (tile rows, band statistics)."""
+        runs wrote: (summary row, statistics sample) of every tile."""
         done = self._done_rows()
         blocks = [b for b in self.blocks if not all(t.index in done for t in b.tiles)]
         if done:
@@ -188,14 +192,18 @@ class _Job:
             done.update((r["tile"], r) for r in result.rows)
             samples.update(result.samples)
             self.seconds.add(result.seconds)
-        with self.seconds("statistics"):
-            normalization = stats.summarize([samples[t.index] for t in self.tiles])
-        if normalization is None:
-            raise InputError(f"{self.scenes[0].path}: no valid pixel in any scene (all nodata?)")
         rows = [done[t.index] for t in self.tiles]
         self._warn_unmapped(rows)
         self._warn_infinite(rows)
-        return rows, normalization
+        return rows, [samples[t.index] for t in self.tiles]
+
+    def _summarize(self, samples: list[np.ndarray]) -> Normalization:
+        """The band statistics of the tiles' samples; InputError when they hold no pixel."""
+        with self.seconds("statistics"):
+            normalization = stats.summarize(samples)
+        if normalization is None:
+            raise InputError(f"{self.scenes[0].path}: no valid pixel in any scene (all nodata?)")
+        return normalization
 
     def _chain_tasks(self, job: Job, blocks: list[Block]) -> list[Delayed]:
         """One task per chain of the blocks (`tile_chain`), each scene's labels shared."""
