@@ -29,7 +29,7 @@ GOAL_RATIO = 0.5
 STAGES = {  # stage logged by tile_scenes: what it covers
     "check": "pre-flight check (metadata, labels file, input checksums)",
     "statistics": "band statistics (tile cores sampled, summarised)",
-    "read": "scene strips read and decoded (each source block once), valid masks",
+    "read": "tiles read and decoded (each source block once, through GDAL's cache), valid masks",
     "labels": "labels rasterised or read per tile, tile summaries",
     "write": "tiles compressed (Blosc LZ4, bit shuffle) and written, on a writer thread",
     "index": "tile index GeoPackage, attributes, publish",
