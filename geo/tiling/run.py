@@ -22,6 +22,7 @@ import dask
 import numpy as np
 from dask.callbacks import Callback
 from dask.delayed import Delayed
+from dask.system import CPU_COUNT
 
 from geo.contracts.normalization import Normalization
 from geo.contracts.tile_store import (
@@ -325,7 +326,7 @@ def _run(
     with Progress(total, "tiling", "tile", enabled=progress) as bar:
         if scheduler is None or scheduler in LOCAL_SCHEDULERS:
             with _ProgressCallback(bar):
-                return list(dask.compute(*tasks, scheduler=scheduler or "threads"))
+                return _run_locally(tasks, scheduler or "threads")
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
@@ -336,6 +337,18 @@ def _run(
                 results[position[future.key]] = result
                 bar.update(len(result.rows))
             return results
+
+
+def _run_locally(tasks: list[Delayed], scheduler: str) -> list[ChainResult]:
+    """On local threads, in a pool of this run's own: when a task fails, the run waits for the
+    tasks at work to end (and drops those not started) before it removes the store they write."""
+    if scheduler != "threads":
+        return list(dask.compute(*tasks, scheduler=scheduler))
+    pool = ThreadPoolExecutor(dask.config.get("num_workers", None) or CPU_COUNT, "tiling")
+    try:
+        return list(dask.compute(*tasks, scheduler="threads", pool=pool))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _publish(partial: Path, out: Path) -> None:
