@@ -39,6 +39,7 @@ from geo.tiling.timing import StageSeconds
 BLOCK_TILES = 8  # most tiles per block: the unit of progress and of resuming
 STRIP_BYTES = 64 * 2**20  # most pixel bytes of a block's tiles; a larger tile is a block
 CHAIN_BLOCKS = 4  # most blocks per chain: the unit of Dask work
+WRITERS = 2  # writer threads per chain (a tile takes about twice as long to write as to read)
 FEW_CLASSES = 16  # up to this many classes, tile summaries count pixels class by class
 
 
@@ -127,15 +128,15 @@ def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) ->
     with (
         open_raster(scene.path) as src,
         source.reader() as read_labels,
-        _WriterThread(len(chain.blocks[0].tiles)) as writer,
+        _Writers(len(chain.blocks[0].tiles)) as writers,
     ):
         tiling = _TileReader(job, scene, src, read_labels, result)
         for block in chain.blocks:
             for tile in block.tiles:
-                writer.submit(_write, arrays, tile.index, tiling.read(tile))
+                writers.tile(_write, arrays, tile.index, tiling.read(tile))
             marker = Path(job.progress_dir) / block.marker
-            writer.submit(atomic_write_json, marker, result.rows[-len(block.tiles) :])
-    result.seconds.add(writer.seconds)
+            writers.marker(atomic_write_json, marker, result.rows[-len(block.tiles) :])
+    result.seconds.add(writers.seconds)
     return result
 
 
@@ -185,22 +186,40 @@ class _TileReader:
         return data, label, valid
 
 
-class _WriterThread:
-    """Runs writes in order on one thread, at most `ahead` of them waiting; on leaving, waits
-    for them (raising the first error), or, when the caller failed, drops those not started."""
+class _Writers:
+    """Runs writes on WRITERS threads, at most `ahead` of them waiting, each block's marker once
+    its tiles are written; on leaving, waits for them (raising the first error), or, when the
+    caller failed, drops those not started."""
 
     def __init__(self, ahead: int) -> None:
         self.ahead, self.seconds = ahead, StageSeconds()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tile-writer")
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="tile-writer")
         self.pending: deque[Future[None]] = deque()
+        self.block: list[Future[None]] = []  # the tile writes of the block under way
 
-    def __enter__(self) -> _WriterThread:
+    def __enter__(self) -> _Writers:
         return self
 
-    def submit(self, write: Callable[..., None], *args: Any) -> None:
+    def tile(self, write: Callable[..., None], *args: Any) -> None:
+        """Write a tile of the block under way."""
+        self.block.append(self._submit(self._timed, write, *args))
+
+    def marker(self, write: Callable[..., None], *args: Any) -> None:
+        """Write the marker of the block under way, once its tiles are written."""
+        tiles, self.block = self.block, []
+        self._submit(self._after, tiles, write, *args)
+
+    def _submit(self, work: Callable[..., None], *args: Any) -> Future[None]:
         while len(self.pending) > self.ahead:
             self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._timed, write, *args))
+        future = self.pool.submit(work, *args)
+        self.pending.append(future)
+        return future
+
+    def _after(self, tiles: list[Future[None]], write: Callable[..., None], *args: Any) -> None:
+        for tile in tiles:  # begun before this (the pool starts work in order): no deadlock
+            tile.result()
+        self._timed(write, *args)
 
     def _timed(self, write: Callable[..., None], *args: Any) -> None:
         with self.seconds("write"):
