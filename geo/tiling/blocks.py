@@ -77,10 +77,6 @@ class Chain(NamedTuple):
     def scene(self) -> int:
         return self.blocks[0].scene
 
-    @property
-    def tiles(self) -> int:
-        return sum(len(b.tiles) for b in self.blocks)
-
 
 def plan_chains(blocks: list[Block]) -> list[Chain]:
     """The blocks in chains of at most CHAIN_BLOCKS, each of blocks over the same columns of a
@@ -168,20 +164,19 @@ class _TileReader:
 
     def read(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A tile's images, labels and valid mask, as the store holds them."""
-        job, seconds = self.job, self.result.seconds
+        job, seconds, core = self.job, self.result.seconds, _core(tile)
         with seconds("read"):
-            data, valid, infinite = read_window(self.src, tile.window, job.bands, job.dtype,
-                                                self.fill)  # fmt: skip
-        core = _core(tile)
+            pixels = read_window(self.src, tile.window, job.bands, job.dtype, self.fill)
+        data, valid = pixels.data, pixels.valid
         with seconds("labels"):
             label, unmapped = self.read_labels(tile.window)
             label[~valid] = IGNORE
-            count = int(np.count_nonzero(infinite[core]))
-            row = _summary(tile.index, label, valid, unmapped, count, job.n_classes)
+            infinite = int(np.count_nonzero(pixels.infinite[core]))
+            row = _summary(tile.index, label, valid, unmapped, infinite, job.n_classes)
             self.result.rows.append(row)
         with seconds("statistics"):
-            sample = stats.sample_core(data[(slice(None), *core)], valid[core], self.share,
-                                       job.seed, tile.index)  # fmt: skip
+            inside = data[(slice(None), *core)], valid[core]
+            sample = stats.sample_core(*inside, self.share, job.seed, tile.index)
             self.result.samples[tile.index] = sample
         return data, label, valid
 

@@ -1,9 +1,9 @@
 """Tile large scenes and their labels into a Zarr tile store with windowed reads only.
 
-Memory stays at a few tiles per worker whatever the scene size: every task reads the strips of the
-scene under a chain of blocks of neighbouring tiles, one strip at a time (`geo.tiling.blocks`),
-labels each tile, samples it for the band statistics and writes its tiles straight into the store
-(one tile per chunk).
+Memory stays at a few tiles per worker whatever the scene size: every task reads the tiles of a
+chain of blocks (runs of neighbouring tiles, one under the other: `geo.tiling.blocks`) one at a
+time, labels each tile, samples it for the band statistics and hands it to writer threads that
+write it straight into the store (one tile per chunk).
 """
 
 from __future__ import annotations
