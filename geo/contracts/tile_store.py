@@ -271,5 +271,6 @@ def read_attrs(path: str | Path) -> dict[str, Any] | None:
 
 
 def write_info(path: str | Path, info: StoreInfo) -> None:
-    """Set the group attributes of a store from its StoreInfo."""
-    zarr.open_group(str(path), mode="r+").attrs.update(info.to_attrs())
+    """Set the group attributes of a store from its StoreInfo (one write of its metadata;
+    `attrs.update` writes it once per attribute)."""
+    zarr.open_group(str(path), mode="r+").update_attributes(info.to_attrs())

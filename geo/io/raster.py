@@ -21,8 +21,9 @@ from rasterio.windows import Window
 from geo.errors import InputError
 from geo.io.storage import gdal_env, gdal_path, is_url
 
-# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat.
-GDAL_ENV = {"GDAL_CACHEMAX": 128, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat. Rasterio
+# sets GDAL_CACHEMAX in bytes (GDALSetCacheMax64), whatever GDAL makes of small numbers.
+GDAL_ENV = {"GDAL_CACHEMAX": 128 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 def is_virtual(path: str) -> bool:
@@ -205,8 +206,8 @@ def read_window(
         infinite = np.isinf(part).any(axis=0)
         ok &= ~infinite & ~np.isnan(part).any(axis=0)
     for i, b in enumerate(bands):
-        nodata = src.nodatavals[b - 1]
-        if nodata is not None and not np.isnan(nodata):
+        nodata = _comparable(src.nodatavals[b - 1], part.dtype)
+        if nodata is not None:
             ok &= part[i] != nodata
     if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
         ok &= src.dataset_mask(window=inner) > 0
@@ -222,6 +223,19 @@ def read_window(
     valid, padded_infinite = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     data[(slice(None), *inside)], valid[inside], padded_infinite[inside] = part, ok, infinite
     return Pixels(data, valid, padded_infinite)
+
+
+def _comparable(nodata: float | None, dtype: np.dtype) -> float | np.generic | None:
+    """A band's nodata value to compare its pixels with: in their own integer type (a float
+    would have every pixel converted to float64 first), None where no pixel can equal it."""
+    if nodata is None or np.isnan(nodata):
+        return None
+    if not np.issubdtype(dtype, np.integer):
+        return nodata
+    info = np.iinfo(dtype)
+    if not (float(nodata).is_integer() and info.min <= nodata <= info.max):
+        return None
+    return dtype.type(nodata)
 
 
 def fill_value(dtype: str, nodata: float | None) -> float:

@@ -1,34 +1,45 @@
-"""Tile blocks, the unit of tiling work: a run of neighbouring tiles of one grid row.
+"""Tile blocks and chains, the units of tiling work.
 
-The tiles of a block share their rows, so the block reads its scene pixels once, as one strip
-(one GDAL read: no overlap along the row is read or decoded twice), and cuts its tiles from it.
-Each tile's image goes to the store as soon as it is cut (Zarr compresses it in a worker thread;
-the codec releases the GIL, so the other worker reads its strip meanwhile); labels and valid
-masks, small, go in one write per block (`_Writer`). Labels are still made per tile by the
-label source: a strip rasterised at once would place pixels from another origin, and a polygon
-edge through a pixel centre (a 45 degree edge of polygons drawn on the grid) could fall the
-other way; per tile, every label is exactly what it always was.
+A block is a run of neighbouring tiles of one grid row, the unit of progress and of resuming. A
+chain is a run of blocks one under the other (the same columns, consecutive grid rows), read tile
+by tile through one open dataset: GDAL keeps the source blocks it decoded in its block cache, so
+the pixels tiles share with their neighbours, along the row and with the row above, are decoded
+once, and each tile is read straight into the memory its chunk is compressed from. The chain's
+thread reads, labels and samples tiles while a writer thread writes the ones before (the codec
+and the file writes release the GIL).
+
+Labels are made per tile by the label source: a strip rasterised at once would place pixels
+from another origin, and a polygon edge through a pixel centre (a 45 degree edge of polygons
+drawn on the grid) could fall the other way; per tile, every label is exactly what it always was.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
-from rasterio.windows import Window
+from rasterio.io import DatasetReader
 
 from convlora.files import atomic_write_json
 from geo.contracts.classes import IGNORE
 from geo.contracts.tile_store import open_arrays
 from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
+from geo.tiling import stats
 from geo.tiling.inputs import LabelSource
+from geo.tiling.labels import WindowLabels
 from geo.tiling.plan import Tile
 from geo.tiling.timing import StageSeconds
 
 BLOCK_TILES = 8  # most tiles per block: the unit of progress and of resuming
-STRIP_BYTES = 64 * 2**20  # most scene pixels (bytes) a block holds; a larger tile is a block
+STRIP_BYTES = 64 * 2**20  # most pixel bytes of a block's tiles; a larger tile is a block
+CHAIN_BLOCKS = 4  # most blocks per chain: the unit of Dask work
+WRITERS = 2  # writer threads per chain (a tile takes about twice as long to write as to read)
 FEW_CLASSES = 16  # up to this many classes, tile summaries count pixels class by class
 
 
@@ -42,13 +53,6 @@ class Block(NamedTuple):
         return self.tiles[0].scene
 
     @property
-    def window(self) -> Window:
-        """The strip of scene pixels under all the block's tiles."""
-        first, last = self.tiles[0].window, self.tiles[-1].window
-        width = last.col_off + last.width - first.col_off
-        return Window(first.col_off, first.row_off, width, first.height)
-
-    @property
     def marker(self) -> str:
         """The name of the file that says the block is done."""
         return f"block-{self.tiles[0].index}-{self.tiles[-1].index}.json"
@@ -60,59 +64,178 @@ def plan_blocks(tiles: list[Tile], tile_bytes: int) -> list[Block]:
     most = max(1, min(BLOCK_TILES, STRIP_BYTES // max(1, tile_bytes)))
     blocks = []
     for _, group in itertools.groupby(tiles, key=lambda t: (t.scene, t.grid_row)):
-        row = list(group)
-        size = -(-len(row) // -(-len(row) // most))  # ceil(len / number of blocks)
-        blocks += [Block(tuple(row[i : i + size])) for i in range(0, len(row), size)]
+        blocks += _even_runs(list(group), most, Block)
     return blocks
 
 
-class BlockResult(NamedTuple):
-    """A finished block: one summary row per tile, and the seconds each stage took."""
+class Chain(NamedTuple):
+    """Blocks of the same scene columns, top to bottom."""
+
+    blocks: tuple[Block, ...]
+
+    @property
+    def scene(self) -> int:
+        return self.blocks[0].scene
+
+
+def plan_chains(blocks: list[Block]) -> list[Chain]:
+    """The blocks in chains of at most CHAIN_BLOCKS, each of blocks over the same columns of a
+    scene in grid row order, split into chains of even size."""
+    columns: dict[tuple[int, int, int], list[Block]] = {}
+    for block in blocks:
+        key = (block.scene, block.tiles[0].grid_col, block.tiles[-1].grid_col)
+        columns.setdefault(key, []).append(block)
+    return [c for column in columns.values() for c in _even_runs(column, CHAIN_BLOCKS, Chain)]
+
+
+def _even_runs(items: list[Any], most: int, run: Callable[[tuple[Any, ...]], Any]) -> list[Any]:
+    """`items` split into as few runs of even size as hold at most `most` each."""
+    size = -(-len(items) // -(-len(items) // most))  # ceil(len / number of runs)
+    return [run(tuple(items[i : i + size])) for i in range(0, len(items), size)]
+
+
+class ChainResult(NamedTuple):
+    """A finished chain: a summary row per tile, a statistics sample (`stats.sample_core`) by
+    tile, and the seconds each stage took."""
 
     rows: list[dict[str, Any]]
+    samples: dict[int, np.ndarray]
     seconds: StageSeconds
 
 
-def tile_block(
-    store: str,
-    scene: SceneInfo,
-    source: LabelSource,
-    bands: list[int],
-    dtype: str,
-    n_classes: int,
-    block: Block,
-    marker: str,
-) -> BlockResult:
-    """Read a block's strip, cut, label and write its tiles, then write its `marker` (the tiles'
-    summary rows): a block with a marker is complete in the store."""
+class Job(NamedTuple):
+    """What a chain needs besides its blocks: where to write, how to read and sample."""
+
+    store: str
+    progress_dir: str
+    bands: list[int]
+    dtype: str
+    n_classes: int
+    budget: int  # pixels each scene's tiles sample for the statistics together
+    seed: int
+
+
+def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) -> ChainResult:
+    """Read, label, sample and write each tile of the chain, block after block, and after each
+    block's tiles its marker (their summary rows): a block with a marker is complete in the
+    store."""
+    result = ChainResult([], {}, StageSeconds())
+    arrays = tuple(_Writer(a) for a in open_arrays(job.store))
+    with (
+        open_raster(scene.path) as src,
+        source.reader() as read_labels,
+        _Writers(len(chain.blocks[0].tiles)) as writers,
+    ):
+        tiling = _TileReader(job, scene, src, read_labels, result)
+        for block in chain.blocks:
+            for tile in block.tiles:
+                writers.tile(_write, arrays, tile.index, tiling.read(tile))
+            marker = Path(job.progress_dir) / block.marker
+            writers.marker(atomic_write_json, marker, result.rows[-len(block.tiles) :])
+    result.seconds.add(writers.seconds)
+    return result
+
+
+def sample_tiles(job: Job, scene: SceneInfo, tiles: list[Tile]) -> ChainResult:
+    """The statistics samples of tiles an earlier run wrote, each tile's core read alone."""
     seconds = StageSeconds()
-    images, labels, valids = (_Writer(a) for a in open_arrays(store))
-    strip = block.window
-    tile_labels, rows = [], []
-    with open_raster(scene.path) as src, source.reader() as read_labels:
+    with seconds("statistics"):
+        share = stats.sample_share(scene, job.budget)
+        cores = [(t.index, t.core) for t in tiles]
+        samples = stats.sample_cores(scene, job.bands, job.dtype, cores, share, job.seed)
+    return ChainResult([], dict(zip([t.index for t in tiles], samples, strict=True)), seconds)
+
+
+class _TileReader:
+    """Reads a scene's tiles: pixels, labels, summary row and statistics sample (the rows and
+    samples go into `result`)."""
+
+    def __init__(
+        self,
+        job: Job,
+        scene: SceneInfo,
+        src: DatasetReader,
+        read_labels: WindowLabels,
+        result: ChainResult,
+    ) -> None:
+        self.job, self.src, self.read_labels, self.result = job, src, read_labels, result
+        self.fill = fill_value(job.dtype, scene.nodata)
+        self.share = stats.sample_share(scene, job.budget)
+
+    def read(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A tile's images, labels and valid mask, as the store holds them."""
+        job, seconds, core = self.job, self.result.seconds, _core(tile)
         with seconds("read"):
-            pixels = read_window(src, strip, bands, dtype, fill_value(dtype, scene.nodata))
-        for tile in block.tiles:
-            cols = _cols(tile, strip)
-            valid = pixels.valid[:, cols]
-            with seconds("labels"):
-                label, unmapped = read_labels(tile.window)
-                label[~valid] = IGNORE
-                infinite = int(np.count_nonzero(pixels.infinite[_core(tile, strip)]))
-                rows.append(_summary(tile.index, label, valid, unmapped, infinite, n_classes))
-            tile_labels.append(label)
-            with seconds("write"):
-                images.write(tile.index, [pixels.data[:, :, cols]])
-    with seconds("write"):
-        first = block.tiles[0].index
-        labels.write(first, tile_labels)
-        valids.write(first, [pixels.valid[:, _cols(t, strip)] for t in block.tiles])
-    atomic_write_json(marker, rows)
-    return BlockResult(rows, seconds)
+            pixels = read_window(self.src, tile.window, job.bands, job.dtype, self.fill)
+        data, valid = pixels.data, pixels.valid
+        with seconds("labels"):
+            label, unmapped = self.read_labels(tile.window)
+            label[~valid] = IGNORE
+            infinite = int(np.count_nonzero(pixels.infinite[core]))
+            row = _summary(tile.index, label, valid, unmapped, infinite, job.n_classes)
+            self.result.rows.append(row)
+        with seconds("statistics"):
+            inside = data[(slice(None), *core)], valid[core]
+            sample = stats.sample_core(*inside, self.share, job.seed, tile.index)
+            self.result.samples[tile.index] = sample
+        return data, label, valid
+
+
+class _Writers:
+    """Runs writes on WRITERS threads, at most `ahead` of them waiting, each block's marker once
+    its tiles are written; on leaving, waits for them (raising the first error), or, when the
+    caller failed, drops those not started."""
+
+    def __init__(self, ahead: int) -> None:
+        self.ahead, self.seconds = ahead, StageSeconds()
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="tile-writer")
+        self.pending: deque[Future[None]] = deque()
+        self.block: list[Future[None]] = []  # the tile writes of the block under way
+
+    def __enter__(self) -> _Writers:
+        return self
+
+    def tile(self, write: Callable[..., None], *args: Any) -> None:
+        """Write a tile of the block under way."""
+        self.block.append(self._submit(self._timed, write, *args))
+
+    def marker(self, write: Callable[..., None], *args: Any) -> None:
+        """Write the marker of the block under way, once its tiles are written."""
+        tiles, self.block = self.block, []
+        self._submit(self._after, tiles, write, *args)
+
+    def _submit(self, work: Callable[..., None], *args: Any) -> Future[None]:
+        while len(self.pending) > self.ahead:
+            self.pending.popleft().result()
+        future = self.pool.submit(work, *args)
+        self.pending.append(future)
+        return future
+
+    def _after(self, tiles: list[Future[None]], write: Callable[..., None], *args: Any) -> None:
+        for tile in tiles:  # begun before this (the pool starts work in order): no deadlock
+            tile.result()
+        self._timed(write, *args)
+
+    def _timed(self, write: Callable[..., None], *args: Any) -> None:
+        with self.seconds("write"):
+            write(*args)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=kind is not None)
+        while kind is None and self.pending:
+            self.pending.popleft().result()
+
+
+def _write(arrays: tuple[_Writer, ...], index: int, tile: tuple[np.ndarray, ...]) -> None:
+    """Write a tile's images, labels and valid mask into the store's arrays."""
+    for writer, values in zip(arrays, tile, strict=True):
+        writer.write(index, values)
 
 
 class _Writer:
-    """Writes tiles into one of the store's arrays, one chunk each. Zarr leaves out a chunk that
+    """Writes tiles into one of the store's arrays, one chunk each, one write a tile (Zarr
+    writes a chunk that is all of a write as it is; in a write of several chunks it copies
+    each into a new chunk filled with the fill value first). Zarr leaves out a chunk that
     holds only the fill value, and to know it compares every chunk with the fill value on its
     one event-loop thread (a slow strided comparison, ~2 ms a 1024 px uint8 tile): tiles seen
     here to hold other values skip that scan, the others go through it (and are left out, or
@@ -122,31 +245,24 @@ class _Writer:
         self.array, self.fill = array, array.fill_value
         self.unchecked = array.with_config({"write_empty_chunks": True})
 
-    def write(self, first: int, tiles: list[np.ndarray]) -> None:
-        """Tiles `first`, `first + 1`, ... of the array."""
-        some_empty = any(self._only_fill(t) for t in tiles)
-        target = self.array if some_empty else self.unchecked
-        values = tiles[0][np.newaxis] if len(tiles) == 1 else np.stack(tiles)
-        target[first : first + len(tiles)] = values
+    def write(self, index: int, tile: np.ndarray) -> None:
+        """Tile `index` of the array."""
+        target = self.array if self._only_fill(tile) else self.unchecked
+        target[index : index + 1] = tile[np.newaxis]
 
     def _only_fill(self, tile: np.ndarray) -> bool:
-        """Whether a tile holds only the fill value (NaN matching NaN), as Zarr decides it."""
+        """Whether a tile holds only the fill value (NaN matching NaN), as Zarr decides it; its
+        first row tells most tiles apart without a scan of the whole tile."""
         if isinstance(self.fill, np.floating) and np.isnan(self.fill):
-            return bool(np.isnan(tile).all())
-        return not np.any(tile != self.fill)
+            return bool(np.isnan(tile[..., 0, :]).all() and np.isnan(tile).all())
+        return not (np.any(tile[..., 0, :] != self.fill) or np.any(tile != self.fill))
 
 
-def _cols(tile: Tile, strip: Window) -> slice:
-    """A tile's columns in its block's strip."""
-    start = int(tile.window.col_off - strip.col_off)
-    return slice(start, start + int(tile.window.width))
-
-
-def _core(tile: Tile, strip: Window) -> tuple[slice, slice]:
-    """The rows and columns of a tile's core (the part of the scene that is its own) in its
-    block's strip."""
-    r = int(tile.core.row_off - strip.row_off)
-    c = int(tile.core.col_off - strip.col_off)
+def _core(tile: Tile) -> tuple[slice, slice]:
+    """The rows and columns of a tile's core (the part of the scene that is its own) in the
+    tile."""
+    r = int(tile.core.row_off - tile.window.row_off)
+    c = int(tile.core.col_off - tile.window.col_off)
     return slice(r, r + int(tile.core.height)), slice(c, c + int(tile.core.width))
 
 

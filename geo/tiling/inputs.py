@@ -9,10 +9,13 @@ to find data, and the label file, and writes nothing.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from geo.contracts.classes import ClassMap, load_class_map
 from geo.contracts.tile_store import FORMAT, read_attrs
@@ -20,14 +23,7 @@ from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, watched_files
 from geo.io.outputs import check_output, check_unlocked
-from geo.io.raster import (
-    SAMPLE_WINDOW,
-    WINDOWS_PER_SCENE,
-    SceneInfo,
-    check_bands,
-    check_has_data,
-    scene_info,
-)
+from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
 from geo.io.vector import is_vector
 from geo.options import checked_once, flag
 from geo.tiling import split as splitting
@@ -43,12 +39,12 @@ from geo.tiling.labels import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output changes
-    "version": 3,
+    "version": 4,
     "stats": [
-        SAMPLE_WINDOW,
-        WINDOWS_PER_SCENE,
+        "tile cores",
         stats.TOTAL_PIXELS,
         stats.MIN_PIXELS,
         stats.CLIP_PERCENTILES,
@@ -73,15 +69,13 @@ class TilingRequest:
     overlap: int
     sources: list[LabelSource]
     settings: dict[str, Any]
+    checksums: Future[list[dict[str, Any]]]  # `input_records`, computed while inputs are checked
     reuse: bool = field(default=False)
 
-    @cached_property
+    @property
     def inputs(self) -> list[dict[str, Any]]:
         """Path and sha256 of every input, in a fixed order."""
-        cfg = self.config
-        roles = [("image", cfg.images), ("labels", cfg.labels), ("class_map", [cfg.class_map])]
-        roles += [("aoi", [cfg.aoi])] if cfg.aoi else []
-        return [input_record(p, role) for role, paths in roles for p in paths]
+        return self.checksums.result()
 
     @cached_property
     def fingerprint(self) -> str:
@@ -106,6 +100,27 @@ def input_files(config: TileConfig) -> list[str]:
     return watched_files([*config.images, *config.labels, config.class_map, config.aoi or ""])
 
 
+def input_records(config: TileConfig) -> list[dict[str, Any]]:
+    """Path and sha256 of every input, in a fixed order."""
+    roles = [("image", config.images), ("labels", config.labels), ("class_map", [config.class_map])]
+    roles += [("aoi", [config.aoi])] if config.aoi else []
+    return [input_record(p, role) for role, paths in roles for p in paths]
+
+
+def _in_background(work: Callable[[], T]) -> Future[T]:
+    """`work` started on a daemon thread (a check that fails does not wait for it to end)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="input-checksums", daemon=True).start()
+    return future
+
+
 def _tiling_paths(config: TileConfig) -> list[str]:
     return [*input_files(config), config.out]
 
@@ -114,10 +129,12 @@ def _tiling_paths(config: TileConfig) -> list[str]:
 def check_tiling(config: TileConfig) -> TilingRequest:
     """Check everything `tile_scenes` needs and return it validated.
 
-    Raises InputError naming the input and the problem; writes nothing. Inputs are hashed only
+    Raises InputError naming the input and the problem; writes nothing. The inputs are hashed
+    meanwhile, on another thread (their checksums key the store); the check waits for them only
     when `out` exists (to tell a store of the same inputs, reused, from anything else, refused
     unless `overwrite`).
     """
+    checksums = _in_background(lambda: input_records(config))
     cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
     scenes = [scene_info(p) for p in config.images]
     band_list = list(config.bands) if config.bands else list(range(1, scenes[0].count + 1))
@@ -151,7 +168,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
         "algorithm": ALGORITHM,
     }
     request = TilingRequest(
-        config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings
+        config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings, checksums
     )
     if target.exists():
         existing = read_attrs(target)

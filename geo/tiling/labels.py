@@ -29,7 +29,14 @@ from rasterio.windows import Window
 
 from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
-from geo.io.raster import SceneInfo, check_exists, is_virtual, open_raster, window_bounds
+from geo.io.raster import (
+    SceneInfo,
+    check_exists,
+    is_virtual,
+    open_raster,
+    window_bounds,
+    window_polygon,
+)
 from geo.io.units import pixel_metres
 from geo.io.vector import choose_layer, first_part, is_parquet, read_vectors
 from geo.tiling.boundaries import outline
@@ -94,8 +101,14 @@ def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shap
 
 
 def _mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:
-    """Boolean mask of the pixels of a window whose centre lies in a geometry."""
+    """Boolean mask of the pixels of a window whose centre lies in a geometry (rasterised only
+    where the geometry's edge crosses the window)."""
     shape = (int(window.height), int(window.width))
+    outline = window_polygon(transform, window)
+    if shapely.disjoint(geom, outline):  # every pixel centre half a pixel or more outside
+        return np.zeros(shape, dtype=bool)
+    if shapely.contains_properly(geom, outline):  # ... or inside
+        return np.ones(shape, dtype=bool)
     out = features.rasterize(
         [(geom, 1)],
         out_shape=shape,
@@ -137,12 +150,15 @@ class VectorLabels:
 
     def rasterize(self, window: Window) -> np.ndarray:
         """Class ids over a window of the scene grid (255 outside the labelled area)."""
+        labelled = None if self.extent is None else _mask(self.extent, window, self.scene.affine)
+        if labelled is not None and not labelled.any():
+            return np.full(labelled.shape, IGNORE, dtype=np.uint8)
         if self.outlines is None:
             out = self._burn(window, self.ids, "uint8")
         else:
             out = self._outlined(window, self.outlines)
-        if self.extent is not None:
-            out[~_mask(self.extent, window, self.scene.affine)] = IGNORE
+        if labelled is not None:
+            out[~labelled] = IGNORE
         return out
 
     def _outlined(self, window: Window, outlines: Outlines) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Tile large scenes and their labels into a Zarr tile store with windowed reads only.
 
-Memory stays at a few tiles per worker whatever the scene size: every task reads one strip of the
-scene under a block of neighbouring tiles (`geo.tiling.blocks`), labels each tile and writes its
-tiles straight into the store (one tile per chunk), while other tasks sample the statistics.
+Memory stays at a few tiles per worker whatever the scene size: every task reads the tiles of a
+chain of blocks (runs of neighbouring tiles, one under the other: `geo.tiling.blocks`) one at a
+time, labels each tile, samples it for the band statistics and hands it to writer threads that
+write it straight into the store (one tile per chunk).
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ from geo.io.progress import Progress
 from geo.io.raster import SceneInfo, fill_value, pixel_size_m
 from geo.tiling import split as splitting
 from geo.tiling import stats
-from geo.tiling.blocks import BlockResult, plan_blocks, tile_block
+from geo.tiling.blocks import (
+    Block,
+    ChainResult,
+    Job,
+    plan_blocks,
+    plan_chains,
+    sample_tiles,
+    tile_chain,
+)
 from geo.tiling.config import TileConfig
 from geo.tiling.index import write_tile_index
 from geo.tiling.inputs import TilingRequest, check_tiling
@@ -111,12 +120,15 @@ class _Job:
         prints = footprints(self.tiles, self.scenes, request.tile_size - request.overlap)
         if not (self.progress_dir / "created").exists():
             self._create()
-        rows, normalization = self._compute(seed, scheduler, progress)
-        labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
-        split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
-        with self.seconds("index"):
-            write_split(self.partial, split)
-            write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+        rows, samples = self._compute(seed, scheduler, progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="tiling-statistics") as pool:
+            statistics = pool.submit(self._summarize, samples)  # meanwhile, split and index
+            labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
+            split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
+            with self.seconds("index"):
+                write_split(self.partial, split)
+                write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+            normalization = statistics.result()
         return StoreInfo(
             path=request.out,
             tile_size=request.tile_size,
@@ -160,16 +172,9 @@ class _Job:
 
     def _compute(
         self, seed: int, scheduler: str | None, progress: bool
-    ) -> tuple[list[dict[str, Any]], Normalization]:
-        """Run the statistics and the unfinished tile blocks through Dask: (tile rows, stats)."""
-        budget = stats.scene_budget(len(self.scenes))
-        samples = [
-            dask.delayed(_sample, pure=True)(
-                s, self.bands, budget, seed, i, dask_key_name=f"stats-{i}"
-            )
-            for i, s in enumerate(self.scenes)
-        ]
-        statistics = dask.delayed(_summarize, pure=True)(samples, dask_key_name="stats-summary")
+    ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        """Tile the unfinished blocks through Dask, in chains, and sample the tiles that earlier
+        runs wrote: (summary row, statistics sample) of every tile."""
         done = self._done_rows()
         blocks = [b for b in self.blocks if not all(t.index in done for t in b.tiles)]
         if done:
@@ -177,38 +182,60 @@ class _Job:
                 "resuming %s: %d of %d tile blocks already done",
                 self.partial, len(self.blocks) - len(blocks), len(self.blocks),
             )  # fmt: skip
-        label_tasks = {
-            s: dask.delayed(self.sources[s], name=f"labels-{s}", traverse=False)
-            for s in {b.scene for b in blocks}
-        }
-        block_tasks = [
-            dask.delayed(tile_block, pure=False)(
-                str(self.partial),
-                self.scenes[block.scene],
-                label_tasks[block.scene],
-                self.bands,
-                self.dtype,
-                self.cmap.num_classes,
-                block,
-                str(self.progress_dir / block.marker),
-                dask_key_name=f"tile-block-{block.tiles[0].index}",
-            )
-            for block in blocks
-        ]
-        total = sum(len(b.tiles) for b in blocks)
-        (normalization, stats_seconds), finished = _run(
-            statistics, block_tasks, scheduler, progress, total
-        )
-        self.seconds.add({"statistics": stats_seconds})
-        if normalization is None:
-            raise InputError(f"{self.scenes[0].path}: no valid pixel in any scene (all nodata?)")
-        for result in finished:
+        job = Job(
+            str(self.partial), str(self.progress_dir), self.bands, self.dtype,
+            self.cmap.num_classes, stats.scene_budget(len(self.scenes)), seed,
+        )  # fmt: skip
+        again = {t.index for b in blocks for t in b.tiles}
+        tasks = self._chain_tasks(job, blocks) + self._sample_tasks(job, again)
+        samples: dict[int, np.ndarray] = {}
+        for result in _run(tasks, scheduler, progress, len(again)):
             done.update((r["tile"], r) for r in result.rows)
+            samples.update(result.samples)
             self.seconds.add(result.seconds)
         rows = [done[t.index] for t in self.tiles]
         self._warn_unmapped(rows)
         self._warn_infinite(rows)
-        return rows, normalization
+        return rows, [samples[t.index] for t in self.tiles]
+
+    def _summarize(self, samples: list[np.ndarray]) -> Normalization:
+        """The band statistics of the tiles' samples; InputError when they hold no pixel."""
+        with self.seconds("statistics"):
+            normalization = stats.summarize(samples)
+        if normalization is None:
+            raise InputError(f"{self.scenes[0].path}: no valid pixel in any scene (all nodata?)")
+        return normalization
+
+    def _chain_tasks(self, job: Job, blocks: list[Block]) -> list[Delayed]:
+        """One task per chain of the blocks (`tile_chain`), each scene's labels shared."""
+        labels = {
+            s: dask.delayed(self.sources[s], name=f"labels-{s}", traverse=False)
+            for s in {b.scene for b in blocks}
+        }
+        return [
+            dask.delayed(tile_chain, pure=False)(
+                job,
+                self.scenes[chain.scene],
+                labels[chain.scene],
+                chain,
+                dask_key_name=f"tile-chain-{chain.blocks[0].tiles[0].index}",
+            )
+            for chain in plan_chains(blocks)
+        ]
+
+    def _sample_tasks(self, job: Job, again: set[int]) -> list[Delayed]:
+        """One task per scene that samples the statistics of the tiles earlier runs wrote, all
+        but those in `again` (`sample_tiles`)."""
+        earlier = [t for t in self.tiles if t.index not in again]
+        return [
+            dask.delayed(sample_tiles, pure=True)(
+                job,
+                self.scenes[s],
+                [t for t in earlier if t.scene == s],
+                dask_key_name=f"stats-{s}",
+            )
+            for s in sorted({t.scene for t in earlier})
+        ]
 
     def _done_rows(self) -> dict[int, dict[str, Any]]:
         """The summary rows of the tiles of finished blocks (from their markers), by tile: a
@@ -278,23 +305,8 @@ def _median_pixel_size(scenes: list[SceneInfo]) -> float | None:
     return float(np.median(sizes)) if sizes else None
 
 
-def _sample(
-    scene: SceneInfo, bands: list[int], budget: int, seed: int, index: int
-) -> tuple[np.ndarray, float]:
-    """`stats.sample_scene` and the seconds it took."""
-    start = time.perf_counter()
-    return stats.sample_scene(scene, bands, budget, seed, index), time.perf_counter() - start
-
-
-def _summarize(samples: list[tuple[np.ndarray, float]]) -> tuple[Normalization | None, float]:
-    """`stats.summarize` of every scene's sample, and the seconds all the statistics took."""
-    start = time.perf_counter()
-    normalization = stats.summarize([sample for sample, _ in samples])
-    return normalization, time.perf_counter() - start + sum(s for _, s in samples)
-
-
 class _ProgressCallback(Callback):
-    """Advance the progress by each finished tile block (local Dask schedulers)."""
+    """Advance the progress by each finished chain of tile blocks (local Dask schedulers)."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__()
@@ -303,46 +315,40 @@ class _ProgressCallback(Callback):
     def _posttask(
         self, key: object, result: Any, dsk: object, state: object, worker_id: object
     ) -> None:
-        if isinstance(key, str) and key.startswith("tile-block-"):
+        if isinstance(key, str) and key.startswith("tile-chain-"):
             self.progress.update(len(result.rows))
 
 
 def _run(
-    statistics: Delayed, blocks: list[Delayed], scheduler: str | None, progress: bool, total: int
-) -> tuple[Any, list[BlockResult]]:
-    """Compute the statistics and the tile blocks locally or on a scheduler at an address, with
-    tile progress. The statistics, the longest chain of tasks, start first: left to Dask's
-    ordering, they came last, and their summary ran alone while the other workers idled."""
+    tasks: list[Delayed], scheduler: str | None, progress: bool, total: int
+) -> list[ChainResult]:
+    """Compute the tasks locally or on a scheduler at an address, with tile progress."""
     with Progress(total, "tiling", "tile", enabled=progress) as bar:
         if scheduler is None or scheduler in LOCAL_SCHEDULERS:
             with _ProgressCallback(bar):
-                return _run_locally(statistics, blocks, scheduler or "threads")
+                return _run_locally(tasks, scheduler or "threads")
         from distributed import Client, as_completed
 
         with Client(scheduler) as client:
-            first = client.compute(statistics, priority=1)
-            futures = client.compute(blocks)
+            futures = client.compute(tasks)
             position = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(futures)
             for future, result in as_completed(futures, with_results=True):
                 results[position[future.key]] = result
                 bar.update(len(result.rows))
-            return first.result(), results
+            return results
 
 
-def _run_locally(
-    statistics: Delayed, blocks: list[Delayed], scheduler: str
-) -> tuple[Any, list[BlockResult]]:
-    """On local threads the statistics run in one worker of the pool (queued first) and the
-    blocks in all its workers: no more threads than cores at work."""
+def _run_locally(tasks: list[Delayed], scheduler: str) -> list[ChainResult]:
+    """On local threads, in a pool of this run's own: when a task fails, the run waits for the
+    tasks at work to end (and drops those not started) before it removes the store they write."""
     if scheduler != "threads":
-        results = dask.compute(statistics, *blocks, scheduler=scheduler)
-        return results[0], list(results[1:])
-    workers = dask.config.get("num_workers", None) or CPU_COUNT
-    with ThreadPoolExecutor(workers, thread_name_prefix="tiling") as pool:
-        first = pool.submit(dask.compute, statistics, scheduler="sync")
-        done = dask.compute(*blocks, scheduler="threads", pool=pool)
-        return first.result()[0], list(done)
+        return list(dask.compute(*tasks, scheduler=scheduler))
+    pool = ThreadPoolExecutor(dask.config.get("num_workers", None) or CPU_COUNT, "tiling")
+    try:
+        return list(dask.compute(*tasks, scheduler="threads", pool=pool))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _publish(partial: Path, out: Path) -> None:

@@ -164,9 +164,13 @@ def test_label_values_in_no_class_are_warned_about_before_tiling(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, work: Path) -> None:
+@pytest.mark.parametrize("scheduler", ["sync", None])
+def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(
+    broken, work: Path, scheduler: str | None
+) -> None:
     """Its first and last blocks read fine, so the pre-flight check passes; tiling then fails
-    on the garbled strip with one line naming the file, and removes its temporary store."""
+    on the garbled strip with one line naming the file, and removes its temporary store (on
+    Dask's threads, once the tasks still at work have ended)."""
     args = ([broken["corrupt.tif"]], [PIVOT_LABELS], PIVOT_CLASSES, work / "s.zarr")
     config = TileConfig(
         images=[str(broken["corrupt.tif"])], labels=[str(PIVOT_LABELS)],
@@ -175,7 +179,7 @@ def test_a_scene_corrupt_in_the_middle_fails_mid_run_and_leaves_nothing(broken, 
     check_tiling(config)
     before = snapshot(work, dirs=False)
     with pytest.raises(InputError, match="corrupt.tif: corrupt or truncated raster") as err:
-        stores.tile(*args, tile_size=128, overlap=32, dask_address="sync")
+        stores.tile(*args, tile_size=128, overlap=32, dask_address=scheduler)
     assert "\n" not in str(err.value)
     assert snapshot(work, dirs=False) == before
 

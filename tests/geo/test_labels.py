@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
+from affine import Affine
+from rasterio import features
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from geo.contracts.classes import ClassMap, load_class_map
+from geo.contracts.classes import IGNORE, ClassMap, load_class_map
 from geo.errors import InputError
-from geo.io.raster import scene_info
+from geo.io.raster import SceneInfo, scene_info
 from geo.io.vector import is_vector
-from geo.tiling.labels import prepare_raster_labels, prepare_vector_labels
+from geo.tiling.labels import VectorLabels, prepare_raster_labels, prepare_vector_labels
 from tests.support.fields import mosaic
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
@@ -62,6 +65,32 @@ def test_pixels_outside_the_labels_extent_are_ignored() -> None:
     assert (labels == 0).any() and (labels == 1).sum() == (
         reference(PIVOTS / "pivots_mask.tif") == 1
     ).sum()
+
+
+@pytest.mark.parametrize("degrees", [0.0, 30.0])
+def test_labelled_area_masks_windows_inside_outside_and_across_it(degrees: float) -> None:
+    """Windows wholly inside or outside the labelled area skip its rasterisation: every label
+    is what rasterising the polygons and the area gives (rotated grids included)."""
+    transform = Affine.translation(1000, 2000) @ Affine.rotation(degrees) @ Affine.scale(10, -10)
+    scene = SceneInfo("unused.tif", 400, 400, 1, "uint8", None, tuple(transform)[:6], None, ())
+    corner = np.array([transform @ (c, r) for c, r in ((60, 50), (330, 40), (300, 350))])
+    area = shapely.Polygon(corner).difference(shapely.Point(transform @ (200, 150)).buffer(300))
+    fields = np.array([shapely.Point(transform @ (150, 200)).buffer(700)], dtype=object)
+    source = VectorLabels(scene, fields, np.array([1], dtype=np.uint8), area)
+    shortcuts = set()
+    for row in range(0, 400, 40):
+        for col in range(0, 400, 40):
+            window = Window(col, row, 64, 64)
+            at = rasterio.windows.transform(window, transform)
+            inside, field = (
+                features.rasterize([(g, 1)], out_shape=(64, 64), transform=at, fill=0)
+                for g in (area, fields[0])
+            )
+            expected = np.where(inside == 1, field, IGNORE).astype(np.uint8)
+            got = source.rasterize(window)
+            assert np.array_equal(got, expected), (row, col)
+            shortcuts.add(int(np.all(got == IGNORE)) - int(np.all(got != IGNORE)))
+    assert shortcuts == {-1, 0, 1}  # wholly inside, across, wholly outside
 
 
 def test_all_touched_burns_more_pixels() -> None:

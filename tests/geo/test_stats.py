@@ -1,4 +1,5 @@
-"""Band statistics from a bounded, seeded sample of windows."""
+"""Band statistics from a bounded, seeded sample of the tiles' pixels; the sample windows that
+look for data before tiling."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
+from rasterio.windows import Window
 
 from geo.io.grid import GridSpec
 from geo.io.raster import WINDOWS_PER_SCENE, SceneInfo, sample_windows, scene_info
-from geo.tiling.stats import sample_scene, scene_budget, summarize
+from geo.tiling.stats import sample_core, sample_cores, scene_budget, summarize
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS
 from tests.support.stores import tile
 
@@ -46,22 +48,64 @@ def test_small_scenes_are_read_whole_without_double_counting() -> None:
     assert np.all(covered == 1)
 
 
-def test_sample_skips_nodata_and_respects_the_budget() -> None:
+def cores(scene: SceneInfo, size: int, overlap: int) -> list[tuple[int, Window]]:
+    """(tile index, core window) of every tile of a scene's grid."""
+    grid = GridSpec(scene.width, scene.height, size, overlap)
+    return [(i, grid.core(r, c)) for i, (r, c, _) in enumerate(grid.windows())]
+
+
+def test_tile_samples_skip_nodata_and_take_every_pixel_within_the_budget() -> None:
     scene = scene_info(str(RGB))
     with rasterio.open(RGB) as src:
         data = src.read()
     valid = ~(data == 0).any(axis=0)
-    everything = sample_scene(scene, [1, 2, 3], budget=10**7, seed=0, index=0)
-    assert everything.shape == (valid.sum(), 3)
-    stats = summarize([everything])
+    tiles = cores(scene, 256, 32)
+    everything = sample_cores(scene, [1, 2, 3], "uint8", tiles, 1.0, seed=0)
+    assert sum(s.shape[1] for s in everything) == valid.sum()
+    stats = summarize(everything)
     pixels = data[:, valid].astype(np.float64)
-    low, high = np.percentile(pixels, [0.1, 99.9], axis=1)
+    low, p2, high = np.percentile(pixels, [0.1, 2, 99.9], axis=1)
     clipped = np.clip(pixels, low[:, None], high[:, None])
-    assert np.allclose(stats.mean, clipped.mean(axis=1))
-    small = sample_scene(scene, [1, 2, 3], budget=1200, seed=0, index=0)
-    assert len(small) <= 1200 and np.array_equal(small, sample_scene(scene, [1, 2, 3], 1200, 0, 0))
+    assert np.allclose(stats.mean, clipped.mean(axis=1)) and np.allclose(stats.p2, p2)
+    share = 0.05
+    small = sample_cores(scene, [1, 2, 3], "uint8", tiles, share, seed=0)
+    again = sample_cores(scene, [1, 2, 3], "uint8", tiles, share, seed=0)
+    other = sample_cores(scene, [1, 2, 3], "uint8", tiles, share, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(small, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(small, other, strict=True))
+    assert sum(s.shape[1] for s in small) <= share * scene.width * scene.height * 1.01
+    assert all(s.min() > 0 for s in small if s.size)  # nodata never sampled
     assert scene_budget(1) > scene_budget(1000) >= 4096
-    assert summarize([np.empty((0, 3))]) is None
+    assert summarize([np.empty((3, 0))]) is None
+
+
+def test_a_sample_spreads_over_the_whole_scene_and_speaks_for_it() -> None:
+    """A 10 % sample of the Nebraska scene, drawn tile core by tile core, comes from every part
+    of the scene and gives statistics within 1 % of those of all its pixels."""
+    scene = scene_info(str(NEBRASKA))
+    with rasterio.open(NEBRASKA) as src:
+        data = src.read()
+    tiles = cores(scene, 64, 8)
+    samples = sample_cores(scene, [1, 2, 3], "int16", tiles, 0.1, seed=0)
+    assert all(s.shape[1] > 0 for s in samples)  # every core of a scene without nodata
+    stats = summarize(samples)
+    exact = summarize([data.reshape(3, -1)])
+    assert stats is not None and exact is not None
+    for name in ("mean", "std", "p2", "p98"):
+        assert getattr(stats, name) == pytest.approx(getattr(exact, name), rel=0.01), name
+
+
+def test_positions_are_drawn_from_the_whole_core_and_seeded_by_tile() -> None:
+    data = np.arange(3 * 200 * 300, dtype=np.int32).reshape(3, 200, 300)
+    valid = np.ones((200, 300), dtype=bool)
+    valid[:, :10] = False
+    a = sample_core(data, valid, 0.1, seed=0, tile=4)
+    assert np.array_equal(a, sample_core(data, valid, 0.1, seed=0, tile=4))
+    assert not np.array_equal(a[0], sample_core(data, valid, 0.1, seed=0, tile=5)[0])
+    rows, cols = np.divmod(a[0], 300)
+    assert 5000 < a.shape[1] <= 6000 and np.all(np.diff(a[0]) > 0)  # distinct, in order
+    assert cols.min() >= 10 and rows.min() < 20 and rows.max() > 180 and cols.max() > 280
+    assert np.array_equal(a[1] - a[0], np.full(a.shape[1], 200 * 300))
 
 
 @pytest.mark.parametrize(("width", "height", "size", "overlap"), [(512, 512, 128, 32),
