@@ -16,8 +16,9 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 BLOCK = 512
-# GDAL settings for writing: bounded cache, no .aux.xml side files.
-WRITE_ENV = {"GDAL_CACHEMAX": 64, "GDAL_PAM_ENABLED": "NO"}
+# GDAL settings for writing: a small block cache (rasterio passes GDAL_CACHEMAX in bytes; the
+# earlier value 64 meant 64 bytes), no .aux.xml side files.
+WRITE_ENV = {"GDAL_CACHEMAX": 16 * 2**20, "GDAL_PAM_ENABLED": "NO"}
 
 
 def raw_to_cog(

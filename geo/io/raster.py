@@ -21,9 +21,11 @@ from rasterio.windows import Window
 from geo.errors import InputError
 from geo.io.storage import gdal_env, gdal_path, is_url
 
-# GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps tiling memory flat. Rasterio
-# sets GDAL_CACHEMAX in bytes (GDALSetCacheMax64), whatever GDAL makes of small numbers.
-GDAL_ENV = {"GDAL_CACHEMAX": 128 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+READ_CACHE = 2**20
+"""GDAL's block cache for reads, in bytes (rasterio sets GDAL_CACHEMAX with GDALSetCacheMax64).
+GDAL's default, 5 % of RAM, would grow with the scene; readers that reuse decoded blocks on
+purpose (tiling's chains) ask for more."""
 
 
 def is_virtual(path: str) -> bool:
@@ -39,11 +41,12 @@ def absolute(path: str) -> str:
 
 
 @contextmanager
-def open_raster(path: str) -> Iterator[rasterio.io.DatasetReader]:
+def open_raster(path: str, cache: int = READ_CACHE) -> Iterator[rasterio.io.DatasetReader]:
     """Open a raster (a path, a GDAL virtual path, or an s3/gs/az/http(s) URL read in windows
-    through GDAL's virtual file systems) with a bounded GDAL cache; rasters without
-    georeferencing open quietly."""
-    with rasterio.Env(**{**GDAL_ENV, **gdal_env(path)}), warnings.catch_warnings():
+    through GDAL's virtual file systems) with a GDAL block cache of `cache` bytes; rasters
+    without georeferencing open quietly."""
+    env = {**GDAL_ENV, "GDAL_CACHEMAX": cache, **gdal_env(path)}
+    with rasterio.Env(**env), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(gdal_path(path)) as src:
             yield src

@@ -40,6 +40,8 @@ BLOCK_TILES = 8  # most tiles per block: the unit of progress and of resuming
 STRIP_BYTES = 64 * 2**20  # most pixel bytes of a block's tiles; a larger tile is a block
 CHAIN_BLOCKS = 4  # most blocks per chain: the unit of Dask work
 WRITERS = 2  # writer threads per chain (a tile takes about twice as long to write as to read)
+CHAIN_CACHE = 128 * 2**20  # GDAL block cache (bytes) while a chain reads: source blocks shared
+# by neighbouring tiles (the overlap) stay decoded until the next tile reads them
 FEW_CLASSES = 16  # up to this many classes, tile summaries count pixels class by class
 
 
@@ -122,7 +124,7 @@ def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) ->
     result = ChainResult([], {}, StageSeconds())
     arrays = tuple(_Writer(a) for a in open_arrays(job.store))
     with (
-        open_raster(scene.path) as src,
+        open_raster(scene.path, cache=CHAIN_CACHE) as src,
         source.reader() as read_labels,
         _Writers(len(chain.blocks[0].tiles)) as writers,
     ):
