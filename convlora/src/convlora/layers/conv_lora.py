@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from convlora.layers.gate import NoisyTopOneGate, Routing, fixed_routing
-from convlora.layers.grouped import grouped_experts, run_grouped, scale_expert
+from convlora.layers.grouped import grouped_experts, groups, run_grouped, scale_expert
 from convlora.layers.lora import LowRankAdapter
 
 GATE_MODES = ("hard", "soft")
@@ -129,9 +129,9 @@ class ConvLoRALinear(LowRankAdapter):
     def _grouped(self, z: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Each expert module once on its own samples, outputs in input order; experts without
         a sample join the graph with a zero term."""
-        residual = run_grouped(z, routing.index, list(self.experts))
+        order, counts = groups(routing.index, len(self.experts))
+        residual = run_grouped(z, order, counts, list(self.experts))
         if torch.is_grad_enabled():
-            counts = torch.bincount(routing.index, minlength=len(self.experts)).tolist()
             unused = [expert for expert, n in zip(self.experts, counts, strict=True) if not n]
             idle = [p.sum() for expert in unused for p in expert.parameters() if p.requires_grad]
             if idle:

@@ -36,16 +36,18 @@ def scale_expert(
     return z
 
 
-def _groups(index: torch.Tensor, experts: int) -> tuple[torch.Tensor, list[int]]:
+def groups(index: torch.Tensor, experts: int) -> tuple[torch.Tensor, list[int]]:
     """The sample order that sorts `index` (stable) and the number of samples per expert."""
     order = torch.argsort(index, stable=True)
     return order, torch.bincount(index, minlength=experts).tolist()
 
 
-def run_grouped(z: torch.Tensor, index: torch.Tensor, experts: Sequence[Expert]) -> torch.Tensor:
-    """Sample i of z (N, ...) through experts[index[i]]: samples sorted by expert, each expert
-    called once on its group (none when empty), outputs put back in input order."""
-    order, counts = _groups(index, len(experts))
+def run_grouped(
+    z: torch.Tensor, order: torch.Tensor, counts: list[int], experts: Sequence[Expert]
+) -> torch.Tensor:
+    """Each sample of z (N, ...) through its expert, given `groups` of the routing: samples
+    sorted by expert, each expert called once on its group (none when empty), outputs put back
+    in input order."""
     chunks = z.index_select(0, order).split(counts)
     outputs = [expert(chunk) for expert, chunk in zip(experts, chunks, strict=True) if len(chunk)]
     return torch.cat(outputs).index_select(0, torch.argsort(order))
@@ -64,7 +66,7 @@ def grouped_experts(
     z: torch.Tensor, index: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]
 ) -> torch.Tensor:
     """`run_grouped` over the scale experts given by their conv weights and biases."""
-    return run_grouped(z, index, _experts(weights, biases))
+    return run_grouped(z, *groups(index, len(weights)), _experts(weights, biases))
 
 
 @grouped_experts.register_fake
@@ -111,7 +113,7 @@ def grouped_experts_backward(
 ) -> list[torch.Tensor]:
     """Gradients of `grouped_experts` for z, then every weight, then every bias (zero for an
     expert no sample chose)."""
-    order, counts = _groups(index, len(weights))
+    order, counts = groups(index, len(weights))
     chunks, grads = (
         z.index_select(0, order).split(counts),
         grad.index_select(0, order).split(counts),
