@@ -10,11 +10,12 @@ PYTEST_WORKERS ?= 2
 
 install: $(STAMP)
 
-# Exactly the locked versions (hash-checked), then the two local projects editable without
+# Exactly the locked versions (hash-checked, installed without resolving: the lock is complete, and a
+# resolver would consider newer releases on the index), then the two local projects editable without
 # dependencies; `pip check` fails if the lock lacks something a pyproject.toml asks for.
 $(STAMP): $(LOCK) pyproject.toml convlora/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e ./convlora -e .
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
