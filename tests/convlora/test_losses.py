@@ -67,8 +67,29 @@ def test_ignored_pixels_do_not_count(name: str, num_classes: int) -> None:
 
 def test_semantic_loss_is_low_for_a_confident_right_answer() -> None:
     criterion = build_criterion("semantic", num_classes=3)
-    assert float(criterion(_perfect_output((0, 1, 2)), _labels())["loss"]) < 0.01
-    assert float(criterion(_perfect_output((0, 1, 2)), _labels().flip(-1))["loss"]) > 5
+    right = _perfect_output((0, 2, 1))  # query c is class c; class 1 is absent: no object
+    assert float(criterion(right, _labels())["loss"]) < 0.01
+    assert float(criterion(right, _labels().flip(-1))["loss"]) > 5
+    swapped = criterion(_perfect_output((0, 1, 2)), _labels())  # same map, other queries
+    assert float(swapped["loss_ce"]) < 0.01 and float(swapped["loss_class"]) > 5
+
+
+def test_semantic_loss_tells_identical_queries_apart() -> None:
+    """Two queries alike (an untrained model): their masks cancel out of the normalised
+    scores, so only the class loss, query c to class c, sets them on different courses."""
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, 2:6, 2:6] = 1
+    labels[1] = 255  # nothing labelled: no class target
+    mask_logits = torch.zeros(2, 2, 8, 8, requires_grad=True)
+    class_logits = torch.zeros(2, 2, 3, requires_grad=True)
+    criterion = build_criterion("semantic", num_classes=2)
+    out = criterion(SegmentationOutput(mask_logits, class_logits, torch.tensor(0.0)), labels)
+    out["loss"].backward()
+    grad = class_logits.grad
+    assert torch.count_nonzero(grad[1]) == 0
+    assert grad[0, 0, 0] < 0 < grad[0, 0, 1]  # query 0 towards background
+    assert grad[0, 1, 1] < 0 < grad[0, 1, 0]  # query 1 towards the foreground class
+    assert float(mask_logits.grad[0].abs().max()) < 1e-6  # the masks cancel out: no signal
 
 
 def test_criterion_rejects_unknown_names_and_bad_weights() -> None:

@@ -30,6 +30,22 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (numerator + 1) / (denominator + 1)
 
 
+def query_class_loss(
+    class_logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the queries' class logits (B, Q, K + 1) against their class targets
+    (B, Q), weighted per class; UNLABELLED targets count nowhere (0, in the graph, when all are
+    UNLABELLED)."""
+    if bool((targets == UNLABELLED).all()):
+        return class_logits.sum() * 0.0
+    return F.cross_entropy(
+        class_logits.flatten(0, 1),
+        targets.flatten(),
+        weight=weight.to(class_logits.device),
+        ignore_index=UNLABELLED,
+    )
+
+
 def _class_weight_tensor(
     class_weights: Sequence[float] | None, num_classes: int
 ) -> torch.Tensor | None:
@@ -66,18 +82,30 @@ class BinaryLoss(nn.Module):
 
 
 class SemanticLoss(nn.Module):
-    """Per-pixel cross-entropy + multi-class soft dice on the normalised semantic scores."""
+    """Per-pixel cross-entropy + multi-class soft dice on the normalised semantic scores, plus
+    a class loss that gives query c to class c.
+
+    The class loss is cross-entropy of each query's class logits against a fixed assignment:
+    query c (c < num_classes) is class c where the image holds class c and "no object"
+    (weighted `no_object_weight`, the classes by `class_weights`) where it does not; further
+    queries and images with no labelled pixel have no class target. Without it the queries of
+    an untrained model start alike, their masks cancel out of the normalised scores, and the
+    per-pixel loss alone never tells them apart: the model stays at the class prior.
+    """
 
     def __init__(
         self,
         num_classes: int,
         ignore_index: int = IGNORE_INDEX,
         class_weights: Sequence[float] | None = None,
+        no_object_weight: float = 0.1,
     ):
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_weights = _class_weight_tensor(class_weights, num_classes)
+        weights = torch.ones(num_classes) if self.class_weights is None else self.class_weights
+        self.query_weight = torch.cat([weights, torch.tensor([no_object_weight])])
 
     def forward(self, output: SegmentationOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         if output.class_logits is None:
@@ -98,8 +126,28 @@ class SemanticLoss(nn.Module):
         one_hot = one_hot.permute(0, 3, 1, 2) * valid
         p = (prob * valid).transpose(0, 1).flatten(1)
         dice = dice_loss(p, one_hot.transpose(0, 1).flatten(1).float()).mean()
-        loss = ce + dice + output.aux_loss
-        return {"loss": loss, "loss_ce": ce, "loss_dice": dice, "aux_loss": output.aux_loss}
+        query_ce = self._query_class_loss(output.class_logits.float(), labels)
+        loss = ce + dice + query_ce + output.aux_loss
+        return {
+            "loss": loss,
+            "loss_ce": ce,
+            "loss_dice": dice,
+            "loss_class": query_ce,
+            "aux_loss": output.aux_loss,
+        }
+
+    def _query_class_loss(self, class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the queries' class logits (B, Q, K + 1) against the fixed
+        assignment: query c is class c where present, "no object" where not."""
+        b, q, _ = class_logits.shape
+        k = min(q, self.num_classes)
+        valid = labels != self.ignore_index
+        classes = torch.arange(k, device=labels.device).expand(b, k)
+        present = (labels.flatten(1)[:, None, :] == classes[..., None]).any(-1)  # (B, k)
+        targets = labels.new_full((b, q), UNLABELLED)
+        targets[:, :k] = torch.where(present, classes, self.num_classes)
+        targets[~valid.flatten(1).any(1)] = UNLABELLED  # nothing labelled: nothing to learn
+        return query_class_loss(class_logits, targets, self.query_weight)
 
 
 class HungarianLoss(nn.Module):
@@ -195,15 +243,7 @@ class HungarianLoss(nn.Module):
             dice_sum = dice_sum + dice_loss(matched.sigmoid(), target).sum()
             num_masks += int(ids.numel())
         num_masks = max(num_masks, 1)
-        if bool((target_classes == UNLABELLED).all()):
-            ce = class_logits.sum() * 0.0
-        else:
-            ce = F.cross_entropy(
-                class_logits.reshape(b * q, -1),
-                target_classes.flatten(),
-                weight=self.ce_weight.to(class_logits.device),
-                ignore_index=UNLABELLED,
-            )
+        ce = query_class_loss(class_logits, target_classes, self.ce_weight)
         bce, dice = bce_sum / num_masks, dice_sum / num_masks
         loss = ce + bce + dice + output.aux_loss
         return {
