@@ -38,5 +38,5 @@ def test_field_boundaries_finetune_then_predict_finds_pivots(
     assert metrics["per_class_iou"]["pivot"] > 0.02, metrics
     assert metrics["predicted_share"]["background"] < 0.99
     (outputs,) = predict_flow(**deployment_parameters("predict_flow", "field-boundaries"))
-    polygons = gpd.read_file(outputs["polygons"])
+    polygons = gpd.read_file(outputs["polygons"], layer="polygons")
     assert (polygons["class_name"] == "pivot").sum() >= 5
