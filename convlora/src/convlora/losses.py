@@ -46,6 +46,15 @@ def query_class_loss(
     )
 
 
+def _query_class_weights(
+    class_weights: torch.Tensor | None, num_classes: int, no_object_weight: float
+) -> torch.Tensor:
+    """Weights of the queries' class cross-entropy: the class weights (1 each without them),
+    then "no object"'s."""
+    weights = torch.ones(num_classes) if class_weights is None else class_weights
+    return torch.cat([weights, torch.tensor([no_object_weight])])
+
+
 def _class_weight_tensor(
     class_weights: Sequence[float] | None, num_classes: int
 ) -> torch.Tensor | None:
@@ -104,8 +113,7 @@ class SemanticLoss(nn.Module):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_weights = _class_weight_tensor(class_weights, num_classes)
-        weights = torch.ones(num_classes) if self.class_weights is None else self.class_weights
-        self.query_weight = torch.cat([weights, torch.tensor([no_object_weight])])
+        self.query_weight = _query_class_weights(self.class_weights, num_classes, no_object_weight)
 
     def forward(self, output: SegmentationOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         if output.class_logits is None:
@@ -121,12 +129,14 @@ class SemanticLoss(nn.Module):
             prob.clamp_min(PROBA_EPS).log(), labels, weight=weight,
             ignore_index=self.ignore_index, reduction="sum",
         ) / pixel_weight.sum().clamp_min(1e-12)  # fmt: skip
-        valid = valid.unsqueeze(1)
+        valid_map = valid.unsqueeze(1)
         one_hot = F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes)
-        one_hot = one_hot.permute(0, 3, 1, 2) * valid
-        p = (prob * valid).transpose(0, 1).flatten(1)
+        one_hot = one_hot.permute(0, 3, 1, 2) * valid_map
+        p = (prob * valid_map).transpose(0, 1).flatten(1)
         dice = dice_loss(p, one_hot.transpose(0, 1).flatten(1).float()).mean()
-        query_ce = self._query_class_loss(output.class_logits.float(), labels)
+        class_logits = output.class_logits.float()
+        targets = self._query_targets(labels, valid, class_logits.shape[1])
+        query_ce = query_class_loss(class_logits, targets, self.query_weight)
         loss = ce + dice + query_ce + output.aux_loss
         return {
             "loss": loss,
@@ -136,18 +146,17 @@ class SemanticLoss(nn.Module):
             "aux_loss": output.aux_loss,
         }
 
-    def _query_class_loss(self, class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the queries' class logits (B, Q, K + 1) against the fixed
-        assignment: query c is class c where present, "no object" where not."""
-        b, q, _ = class_logits.shape
+    def _query_targets(self, labels: torch.Tensor, valid: torch.Tensor, q: int) -> torch.Tensor:
+        """The class targets (B, Q) of the fixed assignment: query c is class c where the image
+        holds it, "no object" where not."""
+        b = labels.shape[0]
         k = min(q, self.num_classes)
-        valid = labels != self.ignore_index
         classes = torch.arange(k, device=labels.device).expand(b, k)
         present = (labels.flatten(1)[:, None, :] == classes[..., None]).any(-1)  # (B, k)
         targets = labels.new_full((b, q), UNLABELLED)
         targets[:, :k] = torch.where(present, classes, self.num_classes)
         targets[~valid.flatten(1).any(1)] = UNLABELLED  # nothing labelled: nothing to learn
-        return query_class_loss(class_logits, targets, self.query_weight)
+        return targets
 
 
 class HungarianLoss(nn.Module):
@@ -177,9 +186,9 @@ class HungarianLoss(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        weights = _class_weight_tensor(class_weights, num_classes)
-        weights = torch.ones(num_classes) if weights is None else weights
-        self.ce_weight = torch.cat([weights, torch.tensor([no_object_weight])])
+        self.ce_weight = _query_class_weights(
+            _class_weight_tensor(class_weights, num_classes), num_classes, no_object_weight
+        )
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
