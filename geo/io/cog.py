@@ -7,12 +7,14 @@ bytes, which makes an interrupted-and-resumed prediction identical to an uninter
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 BLOCK = 512
@@ -33,12 +35,14 @@ def raw_to_cog(
 
     `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
     resampling (NEAREST or MODE for classes, AVERAGE for scores). A tiled GeoTIFF is staged beside
-    `dest` and removed afterwards.
+    `dest` and removed afterwards. A grid without georeferencing (the identity transform, no
+    CRS) is written as it is, without rasterio's warning.
     """
     width, height = profile["width"], profile["height"]
     stage = dest.with_name(dest.name + ".stage.tif")
     options = {k: profile[k] for k in ("crs", "transform", "nodata")}
-    with rasterio.Env(**WRITE_ENV):
+    with rasterio.Env(**WRITE_ENV), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with (
             rasterio.open(
                 stage, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",

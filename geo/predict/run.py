@@ -116,7 +116,9 @@ def predict_scene(
                 write_quicklook(
                     scene.info.path, staged["classes"], scene.metadata, staged["quicklook"]
                 )
-            work.save(stage="manifest", polygons=totals.count, area_ha=totals.area_ha)
+            work.save(
+                stage="manifest", polygons=totals.count, area=totals.area, area_unit=totals.unit
+            )
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
             manifest = {
@@ -136,7 +138,9 @@ def predict_scene(
                     if name != "manifest"
                 },
                 "polygons_per_class": work.state["polygons"],
-                "polygon_area_ha_per_class": work.state.get("area_ha", {}),
+                f"polygon_area_{work.state.get('area_unit', 'ha')}_per_class": work.state.get(
+                    "area", {}
+                ),
                 "resumed": work.state["runs"] > 1,
                 "software": software_versions(),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -1,11 +1,11 @@
 """fiboa GeoParquet: field boundaries as https://fiboa.org describes them, written in batches.
 
 Columns of fiboa core 0.2: `id`, `geometry` (WKB, the class raster's CRS), `area` (hectares),
-`perimeter` (metres), `determination_method` ("auto-imagery": delineated by a model from
-imagery) and `determination_datetime`; plus `class` (the class name) and `score` (mean winning
-probability, 0..1; empty without a score raster). The file's key-value metadata holds the
-GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver and QGIS read it) and the fiboa
-collection metadata under `fiboa`.
+`perimeter` (metres; both empty for a raster without a CRS), `determination_method`
+("auto-imagery": delineated by a model from imagery) and `determination_datetime`; plus `class`
+(the class name) and `score` (mean winning probability, 0..1; empty without a score raster). The
+file's key-value metadata holds the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver
+and QGIS read it) and the fiboa collection metadata under `fiboa`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class FiboaWriter:
         if frame.empty:
             return
         geoms = frame.geometry.values
+        metres = frame.crs is not None  # else pixel units, which fiboa has no place for
         self.types.update(shapely.get_type_id(geoms).astype(str))
         total = shapely.total_bounds(geoms)
         self.bounds = np.concatenate([np.minimum(self.bounds[:2], total[:2]),
@@ -66,8 +67,8 @@ class FiboaWriter:
             {
                 "id": frame["id"].astype(str),
                 "geometry": shapely.to_wkb(geoms),
-                "area": (frame["area_m2"] / 1e4).round(6),
-                "perimeter": frame["perimeter_m"],
+                "area": (frame["area_m2"] / 1e4).round(6) if metres else [None] * len(frame),
+                "perimeter": frame["perimeter_m"] if metres else [None] * len(frame),
                 "determination_method": [METHOD] * len(frame),
                 "determination_datetime": [self.datetime] * len(frame),
                 "class": frame["class_name"].astype(str),

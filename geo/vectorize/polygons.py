@@ -2,11 +2,15 @@
 boundary class, touching objects of one class stay apart), simplified as a coverage (shared edges
 between neighbours stay shared), filtered by area in m², measured in metres, with a stable id;
 streamed in batches into a GeoPackage with a QGIS style and, optionally, fiboa GeoParquet.
+A raster without a CRS is measured in pixels instead, and its columns say so (`area_px`,
+`perimeter_px`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +25,19 @@ from geo.contracts.classes import ClassInfo
 from geo.io.raster import open_raster
 from geo.io.styles import add_gpkg_style
 from geo.io.units import metres_per_unit
+from geo.options import flag
 from geo.vectorize.fiboa import FiboaWriter
 from geo.vectorize.objects import boundary_reach
 from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
+log = logging.getLogger(__name__)
+
+
+def measure_columns(georeferenced: bool) -> tuple[str, str]:
+    """The names of the area and perimeter columns: in m² and m, or in pixels (pixel areas and
+    pixel sides) for a raster without a CRS."""
+    return ("area_m2", "perimeter_m") if georeferenced else ("area_px", "perimeter_px")
 
 
 def polygon_batches(
@@ -45,12 +57,20 @@ def polygon_batches(
     Columns: id (row-column of the object's first pixel in scan order: stable for a raster),
     class_id, class_name, score (mean winning-class probability 0..1; empty without a score
     raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² are
-    dropped; `simplify` is a tolerance in metres for a coverage simplification that keeps
-    shared edges shared. A class marked `boundary` in `classes` is given back to the objects it
-    outlines. Memory holds a few bands of rows and one batch (see `geo.vectorize.regions`).
+    dropped; `simplify` is a tolerance in metres for a coverage simplification that keeps shared
+    edges shared. Without a CRS, metres are pixels: the columns are area_px and perimeter_px,
+    `min_area` and `simplify` are in pixels. A class marked `boundary` in `classes` is given
+    back to the objects it outlines. Memory holds a few bands of rows and one batch (see
+    `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
         transform, crs, height = src.transform, src.crs, src.height
+    if crs is None:
+        log.warning(
+            "%s has no CRS: polygons are in its pixel grid's coordinates, their areas and "
+            "perimeters (area_px, perimeter_px), %s and %s in pixels",
+            source or classes_path, flag("min_area"), flag("simplify"),
+        )  # fmt: skip
     unit_m = metres_per_unit(crs, transform, height)
     pixel_side_m = np.sqrt(abs(transform.determinant)) * unit_m
     boundary_id, reach = boundary_reach(classes, pixel_side_m)
@@ -118,8 +138,9 @@ class _Grid:
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
         area, perimeter = _measure(frame.geometry, self.unit_m)
-        frame.insert(4, "area_m2", area.round(2))
-        frame.insert(5, "perimeter_m", perimeter.round(2))
+        area_column, perimeter_column = measure_columns(self.crs is not None)
+        frame.insert(4, area_column, area.round(2))
+        frame.insert(5, perimeter_column, perimeter.round(2))
         return frame
 
 
@@ -137,7 +158,8 @@ def _pinned(pixels: np.ndarray) -> np.ndarray:
 
 
 def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Areas (m²) and perimeters (m): in the local UTM zone for geographic CRSs."""
+    """Areas (m²) and perimeters (m): in the local UTM zone for geographic CRSs (pixels without
+    a CRS: `unit_m` is then pixels per grid unit)."""
     if len(geometry) and geometry.crs is not None and geometry.crs.is_geographic:
         projected = geometry.to_crs(geometry.estimate_utm_crs())
         return projected.area.to_numpy(), projected.length.to_numpy()
@@ -146,22 +168,28 @@ def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.nda
 
 @dataclass
 class PolygonTotals:
-    """Polygons written per class name: how many, and their area in hectares."""
+    """Polygons written per class name: how many, and their area in `unit`: hectares, or pixels
+    ("px") for a raster without a CRS."""
 
     count: dict[str, int]
-    area_ha: dict[str, float]
+    area: dict[str, float]
+    unit: str = "ha"
 
     def add(self, frame: gpd.GeoDataFrame) -> None:
-        by_class = frame.groupby("class_name", sort=False)["area_m2"]
+        georeferenced = frame.crs is not None
+        self.unit = "ha" if georeferenced else "px"
+        by_class = frame.groupby("class_name", sort=False)[measure_columns(georeferenced)[0]]
+        per_unit = 1e4 if georeferenced else 1.0
         for name, n in by_class.count().items():
             self.count[str(name)] = self.count.get(str(name), 0) + int(n)
         for name, area in by_class.sum().items():
-            self.area_ha[str(name)] = self.area_ha.get(str(name), 0.0) + float(area) / 1e4
+            self.area[str(name)] = self.area.get(str(name), 0.0) + float(area) / per_unit
 
     def sorted(self) -> PolygonTotals:
         return PolygonTotals(
             dict(sorted(self.count.items())),
-            {k: round(v, 2) for k, v in sorted(self.area_ha.items())},
+            {k: round(v, 2) for k, v in sorted(self.area.items())},
+            self.unit,
         )
 
 
@@ -195,10 +223,12 @@ def write_polygons(
             if fiboa is not None:
                 fiboa.write(frame)
             if tmp is not None and (len(frame) or not created):
-                pyogrio.write_dataframe(
-                    frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
-                    append=created,
-                )  # fmt: skip
+                with warnings.catch_warnings():  # without a CRS: said once, in pixel units
+                    warnings.filterwarnings("ignore", "'crs' was not provided")
+                    pyogrio.write_dataframe(
+                        frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
+                        append=created,
+                    )  # fmt: skip
                 created = True
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})

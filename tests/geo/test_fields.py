@@ -181,7 +181,9 @@ def test_fiboa_geoparquet_beside_the_geopackage(tmp_path: Path) -> None:
     gpkg = gpd.read_file(tmp_path / "f.gpkg", layer="polygons")
     fields = gpd.read_parquet(tmp_path / "f.parquet")
     assert totals.count == {"field": len(gpkg)} and len(fields) == len(gpkg) > 200
-    assert totals.area_ha["field"] == pytest.approx(gpkg.area_m2.sum() / 1e4, abs=0.01)
+    assert totals.unit == "ha" and totals.area["field"] == pytest.approx(
+        gpkg.area_m2.sum() / 1e4, abs=0.01
+    )
     assert list(fields.columns) == ["id", "geometry", "area", "perimeter", "determination_method",
                                     "determination_datetime", "class", "score"]  # fmt: skip
     assert fields.crs.to_epsg() == 32633 and list(fields.id) == list(gpkg.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,15 +13,19 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from affine import Affine
 from PIL import Image
 from rasterio import features
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from scipy import ndimage
 
 from convlora.files import sha256_file
 from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
+from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import polygonize
+from tests.support.cli import write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
 from tests.support.paths import FTW, RGB_BYTE
@@ -327,3 +332,28 @@ def test_new_parameters_replace_the_outputs(tmp_path: Path) -> None:
     assert json.loads(second["manifest"].read_text())["parameters"]["min_area"] == 20_000
     assert second["classes"].read_bytes() == classes_bytes  # same pixels, same bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first.values())
+
+
+def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path: Path) -> None:
+    """RGB.byte without georeferencing (no CRS, identity transform): outputs on its pixel grid,
+    polygon areas and the manifest's totals in pixels, and neither rasterio nor pyogrio warns."""
+    scene = write_like(RGB_BYTE, tmp_path / "nocrs.tif", crs=None, transform=Affine.identity())
+    metadata = metadata_for(scene, [1, 2, 3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outputs = predict_image(
+            scene, ToyModel(3), metadata, tmp_path / "out", min_area=20, simplify=0.0
+        )
+    assert [str(w.message) for w in caught if "crs" in str(w.message).lower()
+            or issubclass(w.category, NotGeoreferencedWarning)] == []  # fmt: skip
+    with rasterio.open(outputs["classes"]) as src:
+        assert src.crs is None and src.transform == Affine.identity()
+    polygons = gpd.read_file(outputs["polygons"], layer="polygons")
+    assert len(polygons) > 0 and polygons.area_px.min() >= 20 and "area_m2" not in polygons
+    manifest = json.loads(outputs["manifest"].read_text())
+    areas = manifest["polygon_area_px_per_class"]
+    assert "polygon_area_ha_per_class" not in manifest
+    rows = polygon_summary(str(outputs["manifest"]))
+    assert rows and all(set(r) == {"class_name", "polygons", "area_px"} for r in rows)
+    for name, area in areas.items():
+        assert area == pytest.approx(polygons[polygons.class_name == name].area_px.sum(), abs=0.1)

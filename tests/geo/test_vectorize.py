@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
 from rasterio import features
 
 from geo.contracts.classes import parse_class_list
-from geo.vectorize.polygons import polygonize
+from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
+from tests.support.cli import write_like
 from tests.support.paths import DATA
 
 # A real 3-class field-boundary model output (0 background/nodata, 1 field, 2 boundary).
@@ -70,3 +74,39 @@ def test_polygonize_filters_by_area_in_square_metres() -> None:
     assert (everything.area_m2 % 100 == 0).all()  # whole 10 m pixels
     np.testing.assert_allclose(frame.perimeter_m, frame.geometry.length)
     assert frame.crs.to_epsg() == 32633
+
+
+def test_a_raster_without_crs_is_measured_in_pixels_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The FTW prediction (10 m pixels) without its CRS: areas, perimeters, --min-area and
+    --simplify are in pixels, the columns are named so, and the files are written without a
+    library warning (the log says it once)."""
+    raster = write_like(FTW_PREDICTION, tmp_path / "nocrs.tif", crs=None)
+    with rasterio.open(raster) as src:
+        data = src.read(1)
+        assert src.crs is None and src.transform.a == 10.0
+    everything = polygonize(raster, raster, CLASSES, min_area=0.0, simplify=0.0)
+    assert list(everything.columns[4:6]) == ["area_px", "perimeter_px"]
+    assert "area_m2" not in everything.columns and everything.crs is None
+    for c in (1, 2):
+        assert everything[everything.class_id == c].area_px.sum() == (data == c).sum()
+    np.testing.assert_allclose(everything.perimeter_px, everything.geometry.length / 10.0)
+    large = polygonize(raster, raster, CLASSES, min_area=50.0, simplify=0.0)
+    assert len(everything) > len(large) > 0 and large.area_px.min() >= 50.0
+    assert (
+        "nocrs.tif has no CRS" in caplog.text
+        and "--min-area and --simplify in pixels" in caplog.text
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        totals = write_polygons(
+            large, tmp_path / "p.gpkg", CLASSES, timestamp="2021-06-17T10:30:00.000Z",
+            parquet=tmp_path / "p.parquet",
+        )  # fmt: skip
+    gpkg = gpd.read_file(tmp_path / "p.gpkg", layer="polygons")
+    assert gpkg.crs is None and gpkg.area_px.sum() == pytest.approx(large.area_px.sum())
+    assert totals.unit == "px"
+    assert sum(totals.area.values()) == pytest.approx(large.area_px.sum(), abs=0.1)
+    fields = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    assert len(fields) == len(large) and fields["area"].isna().all()
