@@ -34,16 +34,17 @@ def query_class_loss(
     class_logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
     """Cross-entropy of the queries' class logits (B, Q, K + 1) against their class targets
-    (B, Q), weighted per class; UNLABELLED targets count nowhere (0, in the graph, when all are
-    UNLABELLED)."""
-    if bool((targets == UNLABELLED).all()):
-        return class_logits.sum() * 0.0
-    return F.cross_entropy(
-        class_logits.flatten(0, 1),
-        targets.flatten(),
-        weight=weight.to(class_logits.device),
-        ignore_index=UNLABELLED,
-    )
+    (B, Q), weighted per class; UNLABELLED targets count nowhere. The weighted mean of
+    `F.cross_entropy`, but 0 rather than NaN (0 / 0) when every target is UNLABELLED, without a
+    host sync to find out."""
+    weight = weight.to(class_logits.device)
+    targets = targets.flatten()
+    total = F.cross_entropy(
+        class_logits.flatten(0, 1), targets, weight=weight, ignore_index=UNLABELLED,
+        reduction="sum",
+    )  # fmt: skip
+    counted = (targets != UNLABELLED) * weight[targets.clamp(0, len(weight) - 1)]
+    return total / counted.sum().clamp_min(1e-12)
 
 
 def _query_class_weights(
@@ -135,7 +136,7 @@ class SemanticLoss(nn.Module):
         p = (prob * valid_map).transpose(0, 1).flatten(1)
         dice = dice_loss(p, one_hot.transpose(0, 1).flatten(1).float()).mean()
         class_logits = output.class_logits.float()
-        targets = self._query_targets(labels, valid, class_logits.shape[1])
+        targets = self._query_targets(one_hot.flatten(2).any(-1), class_logits.shape[1])
         query_ce = query_class_loss(class_logits, targets, self.query_weight)
         loss = ce + dice + query_ce + output.aux_loss
         return {
@@ -146,16 +147,14 @@ class SemanticLoss(nn.Module):
             "aux_loss": output.aux_loss,
         }
 
-    def _query_targets(self, labels: torch.Tensor, valid: torch.Tensor, q: int) -> torch.Tensor:
-        """The class targets (B, Q) of the fixed assignment: query c is class c where the image
-        holds it, "no object" where not."""
-        b = labels.shape[0]
-        k = min(q, self.num_classes)
-        classes = torch.arange(k, device=labels.device).expand(b, k)
-        present = (labels.flatten(1)[:, None, :] == classes[..., None]).any(-1)  # (B, k)
-        targets = labels.new_full((b, q), UNLABELLED)
-        targets[:, :k] = torch.where(present, classes, self.num_classes)
-        targets[~valid.flatten(1).any(1)] = UNLABELLED  # nothing labelled: nothing to learn
+    def _query_targets(self, present: torch.Tensor, q: int) -> torch.Tensor:
+        """The class targets (B, Q) of the fixed assignment, from the classes each image holds
+        (`present`, B x K): query c is class c where the image holds it, "no object" where not."""
+        b, k = present.shape[0], min(q, self.num_classes)
+        classes = torch.arange(k, device=present.device).expand(b, k)
+        targets = torch.full((b, q), UNLABELLED, dtype=torch.long, device=present.device)
+        targets[:, :k] = torch.where(present[:, :k], classes, self.num_classes)
+        targets[~present.any(1)] = UNLABELLED  # nothing labelled: nothing to learn
         return targets
 
 
