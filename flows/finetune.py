@@ -80,15 +80,22 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
         table=epoch_table(train.out),
         description="Validation IoU per class and epoch",
     )
-    objects = metrics["objects"]
+    ious = class_ious(metrics)
     create_markdown_artifact(
         key="finetune-summary",
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
-        f"- validation mIoU: {metrics['miou']:.4f}\n"
-        f"- validation {object_line(objects)}\n"
+        f"- validation mIoU: {metrics['miou']:.4f} (IoU per class: {ious})\n"
+        f"- validation {object_line(metrics['objects'])}\n"
         + "".join(f"\n**Warning:** {w}\n" for w in summary.get("warnings", [])),
     )
-    get_run_logger().info("validation mIoU %.4f, adapter in %s", metrics["miou"], train.out)
+    get_run_logger().info(
+        "validation mIoU %.4f (%s), adapter in %s", metrics["miou"], ious, train.out
+    )
     return metrics
+
+
+def class_ious(metrics: dict[str, Any]) -> str:
+    """The IoU of each class, as one line: "background 0.85, pivot 0.09"."""
+    return ", ".join(f"{name} {iou:.2f}" for name, iou in metrics["per_class_iou"].items())

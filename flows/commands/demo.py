@@ -27,13 +27,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flows.demo import demo_flow
+    from flows.finetune import class_ious
 
     result = demo_flow(out=args.out, steps=args.steps)
     outputs, validation = result["outputs"], result["validation"]
     print("\nDemo finished. Outputs:")
     for name, path in outputs.items():
         print(f"  {name:<12} {path}")
-    ious = ", ".join(f"{k} {v:.2f}" for k, v in validation["per_class_iou"].items())
+    ious = class_ious(validation)
     print(f"\nValidation IoU of the best checkpoint: {ious} (mIoU {validation['miou']:.2f})")
     print(
         QGIS_HELP.format(

@@ -100,6 +100,25 @@ def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
     assert max(r["step"] for r in records) == 2 and records[-1]["kind"] == "epoch"
 
 
+def test_finetune_summary_gives_the_iou_of_each_class(trained_run) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from geo.evaluate import EvaluateConfig, evaluate_on_store
+
+    store, run = trained_run
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finetune-summary"]))
+        )
+    [summary] = [a.data for a in artifacts if f"run: `{run}`" in str(a.data)]
+    config = EvaluateConfig(store=str(store), model=str(run), split="val", device="cpu")
+    metrics = evaluate_on_store(config)
+    iou = metrics["per_class_iou"]
+    expected = f"(IoU per class: background {iou['background']:.2f}, pivot {iou['pivot']:.2f})"
+    assert f"validation mIoU: {metrics['miou']:.4f} {expected}" in summary
+
+
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
     """Ingest twice, then with a new scene and one that is corrupt in its middle (it passes the
     check and fails while predicted, on the Dask workers): the good one is predicted, the other
