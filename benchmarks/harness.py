@@ -8,7 +8,6 @@ import ctypes
 import ctypes.util
 import gc
 import json
-import math
 import os
 import platform
 import pstats
@@ -24,7 +23,6 @@ from typing import Any
 import psutil
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -234,11 +232,6 @@ def machine_line(info: dict[str, Any]) -> str:
         f"({info['torch_threads']} threads), device {info['device']}, "
         f"load {'/'.join(str(v) for v in info.get('load_average_at_start', []))}"
     )
-
-
-def finite(value: Any) -> bool:
-    """True for a real number that is neither NaN nor infinite."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def write_results(results: dict[str, Any], directory: Path, name: str) -> tuple[Path, Path]:

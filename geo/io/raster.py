@@ -97,12 +97,6 @@ class SceneInfo:
         """The scene's four corners in its CRS (rotated grids included)."""
         return window_polygon(self.affine, Window(0, 0, self.width, self.height))
 
-    @property
-    def rotated(self) -> bool:
-        """Whether the grid is rotated or sheared (its rows are not along the x axis)."""
-        t = self.affine
-        return bool(t.b or t.d)
-
 
 def window_polygon(transform: Affine, window: Window) -> shapely.Polygon:
     """The four corners of a pixel window mapped through the full affine (rotation included)."""

@@ -52,7 +52,6 @@ def footprints(tiles: list[Tile], scenes: list[SceneInfo], step_px: int) -> list
                 grid_col=t.grid_col,
                 polygon=window_polygon(scene.affine, t.window),
                 step=step_px * scene.pixel_size,
-                pixel=scene.pixel_size,
                 georeferenced=georef[t.scene],
             )
         )

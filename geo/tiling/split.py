@@ -37,7 +37,6 @@ class Footprint:
     grid_col: int
     polygon: shapely.Polygon  # the tile's four corners in group coordinates (any rotation)
     step: float  # grid step (tile stride) in group coordinates
-    pixel: float  # pixel size in group coordinates
     georeferenced: bool
 
     @property

@@ -21,7 +21,7 @@ def grid(
     """Footprints of a square scene's tiles, 10 m pixels."""
     transform = Affine(10, 0, x0, 0, -10, 5_000_000)
     return [
-        Footprint(group, r, c, window_polygon(transform, w), 10.0 * (size - overlap), 10.0, True)
+        Footprint(group, r, c, window_polygon(transform, w), 10.0 * (size - overlap), True)
         for r, c, w in GridSpec(width, width, size, overlap).windows()
     ]
 
@@ -53,7 +53,7 @@ def test_scenes_of_the_same_place_share_their_blocks() -> None:
 
 def test_scenes_without_crs_split_scene_by_scene() -> None:
     box = shapely.box(0, 0, 128, 128)
-    tiles = [Footprint(f"scene:{i}", 0, 0, box, 128.0, 1.0, False) for i in range(40)]
+    tiles = [Footprint(f"scene:{i}", 0, 0, box, 128.0, False) for i in range(40)]
     split, _ = assign_splits(tiles, 0.2, seed=0)
     assert (split == VAL).sum() == 8
 

@@ -11,11 +11,10 @@ from convlora.config import ModelConfig
 from convlora.inject import adapter_parameters
 from convlora.model import SegmentationSAM, build_model
 
-GROUPS = ("band_adapter", "image_encoder", "encoder_adapters", "prompt_encoder", "mask_decoder")
-
 
 def parameter_groups(model: SegmentationSAM) -> dict[str, list[nn.Parameter]]:
-    """Parameters of a SegmentationSAM by GROUPS (adapter tensors apart from the encoder)."""
+    """Parameters of a SegmentationSAM by part: band adapter, image encoder, encoder adapters,
+    prompt encoder, mask decoder (adapter tensors apart from the encoder)."""
     adapters = adapter_parameters(model.image_encoder)
     adapter_ids = {id(p) for _, p in adapters}
     return {
