@@ -1,7 +1,7 @@
 """The tile store: what tiling hands to fine-tuning and evaluation.
 
 A Zarr 3 group (one tile per chunk, so tasks write distinct tiles concurrently), readable with
-plain `zarr` and `xarray.open_zarr`:
+plain `zarr` and `xarray.open_zarr` (consolidated metadata):
 
 - `images` (N, C, T, T), source dtype: tile pixels, padding and invalid pixels hold the fill value
 - `labels` (N, T, T) uint8: class ids, 255 = ignore (invalid, outside the labelled area, unmapped)
@@ -16,6 +16,7 @@ The group attributes are `StoreInfo`, parsed and validated once by `StoreInfo.re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,5 +273,11 @@ def read_attrs(path: str | Path) -> dict[str, Any] | None:
 
 def write_info(path: str | Path, info: StoreInfo) -> None:
     """Set the group attributes of a store from its StoreInfo (one write of its metadata;
-    `attrs.update` writes it once per attribute)."""
+    `attrs.update` writes it once per attribute), the store's last metadata write, and
+    consolidate its metadata: readers then take the arrays from the group's `zarr.json`
+    instead of listing the folder, where `tile_index.gpkg` is no Zarr node (zarr warns about it
+    on every `open_zarr` and member listing, and xarray about missing consolidated metadata)."""
     zarr.open_group(str(path), mode="r+").update_attributes(info.to_attrs())
+    with warnings.catch_warnings():  # about consolidated metadata in Zarr 3, and the non-Zarr
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)  # files it lists here
+        zarr.consolidate_metadata(str(path))

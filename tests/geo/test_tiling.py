@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -114,7 +115,11 @@ def test_agnet_label_rasters_without_crs(stores: dict[str, Path]) -> None:
 
 def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Path]) -> None:
     store = stores["pivots"]
-    group = zarr.open_group(str(store), mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tile_index.gpkg in the folder, consolidated metadata
+        group = zarr.open_group(str(store), mode="r")
+        assert sorted(group.keys()) == ["images", "labels", "scene", "split", "valid", "window"]
+        ds = xr.open_zarr(store)
     n = group["images"].shape[0]
     assert group["images"].shape == (n, 3, 128, 128) and group["images"].dtype == np.int16
     assert group["images"].chunks == (1, 3, 128, 128) and group["labels"].chunks == (1, 128, 128)
@@ -135,7 +140,6 @@ def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Pat
     roles = [r["role"] for r in attrs["inputs"]]
     assert roles == ["image", "labels", "class_map"]
     assert all(len(r["sha256"]) == 64 for r in attrs["inputs"])
-    ds = xr.open_zarr(store, consolidated=False)
     assert ds["images"].dims == ("tile", "band", "y", "x") and ds.sizes["tile"] == n
     assert int(ds["labels"].isel(tile=0).max()) <= 255
     index = gpd.read_file(store / "tile_index.gpkg")
