@@ -25,6 +25,19 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 
+RETRIED = {429, 502, 503}  # what Prefect's own client retries (503: the SQLite database was busy)
+
+
+def api_call(method: str, url: str, **kwargs) -> httpx.Response:
+    """One request to the Prefect API, retried with backoff as Prefect's client retries it."""
+    for attempt in range(6):
+        response = httpx.request(method, url, timeout=10, **kwargs)
+        if response.status_code not in RETRIED:
+            break
+        time.sleep(0.5 * 2**attempt)
+    return response
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,7 +99,7 @@ def run_deployment(name: str, pool: str, *params: str, env: dict[str, str], cwd:
     finally:
         stop(worker)
     assert worker.returncode == 0, log[-4000:]
-    flow_run = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{match.group(1)}", timeout=10).json()
+    flow_run = api_call("GET", f"{env['PREFECT_API_URL']}/flow_runs/{match.group(1)}").json()
     assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}\n{log[-4000:]}"
     return flow_run
 
@@ -94,13 +107,13 @@ def run_deployment(name: str, pool: str, *params: str, env: dict[str, str], cwd:
 def stored_logs(api: str, flow_run_id: str) -> list[tuple[str, str]]:
     """(logger, message) of a flow run's logs on the server."""
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
-    logs = httpx.post(f"{api}/logs/filter", json=body, timeout=10).json()
+    logs = api_call("POST", f"{api}/logs/filter", json=body).json()
     return [(log["name"], log["message"]) for log in logs]
 
 
 def schedule(api: str, deployment: str) -> dict:
     """The deployment's only schedule."""
-    found = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10).json()
+    found = api_call("GET", f"{api}/deployments/name/{deployment}").json()
     (only,) = found["schedules"]
     return {**only, "deployment_id": found["id"]}
 
@@ -152,9 +165,9 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         nightly = schedule(api, "ingest/field-boundaries")
         assert (nightly["slug"], nightly["active"]) == ("nightly", True)
         assert schedule(api, "ingest/sentinel-2")["active"] is False  # needs the internet
-        paused = httpx.patch(
-            f"{api}/deployments/{nightly['deployment_id']}/schedules/{nightly['id']}",
-            json={"active": False}, timeout=10,
+        paused = api_call(
+            "PATCH", f"{api}/deployments/{nightly['deployment_id']}/schedules/{nightly['id']}",
+            json={"active": False},
         )  # fmt: skip
         assert paused.status_code == 204, paused.text
         prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
