@@ -9,34 +9,8 @@ Each stage has one frozen, validated config (`TileConfig`, `FinetuneConfig`, `Ev
 types what one stage hands the next; `io` holds the primitives that know no stage.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.contracts import AdapterMetadata, ClassInfo, ClassMap, StoreInfo, load_class_map
-from geo.errors import InputError
-from geo.evaluate import EvaluateConfig, evaluate_on_store
-from geo.finetune import FinetuneConfig, check_finetune, train_on_store
-from geo.predict import PredictConfig, check_prediction, predict, predict_scene
-from geo.tiling import TileConfig, check_tiling, tile_scenes
-from geo.vectorize import polygonize
-
-__all__ = [
-    "AdapterMetadata",
-    "ClassInfo",
-    "ClassMap",
-    "EvaluateConfig",
-    "FinetuneConfig",
-    "InputError",
-    "PredictConfig",
-    "StoreInfo",
-    "TileConfig",
-    "check_finetune",
-    "check_prediction",
-    "check_tiling",
-    "evaluate_on_store",
-    "load_class_map",
-    "polygonize",
-    "predict",
-    "predict_scene",
-    "tile_scenes",
-    "train_on_store",
-]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

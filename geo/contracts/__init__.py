@@ -1,19 +1,7 @@
 """What one stage hands the next, parsed and validated once: classes, tile stores, adapters."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.contracts.adapter import AdapterMetadata
-from geo.contracts.classes import IGNORE, ClassInfo, ClassMap, load_class_map
-from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import SPLITS, StoreInfo
-
-__all__ = [
-    "IGNORE",
-    "SPLITS",
-    "AdapterMetadata",
-    "ClassInfo",
-    "ClassMap",
-    "Normalization",
-    "StoreInfo",
-    "load_class_map",
-]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from convlora.metrics import IGNORE_INDEX
+from convlora.config import IGNORE_INDEX
 from geo.errors import InputError
 
 IGNORE = IGNORE_INDEX

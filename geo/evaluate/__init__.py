@@ -1,8 +1,7 @@
 """Evaluation: a trained adapter measured on a labelled tile store (`EvaluateConfig`)."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.evaluate.config import EvaluateConfig
-from geo.evaluate.run import evaluate_on_store
-
-__all__ = ["EvaluateConfig", "evaluate_on_store"]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

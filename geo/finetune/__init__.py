@@ -1,9 +1,7 @@
 """Fine-tuning: SAM with an adapter on a tile store (`FinetuneConfig` -> `train_on_store`)."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.finetune.config import FinetuneConfig
-from geo.finetune.dataset import TileDataset
-from geo.finetune.train import FinetunePlan, check_finetune, train_on_store
-
-__all__ = ["FinetuneConfig", "FinetunePlan", "TileDataset", "check_finetune", "train_on_store"]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -6,8 +6,7 @@ from typing import Literal, Self
 
 from pydantic import field_validator, model_validator
 
-from convlora.config import ADAPTERS, GATES, SAM_VARIANTS, TOKEN_INITS
-from convlora.losses import DEFAULT_LOSS, LOSSES
+from convlora.config import ADAPTERS, DEFAULT_LOSS, GATES, LOSSES, SAM_VARIANTS, TOKEN_INITS
 from convlora.training.config import TrainConfig
 from geo.io.grid import tile_size_problem
 from geo.io.raster import absolute

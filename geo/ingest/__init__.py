@@ -1,29 +1,8 @@
 """Ingest: find the scenes (files in a folder or bucket, or STAC items) a model has not predicted
 yet, so that scheduled runs predict only those; see `geo.ingest.run`."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.ingest.config import IngestConfig
-from geo.ingest.records import RECORD_FILE, IngestRecord
-from geo.ingest.run import (
-    IngestPlan,
-    IngestResult,
-    check_ingest,
-    finish_ingest,
-    plan_ingest,
-    predict_options,
-    run_ingest,
-)
-
-__all__ = [
-    "RECORD_FILE",
-    "IngestConfig",
-    "IngestPlan",
-    "IngestRecord",
-    "IngestResult",
-    "check_ingest",
-    "finish_ingest",
-    "plan_ingest",
-    "predict_options",
-    "run_ingest",
-]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -1,9 +1,7 @@
 """Tiling: labelled scenes into a Zarr tile store (`TileConfig`, `check_tiling`, `tile_scenes`)."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.tiling.config import TileConfig
-from geo.tiling.inputs import TilingRequest, check_tiling, input_files
-from geo.tiling.run import tile_scenes
-
-__all__ = ["TileConfig", "TilingRequest", "check_tiling", "input_files", "tile_scenes"]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -1,17 +1,8 @@
 """Vectorisation: class rasters into measured, styled polygons, one per object, in bounded
 memory (`VectorizeConfig`, `check_vectorize`, `vectorize`)."""
 
-from __future__ import annotations
+import lazy_loader
 
-from geo.vectorize.config import VectorizeConfig
-from geo.vectorize.polygons import polygon_batches, polygonize, write_polygons
-from geo.vectorize.run import check_vectorize, vectorize
-
-__all__ = [
-    "VectorizeConfig",
-    "check_vectorize",
-    "polygon_batches",
-    "polygonize",
-    "vectorize",
-    "write_polygons",
-]
+# The names in __init__.pyi, each imported when first used: a command that needs no torch
+# (`--help`, `tile`) does not pay for importing it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -12,6 +12,10 @@ ADAPTERS = ("conv-lora", "lora", "decoder", "full")
 GATES = ("hard", "soft")
 TARGETS = ("qkv", "proj", "mlp")
 TOKEN_INITS = ("auto", "copy", "copy+noise")
+LOSSES = ("hungarian", "semantic")
+IGNORE_INDEX = 255
+"""Label value that marks pixels no loss or metric counts (nodata, unlabelled, unmapped)."""
+DEFAULT_LOSS = "hungarian"
 
 
 class ConfigError(ConvLoRAInputError):

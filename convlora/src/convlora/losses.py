@@ -13,14 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convlora.config import DEFAULT_LOSS, IGNORE_INDEX, LOSSES
 from convlora.matching import linear_sum_assignment
-from convlora.metrics import IGNORE_INDEX
 from convlora.model import SegmentationOutput
 from convlora.postprocess import PROBA_EPS, normalize_scores, semantic_scores
 
-LOSSES = ("hungarian", "semantic")
 UNLABELLED = -100  # class target of the queries of an image with no labelled pixel (ignored)
-DEFAULT_LOSS = "hungarian"
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

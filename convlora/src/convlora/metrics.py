@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
-"""Label value that marks pixels no loss or metric counts (nodata, unlabelled, unmapped)."""
+from convlora.config import IGNORE_INDEX
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

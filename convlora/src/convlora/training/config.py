@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from convlora.config import DEFAULT_LOSS, LOSSES
 from convlora.errors import ConvLoRAInputError
-from convlora.losses import DEFAULT_LOSS, LOSSES
 
 DEFAULT_EPOCHS = 30
 """Official number of epochs, used when neither `epochs` nor `steps` is given."""

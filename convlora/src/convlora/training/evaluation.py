@@ -9,8 +9,9 @@ from typing import Any, Protocol, cast
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from convlora.config import IGNORE_INDEX
 from convlora.devices import autocast
-from convlora.metrics import IGNORE_INDEX, ConfusionMatrix
+from convlora.metrics import ConfusionMatrix
 from convlora.training.data import Item, ItemDataset
 from convlora.training.distributed import DistInfo, sum_across
 

@@ -18,12 +18,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convlora.checkpoint import load_adapter_into, save_adapter
 from convlora.compile import compile_in_place
-from convlora.config import ModelConfig
+from convlora.config import IGNORE_INDEX, ModelConfig
 from convlora.devices import autocast, resolve_device
 from convlora.errors import ConvLoRAInputError
 from convlora.files import atomic_write_json
 from convlora.losses import build_criterion
-from convlora.metrics import IGNORE_INDEX
 from convlora.model import build_model
 from convlora.training.config import TrainConfig
 from convlora.training.data import EpochPlan, ItemDataset, make_loader, rank_indices

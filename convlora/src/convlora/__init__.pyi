@@ -1,0 +1,33 @@
+"""Types of the names `convlora` imports on first use (read by lazy_loader and mypy)."""
+
+from .aux_loss import pop_aux_loss as pop_aux_loss
+from .band_adapter import BandAdapter as BandAdapter
+from .checkpoint import AdapterMismatchError as AdapterMismatchError
+from .checkpoint import load_adapter as load_adapter
+from .checkpoint import load_adapter_into as load_adapter_into
+from .checkpoint import read_metadata as read_metadata
+from .checkpoint import save_adapter as save_adapter
+from .compile import compile_for_inference as compile_for_inference
+from .config import DEFAULT_LOSS as DEFAULT_LOSS
+from .config import IGNORE_INDEX as IGNORE_INDEX
+from .config import ConfigError as ConfigError
+from .config import ModelConfig as ModelConfig
+from .decoder import SegmentationMaskDecoder as SegmentationMaskDecoder
+from .files import atomic_write_json as atomic_write_json
+from .files import sha256_file as sha256_file
+from .info import parameter_report as parameter_report
+from .inject import inject_adapters as inject_adapters
+from .layers import ConvLoRALinear as ConvLoRALinear
+from .layers import LoRALinear as LoRALinear
+from .layers import NoisyTopOneGate as NoisyTopOneGate
+from .losses import build_criterion as build_criterion
+from .metrics import ConfusionMatrix as ConfusionMatrix
+from .model import SegmentationOutput as SegmentationOutput
+from .model import SegmentationSAM as SegmentationSAM
+from .model import build_model as build_model
+from .postprocess import class_probabilities as class_probabilities
+from .postprocess import semantic_scores as semantic_scores
+from .registry import SAM_VARIANTS as SAM_VARIANTS
+from .registry import build_sam_variant as build_sam_variant
+from .sam_checkpoint import SamCheckpointError as SamCheckpointError
+from .sam_checkpoint import load_sam_checkpoint as load_sam_checkpoint

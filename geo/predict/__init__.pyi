@@ -1,0 +1,14 @@
+"""Types of the names `geo.predict` imports on first use (read by lazy_loader and mypy)."""
+
+from .config import PredictConfig as PredictConfig
+from .local import DEFAULT_BATCH as DEFAULT_BATCH
+from .local import predict as predict
+from .local import predict_planned as predict_planned
+from .model import load_model as load_model
+from .plan import PredictionPlan as PredictionPlan
+from .plan import check_prediction as check_prediction
+from .run import predict_scene as predict_scene
+from .run import predict_scene_into as predict_scene_into
+from .scene import Scene as Scene
+from .scene import output_paths as output_paths
+from .scene import prepare_scene as prepare_scene

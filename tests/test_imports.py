@@ -1,0 +1,54 @@
+"""Packages import their names on first use (lazy-loader stubs): every name resolves, and a
+command that needs no model does not pay for importing torch and SAM."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+LAZY_PACKAGES = [
+    "convlora",
+    "geo",
+    "geo.contracts",
+    "geo.evaluate",
+    "geo.finetune",
+    "geo.ingest",
+    "geo.predict",
+    "geo.tiling",
+    "geo.vectorize",
+]
+HEAVY = ("torch", "segment_anything", "torchvision")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The HEAVY modules loaded by a fresh interpreter that runs `code`."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return [name for name in out.stdout.strip().split(",") if name]
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_every_public_name_resolves(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__all__, f"{package} exports nothing"
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+        assert name in dir(module)
+    with pytest.raises(AttributeError):
+        _ = module.no_such_name
+
+
+def test_help_and_tiling_load_no_model_code() -> None:
+    """`convlora-geo --help` builds every subcommand's options from the stage configs; tiling
+    and vectorising need rasters and vectors only."""
+    assert loaded_after("from flows.cli import build_parser\nbuild_parser()") == []
+    code = "import geo\ngeo.TileConfig, geo.tile_scenes, geo.polygonize, geo.StoreInfo"
+    assert loaded_after(code) == []
+
+
+def test_model_names_load_the_model_stack() -> None:
+    """The lazy names are the real ones: asking for a model builder imports torch and SAM."""
+    assert loaded_after("import convlora\nconvlora.build_model") == list(HEAVY)
