@@ -43,10 +43,11 @@ def test_every_public_name_resolves(package: str) -> None:
 
 def test_help_and_tiling_load_no_model_code() -> None:
     """`convlora-geo --help` builds every subcommand's options from the stage configs; tiling
-    and vectorising need rasters and vectors only."""
+    (the library and the `tile` flow) and vectorising need rasters and vectors only."""
     assert loaded_after("from flows.cli import build_parser\nbuild_parser()") == []
     code = "import geo\ngeo.TileConfig, geo.tile_scenes, geo.polygonize, geo.StoreInfo"
     assert loaded_after(code) == []
+    assert loaded_after("import flows.tile\nfrom geo.vectorize import vectorize") == []
 
 
 def test_model_names_load_the_model_stack() -> None:
