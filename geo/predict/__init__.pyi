@@ -4,7 +4,6 @@ from .config import PredictConfig as PredictConfig
 from .local import DEFAULT_BATCH as DEFAULT_BATCH
 from .local import predict as predict
 from .local import predict_planned as predict_planned
-from .model import load_model as load_model
 from .plan import PredictionPlan as PredictionPlan
 from .plan import check_prediction as check_prediction
 from .run import predict_scene as predict_scene

@@ -13,9 +13,9 @@ GATES = ("hard", "soft")
 TARGETS = ("qkv", "proj", "mlp")
 TOKEN_INITS = ("auto", "copy", "copy+noise")
 LOSSES = ("hungarian", "semantic")
+DEFAULT_LOSS = "hungarian"
 IGNORE_INDEX = 255
 """Label value that marks pixels no loss or metric counts (nodata, unlabelled, unmapped)."""
-DEFAULT_LOSS = "hungarian"
 
 
 class ConfigError(ConvLoRAInputError):
