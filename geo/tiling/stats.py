@@ -9,6 +9,7 @@ the blocks that tile it (whatever their layout) and a resumed run (`sample_cores
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -82,10 +83,17 @@ def _band_statistics(values: np.ndarray) -> tuple[float, float, float, float]:
     """Mean and std of one band's values clipped to CLIP_PERCENTILES, its 2 and 98 percentiles.
     Sorted in their own dtype (faster than in float64), and converted to float64 band by band
     (a few fresh float64 copies of all bands cost more than the arithmetic)."""
-    ordered = np.sort(values)
+    ordered = np.sort(values, kind=_sort_kind(values.dtype))
     low, p2, p98, high = _percentiles(ordered, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]])
     clipped = np.clip(ordered, low, high, dtype=np.float64)
     return float(clipped.mean()), float(clipped.std()), float(p2), float(p98)
+
+
+def _sort_kind(dtype: np.dtype) -> Literal["stable"] | None:
+    """NumPy's fastest sort of a dtype: a radix sort (its stable sort) for integers of one or
+    two bytes, about 7x its quicksort on a million int16 values; quicksort for the others,
+    which it sorts with SIMD (where its stable sort is 10x slower)."""
+    return "stable" if dtype.kind in "iub" and dtype.itemsize <= 2 else None
 
 
 def _percentiles(ordered: np.ndarray, percents: Sequence[float]) -> np.ndarray:

@@ -157,3 +157,25 @@ def test_inf_and_absurd_pixels_leave_the_statistics_finite_and_close(
     json.loads(text, parse_constant=lambda c: pytest.fail(f"zarr.json holds {c}"))
     warnings = [r.getMessage() for r in caplog.records if "infinite" in r.getMessage()]
     assert warnings == [f"{dirty}: 3 pixels hold infinite values; they are treated as nodata"]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int32", "float32"])
+def test_statistics_are_numpys_percentiles_and_clipped_moments_in_every_dtype(dtype: str) -> None:
+    """Whichever sort each dtype gets (a radix sort for one- and two-byte integers), the band
+    statistics are np.percentile's 2nd and 98th and the mean and std of the values clipped to
+    the 0.1 and 99.9 percentiles."""
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if dtype != "float32" else np.finfo(dtype)
+    values = np.clip(rng.normal(100, 40, size=(2, 50_001)), max(info.min, -1e4), info.max)
+    values[:, :7] = info.max  # a few absurd values, clipped away for the moments
+    samples = [values[:, :20_000].astype(dtype), values[:, 20_000:].astype(dtype)]
+    got = summarize(samples)
+    pooled = np.concatenate(samples, axis=1).astype(np.float64)
+    assert got is not None
+    for band, row in enumerate(pooled):
+        low, p2, p98, high = np.percentile(row, [0.1, 2, 98, 99.9])
+        clipped = np.clip(row, low, high)
+        assert got.p2[band] == pytest.approx(p2, rel=1e-12)
+        assert got.p98[band] == pytest.approx(p98, rel=1e-12)
+        assert got.mean[band] == pytest.approx(clipped.mean(), rel=1e-9)
+        assert got.std[band] == pytest.approx(clipped.std(), rel=1e-9)
