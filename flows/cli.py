@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or one line about a bad argument
         return int(exc.code or 0)
+    if argv is None and getattr(args, "flows", False):  # this process's own command line
+        from flows.local_server import start_early
+
+        start_early()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,15 +1,19 @@
 """With nothing but defaults, tiling at 256 px, training the tiny SAM and predicting use 256 px
-windows throughout: the adapter metadata and the prediction manifest say so."""
+windows throughout: the adapter metadata and the prediction manifest say so. Without a Prefect
+API configured, each flow command reports to a temporary local server of its own, which keeps
+the runs and their logs in PREFECT_HOME and is gone when the command ends."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from geo.contracts import AdapterMetadata
@@ -39,7 +43,11 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
     for args in steps:
         done = cli(*args, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert "Error logging to API" not in done.stderr and "Traceback" not in done.stderr
     seconds = time.perf_counter() - started
+    assert not [p for p in psutil.process_iter(["cmdline"]) if _serves(p, env["PREFECT_HOME"])]
+    runs = flow_runs(Path(env["PREFECT_HOME"]) / "prefect.db")
+    assert runs.get("tile") == "COMPLETED" and runs.get("predict") == "COMPLETED", runs
     adapter = AdapterMetadata.read(run)
     assert adapter.tile_size == adapter.image_size == 256 and adapter.overlap == 32
     manifest = json.loads((out / f"{SCENE.stem}_manifest.json").read_text())
@@ -47,3 +55,28 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
     assert manifest["parameters"]["overlap"] == 32
     assert (out / f"{SCENE.stem}_quicklook.png").stat().st_size > 1000
     print(f"tile + train 20 steps + predict with defaults: {seconds:.0f} s")
+
+
+def flow_runs(database: Path) -> dict[str, str]:
+    """The state of the latest run of each flow in a Prefect database, of runs whose last log
+    line ("Finished in state ...") reached the server before it stopped."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = "
+            "flow_run.flow_id WHERE flow_run.parent_task_run_id IS NULL AND EXISTS (SELECT 1 "
+            "FROM log WHERE log.flow_run_id = flow_run.id AND log.message LIKE 'Finished in%') "
+            "ORDER BY flow_run.created"
+        ).fetchall()
+    return dict(rows)
+
+
+def _serves(process: psutil.Process, prefect_home: str) -> bool:
+    """Whether a process is a temporary Prefect server of that PREFECT_HOME."""
+    try:
+        cmdline = process.info["cmdline"] or []
+        return (
+            "flows.local_server" in cmdline
+            and process.environ().get("PREFECT_HOME") == prefect_home
+        )
+    except psutil.Error:
+        return False

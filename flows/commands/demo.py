@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from flows.local_server import run_flow
+
 QGIS_HELP = """
 Look first: {quicklook}
   (the predicted classes over the scene, with a legend; any image viewer opens it)
@@ -22,14 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run tile, fine-tune and predict on bundled sample data")
     p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     p.add_argument("--steps", type=int, default=300, help="training steps")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flows=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.demo import demo_flow
     from flows.finetune import class_ious
 
-    result = demo_flow(out=args.out, steps=args.steps)
+    result = run_flow("flows.demo", "demo_flow", out=args.out, steps=args.steps)
     outputs, validation = result["outputs"], result["validation"]
     print("\nDemo finished. Outputs:")
     for name, path in outputs.items():

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from flows.commands import add_command
+from flows.local_server import run_flow
 from flows.parameters import FINETUNE
 
 
@@ -15,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile the scenes into --store (reused while inputs are unchanged), "
         "fine-tune SAM into --out and evaluate the best adapter on the validation split.",
     )  # fmt: skip
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flows=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +29,6 @@ def run(args: argparse.Namespace) -> int:
     train = FINETUNE.build(FinetuneConfig, values)
     request = check_tiling(tile)  # bad input stops here, before Prefect starts
     check_run_settings(train, request.tile_size)
-    from flows.finetune import finetune_flow
-
     params = {name: values[name] for name in FINETUNE.names}
-    print(json.dumps(finetune_flow(**params), indent=2))
+    print(json.dumps(run_flow("flows.finetune", "finetune_flow", **params), indent=2))
     return 0

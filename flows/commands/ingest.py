@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from flows.commands import add_command
+from flows.local_server import run_flow
 from flows.parameters import INGEST
 
 
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "this model has not predicted yet. Files it cannot read are skipped with a warning and "
         "recorded; an ingest record in the output folder makes reruns predict nothing twice.",
     )  # fmt: skip
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flows=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +26,7 @@ def run(args: argparse.Namespace) -> int:
     values = INGEST.values(args)
     ingest = INGEST.build(IngestConfig, values)
     check_ingest(ingest, predict_options(ingest, values))  # before Prefect starts
-    from flows.ingest import ingest_flow
-
-    result = ingest_flow(**values)
+    result = run_flow("flows.ingest", "ingest_flow", **values)
     print(
         f"{result['new']} new of {result['found']} scene(s): {len(result['predicted'])} "
         f"predicted into {result['out']}, {len(result['refused'])} skipped, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flows.commands import add_command
+from flows.local_server import run_flow
 from flows.parameters import PREDICT
 
 
@@ -12,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "predict", PREDICT, help="predict scenes into COGs and GeoPackage polygons"
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flows=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,8 +21,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = PREDICT.build(PredictConfig, PREDICT.values(args))
     check_prediction(config)  # bad input stops here, before Prefect starts
-    from flows.predict import predict_flow
-
-    for outputs in predict_flow(**config.params()):
+    for outputs in run_flow("flows.predict", "predict_flow", **config.params()):
         print("\n".join(f"{name}: {path}" for name, path in outputs.items()))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flows.commands import add_command
+from flows.local_server import run_flow
 from flows.parameters import TILE
 
 
@@ -14,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile labelled scenes into a Zarr tile store (reused when run again with "
         "the same inputs; an interrupted run resumes).",
     )  # fmt: skip
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flows=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,8 +23,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = TILE.build(TileConfig, TILE.values(args))
     check_tiling(config)  # bad input stops here, before Prefect starts
-    from flows.tile import tile_flow
-
-    store = tile_flow(**config.params())
+    store = run_flow("flows.tile", "tile_flow", **config.params())
     print(f"tile store: {store}\ntile index (open in QGIS): {store}/tile_index.gpkg")
     return 0

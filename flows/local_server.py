@@ -1,0 +1,160 @@
+"""Prefect's temporary local server for one command, started as soon as the command line is read.
+
+Without a Prefect API configured, Prefect starts a temporary server at a flow's first API call:
+it imports its server application into the command's own process (3-4 s on a 2-core machine),
+then starts a server process that imports it again, and only then runs the flow. A command
+that runs flows (`start_early`, called once its arguments are parsed) starts that same server,
+Prefect's `create_app` as an ephemeral application (no UI, no services, its database in
+PREFECT_HOME as always), in a process of its own, on a socket this process has already bound,
+while the command imports what it needs, checks its inputs and loads its model: on a 2-core
+machine `tile` on the demo scene took 14-21 s the first way and 11-14 s this way, `predict`
+21-26 s and 11-15 s. The flows then report to it (`prefect_api`). A
+configured API (PREFECT_API_URL, in the environment or the profile) is used as it is, and where
+Prefect's temporary server is switched off none is started.
+
+`python -m flows.local_server FD` serves the API on the listening socket FD.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+log = logging.getLogger(__name__)
+STOP_SECONDS = 5  # how long the server may take to stop before it is killed
+_early: list[_Server] = []  # the server `start_early` started, until a flow block takes it
+
+
+def start_early() -> None:
+    """Start the temporary server now, unless PREFECT_API_URL is set (a profile that sets it,
+    or one that switches the temporary server off, stops it again in `prefect_api`). It stops
+    when the process exits, if no flow block took it."""
+    if os.environ.get("PREFECT_API_URL") or _early:
+        return
+    server = _Server()
+    atexit.register(server.stop)
+    _early.append(server)
+
+
+@contextmanager
+def prefect_api() -> Iterator[Callable[[], None]]:
+    """The Prefect API for the flows run inside the block: the configured one, else a temporary
+    local server (the one `start_early` started, or one started now), stopped on leaving once
+    the flow runs' logs and events are sent. Yields `ready()`, which waits until the API
+    answers: call it after the imports, before the first flow."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_UI_URL,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    settings = get_current_settings()
+    server = _early.pop() if _early else None
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        if server is not None:
+            server.stop()
+        yield lambda: None
+        return
+    server = server or _Server(
+        {**os.environ, **settings.to_environment_variables(exclude_unset=True)}
+    )
+    timeout = settings.server.ephemeral.startup_timeout_seconds
+    log.info(
+        "reporting to a temporary Prefect server at %s (with `prefect server start` running "
+        "and PREFECT_API_URL set, commands start sooner and keep their runs in view)",
+        server.api_url,
+    )
+    try:
+        # no UI: no "View at" link to a page that is not served
+        with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}):
+            yield lambda: server.ready(timeout)
+            _send_pending()
+    finally:
+        server.stop()
+
+
+def run_flow(module: str, flow: str, **params: Any) -> Any:
+    """Import the flow `flow` of `module` and run it with `params`, reporting to `prefect_api`."""
+    with prefect_api() as ready:
+        function = getattr(importlib.import_module(module), flow)
+        ready()
+        return function(**params)
+
+
+class _Server:
+    """A server process listening on a loopback port bound here (no other process can take it
+    meanwhile; connections wait in the socket's queue until the server accepts them)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        """Start it, with `env` (default: this process's environment)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            self.api_url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+            fd = listener.fileno()
+            command = [sys.executable, "-m", __name__, str(fd)]
+            self.process = subprocess.Popen(command, pass_fds=(fd,), env=env)
+        self.started = time.monotonic()
+        self.answered = False
+
+    def ready(self, timeout: float) -> None:
+        """Wait until the API answers; RuntimeError when the server exits or does not answer
+        within `timeout` seconds of its start (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)."""
+        while not self.answered:
+            left = timeout - (time.monotonic() - self.started)
+            if self.process.poll() is not None or left <= 0:
+                state = f"exited with status {self.process.returncode}" if left > 0 else (
+                    f"did not answer within {timeout:.0f} s")  # fmt: skip
+                raise RuntimeError(f"Prefect's temporary local server {state}")
+            health = f"{self.api_url}/health"
+            with suppress(OSError), urllib.request.urlopen(health, timeout=left) as answer:
+                self.answered = answer.status == 200
+            if not self.answered:
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the server (killed when it takes longer than STOP_SECONDS); again: nothing."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _send_pending() -> None:
+    """Send the logs and events that Prefect's background workers still hold (as Prefect's test
+    harness does before it stops its server)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    with suppress(RuntimeError):  # no log worker was started
+        APILogWorker.instance().drain()
+    EventsWorker.drain_all()
+
+
+def serve(fd: int) -> None:
+    """Serve Prefect's API as an ephemeral application on the listening socket `fd`."""
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    app = create_app(ephemeral=True, final=True)
+    config = uvicorn.Config(app, log_level="error", lifespan="on")
+    uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
