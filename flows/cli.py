@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
+from flows.local_server import start_early
 from flows.logs import forward_library_logs
 
 COMMANDS = (
@@ -82,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or one line about a bad argument
         return int(exc.code or 0)
     if argv is None and getattr(args, "flows", False):  # this process's own command line
-        from flows.local_server import start_early
-
         start_early()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -50,8 +50,8 @@ def start_early() -> None:
 def prefect_api() -> Iterator[Callable[[], None]]:
     """The Prefect API for the flows run inside the block: the configured one, else a temporary
     local server (the one `start_early` started, or one started now), stopped on leaving once
-    the flow runs' logs and events are sent. Yields `ready()`, which waits until the API
-    answers: call it after the imports, before the first flow."""
+    the flow runs' logs and events are sent (a failed run's too). Yields `ready()`, which waits
+    until the API answers: call it after the imports, before the first flow."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_UI_URL,
@@ -78,8 +78,10 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     try:
         # no UI: no "View at" link to a page that is not served
         with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}):
-            yield lambda: server.ready(timeout)
-            _send_pending()
+            try:
+                yield lambda: server.ready(timeout)
+            finally:  # a failed flow's logs too
+                _send_pending()
     finally:
         server.stop()
 

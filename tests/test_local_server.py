@@ -20,6 +20,12 @@ def echo_flow(value: int) -> int:
     return value
 
 
+@flow(name="refuse", retries=0)
+def refuse_flow() -> None:
+    """A flow that fails."""
+    raise ValueError("refused on purpose")
+
+
 def test_a_configured_api_stops_the_early_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     local_server.start_early()
@@ -33,12 +39,24 @@ def test_a_configured_api_stops_the_early_server(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.prefect
 def test_without_an_api_a_flow_reports_to_a_temporary_server(tmp_path: Path) -> None:
     """In-process (no early start): the server gets this process's settings (its PREFECT_HOME
-    here), runs the flow, keeps its run and is stopped afterwards."""
+    here) and keeps each flow's run with its last log line, a failed run's too."""
     with temporary_settings({PREFECT_API_URL: None, PREFECT_HOME: tmp_path}):
         assert local_server.run_flow(__name__, "echo_flow", value=7) == 7
-    with sqlite3.connect(tmp_path / "prefect.db") as db:
-        states = db.execute(
-            "SELECT flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id "
-            "WHERE flow.name = 'echo'"
+        with pytest.raises(ValueError, match="refused on purpose"):
+            local_server.run_flow(__name__, "refuse_flow")
+    assert last_lines(tmp_path / "prefect.db") == {
+        "echo": ("COMPLETED", "Finished in state Completed()"),
+        "refuse": ("FAILED", "Finished in state Failed('Flow run encountered an exception: "
+                   "ValueError: refused on purpose')"),
+    }  # fmt: skip
+
+
+def last_lines(database: Path) -> dict[str, tuple[str, str]]:
+    """Each flow's run state and the last log line of the run that reached the server."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT flow.name, flow_run.state_type, log.message FROM flow_run "
+            "JOIN flow ON flow.id = flow_run.flow_id JOIN log ON log.flow_run_id = flow_run.id "
+            "ORDER BY log.timestamp"
         ).fetchall()
-    assert states == [("COMPLETED",)]
+    return {name: (state, message) for name, state, message in rows}
