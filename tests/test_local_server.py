@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 from prefect import flow
-from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_SERVER_DATABASE_CONNECTION_URL,
+    temporary_settings,
+)
 
 from flows import local_server
 from tests.support.cli import NO_SERVER
@@ -38,13 +42,16 @@ def test_a_configured_api_stops_the_early_server(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_without_an_api_a_flow_reports_to_a_temporary_server(tmp_path: Path) -> None:
-    """In-process (no early start): the server gets this process's settings (its PREFECT_HOME
-    here) and keeps each flow's run with its last log line, a failed run's too."""
-    with temporary_settings({PREFECT_API_URL: None, PREFECT_HOME: tmp_path}):
+    """In-process (no early start): the server gets this process's settings (its database here,
+    set explicitly: another test's Prefect harness may have set one for the whole process) and
+    keeps each flow's run with its last log line, a failed run's too."""
+    database = tmp_path / "prefect.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    with temporary_settings({PREFECT_API_URL: None, PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
         assert local_server.run_flow(__name__, "echo_flow", value=7) == 7
         with pytest.raises(ValueError, match="refused on purpose"):
             local_server.run_flow(__name__, "refuse_flow")
-    assert last_lines(tmp_path / "prefect.db") == {
+    assert last_lines(database) == {
         "echo": ("COMPLETED", "Finished in state Completed()"),
         "refuse": ("FAILED", "Finished in state Failed('Flow run encountered an exception: "
                    "ValueError: refused on purpose')"),
