@@ -85,12 +85,6 @@ class FinetuneConfig(StageConfig):
         None, help="stop after this many epochs without a better validation mIoU", ge=1
     )
     augment: bool = option(True, help="random flips and quarter turns of training tiles")
-    augment_invert: bool = option(
-        False,
-        help="also negate the normalised bands of every other training tile at random (with "
-        "--augment): dark becomes bright, so the model learns objects by shape, for objects "
-        "seen both dark and bright (fields, pivots in other seasons)",
-    )
     seed: int = option(42686693, help="seed of weights, data order and augmentation", ge=0)
     checkpoint_every: int = option(50, help="optimiser steps between resumable checkpoints", ge=1)
     log_every: int = option(10, help="optimiser steps between metrics.jsonl lines", ge=1)

@@ -1,5 +1,4 @@
-"""A torch Dataset over a tile store: normalised tiles, labels, valid masks, D4 augmentation and
-band inversion."""
+"""A torch Dataset over a tile store: normalised tiles, labels, valid masks, D4 augmentation."""
 
 from __future__ import annotations
 
@@ -49,9 +48,7 @@ class TileDataset(Dataset):
     - index: int, the tile's index in the store (its row in `tile_index.gpkg`)
 
     With `augment`, each item gets one of the 8 flips/quarter turns, drawn from (seed, epoch,
-    store index), and with `invert` too, every other tile on average has its normalised bands
-    negated (dark becomes bright: the model must learn shapes, not brightness). Call `set_epoch`
-    before each epoch; the same epoch gives the same tiles, in any
+    store index): call `set_epoch` before each epoch; the same epoch gives the same tiles, in any
     worker and after a resume. The store is opened lazily in each process, so the dataset pickles
     to DataLoader workers (keep `persistent_workers=False` when calling `set_epoch`).
     `normalization` replaces the store's statistics (e.g. a trained adapter's, for evaluation);
@@ -63,7 +60,6 @@ class TileDataset(Dataset):
         store: StoreInfo | str | Path,
         split: str = "train",
         augment: bool = False,
-        invert: bool = False,
         seed: int = 0,
         normalization: Normalization | None = None,
         labelled_only: bool = False,
@@ -73,7 +69,6 @@ class TileDataset(Dataset):
         self.store = store if isinstance(store, StoreInfo) else StoreInfo.read(store)
         self.store_path = str(self.store.path)
         self.split, self.augment, self.seed, self.epoch = split, augment, seed, 0
-        self.invert = augment and invert
         self.normalization = normalization or self.store.normalization
         codes = read_split(self.store_path)
         chosen = np.isin(codes, SPLITS[split])
@@ -102,19 +97,9 @@ class TileDataset(Dataset):
 
     def transform_of(self, store_index: int) -> int:
         """The D4 element (0..7) applied to a tile in the current epoch (0 without augment)."""
-        return self._draws(store_index)[0]
-
-    def inverted(self, store_index: int) -> bool:
-        """Whether the tile's normalised bands are negated in the current epoch (with `invert`:
-        every other tile on average)."""
-        return self._draws(store_index)[1]
-
-    def _draws(self, store_index: int) -> tuple[int, bool]:
         if not self.augment:
-            return 0, False
-        rng = np.random.default_rng([self.seed, self.epoch, int(store_index)])
-        k = int(rng.integers(8))
-        return k, self.invert and bool(rng.random() < 0.5)
+            return 0
+        return int(np.random.default_rng([self.seed, self.epoch, int(store_index)]).integers(8))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -140,9 +125,7 @@ class TileDataset(Dataset):
         label[~valid] = IGNORE
         if index in self.held_out:
             label[_burn(self.held_out[index], label.shape)] = IGNORE
-        k, inverted = self._draws(index)
-        if inverted:
-            image = -image
+        k = self.transform_of(index)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(d4(image, k))),
             "label": torch.from_numpy(np.ascontiguousarray(d4(label, k))),

@@ -185,9 +185,8 @@ def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
         return train_in_processes(config)
     store = plan.store
     train_set = TileDataset(
-        store, "train", augment=config.augment, invert=config.augment_invert,
-        seed=plan.train.seed, labelled_only=True,
-    )  # fmt: skip
+        store, "train", augment=config.augment, seed=plan.train.seed, labelled_only=True
+    )
     val_set = TileDataset(store, "val", augment=False, labelled_only=True)
     if len(train_set) == 0:
         raise InputError(f"{config.store}: no training tile holds a labelled pixel")

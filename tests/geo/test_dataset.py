@@ -72,25 +72,6 @@ def test_d4_augmentation_is_deterministic_and_consistent(store: Path) -> None:
     assert [aug.transform_of(int(i)) for i in aug.indices] == before
 
 
-def test_band_inversion_negates_about_half_the_tiles_and_keeps_the_flips(store: Path) -> None:
-    aug = TileDataset(store, "all", augment=True, seed=7)
-    inv = TileDataset(store, "all", augment=True, invert=True, seed=7)
-    negated = 0
-    for epoch in range(4):
-        aug.set_epoch(epoch)
-        inv.set_epoch(epoch)
-        for i in range(len(inv)):
-            a, b = aug[i], inv[i]
-            assert inv.transform_of(b["index"]) == aug.transform_of(a["index"])
-            assert torch.equal(b["label"], a["label"]) and torch.equal(b["valid"], a["valid"])
-            sign = -1.0 if inv.inverted(b["index"]) else 1.0
-            assert torch.equal(b["image"], sign * a["image"])
-            negated += int(sign < 0)
-    total = 4 * len(inv)
-    assert 0.3 * total < negated < 0.7 * total
-    assert not TileDataset(store, "all", invert=True).inverted(int(inv.indices[0]))
-
-
 def test_training_tiles_leave_out_what_they_share_with_validation(store: Path) -> None:
     """Tiles overlap by 16 px: the labels a training tile shares with a validation tile are
     255 in training, the rest as tiled; validation tiles are whole."""
