@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from geo.contracts import AdapterMetadata
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
+from tests.support.prefect_db import last_lines
 
 
 def cli(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -46,8 +46,10 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
         assert "Error logging to API" not in done.stderr and "Traceback" not in done.stderr
     seconds = time.perf_counter() - started
     assert not [p for p in psutil.process_iter(["cmdline"]) if _serves(p, env["PREFECT_HOME"])]
-    runs = flow_runs(Path(env["PREFECT_HOME"]) / "prefect.db")
-    assert runs.get("tile") == "COMPLETED" and runs.get("predict") == "COMPLETED", runs
+    runs = last_lines(Path(env["PREFECT_HOME"]) / "prefect.db")
+    for name in ("tile", "predict"):  # completed, and the run's last log line was delivered
+        state, line = runs.get(name, ("", ""))
+        assert state == "COMPLETED" and line.startswith("Finished in"), runs
     adapter = AdapterMetadata.read(run)
     assert adapter.tile_size == adapter.image_size == 256 and adapter.overlap == 32
     manifest = json.loads((out / f"{SCENE.stem}_manifest.json").read_text())
@@ -55,19 +57,6 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
     assert manifest["parameters"]["overlap"] == 32
     assert (out / f"{SCENE.stem}_quicklook.png").stat().st_size > 1000
     print(f"tile + train 20 steps + predict with defaults: {seconds:.0f} s")
-
-
-def flow_runs(database: Path) -> dict[str, str]:
-    """The state of the latest run of each flow in a Prefect database, of runs whose last log
-    line ("Finished in state ...") reached the server before it stopped."""
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = "
-            "flow_run.flow_id WHERE flow_run.parent_task_run_id IS NULL AND EXISTS (SELECT 1 "
-            "FROM log WHERE log.flow_run_id = flow_run.id AND log.message LIKE 'Finished in%') "
-            "ORDER BY flow_run.created"
-        ).fetchall()
-    return dict(rows)
 
 
 def _serves(process: psutil.Process, prefect_home: str) -> bool:

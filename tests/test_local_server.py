@@ -3,7 +3,6 @@ configured after all, and, without one, serving the flows of the command and gon
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from prefect.settings import (
 
 from flows import local_server
 from tests.support.cli import NO_SERVER
+from tests.support.prefect_db import last_lines
 
 
 @flow(name="echo")
@@ -56,14 +56,3 @@ def test_without_an_api_a_flow_reports_to_a_temporary_server(tmp_path: Path) -> 
         "refuse": ("FAILED", "Finished in state Failed('Flow run encountered an exception: "
                    "ValueError: refused on purpose')"),
     }  # fmt: skip
-
-
-def last_lines(database: Path) -> dict[str, tuple[str, str]]:
-    """Each flow's run state and the last log line of the run that reached the server."""
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT flow.name, flow_run.state_type, log.message FROM flow_run "
-            "JOIN flow ON flow.id = flow_run.flow_id JOIN log ON log.flow_run_id = flow_run.id "
-            "ORDER BY log.timestamp"
-        ).fetchall()
-    return {name: (state, message) for name, state, message in rows}
