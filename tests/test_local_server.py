@@ -15,7 +15,7 @@ from prefect.settings import (
 
 from flows import local_server
 from tests.support.cli import NO_SERVER
-from tests.support.prefect_db import last_lines
+from tests.support.prefect_db import block_type_count, last_lines
 
 
 @flow(name="echo")
@@ -44,7 +44,8 @@ def test_a_configured_api_stops_the_early_server(monkeypatch: pytest.MonkeyPatch
 def test_without_an_api_a_flow_reports_to_a_temporary_server(tmp_path: Path) -> None:
     """In-process (no early start): the server gets this process's settings (its database here,
     set explicitly: another test's Prefect harness may have set one for the whole process) and
-    keeps each flow's run with its last log line, a failed run's too."""
+    keeps each flow's run with its last log line, a failed run's too; it registers no block
+    types (they cost seconds at every start and these flows use none)."""
     database = tmp_path / "prefect.db"
     url = f"sqlite+aiosqlite:///{database}"
     with temporary_settings({PREFECT_API_URL: None, PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
@@ -56,3 +57,4 @@ def test_without_an_api_a_flow_reports_to_a_temporary_server(tmp_path: Path) -> 
         "refuse": ("FAILED", "Finished in state Failed('Flow run encountered an exception: "
                    "ValueError: refused on purpose')"),
     }  # fmt: skip
+    assert block_type_count(database) == 0

@@ -16,3 +16,9 @@ def last_lines(database: Path) -> dict[str, tuple[str, str]]:
             "WHERE flow_run.parent_task_run_id IS NULL ORDER BY flow_run.created, log.timestamp"
         ).fetchall()
     return {name: (state, message) for name, state, message in rows}
+
+
+def block_type_count(database: Path) -> int:
+    """How many block types the server registered."""
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT count(*) FROM block_type").fetchone()[0]
