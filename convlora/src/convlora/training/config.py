@@ -41,7 +41,7 @@ class TrainConfig:
         class_weights: one weight per class for the loss, or None.
         device: "auto", "cpu", "cuda", "cuda:1", ...
         seed: seeds weights, data order, augmentation and every random generator.
-        checkpoint_every: optimiser steps between resumable checkpoints (and at each epoch end).
+        checkpoint_every: optimiser steps between resumable checkpoints (and one at the end).
         log_every: optimiser steps between `metrics.jsonl` step lines.
         early_stop_patience: epochs without a better validation mIoU before stopping, or None.
         num_workers: DataLoader worker processes.

@@ -288,7 +288,7 @@ class Trainer:
             if end_of_epoch or budget_spent:
                 self.end_epoch(lr, throughput, partial=not end_of_epoch)
                 st.finished = st.finished or budget_spent
-            if end_of_epoch or st.finished or st.step % self.cfg.checkpoint_every == 0:
+            if st.finished or st.step % self.cfg.checkpoint_every == 0:
                 self.save_last()
             if end_of_epoch or st.finished:
                 return
