@@ -19,6 +19,7 @@ from flows.logs import forward_library_logs
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
+FLOW_COMMANDS = ("demo", "tile", "finetune", "predict", "ingest")  # the ones that run flows
 OUT_OF_MEMORY = (
     "out of memory; lower --batch-size (or --tile-size / --image-size) and run the same "
     "command again"
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def runs_flows(words: Sequence[str]) -> bool:
+    """Whether a command line names a command that runs Prefect flows (and asks for no help)."""
+    command = next((word for word in words if not word.startswith("-")), None)
+    return command in FLOW_COMMANDS and not {"-h", "--help"} & set(words)
+
+
 def error(command: str, message: str) -> int:
     """Print `message` as one line (whatever the library wrote) and return exit status 2."""
     print(f"convlora-geo {command}: error: {' '.join(message.split())}", file=sys.stderr)
@@ -78,12 +85,12 @@ def error(command: str, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    if argv is None and runs_flows(sys.argv[1:]):  # this process's own command line
+        start_early()  # before the parser is built (about a second on a 2-core machine)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or one line about a bad argument
         return int(exc.code or 0)
-    if argv is None and getattr(args, "flows", False):  # this process's own command line
-        start_early()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from importlib import import_module
 
 import pytest
 
-from flows.cli import build_parser
+from flows import cli
+from flows.cli import FLOW_COMMANDS, build_parser, runs_flows
 from flows.options import Options
 from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN, VECTORIZE
 from geo.errors import InputError
@@ -99,3 +101,28 @@ def test_values_are_checked_once_with_one_line_naming_the_flag() -> None:
         FinetuneConfig.parse({"store": "s.zarr", "out": "r", "steps": 2, "epochs": 1})
     with pytest.raises(InputError, match=r"^--device 'tpu'|^--device tpu: not a device"):
         FinetuneConfig.parse({"store": "s.zarr", "out": "r", "device": "tpu"})
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["tile", "a.tif", "--labels", "l.gpkg"], True),
+        (["-v", "predict", "a.tif", "--model", "run"], True),
+        (["predict", "--help"], False),
+        (["train", "store.zarr", "--out", "run"], False),
+        (["--help"], False),
+        ([], False),
+    ],
+)
+def test_flow_commands_are_known_before_parsing(words: list[str], expected: bool) -> None:
+    assert runs_flows(words) is expected
+
+
+def test_flow_commands_are_the_ones_that_run_flows() -> None:
+    """The commands that start Prefect's temporary server early are those whose module reaches
+    the Prefect API (`run_flow` or `prefect_api`)."""
+    reaching = {
+        name for name in cli.COMMANDS
+        if {"run_flow", "prefect_api"} & set(vars(import_module(f"flows.commands.{name}")))
+    }  # fmt: skip
+    assert reaching == set(FLOW_COMMANDS)

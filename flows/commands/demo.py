@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run tile, fine-tune and predict on bundled sample data")
     p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     p.add_argument("--steps", type=int, default=300, help="training steps")
-    p.set_defaults(run=run, flows=True)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

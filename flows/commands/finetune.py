@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile the scenes into --store (reused while inputs are unchanged), "
         "fine-tune SAM into --out and evaluate the best adapter on the validation split.",
     )  # fmt: skip
-    p.set_defaults(run=run, flows=True)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

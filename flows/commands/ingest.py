@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "this model has not predicted yet. Files it cannot read are skipped with a warning and "
         "recorded; an ingest record in the output folder makes reruns predict nothing twice.",
     )  # fmt: skip
-    p.set_defaults(run=run, flows=True)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "predict", PREDICT, help="predict scenes into COGs and GeoPackage polygons"
     )
-    p.set_defaults(run=run, flows=True)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile labelled scenes into a Zarr tile store (reused when run again with "
         "the same inputs; an interrupted run resumes).",
     )  # fmt: skip
-    p.set_defaults(run=run, flows=True)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
