@@ -1,9 +1,9 @@
-"""Prefect's temporary local server for one command, started as soon as the command line is read.
+"""Prefect's temporary local server for one command, started as soon as the command starts.
 
 Without a Prefect API configured, Prefect starts a temporary server at a flow's first API call:
 it imports its server application into the command's own process (3-4 s on a 2-core machine),
 then starts a server process that imports it again, and only then runs the flow. A command
-that runs flows (`start_early`, called once its arguments are parsed) starts that same server,
+that runs flows (`start_early`, called before its arguments are parsed) starts that same server,
 Prefect's `create_app` as an ephemeral application (no UI, no services, its database in
 PREFECT_HOME as always), in a process of its own, on a socket this process has already bound,
 while the command imports what it needs, checks its inputs and loads its model: on a 2-core

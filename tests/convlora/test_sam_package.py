@@ -19,7 +19,8 @@ THEN_USE_THE_PACKAGE = """
 from segment_anything import SamPredictor, sam_model_registry
 import segment_anything
 from segment_anything.modeling import Sam
-assert segment_anything.modeling.Sam is Sam and SamPredictor.__module__ == "segment_anything.predictor"
+assert segment_anything.modeling.Sam is Sam
+assert SamPredictor.__module__ == "segment_anything.predictor"
 print(sorted(sam_model_registry))
 """
 
