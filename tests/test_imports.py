@@ -51,5 +51,6 @@ def test_help_and_tiling_load_no_model_code() -> None:
 
 
 def test_model_names_load_the_model_stack() -> None:
-    """The lazy names are the real ones: asking for a model builder imports torch and SAM."""
-    assert loaded_after("import convlora\nconvlora.build_model") == list(HEAVY)
+    """The lazy names are the real ones: asking for a model builder imports torch and SAM (and
+    not torchvision: `convlora.sam_modeling` skips SAM's package `__init__`)."""
+    assert loaded_after("import convlora\nconvlora.build_model") == ["torch", "segment_anything"]

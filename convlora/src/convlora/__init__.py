@@ -6,9 +6,6 @@ and lazy_loader.
 
 import lazy_loader
 
-from convlora.sam_package import defer_package_init
-
-defer_package_init()
 # The names in __init__.pyi, each imported when first used: `import convlora` (or a config
 # class) does not import torch and SAM until a name that needs them is used.
 __getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import nn
+
+from convlora.sam_modeling import Attention, ImageEncoderViT
 
 
 class SDPAAttention(nn.Module):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from segment_anything.modeling import MaskDecoder
 from torch import nn
+
+from convlora.sam_modeling import MaskDecoder
 
 
 class SegmentationMaskDecoder(nn.Module):

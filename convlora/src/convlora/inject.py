@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
 from convlora.layers.conv_lora import ConvLoRALinear
 from convlora.layers.lora import LoRALinear, LowRankAdapter
+from convlora.sam_modeling import ImageEncoderViT
 
 # Which linears of a segment-anything `Block` each target names.
 TARGET_LINEARS: dict[str, tuple[str, ...]] = {

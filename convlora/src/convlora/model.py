@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import Sam
 from torch import nn
 
 from convlora.aux_loss import pop_aux_loss
@@ -18,6 +17,7 @@ from convlora.inject import ENCODER_ADAPTERS, adapter_parameters, inject_adapter
 from convlora.postprocess import class_probabilities
 from convlora.registry import build_sam_variant
 from convlora.sam_checkpoint import load_sam_checkpoint
+from convlora.sam_modeling import Sam
 
 
 @dataclass

@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from segment_anything.modeling import (
+
+from convlora.attention import use_sdpa_attention
+from convlora.config import ConfigError
+from convlora.sam_modeling import (
     ImageEncoderViT,
     MaskDecoder,
     PromptEncoder,
     Sam,
     TwoWayTransformer,
 )
-
-from convlora.attention import use_sdpa_attention
-from convlora.config import ConfigError
 
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256

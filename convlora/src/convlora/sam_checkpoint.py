@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import Sam
 
 from convlora.errors import ConvLoRAInputError
 from convlora.files import sha256_file
 from convlora.registry import SAM_VARIANTS, build_sam_variant
+from convlora.sam_modeling import Sam
 
 POS_EMBED_KEY = "image_encoder.pos_embed"
 UNSAFE_GLOBAL = "Unsupported global"  # how weights-only torch.load refuses Python objects

@@ -1,10 +1,11 @@
-"""segment_anything's model classes without its package `__init__` running first.
+"""SAM's model classes, imported without running segment_anything's package `__init__` first.
 
 That `__init__` imports SAM's predictor and automatic mask generator, and with them torchvision
-and torch._dynamo: about 1.8 s on a 2-core CPU for nothing convlora uses. `defer_package_init`
+and torch._dynamo: about a second on a 2-core CPU for nothing convlora uses. `defer_package_init`
 registers the package bare, so its submodules (`segment_anything.modeling`) import as usual; the
 first request for a name its `__init__` defines (`from segment_anything import SamPredictor`)
 runs that `__init__` then (a module `__getattr__`, PEP 562), so other code sees no difference.
+convlora's modules import SAM's classes from here.
 """
 
 from __future__ import annotations
@@ -34,3 +35,26 @@ def defer_package_init() -> None:
 
     package.__getattr__ = run_init  # type: ignore[method-assign]
     sys.modules[PACKAGE] = package
+
+
+defer_package_init()
+
+# after the deferral above
+from segment_anything.modeling import (  # noqa: E402
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+from segment_anything.modeling.image_encoder import Attention  # noqa: E402
+
+__all__ = [
+    "Attention",
+    "ImageEncoderViT",
+    "MaskDecoder",
+    "PromptEncoder",
+    "Sam",
+    "TwoWayTransformer",
+    "defer_package_init",
+]
