@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,11 @@ def test_model_names_load_the_model_stack() -> None:
     """The lazy names are the real ones: asking for a model builder imports torch and SAM (and
     not torchvision: `convlora.sam_modeling` skips SAM's package `__init__`)."""
     assert loaded_after("import convlora\nconvlora.build_model") == ["torch", "segment_anything"]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_wrong_store_is_refused_before_torch_is_imported(command: str, tmp_path: Path) -> None:
+    """A mistyped store is one line within a couple of seconds, not after importing torch."""
+    store, other = str(tmp_path / "absent.zarr"), "--model" if command == "evaluate" else "--out"
+    argv = [command, store, other, str(tmp_path / "run")]
+    assert loaded_after(f"from flows.cli import main\nassert main({argv!r}) == 2") == []

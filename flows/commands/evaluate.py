@@ -56,6 +56,9 @@ def object_line(objects: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from geo.contracts.tile_store import StoreInfo
+
+    StoreInfo.read(args.store)  # a wrong store fails here, before torch is imported
     from geo.evaluate import EvaluateConfig, evaluate_on_store
 
     metrics = evaluate_on_store(EVALUATE.build(EvaluateConfig, EVALUATE.values(args)))

@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from geo.contracts.tile_store import StoreInfo
+
+    StoreInfo.read(args.store)  # a wrong store fails here, before torch is imported
     from geo.finetune import FinetuneConfig, train_on_store
 
     summary = train_on_store(TRAIN.build(FinetuneConfig, TRAIN.values(args)))
