@@ -56,5 +56,4 @@ __all__ = [
     "PromptEncoder",
     "Sam",
     "TwoWayTransformer",
-    "defer_package_init",
 ]
