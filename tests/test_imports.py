@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import NEBRASKA
+
 LAZY_PACKAGES = [
     "convlora",
     "geo",
@@ -63,3 +65,15 @@ def test_a_wrong_store_is_refused_before_torch_is_imported(command: str, tmp_pat
     store, other = str(tmp_path / "absent.zarr"), "--model" if command == "evaluate" else "--out"
     argv = [command, store, other, str(tmp_path / "run")]
     assert loaded_after(f"from flows.cli import main\nassert main({argv!r}) == 2") == []
+
+
+@pytest.mark.parametrize("wrong", ["image", "model"])
+def test_a_wrong_prediction_input_is_refused_before_torch_is_imported(
+    wrong: str, tmp_path: Path
+) -> None:
+    """`predict` with a mistyped scene or model says so before it loads the model code."""
+    image = str(tmp_path / "absent.tif") if wrong == "image" else str(NEBRASKA)
+    argv = ["predict", image, "--model", str(tmp_path / "no-run"), "--out", str(tmp_path / "o")]
+    code = f"from flows.cli import main\nassert main({argv!r}) == 2"
+    assert loaded_after(code) == []
+    assert not (tmp_path / "o").exists()

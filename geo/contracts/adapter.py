@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlora.checkpoint import METADATA_NAME, read_metadata
+from convlora.adapter_files import METADATA_NAME, read_metadata
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.classes import ClassInfo, parse_class_list

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from convlora.checkpoint import FORMAT as ADAPTER_FORMAT
-from convlora.checkpoint import METADATA_NAME, WEIGHTS_NAME
+from convlora.adapter_files import FORMAT as ADAPTER_FORMAT
+from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError

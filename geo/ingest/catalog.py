@@ -6,7 +6,7 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from convlora.checkpoint import WEIGHTS_NAME
+from convlora.adapter_files import WEIGHTS_NAME
 from convlora.files import sha256_file
 from geo.errors import InputError
 from geo.io.raster import is_virtual

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from convlora.checkpoint import WEIGHTS_NAME, load_adapter
+from convlora.adapter_files import WEIGHTS_NAME
+from convlora.checkpoint import load_adapter
 from convlora.compile import compile_for_inference
 from convlora.errors import ConvLoRAInputError
 from convlora.files import sha256_file

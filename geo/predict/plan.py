@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from convlora.checkpoint import check_adapter
-from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
 from geo.io.hashing import watched_files
 from geo.io.outputs import check_output, foreign_files, read_json_object
+from geo.io.raster import check_exists
 from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
@@ -47,6 +46,9 @@ def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterM
     """The adapter's metadata, with its files, the SAM checkpoint it needs (shapes only) and the
     device checked; InputError naming what is wrong."""
     metadata = AdapterMetadata.read(model)
+    from convlora.checkpoint import check_adapter  # the model code: after the cheap checks
+    from convlora.devices import resolve_device
+
     try:
         check_adapter(model, sam_checkpoint)
         resolve_device(device)
@@ -68,13 +70,15 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
     """Pre-flight check of a prediction run: the model (`check_model`), every scene against it,
     and the output folder or URL. Raises InputError naming the input; writes nothing."""
     out = check_out(config.out)
+    for image in config.images:  # a mistyped scene is reported before the model code loads
+        check_storage(image, "input")
+        check_exists(image, "image")
     metadata = check_model(config.model, config.sam_checkpoint, config.device)
     size, _ = window_grid(metadata, config.tile_size, config.overlap)
     warn_scale(metadata, size)
     names = output_names(config.images)
     scenes = []
     for image, name in zip(config.images, names, strict=True):
-        check_storage(image, "input")
         scenes.append(
             prepare_scene(
                 image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name

@@ -8,7 +8,7 @@ import pytest
 from prefect.states import Failed
 from rasterio.errors import RasterioIOError
 
-from convlora.checkpoint import AdapterMismatchError
+from convlora.adapter_files import AdapterMismatchError
 from convlora.errors import ConvLoRAInputError
 from flows.finetune import evaluate_adapter, train_adapter
 from flows.predict import predict_one

@@ -9,12 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from convlora.checkpoint import (
-    AdapterMismatchError,
-    load_adapter,
-    load_adapter_into,
-    save_adapter,
-)
+from convlora.adapter_files import AdapterMismatchError
+from convlora.checkpoint import load_adapter, load_adapter_into, save_adapter
 from convlora.files import sha256_file
 from convlora.model import build_model
 from tests.support.tiny_sam import randomize_, save_tiny_sam, tiny_config

@@ -8,8 +8,9 @@ import pytest
 import torch
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
+from convlora.adapter_files import read_metadata
 from convlora.band_adapter import BandAdapter
-from convlora.checkpoint import load_adapter, load_adapter_into, read_metadata, save_adapter
+from convlora.checkpoint import load_adapter, load_adapter_into, save_adapter
 from convlora.config import ConfigError, ModelConfig
 from convlora.losses import build_criterion
 from convlora.model import build_model

@@ -1,11 +1,11 @@
 """Types of the names `convlora` imports on first use (read by lazy_loader and mypy)."""
 
+from .adapter_files import AdapterMismatchError as AdapterMismatchError
+from .adapter_files import read_metadata as read_metadata
 from .aux_loss import pop_aux_loss as pop_aux_loss
 from .band_adapter import BandAdapter as BandAdapter
-from .checkpoint import AdapterMismatchError as AdapterMismatchError
 from .checkpoint import load_adapter as load_adapter
 from .checkpoint import load_adapter_into as load_adapter_into
-from .checkpoint import read_metadata as read_metadata
 from .checkpoint import save_adapter as save_adapter
 from .compile import compile_for_inference as compile_for_inference
 from .config import DEFAULT_LOSS as DEFAULT_LOSS

@@ -11,20 +11,20 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from convlora.adapter_files import (
+    FORMAT,
+    METADATA_NAME,
+    WEIGHTS_NAME,
+    AdapterMismatchError,
+    adapter_paths,
+    read_metadata,
+)
 from convlora.config import ModelConfig
-from convlora.errors import ConvLoRAInputError
 from convlora.layers.lora import LoRALinear
 from convlora.model import SegmentationSAM, build_model
 from convlora.sam_checkpoint import SamCheckpointError, check_sam_checkpoint
 
-FORMAT = "convlora-adapter/1"
-WEIGHTS_NAME = "adapter.safetensors"
-METADATA_NAME = "adapter.json"
 RESERVED_KEYS = ("format", "config", "sam_checkpoint_sha256", "base_included")
-
-
-class AdapterMismatchError(ConvLoRAInputError):
-    """An adapter checkpoint does not fit the model, SAM checkpoint or configuration it meets."""
 
 
 def adapter_tensors(model: SegmentationSAM) -> dict[str, torch.Tensor]:
@@ -70,30 +70,6 @@ def save_adapter(model: SegmentationSAM, directory: str | Path, metadata: dict[s
         weights_tmp.unlink(missing_ok=True)
         json_tmp.unlink(missing_ok=True)
     return directory
-
-
-def _resolve(path: str | Path) -> tuple[Path, Path]:
-    """(weights, metadata) paths from a directory, a .safetensors or a .json path."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    weights, meta = folder / WEIGHTS_NAME, folder / METADATA_NAME
-    for p in (weights, meta):
-        if not p.is_file():
-            raise AdapterMismatchError(f"{p}: adapter file not found")
-    return weights, meta
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The adapter JSON of a checkpoint directory or file, with its format checked."""
-    _, meta_path = _resolve(path)
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterMismatchError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else metadata
-        raise AdapterMismatchError(f"{meta_path}: format {found!r} is not {FORMAT!r}")
-    return metadata
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -169,7 +145,7 @@ def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any
     Returns the metadata. The model's configuration and base SAM checkpoint must equal the
     checkpoint's.
     """
-    weights, meta_path = _resolve(path)
+    weights, meta_path = adapter_paths(path)
     metadata = read_metadata(path)
     differences = _config_differences(metadata.get("config", {}), model.config.to_dict())
     saved_sha = metadata.get("sam_checkpoint_sha256")
@@ -193,7 +169,7 @@ def check_adapter(path: str | Path, sam_checkpoint: str | Path | None = None) ->
     mapped not read) of the adapter's SAM variant. Whether it is the very file the adapter was
     trained on (sha256) is checked when the model is loaded.
     """
-    weights, meta_path = _resolve(path)
+    weights, meta_path = adapter_paths(path)
     metadata = read_metadata(path)
     try:
         cfg = ModelConfig.from_dict(metadata["config"])
@@ -231,7 +207,7 @@ def load_adapter(
     adapter includes its base weights (trained without one), in which case it must be None.
     """
     metadata = check_adapter(path, sam_checkpoint)
-    _, meta_path = _resolve(path)
+    _, meta_path = adapter_paths(path)
     model = build_model(ModelConfig.from_dict(metadata["config"]), sam_checkpoint)
     saved_sha = metadata.get("sam_checkpoint_sha256")
     if model.sam_checkpoint_sha256 != saved_sha:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from convlora.checkpoint import METADATA_NAME, WEIGHTS_NAME
+from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
 from convlora.errors import ConvLoRAInputError
 
 STATE_FILE = "training_state.pt"  # optimiser, scheduler, RNG states and position of RUN_DIR/last
