@@ -27,7 +27,10 @@ from rasterio.windows import Window
 from geo.io.raster import open_raster
 from geo.vectorize.objects import grow, seeds
 
-BATCH_OBJECTS = 20_000
+BATCH_OBJECTS = 5000
+"""Complete objects held before they are handed out. On a 20000 x 20000 px lattice of FTW field
+predictions (26,300 fields), the peak RSS of `vectorize` was 828 MiB with batches of 20,000
+objects and 770 MiB with 5,000 (a 2000-row strip of it: 664 MiB), in the same time."""
 
 
 @dataclass
