@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 LOCK   := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock demo test test-quick lint typecheck format bench clean
+.PHONY: install lock demo test test-quick test-cuda lint typecheck format bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ test: install
 test-quick: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
+# On a machine with an NVIDIA GPU: the CUDA tests (skipped elsewhere, also inside `make test`).
+test-cuda: install
+	$(BIN)/python -m pytest tests/convlora/test_cuda.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,6 +55,10 @@ format: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# On a machine with an NVIDIA GPU: benchmarks/results/gpu-<card>.{json,md} (without one: a notice).
+bench-gpu: install
+	$(BIN)/python -m benchmarks.gpu
 
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache

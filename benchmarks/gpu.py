@@ -1,6 +1,6 @@
 """GPU figures, written to their own results file named after the card.
 
-    python -m benchmarks.gpu [--results-dir DIR] [--repeats N]
+    python -m benchmarks.gpu [--results-dir DIR] [--repeats N] [--only PART ...]
 
 Two key figures, each against its goal:
 
@@ -9,6 +9,10 @@ Two key figures, each against its goal:
   reported beside it.
 - `encoder_speedup_over_segment_anything`: segment-anything's own ViT-H image encoder in fp32 over
   ours with bf16 autocast, SDPA attention and `torch.compile` (1024 px, batch 1; goal >= 4).
+
+Parts (`--only`): eager-steps, encoder, compiled-steps; each is written as soon as it is measured,
+and a run of some parts keeps the others from the results file. Compiling the two ViT-H training
+graphs takes over five minutes on an H200 machine's 16 cores.
 
 Without a CUDA device it says so and writes nothing (exit status 0). `--cpu-dry-run` runs the same
 code on the CPU with the tiny SAM at 64 px and compile's `eager` backend, into DIR/gpu-dry-run.*:
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +38,7 @@ import torch
 from benchmarks.harness import RESULTS, goal, interleaved, machine, ratio, write_results
 from convlora import DEFAULT_LOSS, ModelConfig, build_criterion, build_model, build_sam_variant
 from convlora.compile import compile_in_place
+from convlora.layers import ConvLoRALinear
 from convlora.training.optim import build_optimizer
 
 GOAL_STEP_RATIO = 1.15
@@ -67,16 +73,22 @@ def card_name(name: str) -> str:
     return slug or "gpu"
 
 
-def training_step(setup: Setup, adapter: str, compiled: bool) -> Callable[[], None]:
-    """One training step (forward under autocast, Hungarian loss, backward, AdamW) as a call."""
+def training_step(
+    setup: Setup, adapter: str, dispatch: str = "auto"
+) -> tuple[Callable[[], None], torch.nn.Module]:
+    """One training step (forward under autocast, Hungarian loss, backward, AdamW) as a call,
+    and the model it trains (built on the device; compile it in place to time compiled steps).
+    `dispatch` sets Conv-LoRA's expert dispatch (auto: batched on CUDA, grouped on the CPU)."""
     torch.manual_seed(SEED)
     cfg = ModelConfig(
         sam_variant=setup.variant, image_size=setup.image_size, adapter=adapter,
         num_classes=NUM_CLASSES,
     )  # fmt: skip
-    model = build_model(cfg).to(setup.device).train()
-    if compiled:
-        compile_in_place(model, backend=setup.backend)
+    with setup.device:
+        model = build_model(cfg).train()
+    for layer in model.modules():
+        if isinstance(layer, ConvLoRALinear):
+            layer.dispatch = dispatch
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=1e-4)
     criterion = build_criterion(DEFAULT_LOSS, NUM_CLASSES)
     x = torch.randn(1, 3, setup.image_size, setup.image_size, device=setup.device)
@@ -90,33 +102,34 @@ def training_step(setup: Setup, adapter: str, compiled: bool) -> Callable[[], No
         optimizer.zero_grad(set_to_none=True)
         setup.sync()
 
-    return step
+    return step, model
 
 
-def step_ratios(setup: Setup) -> dict[str, Any]:
-    """Conv-LoRA over LoRA training-step time, eager and compiled."""
-    out: dict[str, Any] = {}
-    for mode, compiled in (("eager", False), ("compiled", True)):
-        steps = {a: training_step(setup, a, compiled) for a in ("conv-lora", "lora")}
-        for step in steps.values():  # compiles, and lets the allocator settle
-            step(), step()
-        times = interleaved(steps, setup.repeats, warmup=0)
-        out[mode] = {"ratio": ratio(times["conv-lora"], times["lora"]), "step_s": times}
-        del steps
-        if setup.device.type == "cuda":
-            torch.cuda.empty_cache()
+def timed_steps(setup: Setup, steps: dict[str, Callable[[], None]]) -> dict[str, Any]:
+    """Two untimed steps each (the first call of a compiled model compiles: its seconds are
+    reported), then the steps round-robin; Conv-LoRA over LoRA of the fastest."""
+    warmup_s = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step(), step()
+        warmup_s[name] = round(time.perf_counter() - start, 1)
+    times = interleaved(steps, setup.repeats, warmup=0)
+    out = {"ratio": ratio(times["conv-lora"], times["lora"]), "step_s": times,
+           "first_two_steps_s": warmup_s}  # fmt: skip
+    if "conv-lora grouped" in times:
+        out["ratio_grouped"] = ratio(times["conv-lora grouped"], times["lora"])
     return out
 
 
 def encoder_speedup(setup: Setup) -> dict[str, Any]:
-    """segment-anything's fp32 encoder over ours (autocast, SDPA, compiled), same weights."""
+    """segment-anything's fp32 encoder over ours (autocast, SDPA), eager then compiled; same
+    weights, same input."""
     torch.manual_seed(SEED)
     size = setup.image_size
-    original = build_sam_variant(setup.variant, size, sdpa=False).image_encoder
-    ours = build_sam_variant(setup.variant, size).image_encoder
+    with setup.device:
+        original = build_sam_variant(setup.variant, size, sdpa=False).image_encoder.eval()
+        ours = build_sam_variant(setup.variant, size).image_encoder.eval()
     ours.load_state_dict(original.state_dict())
-    original, ours = original.to(setup.device).eval(), ours.to(setup.device).eval()
-    compile_in_place(ours, backend=setup.backend)
     x = torch.randn(1, 3, size, size, device=setup.device)
 
     def run_original() -> None:
@@ -129,39 +142,89 @@ def encoder_speedup(setup: Setup) -> dict[str, Any]:
             ours(x)
         setup.sync()
 
-    times = interleaved({"segment_anything": run_original, "ours": run_ours}, setup.repeats)
-    return {"speedup": ratio(times["segment_anything"], times["ours"]), "forward_s": times}
-
-
-def measure(setup: Setup) -> dict[str, Any]:
-    started = time.perf_counter()
-    steps = step_ratios(setup)
-    encoder = encoder_speedup(setup)
-    step_ratio, speedup = steps["compiled"]["ratio"], encoder["speedup"]
+    contenders = {"segment_anything": run_original, "ours": run_ours}
+    eager = interleaved(contenders, setup.repeats)
+    compile_in_place(ours, backend=setup.backend)
+    start = time.perf_counter()
+    run_ours()
+    compile_s = round(time.perf_counter() - start, 1)
+    compiled = interleaved(contenders, setup.repeats)
     return {
-        "key_figures": ["convlora_over_lora_step_time", "encoder_speedup_over_segment_anything"],
-        "convlora_over_lora_step_time": step_ratio,
-        "convlora_over_lora_step_time_eager": steps["eager"]["ratio"],
-        "encoder_speedup_over_segment_anything": speedup,
-        "goals": {
-            "convlora_over_lora_step_time": goal(step_ratio, "<=", GOAL_STEP_RATIO),
-            "encoder_speedup_over_segment_anything": goal(speedup, ">=", GOAL_ENCODER_SPEEDUP),
-        },
+        "speedup": ratio(compiled["segment_anything"], compiled["ours"]),
+        "speedup_eager": ratio(eager["segment_anything"], eager["ours"]),
+        "compile_s": compile_s,
+        "forward_s": {"eager": eager, "compiled": compiled},
+    }
+
+
+PARTS = ("eager-steps", "encoder", "compiled-steps")
+
+
+def measure(
+    setup: Setup,
+    save: Callable[[dict[str, Any]], None],
+    parts: Sequence[str] = PARTS,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The figures of `parts`, each saved as soon as it is measured (`save(body)`): a run cut
+    short keeps what it measured. Order: eager steps (Conv-LoRA batched and grouped, LoRA), the
+    encoder, compiled steps (the longest compiles). A `previous` body keeps the other parts."""
+    started = time.perf_counter()
+    body: dict[str, Any] = previous or {
+        "key_figures": [],
+        "goals": {},
         "case": f"{setup.variant}@{setup.image_size}px batch 1 on {setup.device.type}",
         "compile_backend": setup.backend,
-        "steps": steps,
-        "encoder": encoder,
-        "notes": [
-            "Untrained SAM from the registry (timing does not depend on the weights); training "
-            f"steps with bf16 autocast on CUDA, {DEFAULT_LOSS} loss, AdamW, rank 3, 8 experts.",
-            "convlora_over_lora_step_time: both models compiled (min wall time); the eager "
-            "ratio is under convlora_over_lora_step_time_eager.",
-            "encoder_speedup_over_segment_anything: segment-anything's encoder in fp32 over "
-            "ours with bf16 autocast, SDPA attention and torch.compile (min wall time).",
-        ],
-        "section_wall_s": round(time.perf_counter() - started, 1),
-        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": {},
     }
+    body["notes"] = [
+        "Untrained SAM from the registry (timing does not depend on the weights); training "
+        f"steps with bf16 autocast on CUDA, {DEFAULT_LOSS} loss, AdamW, rank 3, 8 experts.",
+        "convlora_over_lora_step_time: both models compiled (min wall time); the eager "
+        "ratio is under convlora_over_lora_step_time_eager (Conv-LoRA's default dispatch) "
+        "and steps.eager.ratio_grouped (the grouped dispatch, one host sync per layer).",
+        "encoder_speedup_over_segment_anything: segment-anything's encoder in fp32 over "
+        "ours with bf16 autocast, SDPA attention and torch.compile (min wall time); "
+        "encoder.speedup_eager is the same without compile.",
+        "parts_measured: when each part was measured; a run with --only keeps the other "
+        "parts' figures from the file it updates.",
+    ]
+    body.setdefault("parts_measured", {})
+
+    def record(part: str, key: str, value: float, *rule: Any) -> None:
+        body[key] = value
+        body["parts_measured"][part] = datetime.now(UTC).isoformat(timespec="seconds")
+        if rule:
+            body["goals"][key] = goal(value, *rule)
+            if key not in body["key_figures"]:
+                body["key_figures"].append(key)
+        body["section_wall_s"] = round(time.perf_counter() - started, 1)
+        body["measured"] = datetime.now(UTC).isoformat(timespec="seconds")
+        save(body)
+
+    built: dict[str, tuple[Callable[[], None], torch.nn.Module]] = {}
+    if "eager-steps" in parts:
+        built = {a: training_step(setup, a) for a in ("conv-lora", "lora")}
+        grouped = training_step(setup, "conv-lora", dispatch="grouped")
+        steps = {a: step for a, (step, _) in built.items()} | {"conv-lora grouped": grouped[0]}
+        del grouped
+        body["steps"]["eager"] = timed_steps(setup, steps)
+        record("eager-steps", "convlora_over_lora_step_time_eager", body["steps"]["eager"]["ratio"])
+    if "encoder" in parts:
+        body["encoder"] = encoder_speedup(setup)
+        speedup = body["encoder"]["speedup"]
+        record(
+            "encoder", "encoder_speedup_over_segment_anything", speedup, ">=", GOAL_ENCODER_SPEEDUP
+        )
+    if "compiled-steps" in parts:
+        built = built or {a: training_step(setup, a) for a in ("conv-lora", "lora")}
+        for _, model in built.values():
+            compile_in_place(model, backend=setup.backend)
+        steps = {a: step for a, (step, _) in built.items()}
+        body["steps"]["compiled"] = timed_steps(setup, steps)
+        step_ratio = body["steps"]["compiled"]["ratio"]
+        record("compiled-steps", "convlora_over_lora_step_time", step_ratio, "<=", GOAL_STEP_RATIO)
+    return body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cpu-dry-run", action="store_true", help="check the script on the CPU")
+    parser.add_argument(
+        "--only", nargs="+", choices=PARTS, default=list(PARTS),
+        help="measure these parts; the others are kept from the existing results file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.cpu_dry_run:
         setup = Setup("tiny", 64, torch.device("cpu"), backend="eager", repeats=1)
@@ -183,10 +250,20 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "dry-run" if args.cpu_dry_run else "full",
         "machine": machine(),
-        "sections": {"gpu": measure(setup)},
+        "sections": {},
     }
-    json_path, md_path = write_results(results, args.results_dir, name)
-    print(f"[bench.gpu] wrote {json_path} and {md_path}")
+    existing = args.results_dir / f"{name}.json"
+    previous = None
+    if set(args.only) != set(PARTS) and existing.exists():
+        previous = json.loads(existing.read_text())["sections"].get("gpu")
+    paths: list[Path] = []
+
+    def save(body: dict[str, Any]) -> None:
+        results["sections"]["gpu"] = body
+        paths[:] = write_results(results, args.results_dir, name)
+
+    measure(setup, save, args.only, previous)
+    print(f"[bench.gpu] wrote {paths[0]} and {paths[1]}")
     return 0
 
 

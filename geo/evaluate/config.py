@@ -33,7 +33,9 @@ class EvaluateConfig(StageConfig):
     overlap: int | None = option(
         None, help="window overlap in px (default: the training overlap, or tile size / 8)"
     )
-    batch_size: int | None = option(None, help="windows per forward pass (default: 4 on CPU)", ge=1)
+    batch_size: int | None = option(
+        None, help="windows per forward pass (default: 4 on CPU, from free memory on CUDA)", ge=1
+    )
     device: str = option("auto", help=DEVICE_HELP)
 
     @field_validator("store", "model", "sam_checkpoint", "reference")

@@ -29,7 +29,7 @@ from geo.evaluate.config import EvaluateConfig
 from geo.evaluate.objects import ObjectScore, ReferencePolygons
 from geo.evaluate.store_scene import StoreScene
 from geo.io.units import pixel_metres
-from geo.predict import DEFAULT_BATCH
+from geo.predict import batch_size_for
 from geo.predict.model import load_model
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, warn_scale, window_grid
@@ -115,7 +115,8 @@ def _score_scene(
     kept_top, kept = 0, np.empty((0, info.width), dtype=np.uint8)
     rows = predict_rows(
         scene, model, RowBand(plan, len(metadata.classes)),
-        batch_size=config.batch_size or DEFAULT_BATCH, device=device, source=source,
+        batch_size=batch_size_for(config.batch_size, model, scene, device), device=device,
+        source=source,
     )  # fmt: skip
     with closing(rows):
         for _, top, probs, valid in rows:

@@ -1,7 +1,7 @@
 """Types of the names `geo.predict` imports on first use (read by lazy_loader and mypy)."""
 
 from .config import PredictConfig as PredictConfig
-from .local import DEFAULT_BATCH as DEFAULT_BATCH
+from .local import batch_size_for as batch_size_for
 from .local import predict as predict
 from .local import predict_planned as predict_planned
 from .plan import PredictionPlan as PredictionPlan

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from convlora.devices import resolve_device
+import logging
+
+import torch
+
+from convlora.devices import inference_batch_size, resolve_device
 from geo.predict.config import PredictConfig
 from geo.predict.model import load_model
 from geo.predict.plan import check_prediction
+from geo.predict.rows import ProbabilityModel
 from geo.predict.run import predict_scene_into
 from geo.predict.scene import Scene
 
-DEFAULT_BATCH = 4
+log = logging.getLogger(__name__)
+
+
+def batch_size_for(
+    chosen: int | None, model: ProbabilityModel, scene: Scene, device: torch.device
+) -> int:
+    """`--batch-size` when given; else 4 on the CPU and, on CUDA, what fits in free memory."""
+    if chosen:
+        return chosen
+    batch = inference_batch_size(model, len(scene.bands), scene.plan.tile_size, device)
+    if device.type == "cuda":
+        log.info("%s: %d windows per forward pass, sized to free CUDA memory (--batch-size "
+                 "sets it)", scene.name, batch)  # fmt: skip
+    return batch
 
 
 def predict_planned(
@@ -19,8 +37,9 @@ def predict_planned(
     config's output folder or URL; returns where the outputs are."""
     device = resolve_device(config.device)
     model, record = load_model(config.model, config.sam_checkpoint, device, config.compile)
+    batch_size = batch_size_for(config.batch_size, model, scene, device)
     return predict_scene_into(
-        scene, model, config.out, batch_size=config.batch_size or DEFAULT_BATCH, device=device,
+        scene, model, config.out, batch_size=batch_size, device=device,
         min_area=config.min_area, simplify=config.simplify, progress=progress,
         model_record=record,
     )  # fmt: skip

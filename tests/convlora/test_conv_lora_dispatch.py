@@ -11,8 +11,10 @@ from torch import nn
 
 from convlora.layers import ConvLoRALinear
 from convlora.layers.grouped import grouped_experts
+from convlora.model import build_model
 from tests.support.per_sample import one_sample_at_a_time
 from tests.support.reference_conv_lora import ConvLoRALinear as GroupedConvLoRALinear
+from tests.support.tiny_sam import tiny_config
 
 EXPERTS = 4
 
@@ -43,7 +45,7 @@ def _run(layer: nn.Module, x: torch.Tensor, seed: int) -> dict[str, torch.Tensor
     torch.manual_seed(seed)  # the same gating noise for both layers
     y = layer(x)
     aux = layer.aux_loss
-    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     loss = (y * weights).sum() + aux
     named = [(n, p) for n, p in layer.named_parameters() if p.requires_grad] + [("x", x)]
     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
@@ -137,6 +139,20 @@ def test_forward_and_backward_need_no_values_on_the_host() -> None:
         (y.sum() + layer.aux_loss).backward()
         assert y.shape == (6, 7, 7, 48) and y.device.type == "meta"
         assert all(p.grad is not None for p in layer.experts.parameters())
+
+
+def test_a_conv_lora_sam_trains_on_the_meta_device() -> None:
+    """The whole model's training forward and backward on the meta device: no host read of a
+    value anywhere (on CUDA, tests/convlora/test_cuda.py checks for host syncs directly)."""
+    with torch.device("meta"):
+        model = build_model(tiny_config(image_size=64, num_classes=3, experts=EXPERTS)).train()
+        x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    (
+        out.mask_logits.float().square().mean() + out.class_logits.float().mean() + out.aux_loss
+    ).backward()
+    assert out.mask_logits.shape == (2, 3, 64, 64) and out.mask_logits.device.type == "meta"
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_single_expert_has_no_gate_and_no_aux_loss() -> None:
