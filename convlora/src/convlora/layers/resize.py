@@ -4,7 +4,9 @@
 a CPU run several times slower than PyTorch's own kernel (measured: the compiled tiny-SAM
 training step took twice the eager one). As a custom operator the resize stays one call to that
 kernel inside the compiled graph (no graph break), forward and backward, and gives bit for bit
-what `F.interpolate(..., mode="bicubic")` gives.
+what `F.interpolate(..., mode="bicubic")` gives. Eager code calls `F.interpolate` itself: a custom
+operator costs Python dispatch on every call (measured on the CPU: 397 against 143 us for an
+up- and a down-sampling of a tiny map, forward and backward), 14 calls per Conv-LoRA layer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 
 @torch.library.custom_op("convlora::bicubic_resize", mutates_args=())
@@ -70,13 +73,17 @@ bicubic_resize.register_autograd(_backward, setup_context=_setup_context)
 
 
 def upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """`F.interpolate(x, scale_factor=scale, mode="bicubic")`."""
+    """`F.interpolate(x, scale_factor=scale, mode="bicubic")`, the opaque operator when compiled."""
+    if not torch.compiler.is_compiling():
+        return F.interpolate(x, scale_factor=scale, mode="bicubic")
     h, w = x.shape[-2] * scale, x.shape[-1] * scale
     out: torch.Tensor = bicubic_resize(x, h, w, float(scale), float(scale))
     return out
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """`F.interpolate(x, size=size, mode="bicubic")`."""
+    """`F.interpolate(x, size=size, mode="bicubic")`, the opaque operator when compiled."""
+    if not torch.compiler.is_compiling():
+        return F.interpolate(x, size=size, mode="bicubic")
     out: torch.Tensor = bicubic_resize(x, size[0], size[1], None, None)
     return out
