@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from convlora.attention import SDPAAttention
+from convlora.attention import SDPAAttention, rel_pos_bias
 from convlora.model import build_model
 from convlora.registry import build_sam_variant
 from tests.support.tiny_sam import randomize_, tiny_config
@@ -74,3 +75,25 @@ def test_checkpoint_of_segment_anything_attention_loads_and_gives_its_outputs(
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
         assert_close_fp32(model.image_encoder(x), original.image_encoder(x))
+
+
+def test_the_relative_position_mask_is_written_once() -> None:
+    """The (L, L) mask is one broadcast sum, reshaped as a view: no copy of the whole mask (on
+    the CPU, a copy took half of a vit_b global attention call)."""
+
+    class Writes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.numel() == 2 * 3 * (6 * 5) ** 2:
+                self.ops.append(func.overloadpacket.__name__)
+            return out
+
+    q = torch.randn(2, 3, 6 * 5, 8)
+    with Writes() as writes:
+        bias = rel_pos_bias(q, torch.randn(11, 8), torch.randn(9, 8), (6, 5))
+    assert bias.shape == (2, 3, 30, 30) and bias.is_contiguous()
+    assert [op for op in writes.ops if op not in ("view", "_unsafe_view", "reshape")] == ["add"]
