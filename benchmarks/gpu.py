@@ -205,9 +205,8 @@ def measure(
     built: dict[str, tuple[Callable[[], None], torch.nn.Module]] = {}
     if "eager-steps" in parts:
         built = {a: training_step(setup, a) for a in ("conv-lora", "lora")}
-        grouped = training_step(setup, "conv-lora", dispatch="grouped")
-        steps = {a: step for a, (step, _) in built.items()} | {"conv-lora grouped": grouped[0]}
-        del grouped
+        grouped_step, _ = training_step(setup, "conv-lora", dispatch="grouped")
+        steps = {a: step for a, (step, _) in built.items()} | {"conv-lora grouped": grouped_step}
         body["steps"]["eager"] = timed_steps(setup, steps)
         record("eager-steps", "convlora_over_lora_step_time_eager", body["steps"]["eager"]["ratio"])
     if "encoder" in parts:

@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError
 from convlora.metrics import ConfusionMatrix
+from convlora.model import SegmentationSAM
 from convlora.training.evaluation import summarize
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
@@ -31,7 +32,7 @@ from geo.evaluate.store_scene import StoreScene
 from geo.io.units import pixel_metres
 from geo.predict import batch_size_for
 from geo.predict.model import load_model
-from geo.predict.rows import ProbabilityModel, predict_rows
+from geo.predict.rows import predict_rows
 from geo.predict.scene import Scene, warn_scale, window_grid
 from geo.predict.stitch import RowBand, StitchPlan
 from geo.vectorize.objects import boundary_reach, label_objects
@@ -94,7 +95,7 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
 def _score_scene(
     source: StoreScene,
     metadata: AdapterMetadata,
-    model: ProbabilityModel,
+    model: SegmentationSAM,
     grid: tuple[int, int],
     config: EvaluateConfig,
     device: Any,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
 
 from convlora.devices import inference_batch_size, resolve_device
+from convlora.model import SegmentationSAM
 from geo.predict.config import PredictConfig
 from geo.predict.model import load_model
 from geo.predict.plan import check_prediction
-from geo.predict.rows import ProbabilityModel
 from geo.predict.run import predict_scene_into
 from geo.predict.scene import Scene
 
@@ -18,15 +19,23 @@ log = logging.getLogger(__name__)
 
 
 def batch_size_for(
-    chosen: int | None, model: ProbabilityModel, scene: Scene, device: torch.device
+    chosen: int | None, model: SegmentationSAM, scene: Scene, device: torch.device
 ) -> int:
-    """`--batch-size` when given; else 4 on the CPU and, on CUDA, what fits in free memory."""
+    """`--batch-size` when given; else 4 on the CPU and, on CUDA, what fits in free memory
+    (measured once per model, bands and tile size in a process, not once per scene)."""
     if chosen:
         return chosen
-    batch = inference_batch_size(model, len(scene.bands), scene.plan.tile_size, device)
+    return _measured_batch(model, len(scene.bands), scene.plan.tile_size, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _measured_batch(
+    model: SegmentationSAM, channels: int, tile_size: int, device: torch.device
+) -> int:
+    batch = inference_batch_size(model, channels, tile_size, device)
     if device.type == "cuda":
-        log.info("%s: %d windows per forward pass, sized to free CUDA memory (--batch-size "
-                 "sets it)", scene.name, batch)  # fmt: skip
+        log.info("%d windows per forward pass, sized to free CUDA memory (--batch-size sets "
+                 "it)", batch)  # fmt: skip
     return batch
 
 
