@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import zarr
 from rasterio.io import DatasetReader
 
 from convlora.files import atomic_write_json
@@ -31,6 +30,7 @@ from geo.contracts.classes import IGNORE
 from geo.contracts.tile_store import open_arrays
 from geo.io.raster import SceneInfo, fill_value, open_raster, read_window
 from geo.tiling import stats
+from geo.tiling.chunks import ChunkFiles
 from geo.tiling.inputs import LabelSource
 from geo.tiling.labels import WindowLabels
 from geo.tiling.plan import Tile
@@ -122,7 +122,7 @@ def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) ->
     block's tiles its marker (their summary rows): a block with a marker is complete in the
     store."""
     result = ChainResult([], {}, StageSeconds())
-    arrays = tuple(_Writer(a) for a in open_arrays(job.store))
+    arrays = tuple(ChunkFiles(a) for a in open_arrays(job.store))
     with (
         open_raster(scene.path, cache=CHAIN_CACHE) as src,
         source.reader() as read_labels,
@@ -228,36 +228,10 @@ class _Writers:
             self.pending.popleft().result()
 
 
-def _write(arrays: tuple[_Writer, ...], index: int, tile: tuple[np.ndarray, ...]) -> None:
+def _write(arrays: tuple[ChunkFiles, ...], index: int, tile: tuple[np.ndarray, ...]) -> None:
     """Write a tile's images, labels and valid mask into the store's arrays."""
     for writer, values in zip(arrays, tile, strict=True):
         writer.write(index, values)
-
-
-class _Writer:
-    """Writes tiles into one of the store's arrays, one chunk each, one write a tile (Zarr
-    writes a chunk that is all of a write as it is; in a write of several chunks it copies
-    each into a new chunk filled with the fill value first). Zarr leaves out a chunk that
-    holds only the fill value, and to know it compares every chunk with the fill value on its
-    one event-loop thread (a slow strided comparison, ~2 ms a 1024 px uint8 tile): tiles seen
-    here to hold other values skip that scan, the others go through it (and are left out, or
-    deleted where an earlier run wrote them), so the store is exactly what Zarr writes."""
-
-    def __init__(self, array: zarr.Array[Any]) -> None:
-        self.array, self.fill = array, array.fill_value
-        self.unchecked = array.with_config({"write_empty_chunks": True})
-
-    def write(self, index: int, tile: np.ndarray) -> None:
-        """Tile `index` of the array."""
-        target = self.array if self._only_fill(tile) else self.unchecked
-        target[index : index + 1] = tile[np.newaxis]
-
-    def _only_fill(self, tile: np.ndarray) -> bool:
-        """Whether a tile holds only the fill value (NaN matching NaN), as Zarr decides it; its
-        first row tells most tiles apart without a scan of the whole tile."""
-        if isinstance(self.fill, np.floating) and np.isnan(self.fill):
-            return bool(np.isnan(tile[..., 0, :]).all() and np.isnan(tile).all())
-        return not (np.any(tile[..., 0, :] != self.fill) or np.any(tile != self.fill))
 
 
 def _core(tile: Tile) -> tuple[slice, slice]:
