@@ -6,7 +6,8 @@ metadata):
 
 - `images` (N, C, T, T), source dtype: tile pixels, padding and invalid pixels hold the fill value
 - `labels` (N, T, T) uint8: class ids, 255 = ignore (invalid, outside the labelled area, unmapped)
-- `valid` (N, T, T) bool: True where the scene has data (inside the scene, not nodata)
+- `valid` (N, T, T) bool: True where the scene has data (inside the scene, not nodata); its fill
+  value is True, so the tiles that are valid everywhere (most) have no chunk file
 - `split` (N,) uint8: 0 train, 1 validation (2 buffer: in stores tiled before version 3)
 - `scene` (N,) int32: index into the `scenes` attribute
 - `window` (N, 4) int64: (col_off, row_off, width, height) of the tile in its scene's pixels
@@ -205,7 +206,7 @@ def create_store(
     specs = {
         "images": ((n_tiles, n_bands, t, t), dtype, fill, ("tile", "band", "y", "x")),
         "labels": ((n_tiles, t, t), "uint8", 255, ("tile", "y", "x")),
-        "valid": ((n_tiles, t, t), "bool", False, ("tile", "y", "x")),
+        "valid": ((n_tiles, t, t), "bool", True, ("tile", "y", "x")),  # all valid: no file
     }
     for name, (shape, dt, fv, dims) in specs.items():
         group.create_array(

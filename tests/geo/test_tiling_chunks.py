@@ -34,11 +34,12 @@ def files(array: zarr.Array) -> dict[str, bytes]:
 
 
 def some_tiles(array: zarr.Array, rng: np.random.Generator) -> list[np.ndarray]:
-    """Tiles for `array`: values, only the fill value, a few values in the fill, the fill
-    again, and one value everywhere (-0.0 where the fill is 0.0: Zarr keeps it)."""
+    """Tiles for `array`: values, only the fill value, a few other values in the fill, the
+    fill again, and another value everywhere (-0.0 where the fill is 0.0: Zarr keeps it)."""
     shape, dtype, fill = array.shape[1:], array.dtype, array.fill_value
     only_fill = np.full(shape, fill, dtype=dtype)
     other = np.asarray(-0.0 if dtype.kind == "f" and fill == 0 else 1).astype(dtype)
+    other = ~fill if dtype.kind == "b" else other
     sprinkled = only_fill.copy()
     sprinkled[..., rng.integers(0, SIZE, 3), rng.integers(0, SIZE, 3)] = other
     values = (
