@@ -18,7 +18,12 @@ KEYS = {
     "accel": ["sdpa_encoder_speedup", "compiled_convlora_step_speedup"],
     "predict": ["pipeline_over_model", "speedup_over_naive", "memory_ratio_naive_over_ours"],
     "memory": ["rss_16x_over_1x"],
-    "tiling": ["tiling_over_raw_read", "tile_mb_per_s", "raw_read_mb_per_s"],
+    "tiling": [
+        "tiling_over_raw_read",
+        "tile_mb_per_s",
+        "raw_read_mb_per_s",
+        "small_tiles_over_raw_read",
+    ],
     "vectorize": [
         "polygons_per_s_seams_merged",
         "km2_per_s_seams_merged",
