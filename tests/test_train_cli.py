@@ -215,9 +215,10 @@ def test_a_failing_training_process_fails_the_run_with_its_error_line(
     and stop the training processes: the error names the process and what failed."""
     store = tmp_path / "broken.zarr"
     shutil.copytree(pivots, store)
-    for chunk in (store / "images" / "c").rglob("*"):
-        if chunk.is_file():
-            chunk.write_bytes(b"not a blosc chunk")
+    chunks = [p for p in (store / "images").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert chunks, "the store holds no image chunk to break"
+    for chunk in chunks:
+        chunk.write_bytes(b"not a blosc chunk")
     args = train_args(store, tmp_path / "run", "--steps", "2", "--nproc", "2")
     with pytest.raises(RuntimeError, match=r"^training process [01] failed: \w+Error: ") as err:
         main(args)
