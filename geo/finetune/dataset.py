@@ -119,17 +119,18 @@ class TileDataset(Dataset):
         index = int(self.indices[i])
         images, labels, valids = self._open()
         valid = np.asarray(valids[index], dtype=bool)
-        norm = self.normalization
-        image = np.asarray(normalize(np.asarray(images[index]), norm.mean, norm.std, valid))
-        label = np.asarray(labels[index]).astype(np.int64)
+        label = np.array(labels[index], dtype=np.uint8)
         label[~valid] = IGNORE
         if index in self.held_out:
             label[_burn(self.held_out[index], label.shape)] = IGNORE
-        k = self.transform_of(index)
+        # turned and flipped as stored, before the conversions that copy them anyway
+        k, norm = self.transform_of(index), self.normalization
+        valid = np.ascontiguousarray(d4(valid, k))
+        image = normalize(d4(np.asarray(images[index]), k), norm.mean, norm.std, valid)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(d4(image, k))),
-            "label": torch.from_numpy(np.ascontiguousarray(d4(label, k))),
-            "valid": torch.from_numpy(np.ascontiguousarray(d4(valid, k))),
+            "image": torch.from_numpy(np.asarray(image)),
+            "label": torch.from_numpy(np.array(d4(label, k), dtype=np.int64, order="C")),
+            "valid": torch.from_numpy(valid),
             "index": index,
         }
 

@@ -63,6 +63,7 @@ def test_d4_augmentation_is_deterministic_and_consistent(store: Path) -> None:
         k = aug.transform_of(a["index"])
         for key in ("image", "label", "valid"):
             assert np.array_equal(a[key].numpy(), d4(p[key].numpy(), k)), key
+            assert a[key].is_contiguous(), key  # turned before conversion, not copied after
     again = TileDataset(store, "all", augment=True, seed=7)
     assert all(torch.equal(again[i]["image"], aug[i]["image"]) for i in range(len(aug)))
     before = [aug.transform_of(int(i)) for i in aug.indices]
@@ -132,7 +133,7 @@ def test_normalization_override_and_bad_store(store: Path, tmp_path: Path) -> No
 def test_normalize_numpy_and_torch_agree() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(100, 20, (2, 3, 8, 8)).astype(np.float32)
-    x[0, 1, 0, 0] = np.nan
+    x[0, 1, 0, 0], x[0, 0, 2, 2], x[1, 2, 1, 1] = np.nan, np.inf, -np.inf
     valid = np.ones((2, 8, 8), dtype=bool)
     valid[1, 4:] = False
     mean, std = [100.0, 90.0, 80.0], [20.0, 0.0, 10.0]
@@ -140,7 +141,7 @@ def test_normalize_numpy_and_torch_agree() -> None:
     b = normalize(torch.from_numpy(x), mean, std, torch.from_numpy(valid))
     assert a.dtype == np.float32 and b.dtype == torch.float32
     assert np.allclose(a, b.numpy())
-    assert np.all(a[1, :, 4:] == 0) and a[0, 1, 0, 0] == 0
+    assert np.all(a[1, :, 4:] == 0) and a[0, 1, 0, 0] == a[0, 0, 2, 2] == a[1, 2, 1, 1] == 0
     assert np.allclose(a[0, 2], (x[0, 2] - 80) / 10) and np.allclose(a[0, 1, 1:], x[0, 1, 1:] - 90)
     assert normalize(x[0], mean, std).shape == (3, 8, 8)
     with pytest.raises(ValueError, match="3 bands"):
