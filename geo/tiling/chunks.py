@@ -42,8 +42,13 @@ class ChunkFiles:
             cname=blosc.cname.value, clevel=blosc.clevel, shuffle=SHUFFLES[blosc.shuffle.value],
             blocksize=blosc.blocksize, typesize=blosc.typesize,
         )  # fmt: skip
-        self.array, self.fill = array, array.fill_value
+        self.array = array
         self.dtype = array.dtype.newbyteorder("<")  # BytesCodec: little-endian (or one byte)
+        fill = np.asarray(array.fill_value, dtype=self.dtype)
+        self.nan_fill = fill.dtype.kind == "f" and bool(np.isnan(fill))
+        # floating-point tiles are compared with the fill bit for bit, as unsigned integers
+        self.compared = np.dtype(f"<u{fill.itemsize}") if fill.dtype.kind == "f" else self.dtype
+        self.fill = fill.view(self.compared)
         self.folder = Path(store.root) / array.path
         self.rest = (0,) * (len(array.shape) - 1)
 
@@ -62,10 +67,7 @@ class ChunkFiles:
         """Whether a tile holds only the fill value, as Zarr decides it: any NaN matches a NaN
         fill, other floating-point values match bit for bit (-0.0 is not 0.0). The first row
         tells most tiles apart without a scan of the whole tile."""
-        fill = np.asarray(self.fill, dtype=self.dtype)
-        if tile.dtype.kind == "f":
-            if np.isnan(fill):
-                return bool(np.isnan(tile[..., 0, :]).all() and np.isnan(tile).all())
-            bits = np.dtype(f"<u{tile.dtype.itemsize}")
-            tile, fill = tile.view(bits), fill.view(bits)
-        return not (np.any(tile[..., 0, :] != fill) or np.any(tile != fill))
+        if self.nan_fill:
+            return bool(np.isnan(tile[..., 0, :]).all() and np.isnan(tile).all())
+        tile = tile.view(self.compared)
+        return not (np.any(tile[..., 0, :] != self.fill) or np.any(tile != self.fill))
