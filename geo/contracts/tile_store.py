@@ -187,8 +187,8 @@ def _codec() -> BloscCodec:
 FLAT_CHUNK_KEYS = DefaultChunkKeyEncoding(separator=".")
 """Chunk files named `c.7.0.0.0` side by side, not `c/7/0/0/0`: a tile is one file, not a file
 and three folders (creating a file or a folder took about 1.3 ms on the ext4 disk of the 2-core
-VM, and costs more on network file systems: for the 361 tiles of 256 px of a 4096 px scene, the
-up to 1,083 files and 2,527 folders of nested keys took longer than encoding and writing the pixels)."""
+VM, and costs more on network file systems: for the 361 tiles of 256 px of a 4096 px scene, up
+to 1,083 files and 2,527 folders of nested keys took longer than encoding and writing pixels)."""
 
 
 def create_store(
