@@ -8,6 +8,7 @@ from geo.io.raster import absolute
 from geo.options import StageConfig, option
 
 FORMATS = ("gpkg", "parquet")
+SUFFIXES = {"gpkg": (".gpkg",), "parquet": (".parquet", ".geoparquet")}  # file names per format
 
 
 class VectorizeConfig(StageConfig):
@@ -49,4 +50,4 @@ class VectorizeConfig(StageConfig):
         """`format`, or parquet for a .parquet/.geoparquet --out and gpkg otherwise."""
         if self.format is not None:
             return self.format
-        return "parquet" if self.out.lower().endswith((".parquet", ".geoparquet")) else "gpkg"
+        return "parquet" if self.out.lower().endswith(SUFFIXES["parquet"]) else "gpkg"

@@ -12,7 +12,7 @@ from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
 from geo.io.raster import check_exists, open_raster
 from geo.options import checked_once, flag
-from geo.vectorize.config import VectorizeConfig
+from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.polygons import polygon_batches, write_polygons
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,16 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         raise InputError(f"{flag('out')} {config.out}: is a folder; give a file name")
     if out.exists() and not config.overwrite:
         raise InputError(f"{flag('out')} {config.out}: exists; pass --overwrite to replace it")
-    suffix = ".parquet" if config.output_format == "parquet" else ".gpkg"
-    if config.format is not None and not out.name.lower().endswith((suffix, ".geoparquet")):
-        raise InputError(f"{flag('out')} {config.out}: a {config.format} file ends in {suffix}")
+    suffixes = SUFFIXES[config.output_format]
+    if not out.name.lower().endswith(suffixes):
+        if config.format is None:
+            raise InputError(
+                f"{flag('out')} {config.out}: give a file name ending in .gpkg (GeoPackage) or "
+                ".parquet (fiboa GeoParquet)"
+            )
+        raise InputError(
+            f"{flag('out')} {config.out}: a {config.format} file ends in {suffixes[0]}"
+        )
     return VectorizePlan(config, class_map, out)
 
 

@@ -35,6 +35,8 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
     [
         (lambda w: vectorize("--out", w / "earlier"), "is a folder; give a file name"),
         (lambda w: vectorize("--out", w / "earlier" / "result.txt"), "exists; pass --overwrite"),
+        (lambda w: vectorize("--out", w / "fields"),
+         "fields: give a file name ending in .gpkg (GeoPackage) or .parquet (fiboa GeoParquet)"),
         (lambda w: ["vectorize", "absent.tif", "--class-map", FTW_MAP, "--out", w / "f.gpkg"],
          "absent.tif: class raster not found"),
         (lambda w: ["vectorize", FTW, "--class-map", FTW_MAP, "--out", w / "f.gpkg"],
@@ -46,7 +48,9 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
         (lambda w: vectorize("--out", w / "f.gpkg", "--min-area", "-1"),
          "--min-area -1.0: Input should be greater than or equal to 0"),
     ],
-    ids=["folder", "exists", "missing", "bands", "scores-grid", "class-map", "min-area"],
+    ids=[
+        "folder", "exists", "no-suffix", "missing", "bands", "scores-grid", "class-map", "min-area"
+    ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_any_work(work: Path, argv, message: str) -> None:
     refused(work, argv(work), message)
