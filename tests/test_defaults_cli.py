@@ -40,16 +40,22 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
         ("train", store, "--sam", "tiny", "--steps", "20", "--out", run),
         ("predict", SCENE, "--model", run, "--out", out),
     ]  # fmt: skip
+    printed: dict[str, str] = {}
     for args in steps:
         done = cli(*args, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Error logging to API" not in done.stderr and "Traceback" not in done.stderr
+        printed[args[0]] = done.stdout
     seconds = time.perf_counter() - started
     assert not [p for p in psutil.process_iter(["cmdline"]) if _serves(p, env["PREFECT_HOME"])]
     runs = last_lines(Path(env["PREFECT_HOME"]) / "prefect.db")
     for name in ("tile", "predict"):  # completed, and the run's last log line was delivered
         state, line = runs.get(name, ("", ""))
         assert state == "COMPLETED" and line.startswith("Finished in"), runs
+    summary = printed["train"]  # for a reader: the best checkpoint's metrics, what to run next
+    assert summary.startswith("trained 20 steps (") and f"into {run}" in summary
+    assert "best checkpoint: step " in summary and "\npivot " in summary
+    assert f"predict with: convlora-geo predict SCENE.tif --model {run}" in summary
     adapter = AdapterMetadata.read(run)
     assert adapter.tile_size == adapter.image_size == 256 and adapter.overlap == 32
     manifest = json.loads((out / f"{SCENE.stem}_manifest.json").read_text())

@@ -67,7 +67,8 @@ def test_rgb_bands_come_from_the_landsat_band_names(store: Path) -> None:
 @pytest.mark.slow
 def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(train_args(store, run, "--epochs", "1", "--mask-token-init", "copy+noise")) == 0
+    args = train_args(store, run, "--epochs", "1", "--mask-token-init", "copy+noise", "--json")
+    assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 5  # 9 tiles, accumulate 2
     metadata = json.loads((run / "adapter.json").read_text())
@@ -151,7 +152,7 @@ def test_sigkill_and_rerun_gives_the_uninterrupted_adapter_bit_for_bit(
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_process_accumulating(store: Path, tmp_path: Path) -> None:
     """`torchrun -m flows.cli train`: gloo DDP with batch 1 x 2 processes = 1 process x 2 passes."""
-    common = ("--adapter", "lora", "--steps", "3")
+    common = ("--adapter", "lora", "--steps", "3", "--json")
     one = subprocess.run(
         cli(*train_args(store, tmp_path / "one", *common)),
         capture_output=True, text=True, env=ENV, cwd=ROOT,
@@ -194,7 +195,9 @@ def test_nproc_trains_every_adapter_kind_in_two_processes(
 ) -> None:
     """`train --nproc 2` starts torchrun (gloo on the CPU), relays rank 0's progress lines to
     this process's logging, and prints rank 0's summary once."""
-    args = train_args(pivots, tmp_path / "run", "--steps", "2", "--nproc", "2", "--progress")
+    args = train_args(
+        pivots, tmp_path / "run", "--steps", "2", "--nproc", "2", "--progress", "--json"
+    )
     args[args.index("--adapter") + 1] = adapter
     args[args.index("--accumulate") + 1] = "1"
     with caplog.at_level(logging.INFO):

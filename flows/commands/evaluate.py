@@ -24,21 +24,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def table(metrics: dict[str, Any]) -> str:
     """The metrics as a plain-text table."""
-
-    def fmt(value: float | None) -> str:
-        return "   n/a" if value is None else f"{value:6.4f}"
-
     lines = [
         f"{metrics['store']} ({metrics['split']}, {metrics['tiles']} tiles, "
         f"{metrics['pixels']:,} labelled pixels)",
-        f"{'class':<24}{'IoU':>8}{'F1':>8}",
+        *class_rows(metrics),
+        f"pixel accuracy: {_number(metrics['pixel_accuracy']).strip()}",
+        object_line(metrics["objects"]),
     ]
-    for name, iou in metrics["per_class_iou"].items():
-        lines.append(f"{name:<24}{fmt(iou):>8}{fmt(metrics['per_class_f1'][name]):>8}")
-    lines.append(f"{'mean':<24}{fmt(metrics['miou']):>8}{fmt(metrics['f1']):>8}")
-    lines.append(f"pixel accuracy: {fmt(metrics['pixel_accuracy']).strip()}")
-    lines.append(object_line(metrics["objects"]))
     return "\n".join(lines)
+
+
+def class_rows(metrics: dict[str, Any]) -> list[str]:
+    """IoU, F1 and share of the predicted pixels per class, then their means, as table rows."""
+    share = metrics.get("predicted_share", {})
+    lines = [f"{'class':<24}{'IoU':>8}{'F1':>8}{'predicted':>11}"]
+    for name, iou in metrics["per_class_iou"].items():
+        f1 = _number(metrics["per_class_f1"][name])
+        predicted = f"{share[name]:10.1%}" if name in share else ""
+        lines.append(f"{name:<24}{_number(iou):>8}{f1:>8} {predicted}".rstrip())
+    lines.append(f"{'mean':<24}{_number(metrics['miou']):>8}{_number(metrics['f1']):>8}")
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.4f}"
 
 
 def object_line(objects: dict[str, Any]) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 from flows.commands import add_command
+from flows.commands.evaluate import class_rows
 from flows.parameters import TRAIN
 
 
@@ -21,7 +23,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Rerunning the same command resumes an interrupted run from OUT/last. "
         "Several GPUs: --nproc N (one process per GPU, started with torchrun).",
     )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The training summary for a reader: the best checkpoint's validation metrics, the files."""
+    lines = [
+        f"trained {summary['steps']} steps ({summary['epochs']} epochs) into {summary['run_dir']}"
+    ]
+    if summary["stopped_early"]:
+        lines[0] += ", stopped early (no better validation mIoU in --early-stop epochs)"
+    best = summary["best_val"]
+    if best is None:
+        lines.append("no validation tiles: the adapter holds the last weights")
+    else:
+        lines.append(
+            f"best checkpoint: step {summary['best_step']} (epoch {summary['best_epoch']}), "
+            f"validation on {best['pixels']:,} labelled pixels:"
+        )
+        lines += class_rows(best)
+    lines.append(f"adapter: {summary['adapter']}")
+    lines.append(f"predict with: convlora-geo predict SCENE.tif --model {summary['run_dir']}")
+    lines.append(f"metrics: {summary['metrics']}")
+    lines += [f"warning: {warning}" for warning in summary["warnings"]]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
 
     summary = train_on_store(TRAIN.build(FinetuneConfig, TRAIN.values(args)))
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return 0

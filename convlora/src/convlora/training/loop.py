@@ -101,7 +101,8 @@ def fit(
     `set_epoch(epoch)` gets it called before each epoch. Under `torchrun` (WORLD_SIZE > 1) the
     processes train one model with DDP, each on its share of every batch; only rank 0 writes.
 
-    Returns a summary: best_miou, best_epoch, best_step, steps, epochs, stopped_early and paths.
+    Returns a summary: best_miou, best_epoch, best_step, steps, epochs, stopped_early, the
+    validation metrics of the best checkpoint (best_val) and of the last epoch (val), and paths.
     """
     info = dist_info_from_env()
     device = device_for(info, resolve_device(train_cfg.device))
@@ -440,6 +441,7 @@ class Trainer:
             "steps": st.step,
             "epochs": st.epoch,
             "stopped_early": st.stopped_early,
+            "best_val": st.best_val,
             "val": st.last_val,
             "run_dir": str(self.run_dir),
             "adapter": str(self.run_dir / "adapter.safetensors"),
