@@ -75,3 +75,27 @@ def _serves(process: psutil.Process, prefect_home: str) -> bool:
         )
     except psutil.Error:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_finetune_prints_the_metrics_as_a_table_or_as_json(tmp_path: Path) -> None:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    run = tmp_path / "run"
+    args = (
+        "finetune", SCENE, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES,
+        "--store", tmp_path / "s.zarr", "--out", run, "--tile-size", "128", "--sam", "tiny",
+        "--image-size", "64", "--steps", "2", "--no-progress",
+    )  # fmt: skip
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout
+    assert "(val, " in text and "\npivot " in text and "\nobjects (IoU > 0.5): " in text
+    assert f"predict with: convlora-geo predict SCENE.tif --model {run}" in text
+    again = cli(*args, "--json", env=env)  # the finished run is evaluated again, not retrained
+    assert again.returncode == 0, again.stderr[-3000:]
+    metrics = json.loads(again.stdout)
+    assert metrics["split"] == "val" and set(metrics["per_class_iou"]) == {"background", "pivot"}
+    mean = next(line for line in text.splitlines() if line.startswith("mean "))
+    assert mean.split()[1] == f"{metrics['miou']:.4f}"  # the same evaluation, both ways

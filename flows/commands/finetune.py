@@ -6,6 +6,8 @@ import argparse
 import json
 
 from flows.commands import add_command
+from flows.commands.evaluate import table
+from flows.commands.train import adapter_lines
 from flows.local_server import run_flow
 from flows.parameters import FINETUNE
 
@@ -16,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile the scenes into --store (reused while inputs are unchanged), "
         "fine-tune SAM into --out and evaluate the best adapter on the validation split.",
     )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the validation metrics as JSON")
     p.set_defaults(run=run)
 
 
@@ -30,5 +33,17 @@ def run(args: argparse.Namespace) -> int:
     request = check_tiling(tile)  # bad input stops here, before Prefect starts
     check_run_settings(train, request.tile_size)
     params = {name: values[name] for name in FINETUNE.names}
-    print(json.dumps(run_flow("flows.finetune", "finetune_flow", **params), indent=2))
+    metrics = run_flow("flows.finetune", "finetune_flow", **params)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(
+            "\n".join(
+                [
+                    "the best checkpoint on the validation tiles, predicted as predict does:",
+                    table(metrics),
+                    *adapter_lines(train.out),
+                ]
+            )
+        )
     return 0

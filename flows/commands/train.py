@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from flows.commands import add_command
@@ -43,11 +44,18 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"validation on {best['pixels']:,} labelled pixels:"
         )
         lines += class_rows(best)
-    lines.append(f"adapter: {summary['adapter']}")
-    lines.append(f"predict with: convlora-geo predict SCENE.tif --model {summary['run_dir']}")
-    lines.append(f"metrics: {summary['metrics']}")
+    lines += adapter_lines(summary["run_dir"])
     lines += [f"warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines)
+
+
+def adapter_lines(run_dir: str) -> list[str]:
+    """Where a run's adapter and metrics are, and the command that predicts with it."""
+    return [
+        f"adapter: {Path(run_dir) / 'adapter.safetensors'}",
+        f"predict with: convlora-geo predict SCENE.tif --model {run_dir}",
+        f"metrics: {Path(run_dir) / 'metrics.jsonl'}",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
