@@ -52,6 +52,9 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
     for name in ("tile", "predict"):  # completed, and the run's last log line was delivered
         state, line = runs.get(name, ("", ""))
         assert state == "COMPLETED" and line.startswith("Finished in"), runs
+    tiled = printed["tile"]  # what the store holds: tiles per split, labelled pixels per class
+    assert "\n  9 tiles of 256 px, overlap 32: 7 train (4 labelled), 2 val (2 labelled)\n" in tiled
+    assert "\n  labelled pixels: background " in tiled and "%), pivot " in tiled
     summary = printed["train"]  # for a reader: the best checkpoint's metrics, what to run next
     assert summary.startswith("trained 20 steps (") and f"into {run}" in summary
     assert "best checkpoint: step " in summary and "\npivot " in summary

@@ -24,5 +24,32 @@ def run(args: argparse.Namespace) -> int:
     config = TILE.build(TileConfig, TILE.values(args))
     check_tiling(config)  # bad input stops here, before Prefect starts
     store = run_flow("flows.tile", "tile_flow", **config.params())
-    print(f"tile store: {store}\ntile index (open in QGIS): {store}/tile_index.gpkg")
+    print("\n".join([f"tile store: {store}", *store_lines(store)]))
+    print(f"tile index (open in QGIS): {store}/tile_index.gpkg")
     return 0
+
+
+def store_lines(store: str) -> list[str]:
+    """What a tile store holds: its tiles per split (how many with labels) and its labelled
+    pixels per class, so that labels that missed the scenes show at once."""
+    from geo.contracts.tile_store import SPLIT_NAMES, StoreInfo, label_coverage, read_split
+
+    info = StoreInfo.read(store)
+    codes, labelled = read_split(store), label_coverage(store) > 0
+    splits = [
+        f"{int(chosen.sum())} {name} ({int(labelled[chosen].sum())} labelled)"
+        for code, name in SPLIT_NAMES.items()
+        if (chosen := codes == code).any()
+    ]
+    pixels = [
+        sum(split[k] for split in info.class_pixels.values()) for k in range(len(info.classes))
+    ]
+    total = sum(pixels)
+    shares = [
+        f"{c.name} {n:,} ({n / total:.1%})" for c, n in zip(info.classes, pixels, strict=True)
+    ]
+    return [
+        f"  {info.n_tiles} tiles of {info.tile_size} px, overlap {info.overlap}: "
+        + ", ".join(splits),
+        f"  labelled pixels: {', '.join(shares)}" if total else "  no labelled pixel",
+    ]
