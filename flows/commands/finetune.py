@@ -34,16 +34,7 @@ def run(args: argparse.Namespace) -> int:
     check_run_settings(train, request.tile_size)
     params = {name: values[name] for name in FINETUNE.names}
     metrics = run_flow("flows.finetune", "finetune_flow", **params)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(
-            "\n".join(
-                [
-                    "the best checkpoint on the validation tiles, predicted as predict does:",
-                    table(metrics),
-                    *adapter_lines(train.out),
-                ]
-            )
-        )
+    heading = "the best checkpoint on the validation tiles, predicted as predict does:"
+    text = "\n".join([heading, table(metrics), *adapter_lines(train.out)])
+    print(json.dumps(metrics, indent=2) if args.json else text)
     return 0
