@@ -160,7 +160,9 @@ def _pinned(pixels: np.ndarray) -> np.ndarray:
 def _measure(geometry: gpd.GeoSeries, unit_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Areas (m²) and perimeters (m): in the local UTM zone for geographic CRSs (pixels without
     a CRS: `unit_m` is then pixels per grid unit)."""
-    if len(geometry) and geometry.crs is not None and geometry.crs.is_geographic:
+    if not len(geometry):  # nothing to measure (geopandas would warn about degrees)
+        return np.zeros(0), np.zeros(0)
+    if geometry.crs is not None and geometry.crs.is_geographic:
         projected = geometry.to_crs(geometry.estimate_utm_crs())
         return projected.area.to_numpy(), projected.length.to_numpy()
     return geometry.area.to_numpy() * unit_m**2, geometry.length.to_numpy() * unit_m

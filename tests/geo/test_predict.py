@@ -266,6 +266,21 @@ def test_geographic_scene_gets_areas_in_square_metres(geographic: Path, tmp_path
     np.testing.assert_allclose(frame.area_m2.sum(), (per_row * row_m2).sum(), rtol=0.01)
 
 
+def test_geographic_scene_without_polygons_measures_without_warning(
+    geographic: Path, tmp_path: Path
+) -> None:
+    """No region reaches `min_area`: an empty polygon layer, and no geopandas warning about
+    areas measured in degrees."""
+    metadata = metadata_for(geographic, [1, 2, 3], tile_size=64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*geographic CRS")
+        paths = predict_image(
+            geographic, ToyModel(3), metadata, tmp_path / "out", min_area=1e12, simplify=0.0
+        )
+    frame = gpd.read_file(paths["polygons"], layer="polygons")
+    assert len(frame) == 0 and {"area_m2", "perimeter_m"} <= set(frame.columns)
+
+
 def test_geographic_min_area_and_simplify_are_in_metres(geographic: Path, tmp_path: Path) -> None:
     """`min_area` (m²) keeps exactly the regions whose spherical area reaches it, and
     `simplify` (m) removes vertices without moving the outlines by more than about a pixel:
