@@ -29,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_LABELS = (
+    "  no labelled pixel: nothing to train on (does the class map list the label values? do the "
+    "labels overlap the scenes and the --aoi?)"
+)
+
+
 def store_lines(store: str) -> list[str]:
     """What a tile store holds: its tiles per split (how many with labels) and its labelled
     pixels per class, so that labels that missed the scenes show at once."""
@@ -46,10 +52,11 @@ def store_lines(store: str) -> list[str]:
     ]
     total = sum(pixels)
     shares = [
-        f"{c.name} {n:,} ({n / total:.1%})" for c, n in zip(info.classes, pixels, strict=True)
+        f"{c.name} {n:,} ({n / max(total, 1):.1%})"
+        for c, n in zip(info.classes, pixels, strict=True)
     ]
     return [
         f"  {info.n_tiles} tiles of {info.tile_size} px, overlap {info.overlap}: "
         + ", ".join(splits),
-        f"  labelled pixels: {', '.join(shares)}" if total else "  no labelled pixel",
+        f"  labelled pixels: {', '.join(shares)}" if total else NO_LABELS,
     ]

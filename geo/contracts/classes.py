@@ -16,7 +16,7 @@ Class ids are the list positions 0..K-1 (an optional `id` must equal the positio
 matched against the label field (vector labels) or the raster codes (label rasters); numbers and
 strings are compared by their text, so `5`, `5.0` and `"5"` are the same value. With vector labels
 and no label field, every feature is the one object class of a two-class map (boundary classes
-not counted).
+not counted). With label rasters and no class listing `values`, raster code N is class N.
 
 Boundary classes (field boundaries, building outlines) keep touching objects apart::
 
@@ -34,6 +34,7 @@ outline, so that touching objects of one class become separate polygons.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -244,6 +245,16 @@ class ClassMap:
         uniques, inverse = np.unique(codes, return_inverse=True)
         ids, missing = self.map_values(uniques.tolist())
         return ids[inverse].reshape(codes.shape), set(missing)
+
+    def with_codes_as_ids(self) -> ClassMap:
+        """For label rasters: where no class lists `values`, this map with each class taking its
+        own id (raster code N is class N); else this map."""
+        if any(c.values for c in self.classes):
+            return self
+        return ClassMap(
+            tuple(dataclasses.replace(c, values=(str(c.id),)) for c in self.classes),
+            self.unmapped,
+        )
 
     def with_unmapped(self, unmapped: str | None) -> ClassMap:
         """This map with `unmapped` replaced (None keeps the file's setting)."""

@@ -136,6 +136,8 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     """
     checksums = _in_background(lambda: input_records(config))
     cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
+    if not any(is_vector(p) for p in config.labels):
+        cmap = _codes_as_ids(cmap, config.class_map)
     scenes = [scene_info(p) for p in config.images]
     band_list = list(config.bands) if config.bands else list(range(1, scenes[0].count + 1))
     for scene in scenes:
@@ -210,6 +212,18 @@ def _check_crs(scenes: list[SceneInfo]) -> None:
             len(without),
             without[0],
         )
+
+
+def _codes_as_ids(cmap: ClassMap, path: str) -> ClassMap:
+    """The class map for label rasters: where no class lists values, raster code N is class N
+    (said in the log)."""
+    mapped = cmap.with_codes_as_ids()
+    if mapped is not cmap:
+        log.info(
+            "%s lists no label values: raster code N is class N (%s)",
+            path, ", ".join(f"{c.id} {c.name}" for c in cmap.classes),
+        )  # fmt: skip
+    return mapped
 
 
 def _prepare_labels(

@@ -17,6 +17,7 @@ import xarray as xr
 import yaml
 import zarr
 
+from flows.commands.tile import NO_LABELS, store_lines
 from geo.errors import InputError
 from geo.finetune.dataset import IGNORE, TileDataset
 from tests.support.stores import tile
@@ -381,6 +382,33 @@ def test_label_values_in_no_class_are_warned_about_and_ignored(
     labels_ = scene_labels(store)
     assert not np.any(labels_ == 1)
     assert np.all(labels_[read_band(CASES["atlanta"][2]) == 1] == 255)
+
+
+def test_label_raster_codes_are_class_ids_when_no_class_lists_values(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pivots class map lists no values: the 0/1 mask's codes are the class ids (before,
+    every code was in no class and the store held no labelled pixel)."""
+    image, _, mask, classes, _ = CASES["pivots"]
+    with caplog.at_level(logging.INFO, logger="geo"):
+        store = tile([str(image)], [str(mask)], classes, tmp_path / "m.zarr", tile_size=128,
+                     overlap=16)  # fmt: skip
+    assert "lists no label values: raster code N is class N (0 background, 1 pivot)" in caplog.text
+    assert np.array_equal(scene_labels(store), read_band(mask))
+
+
+def test_a_store_without_labelled_pixels_is_said_plainly(tmp_path: Path) -> None:
+    """Label codes no class lists: `tile` prints what is wrong (it divided by zero before)."""
+    image, _, mask, _, _ = CASES["pivots"]
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(
+        "classes:\n  - {name: background, values: [7]}\n  - {name: pivot, values: [9]}\n"
+    )
+    store = tile([str(image)], [str(mask)], str(classes), tmp_path / "n.zarr", tile_size=128,
+                 overlap=16)  # fmt: skip
+    lines = store_lines(str(store))
+    assert lines[0] == "  25 tiles of 128 px, overlap 16: 25 train (0 labelled)"
+    assert lines[1] == NO_LABELS
 
 
 def test_scenes_in_different_crs_share_one_label_file(tmp_path: Path) -> None:
