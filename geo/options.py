@@ -15,9 +15,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from geo.errors import InputError
+from geo.io.grid import tile_size_problem
+from geo.io.raster import absolute
 
 CLI = "cli"
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -50,6 +52,27 @@ def check_device(device: str) -> str:
     if not DEVICE.match(device):
         raise ValueError(f"not a device; choose {DEVICE_HELP}")
     return device
+
+
+def validates(*fields: str, by: Callable[[Any], Any]) -> Any:
+    """A config validator of `fields`: each value becomes `by(value)`, which raises ValueError
+    for a bad one (`describe` names the option). Assign it to a class attribute."""
+    return field_validator(*fields)(classmethod(lambda _cls, value: by(value)))
+
+
+def absolute_paths(value: str | list[str] | None) -> str | list[str] | None:
+    """Local paths (one, a list, or None) made absolute; URLs and GDAL paths unchanged."""
+    if isinstance(value, list):
+        return [absolute(p) for p in value]
+    return None if value is None else absolute(value)
+
+
+def pixel_size(size: int | None) -> int | None:
+    """A tile or image size in pixels (None: the default), or ValueError."""
+    problem = None if size is None else tile_size_problem(size)
+    if problem:
+        raise ValueError(problem)
+    return size
 
 
 def flag(name: str) -> str:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from geo.io.raster import absolute
-from geo.options import DEVICE_HELP, StageConfig, check_device, option
+from geo.options import DEVICE_HELP, StageConfig, absolute_paths, check_device, option, validates
 
 SPLIT_CHOICES = ("train", "val", "all")
 
@@ -38,12 +35,5 @@ class EvaluateConfig(StageConfig):
     )
     device: str = option("auto", help=DEVICE_HELP)
 
-    @field_validator("store", "model", "sam_checkpoint", "reference")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        return check_device(device)
+    _paths = validates("store", "model", "sam_checkpoint", "reference", by=absolute_paths)
+    _device = validates("device", by=check_device)

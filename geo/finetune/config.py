@@ -8,9 +8,16 @@ from pydantic import field_validator, model_validator
 
 from convlora.config import ADAPTERS, DEFAULT_LOSS, GATES, LOSSES, SAM_VARIANTS, TOKEN_INITS
 from convlora.training.config import TrainConfig
-from geo.io.grid import tile_size_problem
-from geo.io.raster import absolute
-from geo.options import DEVICE_HELP, StageConfig, check_device, flag, option
+from geo.options import (
+    DEVICE_HELP,
+    StageConfig,
+    absolute_paths,
+    check_device,
+    flag,
+    option,
+    pixel_size,
+    validates,
+)
 
 MASK_TOKEN_INITS = ("auto", *(t for t in TOKEN_INITS if t != "auto"))
 OFFICIAL_LR = 1e-4  # the official recipe, fine-tuning a pretrained SAM
@@ -106,18 +113,8 @@ class FinetuneConfig(StageConfig):
         False, help="replace files in the run folder that convlora-geo did not write"
     )
 
-    @field_validator("store", "out", "sam_checkpoint")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
-
-    @field_validator("image_size")
-    @classmethod
-    def _image_size(cls, size: int | None) -> int | None:
-        problem = None if size is None else tile_size_problem(size)
-        if problem:
-            raise ValueError(problem)
-        return size
+    _paths = validates("store", "out", "sam_checkpoint", by=absolute_paths)
+    _image_size = validates("image_size", by=pixel_size)
 
     @field_validator("rgb_bands")
     @classmethod
@@ -126,10 +123,7 @@ class FinetuneConfig(StageConfig):
             raise ValueError("give three 1-based source bands, e.g. 4,3,2")
         return bands
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        return check_device(device)
+    _device = validates("device", by=check_device)
 
     @model_validator(mode="after")
     def _budget(self) -> Self:

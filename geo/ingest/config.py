@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from geo.errors import InputError
 from geo.ingest.stac import StacSource
 from geo.io.raster import absolute
-from geo.options import StageConfig, flag, option
+from geo.options import StageConfig, absolute_paths, flag, option, validates
 
 STAC_ONLY = ("collection", "bbox", "aoi", "datetime", "query", "bands", "max_items")
 
@@ -59,10 +59,7 @@ class IngestConfig(StageConfig):
         None, help="take at most this many items, the newest (STAC)", ge=1, le=10_000
     )
 
-    @field_validator("source", "aoi")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
+    _paths = validates("source", "aoi", by=absolute_paths)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
-from geo.io.grid import overlap_problem, tile_size_problem
-from geo.io.raster import absolute
-from geo.options import DEVICE_HELP, StageConfig, check_device, flag, option
+from geo.io.grid import overlap_problem
+from geo.options import (
+    DEVICE_HELP,
+    StageConfig,
+    absolute_paths,
+    check_device,
+    flag,
+    option,
+    pixel_size,
+    validates,
+)
 
 
 class PredictConfig(StageConfig):
@@ -51,28 +59,9 @@ class PredictConfig(StageConfig):
         None, help="Dask scheduler to run scenes on (default: local processes for several)"
     )
 
-    @field_validator("images")
-    @classmethod
-    def _absolute_paths(cls, paths: list[str]) -> list[str]:
-        return [absolute(p) for p in paths]
-
-    @field_validator("model", "out", "sam_checkpoint")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
-
-    @field_validator("tile_size")
-    @classmethod
-    def _tile_size(cls, size: int | None) -> int | None:
-        problem = None if size is None else tile_size_problem(size)
-        if problem:
-            raise ValueError(problem)
-        return size
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        return check_device(device)
+    _paths = validates("images", "model", "out", "sam_checkpoint", by=absolute_paths)
+    _tile_size = validates("tile_size", by=pixel_size)
+    _device = validates("device", by=check_device)
 
     @model_validator(mode="after")
     def _grid(self) -> Self:

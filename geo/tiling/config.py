@@ -7,9 +7,8 @@ from typing import Self
 from pydantic import field_validator, model_validator
 
 from geo.contracts.classes import UNMAPPED_CHOICES
-from geo.io.grid import overlap_problem, tile_size_problem
-from geo.io.raster import absolute
-from geo.options import StageConfig, flag, option
+from geo.io.grid import overlap_problem
+from geo.options import StageConfig, absolute_paths, flag, option, pixel_size, validates
 
 
 class TileConfig(StageConfig):
@@ -59,23 +58,8 @@ class TileConfig(StageConfig):
         None, help="Dask scheduler to run on, e.g. tcp://scheduler:8786 (default: local threads)"
     )
 
-    @field_validator("images", "labels")
-    @classmethod
-    def _absolute_paths(cls, paths: list[str]) -> list[str]:
-        return [absolute(p) for p in paths]
-
-    @field_validator("class_map", "out", "aoi")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
-
-    @field_validator("tile_size")
-    @classmethod
-    def _tile_size(cls, size: int | None) -> int | None:
-        problem = None if size is None else tile_size_problem(size)
-        if problem:
-            raise ValueError(problem)
-        return size
+    _paths = validates("images", "labels", "class_map", "out", "aoi", by=absolute_paths)
+    _tile_size = validates("tile_size", by=pixel_size)
 
     @field_validator("bands")
     @classmethod

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from geo.io.raster import absolute
-from geo.options import StageConfig, option
+from geo.options import StageConfig, absolute_paths, option, validates
 
 FORMATS = ("gpkg", "parquet")
 SUFFIXES = {"gpkg": (".gpkg",), "parquet": (".parquet", ".geoparquet")}  # file names per format
@@ -40,10 +37,7 @@ class VectorizeConfig(StageConfig):
     )
     overwrite: bool = option(False, help="replace the file at --out")
 
-    @field_validator("raster", "class_map", "out", "scores")
-    @classmethod
-    def _absolute_path(cls, path: str | None) -> str | None:
-        return None if path is None else absolute(path)
+    _paths = validates("raster", "class_map", "out", "scores", by=absolute_paths)
 
     @property
     def output_format(self) -> str:
