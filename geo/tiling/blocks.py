@@ -177,8 +177,7 @@ class _TileReader:
             row = _summary(tile.index, label, valid, unmapped, infinite, job.n_classes)
             self.result.rows.append(row)
         with seconds("statistics"):
-            inside = data[(slice(None), *core)], valid[core]
-            sample = stats.sample_core(*inside, self.share, job.seed, tile.index)
+            sample = stats.sample_core(data, valid, core, self.share, job.seed, tile.index)
             self.result.samples[tile.index] = sample
         return data, label, valid
 

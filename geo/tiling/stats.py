@@ -8,8 +8,8 @@ the blocks that tile it (whatever their layout) and a resumed run (`sample_cores
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -33,20 +33,30 @@ def sample_share(scene: SceneInfo, budget: int) -> float:
 
 
 def sample_core(
-    data: np.ndarray, valid: np.ndarray, share: float, seed: int, tile: int
+    data: np.ndarray,
+    valid: np.ndarray,
+    core: tuple[slice, slice],
+    share: float,
+    seed: int,
+    tile: int,
 ) -> np.ndarray:
     """The valid pixels at about a `share` of the positions of a tile's core, drawn at random
     (seeded by the tile; a position drawn twice is taken once), (C, n) in the order of their
-    positions: `data` (C, H, W) and `valid` (H, W) are the core's."""
-    height, width = valid.shape
+    positions: `data` (C, H, W) and `valid` (H, W) are the tile's, `core` the rows and columns
+    of its core in it. The pixels are taken by their flat positions in the tile (8x faster than
+    indexing the core's rows and columns)."""
+    rows, cols = core
+    top, left = rows.start or 0, cols.start or 0
+    height, width = rows.stop - top, cols.stop - left
     count = round(share * height * width)
     if count >= height * width:
-        return data[:, valid]
+        return data[:, rows, cols][:, valid[rows, cols]]
     drawn = np.sort(np.random.default_rng([seed, tile]).integers(0, height * width, count))
     distinct = drawn[np.concatenate(([True], drawn[1:] != drawn[:-1]))]  # np.unique, faster
-    rows, cols = np.divmod(distinct, width)
-    keep = valid[rows, cols]
-    return data[:, rows[keep], cols[keep]]
+    r, c = np.divmod(distinct, width)
+    at = (r + top) * valid.shape[1] + (c + left)
+    at = at[valid.ravel()[at]]
+    return np.take(data.reshape(len(data), -1), at, axis=1)
 
 
 def sample_cores(
@@ -61,7 +71,13 @@ def sample_cores(
     tiles written by an earlier run (the same as when their blocks read them)."""
     with open_raster(scene.path) as src:
         return [
-            sample_core(*read_window(src, core, bands, dtype, 0)[:2], share, seed, tile)
+            sample_core(
+                *read_window(src, core, bands, dtype, 0)[:2],
+                (slice(0, int(core.height)), slice(0, int(core.width))),
+                share,
+                seed,
+                tile,
+            )  # fmt: skip
             for tile, core in cores
         ]
 
@@ -80,27 +96,42 @@ def summarize(samples: Sequence[np.ndarray]) -> Normalization | None:
 
 
 def _band_statistics(values: np.ndarray) -> tuple[float, float, float, float]:
-    """Mean and std of one band's values clipped to CLIP_PERCENTILES, its 2 and 98 percentiles.
-    Sorted in their own dtype (faster than in float64), and converted to float64 band by band
-    (a few fresh float64 copies of all bands cost more than the arithmetic)."""
-    ordered = np.sort(values, kind=_sort_kind(values.dtype))
-    low, p2, p98, high = _percentiles(ordered, [CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]])
-    clipped = np.clip(ordered, low, high, dtype=np.float64)
-    return float(clipped.mean()), float(clipped.std()), float(p2), float(p98)
+    """Mean and std of one band's values clipped to CLIP_PERCENTILES, its 2 and 98 percentiles:
+    integers of one or two bytes are counted (a histogram of at most 65,536 values, about 6x
+    faster than sorting them), other values sorted in their own dtype."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize <= 2:
+        distinct, counts = _counted(values)
+    else:  # every value, in order
+        distinct, counts = np.sort(values), None
+    ends = np.cumsum(counts) if counts is not None else None
+    ranks = np.asarray([CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]]) / 100 * (len(values) - 1)
+    low, p2, p98, high = _percentiles(distinct, ends, ranks)
+    clipped = np.clip(distinct, low, high, dtype=np.float64)
+    if counts is None:
+        return float(clipped.mean()), float(clipped.std()), float(p2), float(p98)
+    mean = float(np.dot(counts, clipped)) / len(values)
+    std = math.sqrt(float(np.dot(counts, (clipped - mean) ** 2)) / len(values))
+    return mean, std, float(p2), float(p98)
 
 
-def _sort_kind(dtype: np.dtype) -> Literal["stable"] | None:
-    """NumPy's fastest sort of a dtype: a radix sort (its stable sort) for integers of one or
-    two bytes, about 7x its quicksort on a million int16 values; quicksort for the others,
-    which it sorts with SIMD (where its stable sort is 10x slower)."""
-    return "stable" if dtype.kind in "iub" and dtype.itemsize <= 2 else None
+def _counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of small integers, in order, and how often each occurs."""
+    offset = int(np.iinfo(values.dtype).min)
+    counts = np.bincount(values.astype(np.int32) - offset)
+    present = np.flatnonzero(counts)
+    return present + offset, counts[present]
 
 
-def _percentiles(ordered: np.ndarray, percents: Sequence[float]) -> np.ndarray:
-    """`np.percentile(ordered, percents)` (linear interpolation) of sorted values: read off at
-    their ranks, where `np.percentile` selects them (slower than the sort)."""
-    rank = np.asarray(percents) / 100 * (len(ordered) - 1)
-    below = np.floor(rank).astype(np.intp)
-    above = np.minimum(below + 1, len(ordered) - 1)
-    low, high = ordered[below].astype(np.float64), ordered[above].astype(np.float64)
-    return low + (high - low) * (rank - below)
+def _percentiles(distinct: np.ndarray, ends: np.ndarray | None, ranks: np.ndarray) -> np.ndarray:
+    """`np.percentile` (linear interpolation) at fractional `ranks` of the values in order,
+    read off at the ranks around each one (where `np.percentile` selects them, slower)."""
+    below = np.floor(ranks).astype(np.intp)
+    above = np.minimum(below + 1, (len(distinct) if ends is None else int(ends[-1])) - 1)
+    low, high = (_at(distinct, ends, r).astype(np.float64) for r in (below, above))
+    return low + (high - low) * (ranks - below)
+
+
+def _at(distinct: np.ndarray, ends: np.ndarray | None, ranks: np.ndarray) -> np.ndarray:
+    """The values at integer ranks of the values in order: `distinct` values in order, each
+    repeated up to its cumulative count in `ends` (None: each once)."""
+    return distinct[ranks] if ends is None else distinct[np.searchsorted(ends, ranks, "right")]

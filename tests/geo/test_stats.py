@@ -99,13 +99,25 @@ def test_positions_are_drawn_from_the_whole_core_and_seeded_by_tile() -> None:
     data = np.arange(3 * 200 * 300, dtype=np.int32).reshape(3, 200, 300)
     valid = np.ones((200, 300), dtype=bool)
     valid[:, :10] = False
-    a = sample_core(data, valid, 0.1, seed=0, tile=4)
-    assert np.array_equal(a, sample_core(data, valid, 0.1, seed=0, tile=4))
-    assert not np.array_equal(a[0], sample_core(data, valid, 0.1, seed=0, tile=5)[0])
+    whole = (slice(0, 200), slice(0, 300))
+    a = sample_core(data, valid, whole, 0.1, seed=0, tile=4)
+    assert np.array_equal(a, sample_core(data, valid, whole, 0.1, seed=0, tile=4))
+    assert not np.array_equal(a[0], sample_core(data, valid, whole, 0.1, seed=0, tile=5)[0])
     rows, cols = np.divmod(a[0], 300)
     assert 5000 < a.shape[1] <= 6000 and np.all(np.diff(a[0]) > 0)  # distinct, in order
     assert cols.min() >= 10 and rows.min() < 20 and rows.max() > 180 and cols.max() > 280
     assert np.array_equal(a[1] - a[0], np.full(a.shape[1], 200 * 300))
+
+
+def test_a_core_inside_its_tile_draws_what_the_core_read_alone_draws() -> None:
+    """Tiling samples each core inside its tile, a resumed run the core read alone."""
+    tile = np.random.default_rng(0).integers(0, 4000, (3, 256, 320)).astype(np.int16)
+    valid = np.random.default_rng(1).random((256, 320)) > 0.2
+    core = (slice(16, 240), slice(32, 288))
+    inside = sample_core(tile, valid, core, 0.05, seed=3, tile=7)
+    alone = np.ascontiguousarray(tile[:, core[0], core[1]]), valid[core].copy()
+    assert inside.shape[1] > 2000
+    assert np.array_equal(inside, sample_core(*alone, (slice(0, 224), slice(0, 256)), 0.05, 3, 7))
 
 
 @pytest.mark.parametrize(("width", "height", "size", "overlap"), [(512, 512, 128, 32),
@@ -159,9 +171,9 @@ def test_inf_and_absurd_pixels_leave_the_statistics_finite_and_close(
     assert warnings == [f"{dirty}: 3 pixels hold infinite values; they are treated as nodata"]
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int32", "float32"])
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "float32"])
 def test_statistics_are_numpys_percentiles_and_clipped_moments_in_every_dtype(dtype: str) -> None:
-    """Whichever sort each dtype gets (a radix sort for one- and two-byte integers), the band
+    """Whether a dtype's values are counted (one- and two-byte integers) or sorted, the band
     statistics are np.percentile's 2nd and 98th and the mean and std of the values clipped to
     the 0.1 and 99.9 percentiles."""
     rng = np.random.default_rng(3)
