@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geo.contracts.classes import ClassMap, load_class_map
+import numpy as np
+
+from geo.contracts.classes import IGNORE, ClassMap, load_class_map
 from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
 from geo.io.raster import check_exists, open_raster
@@ -16,6 +18,7 @@ from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.polygons import polygon_batches, write_polygons
 
 log = logging.getLogger(__name__)
+CHECKED_SIDE = 2048  # the class raster's values are checked on a read of at most this side
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     grid, and an output file that may be written. Raises InputError naming the input."""
     class_map = load_class_map(config.class_map)
     grid = _check_raster(config.raster, "class raster", integer=True)
+    _check_class_ids(config.raster, class_map)
     if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
         raise InputError(
             f"{flag('scores')} {config.scores}: not on the grid of {config.raster} (same size, "
@@ -74,6 +78,23 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
     if integer and not dtype.startswith(("uint8", "int", "uint")):
         raise InputError(f"{path}: a {what} holds integer class ids, not {dtype}")
     return grid
+
+
+def _check_class_ids(path: str, class_map: ClassMap) -> None:
+    """InputError when the class raster, read at most CHECKED_SIDE px a side, holds values that
+    are no class id of the map (nodata and 255 aside): a probability raster, or another map's."""
+    with open_raster(path) as src:
+        scale = max(1.0, max(src.width, src.height) / CHECKED_SIDE)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        values = np.unique(src.read(1, out_shape=shape, masked=True).compressed())
+    unknown = values[((values < 0) | (values >= class_map.num_classes)) & (values != IGNORE)]
+    if unknown.size:
+        shown = ", ".join(str(v) for v in unknown[:5]) + (", ..." if unknown.size > 5 else "")
+        raise InputError(
+            f"{path}: holds value(s) {shown}, but the class map's class ids are 0 to "
+            f"{class_map.num_classes - 1}; a class raster holds class ids (predict's "
+            "NAME_classes.tif, not NAME_probability.tif)"
+        )
 
 
 def vectorize(config: VectorizeConfig) -> dict[str, Any]:

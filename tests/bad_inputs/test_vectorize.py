@@ -7,9 +7,10 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
+import rasterio
 
 from tests.support.cli import refused, run_cli
-from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK
+from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK, RGB_BYTE
 
 FTW_MAP = EXAMPLES / "ftw_classes.yaml"
 
@@ -54,6 +55,19 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
 )  # fmt: skip
 def test_bad_input_is_refused_before_any_work(work: Path, argv, message: str) -> None:
     refused(work, argv(work), message)
+
+
+def test_a_probability_raster_is_not_taken_for_class_ids(work: Path, tmp_path: Path) -> None:
+    """Values no class of the map has (here 0..255 against 3 classes) are refused up front."""
+    one_band = tmp_path / "probability.tif"
+    with rasterio.open(RGB_BYTE) as src:
+        profile = {**src.profile, "count": 1}
+        with rasterio.open(one_band, "w", **profile) as dst:
+            dst.write(src.read(1), 1)
+    refused(
+        work, ["vectorize", one_band, "--class-map", FTW_MAP, "--out", work / "f.gpkg"],
+        "but the class map's class ids are 0 to 2; a class raster holds class ids",
+    )  # fmt: skip
 
 
 def test_a_bad_boundary_width_names_the_class(work: Path, tmp_path: Path) -> None:
