@@ -229,7 +229,7 @@ class Trainer:
     def check_spec(self, saved: dict[str, Any]) -> None:
         differs = _differences(_jsonish(saved), _jsonish(self.spec()))
         if differs:
-            detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in differs)
+            detail = _summary_of(differs)
             raise ConvLoRAInputError(
                 f"{self.run_dir}: an earlier run with other settings is there ({detail}); "
                 "use another --out folder, or delete it to start over"
@@ -466,6 +466,18 @@ def _differences(saved: Any, current: Any, key: str = "") -> list[tuple[str, Any
             for d in _differences(saved.get(k), current[k], f"{key}.{k}" if key else k)
         ]
     return [] if saved == current else [(key, saved, current)]
+
+
+def _summary_of(differs: list[tuple[str, Any, Any]], shown: int = 4) -> str:
+    """The first `shown` differences, the model's and training's settings first (the run's
+    metadata follows from the store), values only where they are short, and how many more."""
+    ordered = sorted(differs, key=lambda d: not d[0].startswith(("model.", "train.")))
+    parts = [
+        f"{k}: {old!r} -> {new!r}" if len(repr(old)) + len(repr(new)) <= 40 else f"{k} changed"
+        for k, old, new in ordered[:shown]
+    ]
+    more = len(ordered) - shown
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def _jsonish(value: Any) -> Any:
