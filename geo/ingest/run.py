@@ -31,6 +31,7 @@ from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
 from geo.ingest.stac import BandMap, StacItem, find_items, parse_band_map, safe_name, stack_item
 from geo.io.storage import StagedOutput, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
+from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.plan import check_model, check_out
 from geo.predict.scene import output_names, window_grid
 
@@ -191,6 +192,7 @@ def _checked_scene(
     )
     if metadata.georeferenced and scene.info.crs is None:
         raise InputError(f"{image}: no CRS, and the model was trained on georeferenced scenes")
+    warn_if_unfamiliar(scene.info, metadata)
     return scene
 
 

@@ -5,6 +5,7 @@ made from the bundled scenes, served over HTTP range requests by a server on 127
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from geo.ingest import (
     IngestRecord,
     IngestResult,
     check_ingest,
+    plan_ingest,
     predict_options,
     run_ingest,
 )
@@ -29,7 +31,7 @@ from geo.ingest.catalog import model_id
 from geo.predict import PredictConfig, predict
 from tests.support.cli import snapshot, write_like
 from tests.support.http_range import RangeServer
-from tests.support.paths import NEBRASKA, PIVOT_MASK
+from tests.support.paths import NEBRASKA, PIVOT_MASK, RGB_BYTE
 from tests.support.stac_catalog import (
     AUSTRIA_JUNE,
     AUSTRIA_OCTOBER,
@@ -129,6 +131,22 @@ def test_when_every_new_file_is_refused_the_run_fails_with_one_line(
     assert list(record(pivots_run, inbox / "out").skipped) == [str(inbox / PIVOT_MASK.name)]
     rerun = ingest(pivots_run, inbox / "out", source=str(inbox))  # refused until it changes
     assert (rerun.new, rerun.predicted) == (0, {})
+
+
+def test_a_scene_unlike_the_training_data_is_warned_about(
+    pivots_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `predict` warns: an 8-bit 300 m scene for a model of 16-bit 30 m Landsat scenes."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(RGB_BYTE, folder / "rgb.tif")
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        plan = plan_ingest(*configs(pivots_run, tmp_path / "out", source=str(folder)))
+    assert len(plan.scenes) == 1
+    assert (
+        f"{folder / 'rgb.tif'} does not look like the training data: pixels are uint8 where "
+        "training scenes were int16" in caplog.text
+    )
 
 
 def test_a_corrupt_record_is_refused_before_any_work(pivots_run: Path, inbox: Path) -> None:
