@@ -148,8 +148,8 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
         )
     run_dir = check_run_settings(config, store.tile_size)
     model = model_config(config, store)
-    if model.image_size != store.tile_size:
-        log.warning(
+    if model.image_size != store.tile_size:  # a choice (the demo's), not a problem: said once
+        log.info(
             "%s %d: tiles of %d px are resized to %d px for SAM (the scale the model learns; "
             "prediction resizes the same way)",
             flag("image_size"), model.image_size, store.tile_size, model.image_size,
