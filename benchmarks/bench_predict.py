@@ -28,7 +28,7 @@ from convlora import SegmentationSAM
 from geo.contracts.adapter import AdapterMetadata
 from geo.io.grid import GridSpec
 from geo.io.normalize import normalize
-from geo.io.provenance import model_digest
+from geo.io.provenance import weights_digest
 from geo.predict import output_paths, predict_scene, prepare_scene
 from geo.predict.reader import TileReader
 
@@ -115,7 +115,7 @@ def pipeline_over_model(budget: Budget, tmp: Path) -> dict[str, Any]:
         model.predict_proba(tiles[0])  # warm-up (first-call kernel setup)
     repeats = budget.repeats if variant == "tiny" else budget.heavy_repeats
     times = interleaved({"pipeline": pipeline, "model": model_only}, repeats, warmup=0)
-    digest = interleaved({"model_digest": lambda: model_digest(model)}, 1, warmup=0)
+    digest = interleaved({"model_digest": lambda: weights_digest(model.state_dict())}, 1, warmup=0)
     over = ratio(times["pipeline"], times["model"])
     fastest = min(manifests, key=lambda m: m["timings_s"]["total"])
     stages = dict(fastest["timings_s"])

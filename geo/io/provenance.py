@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import weakref
+from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,35 @@ import torch
 
 from convlora.files import atomic_write_json
 
+_DIGESTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
 PACKAGES = ("convlora-geo", "convlora", "torch", "segment-anything", "rasterio", "shapely",
             "geopandas", "pyogrio", "numpy", "scipy")  # fmt: skip
 
 
 def model_digest(model: object) -> str | None:
-    """sha256 over a torch module's state dict (names, dtypes, shapes and values), else None."""
+    """`weights_digest` of a torch module (else None), computed again only when its weights
+    changed since the last call: another tensor, or one written in place (its version counter),
+    so predicting many scenes with one model hashes it once."""
     if not isinstance(model, torch.nn.Module):
         return None
+    state = model.state_dict()
+    try:
+        key = tuple((name, t.data_ptr(), t._version) for name, t in state.items())
+    except RuntimeError:  # inference-mode tensors keep no version counter: hash every time
+        return weights_digest(state)
+    known = _DIGESTS.get(model)
+    if known is None or known[0] != key:
+        known = key, weights_digest(state)
+        _DIGESTS[model] = known
+    return known[1]
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a state dict: names, dtypes, shapes and values."""
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state.items():
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
