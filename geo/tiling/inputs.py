@@ -172,18 +172,18 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     request = TilingRequest(
         config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings, checksums
     )
-    if target.exists():
+    if target.exists():  # the messages name no flag: `tile --out`, `finetune --store`
         existing = read_attrs(target)
         if existing is None:
             raise InputError(
-                f"{config.out}: exists and is not a tile store; choose another --out "
+                f"{config.out}: exists and is not a tile store; write the store elsewhere "
                 "(--overwrite replaces only tile stores)"
             )
         request.reuse = existing.get("fingerprint") == request.fingerprint
         if not request.reuse and not config.overwrite:
             raise InputError(
                 f"{config.out}: already holds a tile store of other inputs or settings; "
-                "choose another --out or pass --overwrite"
+                "write the new store elsewhere or pass --overwrite"
             )
     return request
 

@@ -97,8 +97,8 @@ CASES = {
     "output is a file": (lambda b: tile(SCENE, "{work}/earlier/result.txt"), "result.txt"),
     "--overwrite on a folder that is not a tile store": (
         lambda b: tile(SCENE, "{work}", "--overwrite"),
-        "work: exists and is not a tile store; choose another --out (--overwrite replaces only "
-        "tile stores)",
+        "work: exists and is not a tile store; write the store elsewhere (--overwrite replaces "
+        "only tile stores)",
     ),
     "points as labels": (
         lambda b: tile(SCENE, "{out}", labels=b["points.gpkg"]),

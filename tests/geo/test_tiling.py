@@ -207,7 +207,7 @@ def test_rerun_reuses_the_store_and_changes_need_a_new_one(stores: dict[str, Pat
     stamp = (store / "zarr.json").stat().st_mtime_ns
     again = tile([str(image)], [str(labels)], classes, store, tile_size=128, overlap=16)
     assert again == store and (store / "zarr.json").stat().st_mtime_ns == stamp
-    with pytest.raises(InputError, match="choose another --out or pass --overwrite"):
+    with pytest.raises(InputError, match="write the new store elsewhere or pass --overwrite"):
         tile([str(image)], [str(labels)], classes, store, tile_size=128, overlap=32)
     assert not [p for p in store.parent.iterdir() if p.name.startswith(".")]  # no partial store
 
