@@ -20,25 +20,25 @@ from geo.io.raster import open_raster
 log = logging.getLogger(__name__)
 
 
-def check_output(path: str | Path, *, into: bool, option: str = "--out") -> Path:
-    """`path` made absolute; InputError unless the run can write there.
+def check_output(path: str | Path, *, into: bool, option: str | None = "--out") -> Path:
+    """`path` made absolute; InputError unless the run can write there, naming `option` (None:
+    the path alone, for a path that more than one option can give).
 
     `into`: outputs go inside `path` (a folder, created if missing); otherwise `path` is
     written beside itself (under a temporary name in its parent, then renamed).
     """
     out = Path(path).expanduser().absolute()
+    named = f"{option} {path}" if option else str(path)
     if into and out.exists() and not out.is_dir():
-        raise InputError(f"{option} {path}: exists and is not a folder")
+        raise InputError(f"{named}: exists and is not a folder")
     nearest = out if into else out.parent
     while not nearest.exists():
         nearest = nearest.parent
     if not nearest.is_dir():
-        raise InputError(f"{option} {path}: {nearest} is a file, not a folder")
+        raise InputError(f"{named}: {nearest} is a file, not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
-        raise InputError(
-            f"{option} {path}: {nearest} is not writable (choose another {option} or fix "
-            "its permissions)"
-        )
+        elsewhere = f"choose another {option}" if option else "write elsewhere"
+        raise InputError(f"{named}: {nearest} is not writable ({elsewhere} or fix its permissions)")
     return out
 
 

@@ -154,7 +154,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
         raise InputError(f"{flag('overlap')} {overlap}: {problem}")
     _hint_small_scenes(scenes, tile_size, config.tile_size is not None)
     sources = _prepare_labels(scenes, cmap, config)
-    target = check_output(config.out, into=False)
+    target = check_output(config.out, into=False, option=None)  # `tile --out`, `finetune --store`
     check_unlocked(target, "tile store")
     settings = {
         "format": FORMAT,

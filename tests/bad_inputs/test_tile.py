@@ -144,7 +144,7 @@ def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -
 
 
 def test_a_read_only_output_folder_is_refused(broken, readonly: Path) -> None:
-    refused(readonly, tile(SCENE, readonly / "s.zarr"), "is not writable")
+    refused(readonly, tile(SCENE, readonly / "s.zarr"), "is not writable (write elsewhere or fix")
 
 
 def test_label_values_in_no_class_are_warned_about_before_tiling(
