@@ -11,6 +11,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows.worker_env import set_env
+from geo.io.scheduler import check_scheduler
 
 DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
 QUIET_DASK = {"DASK_LOGGING__DISTRIBUTED": "warning"}  # Dask's own logs: warnings and errors
@@ -24,8 +25,13 @@ def current_api_url() -> str:
 
 
 def dask_address(parameter: str | None) -> str | None:
-    """The Dask scheduler to join: the parameter, else the CONVLORA_GEO_DASK_ADDRESS setting."""
-    return parameter or os.environ.get(DASK_ADDRESS_ENV) or None
+    """The Dask scheduler to join: the parameter, else the CONVLORA_GEO_DASK_ADDRESS setting
+    (InputError when no scheduler answers there)."""
+    if parameter:
+        return parameter  # checked with the stage's other inputs
+    address = os.environ.get(DASK_ADDRESS_ENV) or None
+    check_scheduler(address, option=DASK_ADDRESS_ENV)
+    return address
 
 
 def worker_prefect_env() -> dict[str, str]:

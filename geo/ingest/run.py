@@ -29,6 +29,7 @@ from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
 from geo.ingest.stac import BandMap, StacItem, find_items, parse_band_map, safe_name, stack_item
+from geo.io.scheduler import check_scheduler
 from geo.io.storage import StagedOutput, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
 from geo.predict.familiar import warn_if_unfamiliar
@@ -103,6 +104,7 @@ def check_ingest(ingest: IngestConfig, predict: PredictConfig) -> AdapterMetadat
     """Pre-flight check: the output folder or URL, the model, the source, the band map against
     the model's bands, and the ingest record there. InputError naming the input; writes nothing."""
     out = check_out(predict.out)
+    check_scheduler(predict.dask_address)
     metadata = check_model(predict.model, predict.sam_checkpoint, predict.device)
     window_grid(metadata, predict.tile_size, predict.overlap)
     if ingest.source:

@@ -12,6 +12,7 @@ from geo.errors import InputError
 from geo.io.hashing import watched_files
 from geo.io.outputs import check_output, foreign_files, read_json_object
 from geo.io.raster import check_exists
+from geo.io.scheduler import check_scheduler
 from geo.io.storage import check_storage, is_url
 from geo.options import checked_once
 from geo.predict.config import PredictConfig
@@ -70,6 +71,7 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
     """Pre-flight check of a prediction run: the model (`check_model`), every scene against it,
     and the output folder or URL. Raises InputError naming the input; writes nothing."""
     out = check_out(config.out)
+    check_scheduler(config.dask_address)
     for image in config.images:  # a mistyped scene is reported before the model code loads
         check_storage(image, "input")
         check_exists(image, "image")

@@ -24,6 +24,7 @@ from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, watched_files
 from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
+from geo.io.scheduler import check_scheduler
 from geo.io.vector import is_vector
 from geo.options import checked_once, flag
 from geo.tiling import split as splitting
@@ -134,6 +135,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     when `out` exists (to tell a store of the same inputs, reused, from anything else, refused
     unless `overwrite`).
     """
+    check_scheduler(config.dask_address)
     checksums = _in_background(lambda: input_records(config))
     cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
     if not any(is_vector(p) for p in config.labels):

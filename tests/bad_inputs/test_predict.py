@@ -118,6 +118,10 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}/earlier/result.txt"),
         "result.txt: exists and is not a folder",
     ),
+    "no Dask scheduler at the address": (  # port 9 (discard) is closed on the test machine
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--dask-address", "127.0.0.1:9"),
+        "--dask-address 127.0.0.1:9: no Dask scheduler answers there",
+    ),
 }
 
 
