@@ -56,7 +56,7 @@ def store_lines(store: str) -> list[str]:
         for c, n in zip(info.classes, pixels, strict=True)
     ]
     return [
-        f"  {info.n_tiles} tiles of {info.tile_size} px, overlap {info.overlap}: "
-        + ", ".join(splits),
+        f"  {info.n_tiles} tile{'s' if info.n_tiles != 1 else ''} of {info.tile_size} px, "
+        f"overlap {info.overlap}: " + ", ".join(splits),
         f"  labelled pixels: {', '.join(shares)}" if total else NO_LABELS,
     ]

@@ -84,7 +84,8 @@ def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tup
         if (split == TRAIN).any():
             return split, side
     log.warning(
-        "too few tiles for a spatial validation split: all %d tiles are training", len(tiles)
+        "too few tiles for a spatial validation split: %s training",
+        "the one tile is" if len(tiles) == 1 else f"all {len(tiles)} tiles are",
     )
     return np.full(len(tiles), TRAIN, dtype=np.uint8), side
 
