@@ -64,4 +64,4 @@ def test_zero_fraction_and_a_single_tile_keep_everything_for_training(
     assert set(assign_splits(grid(4096, 512, 64), 0.0, seed=0)[0]) == {TRAIN}
     with caplog.at_level(logging.WARNING, logger="geo"):
         split, _ = assign_splits(grid(512, 512, 64), 0.2, seed=0)
-    assert split.tolist() == [TRAIN] and "all 1 tiles are training" in caplog.text
+    assert split.tolist() == [TRAIN] and "the one tile is training" in caplog.text
