@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 LIBRARY_LOGGERS = ("geo", "convlora", "flows")
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # where Prefect logs a run's failure
 
 
 class RunLogHandler(logging.Handler):
@@ -40,10 +41,28 @@ class RunLogHandler(logging.Handler):
         self._api.handle(record)
 
 
+class BadInputWithoutTraceback(logging.Filter):
+    """Drops the traceback from Prefect's record of a run that failed on bad input (its message
+    keeps the error line): bad input found mid-way is one line, as it is before a run starts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from convlora.errors import ConvLoRAInputError
+        from geo.errors import InputError
+
+        if record.exc_info and isinstance(record.exc_info[1], InputError | ConvLoRAInputError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def forward_library_logs(level: int = logging.INFO) -> None:
-    """Attach one `RunLogHandler` to each library logger and let `level` through them."""
+    """Attach one `RunLogHandler` to each library logger and let `level` through them, and
+    `BadInputWithoutTraceback` to Prefect's run loggers."""
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(h, RunLogHandler) for h in logger.handlers):
             logger.addHandler(RunLogHandler())
         logger.setLevel(level)
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, BadInputWithoutTraceback) for f in logger.filters):
+            logger.addFilter(BadInputWithoutTraceback())

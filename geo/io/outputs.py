@@ -42,6 +42,19 @@ def check_output(path: str | Path, *, into: bool, option: str | None = "--out") 
     return out
 
 
+def make_folder(folder: Path) -> Path:
+    """`folder` and its parents created; InputError naming it where the system refuses (the
+    checks before the work go by permissions, which do not tell everything: /proc, some
+    network mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise
+        raise InputError(f"{folder}: cannot be created ({exc.strerror or exc})") from None
+    return folder
+
+
 @contextmanager
 def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
     """Around work written into `temporary` for `target`: when it fails on bad input or a full
@@ -130,7 +143,7 @@ def exclusive(target: Path, what: str) -> Iterator[None]:
     instead of racing."""
     lock = _lock_path(target)
     if not target.parent.is_dir():  # nothing can hold a lock in a folder still to be made
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
     with open(lock, "a") as handle:
         _lock(handle, fcntl.LOCK_EX, target, what)
         try:

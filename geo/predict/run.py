@@ -30,7 +30,7 @@ from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
-from geo.io.outputs import discard_on_failure, read_json_object, scene_timestamp
+from geo.io.outputs import discard_on_failure, make_folder, read_json_object, scene_timestamp
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -80,8 +80,7 @@ def predict_scene(
     device = resolve_device(str(device))
     if isinstance(model, torch.nn.Module):
         model.to(device).eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folder(Path(out_dir))
     paths = output_paths(out_dir, scene.name)
     run = _run_record(scene, model, batch_size, device, min_area, simplify, model_record)
     record = run["inputs"]["model"]

@@ -34,7 +34,7 @@ from geo.contracts.tile_store import (
     write_split,
 )
 from geo.errors import InputError
-from geo.io.outputs import discard_on_failure, exclusive
+from geo.io.outputs import discard_on_failure, exclusive, make_folder
 from geo.io.progress import Progress
 from geo.io.raster import SceneInfo, fill_value, pixel_size_m
 from geo.tiling import split as splitting
@@ -82,7 +82,7 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
     if request.reuse:
         log.info("%s is up to date (fingerprint %s): reusing it", out, fp[:12])
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     partial = out.parent / f".{out.name}.partial-{fp[:16]}"
     with exclusive(out, "tile store"), discard_on_failure(partial, out):
         job = _Job(request, partial)

@@ -11,7 +11,7 @@ import yaml
 
 from geo.errors import InputError
 from geo.ingest.catalog import check_source
-from geo.io.outputs import check_output
+from geo.io.outputs import check_output, make_folder
 from geo.predict import PredictConfig
 from geo.tiling import TileConfig
 from tests.support.paths import AGNET_IMAGE, PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
@@ -93,5 +93,8 @@ def test_options_are_resolved_and_checked(tmp_path: Path, monkeypatch) -> None:
         )
     with pytest.raises(InputError, match="not a folder"):
         check_output(AGNET_IMAGE, into=True)
+    if Path("/proc/self").is_dir():  # where permissions allow what the system refuses
+        with pytest.raises(InputError, match="^/proc/nope/out: cannot be created"):
+            make_folder(Path("/proc/nope/out"))
     with pytest.raises(InputError, match="absent_folder: source not found"):
         check_source("absent_folder")

@@ -55,3 +55,29 @@ def test_outside_a_run_library_logs_stay_local(
         with caplog.at_level(logging.INFO, logger="geo"):
             logging.getLogger("geo.ingest.run").info("no flow run here")
     assert "no flow run here" in caplog.text
+
+
+def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
+    """Prefect logs a failed run with its exception; for bad input found mid-way that is the
+    error line alone (the CLI's last line says it again), for anything else the traceback."""
+    import flows  # noqa: F401  (importing flows sets the filter up)
+    from geo.errors import InputError
+
+    seen: list[logging.LogRecord] = []
+    keep = logging.Handler()
+    keep.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(keep)
+    try:
+        for exc in (InputError("s.tif: corrupt or truncated raster"), KeyError("bug")):
+            try:
+                raise exc
+            except Exception:
+                with warnings.catch_warnings():  # no flow run here for Prefect's API handler
+                    warnings.filterwarnings("ignore", message=".*without a flow run id")
+                    logger.error("Encountered exception during execution: %r", exc, exc_info=True)
+    finally:
+        logger.removeHandler(keep)
+    bad_input, bug = seen[-2:]
+    assert bad_input.exc_info is None and "corrupt or truncated raster" in bad_input.getMessage()
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)
