@@ -296,6 +296,13 @@ def pixel_size_m(scene: SceneInfo) -> float | None:
     return side * float(crs.linear_units_factor[1])
 
 
+def decimated_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(rows, columns) of a read of a `width` x `height` raster at most `max_side` px a side,
+    its aspect kept."""
+    scale = max(1.0, max(width, height) / max_side)
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
 def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
     """InputError when a scene has no valid pixel: the sample windows are read until one has
     data; when they do not cover a large scene, a decimated read of all of it decides."""
@@ -306,8 +313,7 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
                 return
         covered = sum(int(w.width) * int(w.height) for w in windows)
         if covered < scene.width * scene.height:
-            scale = max(1.0, max(scene.width, scene.height) / 1024)
-            shape = (len(bands), int(scene.height / scale), int(scene.width / scale))
+            shape = (len(bands), *decimated_shape(scene.width, scene.height, 1024))
             data = src.read(list(bands), out_shape=shape, masked=True)
             ok = ~np.ma.getmaskarray(data).any(axis=0)
             if np.issubdtype(data.dtype, np.floating):

@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
-from geo.io.raster import open_raster
+from geo.io.raster import decimated_shape, open_raster
 
 MAX_SIDE = 1024  # longest side of the picture, in pixels
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
@@ -38,8 +38,7 @@ def write_quicklook(
     it and a legend into `dest` (PNG, written under a temporary name and renamed)."""
     bands = rgb_bands(metadata)
     with open_raster(classes_path.as_posix()) as src:
-        scale = max(1.0, max(src.width, src.height) / max_side)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        shape = decimated_shape(src.width, src.height, max_side)
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
     with open_raster(scene_path) as src:
         pixels = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)

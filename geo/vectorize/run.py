@@ -12,7 +12,7 @@ import numpy as np
 from geo.contracts.classes import IGNORE, ClassMap, load_class_map
 from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
-from geo.io.raster import check_exists, open_raster
+from geo.io.raster import check_exists, decimated_shape, open_raster
 from geo.options import checked_once, flag
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.polygons import polygon_batches, write_polygons
@@ -84,8 +84,7 @@ def _check_class_ids(path: str, class_map: ClassMap) -> None:
     """InputError when the class raster, read at most CHECKED_SIDE px a side, holds values that
     are no class id of the map (nodata and 255 aside): a probability raster, or another map's."""
     with open_raster(path) as src:
-        scale = max(1.0, max(src.width, src.height) / CHECKED_SIDE)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        shape = decimated_shape(src.width, src.height, CHECKED_SIDE)
         values = np.unique(src.read(1, out_shape=shape, masked=True).compressed())
     unknown = values[((values < 0) | (values >= class_map.num_classes)) & (values != IGNORE)]
     if unknown.size:
