@@ -14,7 +14,7 @@ from types import FrameType
 from typing import NoReturn
 
 from flows.local_server import start_early
-from flows.logs import forward_library_logs
+from flows.logs import forward_library_logs, input_error_types
 
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
@@ -50,10 +50,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input rather than a bug (no traceback is shown for them)."""
-    from convlora.errors import ConvLoRAInputError
-    from geo.errors import InputError
-
-    return (UserError, InputError, ConvLoRAInputError)
+    return (UserError, *input_error_types())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,15 +41,20 @@ class RunLogHandler(logging.Handler):
         self._api.handle(record)
 
 
+def input_error_types() -> tuple[type[Exception], ...]:
+    """The library's exceptions for bad input (imported when first needed)."""
+    from convlora.errors import ConvLoRAInputError
+    from geo.errors import InputError
+
+    return InputError, ConvLoRAInputError
+
+
 class BadInputWithoutTraceback(logging.Filter):
     """Drops the traceback from Prefect's record of a run that failed on bad input (its message
     keeps the error line): bad input found mid-way is one line, as it is before a run starts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from convlora.errors import ConvLoRAInputError
-        from geo.errors import InputError
-
-        if record.exc_info and isinstance(record.exc_info[1], InputError | ConvLoRAInputError):
+        if record.exc_info and isinstance(record.exc_info[1], input_error_types()):
             record.exc_info, record.exc_text = None, None
         return True
 
