@@ -101,9 +101,9 @@ def _band_statistics(values: np.ndarray) -> tuple[float, float, float, float]:
     faster than sorting them), other values sorted in their own dtype."""
     if values.dtype.kind in "iu" and values.dtype.itemsize <= 2:
         distinct, counts = _counted(values)
+        ends = np.cumsum(counts)
     else:  # every value, in order
-        distinct, counts = np.sort(values), None
-    ends = np.cumsum(counts) if counts is not None else None
+        distinct, counts, ends = np.sort(values), None, None
     ranks = np.asarray([CLIP_PERCENTILES[0], 2, 98, CLIP_PERCENTILES[1]]) / 100 * (len(values) - 1)
     low, p2, p98, high = _percentiles(distinct, ends, ranks)
     clipped = np.clip(distinct, low, high, dtype=np.float64)
