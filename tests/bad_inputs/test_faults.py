@@ -29,6 +29,7 @@ INTERRUPTED = "convlora-geo tile: interrupted; run the same command again to res
 UNDER_LIMIT = """
 import resource, sys
 import convlora.train, flows.cli, geo.finetune  # what the command imports, before the limit
+import torch._dynamo  # imported by AdamW's first use; under the limit its import can fail first
 size = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize"))
 limit = size * 1024 + int(sys.argv[1]) * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
