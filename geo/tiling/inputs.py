@@ -8,6 +8,7 @@ to find data, and the label file, and writes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from geo.contracts.classes import ClassMap, load_class_map
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
-from geo.io.hashing import fingerprint, input_record, watched_files
+from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
 from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
 from geo.io.scheduler import check_scheduler
@@ -81,6 +82,13 @@ class TilingRequest:
     @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.inputs, self.settings)
+
+    @cached_property
+    def run_key(self) -> str:
+        """sha256 of the input paths and every setting, known before the checksums are: it
+        names the run's temporary store (`geo.tiling.run`)."""
+        paths = input_files(self.config)
+        return sha256_text(json.dumps([paths, self.settings], sort_keys=True, default=str))
 
 
 def auto_tile_size(scenes: list[SceneInfo]) -> int:

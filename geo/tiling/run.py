@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from geo.tiling.timing import StageSeconds
 
 log = logging.getLogger(__name__)
 
+FINGERPRINT_FILE = "fingerprint"  # in the progress folder: the fingerprint of the run's inputs
 LOCAL_SCHEDULERS = ("threads", "processes", "sync", "synchronous", "single-threaded")
 
 
@@ -65,11 +67,13 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
     The store is keyed by a fingerprint of every input's sha256 and every setting. When `out`
     already holds a store with the same fingerprint it is returned without any work; another
     tile store there is replaced only with `overwrite`, and anything else is never touched. The
-    store is built under a hidden temporary name beside `out` (`.NAME.partial-FINGERPRINT`) and
-    renamed when complete, so `out` never holds a partial store; a killed run (or one that
-    failed for a passing reason) leaves that folder, and the next run with the same fingerprint
-    resumes it, skipping finished tile blocks. A run that fails on bad input or a full disk
-    removes it. Everything about the inputs is checked first (`check_tiling`).
+    store is built under a hidden temporary name beside `out` (`.NAME.partial-KEY`, KEY from the
+    input paths and settings) and renamed when complete, so `out` never holds a partial store; a
+    killed run (or one that failed for a passing reason) leaves that folder, and the next run
+    with the same fingerprint resumes it, skipping finished tile blocks. A run that fails on bad
+    input or a full disk removes it. Everything about the inputs is checked first
+    (`check_tiling`); the inputs' checksums are computed while the tiles are written (a resumed
+    run waits for them first).
 
     Tiles follow `GridSpec` (overlapping, last row and column on the scene edge, a scene smaller
     than a tile padded and its padding invalid); see `geo.contracts.tile_store` for the layout,
@@ -78,15 +82,18 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
     started, seconds = time.perf_counter(), StageSeconds()
     with seconds("check"):
         request = check_tiling(config)
-        out, fp = request.out, request.fingerprint
+        out = request.out
     if request.reuse:
-        log.info("%s is up to date (fingerprint %s): reusing it", out, fp[:12])
+        log.info("%s is up to date (fingerprint %s): reusing it", out, request.fingerprint[:12])
         return out
     make_folder(out.parent)
-    partial = out.parent / f".{out.name}.partial-{fp[:16]}"
+    partial = out.parent / f".{out.name}.partial-{request.run_key[:16]}"
     with exclusive(out, "tile store"), discard_on_failure(partial, out):
         job = _Job(request, partial)
-        info = job.run(config.dask_address, progress)
+        try:
+            info = job.run(config.dask_address, progress)
+        finally:
+            job.close()
         with seconds("index"):
             write_info(partial, info)
             _publish(partial, out)
@@ -113,13 +120,16 @@ class _Job:
         tile_bytes = len(self.bands) * request.tile_size**2 * np.dtype(self.dtype).itemsize
         self.blocks = plan_blocks(self.tiles, tile_bytes)
         self.seconds = StageSeconds()  # per stage, of this run's tasks
+        self.closing = threading.Lock()
+        self.closed = False
 
     def run(self, scheduler: str | None, progress: bool) -> StoreInfo:
         """Fill the temporary store and return its StoreInfo (statistics, split, scenes...)."""
         request, seed = self.request, self.request.config.split_seed
         prints = footprints(self.tiles, self.scenes, request.tile_size - request.overlap)
-        if not (self.progress_dir / "created").exists():
+        if not self._resumable():
             self._create()
+        request.checksums.add_done_callback(self._note_fingerprint)
         rows, samples = self._compute(seed, scheduler, progress)
         with ThreadPoolExecutor(1, thread_name_prefix="tiling-statistics") as pool:
             statistics = pool.submit(self._summarize, samples)  # meanwhile, split and index
@@ -151,6 +161,37 @@ class _Job:
             inputs=tuple(request.inputs),
             pixel_size_m=_median_pixel_size(self.scenes),
         )
+
+    def close(self) -> None:
+        """Leave the temporary store alone from now on (the checksums may still be running)."""
+        with self.closing:
+            self.closed = True
+
+    def _resumable(self) -> bool:
+        """Whether the temporary store holds the work of an earlier run of the same fingerprint
+        (this waits for the inputs' checksums)."""
+        marker = self.progress_dir / FINGERPRINT_FILE
+        if not (self.progress_dir / "created").exists():
+            return False
+        if marker.exists() and marker.read_text() == self.request.fingerprint:
+            return True
+        log.info(
+            "%s: not resumed (its inputs changed, or its run stopped before their checksums were "
+            "known); starting over",
+            self.partial,
+        )
+        return False
+
+    def _note_fingerprint(self, checksums: Future[Any]) -> None:
+        """Once the inputs' checksums are known (on the thread that computed them), write the
+        fingerprint into the progress folder, so that a later run resumes only the same work;
+        nothing when they failed (the run fails on them when it asks for the fingerprint) or the
+        run has ended."""
+        if checksums.exception() is not None:
+            return
+        with self.closing:
+            if not self.closed:
+                (self.progress_dir / FINGERPRINT_FILE).write_text(self.request.fingerprint)
 
     def _create(self) -> None:
         if self.partial.exists():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX, create_store, open
 from geo.io.raster import fill_value, open_raster, read_window, scene_info
 from geo.tiling import TileConfig, check_tiling, tile_scenes
 from geo.tiling import blocks as tiling_blocks
+from geo.tiling import inputs as tiling_inputs
 from geo.tiling import run as tiling_run
 from geo.tiling.blocks import BLOCK_TILES, STRIP_BYTES, plan_blocks
 from geo.tiling.plan import plan_tiles
@@ -177,14 +179,9 @@ def test_blocks_are_runs_of_one_grid_row_within_the_strip_budget() -> None:
             assert cols == list(range(cols[0], cols[0] + len(cols)))  # neighbours, in order
 
 
-def test_resume_from_markers_of_another_block_layout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A run killed under an older layout (8 consecutive tiles per block, across grid rows) left
-    markers for some blocks: the new run skips exactly the blocks whose tiles they all cover."""
-    config = pivots_config(tmp_path / "resumed.zarr")
-    request = check_tiling(config)
-    partial = tmp_path / f".resumed.zarr.partial-{request.fingerprint[:16]}"
+def killed_before_the_index(config: TileConfig, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the tiling of `config` until it fails before the tile index (its tiles all written);
+    the temporary store it leaves."""
 
     def killed(*args: Any) -> None:
         raise RuntimeError("killed before the index")
@@ -193,6 +190,17 @@ def test_resume_from_markers_of_another_block_layout(
     with pytest.raises(RuntimeError, match="killed"):
         tile_scenes(config, progress=False)
     monkeypatch.undo()
+    out = Path(config.out)
+    return out.parent / f".{out.name}.partial-{check_tiling(config).run_key[:16]}"
+
+
+def test_resume_from_markers_of_another_block_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run killed under an older layout (8 consecutive tiles per block, across grid rows) left
+    markers for some blocks: the new run skips exactly the blocks whose tiles they all cover."""
+    config = pivots_config(tmp_path / "resumed.zarr")
+    partial = killed_before_the_index(config, monkeypatch)
     progress = partial / "_progress"
     rows = [r for m in progress.glob("block-*.json") for r in json.loads(m.read_text())]
     rows.sort(key=lambda r: r["tile"])
@@ -219,6 +227,54 @@ def test_resume_from_markers_of_another_block_layout(
     index, clean_index = (gpd.read_file(s / TILE_INDEX) for s in (store, clean))
     assert index.equals(clean_index)
     assert not partial.exists()
+
+
+def test_a_run_of_changed_inputs_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The temporary store of a killed run is resumed only by a run of the same fingerprint:
+    after the scene's pixels change in place (same path, same settings) the run starts over,
+    and its store is the one a clean run of the new scene writes."""
+    scene = tmp_path / "scene.tif"
+    scene.write_bytes(NEBRASKA.read_bytes())
+    config = pivots_config(tmp_path / "s.zarr", images=[str(scene)])
+    request = check_tiling(config)
+    partial = killed_before_the_index(config, monkeypatch)
+    marker = partial / "_progress" / tiling_run.FINGERPRINT_FILE
+    assert marker.read_text() == request.fingerprint
+    with rasterio.open(scene, "r+") as dst:  # the same size, other pixels
+        dst.write(dst.read(window=Window(0, 0, 200, 200)) // 2, window=Window(0, 0, 200, 200))
+
+    with caplog.at_level(logging.INFO, logger="geo.tiling"):
+        store = tile_scenes(config, progress=False)
+    assert "not resumed" in caplog.text and "already done" not in caplog.text
+    clean = tile_scenes(pivots_config(tmp_path / "clean.zarr", images=[str(scene)]), progress=False)
+    assert_same_arrays(store, clean)
+    assert zarr.open_group(str(store)).attrs["fingerprint"] != request.fingerprint
+    assert not partial.exists()
+
+
+def test_tiles_are_written_while_the_inputs_are_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inputs' checksums do not hold up the tiles: here they are computed only once a tile
+    block is finished (a run that waited for them first would never finish one)."""
+    config = pivots_config(tmp_path / "s.zarr")
+    markers = lambda: list(tmp_path.glob(".s.zarr.partial-*/_progress/block-*.json"))  # noqa: E731
+    records = tiling_inputs.input_records
+
+    def after_a_block(config: TileConfig) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while not markers():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no tile block was written while the inputs were hashed")
+            time.sleep(0.01)
+        return records(config)
+
+    monkeypatch.setattr(tiling_inputs, "input_records", after_a_block)
+    store = tile_scenes(config, progress=False)
+    monkeypatch.undo()
+    assert zarr.open_group(str(store)).attrs["inputs"] == records(config)
 
 
 @pytest.mark.slow
