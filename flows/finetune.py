@@ -13,6 +13,7 @@ from flows.commands.evaluate import object_line
 from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
 from flows.tile import build_tile_store
+from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
 from geo.finetune import FinetuneConfig, train_on_store
 from geo.finetune.train import check_run_settings
@@ -66,34 +67,56 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
     check_run_settings(train, check_tiling(tile).tile_size)  # the device before any tiling
     store = build_tile_store(tile)
     summary = train_adapter(train.model_copy(update={"store": store}))
-    metrics = evaluate_adapter(
-        EvaluateConfig(
-            store=store,
-            model=train.out,
-            split="val",
-            sam_checkpoint=train.sam_checkpoint,
-            device=train.device,
-        )  # fmt: skip
-    )
+    logger = get_run_logger()
+    missing = no_validation(store)
+    if missing:
+        logger.warning(missing)
+        metrics: dict[str, Any] = {"store": store, "split": "val", "not_evaluated": missing}
+        validation = f"- validation: none ({missing})\n"
+    else:
+        metrics = evaluate_adapter(
+            EvaluateConfig(
+                store=store,
+                model=train.out,
+                split="val",
+                sam_checkpoint=train.sam_checkpoint,
+                device=train.device,
+            )  # fmt: skip
+        )
+        ious = class_ious(metrics)
+        validation = (
+            f"- validation mIoU: {metrics['miou']:.4f} (IoU per class: {ious})\n"
+            f"- validation {object_line(metrics['objects'])}\n"
+        )
+        logger.info("validation mIoU %.4f (%s), adapter in %s", metrics["miou"], ious, train.out)
     create_table_artifact(
         key="finetune-epochs",
         table=epoch_table(train.out),
         description="Validation IoU per class and epoch",
     )
-    ious = class_ious(metrics)
     create_markdown_artifact(
         key="finetune-summary",
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
-        f"- validation mIoU: {metrics['miou']:.4f} (IoU per class: {ious})\n"
-        f"- validation {object_line(metrics['objects'])}\n"
+        + validation
         + "".join(f"\n**Warning:** {w}\n" for w in summary.get("warnings", [])),
     )
-    get_run_logger().info(
-        "validation mIoU %.4f (%s), adapter in %s", metrics["miou"], ious, train.out
-    )
     return metrics
+
+
+def no_validation(store: str) -> str | None:
+    """Why the store's validation split cannot score the model (it has no labelled pixel:
+    too few tiles for a spatial split), or None."""
+    info = StoreInfo.read(store)
+    if sum(info.class_pixels.get("val", ())) > 0:
+        return None
+    why = (
+        "it was tiled with val_fraction 0"
+        if info.settings.get("val_fraction") == 0
+        else "its labelled tiles were too few for a spatial validation split"
+    )
+    return f"{store}: no labelled validation tile ({why}): the model is not evaluated"
 
 
 def class_ious(metrics: dict[str, Any]) -> str:

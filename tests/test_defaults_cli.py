@@ -16,7 +16,14 @@ import psutil
 import pytest
 
 from geo.contracts import AdapterMetadata
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
+from tests.support.paths import (
+    ALEXANDRIA,
+    BUILDINGS_CLASSES,
+    PIVOT_CLASSES,
+    PIVOT_LABELS,
+    ROOT,
+    SCENE,
+)
 from tests.support.prefect_db import last_lines
 
 
@@ -102,3 +109,29 @@ def test_finetune_prints_the_metrics_as_a_table_or_as_json(tmp_path: Path) -> No
     assert metrics["split"] == "val" and set(metrics["per_class_iou"]) == {"background", "pivot"}
     mean = next(line for line in text.splitlines() if line.startswith("mean "))
     assert mean.split()[1] == f"{metrics['miou']:.4f}"  # the same evaluation, both ways
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_finetune_on_a_scene_too_small_for_validation_trains_and_says_so(tmp_path: Path) -> None:
+    """The lidar scene (283 x 259 px, one band) gives four 256 px tiles, too few for a spatial
+    validation split: the run trains, says why it is not evaluated, and completes."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    args = (
+        "finetune", ALEXANDRIA / "hag.tif", "--labels", ALEXANDRIA / "buildings.geojson",
+        "--class-map", BUILDINGS_CLASSES, "--store", store, "--out", run, "--sam", "tiny",
+        "--steps", "2", "--no-progress",
+    )  # fmt: skip
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "all 4 tiles are training (smaller tiles, --tile-size 128, or more" in done.stderr
+    assert "R=band 1, G=band 1, B=band 1, repeated: the store has 1 band(s)" in done.stderr
+    reason = f"{store}: no labelled validation tile (its labelled tiles were too few for a spatial"
+    assert done.stdout.startswith(reason) and (run / "adapter.safetensors").exists()
+    assert f"predict with: convlora-geo predict SCENE.tif --model {run}" in done.stdout
+    again = cli(*args, "--json", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["not_evaluated"].startswith(reason)

@@ -34,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     check_run_settings(train, request.tile_size)
     params = {name: values[name] for name in FINETUNE.names}
     metrics = run_flow("flows.finetune", "finetune_flow", **params)
-    heading = "the best checkpoint on the validation tiles, predicted as predict does:"
-    text = "\n".join([heading, table(metrics), *adapter_lines(train.out)])
+    if "not_evaluated" in metrics:
+        lines = [metrics["not_evaluated"]]
+    else:
+        heading = "the best checkpoint on the validation tiles, predicted as predict does:"
+        lines = [heading, table(metrics)]
+    text = "\n".join([*lines, *adapter_lines(train.out)])
     print(json.dumps(metrics, indent=2) if args.json else text)
     return 0

@@ -50,9 +50,13 @@ def rgb_positions(store: StoreInfo, rgb_bands: Sequence[int] | None) -> tuple[in
     if len(bands) == 3:
         _report(store, (0, 1, 2), "the store's three bands in order")
         return None
-    first = (0, 1, 2) if len(bands) >= 3 else tuple(i % len(bands) for i in range(3))
+    if len(bands) < 3:
+        repeated = (0, 1 % len(bands), 2 % len(bands))
+        _report(store, repeated, f"repeated: the store has {len(bands)} band(s)")
+        return repeated
+    first = (0, 1, 2)
     _report(store, first, "the first three (no colour in the band metadata; --rgb-bands to choose)")
-    return first  # type: ignore[return-value]
+    return first
 
 
 def _report(store: StoreInfo, positions: Sequence[int], how: str) -> None:

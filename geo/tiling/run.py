@@ -38,6 +38,7 @@ from geo.errors import InputError
 from geo.io.outputs import discard_on_failure, exclusive, make_folder
 from geo.io.progress import Progress
 from geo.io.raster import SceneInfo, fill_value, pixel_size_m
+from geo.options import flag
 from geo.tiling import split as splitting
 from geo.tiling import stats
 from geo.tiling.blocks import (
@@ -134,7 +135,10 @@ class _Job:
         with ThreadPoolExecutor(1, thread_name_prefix="tiling-statistics") as pool:
             statistics = pool.submit(self._summarize, samples)  # meanwhile, split and index
             labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
-            split = splitting.split_labelled(prints, labelled, request.config.val_fraction, seed)
+            advice = _split_advice(request.tile_size, len(self.scenes))
+            split = splitting.split_labelled(
+                prints, labelled, request.config.val_fraction, seed, advice
+            )
             with self.seconds("index"):
                 write_split(self.partial, split)
                 write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
@@ -339,6 +343,15 @@ def _num(value: str) -> tuple[float, str]:
         return float(value), value
     except ValueError:
         return float("inf"), value
+
+
+def _split_advice(tile_size: int, n_scenes: int) -> str:
+    """What gives a spatial validation split when the labelled tiles are too few for one."""
+    smaller = tile_size // 2 // 16 * 16
+    scenes = "more labelled scenes" if n_scenes > 1 else "more scenes"
+    if smaller < 64:
+        return f" ({scenes} give one)"
+    return f" (smaller tiles, {flag('tile_size')} {smaller}, or {scenes} give one)"
 
 
 def _median_pixel_size(scenes: list[SceneInfo]) -> float | None:

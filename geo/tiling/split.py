@@ -62,11 +62,13 @@ def block_keys(tiles: list[Footprint], side: int) -> list[tuple]:
     return keys
 
 
-def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tuple[np.ndarray, int]:
+def assign_splits(
+    tiles: list[Footprint], val_fraction: float, seed: int, advice: str = ""
+) -> tuple[np.ndarray, int]:
     """Split code per tile (0 train, 1 val) and the block side used, in grid steps.
 
     Deterministic for a seed. When no choice of blocks leaves a training tile (tiny data), or there
-    is a single block, every tile is training and a warning says so.
+    is a single block, every tile is training and a warning says so, with `advice` after it.
     """
     side, keys = BLOCK_SIDES[-1], []
     for side in BLOCK_SIDES:
@@ -84,19 +86,20 @@ def assign_splits(tiles: list[Footprint], val_fraction: float, seed: int) -> tup
         if (split == TRAIN).any():
             return split, side
     log.warning(
-        "too few tiles for a spatial validation split: %s training",
+        "too few tiles for a spatial validation split: %s training%s",
         "the one tile is" if len(tiles) == 1 else f"all {len(tiles)} tiles are",
+        advice,
     )
     return np.full(len(tiles), TRAIN, dtype=np.uint8), side
 
 
 def split_labelled(
-    tiles: list[Footprint], labelled: np.ndarray, val_fraction: float, seed: int
+    tiles: list[Footprint], labelled: np.ndarray, val_fraction: float, seed: int, advice: str = ""
 ) -> np.ndarray:
     """Split codes for all tiles, drawing the validation blocks among the labelled ones only."""
     split = np.full(len(tiles), TRAIN, dtype=np.uint8)
     chosen = np.flatnonzero(labelled)
-    split[chosen], _ = assign_splits([tiles[i] for i in chosen], val_fraction, seed)
+    split[chosen], _ = assign_splits([tiles[i] for i in chosen], val_fraction, seed, advice)
     return split
 
 
