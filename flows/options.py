@@ -32,6 +32,7 @@ class Option:
     name: str
     config: type[StageConfig]
     field: str
+    help_text: str | None = None  # this command's own help, else the config field's
 
     @property
     def info(self) -> FieldInfo:
@@ -39,7 +40,7 @@ class Option:
 
     @property
     def help(self) -> str:
-        return self.info.description or ""
+        return self.help_text or self.info.description or ""
 
     @property
     def required(self) -> bool:
@@ -63,13 +64,15 @@ class Options:
     """The options of one command and its flow: config fields by parameter name.
 
     `shared` maps (config, field) to the name of a parameter it takes its value from instead of
-    its own (the `finetune` flow's `store` is both the tile store to write and to train on).
+    its own (the `finetune` flow's `store` is both the tile store to write and to train on);
+    `helps` gives options a help text of this command's own.
     """
 
     configs: tuple[type[StageConfig], ...]
     shared: Mapping[tuple[type[StageConfig], str], str] = field(default_factory=dict)
     skip: frozenset[str] = frozenset()
     as_flags: frozenset[str] = frozenset()  # positional in their config, `--flags` here
+    helps: Mapping[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Option]:
         seen: set[str] = set()
@@ -78,7 +81,7 @@ class Options:
                 if (config, name) in self.shared or name in self.skip or name in seen:
                     continue
                 seen.add(name)
-                yield Option(name, config, name)
+                yield Option(name, config, name, self.helps.get(name))
 
     @property
     def names(self) -> list[str]:

@@ -16,6 +16,11 @@ FINETUNE = Options(
     (TileConfig, FinetuneConfig),
     shared={(TileConfig, "out"): "store"},
     as_flags=frozenset({"store"}),
+    helps={
+        "store": "tile store to build from the scenes (reused while they and the tiling options "
+        "are unchanged) and train on",
+        "overwrite": "replace a tile store at --store that was built from other inputs or settings",
+    },
 )
 TRAIN = Options((FinetuneConfig,))
 EVALUATE = Options((EvaluateConfig,))

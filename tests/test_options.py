@@ -83,6 +83,9 @@ def test_help_shows_defaults_and_describes_every_option() -> None:
     train = subparser("train").format_help()
     assert "--lr LR" in train and "0.0003 without" in train
     assert "--batch-size BATCH_SIZE" in train and "(default: 1)" in train
+    finetune = " ".join(subparser("finetune").format_help().split())  # its store is --store
+    assert "--out" not in finetune.split("--overwrite, --no-overwrite")[1].split("--dask")[0]
+    assert "--store STORE.zarr tile store to build from the scenes" in finetune
 
 
 def test_the_same_default_exists_once() -> None:
