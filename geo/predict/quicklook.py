@@ -3,7 +3,6 @@ scene, with a legend, so a user sees in one second whether a run worked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from geo.io.raster import decimated_shape, open_raster
 MAX_SIDE = 1024  # longest side of the picture, in pixels
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
 LEGEND_ROW = 18
+STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
 def rgb_bands(metadata: AdapterMetadata) -> list[int]:
@@ -34,15 +34,18 @@ def write_quicklook(
     *,
     max_side: int = MAX_SIDE,
 ) -> Path:
-    """Render the scene (2-98 % stretch of the training statistics) with the class raster over
-    it and a legend into `dest` (PNG, written under a temporary name and renamed)."""
+    """Render the scene (each band stretched between its own 2 and 98 % values, so that a scene
+    unlike the training data shows too) with the class raster over it and a legend into `dest`
+    (PNG, written under a temporary name and renamed)."""
     bands = rgb_bands(metadata)
     with open_raster(classes_path.as_posix()) as src:
         shape = decimated_shape(src.width, src.height, max_side)
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
     with open_raster(scene_path) as src:
-        pixels = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
-    image = _stretch(pixels, bands, metadata)
+        pixels = src.read(
+            bands, out_shape=(len(bands), *shape), resampling=Resampling.average, masked=True
+        )
+    image = _stretch(pixels)
     del pixels
     image[classes == IGNORE] = 0
     colours = np.zeros((256, 3), dtype=np.float32)
@@ -60,19 +63,18 @@ def write_quicklook(
     return dest
 
 
-def _stretch(pixels: np.ndarray, bands: Sequence[int], metadata: AdapterMetadata) -> np.ndarray:
-    """(H, W, 3) float32 values 0..255: each band stretched between its training p2 and p98
-    (computed in place: the picture may be 1024 px a side)."""
-    norm = metadata.normalization
-    index = [list(metadata.bands).index(b) for b in bands]
-    low = np.asarray([norm.p2[i] for i in index], dtype=np.float64)
-    span = np.maximum(np.asarray([norm.p98[i] for i in index], dtype=np.float64) - low, 1e-12)
+def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
+    """(H, W, 3) float32 values 0..255: each band stretched between the 2 and 98 % values of its
+    valid pixels (computed in place: the picture may be 1024 px a side; one band is grey)."""
     scaled = np.empty((*pixels.shape[1:], 3), dtype=np.float32)
     for k in range(3):
-        band = min(k, pixels.shape[0] - 1)  # one band: grey
+        band = pixels[min(k, pixels.shape[0] - 1)]
+        valid = band.compressed()
+        valid = valid[np.isfinite(valid)]
+        low, high = np.percentile(valid, STRETCH) if valid.size else (0.0, 1.0)
         out = scaled[..., k]
-        np.subtract(pixels[band], low[band], out=out, casting="unsafe")
-        out *= np.float32(255 / span[band])
+        np.subtract(band.data, low, out=out, casting="unsafe")
+        out *= np.float32(255 / max(float(high - low), 1e-12))
         np.clip(out, 0, 255, out=out)
         np.nan_to_num(out, copy=False)
     return scaled

@@ -23,12 +23,13 @@ from scipy import ndimage
 from convlora.files import sha256_file
 from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
+from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import polygonize
 from tests.support.cli import write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
-from tests.support.paths import FTW, RGB_BYTE
+from tests.support.paths import FTW, NEBRASKA, RGB_BYTE
 from tests.support.predict import predict_image
 
 MIN_AREA = 500.0
@@ -169,14 +170,30 @@ def test_simplified_polygons_still_share_their_edges(ftw: dict[str, Path]) -> No
 
 def test_the_quicklook_shows_the_classes_over_the_scene(rgb: dict[str, Path]) -> None:
     """Full size for a small scene with a legend below it: each pixel is the scene stretched
-    between the training 2 and 98 % values, blended with its class colour; no data is black."""
-    picture = np.asarray(Image.open(rgb["quicklook"]).convert("RGB")).astype(float)
-    with rasterio.open(rgb["classes"]) as src:
+    between the 2 and 98 % values of each band's valid pixels, blended with its class colour;
+    no data is black."""
+    assert_quicklook(rgb["quicklook"], rgb["classes"])
+
+
+def test_the_quicklook_shows_a_scene_unlike_the_training_data(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """A byte scene under a model of int16 reflectances (about 200 to 4500): stretched by the
+    training statistics it would be black; by its own it shows."""
+    metadata = metadata_for(NEBRASKA, [1, 2, 3])
+    assert metadata.normalization.p2[0] > 255
+    dest = write_quicklook(str(RGB_BYTE), rgb["classes"], metadata, tmp_path / "q.png")
+    assert_quicklook(dest, rgb["classes"])
+
+
+def assert_quicklook(path: Path, classes_path: Path) -> None:
+    """The quick-look of RGB.byte with its classes, as the tests above describe it."""
+    picture = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    with rasterio.open(classes_path) as src:
         classes = src.read(1)
     with rasterio.open(RGB_BYTE) as src:
-        raw = src.read().astype(float)
-    norm = metadata_for(RGB_BYTE, [1, 2, 3]).normalization
-    low, high = np.array(norm.p2)[:, None, None], np.array(norm.p98)[:, None, None]
+        raw, valid = src.read().astype(float), src.dataset_mask() > 0
+    low, high = np.percentile(raw[:, valid], [2, 98], axis=1)[:, :, None, None]
     stretched = np.moveaxis(np.clip((raw - low) / (high - low), 0, 1) * 255, 0, -1)
     assert picture.shape == (718 + 2 * 18 + 8, 791, 3)
     scene = picture[:718]
