@@ -1,10 +1,12 @@
 """Object-level metrics, as Fields of The World reports them: a predicted object counts when it
 matches a reference object at IoU > 0.5 (a match at that IoU is necessarily one to one).
 
-Objects are found per tile, as FTW does per chip: the predicted classes become objects as
-prediction vectorises them (`geo.vectorize.objects`: with a boundary class, boundary pixels are
-given back and touching objects stay apart); reference objects are the store's labels found the
-same way, or the polygons of a vector file, each its own object. Pixels the reference leaves
+Objects are found per tile, as FTW does per chip, on the tile's core (the cores of a store's
+tiles cover each scene once, as FTW's chips do, so where tiles overlap no object counts twice):
+the predicted classes become objects as prediction vectorises them (`geo.vectorize.objects`:
+with a boundary class, boundary pixels are given back and touching objects stay apart);
+reference objects are the store's labels found the same way, or the polygons of a vector file,
+each its own object. Pixels the reference leaves
 unlabelled (255) count for neither. Objects of any class are matched regardless of class.
 """
 

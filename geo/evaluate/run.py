@@ -103,8 +103,10 @@ def _score_scene(
     objects: ObjectScore,
     reference: ReferencePolygons | None,
 ) -> None:
-    """Predict one scene as prediction would, score its pixels, and its objects tile by tile
-    as soon as the rows of a tile are final (a rolling buffer of predicted rows)."""
+    """Predict one scene as prediction would, score its pixels, and its objects tile by tile,
+    on each tile's core (the part of the scene that is its own: no object is counted twice
+    where tiles overlap), as soon as the rows of a tile are final (a rolling buffer of
+    predicted rows)."""
     info, record = source.info(), source.record
     crs = None if record.crs is None else CRS.from_wkt(record.crs)
     boundary_id, reach = boundary_reach(
@@ -129,13 +131,14 @@ def _score_scene(
             released = top + probs.shape[1]
             while pending and source.row1[pending[0]] <= released:
                 k = pending.pop(0)
-                rows_k = slice(source.row0[k] - kept_top, source.row1[k] - kept_top)
-                found = kept[rows_k, source.col0[k] : source.col1[k]]
-                truth_classes = source.tile_labels(k)
+                h, w = source.core_shape[k]  # the tiles' cores cover the scene once
+                top_k, left_k = source.row0[k] - kept_top, source.col0[k]
+                found = kept[top_k : top_k + h, left_k : left_k + w]
+                truth_classes = source.tile_labels(k)[:h, :w]
                 truth = (
                     label_objects(truth_classes, boundary_id, reach)
                     if reference is None
-                    else reference.objects(int(source.tiles[k]))[: found.shape[0], : found.shape[1]]
+                    else reference.objects(int(source.tiles[k]))[:h, :w]
                 )
                 objects.add(
                     truth, label_objects(found, boundary_id, reach), truth_classes != IGNORE

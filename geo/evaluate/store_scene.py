@@ -12,6 +12,7 @@ from rasterio.windows import Window
 
 from geo.contracts.classes import IGNORE
 from geo.contracts.tile_store import StoreInfo, open_arrays, read_split, read_windows
+from geo.io.grid import GridSpec
 from geo.io.raster import SceneInfo
 
 CACHED_TILES = 32  # tiles kept in memory: a grid row of windows reads each tile a few times
@@ -29,6 +30,15 @@ class StoreScene:
         self.col0, self.row0 = boxes[:, 0], boxes[:, 1]
         self.col1 = np.minimum(boxes[:, 0] + boxes[:, 2], self.record.width)
         self.row1 = np.minimum(boxes[:, 1] + boxes[:, 3], self.record.height)
+        grid = GridSpec(self.record.width, self.record.height, store.tile_size, store.overlap)
+        cores = [grid.core(row, col) for row, col, _ in grid.windows()]
+        assert len(cores) == len(self.tiles), "the store's tiles follow the scene's grid"
+        self.core_shape = [  # (rows, columns) of each tile's core inside the scene
+            (min(int(c.height), int(r1 - r0)), min(int(c.width), int(c1 - c0)))
+            for c, r0, r1, c0, c1 in zip(
+                cores, self.row0, self.row1, self.col0, self.col1, strict=True
+            )
+        ]
         self.chosen = np.isin(read_split(store.path)[first:last], splits)
         self._arrays: Any = None
         self._lock = threading.Lock()

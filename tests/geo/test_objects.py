@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
+from rasterio import features
 
-from geo.contracts.tile_store import StoreInfo
+from geo.contracts.tile_store import SPLITS, StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
 from geo.evaluate.objects import ObjectScore, ReferencePolygons, match
+from geo.evaluate.store_scene import StoreScene
+from geo.io.grid import GridSpec
 from geo.vectorize.objects import label_objects
 from tests.support.cli import train
 from tests.support.fields import cut
-from tests.support.paths import EXAMPLES, FTW_PREDICTION, NEBRASKA, PIVOT_LABELS
+from tests.support.paths import EXAMPLES, FTW_PREDICTION, NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS
 from tests.support.stores import tile
 
 PIVOT_BOUNDARIES = EXAMPLES / "pivots_boundaries.yaml"
@@ -108,3 +111,37 @@ def test_evaluate_reports_object_metrics_beside_pixel_metrics(
         abs(own["objects"]["reference"] - against["objects"]["reference"])
         <= 0.15 * (against["objects"]["reference"])
     )
+
+
+def test_a_field_where_tiles_overlap_counts_once(tmp_path: Path) -> None:
+    """Tiles of 128 px overlapping by 48 (36 tiles on the 512 px scene, most pixels in two or
+    four of them): the reference fields evaluate counts are those of a partition of the scene
+    into the tiles' cores, each pivot once per core it reaches, not once per tile."""
+    store = tile([NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path / "s.zarr",
+                 tile_size=128, overlap=48, val_fraction=0.0)  # fmt: skip
+    run = train(store, tmp_path / "run")
+    config = EvaluateConfig(store=str(store), model=str(run), reference=str(PIVOT_LABELS),
+                            device="cpu")  # fmt: skip
+    counted = evaluate_on_store(config)["objects"]["reference"]
+
+    info = StoreInfo.read(store)
+    labelled = StoreScene(info, 0, SPLITS["all"]).labels(0, 512) != 255
+    with rasterio.open(NEBRASKA) as src:
+        ids = features.rasterize(
+            [(g, i + 1) for i, g in enumerate(gpd.read_file(PIVOT_LABELS).geometry)],
+            out_shape=(src.height, src.width), transform=src.transform, dtype="int32",
+        )  # fmt: skip
+    ids[~labelled] = 0
+    grid = GridSpec(512, 512, 128, 48)
+    expected = 0
+    for row, col, _ in grid.windows():
+        core = grid.core(row, col)
+        part = ids[
+            core.row_off : core.row_off + core.height, core.col_off : core.col_off + core.width
+        ]
+        expected += len(np.unique(part[part > 0]))
+    per_tile = sum(
+        len(np.unique(ids[w.row_off : w.row_off + 128, w.col_off : w.col_off + 128])) - 1
+        for _, _, w in grid.windows()
+    )
+    assert 19 <= counted == expected < per_tile
