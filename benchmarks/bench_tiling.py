@@ -98,16 +98,13 @@ def stage_table(threads: dict[str, float], sync: dict[str, float]) -> list[dict[
 
 
 SMALL_TILES = (256, 32)  # the tile size and overlap of many training stores: more files per MB
-ROUNDS = 10  # timed rounds (full mode): a tiling run takes about 0.3 s and, on the 2-core VM, one
-# run in a process varied from 0.29 to 0.47 s (two chains and their writer threads share two
-# cores) where the plain read varied under 2 %; three rounds left the minimum to chance
 
 
 def run(budget: Budget) -> dict[str, Any]:
     times, tile, overlap = (1, 256, 32) if budget.quick else (8, 1024, 128)
-    rounds = budget.repeats if budget.quick else ROUNDS
-    # errors only: the mosaic's pivots lie in one 1024 px tile, and each of the 20-odd runs would
-    # warn that one labelled tile gives no validation split
+    rounds = budget.noisy_repeats
+    # errors only: the full mode's mosaic has its pivots in one 1024 px tile, and each of its
+    # 20-odd runs would warn that one labelled tile gives no validation split
     logging.getLogger("geo").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bench-tiling-") as folder:
         tmp = Path(folder)

@@ -39,6 +39,14 @@ class Budget:
         return 1 if self.quick else 3
 
     @property
+    def noisy_repeats(self) -> int:
+        """Timed repeats of cheap measurements whose runs vary widely (tiling: on the 2-core VM
+        one 0.3 s run in a process took 0.28 to 0.47 s, two chains and their writer threads
+        sharing two cores, where the plain read varied under 2 %; with 3 the minimum was left to
+        chance)."""
+        return 1 if self.quick else 10
+
+    @property
     def heavy_repeats(self) -> int:
         """Timed repeats of measurements that take seconds each (vit_b on a CPU): with 2, the
         vit_b Conv-LoRA/LoRA ratio of three full runs spread from 0.96 to 1.17 (medians 1.06)."""
