@@ -1,5 +1,6 @@
 """`torch.compile(fullgraph=True)` captures the whole Conv-LoRA SegmentationSAM, forward and
-backward, with no graph break; the compiled model computes what the eager one does.
+backward, with no graph break, as one graph or region by region; the compiled model computes what
+the eager one does.
 
 The graphs are compiled with the `aot_eager` / `eager` backends: they trace exactly what inductor
 would compile (dynamo for the forward, AOTAutograd for the backward) without spending minutes in
@@ -8,10 +9,13 @@ C++ code generation on a CPU.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from convlora import compile_for_inference
+from convlora.compile import compile_in_place, regions
 from convlora.losses import build_criterion
 from convlora.model import build_model
 from tests.support.tiny_sam import tiny_config
@@ -40,6 +44,47 @@ def test_a_training_step_compiles_as_one_graph_and_matches_eager() -> None:
     assert expected.keys() == actual.keys() and len(expected) > 100
     for key, value in expected.items():
         torch.testing.assert_close(actual[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _graphs_of_a_training_step(model: torch.nn.Module) -> int:
+    """Compile `model` region by region (tracing only) and count the graphs one step compiles."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compile_in_place(model, backend="aot_eager", regional=True)  # each region: no graph break
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    _step(model, model, x, y)
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+@pytest.mark.slow
+def test_regional_compilation_matches_eager_and_does_not_grow_with_depth() -> None:
+    eager, compiled = _model().train(), _model().train()
+    assert len(regions(compiled)) == 5  # the tiny encoder's 4 blocks and the mask decoder
+    compile_in_place(compiled, backend="aot_eager", regional=True)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    expected, actual = _step(eager, eager, x, y), _step(compiled, compiled, x, y)
+    assert expected.keys() == actual.keys() and len(expected) > 100
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    deeper = _model().train()
+    blocks = deeper.image_encoder.blocks
+    for _ in range(3):  # three more windowed blocks, like the ones between the first and global
+        blocks.insert(1, copy.deepcopy(blocks[1]))
+    assert _graphs_of_a_training_step(deeper) == _graphs_of_a_training_step(_model().train())
+
+
+def test_compile_is_regional_by_default_on_accelerators_only() -> None:
+    """Accelerators compile region by region; the CPU compiles the whole graph (the meta device
+    stands in for an accelerator: nothing runs, compiling is lazy)."""
+
+    def compiled(module: torch.nn.Module) -> bool:
+        return module._compiled_call_impl is not None
+
+    on_cpu = compile_in_place(_model(), backend="eager")
+    assert compiled(on_cpu) and not any(compiled(part) for part in regions(on_cpu))
+    with torch.device("meta"):
+        elsewhere = compile_in_place(_model(), backend="eager")
+    assert not compiled(elsewhere) and all(compiled(part) for part in regions(elsewhere))
 
 
 def test_compile_for_inference_compiles_predict_proba_in_place() -> None:

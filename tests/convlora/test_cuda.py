@@ -110,8 +110,8 @@ def test_sdpa_attention_on_cuda_equals_segment_anything_attention() -> None:
 
 @pytest.mark.slow
 def test_an_inductor_compiled_training_step_on_cuda_matches_eager() -> None:
-    """Compiled as `--compile` compiles (whole graph, PyTorch's random kernels, so the same
-    gating noise); a per-pixel loss, as Hungarian matching can flip on near-tied costs."""
+    """Compiled as `--compile` compiles (region by region on CUDA, PyTorch's random kernels, so
+    the same gating noise); a per-pixel loss, as Hungarian matching can flip on near-tied costs."""
 
     def model() -> nn.Module:
         torch.manual_seed(0)

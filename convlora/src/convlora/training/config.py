@@ -45,7 +45,8 @@ class TrainConfig:
         log_every: optimiser steps between `metrics.jsonl` step lines.
         early_stop_patience: epochs without a better validation mIoU before stopping, or None.
         num_workers: DataLoader worker processes.
-        compile: compile the model's forward as one graph (`torch.compile(fullgraph=True)`, see
+        compile: compile the model (`torch.compile(fullgraph=True)`: as one graph on the CPU,
+            each encoder block and the decoder on its own on accelerators; see
             `convlora.compile`) for training and validation; the first steps then take longer.
     """
 
