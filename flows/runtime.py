@@ -15,6 +15,10 @@ from geo.io.scheduler import check_scheduler
 
 DASK_ADDRESS_ENV = "CONVLORA_GEO_DASK_ADDRESS"
 QUIET_DASK = {"DASK_LOGGING__DISTRIBUTED": "warning"}  # Dask's own logs: warnings and errors
+LOCAL_SCHEDULER_HTTP = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+"""A local Dask scheduler's HTTP server (health checks; no dashboard) on loopback at a free port.
+Without an address Dask takes port 8787 even with the dashboard off, and prints a warning when
+another cluster (a second run, a notebook) holds it."""
 log = logging.getLogger(__name__)
 
 
@@ -94,6 +98,7 @@ def task_runner_for(n_items: int, address: str | None, local_workers: int = 2) -
             "threads_per_worker": 1,
             "processes": True,
             "dashboard_address": None,
+            "scheduler_kwargs": LOCAL_SCHEDULER_HTTP,
             "env": env,
         }
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,7 +20,7 @@ import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
 from geo.predict import output_paths
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, ROOT, SCENE
 from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -165,8 +170,14 @@ def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Pa
         shutil.copy(PIVOTS / "nebraska_landsat_albers_30m.tif", scenes[-1])
     common = dict(images=[str(s) for s in scenes], model=str(run), device="cpu", batch_size=8)
     default = predict_flow(out=str(tmp_path / "default"), **common)
+    from flows.runtime import LOCAL_SCHEDULER_HTTP
+
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs=LOCAL_SCHEDULER_HTTP,
     ) as cluster:
         on_dask = predict_flow(
             out=str(tmp_path / "dask"), dask_address=cluster.scheduler_address, **common
@@ -174,6 +185,32 @@ def test_predict_on_dask_cluster_equals_default_runner(trained_run, tmp_path: Pa
     for a, b in zip(default, on_dask, strict=True):
         for key in ("classes", "probability"):
             assert digest(Path(a[key])) == digest(Path(b[key])), key
+
+
+def test_a_run_of_several_scenes_is_quiet_when_another_dask_cluster_holds_port_8787(
+    trained_run, tmp_path: Path
+) -> None:
+    """Dask's local scheduler took port 8787 even with its dashboard off, and printed a
+    four-line warning when another cluster (a second run, a notebook) held it."""
+    from prefect.settings import PREFECT_API_URL
+
+    _, run = trained_run
+    scenes = [shutil.copy(SCENE, tmp_path / f"{name}.tif") for name in ("a", "b")]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # held already: the case under test
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "predict", *scenes, "--model", run,
+             "--out", tmp_path / "out", "--device", "cpu"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "items on a local Dask cluster" in done.stderr
+    assert "8787" not in done.stderr and "UserWarning" not in done.stderr, done.stderr[-3000:]
+    assert all((tmp_path / "out" / f"{name}_classes.tif").exists() for name in ("a", "b"))
 
 
 def test_dask_workers_get_the_api_url_key_and_auth_string(prefect_server) -> None:

@@ -281,9 +281,15 @@ def test_tiles_are_written_while_the_inputs_are_hashed(
 def test_dask_cluster_writes_the_store_local_threads_write(tmp_path: Path) -> None:
     from distributed import LocalCluster
 
+    from flows.runtime import LOCAL_SCHEDULER_HTTP
+
     local = tile_scenes(pivots_config(tmp_path / "local.zarr", dask_address=None), progress=False)
     with LocalCluster(  # one worker process (it pickles the tasks), two threads
-        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs=LOCAL_SCHEDULER_HTTP,
     ) as cluster:
         config = pivots_config(tmp_path / "cluster.zarr", dask_address=cluster.scheduler_address)
         store = tile_scenes(config, progress=False)
