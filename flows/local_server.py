@@ -58,7 +58,8 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     """The Prefect API for the flows run inside the block: the configured one, else a temporary
     local server (the one `start_early` started, or one started now), stopped on leaving once
     the flow runs' logs and events are sent (a failed run's too). Yields `ready()`, which waits
-    until the API answers: call it after the imports, before the first flow."""
+    until the API answers (a configured one must answer at once: `check_api`): call it after the
+    imports, before the first flow."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_UI_URL,
@@ -71,7 +72,7 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     if settings.api.url or not settings.server.ephemeral.enabled:
         if server is not None:
             server.stop()
-        yield lambda: None
+        yield check_api if settings.api.url else lambda: None
         return
     server = server or _Server(
         {**os.environ, **settings.to_environment_variables(exclude_unset=True)}
@@ -91,6 +92,31 @@ def prefect_api() -> Iterator[Callable[[], None]]:
                 _send_pending()
     finally:
         server.stop()
+
+
+def check_api() -> None:
+    """InputError, one line, when the configured Prefect API does not answer: a `prefect server
+    start` since stopped, with PREFECT_API_URL still set in the profile, failed the first flow
+    with a traceback."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from geo.errors import InputError
+
+    url = get_current_settings().api.url
+    try:
+        with get_client(sync_client=True) as client:  # entering checks the API's version
+            problem = client.api_healthcheck()
+    except (RuntimeError, httpx.HTTPError) as exc:
+        problem = exc
+    if problem is not None:
+        reason = " ".join(str(problem.__cause__ or problem).split())
+        raise InputError(
+            f"{url}: no Prefect API answers there (PREFECT_API_URL; {reason}): start it with "
+            "`prefect server start`, or unset PREFECT_API_URL and commands use a temporary "
+            "local server"
+        )
 
 
 def run_flow(module: str, flow: str, **params: Any) -> Any:

@@ -14,7 +14,9 @@ from prefect.settings import (
 )
 
 from flows import local_server
-from tests.support.cli import NO_SERVER
+from geo.errors import InputError
+from tests.support.cli import NO_SERVER, refused
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.prefect_db import block_type_count, last_lines
 
 
@@ -30,13 +32,25 @@ def refuse_flow() -> None:
     raise ValueError("refused on purpose")
 
 
-def test_a_configured_api_stops_the_early_server(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_configured_api_stops_the_early_server_and_must_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     local_server.start_early()
     server = local_server._early[0]
-    with temporary_settings({PREFECT_API_URL: NO_SERVER}), local_server.prefect_api() as ready:
-        ready()  # nothing to wait for
+    down = pytest.raises(InputError, match=f"{NO_SERVER}: no Prefect API answers there")
+    configured = temporary_settings({PREFECT_API_URL: NO_SERVER})  # nothing listens there
+    with configured, local_server.prefect_api() as ready, down:
+        ready()
     assert server.process.poll() is not None and not local_server._early
+
+
+def test_a_command_is_refused_in_one_line_when_the_configured_api_is_down(tmp_path: Path) -> None:
+    """A stopped `prefect server start`, with PREFECT_API_URL still set: valid inputs, then one
+    line naming the URL (it was a traceback from the first flow), and nothing written."""
+    argv = ["tile", SCENE, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES,
+            "--out", tmp_path / "s.zarr", "--tile-size", "128"]  # fmt: skip
+    refused(tmp_path, argv, f"{NO_SERVER}: no Prefect API answers there", "prefect server start")
 
 
 @pytest.mark.slow
