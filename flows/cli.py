@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
@@ -82,6 +83,8 @@ def error(command: str, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    # said in one line by `prefect_api` where a flow would need the folder
+    warnings.filterwarnings("ignore", message="Failed to create the Prefect home directory")
     if argv is None and runs_flows(sys.argv[1:]):  # this process's own command line
         start_early()  # before the parser is built (about a second on a 2-core machine)
     try:

@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ _early: list[_Server] = []  # the server `start_early` started, until a flow blo
 def start_early() -> None:
     """Start the temporary server now, unless PREFECT_API_URL is set (a profile that sets it,
     or one that switches the temporary server off, stops it again in `prefect_api`). It stops
-    when the process exits, if no flow block took it."""
-    if os.environ.get("PREFECT_API_URL") or _early:
+    when the process exits, if no flow block took it. Not where Prefect's home folder cannot be
+    written (the server could not keep its database): `prefect_api` says so in one line."""
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    if os.environ.get("PREFECT_API_URL") or _early or not writable_folder(home):
         return
     server = _Server()
     atexit.register(server.stop)
@@ -74,6 +77,16 @@ def prefect_api() -> Iterator[Callable[[], None]]:
             server.stop()
         yield check_api if settings.api.url else lambda: None
         return
+    if not writable_folder(settings.home):
+        if server is not None:
+            server.stop()
+        from geo.errors import InputError
+
+        raise InputError(
+            f"{settings.home}: Prefect's home folder (PREFECT_HOME) cannot be written, so no "
+            "temporary Prefect server can keep its database there: set PREFECT_HOME to a "
+            "writable folder, or PREFECT_API_URL to a running Prefect server"
+        )
     server = server or _Server(
         {**os.environ, **settings.to_environment_variables(exclude_unset=True)}
     )
@@ -92,6 +105,15 @@ def prefect_api() -> Iterator[Callable[[], None]]:
                 _send_pending()
     finally:
         server.stop()
+
+
+def writable_folder(path: Path) -> bool:
+    """Whether `path` is a folder this process can write in (created when missing)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
 
 
 def check_api() -> None:

@@ -3,6 +3,9 @@ configured after all, and, without one, serving the flows of the command and gon
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from prefect.settings import (
 from flows import local_server
 from geo.errors import InputError
 from tests.support.cli import NO_SERVER, refused
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
 from tests.support.prefect_db import block_type_count, last_lines
 
 
@@ -51,6 +54,31 @@ def test_a_command_is_refused_in_one_line_when_the_configured_api_is_down(tmp_pa
     argv = ["tile", SCENE, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES,
             "--out", tmp_path / "s.zarr", "--tile-size", "128"]  # fmt: skip
     refused(tmp_path, argv, f"{NO_SERVER}: no Prefect API answers there", "prefect server start")
+
+
+def test_a_command_is_refused_in_one_line_where_prefect_home_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """No API configured and a PREFECT_HOME that cannot be written (a read-only home in a
+    container): the temporary server could not keep its database, and its start-up failure was
+    230 lines of tracebacks from two processes. Now one line naming the folder, and no output."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    home = tmp_path / "a-file" / "prefect"  # cannot be created, not even by root
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = tmp_path / "s.zarr"
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "tile", SCENE, "--labels", PIVOT_LABELS,
+         "--class-map", PIVOT_CLASSES, "--out", out, "--tile-size", "128"],
+        cwd=ROOT, env={**env, "PREFECT_HOME": str(home)}, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"convlora-geo tile: error: {home}: Prefect's home folder (PREFECT_HOME) cannot be "
+        "written, so no temporary Prefect server can keep its database there: set PREFECT_HOME "
+        "to a writable folder, or PREFECT_API_URL to a running Prefect server"
+    ]
+    assert not out.exists() and not list(tmp_path.glob(".s.zarr*"))
 
 
 @pytest.mark.slow
