@@ -62,6 +62,10 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
         lambda b, c, r: predict(AGNET_IMAGE, "absent_run", "{out}"),
         "absent_run: model not found",
     ),
+    "a file that is not an adapter": (  # not its folder's adapter, which is named instead
+        lambda b, c, r: predict(AGNET_IMAGE, b["notraster.tif"], "{out}"),
+        "notraster.tif: not an adapter file: give a run folder, or its adapter.safetensors",
+    ),
     "folder without an adapter": (
         lambda b, c, r: predict(AGNET_IMAGE, b["notraster.tif"].parent, "{out}"),
         "adapter.safetensors: adapter file not found",

@@ -19,8 +19,13 @@ class AdapterMismatchError(ConvLoRAInputError):
 
 
 def adapter_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights, metadata) paths from a directory, a .safetensors or a .json path."""
+    """(weights, metadata) paths from a run directory or one of its two adapter files."""
     path = Path(path)
+    if path.is_file() and path.name not in (WEIGHTS_NAME, METADATA_NAME):
+        raise AdapterMismatchError(
+            f"{path}: not an adapter file: give a run folder, or its {WEIGHTS_NAME} or "
+            f"{METADATA_NAME}"
+        )
     folder = path if path.is_dir() else path.parent
     weights, meta = folder / WEIGHTS_NAME, folder / METADATA_NAME
     for p in (weights, meta):
