@@ -33,13 +33,16 @@ def input_record(path: str, role: str) -> dict[str, Any]:
         return {"role": role, "path": path, "sha256": sha256_text(text), "of": "metadata"}
     p = Path(path)
     parts = file_parts(p)
-    digest = sha256_file(p) if len(parts) == 1 else sha256_text("".join(map(sha256_file, parts)))
+    digest = sha256_file(p) if parts == [p] else sha256_text("".join(map(sha256_file, parts)))
     return {"role": role, "path": str(p.resolve()), "sha256": digest, "of": "bytes"}
 
 
 def file_parts(path: Path) -> list[Path]:
-    """The local files an input consists of: a shapefile's sidecar files; the files a raster
-    reads (a VRT and its sources, an .aux.xml); else the file itself."""
+    """The local files an input consists of: a shapefile's sidecar files; the files of a
+    dataset that is a folder (a FileGDB), but for lock files; the files a raster reads (a VRT
+    and its sources, an .aux.xml); else the file itself."""
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() != ".lock")
     if path.suffix.lower() == ".shp":
         return [q for q in (path.with_suffix(s) for s in SHAPEFILE_PARTS) if q.exists()]
     if path.suffix.lower() in VECTOR_SUFFIXES or path.suffix.lower() in TEXT_SUFFIXES:
@@ -54,11 +57,15 @@ def file_parts(path: Path) -> list[Path]:
 
 def watched_files(paths: Iterable[str]) -> list[str]:
     """The local files whose size and modification time tell whether `paths` changed: each
-    path, and the files of a shapefile or VRT among them (`file_parts`; a VRT's sources change
-    while its own text does not)."""
+    path, and the files of a shapefile, VRT or folder dataset among them (`file_parts`; a VRT's
+    sources change while its own text does not, a FileGDB's files while its folder does not)."""
     files: list[str] = []
     for path in paths:
-        if path and not is_virtual(path) and Path(path).suffix.lower() in MULTI_FILE_SUFFIXES:
+        if (
+            path
+            and not is_virtual(path)
+            and (Path(path).suffix.lower() in MULTI_FILE_SUFFIXES or Path(path).is_dir())
+        ):
             files += [str(part) for part in file_parts(Path(path))]
         else:
             files.append(path)

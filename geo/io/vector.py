@@ -10,7 +10,7 @@ import pyogrio
 from geo.errors import InputError
 from geo.io.raster import check_exists
 
-VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb"}
+VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb", ".gdb"}
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
 

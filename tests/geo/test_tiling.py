@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -365,6 +366,26 @@ def test_gdal_virtual_paths_and_shapefiles(tmp_path: Path) -> None:
     assert inputs[0]["of"] == "metadata" and inputs[1]["of"] == "bytes"
     labels_ = scene_labels(store)
     assert np.array_equal(labels_ == 1, read_band(mask) == 1)
+
+
+def test_filegdb_labels_and_their_edits_key_the_store(tmp_path: Path) -> None:
+    """A FileGDB, a folder, as labels (as many GIS teams keep parcels): tiled like the GeoJSON
+    it was made from; the store's fingerprint covers the folder's files (an ArcGIS lock file
+    left out), so an edit tiles again. Its checksum failed on the folder before."""
+    image, labels, mask, classes, _ = CASES["alexandria"]
+    gdb, frame = tmp_path / "buildings.gdb", gpd.read_file(labels)
+    frame.to_file(gdb, driver="OpenFileGDB", layer="buildings")
+    out = tmp_path / "g.zarr"
+    store = tile([image], [gdb], classes, out, tile_size=128, overlap=16)
+    assert np.array_equal(scene_labels(store) == 1, read_band(mask) == 1)
+    first = zarr.open_group(str(store), mode="r").attrs["fingerprint"]
+    (gdb / "buildings.sr.lock").write_text("")
+    again = tile([image], [gdb], classes, out, tile_size=128, overlap=16)
+    assert zarr.open_group(str(again), mode="r").attrs["fingerprint"] == first
+    shutil.rmtree(gdb)
+    frame.iloc[1:].to_file(gdb, driver="OpenFileGDB", layer="buildings")
+    edited = tile([image], [gdb], classes, out, tile_size=128, overlap=16, overwrite=True)
+    assert zarr.open_group(str(edited), mode="r").attrs["fingerprint"] != first
 
 
 def test_label_values_in_no_class_are_warned_about_and_ignored(
