@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         quiet_broken_pipe()
         return 0
+    except ConnectionError as exc:  # a service that did not answer: not the input's fault
+        line = f"{' '.join(str(exc).split())}; a later run may succeed"
+        print(f"convlora-geo {args.command}: error: {line}", file=sys.stderr)
+        return 1
     except Exception as exc:
         from geo.errors import is_no_space
 

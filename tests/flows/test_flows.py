@@ -213,6 +213,27 @@ def test_a_run_of_several_scenes_is_quiet_when_another_dask_cluster_holds_port_8
     assert all((tmp_path / "out" / f"{name}_classes.tif").exists() for name in ("a", "b"))
 
 
+def test_a_stac_api_that_does_not_answer_is_one_line_and_status_1(
+    trained_run, tmp_path: Path
+) -> None:
+    """Nothing listens at the URL: not bad input (status 1, a later run may succeed), and not a
+    traceback (pystac-client's APIError reached the command before)."""
+    from tests.support.cli import run_cli
+
+    _, run = trained_run
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/stac"
+    code, err = run_cli(
+        "ingest", "--stac", url, "--collection", "sentinel-2-l2a", "--bands", "red,green,blue",
+        "--model", run, "--out", tmp_path / "out", "--device", "cpu",
+    )  # fmt: skip
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    assert line.startswith(f"convlora-geo ingest: error: --stac {url}: unavailable (")
+    assert "Connection refused" in line and line.endswith("; a later run may succeed")
+
+
 def test_dask_workers_get_the_api_url_key_and_auth_string(prefect_server) -> None:
     from prefect.settings import (
         PREFECT_API_AUTH_STRING,

@@ -153,8 +153,8 @@ def find_items(
 
     `modifier` is applied to each pystac item before it is read (pystac-client's hook), e.g.
     `planetary_computer.sign_inplace` for Planetary Computer; `headers` go with API requests.
-    Network and server errors propagate (a later run may succeed); a source that is not STAC
-    raises InputError.
+    A server that does not answer, or answers with a server error, raises ConnectionError (an
+    OSError: a later run may succeed); a source that is not STAC raises InputError.
     """
     window = source.window(now)
     area = source.area()
@@ -200,14 +200,15 @@ _ITEM_SEARCH = r"https://api\.stacspec\.org/v1\.\d+\.\d+(?:-[\w\.]+)?/item-searc
 
 
 def _unreachable(url: str, exc: Exception) -> Exception:
-    """A network failure or a server error keeps its type (a later run may succeed); a non-JSON
-    answer, or a client error (404, 401, ...) other than 429, is an InputError."""
+    """A non-JSON answer, or a client error (404, 401, ...) other than 429, is an InputError; a
+    network failure or a server error is a ConnectionError naming the URL (an OSError, which
+    tasks retry: a later run may succeed)."""
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status != 429:
         return InputError(f"--stac {url}: HTTP {status} ({_first_line(exc)})")
     if isinstance(exc, ValueError | KeyError | TypeError):
         return InputError(f"--stac {url}: not STAC JSON ({_first_line(exc)})")
-    return exc
+    return ConnectionError(f"--stac {url}: unavailable ({_first_line(exc)})")
 
 
 def _first_line(exc: Exception) -> str:
