@@ -26,7 +26,10 @@ OUT_OF_MEMORY = (
     "command again"
 )
 CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError
-NOISY_LOGGERS = ("httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio")
+NOISY_LOGGERS = (
+    "httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio", "botocore",
+    "aiobotocore", "s3fs",
+)  # fmt: skip
 
 
 class UserError(Exception):

@@ -244,6 +244,26 @@ def test_check_storage_refuses_an_unreachable_endpoint(
         check_storage(f"s3://{bucket}/scenes", "input")
 
 
+def test_the_command_line_refuses_an_unreachable_endpoint_in_one_line(
+    pivots_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the refusal: botocore's INFO line about where it found the endpoint is left out."""
+    with s3_server() as stopped:
+        endpoint = stopped.endpoint
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "key",
+           "AWS_SECRET_ACCESS_KEY": "secret"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "predict", SCENE, "--model", pivots_run,
+         "--out", "s3://bucket/out"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "convlora-geo predict: error: s3://bucket/out: cannot reach the storage endpoint (Could "
+        f'not connect to the endpoint URL: "{endpoint}/bucket/out")'
+    ]
+
+
 def test_check_storage_names_the_extras_when_a_backend_is_missing(bucket: str) -> None:
     code = (
         "import sys\n"
