@@ -161,7 +161,10 @@ class Options:
 
 def _help(option: Option, positional: bool) -> str:
     text = " ".join(option.help.split())
-    if option.default not in (None, "") and "default" not in text and _cli_kind(option) != "bool":
+    if _cli_kind(option) == "bool":  # the side that holds when neither flag is given
+        if isinstance(option.default, bool) and "default" not in text:
+            text += f" (default: {flag(option.name if option.default else 'no_' + option.name)})"
+    elif option.default not in (None, "") and "default" not in text:
         shown = option.default
         if isinstance(shown, list):
             shown = ",".join(map(str, shown))

@@ -16,6 +16,7 @@ from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN, V
 from geo.errors import InputError
 from geo.finetune import FinetuneConfig
 from geo.tiling import TileConfig
+from tests.support.cli import run_cli
 
 COMMANDS = {"tile": TILE, "train": TRAIN, "finetune": FINETUNE, "predict": PREDICT,
             "evaluate": EVALUATE, "ingest": INGEST, "vectorize": VECTORIZE}  # fmt: skip
@@ -78,8 +79,13 @@ def test_every_config_field_is_a_flow_parameter_with_the_config_default(name: st
 
 def test_help_shows_defaults_and_describes_every_option() -> None:
     for command in [*COMMANDS, "info", "demo"]:
-        text = subparser(command).format_help()
-        assert "(default: " in text or command == "evaluate", command
+        for action in subparser(command)._actions:  # every option with a default says it
+            if isinstance(action, argparse._HelpAction) or not action.option_strings:
+                continue
+            assert action.help, (command, action.option_strings)
+            on_off = isinstance(action, argparse.BooleanOptionalAction)
+            if on_off or action.default not in (None, False):
+                assert "(default: " in action.help, (command, action.option_strings)
     train = subparser("train").format_help()
     assert "--lr LR" in train and "0.0003 without" in train
     assert "--batch-size BATCH_SIZE" in train and "(default: 1)" in train
@@ -129,3 +135,14 @@ def test_flow_commands_are_the_ones_that_run_flows() -> None:
         if {"run_flow", "prefect_api"} & set(vars(import_module(f"flows.commands.{name}")))
     }  # fmt: skip
     assert reaching == set(FLOW_COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("steps", "problem"), [("0", "must be at least 1, got 0"), ("1.5", "expected a whole number")]
+)
+def test_demo_steps_are_checked_in_one_line(steps: str, problem: str) -> None:
+    """`demo --steps 0` reached the finetune flow's parameter check: a 96-line traceback."""
+    code, err = run_cli("demo", "--steps", steps)
+    assert code == 2
+    assert err.strip().startswith(f"convlora-geo demo: error: argument --steps: {problem}")
+    assert len(err.strip().splitlines()) == 1

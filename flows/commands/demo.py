@@ -23,8 +23,19 @@ not a good field detector. Real use starts from an official SAM checkpoint (see 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run tile, fine-tune and predict on bundled sample data")
     p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    p.add_argument("--steps", type=int, default=300, help="training steps")
+    p.add_argument("--steps", type=steps, default=300, help="training steps (default: 300)")
     p.set_defaults(run=run)
+
+
+def steps(text: str) -> int:
+    """A number of training steps: an integer of at least 1 (else one argparse error line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
