@@ -156,6 +156,8 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
         sys.stderr.flush()
         import psutil
 
+        # the children stop on purpose: a local Dask cluster's nanny would announce restarts
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         children = psutil.Process().children(recursive=True)
         for child in children:
             with contextlib.suppress(psutil.Error):

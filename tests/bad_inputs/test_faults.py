@@ -19,7 +19,7 @@ import rasterio
 import zarr
 
 from flows.cli import OUT_OF_MEMORY
-from tests.support.cli import run_cli, snapshot
+from tests.support.cli import run_cli, snapshot, train
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
 from tests.support.stores import tile
 
@@ -113,6 +113,45 @@ def test_ctrl_c_stops_at_once_and_the_same_command_resumes(
     assert group["valid"][:].all()  # every tile written
     for image, (col, row, w, h) in zip(group["images"], group["window"][:], strict=True):
         assert np.array_equal(image, pixels[:, row : row + h, col : col + w])
+
+
+def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_one_line(
+    tmp_path: Path,
+) -> None:
+    """`predict` of two scenes runs them on a local Dask cluster of two processes: SIGINT to the
+    process group while both are predicted stops it with status 130 and the one line, no
+    process of the group left, and no Dask nanny announcing worker restarts after it."""
+    store = tile([NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path / "s.zarr", tile_size=128,
+                 overlap=32, val_fraction=0.25)  # fmt: skip
+    run = train(store, tmp_path / "run")
+    scenes = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    mosaic_scene(scenes[0], 8)
+    scenes[1].write_bytes(scenes[0].read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    log = tmp_path / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "predict", *map(str, scenes), "--model", str(run),
+             "--out", str(tmp_path / "out")], stdout=output, stderr=output,
+            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        both = lambda: all(f"predicting {s}" in log.read_text() for s in scenes)  # noqa: E731
+        wait_for(lambda: both() or proc.poll() is not None, 300, "prediction of both scenes")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
+    finally:
+        for leftover in group_alive(proc.pid):
+            leftover.kill()
+    text = log.read_text()
+    assert proc.returncode == 130, text[-3000:]
+    assert text.strip().splitlines()[-1] == (
+        "convlora-geo predict: interrupted; run the same command again to resume"
+    ), text[-3000:]
+    assert "Traceback" not in text and "Restarting worker" not in text, text[-3000:]
 
 
 def test_running_out_of_memory_is_one_line_and_the_rerun_trains(store: Path, work: Path) -> None:
