@@ -78,10 +78,11 @@ def runs_flows(words: Sequence[str]) -> bool:
     return command in FLOW_COMMANDS and not {"-h", "--help"} & set(words)
 
 
-def error(command: str, message: str) -> int:
-    """Print `message` as one line (whatever the library wrote) and return exit status 2."""
+def error(command: str, message: str, status: int = 2) -> int:
+    """Print `message` as one line (whatever the library wrote) and return `status` (2: bad
+    input)."""
     print(f"convlora-geo {command}: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,9 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_broken_pipe()
         return 0
     except ConnectionError as exc:  # a service that did not answer: not the input's fault
-        line = f"{' '.join(str(exc).split())}; a later run may succeed"
-        print(f"convlora-geo {args.command}: error: {line}", file=sys.stderr)
-        return 1
+        return error(args.command, f"{exc}; a later run may succeed", status=1)
     except Exception as exc:
         from geo.errors import is_no_space
 

@@ -38,9 +38,14 @@ def regions(model: nn.Module) -> list[nn.Module]:
 
 def regional_by_default(model: nn.Module) -> bool:
     """Whether `compile_in_place` compiles `model` region by region unless told: on
-    accelerators (the device of its first parameter is not the CPU) when it has regions."""
+    accelerators when it has regions."""
+    return _on_accelerator(model) and bool(regions(model))
+
+
+def _on_accelerator(model: nn.Module) -> bool:
+    """Whether the device of `model`'s first parameter is not the CPU."""
     parameter = next(model.parameters(), None)
-    return parameter is not None and parameter.device.type != "cpu" and bool(regions(model))
+    return parameter is not None and parameter.device.type != "cpu"
 
 
 def compile_in_place(
@@ -59,7 +64,7 @@ def compile_in_place(
     options = dict(INDUCTOR_OPTIONS) if backend == "inductor" else None
     parts = regions(model)
     if regional is None:
-        regional = regional_by_default(model)
+        regional = _on_accelerator(model)
     for part in parts if regional and parts else [model]:
         part.compile(fullgraph=True, backend=backend, options=options, **kwargs)
     return model
