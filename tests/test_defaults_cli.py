@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,22 +14,15 @@ import psutil
 import pytest
 
 from geo.contracts import AdapterMetadata
+from tests.support.cli import cli_process
 from tests.support.paths import (
     ALEXANDRIA,
     BUILDINGS_CLASSES,
     PIVOT_CLASSES,
     PIVOT_LABELS,
-    ROOT,
     SCENE,
 )
 from tests.support.prefect_db import last_lines
-
-
-def cli(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *map(str, args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -49,7 +40,7 @@ def test_tile_train_predict_at_256_px_with_defaults(tmp_path: Path) -> None:
     ]  # fmt: skip
     printed: dict[str, str] = {}
     for args in steps:
-        done = cli(*args, env=env)
+        done = cli_process(*args, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Error logging to API" not in done.stderr and "Traceback" not in done.stderr
         printed[args[0]] = done.stdout
@@ -98,12 +89,13 @@ def test_finetune_prints_the_metrics_as_a_table_or_as_json(tmp_path: Path) -> No
         "--store", tmp_path / "s.zarr", "--out", run, "--tile-size", "128", "--sam", "tiny",
         "--image-size", "64", "--steps", "2", "--no-progress",
     )  # fmt: skip
-    done = cli(*args, env=env)
+    done = cli_process(*args, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     text = done.stdout
     assert "(val, " in text and "\npivot " in text and "\nobjects (IoU > 0.5): " in text
     assert f"predict with: convlora-geo predict SCENE.tif --model {run}" in text
-    again = cli(*args, "--json", env=env)  # the finished run is evaluated again, not retrained
+    # the finished run is evaluated again, not retrained
+    again = cli_process(*args, "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     metrics = json.loads(again.stdout)
     assert metrics["split"] == "val" and set(metrics["per_class_iou"]) == {"background", "pivot"}
@@ -124,7 +116,7 @@ def test_finetune_on_a_scene_too_small_for_validation_trains_and_says_so(tmp_pat
         "--class-map", BUILDINGS_CLASSES, "--store", store, "--out", run, "--sam", "tiny",
         "--steps", "2", "--no-progress",
     )  # fmt: skip
-    done = cli(*args, env=env)
+    done = cli_process(*args, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "all 4 tiles are training (smaller tiles, --tile-size 128, or more" in done.stderr
@@ -132,6 +124,6 @@ def test_finetune_on_a_scene_too_small_for_validation_trains_and_says_so(tmp_pat
     reason = f"{store}: no labelled validation tile (its labelled tiles were too few for a spatial"
     assert done.stdout.startswith(reason) and (run / "adapter.safetensors").exists()
     assert f"predict with: convlora-geo predict SCENE.tif --model {run}" in done.stdout
-    again = cli(*args, "--json", env=env)
+    again = cli_process(*args, "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["not_evaluated"].startswith(reason)

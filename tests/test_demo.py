@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,6 +14,7 @@ import pytest
 import rasterio
 
 from geo.contracts import AdapterMetadata, StoreInfo
+from tests.support.cli import cli_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "examples/data/nebraska_center_pivots_landsat/nebraska_landsat_albers_30m.tif"
@@ -27,15 +26,7 @@ def test_demo_writes_outputs_on_the_scene_grid_and_says_how_to_open_them(tmp_pat
     out = tmp_path / "demo-output"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "demo", "--out", str(out), "--steps", "20"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = cli_process("demo", "--out", out, "--steps", "20", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     predictions = out / "predictions"
     classes = predictions / "nebraska_landsat_albers_30m_classes.tif"

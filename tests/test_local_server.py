@@ -4,8 +4,6 @@ configured after all, and, without one, serving the flows of the command and gon
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,8 @@ from prefect.settings import (
 
 from flows import local_server
 from geo.errors import InputError
-from tests.support.cli import NO_SERVER, refused
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, ROOT, SCENE
+from tests.support.cli import NO_SERVER, cli_process, refused
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.prefect_db import block_type_count, last_lines
 
 
@@ -66,12 +64,19 @@ def test_a_command_is_refused_in_one_line_where_prefect_home_cannot_be_written(
     home = tmp_path / "a-file" / "prefect"  # cannot be created, not even by root
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     out = tmp_path / "s.zarr"
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "tile", SCENE, "--labels", PIVOT_LABELS,
-         "--class-map", PIVOT_CLASSES, "--out", out, "--tile-size", "128"],
-        cwd=ROOT, env={**env, "PREFECT_HOME": str(home)}, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
+    done = cli_process(
+        "tile",
+        SCENE,
+        "--labels",
+        PIVOT_LABELS,
+        "--class-map",
+        PIVOT_CLASSES,
+        "--out",
+        out,
+        "--tile-size",
+        "128",
+        env={**env, "PREFECT_HOME": str(home)},
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [
         f"convlora-geo tile: error: {home}: Prefect's home folder (PREFECT_HOME) cannot be "

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,35 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def ctrl_c(
+    argv: list[object], folder: Path, ready: Callable[[str], bool], what: str
+) -> tuple[int, str, float]:
+    """Run `convlora-geo ARGV` in a session of its own, reporting to a temporary Prefect server
+    of its own (in `folder`), and once `ready(its output so far)` holds, send SIGINT to the whole
+    process group as Ctrl-C in a terminal does. Returns (exit status, output, seconds from the
+    signal to the exit), once no process of the group is left."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env["PREFECT_HOME"] = str(folder / "prefect")
+    log = folder / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
+            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: ready(log.read_text()) or proc.poll() is not None, 600, what)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        stopped = time.monotonic() - started
+        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
+    finally:
+        for leftover in group_alive(proc.pid):
+            leftover.kill()
+    return proc.returncode, log.read_text(), stopped
+
+
 def test_ctrl_c_stops_at_once_and_the_same_command_resumes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -80,29 +110,10 @@ def test_ctrl_c_stops_at_once_and_the_same_command_resumes(
     out = tmp_path / "s.zarr"
     argv = ["tile", scene, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out", out,
             "--tile-size", "128", "--overlap", "32"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # a temporary server of its own
-    log = tmp_path / "output.txt"
-    with log.open("w") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
-            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        blocks = lambda: list(tmp_path.glob(".s.zarr.partial-*/_progress/block-*.json"))  # noqa: E731
-        wait_for(lambda: blocks() or proc.poll() is not None, 600, "tile block")
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert "Beginning flow run" in log.read_text()
-        started = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
-        stopped = time.monotonic() - started
-        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
-    finally:
-        for leftover in group_alive(proc.pid):
-            leftover.kill()
-    text = log.read_text()
-    assert proc.returncode == 130 and stopped < 10, (proc.returncode, stopped, text[-3000:])
+    blocks = lambda _: bool(list(tmp_path.glob(".s.zarr.partial-*/_progress/block-*.json")))  # noqa: E731
+    status, text, stopped = ctrl_c(argv, tmp_path, blocks, "tile block")
+    assert status == 130 and stopped < 10, (status, stopped, text[-3000:])
+    assert "Beginning flow run" in text
     assert "Traceback" not in text and text.strip().splitlines()[-1] == INTERRUPTED, text[-3000:]
     assert [line for line in text.splitlines() if "convlora-geo tile:" in line] == [INTERRUPTED]
     assert not out.exists()
@@ -128,27 +139,10 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
     scenes = [tmp_path / "a.tif", tmp_path / "b.tif"]
     mosaic_scene(scenes[0], 8)
     scenes[1].write_bytes(scenes[0].read_bytes())
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    log = tmp_path / "output.txt"
-    with log.open("w") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "predict", *map(str, scenes), "--model", str(run),
-             "--out", str(tmp_path / "out")], stdout=output, stderr=output,
-            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        both = lambda: all(f"predicting {s}" in log.read_text() for s in scenes)  # noqa: E731
-        wait_for(lambda: both() or proc.poll() is not None, 300, "prediction of both scenes")
-        assert proc.poll() is None, log.read_text()[-3000:]
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
-        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
-    finally:
-        for leftover in group_alive(proc.pid):
-            leftover.kill()
-    text = log.read_text()
-    assert proc.returncode == 130, text[-3000:]
+    argv = ["predict", *scenes, "--model", run, "--out", tmp_path / "out"]
+    both = lambda text: all(f"predicting {s}" in text for s in scenes)  # noqa: E731
+    status, text, _ = ctrl_c(argv, tmp_path, both, "prediction of both scenes")
+    assert status == 130, text[-3000:]
     # the line once (a worker process may still log a task it lost, after it), no restarts
     line = "convlora-geo predict: interrupted; run the same command again to resume"
     assert text.strip().splitlines().count(line) == 1, text[-3000:]

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,7 +18,7 @@ import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
 from geo.predict import output_paths
-from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, ROOT, SCENE
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
 from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -194,6 +192,8 @@ def test_a_run_of_several_scenes_is_quiet_when_another_dask_cluster_holds_port_8
     four-line warning when another cluster (a second run, a notebook) held it."""
     from prefect.settings import PREFECT_API_URL
 
+    from tests.support.cli import cli_process
+
     _, run = trained_run
     scenes = [shutil.copy(SCENE, tmp_path / f"{name}.tif") for name in ("a", "b")]
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
@@ -202,11 +202,17 @@ def test_a_run_of_several_scenes_is_quiet_when_another_dask_cluster_holds_port_8
         with contextlib.suppress(OSError):  # held already: the case under test
             holder.bind(("127.0.0.1", 8787))
             holder.listen()
-        done = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "predict", *scenes, "--model", run,
-             "--out", tmp_path / "out", "--device", "cpu"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+        done = cli_process(
+            "predict",
+            *scenes,
+            "--model",
+            run,
+            "--out",
+            tmp_path / "out",
+            "--device",
+            "cpu",
+            env=env,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "items on a local Dask cluster" in done.stderr
     assert "8787" not in done.stderr and "UserWarning" not in done.stderr, done.stderr[-3000:]

@@ -27,6 +27,7 @@ from geo.io.storage import (
     list_files,
     read_json,
 )
+from tests.support.cli import cli_process
 from tests.support.s3 import S3Server, new_bucket, s3_filesystem, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -252,11 +253,7 @@ def test_the_command_line_refuses_an_unreachable_endpoint_in_one_line(
         endpoint = stopped.endpoint
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "key",
            "AWS_SECRET_ACCESS_KEY": "secret"}  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "predict", SCENE, "--model", pivots_run,
-         "--out", "s3://bucket/out"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = cli_process("predict", SCENE, "--model", pivots_run, "--out", "s3://bucket/out", env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "convlora-geo predict: error: s3://bucket/out: cannot reach the storage endpoint (Could "

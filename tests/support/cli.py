@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,7 +18,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.cli import main
 from geo.finetune import FinetuneConfig, train_on_store
-from tests.support.paths import AGNET_IMAGE, PIVOT_LABELS, SCENE
+from tests.support.paths import AGNET_IMAGE, PIVOT_LABELS, ROOT, SCENE
 
 NO_SERVER = "http://127.0.0.1:9/api"  # nothing listens there: a flow that starts fails loudly
 
@@ -36,6 +37,18 @@ def snapshot(folder: Path, dirs: bool = True) -> dict[str, tuple]:
     if dirs:
         entries["."] = ("dir", folder.stat().st_mtime_ns)
     return entries
+
+
+def cli_process(
+    *argv: object, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `convlora-geo ARGV` in a process of its own, from the repository root, as a shell
+    does (`env`: its environment, default this one's): all it prints, interpreter warnings and
+    the early temporary server included."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *map(str, argv)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
 
 
 def run_cli(*argv: object) -> tuple[int, str]:
