@@ -1,5 +1,5 @@
-"""Does a scene look like the model's training data? Warnings (never errors) when its pixel type,
-pixel size or values are far from what the model was trained on."""
+"""Does a scene look like the model's training data? Warnings (never errors) when its band names,
+pixel type, pixel size or values are far from what the model was trained on."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SPREAD_TOLERANCE = 10.0  # a 2-98 % range this many times wider or narrower is a
 
 def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
     """How `scene` differs from the training scenes (empty when it looks like them)."""
-    notes = []
+    notes = _renamed_bands(scene, metadata)
     if metadata.dtype and scene.dtype != metadata.dtype:
         notes.append(f"pixels are {scene.dtype} where training scenes were {metadata.dtype}")
     size = pixel_size_m(scene)
@@ -46,6 +46,17 @@ def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
                     f"band {band} values ({p2[i]:.4g}..{p98[i]:.4g}) are far from the training "
                     f"range {low:.4g}..{high:.4g} (other units or scaling?)"
                 )
+    return notes
+
+
+def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
+    """The bands the model reads whose name (description) differs from training's: another band
+    order, as in a stack of other assets, feeds the model other bands than it learnt."""
+    notes = []
+    for band, trained in zip(metadata.bands, metadata.band_names, strict=False):
+        name = scene.band_names[band - 1] if band <= len(scene.band_names) else ""
+        if name and trained and name.strip().lower() != trained.strip().lower():
+            notes.append(f"band {band} is named {name!r} where it was {trained!r} in training")
     return notes
 
 

@@ -92,6 +92,30 @@ def test_a_scene_unlike_the_training_data_is_described(tmp_path: Path) -> None:
     assert len(notes) == 4 and all("far from the training range" in n for n in notes)
 
 
+def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) -> None:
+    """A NAIP scene stacked red, green, blue, nir for training and blue, green, red, nir later
+    (as two STAC stacks of other asset orders would be): the swapped bands are named."""
+    with rasterio.open(NAIP) as src:
+        profile, data = src.profile, src.read()
+
+    def stack(name: str, order: list[str]) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            dst.descriptions = tuple(order)
+        return path
+
+    trained_on = stack("rgbn.tif", ["red", "green", "blue", "nir"])
+    reordered = stack("bgrn.tif", ["blue", "green", "red", "nir"])
+    trained = replace(metadata_for(NAIP, [1, 2, 3]), band_names=("red", "green", "blue"))
+    assert unfamiliar(scene_info(str(trained_on)), trained) == []
+    assert unfamiliar(scene_info(str(NAIP)), trained) == []  # no names: nothing to compare
+    assert unfamiliar(scene_info(str(reordered)), trained) == [
+        "band 1 is named 'blue' where it was 'red' in training",
+        "band 3 is named 'red' where it was 'blue' in training",
+    ]
+
+
 def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
     flat = {"predicted_share": {"background": 0.995, "pivot": 0.005}}
     assert "predicts background for 99.5% of the validation pixels" in one_class_warning(flat)
