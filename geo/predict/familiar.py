@@ -50,13 +50,19 @@ def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
 
 
 def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
-    """The bands the model reads whose name (description) differs from training's: another band
-    order, as in a stack of other assets, feeds the model other bands than it learnt."""
+    """The bands the model reads that hold, by their names (descriptions), another band of
+    training: a stack of another band order feeds the model other bands than it learnt. Names of
+    another convention (`red` against `B04`) are not compared."""
+    names = [name.strip().lower() for name in scene.band_names]
     notes = []
     for band, trained in zip(metadata.bands, metadata.band_names, strict=False):
-        name = scene.band_names[band - 1] if band <= len(scene.band_names) else ""
-        if name and trained and name.strip().lower() != trained.strip().lower():
-            notes.append(f"band {band} is named {name!r} where it was {trained!r} in training")
+        wanted = trained.strip().lower()
+        name = names[band - 1] if band <= len(names) else ""
+        if wanted and name != wanted and wanted in names:
+            notes.append(
+                f"band {band} is named {scene.band_names[band - 1]!r} where it was {trained!r} "
+                f"in training ({trained!r} is band {names.index(wanted) + 1} here)"
+            )
     return notes
 
 

@@ -94,7 +94,8 @@ def test_a_scene_unlike_the_training_data_is_described(tmp_path: Path) -> None:
 
 def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) -> None:
     """A NAIP scene stacked red, green, blue, nir for training and blue, green, red, nir later
-    (as two STAC stacks of other asset orders would be): the swapped bands are named."""
+    (as two STAC stacks of other asset orders would be): the swapped bands are named. Names of
+    another convention (B04 for red) say nothing of the order and are not compared."""
     with rasterio.open(NAIP) as src:
         profile, data = src.profile, src.read()
 
@@ -111,9 +112,11 @@ def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) ->
     assert unfamiliar(scene_info(str(trained_on)), trained) == []
     assert unfamiliar(scene_info(str(NAIP)), trained) == []  # no names: nothing to compare
     assert unfamiliar(scene_info(str(reordered)), trained) == [
-        "band 1 is named 'blue' where it was 'red' in training",
-        "band 3 is named 'red' where it was 'blue' in training",
+        "band 1 is named 'blue' where it was 'red' in training ('red' is band 3 here)",
+        "band 3 is named 'red' where it was 'blue' in training ('blue' is band 1 here)",
     ]
+    other_convention = stack("b4b3b2b8.tif", ["B04", "B03", "B02", "B08"])
+    assert unfamiliar(scene_info(str(other_convention)), trained) == []
 
 
 def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
