@@ -5,7 +5,8 @@
 # steps (the figure no lease has measured yet) go first, then the eager steps and the encoder, then
 # the tests, each part under its own time limit; every part updates the card's results file in
 # $RESULTS_DIR (default benchmarks/results), which is copied to $OUT (default device-out/) with
-# nvidia-smi's report and each part's log.
+# nvidia-smi's report and each part's log. The limits (240 + 150 + 120 s by default) keep the call
+# under 9 minutes, so a 15-minute lease leaves room to start the machine and to run it again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
@@ -15,9 +16,9 @@ python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir 
     --target /tmp/site .devsite/wheels/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD/convlora/src:$PWD" PYTHONUNBUFFERED=1
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
-timeout "${COMPILED_SECONDS:-300}" python3 -m benchmarks.gpu --results-dir "$results" \
+timeout "${COMPILED_SECONDS:-240}" python3 -m benchmarks.gpu --results-dir "$results" \
     --only compiled-steps "$@" 2>&1 | tee "$out/bench-compiled.log"
-timeout "${EAGER_SECONDS:-180}" python3 -m benchmarks.gpu --results-dir "$results" \
+timeout "${EAGER_SECONDS:-150}" python3 -m benchmarks.gpu --results-dir "$results" \
     --only eager-steps encoder "$@" 2>&1 | tee "$out/bench-eager.log"
 # rasterio, which pyproject's warning filters name, is not on the image: no filters here.
 timeout "${TESTS_SECONDS:-120}" python3 -m pytest tests/convlora/test_cuda.py -p no:cacheprovider \
