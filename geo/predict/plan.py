@@ -14,7 +14,7 @@ from geo.io.outputs import check_output, foreign_files, read_json_object
 from geo.io.raster import check_exists
 from geo.io.scheduler import check_scheduler
 from geo.io.storage import check_storage, is_url
-from geo.options import checked_once
+from geo.options import checked_once, flag
 from geo.predict.config import PredictConfig
 from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.scene import (
@@ -51,7 +51,7 @@ def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterM
     from convlora.devices import resolve_device
 
     try:
-        check_adapter(model, sam_checkpoint)
+        check_adapter(model, sam_checkpoint, option=flag("sam_checkpoint"))
         resolve_device(device)
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None

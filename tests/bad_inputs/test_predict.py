@@ -18,7 +18,7 @@ def predict(scene: object, model: object, out: object, *extra: object) -> list:
     return ["predict", scene, "--model", model, "--out", out, "--device", "cpu", *extra]
 
 
-CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
+CASES = {  # name -> (argv from broken files, checkpoints and runs; messages the line holds)
     "missing scene": (
         lambda b, c, r: predict("absent.tif", r["base"], "{out}"),
         "absent.tif: image not found",
@@ -73,10 +73,12 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
     "adapter that needs its SAM checkpoint": (
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}"),
         "adapter needs the SAM tiny checkpoint with sha256",
+        "; pass it as --sam-checkpoint",
     ),
     "SAM checkpoint for an adapter that stores its base": (
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--sam-checkpoint", c["sam"]),
         "adapter was trained without a SAM checkpoint",
+        "do not pass --sam-checkpoint",
     ),
     "missing SAM checkpoint": (
         lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}", "--sam-checkpoint", "absent.pth"),
@@ -133,9 +135,9 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; message)
 def test_bad_input_is_refused_before_any_work(
     case: str, broken, checkpoints, runs, work: Path
 ) -> None:
-    argv_of, message = CASES[case]
+    argv_of, *messages = CASES[case]
     argv = [str(a).format(out=work) for a in argv_of(broken, checkpoints, runs)]
-    refused(work, argv, message)
+    refused(work, argv, *messages)
     assert not PICKLE_RAN.exists()
 
 

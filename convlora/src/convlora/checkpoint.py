@@ -160,14 +160,17 @@ def load_adapter_into(model: SegmentationSAM, path: str | Path) -> dict[str, Any
     return metadata
 
 
-def check_adapter(path: str | Path, sam_checkpoint: str | Path | None = None) -> dict[str, Any]:
+def check_adapter(
+    path: str | Path, sam_checkpoint: str | Path | None = None, *, option: str = "sam_checkpoint"
+) -> dict[str, Any]:
     """Check an adapter checkpoint without building its model; return its metadata.
 
     Its files and format, its model config, its weights' header against that config (tensors
     are not read: `check_weights`), and the SAM checkpoint: required when the adapter
     was trained on one, refused when it stores its base weights, and (shapes only, tensors
     mapped not read) of the adapter's SAM variant. Whether it is the very file the adapter was
-    trained on (sha256) is checked when the model is loaded.
+    trained on (sha256) is checked when the model is loaded. Messages name the SAM checkpoint
+    `option` as the caller's users know it (`--sam-checkpoint` on a command line).
     """
     weights, meta_path = adapter_paths(path)
     metadata = read_metadata(path)
@@ -180,12 +183,12 @@ def check_adapter(path: str | Path, sam_checkpoint: str | Path | None = None) ->
     if saved_sha is None and sam_checkpoint is not None:
         raise AdapterMismatchError(
             f"{meta_path}: adapter was trained without a SAM checkpoint and stores its base "
-            "weights; do not pass sam_checkpoint"
+            f"weights; do not pass {option}"
         )
     if saved_sha is not None and sam_checkpoint is None:
         raise AdapterMismatchError(
             f"{meta_path}: adapter needs the SAM {cfg.sam_variant} checkpoint with sha256 "
-            f"{saved_sha}; pass it as sam_checkpoint"
+            f"{saved_sha}; pass it as {option}"
         )
     if sam_checkpoint is not None:
         try:
