@@ -123,6 +123,13 @@ class FinetuneConfig(StageConfig):
             raise ValueError("give three 1-based source bands, e.g. 4,3,2")
         return bands
 
+    @field_validator("class_weights")
+    @classmethod
+    def _class_weights(cls, weights: list[float] | str | None) -> list[float] | str | None:
+        if isinstance(weights, list) and (min(weights, default=0) < 0 or not any(weights)):
+            raise ValueError("give weights of 0 or more, not all 0, e.g. 1,2.5")
+        return weights
+
     _device = validates("device", by=check_device)
 
     @model_validator(mode="after")

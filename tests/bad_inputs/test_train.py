@@ -60,6 +60,14 @@ CASES = {  # name -> (argv from the store, checkpoints and output folder; messag
         lambda s, c, w: train_args(s, w / "run", "--class-weights", "1,2"),
         "--class-weights 1.0,2.0: give one weight per class (8: background, soybeans",
     ),
+    "class weights that are all 0": (
+        lambda s, c, w: train_args(s, w / "run", "--class-weights", "0,0,0,0,0,0,0,0"),
+        "--class-weights 0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0: give weights of 0 or more, not all 0",
+    ),
+    "a negative class weight": (
+        lambda s, c, w: train_args(s, w / "run", "--class-weights=-1,1,1,1,1,1,1,1"),
+        "--class-weights -1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0: give weights of 0 or more",
+    ),
     "output is a file": (
         lambda s, c, w: train_args(s, w / "earlier" / "result.txt"),
         "result.txt: exists and is not a folder",
