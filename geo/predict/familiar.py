@@ -58,7 +58,7 @@ def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
     for band, trained in zip(metadata.bands, metadata.band_names, strict=False):
         wanted = trained.strip().lower()
         name = names[band - 1] if band <= len(names) else ""
-        if wanted and name != wanted and wanted in names:
+        if wanted and name and name != wanted and wanted in names:
             notes.append(
                 f"band {band} is named {scene.band_names[band - 1]!r} where it was {trained!r} "
                 f"in training ({trained!r} is band {names.index(wanted) + 1} here)"
