@@ -10,12 +10,16 @@ Two key figures, each against its goal:
 - `encoder_speedup_over_segment_anything`: segment-anything's own ViT-H image encoder in fp32 over
   ours with bf16 autocast, SDPA attention and `torch.compile` (1024 px, batch 1; goal >= 4).
 
-Parts (`--only`): eager-steps, encoder, compiled-steps; each is written as soon as it is measured,
-and a run of some parts keeps the others from the results file. Models are compiled as
-`--compile` compiles them (`convlora.compile`): region by region on CUDA. As whole graphs, the two
-ViT-H training graphs took over five minutes to compile on an H200 machine's 16 cores (2026-12-04),
-most of a 15-minute lease; region by region they compile as a few block graphs each (on the 2-core
-CPU VM: 41.5 s against 127.2 s for the first Conv-LoRA ViT-H step).
+Beside them, `convlora_over_lora_step_time_cudagraphs`: the same steps compiled with CUDA graphs
+(inductor's `triton.cudagraphs`, what `mode="reduce-overhead"` turns on), no goal of its own: the
+eager Conv-LoRA step is bound by the host's kernel launches, which a graph replay removes.
+
+Parts (`--only`): eager-steps, encoder, compiled-steps, cudagraph-steps; each is written as soon as
+it is measured, and a run of some parts keeps the others from the results file. Models are compiled
+as `--compile` compiles them (`convlora.compile`): region by region on CUDA. As whole graphs, the
+two ViT-H training graphs took over five minutes to compile on an H200 machine's 16 cores
+(2026-12-04), most of a 15-minute lease; region by region they compile as a few block graphs each
+(on the 2-core CPU VM: 41.5 s against 127.2 s for the first Conv-LoRA ViT-H step).
 
 Without a CUDA device it says so and writes nothing (exit status 0). `--cpu-dry-run` runs the same
 code on the CPU with the tiny SAM at 64 px and compile's `eager` backend, into DIR/gpu-dry-run.*:
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._dynamo.utils import counters
 
 from benchmarks.harness import RESULTS, goal, interleaved, machine, ratio, write_results
 from convlora import DEFAULT_LOSS, ModelConfig, build_criterion, build_model, build_sam_variant
@@ -160,7 +165,10 @@ def encoder_speedup(setup: Setup) -> dict[str, Any]:
     }
 
 
-PARTS = ("eager-steps", "encoder", "compiled-steps")
+PARTS = ("eager-steps", "encoder", "compiled-steps", "cudagraph-steps")
+CUDA_GRAPHS = {"triton.cudagraphs": True}
+"""Inductor's CUDA graphs (what `mode="reduce-overhead"` turns on): each compiled region's kernels
+replay as one graph launch, for steps bound by the host's kernel launches."""
 
 
 def measure(
@@ -171,7 +179,8 @@ def measure(
 ) -> dict[str, Any]:
     """The figures of `parts`, each saved as soon as it is measured (`save(body)`): a run cut
     short keeps what it measured. Order: eager steps (Conv-LoRA batched and grouped, LoRA), the
-    encoder, compiled steps (the longest compiles). A `previous` body keeps the other parts."""
+    encoder, compiled steps (the longest compiles), steps compiled with CUDA graphs. A `previous`
+    body keeps the other parts."""
     started = time.perf_counter()
     body: dict[str, Any] = previous or {
         "key_figures": [],
@@ -188,6 +197,9 @@ def measure(
         "time); the eager "
         "ratio is under convlora_over_lora_step_time_eager (Conv-LoRA's default dispatch) "
         "and steps.eager.ratio_grouped (the grouped dispatch, one host sync per layer).",
+        "convlora_over_lora_step_time_cudagraphs: the compiled steps with CUDA graphs "
+        "(steps.cudagraphs.graphs_run_without_cuda_graphs: compiled graphs inductor ran "
+        "without them; its log says why).",
         "encoder_speedup_over_segment_anything: segment-anything's encoder in fp32 over "
         "ours with bf16 autocast, SDPA attention and torch.compile (min wall time); "
         "encoder.speedup_eager is the same without compile.",
@@ -229,7 +241,38 @@ def measure(
         body["steps"]["compiled"] = timed_steps(setup, steps)
         step_ratio = body["steps"]["compiled"]["ratio"]
         record("compiled-steps", "convlora_over_lora_step_time", step_ratio, "<=", GOAL_STEP_RATIO)
+    if "cudagraph-steps" in parts:
+        body["steps"]["cudagraphs"] = cudagraph_steps(setup)
+        graphed_ratio = body["steps"]["cudagraphs"]["ratio"]
+        record("cudagraph-steps", "convlora_over_lora_step_time_cudagraphs", graphed_ratio)
     return body
+
+
+def cudagraph_steps(setup: Setup) -> dict[str, Any]:
+    """The training steps of freshly built models compiled as `--compile` does plus CUDA graphs
+    (`CUDA_GRAPHS`; the CPU has none), each step marked as a new one for the graphs' memory;
+    with how many compiled graphs inductor ran without CUDA graphs (and why, in its log)."""
+    skipped = counters["inductor"]["cudagraph_skips"]
+    steps = {}
+    for adapter in ("conv-lora", "lora"):
+        step, model = training_step(setup, adapter)
+        compile_in_place(model, backend=setup.backend, options=CUDA_GRAPHS)
+        steps[adapter] = marked(step)
+    timed = timed_steps(setup, steps)
+    return {
+        **timed,
+        "graphs_run_without_cuda_graphs": counters["inductor"]["cudagraph_skips"] - skipped,
+    }
+
+
+def marked(step: Callable[[], None]) -> Callable[[], None]:
+    """`step`, told to CUDA graph trees as the start of a new iteration."""
+
+    def run() -> None:
+        torch.compiler.cudagraph_mark_step_begin()
+        step()
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

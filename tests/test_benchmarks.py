@@ -102,6 +102,8 @@ def test_gpu_benchmark_code_runs_on_the_cpu(tmp_path: Path) -> None:
     for key in body["key_figures"]:
         assert finite(body[key]) and key in body["goals"]
     assert finite(body["convlora_over_lora_step_time_eager"])
+    assert finite(body["convlora_over_lora_step_time_cudagraphs"])
+    assert body["steps"]["cudagraphs"]["graphs_run_without_cuda_graphs"] == 0  # eager backend
 
 
 def finite(value: object) -> bool:

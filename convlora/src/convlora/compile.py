@@ -49,19 +49,25 @@ def _on_accelerator(model: nn.Module) -> bool:
 
 
 def compile_in_place(
-    model: nn.Module, backend: str = "inductor", *, regional: bool | None = None, **kwargs: Any
+    model: nn.Module,
+    backend: str = "inductor",
+    *,
+    regional: bool | None = None,
+    options: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """Compile `model` in place and return it: region by region (`regions`) or the whole
     forward as one graph.
 
     `regional` defaults to True on accelerators, where ViT-H's whole training graphs took over
     five minutes to compile on an H200 machine, and to False on the CPU, where the benchmarks
-    measure the whole graph; a model without regions compiles whole. `backend` and `kwargs`
-    (e.g. `mode="max-autotune"`, `dynamic=False`) go to `torch.compile`. The first call of each
-    input shape and mode (train / eval) compiles, which takes a while (minutes for a ViT-B on a
-    small CPU); later calls run the compiled code.
+    measure the whole graph; a model without regions compiles whole. Inductor `options` (e.g.
+    `{"triton.cudagraphs": True}`: CUDA graphs) join `INDUCTOR_OPTIONS`; other backends take
+    none. `backend` and `kwargs` (e.g. `dynamic=False`) go to `torch.compile`. The first call of
+    each input shape and mode (train / eval) compiles, which takes a while (minutes for a ViT-B
+    on a small CPU); later calls run the compiled code.
     """
-    options = dict(INDUCTOR_OPTIONS) if backend == "inductor" else None
+    options = {**INDUCTOR_OPTIONS, **(options or {})} if backend == "inductor" else None
     parts = regions(model)
     if regional is None:
         regional = _on_accelerator(model)
