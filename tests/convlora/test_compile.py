@@ -87,6 +87,16 @@ def test_compile_is_regional_by_default_on_accelerators_only() -> None:
     assert not compiled(elsewhere) and all(compiled(part) for part in regions(elsewhere))
 
 
+def test_a_compile_mode_joins_the_inductor_options() -> None:
+    """torch.compile takes a mode or options, not both: `mode="max-autotune"` raised before it
+    was turned into its options (compiling is lazy: nothing runs here)."""
+    for mode in ("max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs"):
+        model = compile_in_place(_model(), mode=mode, options={"triton.cudagraphs": False})
+        assert model._compiled_call_impl is not None
+    with pytest.raises(RuntimeError, match="Unrecognized mode"):
+        compile_in_place(_model(), mode="fastest")
+
+
 def test_compile_for_inference_compiles_predict_proba_in_place() -> None:
     model, reference = _model(), _model().eval()
     keys = list(model.state_dict())

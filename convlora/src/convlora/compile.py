@@ -53,6 +53,7 @@ def compile_in_place(
     backend: str = "inductor",
     *,
     regional: bool | None = None,
+    mode: str | None = None,
     options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
@@ -61,19 +62,33 @@ def compile_in_place(
 
     `regional` defaults to True on accelerators, where ViT-H's whole training graphs took over
     five minutes to compile on an H200 machine, and to False on the CPU, where the benchmarks
-    measure the whole graph; a model without regions compiles whole. Inductor `options` (e.g.
-    `{"triton.cudagraphs": True}`: CUDA graphs) join `INDUCTOR_OPTIONS`; other backends take
-    none. `backend` and `kwargs` (e.g. `dynamic=False`) go to `torch.compile`. The first call of
-    each input shape and mode (train / eval) compiles, which takes a while (minutes for a ViT-B
-    on a small CPU); later calls run the compiled code.
+    measure the whole graph; a model without regions compiles whole. With inductor, a `mode`
+    (`"max-autotune"`, `"reduce-overhead"`: CUDA graphs) and `options` (e.g.
+    `{"triton.cudagraphs": True}`) join `INDUCTOR_OPTIONS` (torch.compile takes a mode or options,
+    not both); other backends take the mode as it is and no options. `backend` and `kwargs` (e.g.
+    `dynamic=False`) go to `torch.compile`. The first call of each input shape and mode (train /
+    eval) compiles, which takes a while (minutes for a ViT-B on a small CPU); later calls run the
+    compiled code.
     """
-    options = {**INDUCTOR_OPTIONS, **(options or {})} if backend == "inductor" else None
+    if backend == "inductor":
+        kwargs["options"] = {**INDUCTOR_OPTIONS, **_mode_options(mode), **(options or {})}
+    elif mode:
+        kwargs["mode"] = mode
     parts = regions(model)
     if regional is None:
         regional = _on_accelerator(model)
     for part in parts if regional and parts else [model]:
-        part.compile(fullgraph=True, backend=backend, options=options, **kwargs)
+        part.compile(fullgraph=True, backend=backend, **kwargs)
     return model
+
+
+def _mode_options(mode: str | None) -> dict[str, Any]:
+    """The inductor options a torch.compile `mode` stands for (none without a mode)."""
+    if not mode:
+        return {}
+    from torch._inductor import list_mode_options  # heavy: only when a mode is asked for
+
+    return dict(list_mode_options(mode))
 
 
 def compile_for_inference(
