@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,11 @@ def test_rgb_bands_come_from_the_landsat_band_names(store: Path) -> None:
     assert info.band_names[3] == "OLI_B4"
     assert rgb_positions(info, None) == (3, 2, 1)
     assert rgb_positions(info, [5, 4, 3]) == (4, 3, 2)
+    waves = [(2, 490), (3, 560), (4, 665), (8, 842), (11, 1610), (12, 2190), (1, 443)]
+    gdal_s2 = tuple(f"B{n}, central wavelength {w} nm" for n, w in waves)  # GDAL's SENTINEL2
+    assert rgb_positions(replace(info, band_names=gdal_s2, band_colors=()), None) == (2, 1, 0)
+    numbered = tuple(f"Band {n}" for n in range(1, 8))  # how some tools name unnamed bands
+    assert rgb_positions(replace(info, band_names=numbered, band_colors=()), None) == (0, 1, 2)
 
 
 @pytest.mark.slow

@@ -1,9 +1,8 @@
-"""Which store bands feed SAM's R, G, B channels: from the data, never from a guess at numbers.
-
-The choice, in order: `--rgb-bands`; GDAL colour interpretation (red, green, blue); band
-descriptions naming the colour ("Red", "green") or a known sensor band ("B04" on Sentinel-2 and
-Landsat 8/9, "TM_B3" on Landsat 4-7); otherwise the first three bands, in store order. Bands
-without descriptions are never read as sensor band numbers. The choice is logged.
+"""Which store bands feed SAM's R, G, B channels: from the data, never from a guess at numbers. The
+choice, in order: `--rgb-bands`; GDAL colour interpretation (red, green, blue); band descriptions
+naming the colour ("Red", "green") or a known sensor band ("B04" on Sentinel-2 and Landsat 8/9,
+GDAL's "B4, central wavelength 665 nm", "TM_B3" on Landsat 4-7); otherwise the first three bands, in
+store order. Bands without descriptions are never read as sensor band numbers. The choice is logged.
 """
 
 from __future__ import annotations
@@ -19,9 +18,11 @@ log = logging.getLogger(__name__)
 
 COLOURS = ("red", "green", "blue")
 _WORDS = tuple(re.compile(rf"\b{c}\b|^{c[0]}$", re.IGNORECASE) for c in COLOURS)
-# Sensor band names: B04, B4, SR_B4, OLI_B4, TM_B3, ETM_B3, MSI B04 (an optional "A" as in B8A).
+# Sensor band names: B04, B4, SR_B4, OLI_B4, TM_B3, ETM_B3, MSI B04 (an optional "A" as in B8A),
+# and GDAL's Sentinel-2 descriptions, "B4, central wavelength 665 nm". Not "Band 4" or "band_4".
 _SENSOR_BAND = re.compile(
-    r"^(?:(?P<sensor>oli|tm|etm\+?|sr|msi)[_ ]?)?b0*(?P<number>\d{1,2})a?$", re.IGNORECASE
+    r"^(?:(?P<sensor>oli|tm|etm\+?|sr|msi)[_ ]?)?b0*(?P<number>\d{1,2})a?(?:[,;(\s].*)?$",
+    re.IGNORECASE,
 )
 _SENSOR_RGB = {"tm": (3, 2, 1), "etm": (3, 2, 1), "etm+": (3, 2, 1)}  # else Sentinel-2 / OLI
 _DEFAULT_RGB = (4, 3, 2)
