@@ -66,6 +66,8 @@ def test_rgb_bands_come_from_the_landsat_band_names(store: Path) -> None:
     waves = [(2, 490), (3, 560), (4, 665), (8, 842), (11, 1610), (12, 2190), (1, 443)]
     gdal_s2 = tuple(f"B{n}, central wavelength {w} nm" for n, w in waves)  # GDAL's SENTINEL2
     assert rgb_positions(replace(info, band_names=gdal_s2, band_colors=()), None) == (2, 1, 0)
+    safe = ("B01_60m", "B02_10m", "B03_10m", "B04_10m", "B08_10m", "B11_20m", "B12_20m")
+    assert rgb_positions(replace(info, band_names=safe, band_colors=()), None) == (3, 2, 1)
     numbered = tuple(f"Band {n}" for n in range(1, 8))  # how some tools name unnamed bands
     assert rgb_positions(replace(info, band_names=numbered, band_colors=()), None) == (0, 1, 2)
 

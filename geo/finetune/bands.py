@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 COLOURS = ("red", "green", "blue")
 _WORDS = tuple(re.compile(rf"\b{c}\b|^{c[0]}$", re.IGNORECASE) for c in COLOURS)
 # Sensor band names: B04, B4, SR_B4, OLI_B4, TM_B3, ETM_B3, MSI B04 (an optional "A" as in B8A),
-# and GDAL's Sentinel-2 descriptions, "B4, central wavelength 665 nm". Not "Band 4" or "band_4".
+# GDAL's Sentinel-2 descriptions, "B4, central wavelength 665 nm", and SAFE file stems' "B04_10m".
+# Not "Band 4" or "band_4".
 _SENSOR_BAND = re.compile(
-    r"^(?:(?P<sensor>oli|tm|etm\+?|sr|msi)[_ ]?)?b0*(?P<number>\d{1,2})a?(?:[,;(\s].*)?$",
+    r"^(?:(?P<sensor>oli|tm|etm\+?|sr|msi)[_ ]?)?b0*(?P<number>\d{1,2})a?(?:[,;(_\s].*)?$",
     re.IGNORECASE,
 )
 _SENSOR_RGB = {"tm": (3, 2, 1), "etm": (3, 2, 1), "etm+": (3, 2, 1)}  # else Sentinel-2 / OLI
