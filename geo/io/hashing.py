@@ -61,12 +61,9 @@ def watched_files(paths: Iterable[str]) -> list[str]:
     sources change while its own text does not, a FileGDB's files while its folder does not)."""
     files: list[str] = []
     for path in paths:
-        if (
-            path
-            and not is_virtual(path)
-            and (Path(path).suffix.lower() in MULTI_FILE_SUFFIXES or Path(path).is_dir())
-        ):
-            files += [str(part) for part in file_parts(Path(path))]
+        local = Path(path) if path and not is_virtual(path) else None
+        if local is not None and (local.suffix.lower() in MULTI_FILE_SUFFIXES or local.is_dir()):
+            files += [str(part) for part in file_parts(local)]
         else:
             files.append(path)
     return files
