@@ -12,10 +12,13 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from flows.local_server import start_early
 from flows.logs import forward_library_logs, input_error_types
+
+if TYPE_CHECKING:
+    import psutil
 
 COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
@@ -157,17 +160,39 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
 
         # the children stop on purpose: a local Dask cluster's nanny would announce restarts
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
-        children = psutil.Process().children(recursive=True)
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.terminate()
-        _, alive = psutil.wait_procs(children, timeout=3)
-        for child in alive:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+        stop_local_dask_restarts()
+        stopped: set[int] = set()
+        for _ in range(2):  # again for a worker a nanny restarted before it was told to stop
+            children = psutil.Process().children(recursive=True)
+            children = [child for child in children if child.pid not in stopped]
+            stopped.update(child.pid for child in children)
+            stop_children(children)
         os._exit(130)
 
     return handler
+
+
+def stop_children(children: list[psutil.Process]) -> None:
+    """SIGTERM to each of `children`, then SIGKILL to those still alive 3 s later."""
+    import psutil
+
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=3)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def stop_local_dask_restarts() -> None:
+    """Tell this process's Dask nannies (a local cluster's) that their workers stop for good: a
+    nanny restarts a worker whose process ends, and one started while the command stops would
+    outlive it and print heartbeat tracebacks to the terminal."""
+    nannies = sys.modules.get("distributed.nanny")
+    if nannies is not None:
+        for nanny in list(nannies.Nanny._instances):
+            nanny.close_gracefully(reason="interrupted")
 
 
 def quiet_broken_pipe() -> None:

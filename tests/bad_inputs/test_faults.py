@@ -19,7 +19,8 @@ import pytest
 import rasterio
 import zarr
 
-from flows.cli import OUT_OF_MEMORY
+from flows.cli import OUT_OF_MEMORY, stop_local_dask_restarts
+from flows.runtime import LOCAL_SCHEDULER_HTTP
 from tests.support.cli import run_cli, snapshot, train
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
 from tests.support.stores import tile
@@ -75,7 +76,7 @@ def ctrl_c(
     """Run `convlora-geo ARGV` in a session of its own, reporting to a temporary Prefect server
     of its own (in `folder`), and once `ready(its output so far)` holds, send SIGINT to the whole
     process group as Ctrl-C in a terminal does. Returns (exit status, output, seconds from the
-    signal to the exit), once no process of the group is left."""
+    signal to the exit), once no process of the group is left (within a second of the exit)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
     env["PREFECT_HOME"] = str(folder / "prefect")
     log = folder / "output.txt"
@@ -91,7 +92,9 @@ def ctrl_c(
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
         stopped = time.monotonic() - started
-        wait_for(lambda: not group_alive(proc.pid), 10, "end of the process group")
+        # at most a second: a process the command leaves running (a worker a Dask nanny
+        # restarted while the command stopped) would print tracebacks after it
+        wait_for(lambda: not group_alive(proc.pid), 1, "end of the process group with the command")
     finally:
         for leftover in group_alive(proc.pid):
             leftover.kill()
@@ -147,6 +150,24 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
     line = "convlora-geo predict: interrupted; run the same command again to resume"
     assert text.strip().splitlines().count(line) == 1, text[-3000:]
     assert "Traceback" not in text and "Restarting worker" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["told to stop", "not told"])
+def test_ctrl_c_tells_a_local_dask_cluster_not_to_restart_the_workers_it_stops(told: bool) -> None:
+    """Ctrl-C's handler tells the nannies of a local Dask cluster that their workers stop for
+    good: a worker process that then ends stays ended. Not told, a nanny starts a new worker
+    (one started while the command stopped outlived it and printed heartbeat tracebacks)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs=LOCAL_SCHEDULER_HTTP) as cluster:  # fmt: skip
+        nanny = next(iter(cluster.workers.values()))
+        worker = nanny.pid
+        if told:
+            stop_local_dask_restarts()
+        os.kill(worker, signal.SIGKILL)
+        time.sleep(3)
+        assert nanny.is_alive() is not told and nanny.pid != worker
 
 
 def test_running_out_of_memory_is_one_line_and_the_rerun_trains(store: Path, work: Path) -> None:
