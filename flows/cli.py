@@ -189,10 +189,10 @@ def stop_local_dask_restarts() -> None:
     """Tell this process's Dask nannies (a local cluster's) that their workers stop for good: a
     nanny restarts a worker whose process ends, and one started while the command stops would
     outlive it and print heartbeat tracebacks to the terminal."""
-    nannies = sys.modules.get("distributed.nanny")
-    if nannies is not None:
-        for nanny in list(nannies.Nanny._instances):
-            nanny.close_gracefully(reason="interrupted")
+    module = sys.modules.get("distributed.nanny")  # imported only where a cluster may run
+    nannies = getattr(getattr(module, "Nanny", None), "_instances", ())  # Dask's own registry
+    for nanny in list(nannies):
+        nanny.close_gracefully(reason="interrupted")
 
 
 def quiet_broken_pipe() -> None:
