@@ -13,7 +13,7 @@ from convlora.adapter_files import FORMAT as ADAPTER_FORMAT
 from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
-from convlora.errors import ConvLoRAInputError
+from convlora.errors import ConvLoRAInputError, SettingsChanged
 from convlora.sam_checkpoint import check_sam_checkpoint
 from convlora.train import TrainConfig, fit
 from convlora.training.state import CheckpointDir, read_resumable
@@ -21,6 +21,7 @@ from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.finetune.bands import rgb_positions
+from geo.finetune.changed import settings_changed
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
@@ -201,6 +202,8 @@ def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
             sam_checkpoint=config.sam_checkpoint, metadata=AdapterMetadata.from_store(store),
             class_names=[c.name for c in store.classes], progress=config.progress,
         )  # fmt: skip
+    except SettingsChanged as err:
+        raise settings_changed(err) from None
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
     warning = one_class_warning(AdapterMetadata.read(plan.run_dir).training.get("val"))

@@ -141,15 +141,23 @@ def test_a_read_only_run_folder_is_refused(store: Path, readonly: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--image-size", "128"], "model.image_size: 64 -> 128"),
-        (["--store", "two-class"], "model.num_classes: 8 -> 2"),
+        (["--image-size", "128"], "(--image-size: 64 -> 128;"),
+        (
+            ["--rank", "5", "--rgb-bands", "3,2,1"],
+            "(--rgb-bands: [4, 3, 2] -> [3, 2, 1]; --rank: 3 -> 5;",
+        ),
+        (
+            ["--store", "two-class"],
+            "; the tile store (its classes, bands, tiles or statistics) changed)",
+        ),
     ],
 )
 def test_an_earlier_run_with_another_size_or_class_count_is_kept(
     change: list[str], message: str, store: Path, runs, work: Path
 ) -> None:
-    """Training into a run folder of another image size or class count is refused, and the
-    run there (adapter, last/, metrics) is left as it was."""
+    """Training into a run folder of another image size, other options or another store is
+    refused, naming the options as typed (not the model core's settings), and the run there
+    (adapter, last/, metrics) is left as it was."""
     shutil.copytree(runs["base"], work / "run")
     if change[0] == "--store":
         store, change = _two_class_store(work.parent), []

@@ -20,7 +20,7 @@ from convlora.checkpoint import load_adapter_into, save_adapter
 from convlora.compile import compile_in_place
 from convlora.config import IGNORE_INDEX, ModelConfig
 from convlora.devices import autocast, resolve_device
-from convlora.errors import ConvLoRAInputError
+from convlora.errors import ConvLoRAInputError, SettingsChanged
 from convlora.files import atomic_write_json
 from convlora.losses import build_criterion
 from convlora.model import build_model
@@ -229,11 +229,7 @@ class Trainer:
     def check_spec(self, saved: dict[str, Any]) -> None:
         differs = _differences(_jsonish(saved), _jsonish(self.spec()))
         if differs:
-            detail = _summary_of(differs)
-            raise ConvLoRAInputError(
-                f"{self.run_dir}: an earlier run with other settings is there ({detail}); "
-                "use another --out folder, or delete it to start over"
-            )
+            raise SettingsChanged(str(self.run_dir), differs)
 
     # ----------------------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
@@ -466,18 +462,6 @@ def _differences(saved: Any, current: Any, key: str = "") -> list[tuple[str, Any
             for d in _differences(saved.get(k), current[k], f"{key}.{k}" if key else k)
         ]
     return [] if saved == current else [(key, saved, current)]
-
-
-def _summary_of(differs: list[tuple[str, Any, Any]], shown: int = 4) -> str:
-    """The first `shown` differences, the model's and training's settings first (the run's
-    metadata follows from the store), values only where they are short, and how many more."""
-    ordered = sorted(differs, key=lambda d: not d[0].startswith(("model.", "train.")))
-    parts = [
-        f"{k}: {old!r} -> {new!r}" if len(repr(old)) + len(repr(new)) <= 40 else f"{k} changed"
-        for k, old, new in ordered[:shown]
-    ]
-    more = len(ordered) - shown
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def _jsonish(value: Any) -> Any:

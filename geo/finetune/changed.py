@@ -1,0 +1,46 @@
+"""A run folder of other settings, refused in the user's terms: the options as typed
+(`--steps: 10 -> 20`), and the tile store where what differs follows from the store."""
+
+from __future__ import annotations
+
+from convlora.errors import Difference, SettingsChanged, summary_of
+from geo.errors import InputError
+from geo.finetune.config import FinetuneConfig
+from geo.options import flag
+
+OPTION_OF = {  # the model core's settings that an option of another name sets
+    "model.sam_variant": "sam",
+    "model.band_init": "rgb_bands",
+    "sam_checkpoint_sha256": "sam_checkpoint",
+    "world_size": "nproc",
+}
+FROM_STORE = ("train_items", "val_items", "metadata.", "model.num_classes", "model.in_channels",
+              "model.num_mask_tokens")  # fmt: skip
+FINETUNE_FIELDS = frozenset(FinetuneConfig.model_fields)
+STORE = "the tile store (its classes, bands, tiles or statistics)"
+
+
+def settings_changed(err: SettingsChanged) -> InputError:
+    """The one-line refusal of `err`'s run folder, naming what differs as the user sets it."""
+    named: list[Difference] = []
+    for key, old, new in err.differences:
+        field = OPTION_OF.get(key) or key.partition(".")[2]
+        if key.startswith(FROM_STORE):
+            continue  # named once, last
+        if key in OPTION_OF or (key[:6] in ("model.", "train.") and field in FINETUNE_FIELDS):
+            if key == "model.band_init":  # store band positions from 0: bands of the store
+                old, new = _from_one(old), _from_one(new)
+            named.append((flag(field), old, new))
+        else:
+            named.append((key, old, new))
+    if any(key.startswith(FROM_STORE) for key, _, _ in err.differences):
+        named.append((STORE, None, None))
+    return InputError(
+        f"{err.run_dir}: an earlier run with other settings is there ({summary_of(named)}); "
+        f"use another {flag('out')} folder, or delete it to start over"
+    )
+
+
+def _from_one(positions: object) -> object:
+    """Band positions counted from 1, as `--rgb-bands` counts them."""
+    return [p + 1 for p in positions] if isinstance(positions, list) else positions
