@@ -159,6 +159,11 @@ def scene_info(path: str) -> SceneInfo:
                 color_interp=tuple(c.name for c in src.colorinterp),
             )
     except RasterioIOError:
+        if not is_url(path) and Path(path).is_dir():
+            raise InputError(
+                f"{path}: a folder, not a raster GDAL can read; give the scenes in it "
+                f"({Path(path) / '*.tif'})"
+            ) from None
         raise InputError(f"{path}: not a raster GDAL can read") from None
     with open_raster(path) as src:
         check_readable(src)

@@ -27,6 +27,10 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; messages the
         lambda b, c, r: predict(b["notraster.tif"], r["base"], "{out}"),
         "notraster.tif: not a raster GDAL can read",
     ),
+    "a folder of scenes": (
+        lambda b, c, r: predict(b["notraster.tif"].parent, r["base"], "{out}"),
+        "a folder, not a raster GDAL can read; give the scenes in it (",
+    ),
     "truncated scene": (
         lambda b, c, r: predict(b["truncated.tif"], r["base"], "{out}"),
         "truncated.tif: corrupt or truncated raster",
