@@ -24,6 +24,7 @@ COMMANDS = (
     "demo", "tile", "train", "evaluate", "finetune", "predict", "vectorize", "ingest", "info",
 )  # fmt: skip
 FLOW_COMMANDS = ("demo", "tile", "finetune", "predict", "ingest")  # the ones that run flows
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # one format for every process
 OUT_OF_MEMORY = (
     "out of memory; lower --batch-size (or --tile-size / --image-size) and run the same "
     "command again"
@@ -99,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or one line about a bad argument
         return int(exc.code or 0)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+        level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S"
     )
+    for key in ("FORMAT", "FLOW_RUN_FMT", "TASK_RUN_FMT"):  # Prefect's, in a local Dask worker
+        os.environ.setdefault(f"PREFECT_LOGGING_FORMATTERS_STANDARD_{key}", LOG_FORMAT)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGINT, stop_now(args.command))

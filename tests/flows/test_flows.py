@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -217,6 +218,10 @@ def test_a_run_of_several_scenes_is_quiet_when_another_dask_cluster_holds_port_8
     assert "items on a local Dask cluster" in done.stderr
     assert "8787" not in done.stderr and "UserWarning" not in done.stderr, done.stderr[-3000:]
     assert all((tmp_path / "out" / f"{name}_classes.tif").exists() for name in ("a", "b"))
+    # the workers' lines look like the command's own (not Prefect's "12:00:00.123 | INFO | ...")
+    for scene in scenes:
+        pattern = rf"^\d\d:\d\d:\d\d INFO prefect\.task_runs: predicting {re.escape(str(scene))}$"
+        assert re.search(pattern, done.stderr, re.MULTILINE), done.stderr[-3000:]
 
 
 def test_a_stac_api_that_does_not_answer_is_one_line_and_status_1(
