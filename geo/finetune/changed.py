@@ -28,7 +28,7 @@ def settings_changed(err: SettingsChanged) -> InputError:
         if key.startswith(FROM_STORE):
             continue  # named once, last
         if key in OPTION_OF or (key[:6] in ("model.", "train.") and field in FINETUNE_FIELDS):
-            if key == "model.band_init":  # store band positions from 0: bands of the store
+            if key == "model.band_init":  # positions among the store's bands, from 0
                 old, new = _from_one(old), _from_one(new)
             named.append((flag(field), old, new))
         else:
