@@ -64,7 +64,8 @@ def epoch_table(run_dir: str) -> list[dict[str, object]]:
 def finetune_flow(**params: Any) -> dict[str, Any]:
     tile = FINETUNE.build(TileConfig, params)
     train = FINETUNE.build(FinetuneConfig, params)
-    check_run_settings(train, check_tiling(tile).tile_size)  # the device before any tiling
+    request = check_tiling(tile)
+    check_run_settings(train, request.tile_size, lambda: request.fingerprint)  # before tiling
     store = build_tile_store(tile)
     summary = train_adapter(train.model_copy(update={"store": store}))
     logger = get_run_logger()

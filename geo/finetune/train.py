@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,13 +111,16 @@ def own_run_files(run_dir: Path) -> set[str]:
     return set()
 
 
-def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
+def check_run_settings(
+    config: FinetuneConfig, tile_size: int, store_fingerprint: Callable[[], str] | None = None
+) -> Path:
     """What a training run needs besides its store (checked before tiling when the store is
     still to be built): the run folder can be written and holds no foreign files, the state an
-    interrupted run left to resume from (RUN_DIR/last) is readable, the device (and as many as
-    --nproc asks for) exists, and the SAM checkpoint fits the variant at the image size (shapes
-    only: its tensors are mapped, not read). Returns the run folder; raises InputError naming
-    the input."""
+    interrupted run left to resume from (RUN_DIR/last) is readable and, where
+    `store_fingerprint` gives the fingerprint the store will have, was trained on that store,
+    the device (and as many as --nproc asks for) exists, and the SAM checkpoint fits the variant
+    at the image size (shapes only: its tensors are mapped, not read). Returns the run folder;
+    raises InputError naming the input."""
     run_dir = check_output(config.out, into=True)
     if not config.overwrite:
         foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
@@ -124,7 +128,9 @@ def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     try:
         last = CheckpointDir(run_dir / "last").current()
         if last is not None:
-            read_resumable(last)
+            saved = read_resumable(last)
+            if store_fingerprint is not None:
+                _check_same_store(run_dir, saved, store_fingerprint)
         resolve_device(config.device)
         if config.sam_checkpoint is not None:
             image_size = config.image_size or tile_size
@@ -132,6 +138,19 @@ def check_run_settings(config: FinetuneConfig, tile_size: int) -> Path:
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
     return run_dir
+
+
+def _check_same_store(
+    run_dir: Path, saved: dict[str, Any], store_fingerprint: Callable[[], str]
+) -> None:
+    """A run resumes only on the store it trained on: refused before tiling, which would
+    otherwise replace the store only for training to refuse the run folder after it."""
+    trained_on = saved.get("spec", {}).get("metadata", {}).get("store_fingerprint")
+    if trained_on and trained_on != store_fingerprint():
+        raise InputError(
+            f"{run_dir}: an earlier run on another tile store is there (other scenes, labels or "
+            f"tiling options); use another {flag('out')} folder, or delete it to start over"
+        )
 
 
 @checked_once(_paths)

@@ -166,6 +166,18 @@ def test_an_earlier_run_with_another_size_or_class_count_is_kept(
     assert len(line.replace(str(work / "run"), "RUN")) < 400, line  # long values cut short
 
 
+def test_finetune_refuses_a_run_of_another_store_before_tiling_replaces_the_store(
+    runs, work: Path
+) -> None:
+    """`finetune --overwrite` with other tiling options, into a run folder trained on another
+    store: refused before any tiling, so the store there is left as it was (it was replaced,
+    and then training refused the run folder)."""
+    shutil.copytree(runs["base"], work / "run")
+    tile([SCENE], [PIVOT_LABELS], PIVOT_CLASSES, work / "s.zarr", tile_size=128, overlap=32)
+    argv = finetune_args(work, "--tile-size", "64", "--overwrite", "--sam", "tiny")
+    refused(work, argv, "run: an earlier run on another tile store is there")
+
+
 def test_evaluate_refuses_a_model_of_other_classes(runs, work: Path) -> None:
     other = _two_class_store(work.parent)
     argv = ["evaluate", other, "--model", runs["base"], "--device", "cpu"]
