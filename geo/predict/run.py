@@ -86,7 +86,11 @@ def predict_scene(
     record = run["inputs"]["model"]
     fingerprint = _fingerprint(run)
     if _finished(paths, fingerprint):
+        log.info("%s: its outputs in %s are finished", scene.name, out_dir)
         return paths
+    if paths["manifest"].exists():
+        log.info("%s: replacing its outputs in %s (another model or other settings)",
+                 scene.name, out_dir)  # fmt: skip
     folder = out_dir / f".{scene.name}.partial"
     with discard_on_failure(folder, out_dir):
         work = _Work(folder, fingerprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import warnings
 import xml.etree.ElementTree as ET
@@ -236,14 +237,18 @@ def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Pat
     assert manifest["resumed"] is False
 
 
-def test_a_rerun_with_the_same_inputs_keeps_the_outputs(rgb: dict[str, Path]) -> None:
+def test_a_rerun_with_the_same_inputs_keeps_the_outputs(
+    rgb: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     before = {name: p.stat().st_mtime_ns for name, p in rgb.items()}
     metadata = metadata_for(RGB_BYTE, [1, 2, 3])
-    again = predict_image(
-        RGB_BYTE, ToyModel(3), metadata, rgb["classes"].parent, tile_size=128, overlap=32
-    )
+    with caplog.at_level(logging.INFO, logger="geo.predict"):
+        again = predict_image(
+            RGB_BYTE, ToyModel(3), metadata, rgb["classes"].parent, tile_size=128, overlap=32
+        )
     assert again == rgb
     assert {name: p.stat().st_mtime_ns for name, p in rgb.items()} == before
+    assert f"RGB.byte: its outputs in {rgb['classes'].parent} are finished" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -352,12 +357,19 @@ def test_a_model_with_other_classes_fails_without_touching_outputs(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == [".austria_s2_2021_winA_winB.partial"]
 
 
-def test_new_parameters_replace_the_outputs(tmp_path: Path) -> None:
+def test_new_parameters_replace_the_outputs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     metadata = metadata_for(FTW, [1, 2, 3], tile_size=64)
     first = predict_image(FTW, ToyModel(3), metadata, tmp_path)
     classes_bytes = first["classes"].read_bytes()
     before = len(gpd.read_file(first["polygons"], layer="polygons"))
-    second = predict_image(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000)
+    with caplog.at_level(logging.INFO, logger="geo.predict"):
+        second = predict_image(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000)
+    assert (
+        "replacing its outputs in" in caplog.text
+        and "(another model or other settings)" in caplog.text
+    )
     assert second == first
     after = gpd.read_file(second["polygons"], layer="polygons")
     assert 0 < len(after) < before and after.area_m2.min() >= 20_000
