@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from convlora.errors import Difference, SettingsChanged, summary_of
+from convlora.errors import Difference, SettingsChanged
 from geo.errors import InputError
 from geo.finetune.config import FinetuneConfig
 from geo.options import flag
@@ -23,22 +23,20 @@ STORE = "the tile store (its classes, bands, tiles or statistics)"
 def settings_changed(err: SettingsChanged) -> InputError:
     """The one-line refusal of `err`'s run folder, naming what differs as the user sets it."""
     named: list[Difference] = []
+    from_store = False
     for key, old, new in err.differences:
         field = OPTION_OF.get(key) or key.partition(".")[2]
         if key.startswith(FROM_STORE):
-            continue  # named once, last
-        if key in OPTION_OF or (key[:6] in ("model.", "train.") and field in FINETUNE_FIELDS):
+            from_store = True  # named once, last
+        elif key in OPTION_OF or (key[:6] in ("model.", "train.") and field in FINETUNE_FIELDS):
             if key == "model.band_init":  # positions among the store's bands, from 0
                 old, new = _from_one(old), _from_one(new)
             named.append((flag(field), old, new))
         else:
             named.append((key, old, new))
-    if any(key.startswith(FROM_STORE) for key, _, _ in err.differences):
+    if from_store:
         named.append((STORE, None, None))
-    return InputError(
-        f"{err.run_dir}: an earlier run with other settings is there ({summary_of(named)}); "
-        f"use another {flag('out')} folder, or delete it to start over"
-    )
+    return InputError(str(SettingsChanged(err.run_dir, named)))  # its line, in these names
 
 
 def _from_one(positions: object) -> object:

@@ -159,10 +159,11 @@ def scene_info(path: str) -> SceneInfo:
                 color_interp=tuple(c.name for c in src.colorinterp),
             )
     except RasterioIOError:
-        if not is_url(path) and Path(path).is_dir():
+        folder = None if is_url(path) else Path(path)
+        if folder is not None and folder.is_dir():
             raise InputError(
                 f"{path}: a folder, not a raster GDAL can read; give the scenes in it "
-                f"({Path(path) / '*.tif'})"
+                f"({folder / '*.tif'})"
             ) from None
         raise InputError(f"{path}: not a raster GDAL can read") from None
     with open_raster(path) as src:

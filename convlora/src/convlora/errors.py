@@ -14,7 +14,8 @@ class ConvLoRAInputError(ValueError):
 
 class SettingsChanged(ConvLoRAInputError):
     """A run folder holds an earlier run of other settings, so it cannot resume there.
-    `differences` lists each setting that differs, the model's and training's first."""
+    `differences` lists each setting that differs, the model's and training's first (a stable
+    sort: differences named otherwise keep their order)."""
 
     def __init__(self, run_dir: str, differences: list[Difference]) -> None:
         self.run_dir = run_dir
@@ -23,12 +24,12 @@ class SettingsChanged(ConvLoRAInputError):
         )
         super().__init__(
             f"{run_dir}: an earlier run with other settings is there "
-            f"({summary_of(self.differences)}); use another --out folder, or delete it to start "
+            f"({_summary_of(self.differences)}); use another --out folder, or delete it to start "
             "over"
         )
 
 
-def summary_of(differences: list[Difference], shown: int = 4) -> str:
+def _summary_of(differences: list[Difference], shown: int = 4) -> str:
     """The first `shown` differences, values only where they are short (and none for a
     difference given without them, as (key, None, None)), and how many more."""
     parts = [
