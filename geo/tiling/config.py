@@ -23,7 +23,11 @@ class TileConfig(StageConfig):
         "one label raster per image, in the same order",
         metavar="LABEL", min_length=1,
     )  # fmt: skip
-    class_map: str = option(help="YAML or JSON list of classes (see README: class maps)")
+    class_map: str | None = option(
+        None,
+        help="YAML or JSON list of classes (see README: class maps; default for one vector file "
+        "without --label-field: background and one class named after the file)",
+    )
     out: str = option(help="the tile store to write (STORE.zarr)")
     tile_size: int | None = option(
         None,

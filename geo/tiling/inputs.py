@@ -106,12 +106,14 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
 def input_files(config: TileConfig) -> list[str]:
     """The files whose size and modification time tell whether the inputs changed (a VRT's
     sources and a shapefile's sidecars included; "" for no AOI)."""
-    return watched_files([*config.images, *config.labels, config.class_map, config.aoi or ""])
+    optional = [config.class_map or "", config.aoi or ""]
+    return watched_files([*config.images, *config.labels, *optional])
 
 
 def input_records(config: TileConfig) -> list[dict[str, Any]]:
     """Path and sha256 of every input, in a fixed order."""
-    roles = [("image", config.images), ("labels", config.labels), ("class_map", [config.class_map])]
+    roles = [("image", config.images), ("labels", config.labels)]
+    roles += [("class_map", [config.class_map])] if config.class_map else []
     roles += [("aoi", [config.aoi])] if config.aoi else []
     return [input_record(p, role) for role, paths in roles for p in paths]
 
@@ -145,9 +147,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     """
     check_scheduler(config.dask_address)
     checksums = _in_background(lambda: input_records(config))
-    cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
-    if not any(is_vector(p) for p in config.labels):
-        cmap = _codes_as_ids(cmap, config.class_map)
+    cmap = _class_map(config)
     scenes = [scene_info(p) for p in config.images]
     band_list = list(config.bands) if config.bands else list(range(1, scenes[0].count + 1))
     for scene in scenes:
@@ -222,6 +222,28 @@ def _check_crs(scenes: list[SceneInfo]) -> None:
             len(without),
             without[0],
         )
+
+
+def _class_map(config: TileConfig) -> ClassMap:
+    """The `--class-map`; without one, for one vector file and no `--label-field`, background
+    and one class named after the file (or its `--label-layer`), said in the log."""
+    if config.class_map is not None:
+        cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
+        if not any(is_vector(p) for p in config.labels):
+            cmap = _codes_as_ids(cmap, config.class_map)
+        return cmap
+    if len(config.labels) > 1 or config.label_field or not is_vector(config.labels[0]):
+        raise InputError(
+            f"{flag('class_map')}: needed with label rasters or {flag('label_field')}, to say "
+            "which label values are which classes (see README: class maps)"
+        )
+    labels = config.labels[0]
+    name = config.label_layer or Path(labels.split("?")[0].rstrip("/")).stem
+    log.info(
+        "no %s: classes 0 background, 1 %s (every polygon of %s)", flag("class_map"), name, labels
+    )
+    classes = [{"name": "background"}, {"name": name}]
+    return ClassMap.from_dict(classes).with_unmapped(config.unmapped)
 
 
 def _codes_as_ids(cmap: ClassMap, path: str) -> ClassMap:

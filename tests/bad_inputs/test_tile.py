@@ -30,6 +30,8 @@ def tile(scene: object, out: Path, *extra: object, labels: object = PIVOT_LABELS
     ]  # fmt: skip
 
 
+WITHOUT_CLASS_MAP = ["tile", SCENE, "--out", "{out}", "--tile-size", "128"]
+
 CASES = {
     "missing scene": (lambda b: tile("absent.tif", "{out}"), "absent.tif: image not found"),
     "not a raster": (lambda b: tile(b["notraster.tif"], "{out}"), "not a raster GDAL can read"),
@@ -111,6 +113,15 @@ CASES = {
     "the layer named does not exist": (
         lambda b: tile(SCENE, "{out}", "--label-layer", "roads", labels=b["two_layers.gpkg"]),
         "two_layers.gpkg: no layer 'roads' (layers: pivots, wells)",
+    ),
+    "label rasters without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOTS / "pivots_mask.tif"],
+        "--class-map: needed with label rasters or --label-field, to say which label values "
+        "are which classes",
+    ),
+    "a label field without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOT_LABELS, "--label-field", "id"],
+        "--class-map: needed with label rasters or --label-field",
     ),
     "a class map with YAML aliases": (
         lambda b: [*tile(SCENE, "{out}"), "--class-map", b["aliases.yaml"]],

@@ -21,6 +21,7 @@ import zarr
 from flows.commands.tile import NO_LABELS, store_lines
 from geo.errors import InputError
 from geo.finetune.dataset import IGNORE, TileDataset
+from tests.support.cli import run_cli
 from tests.support.stores import tile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -450,3 +451,23 @@ def test_scenes_in_different_crs_share_one_label_file(tmp_path: Path) -> None:
     assert index.tile.tolist() == list(range(len(index)))
     first = index[index.scene == 0].iloc[0]
     assert first.minx == 733601.0  # bounds columns stay in the scene's own CRS
+
+
+def test_one_vector_file_needs_no_class_map(
+    stores: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tile` without --class-map: every polygon is one class named after the file, labels the
+    same as with the bundled two-class map, and the log says so."""
+    image, labels, _, _, _ = CASES["pivots"]
+    out = tmp_path / "p.zarr"
+    argv = ["tile", image, "--labels", labels, "--out", out, "--tile-size", "128",
+            "--overlap", "16"]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="geo"):
+        code, err = run_cli(*argv)
+    assert code == 0, err[-3000:]
+    assert f"no --class-map: classes 0 background, 1 pivots (every polygon of {labels})" in (
+        caplog.text
+    )
+    classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
+    assert [c["name"] for c in classes] == ["background", "pivots"]
+    assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
