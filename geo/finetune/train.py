@@ -32,7 +32,7 @@ from geo.options import checked_once, flag
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "metrics.jsonl", METADATA_NAME, WEIGHTS_NAME)
-RARE_SHARE = 0.01  # a class under this share of the labelled training pixels is "rare"
+RARE_SHARE = 0.05  # a class under this share of the labelled training pixels is "rare"
 ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
 
 

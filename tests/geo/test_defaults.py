@@ -17,7 +17,14 @@ from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
 from geo.tiling.inputs import auto_tile_size
 from tests.support.models import metadata_for
-from tests.support.paths import DATA, FTW, RGB_BYTE
+from tests.support.paths import (
+    BUILDINGS_CLASSES,
+    DATA,
+    FTW,
+    RGB_BYTE,
+    SPACENET,
+    SPACENET_LABELS,
+)
 from tests.support.stores import tile
 
 NAIP = DATA / "naip_north_dakota_5m" / "naip_2018_crop_256.tif"
@@ -124,3 +131,27 @@ def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
     assert "predicts background for 99.5% of the validation pixels" in one_class_warning(flat)
     assert one_class_warning({"predicted_share": {"background": 0.8, "pivot": 0.2}}) is None
     assert one_class_warning(None) is None
+
+
+def test_a_rare_class_is_named_with_class_weights_suggested(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SpaceNet Atlanta's buildings are 3.9 % of the labelled training pixels (a tiny SAM
+    trained on them predicts no building): training names the class and suggests `auto`
+    weights, which, given, replace the warning."""
+    store = tile([SPACENET], [SPACENET_LABELS], BUILDINGS_CLASSES, tmp_path / "a.zarr",
+                 tile_size=256)  # fmt: skip
+    config = FinetuneConfig(store=str(store), out=str(tmp_path / "run"), sam="tiny")
+    with caplog.at_level(logging.INFO, logger="geo"):
+        check_finetune(config)
+    assert (
+        "rare class(es) building: under 5% of the labelled training pixels; --class-weights "
+        "auto weights the loss by class frequency"
+    ) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="geo"):
+        plan = check_finetune(config.model_copy(update={"class_weights": "auto"}))
+    assert "rare class" not in caplog.text
+    assert "class weights from training label frequencies" in caplog.text
+    weights = plan.train.class_weights
+    assert weights is not None and weights[1] > weights[0]
