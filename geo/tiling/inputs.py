@@ -24,7 +24,7 @@ from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
 from geo.io.outputs import check_output, check_unlocked
-from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
+from geo.io.raster import SceneInfo, check_bands, check_exists, check_has_data, scene_info
 from geo.io.scheduler import check_scheduler
 from geo.io.vector import is_vector
 from geo.options import checked_once, flag
@@ -105,7 +105,7 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
 
 def input_files(config: TileConfig) -> list[str]:
     """The files whose size and modification time tell whether the inputs changed (a VRT's
-    sources and a shapefile's sidecars included; "" for no AOI)."""
+    sources and a shapefile's sidecars included; "" for no class map or AOI)."""
     optional = [config.class_map or "", config.aoi or ""]
     return watched_files([*config.images, *config.labels, *optional])
 
@@ -232,6 +232,8 @@ def _class_map(config: TileConfig) -> ClassMap:
         if not any(is_vector(p) for p in config.labels):
             cmap = _codes_as_ids(cmap, config.class_map)
         return cmap
+    for path in config.labels:  # a missing file is named before it is taken for a raster
+        check_exists(path, "labels file")
     if len(config.labels) > 1 or config.label_field or not is_vector(config.labels[0]):
         raise InputError(
             f"{flag('class_map')}: needed with label rasters or {flag('label_field')}, to say "

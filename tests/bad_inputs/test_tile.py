@@ -119,6 +119,10 @@ CASES = {
         "--class-map: needed with label rasters or --label-field, to say which label values "
         "are which classes",
     ),
+    "a missing label raster without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", "absent.tif"],
+        "absent.tif: labels file not found",
+    ),
     "a label field without a class map": (
         lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOT_LABELS, "--label-field", "id"],
         "--class-map: needed with label rasters or --label-field",
