@@ -49,6 +49,22 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class VersionAction(argparse.Action):
+    """`--version`: convlora-geo's version and those of what shapes its outputs (the list a
+    prediction manifest records), for bug reports; loads torch only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from geo.io.provenance import software_versions
+
+        versions = software_versions()
+        own = versions.pop("convlora-geo")
+        print(f"convlora-geo {own} ({', '.join(f'{k} {v}' for k, v in versions.items())})")
+        parser.exit()
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Wide enough for the option names and their help."""
 
@@ -68,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    parser.add_argument(
+        "--version", action=VersionAction, help="the versions of convlora-geo, torch, GDAL, ..."
     )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"flows.commands.{name}").add_parser(sub)
     return parser
@@ -95,10 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Failed to create the Prefect home directory")
     if argv is None and runs_flows(sys.argv[1:]):  # this process's own command line
         start_early()  # before the parser is built (about a second on a 2-core machine)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or one line about a bad argument
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or one line about a bad argument
         return int(exc.code or 0)
+    if args.command is None:  # `convlora-geo` alone: the commands, as --help lists them
+        parser.print_help(sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S"
     )

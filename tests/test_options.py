@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from importlib import import_module
+from importlib import import_module, metadata
 
 import pytest
 
@@ -146,3 +146,18 @@ def test_demo_steps_are_checked_in_one_line(steps: str, problem: str) -> None:
     assert code == 2
     assert err.strip().startswith(f"convlora-geo demo: error: argument --steps: {problem}")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_command_alone_lists_the_commands_and_version_names_the_versions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`convlora-geo` alone printed only "the following arguments are required: COMMAND", and
+    `--version` the same line."""
+    assert cli.main([]) == 2
+    listed = capsys.readouterr().err
+    assert all(f"    {name} " in listed for name in cli.COMMANDS), listed
+    assert cli.main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    own, core = (metadata.version(name) for name in ("convlora-geo", "convlora"))
+    assert line.startswith(f"convlora-geo {own} (python ") and f"convlora {core}," in line, line
+    assert f"torch {metadata.version('torch')}" in line and "gdal " in line
