@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 import pyogrio
 
 from geo.errors import InputError
@@ -84,3 +86,26 @@ def read_vectors(
     if frame.empty:
         raise InputError(f"{path}: the {what} file has no features")
     return frame[~(frame.geometry.isna() | frame.geometry.is_empty)]
+
+
+def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
+    """The values of one attribute of a vector file's features, read without geometries;
+    InputError naming the file when it has no such field."""
+    check_exists(path, "labels file")
+    try:
+        if is_parquet(path):
+            import pyarrow.parquet as pq
+
+            names = [n for n in pq.read_schema(path).names if n != "geometry"]
+            frame = pd.read_parquet(path, columns=[field]) if field in names else pd.DataFrame()
+        else:
+            chosen = choose_layer(path, layer, "labels")
+            names = list(pyogrio.read_info(path, layer=chosen)["fields"])
+            frame = pyogrio.read_dataframe(path, layer=chosen, columns=[field], read_geometry=False)
+    except InputError:
+        raise
+    except Exception as err:  # pyogrio and pyarrow raise many types
+        raise InputError(f"{path}: not a vector file OGR can read ({first_part(err)})") from None
+    if field not in frame.columns:
+        raise InputError(f"{path}: no field {field!r} (fields: {', '.join(names) or 'none'})")
+    return frame[field].tolist()

@@ -25,8 +25,8 @@ class TileConfig(StageConfig):
     )  # fmt: skip
     class_map: str | None = option(
         None,
-        help="YAML or JSON list of classes (see README: class maps; default for one vector file "
-        "without --label-field: background and one class named after the file)",
+        help="YAML or JSON list of classes (see README: class maps; default for one vector "
+        "file: background and one class named after the file, or one per --label-field value)",
     )
     out: str = option(help="the tile store to write (STORE.zarr)")
     tile_size: int | None = option(

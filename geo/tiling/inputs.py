@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geo.contracts.classes import ClassMap, load_class_map
+from geo.contracts.classes import ClassMap, load_class_map, value_key
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
@@ -26,7 +26,7 @@ from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
 from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import SceneInfo, check_bands, check_exists, check_has_data, scene_info
 from geo.io.scheduler import check_scheduler
-from geo.io.vector import is_vector
+from geo.io.vector import field_values, is_vector
 from geo.options import checked_once, flag
 from geo.tiling import split as splitting
 from geo.tiling import stats
@@ -56,6 +56,7 @@ ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output chan
 LabelSource = VectorLabels | RasterLabels
 AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
 MIN_AUTO_TILES = 16  # the automatic tile size shrinks until the scenes give this many tiles
+MAX_FIELD_CLASSES = 64  # distinct --label-field values taken as classes without a class map
 
 
 @dataclass
@@ -225,8 +226,9 @@ def _check_crs(scenes: list[SceneInfo]) -> None:
 
 
 def _class_map(config: TileConfig) -> ClassMap:
-    """The `--class-map`; without one, for one vector file and no `--label-field`, background
-    and one class named after the file (or its `--label-layer`), said in the log."""
+    """The `--class-map`; without one, for one vector file, background and one class named
+    after the file (or its `--label-layer`), or with `--label-field` one class per distinct
+    value of that field (`distinct_values`), said in the log."""
     if config.class_map is not None:
         cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
         if not any(is_vector(p) for p in config.labels):
@@ -234,18 +236,43 @@ def _class_map(config: TileConfig) -> ClassMap:
         return cmap
     for path in config.labels:  # a missing file is named before it is taken for a raster
         check_exists(path, "labels file")
-    if len(config.labels) > 1 or config.label_field or not is_vector(config.labels[0]):
+    if len(config.labels) > 1 or not is_vector(config.labels[0]):
         raise InputError(
-            f"{flag('class_map')}: needed with label rasters or {flag('label_field')}, to say "
-            "which label values are which classes (see README: class maps)"
+            f"{flag('class_map')}: needed with label rasters, to say which raster codes are "
+            "which classes (see README: class maps)"
         )
-    labels = config.labels[0]
-    name = config.label_layer or Path(labels.split("?")[0].rstrip("/")).stem
-    log.info(
-        "no %s: classes 0 background, 1 %s (every polygon of %s)", flag("class_map"), name, labels
-    )
-    classes = [{"name": "background"}, {"name": name}]
+    labels, field = config.labels[0], config.label_field
+    classes: list[dict[str, Any]]
+    if field is None:
+        name = config.label_layer or Path(labels.split("?")[0].rstrip("/")).stem
+        classes = [{"name": "background"}, {"name": name}]
+        said = f"1 {name} (every polygon of {labels})"
+    else:
+        values = distinct_values(field_values(labels, field, config.label_layer))
+        if len(values) > MAX_FIELD_CLASSES:
+            raise InputError(
+                f"{labels}: {flag('label_field')} {field} holds {len(values)} distinct values, "
+                f"too many for classes; give a {flag('class_map')} that groups them"
+            )
+        objects = [v for v in values if v.lower() != "background"]
+        background = [v for v in values if v.lower() == "background"]  # a value naming class 0
+        classes = [{"name": "background", **({"values": background} if background else {})}]
+        classes += [{"name": v, "values": [v]} for v in objects]
+        said = f"one per value of {field}: " + ", ".join(
+            f"{i} {v}" for i, v in enumerate(objects, start=1)
+        )
+    log.info("no %s: classes 0 background, %s", flag("class_map"), said)
     return ClassMap.from_dict(classes).with_unmapped(config.unmapped)
+
+
+def distinct_values(values: list[Any]) -> list[str]:
+    """The distinct label values as class map text (`value_key`), in numeric order when all
+    are numbers, else in text order; missing values left out."""
+    keys = {k for k in map(value_key, values) if k is not None}
+    try:
+        return sorted(keys, key=float)
+    except ValueError:
+        return sorted(keys)
 
 
 def _codes_as_ids(cmap: ClassMap, path: str) -> ClassMap:

@@ -116,16 +116,20 @@ CASES = {
     ),
     "label rasters without a class map": (
         lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOTS / "pivots_mask.tif"],
-        "--class-map: needed with label rasters or --label-field, to say which label values "
-        "are which classes",
+        "--class-map: needed with label rasters, to say which raster codes are which classes",
     ),
     "a missing label raster without a class map": (
         lambda b: [*WITHOUT_CLASS_MAP, "--labels", "absent.tif"],
         "absent.tif: labels file not found",
     ),
-    "a label field without a class map": (
-        lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOT_LABELS, "--label-field", "id"],
-        "--class-map: needed with label rasters or --label-field",
+    "a label field of too many values to be classes, without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", b["many_values.gpkg"], "--label-field", "id"],
+        "many_values.gpkg: --label-field id holds 76 distinct values, too many for classes; give "
+        "a --class-map that groups them",
+    ),
+    "a label field that does not exist, without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOT_LABELS, "--label-field", "crop"],
+        "pivots.gpkg: no field 'crop' (fields: id)",
     ),
     "a class map with YAML aliases": (
         lambda b: [*tile(SCENE, "{out}"), "--class-map", b["aliases.yaml"]],

@@ -471,3 +471,39 @@ def test_one_vector_file_needs_no_class_map(
     classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
     assert [c["name"] for c in classes] == ["background", "pivots"]
     assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
+def test_a_label_field_without_a_class_map_makes_one_class_per_value(
+    stores: dict[str, Path], tmp_path: Path, suffix: str
+) -> None:
+    """`--label-field crop` without --class-map: one class per distinct value (numbers in
+    numeric order, text in text order, after background; a value "background" is class 0), the
+    same labels as a class map that lists those classes."""
+    image, labels, _, _, _ = CASES["pivots"]
+    fields = gpd.read_file(labels)
+    fields["crop"] = np.where(fields["id"] % 2 == 0, "soy", "corn")
+    fields["zone"] = np.where(fields["id"] % 3 == 0, 10, 9)
+    fields["kind"] = np.where(fields["id"] % 3 == 0, "background", "pivot")
+    path = tmp_path / f"fields{suffix}"
+    fields.to_parquet(path) if suffix == ".parquet" else fields.to_file(path)
+    cases = {
+        "crop": [{"name": "background"}, {"name": "corn", "values": ["corn"]},
+                 {"name": "soy", "values": ["soy"]}],
+        "zone": [{"name": "background"}, {"name": "9", "values": [9]},
+                 {"name": "10", "values": [10]}],
+        "kind": [{"name": "background", "values": ["background"]},
+                 {"name": "pivot", "values": ["pivot"]}],
+    }  # fmt: skip
+    for field, listed in cases.items():
+        out = tmp_path / f"{field}{suffix}.zarr"
+        argv = ["tile", image, "--labels", path, "--label-field", field, "--out", out,
+                "--tile-size", "128", "--overlap", "16"]  # fmt: skip
+        code, err = run_cli(*argv)
+        assert code == 0, err[-3000:]
+        classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
+        assert [c["name"] for c in classes] == [c["name"] for c in listed]
+        mapped = tile([image], [path], listed, tmp_path / f"{field}{suffix}.listed.zarr",
+                      tile_size=128, overlap=16, label_field=field)  # fmt: skip
+        assert np.array_equal(scene_labels(out), scene_labels(mapped))
+        assert set(np.unique(scene_labels(out))) == {*range(len(listed)), 255}

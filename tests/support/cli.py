@@ -13,6 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -133,6 +134,10 @@ def make_broken(folder: Path) -> dict[str, Path]:
     files["two_layers.gpkg"] = folder / "two_layers.gpkg"
     pivots.to_file(files["two_layers.gpkg"], layer="pivots")
     points.to_file(files["two_layers.gpkg"], layer="wells")
+    many = pd.concat([pivots] * 4, ignore_index=True)  # 76 features, each its own id
+    many["id"] = range(len(many))
+    files["many_values.gpkg"] = folder / "many_values.gpkg"
+    many.to_file(files["many_values.gpkg"], layer="pivots")
     files["aliases.yaml"] = folder / "aliases.yaml"
     files["aliases.yaml"].write_text(
         "a: &a [background, background, background, background, background, background]\n"
