@@ -17,6 +17,7 @@ OPTION_OF = {  # the model core's settings that an option of another name sets
 FROM_STORE = ("train_items", "val_items", "metadata.", "model.num_classes", "model.in_channels",
               "model.num_mask_tokens")  # fmt: skip
 FINETUNE_FIELDS = frozenset(FinetuneConfig.model_fields)
+OPTION_PARTS = ("model.", "train.")  # settings named after the option that sets them
 STORE = "the tile store (its classes, bands, tiles or statistics)"
 
 
@@ -28,7 +29,7 @@ def settings_changed(err: SettingsChanged) -> InputError:
         field = OPTION_OF.get(key) or key.partition(".")[2]
         if key.startswith(FROM_STORE):
             from_store = True  # named once, last
-        elif key in OPTION_OF or (key[:6] in ("model.", "train.") and field in FINETUNE_FIELDS):
+        elif key in OPTION_OF or (key.startswith(OPTION_PARTS) and field in FINETUNE_FIELDS):
             if key == "model.band_init":  # positions among the store's bands, from 0
                 old, new = _from_one(old), _from_one(new)
             named.append((flag(field), old, new))

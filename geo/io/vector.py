@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,5 +108,10 @@ def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
     except Exception as err:  # pyogrio and pyarrow raise many types
         raise InputError(f"{path}: not a vector file OGR can read ({first_part(err)})") from None
     if field not in frame.columns:
-        raise InputError(f"{path}: no field {field!r} (fields: {', '.join(names) or 'none'})")
+        raise no_field(path, field, names)
     return frame[field].tolist()
+
+
+def no_field(path: str, field: str, names: Iterable[str]) -> InputError:
+    """The error for a vector file without the attribute `field`, listing the ones it has."""
+    return InputError(f"{path}: no field {field!r} (fields: {', '.join(names) or 'none'})")

@@ -38,7 +38,7 @@ from geo.io.raster import (
     window_polygon,
 )
 from geo.io.units import pixel_metres
-from geo.io.vector import choose_layer, first_part, is_parquet, read_vectors
+from geo.io.vector import choose_layer, first_part, is_parquet, no_field, read_vectors
 from geo.tiling.boundaries import outline
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,7 @@ def prepare_vector_labels(
                 f"{path}: not a vector file OGR can read ({first_part(err)})"
             ) from None
         if label_field is not None and label_field not in list(info["fields"]):
-            fields = ", ".join(info["fields"]) or "none"
-            raise InputError(f"{path}: no field {label_field!r} (fields: {fields})")
+            raise no_field(path, label_field, info["fields"])
     objects = class_map.num_classes - (class_map.boundary is not None)
     if label_field is None and objects != 2:
         raise InputError(
@@ -228,7 +227,7 @@ def prepare_vector_labels(
     frame = read_vectors(path, [label_field] if label_field else [], layer=layer)
     check_polygons(frame, path)
     if label_field is not None and label_field not in frame.columns:
-        raise InputError(f"{path}: no field {label_field!r} (fields: {', '.join(frame.columns)})")
+        raise no_field(path, label_field, frame.columns)
     if label_field is None:
         frame["_class"] = np.uint8(next(c.id for c in class_map.classes[1:] if c.boundary is None))
     else:
