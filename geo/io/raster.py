@@ -93,6 +93,11 @@ class SceneInfo:
         return max(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
     @property
+    def alpha_bands(self) -> list[int]:
+        """1-based bands GDAL reads as alpha: the scene's mask of valid pixels, not data."""
+        return [i for i, c in enumerate(self.color_interp, start=1) if c == "alpha"]
+
+    @property
     def outline(self) -> shapely.Polygon:
         """The scene's four corners in its CRS (rotated grids included)."""
         return window_polygon(self.affine, Window(0, 0, self.width, self.height))

@@ -36,7 +36,9 @@ class TileConfig(StageConfig):
     )
     overlap: int | None = option(None, help="overlap between tiles in px (default: tile size / 8)")
     bands: list[int] | None = option(
-        None, help="1-based source bands to keep, e.g. 4,3,2 (default: all)", metavar="B,B,..."
+        None,
+        help="1-based source bands to keep, e.g. 4,3,2 (default: all but an alpha band)",
+        metavar="B,B,...",
     )
     label_field: str | None = option(None, help="attribute of the vector labels holding the class")
     label_layer: str | None = option(

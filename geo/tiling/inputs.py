@@ -104,6 +104,20 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
     return min(size, max(16, -(-largest // 16) * 16))
 
 
+def _default_bands(scene: SceneInfo) -> list[int]:
+    """Every band of the first scene but an alpha band, which masks the pixels it marks
+    transparent instead (`geo.io.raster.read_window`)."""
+    alpha = scene.alpha_bands
+    for band in alpha:
+        log.info(
+            "band %d of %s is an alpha band: it masks transparent pixels and is not tiled "
+            "(--bands to choose)",
+            band,
+            scene.path,
+        )
+    return [b for b in range(1, scene.count + 1) if b not in alpha]
+
+
 def input_files(config: TileConfig) -> list[str]:
     """The files whose size and modification time tell whether the inputs changed (a VRT's
     sources and a shapefile's sidecars included; "" for no class map or AOI)."""
@@ -150,7 +164,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     checksums = _in_background(lambda: input_records(config))
     cmap = _class_map(config)
     scenes = [scene_info(p) for p in config.images]
-    band_list = list(config.bands) if config.bands else list(range(1, scenes[0].count + 1))
+    band_list = list(config.bands) if config.bands else _default_bands(scenes[0])
     for scene in scenes:
         check_bands(scene, band_list)
     _check_crs(scenes)

@@ -270,6 +270,39 @@ def test_nodata_pixels_are_invalid_and_ignored(tmp_path: Path) -> None:
     assert group.attrs["normalization"]["p2"][0] > 0  # statistics skip the nodata collar
 
 
+def test_an_alpha_band_masks_pixels_and_is_not_tiled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An RGBA GeoTIFF (drone orthomosaics, QGIS exports): its alpha band is the valid mask."""
+    with rasterio.open(DATA / "landsat7_rgb_byte" / "RGB.byte.tif") as src:
+        rgb, profile = src.read(), src.profile
+    alpha = np.where((rgb == 0).any(axis=0), 0, 255).astype(np.uint8)
+    profile.update(count=4, nodata=None, photometric="RGB", alpha="YES")
+    with rasterio.open(tmp_path / "rgba.tif", "w", **profile) as dst:
+        dst.write(np.concatenate([rgb, alpha[None]]))
+    with rasterio.open(tmp_path / "rgba.tif") as src:
+        assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        frame = gpd.GeoDataFrame(geometry=[shapely.box(*src.bounds).buffer(-20000)], crs=src.crs)
+    frame.to_file(tmp_path / "labels.gpkg")
+    with caplog.at_level(logging.INFO, logger="geo"):
+        store = tile(
+            [tmp_path / "rgba.tif"], [tmp_path / "labels.gpkg"], BUILDINGS,
+            tmp_path / "rgba.zarr", tile_size=256, overlap=32,
+        )  # fmt: skip
+    assert "band 4 of" in caplog.text and "is an alpha band" in caplog.text
+    group = zarr.open_group(str(store), mode="r")
+    assert group.attrs["bands"] == [1, 2, 3]
+    assert group.attrs["band_colors"] == ["red", "green", "blue"]
+    meta = group.attrs["scenes"][0]
+    for i in range(*meta["tiles"]):
+        col, row, _, _ = (int(v) for v in group["window"][i])
+        h, w = min(256, meta["height"] - row), min(256, meta["width"] - col)
+        shown = alpha[row : row + h, col : col + w] > 0
+        assert np.array_equal(group["valid"][i][:h, :w], shown)
+        expected = rgb[:, row : row + h, col : col + w] * shown  # transparent pixels are 0
+        assert np.array_equal(group["images"][i][:, :h, :w], expected)
+
+
 def test_band_selection_and_aoi(tmp_path: Path) -> None:
     image, labels, _, classes, _ = CASES["pivots"]
     with rasterio.open(image) as src:
