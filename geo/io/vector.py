@@ -42,28 +42,33 @@ def is_parquet(path: str) -> bool:
 
 
 def layer_names(path: str) -> list[str]:
-    """The layers of an OGR vector source ([] for GeoParquet)."""
+    """The layers of an OGR vector source with geometries ([] for GeoParquet): tables without
+    any, such as the `layer_styles` table QGIS and our predictions write into a GeoPackage, are
+    left out, unless the source holds nothing else."""
     if is_parquet(path):
         return []
     try:
-        return [str(name) for name, _ in pyogrio.list_layers(path)]
+        layers = [(str(name), kind) for name, kind in pyogrio.list_layers(path)]
     except Exception as err:  # pyogrio raises several error types
         raise InputError(f"{path}: not a vector file OGR can read ({first_part(err)})") from None
+    spatial = [name for name, kind in layers if kind is not None]
+    return spatial or [name for name, _ in layers]
 
 
 def choose_layer(path: str, layer: str | None, what: str) -> str | None:
-    """The layer to read: `layer` (which must exist), or the only one; InputError listing the
-    layers when a file holds several and none was named."""
+    """The layer to read: `layer` (which must exist), or the only one with geometries;
+    InputError listing the layers when a file holds several and none was named (only labels
+    have an option to name one: `--label-layer`)."""
     names = layer_names(path)
     if layer is not None:
         if layer not in names:
             raise InputError(f"{path}: no layer {layer!r} (layers: {', '.join(names)})")
         return layer
     if len(names) > 1:
-        raise InputError(
-            f"{path}: holds {len(names)} layers ({', '.join(names)}); name the {what} layer "
-            "with --label-layer"
-        )
+        how = "name the labels layer with --label-layer"
+        if what != "labels":
+            how = f"give the {what} as a file of one layer"
+        raise InputError(f"{path}: holds {len(names)} layers ({', '.join(names)}); {how}")
     return names[0] if names else None
 
 

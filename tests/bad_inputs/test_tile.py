@@ -110,6 +110,10 @@ CASES = {
         lambda b: tile(SCENE, "{out}", labels=b["two_layers.gpkg"]),
         "two_layers.gpkg: holds 2 layers (pivots, wells); name the labels layer with --label-layer",
     ),
+    "an --aoi file of several layers": (
+        lambda b: tile(SCENE, "{out}", "--aoi", b["two_layers.gpkg"]),
+        "two_layers.gpkg: holds 2 layers (pivots, wells); give the aoi as a file of one layer",
+    ),
     "the layer named does not exist": (
         lambda b: tile(SCENE, "{out}", "--label-layer", "roads", labels=b["two_layers.gpkg"]),
         "two_layers.gpkg: no layer 'roads' (layers: pivots, wells)",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
 import shapely
@@ -504,6 +505,24 @@ def test_one_vector_file_needs_no_class_map(
     classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
     assert [c["name"] for c in classes] == ["background", "pivots"]
     assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
+
+
+def test_polygons_this_tool_wrote_are_labels_again(stores: dict[str, Path], tmp_path: Path) -> None:
+    """Polygons from `vectorize` (or `predict`), corrected in QGIS, train the next model: their
+    GeoPackage also holds the `layer_styles` table, which is no layer of labels."""
+    image, _, mask, classes, _ = CASES["pivots"]
+    polygons = tmp_path / "pivots_polygons.gpkg"
+    code, err = run_cli("vectorize", mask, "--class-map", classes, "--out", polygons)
+    assert code == 0, err[-3000:]
+    assert "layer_styles" in [name for name, _ in pyogrio.list_layers(polygons)]
+    out = tmp_path / "again.zarr"
+    code, err = run_cli("tile", image, "--labels", polygons, "--label-field", "class_name",
+                        "--out", out, "--tile-size", "128", "--overlap", "16")  # fmt: skip
+    assert code == 0, err[-3000:]
+    names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
+    assert names == ["background", "pivot"]
+    ours, ref = scene_labels(out) == 1, scene_labels(stores["pivots"]) == 1
+    assert (ours & ref).sum() / (ours | ref).sum() >= 0.98
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
