@@ -87,7 +87,9 @@ def test_fit_writes_the_run_folder(tmp_path: Path, caplog: pytest.LogCaptureFixt
 
 
 @pytest.mark.slow
-def test_crash_and_rerun_gives_the_uninterrupted_adapter_bit_for_bit(tmp_path: Path) -> None:
+def test_crash_and_rerun_gives_the_uninterrupted_adapter_bit_for_bit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Conv-LoRA draws gating noise: the RNG states and data position must come back exactly."""
     options = dict(adapter="conv-lora", checkpoint_every=2)
     reference = run_fit(tmp_path / "reference", **options)
@@ -112,8 +114,12 @@ def test_crash_and_rerun_gives_the_uninterrupted_adapter_bit_for_bit(tmp_path: P
     want = [{k: v for k, v in r.items() if k not in drop} for r in lines(tmp_path / "reference")]
     assert strip == want
 
-    # a finished run is not trained again
-    assert run_fit(tmp_path / "run", **options)["steps"] == 6
+    # a finished run is not trained again, and says so
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="convlora"):
+        assert run_fit(tmp_path / "run", **options)["steps"] == 6
+    assert "finished earlier (6/6 steps): nothing left to train" in caplog.text
+    assert "resuming" not in caplog.text
 
 
 @pytest.mark.slow

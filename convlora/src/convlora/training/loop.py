@@ -240,7 +240,12 @@ class Trainer:
             if not resumed:
                 self.log.reset()
             atomic_write_json(self.run_dir / "config.json", self.describe())
-        if resumed and self.info.is_main:
+        if resumed and self.info.is_main and self.state.finished:
+            logger.info(
+                "%s: finished earlier (%d/%d steps): nothing left to train",
+                self.run_dir, self.state.step, self.total_steps,
+            )  # fmt: skip
+        elif resumed and self.info.is_main:
             logger.info(
                 "resuming %s at step %d/%d (epoch %d)",
                 self.run_dir, self.state.step, self.total_steps, self.state.epoch + 1,
