@@ -172,8 +172,28 @@ def scene_info(path: str) -> SceneInfo:
             ) from None
         raise InputError(f"{path}: not a raster GDAL can read") from None
     with open_raster(path) as src:
+        check_not_gcp_referenced(src, path)
         check_readable(src)
     return info
+
+
+def check_not_gcp_referenced(src: rasterio.io.DatasetReader, path: str) -> None:
+    """Raise InputError for a raster georeferenced by ground control points or RPCs instead of a
+    pixel grid: windows of its pixels have no place on the map, so outputs would have none."""
+    if src.crs is not None or not src.transform.is_identity:
+        return
+    points, crs = src.gcps
+    if points:
+        target = crs.to_string() if crs else "EPSG:CODE"
+        raise InputError(
+            f"{path}: georeferenced by {len(points)} ground control points, not a pixel grid; "
+            f"warp it onto one first (gdalwarp -t_srs {target} {Path(path).name} grid.tif)"
+        )
+    if src.rpcs:
+        raise InputError(
+            f"{path}: georeferenced by RPCs, not a pixel grid; orthorectify it first "
+            f"(gdalwarp -rpc -t_srs EPSG:CODE {Path(path).name} grid.tif)"
+        )
 
 
 def check_bands(scene: SceneInfo, bands: Sequence[int]) -> None:

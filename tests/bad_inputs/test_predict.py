@@ -35,6 +35,11 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; messages the
         lambda b, c, r: predict(b["truncated.tif"], r["base"], "{out}"),
         "truncated.tif: corrupt or truncated raster",
     ),
+    "a scene georeferenced by ground control points, not a grid": (
+        lambda b, c, r: predict(b["gcps.tif"], r["base"], "{out}"),
+        "gcps.tif: georeferenced by 4 ground control points, not a pixel grid; warp it onto one "
+        "first (gdalwarp -t_srs EPSG:4326 gcps.tif grid.tif)",
+    ),
     "fewer bands than the adapter": (
         lambda b, c, r: predict(SCENE, r["base"], "{out}"),
         "band 4 out of range (the scene has bands 1..3); the model reads bands "

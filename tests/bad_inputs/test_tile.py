@@ -110,6 +110,10 @@ CASES = {
         lambda b: tile(SCENE, "{out}", labels=b["two_layers.gpkg"]),
         "two_layers.gpkg: holds 2 layers (pivots, wells); name the labels layer with --label-layer",
     ),
+    "a scene georeferenced by RPCs, not a grid": (
+        lambda b: tile(b["rpcs.tif"], "{out}"),
+        "rpcs.tif: georeferenced by RPCs, not a pixel grid; orthorectify it first (gdalwarp -rpc",
+    ),
     "an --aoi file of several layers": (
         lambda b: tile(SCENE, "{out}", "--aoi", b["two_layers.gpkg"]),
         "two_layers.gpkg: holds 2 layers (pivots, wells); give the aoi as a file of one layer",

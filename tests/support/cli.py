@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import rasterio
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
 
 from flows.cli import main
 from geo.finetune import FinetuneConfig, train_on_store
@@ -113,6 +115,15 @@ def make_broken(folder: Path) -> dict[str, Path]:
     files["corrupt.tif"] = folder / "corrupt.tif"
     files["corrupt.tif"].write_bytes(bytes(corrupt))
     files["nocrs.tif"] = write_like(SCENE, folder / "nocrs.tif", crs=None)
+    files["gcps.tif"] = write_like(AGNET_IMAGE, folder / "gcps.tif")  # 7 bands, as "base" reads
+    with rasterio.open(files["gcps.tif"], "r+") as dst:  # corners on the map: GCPs, no grid
+        corners = [(0, 0), (0, dst.width), (dst.height, 0), (dst.height, dst.width)]
+        dst.gcps = ([GroundControlPoint(r, c, -97 + c * 3e-4, 47 - r * 3e-4) for r, c in corners],
+                    rasterio.crs.CRS.from_epsg(4326))  # fmt: skip
+    files["rpcs.tif"] = write_like(SCENE, folder / "rpcs.tif", crs=None, transform=None)
+    with rasterio.open(files["rpcs.tif"], "r+") as dst:  # a level-1 product: RPCs, no grid
+        unit = [1.0] + [0.0] * 19
+        dst.rpcs = RPC(0, 100, 41.8, 0.1, unit, unit, 256, 256, -104.1, 0.1, unit, unit, 256, 256)
     with rasterio.open(AGNET_IMAGE) as src:
         shape = (src.count, src.height, src.width)
     files["nodata.tif"] = write_like(
