@@ -19,14 +19,14 @@ class TileConfig(StageConfig):
         min_length=1,
     )  # fmt: skip
     labels: list[str] = option(
-        help="one vector file (GeoPackage, GeoJSON, Shapefile, GeoParquet) for all scenes, or "
-        "one label raster per image, in the same order",
+        help="vector files (GeoPackage, GeoJSON, Shapefile, GeoParquet) whose polygons go "
+        "wherever they fall, or one label raster per image, in the same order",
         metavar="LABEL", min_length=1,
     )  # fmt: skip
     class_map: str | None = option(
         None,
-        help="YAML or JSON list of classes (see README: class maps; default for one vector "
-        "file: background and one class named after the file, or one per --label-field value)",
+        help="YAML or JSON list of classes (see README: class maps; default for vector "
+        "files: background and one class named after the file, or one per --label-field value)",
     )
     out: str = option(help="the tile store to write (STORE.zarr)")
     tile_size: int | None = option(
@@ -80,9 +80,4 @@ class TileConfig(StageConfig):
             problem = overlap_problem(self.overlap, self.tile_size)
             if problem:
                 raise ValueError(f"{flag('overlap')} {self.overlap}: {problem}")
-        if len(self.labels) not in (1, len(self.images)):
-            raise ValueError(
-                f"{flag('labels')}: got {len(self.labels)} label inputs for {len(self.images)} "
-                "images: give one vector file for all scenes, or one label raster per image"
-            )
         return self

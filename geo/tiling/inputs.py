@@ -250,23 +250,25 @@ def _class_map(config: TileConfig) -> ClassMap:
         return cmap
     for path in config.labels:  # a missing file is named before it is taken for a raster
         check_exists(path, "labels file")
-    if len(config.labels) > 1 or not is_vector(config.labels[0]):
+    if not all(is_vector(p) for p in config.labels):
         raise InputError(
             f"{flag('class_map')}: needed with label rasters, to say which raster codes are "
             "which classes (see README: class maps)"
         )
-    labels, field = config.labels[0], config.label_field
+    labels, field = config.labels, config.label_field
     classes: list[dict[str, Any]]
     if field is None:
-        name = config.label_layer or Path(labels.split("?")[0].rstrip("/")).stem
+        name = _class_name(labels, config.label_layer)
         classes = [{"name": "background"}, {"name": name}]
-        said = f"1 {name} (every polygon of {labels})"
+        said = f"1 {name} (every polygon of {' '.join(labels)})"
     else:
-        values = distinct_values(field_values(labels, field, config.label_layer))
+        values = distinct_values(
+            [v for path in labels for v in field_values(path, field, config.label_layer)]
+        )
         if len(values) > MAX_FIELD_CLASSES:
             raise InputError(
-                f"{labels}: {flag('label_field')} {field} holds {len(values)} distinct values, "
-                f"too many for classes; give a {flag('class_map')} that groups them"
+                f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct "
+                f"values, too many for classes; give a {flag('class_map')} that groups them"
             )
         objects = [v for v in values if v.lower() != "background"]
         background = [v for v in values if v.lower() == "background"]  # a value naming class 0
@@ -277,6 +279,23 @@ def _class_map(config: TileConfig) -> ClassMap:
         )
     log.info("no %s: classes 0 background, %s", flag("class_map"), said)
     return ClassMap.from_dict(classes).with_unmapped(config.unmapped)
+
+
+def _class_name(labels: list[str], layer: str | None) -> str:
+    """The one class of vector files given without a class map or label field: the layer, or
+    the files' name (one name for all: `scene1/fields.gpkg scene2/fields.gpkg`); InputError for
+    files of different names, which may hold different kinds of objects."""
+    if layer is not None:
+        return layer
+    names = {Path(p.split("?")[0].rstrip("/")).stem for p in labels}
+    if len(names) > 1:
+        raise InputError(
+            f"{flag('class_map')}: needed with {len(labels)} vector files of different names "
+            f"({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}), to name their "
+            f"class (one class: a class map of background and it; classes per file: merge them "
+            f"with a class attribute for {flag('label_field')}; see README: class maps)"
+        )
+    return names.pop()
 
 
 def distinct_values(values: list[Any]) -> list[str]:
@@ -311,18 +330,22 @@ def _prepare_labels(
         aoi_in_scene(aoi_frame, aoi, s) if aoi_frame is not None and aoi else None for s in scenes
     ]
     vector = [is_vector(p) for p in labels]
-    if len(labels) == 1 and vector[0]:
+    if all(vector):
         return list(prepare_vector_labels(
-            labels[0], scenes, cmap, config.label_field, areas, config.all_touched,
+            labels, scenes, cmap, config.label_field, areas, config.all_touched,
             layer=config.label_layer,
         ))  # fmt: skip
     if any(vector):
         bad = labels[vector.index(True)]
         raise InputError(
-            f"{bad}: give one vector file for all scenes, or one label raster per image"
+            f"{bad}: give vector files (their polygons go wherever they fall), or one label "
+            "raster per image, not both"
         )
     if len(labels) != len(scenes):
-        raise InputError(f"{labels[0]}: a label raster covers one scene; give one per image")
+        raise InputError(
+            f"{flag('labels')}: got {len(labels)} label rasters for {len(scenes)} images; a "
+            "label raster covers one scene: give one per image, in the same order"
+        )
     for name in ("label_field", "label_layer"):
         if getattr(config, name) is not None:
             raise InputError(f"{flag(name)} applies to vector labels, not label rasters")

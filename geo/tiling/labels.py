@@ -198,7 +198,7 @@ class VectorLabels:
 
 
 def prepare_vector_labels(
-    path: str,
+    paths: str | list[str],
     scenes: list[SceneInfo],
     class_map: ClassMap,
     label_field: str | None,
@@ -206,7 +206,41 @@ def prepare_vector_labels(
     all_touched: bool = False,
     layer: str | None = None,
 ) -> list[VectorLabels]:
-    """Read one vector label file and split it into per-scene label sources (validated)."""
+    """Read vector label files (one, or several such as one per scene: their polygons together,
+    each file in its own CRS) and split them into per-scene label sources (validated)."""
+    paths = [paths] if isinstance(paths, str) else paths
+    objects = class_map.num_classes - (class_map.boundary is not None)
+    if label_field is None and objects != 2:
+        raise InputError(
+            f"{paths[0]}: the class map has {objects} classes besides boundaries; pass a label "
+            "field naming the attribute that holds the class values"
+        )
+    frames = [(path, _read_labels(path, class_map, label_field, layer)) for path in paths]
+    sources = []
+    for scene, aoi in zip(scenes, aois, strict=True):
+        if scene.crs is None:
+            raise InputError(
+                f"{scene.path}: the scene has no CRS, so vector labels cannot be placed on it "
+                "(give one label raster per image instead)"
+            )
+        near = [_to_scene_crs(frame, scene, path) for path, frame in frames]
+        geoms = np.concatenate([np.asarray(n.geometry.values, dtype=object) for n in near])
+        ids = np.concatenate([n["_class"].to_numpy(dtype=np.uint8) for n in near])
+        if not len(geoms) and aoi is None:
+            named = paths[0] if len(paths) == 1 else f"none of the {len(paths)} label files"
+            raise InputError(f"{named}: no features overlap scene {scene.path} (check the CRS)")
+        order = np.argsort(ids, kind="stable")  # burn order: classes ascending, ignore last
+        geoms, ids = geoms[order], ids[order]
+        extent = aoi if aoi is not None else shapely.box(*shapely.total_bounds(geoms))
+        outlines = scene_outlines(class_map, scene)
+        sources.append(VectorLabels(scene, geoms, ids, extent, all_touched, outlines))
+    return sources
+
+
+def _read_labels(
+    path: str, class_map: ClassMap, label_field: str | None, layer: str | None
+) -> gpd.GeoDataFrame:
+    """One vector label file's polygons with their class id (`_class`), validated."""
     if not is_virtual(path) and not is_parquet(path):
         check_exists(path, "labels file")
         layer = choose_layer(path, layer, "labels")
@@ -218,12 +252,6 @@ def prepare_vector_labels(
             ) from None
         if label_field is not None and label_field not in list(info["fields"]):
             raise no_field(path, label_field, info["fields"])
-    objects = class_map.num_classes - (class_map.boundary is not None)
-    if label_field is None and objects != 2:
-        raise InputError(
-            f"{path}: the class map has {objects} classes besides boundaries; pass a label "
-            "field naming the attribute that holds the class values"
-        )
     frame = read_vectors(path, [label_field] if label_field else [], layer=layer)
     check_polygons(frame, path)
     if label_field is not None and label_field not in frame.columns:
@@ -241,23 +269,7 @@ def prepare_vector_labels(
                 ", ".join(missing[:20]),
                 class_map.unmapped,
             )
-    frame = frame.iloc[np.argsort(frame["_class"].to_numpy(), kind="stable")]
-    sources = []
-    for scene, aoi in zip(scenes, aois, strict=True):
-        if scene.crs is None:
-            raise InputError(
-                f"{scene.path}: the scene has no CRS, so vector labels cannot be placed on it "
-                "(give one label raster per image instead)"
-            )
-        near = _to_scene_crs(frame, scene, path)
-        if near.empty and aoi is None:
-            raise InputError(f"{path}: no features overlap scene {scene.path} (check the CRS)")
-        extent = aoi if aoi is not None else shapely.box(*near.total_bounds)
-        geoms = np.asarray(near.geometry.values, dtype=object)
-        ids = near["_class"].to_numpy(dtype=np.uint8)
-        outlines = scene_outlines(class_map, scene)
-        sources.append(VectorLabels(scene, geoms, ids, extent, all_touched, outlines))
-    return sources
+    return frame
 
 
 def scene_outlines(class_map: ClassMap, scene: SceneInfo) -> Outlines | None:

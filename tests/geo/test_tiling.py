@@ -358,7 +358,14 @@ def _class_map_file(tmp_path: Path) -> str:
         ({"overlap": 64}, "less than half the tile size"),
         ({"val_fraction": 1.0}, "--val-fraction 1.0: Input should be less than 1"),
         ({"labels": [str(ATLANTA / "atlanta_buildings.geojson")]}, "no features overlap scene"),
-        ({"labels": ["a.gpkg", "b.gpkg"]}, "got 2 label inputs for 1 images"),
+        (
+            {"labels": [str(ALEXANDRIA / "buildings_mask.tif")] * 2},
+            "--labels: got 2 label rasters for 1 images",
+        ),
+        (
+            {"labels": [str(ALEXANDRIA / "buildings.geojson"), str(ALEXANDRIA / "hag.tif")]},
+            "give vector files .* or one label raster per image, not both",
+        ),
         ({"label_field": "crop"}, "no field 'crop'"),
         ({"unmapped": "maybe"}, "--unmapped 'maybe': choose one of ignore, background"),
     ],
@@ -505,6 +512,39 @@ def test_one_vector_file_needs_no_class_map(
     classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
     assert [c["name"] for c in classes] == ["background", "pivots"]
     assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
+
+
+def test_several_vector_files_are_one_set_of_polygons(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """Label files shipped one per scene or area (SpaceNet's GeoJSON per image): their polygons
+    together, each file in its own CRS, the same labels as one file; one class named after
+    files of one name, a class map needed for files of different names."""
+    image, labels, _, _, _ = CASES["pivots"]
+    fields = gpd.read_file(labels)
+    (tmp_path / "east").mkdir(), (tmp_path / "west").mkdir()
+    half = fields.geometry.centroid.x > fields.geometry.centroid.x.median()
+    fields[half].to_file(tmp_path / "east" / "pivots.gpkg")
+    fields[~half].to_crs(4326).to_file(tmp_path / "west" / "pivots.geojson")
+    parts = [tmp_path / "east" / "pivots.gpkg", tmp_path / "west" / "pivots.geojson"]
+    out = tmp_path / "parts.zarr"
+    code, err = run_cli("tile", image, "--labels", *parts, "--out", out, "--tile-size", "128",
+                        "--overlap", "16")  # fmt: skip
+    assert code == 0, err[-3000:]
+    names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
+    assert names == ["background", "pivots"]
+    ours, ref = scene_labels(out), scene_labels(stores["pivots"])
+    assert ((ours == 1) == (ref == 1)).mean() > 0.999 and np.array_equal(ours == 255, ref == 255)
+
+    renamed = tmp_path / "west" / "more_pivots.geojson"
+    parts[1].rename(renamed)
+    code, err = run_cli("tile", image, "--labels", parts[0], renamed, "--out", tmp_path / "x.zarr")
+    assert code == 2 and "--class-map: needed with 2 vector files of different names" in err
+    code, err = run_cli("tile", image, "--labels", parts[0], renamed, "--class-map",
+                        PIVOT_CLASSES, "--out", tmp_path / "y.zarr", "--tile-size", "128",
+                        "--overlap", "16")  # fmt: skip
+    assert code == 0, err[-3000:]
+    assert np.array_equal(scene_labels(tmp_path / "y.zarr"), ours)
 
 
 def test_polygons_this_tool_wrote_are_labels_again(stores: dict[str, Path], tmp_path: Path) -> None:
