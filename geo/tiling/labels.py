@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import shapely
 from affine import Affine
@@ -215,7 +216,7 @@ def prepare_vector_labels(
             f"{paths[0]}: the class map has {objects} classes besides boundaries; pass a label "
             "field naming the attribute that holds the class values"
         )
-    frames = [(path, _read_labels(path, class_map, label_field, layer)) for path in paths]
+    frames = _by_crs([(path, _read_labels(path, class_map, label_field, layer)) for path in paths])
     sources = []
     for scene, aoi in zip(scenes, aois, strict=True):
         if scene.crs is None:
@@ -235,6 +236,19 @@ def prepare_vector_labels(
         outlines = scene_outlines(class_map, scene)
         sources.append(VectorLabels(scene, geoms, ids, extent, all_touched, outlines))
     return sources
+
+
+def _by_crs(frames: list[tuple[str, gpd.GeoDataFrame]]) -> list[tuple[str, gpd.GeoDataFrame]]:
+    """The files' polygons joined per CRS (one spatial index for thousands of per-scene files),
+    each named by its first file."""
+    groups: dict[str, list[tuple[str, gpd.GeoDataFrame]]] = {}
+    for path, frame in frames:
+        groups.setdefault(frame.crs.to_wkt() if frame.crs else "", []).append((path, frame))
+    return [
+        (group[0][0], pd.concat([f for _, f in group], ignore_index=True) if len(group) > 1
+         else group[0][1])
+        for group in groups.values()
+    ]  # fmt: skip
 
 
 def _read_labels(
