@@ -40,11 +40,12 @@ from geo.io.provenance import (
 )
 from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
+from geo.io.units import pixel_metres
 from geo.predict.quicklook import write_quicklook
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
-from geo.vectorize.polygons import polygon_batches, write_polygons
+from geo.vectorize.polygons import default_min_area, polygon_batches, write_polygons
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def predict_scene(
     *,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
-    min_area: float = 500.0,
+    min_area: float | None = None,
     simplify: float = 2.0,
     progress: bool = True,
     model_record: dict[str, Any] | None = None,
@@ -77,6 +78,7 @@ def predict_scene(
     (checkpoints at most every `checkpoint_seconds`).
     """
     started = time.perf_counter()
+    min_area = _min_area(scene, min_area)
     device = resolve_device(str(device))
     if isinstance(model, torch.nn.Module):
         model.to(device).eval()
@@ -165,7 +167,7 @@ def predict_scene_into(
     *,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
-    min_area: float = 500.0,
+    min_area: float | None = None,
     simplify: float = 2.0,
     progress: bool = True,
     model_record: dict[str, Any] | None = None,
@@ -177,6 +179,7 @@ def predict_scene_into(
     manifest last, and then removed here. A scene whose outputs at the URL come from this very
     run (the remote manifest's fingerprint) is not predicted again. Returns where the outputs are.
     """
+    min_area = _min_area(scene, min_area)
     options: dict[str, Any] = dict(
         batch_size=batch_size, device=device, min_area=min_area, simplify=simplify,
         progress=progress, model_record=model_record,
@@ -229,6 +232,14 @@ def _run_record(
         },
         "format": FORMAT,
     }
+
+
+def _min_area(scene: Scene, min_area: float | None) -> float:
+    """`min_area`, or the default for the scene's pixel size (`default_min_area`)."""
+    if min_area is not None:
+        return min_area
+    info = scene.info
+    return default_min_area(pixel_metres(info.crs, info.affine, info.height))
 
 
 def _fingerprint(run: dict[str, Any]) -> str:

@@ -29,8 +29,11 @@ class VectorizeConfig(StageConfig):
         None, help="raster of the winning-class probability (0-255) on the same grid, for each "
         "polygon's score (default: no score)",
     )  # fmt: skip
-    min_area: float = option(
-        500.0, help="drop polygons smaller than this many m² (pixels without a CRS)", ge=0
+    min_area: float | None = option(
+        None,
+        help="drop polygons smaller than this many m² (default: 4 pixels: 1 m² at 0.5 m, 400 m² "
+        "at 10 m; pixels without a CRS)",
+        ge=0,
     )
     simplify: float = option(
         2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0

@@ -31,7 +31,15 @@ from geo.vectorize.objects import boundary_reach
 from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
+MIN_AREA_PIXELS = 4  # the default smallest object: specks of fewer pixels are noise
 log = logging.getLogger(__name__)
+
+
+def default_min_area(pixel_m: float) -> float:
+    """The default `min_area`: MIN_AREA_PIXELS pixels of `pixel_m` metres (1 m² at 0.5 m,
+    400 m² at 10 m, 3,600 m² at 30 m; in pixels without a CRS, where a pixel counts as 1 m),
+    so that small objects of fine imagery (buildings, trees) are kept whatever the resolution."""
+    return MIN_AREA_PIXELS * pixel_m**2
 
 
 def measure_columns(georeferenced: bool) -> tuple[str, str]:
@@ -45,7 +53,7 @@ def polygon_batches(
     scores_path: str | Path | None,
     classes: Sequence[ClassInfo],
     *,
-    min_area: float = 500.0,
+    min_area: float | None = None,
     simplify: float = 2.0,
     source: str = "",
     model: str = "",
@@ -56,12 +64,12 @@ def polygon_batches(
 
     Columns: id (row-column of the object's first pixel in scan order: stable for a raster),
     class_id, class_name, score (mean winning-class probability 0..1; empty without a score
-    raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² are
-    dropped; `simplify` is a tolerance in metres for a coverage simplification that keeps shared
-    edges shared. Without a CRS, metres are pixels: the columns are area_px and perimeter_px,
-    `min_area` and `simplify` are in pixels. A class marked `boundary` in `classes` is given
-    back to the objects it outlines. Memory holds a few bands of rows and one batch (see
-    `geo.vectorize.regions`).
+    raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² (default:
+    `default_min_area`) are dropped; `simplify` is a tolerance in metres for a coverage
+    simplification that keeps shared edges shared. Without a CRS, metres are pixels: the
+    columns are area_px and perimeter_px, `min_area` and `simplify` are in pixels. A class
+    marked `boundary` in `classes` is given back to the objects it outlines. Memory holds a few
+    bands of rows and one batch (see `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
         transform, crs, height = src.transform, src.crs, src.height
@@ -73,6 +81,8 @@ def polygon_batches(
         )  # fmt: skip
     unit_m = metres_per_unit(crs, transform, height)
     pixel_side_m = np.sqrt(abs(transform.determinant)) * unit_m
+    if min_area is None:
+        min_area = default_min_area(pixel_side_m)
     boundary_id, reach = boundary_reach(classes, pixel_side_m)
     grid = _Grid(transform, crs, unit_m, pixel_side_m, {c.id: c.name for c in classes})
     for batch in regions(

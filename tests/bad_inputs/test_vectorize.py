@@ -23,7 +23,7 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
     code, err = run_cli(*vectorize("--out", work / "fields.gpkg"))
     assert code == 0, err
     gpkg = gpd.read_file(work / "fields.gpkg", layer="polygons")
-    assert len(gpkg) == 263 and set(gpkg.class_name) == {"field"}  # 272 fields, 9 under 500 m²
+    assert len(gpkg) == 267 and set(gpkg.class_name) == {"field"}  # 272 fields, 5 under 4 px
     code, err = run_cli(*vectorize("--out", work / "fields.parquet", "--min-area", "0"))
     assert code == 0, err
     assert len(gpd.read_parquet(work / "fields.parquet")) == 272

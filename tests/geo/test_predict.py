@@ -26,14 +26,12 @@ from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
 from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
-from geo.vectorize.polygons import polygonize
+from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
 from tests.support.cli import write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
 from tests.support.paths import FTW, NEBRASKA, RGB_BYTE
 from tests.support.predict import predict_image
-
-MIN_AREA = 500.0
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +108,13 @@ def test_scene_borders_are_covered(ftw: dict[str, Path]) -> None:
     assert (score > 0).all()
 
 
-def region_iou(classes: np.ndarray, frame: gpd.GeoDataFrame, transform, pixel_m2: float) -> dict:
-    """Per class: IoU of the polygons rasterised back against regions of at least MIN_AREA."""
+def region_iou(classes: np.ndarray, frame: gpd.GeoDataFrame, transform) -> dict:
+    """Per class: IoU of the polygons rasterised back against regions of the default minimum
+    area (MIN_AREA_PIXELS) or more."""
     ious = {}
     for c in (1, 2):
         labels, _ = ndimage.label(classes == c)
-        big = np.bincount(labels.ravel()) * pixel_m2 >= MIN_AREA
+        big = np.bincount(labels.ravel()) >= MIN_AREA_PIXELS
         big[0] = False
         reference = big[labels]
         shapes = [(g, 1) for g in frame.geometry[frame.class_id == c]]
@@ -132,7 +131,7 @@ def test_polygons_rasterised_back_match_the_class_raster(
     frame = gpd.read_file(paths["polygons"], layer="polygons")
     with rasterio.open(paths["classes"]) as c:
         classes, transform = c.read(1), c.transform
-    ious = region_iou(classes, frame, transform, abs(transform.a * transform.e))
+    ious = region_iou(classes, frame, transform)
     print(f"{scene}: polygons vs class raster IoU {ious}")
     assert min(ious.values()) >= 0.98
 
@@ -146,7 +145,8 @@ def test_polygon_attributes(rgb: dict[str, Path]) -> None:
     names = {c["id"]: c["name"] for c in CLASSES}
     assert (frame.class_name == frame.class_id.map(names)).all()
     assert frame.score.between(1 / 3, 1).all()
-    assert (frame.area_m2 >= MIN_AREA).all() and (frame.perimeter_m > 0).all()
+    pixel_m2 = abs(rasterio.open(RGB_BYTE).transform.determinant)
+    assert (frame.area_m2 >= MIN_AREA_PIXELS * pixel_m2).all() and (frame.perimeter_m > 0).all()
     np.testing.assert_allclose(frame.area_m2, frame.geometry.area, rtol=1e-6)
     assert (frame.source == "RGB.byte.tif").all() and (
         frame.model == "convlora-tiny-conv-lora"
@@ -230,6 +230,8 @@ def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Pat
     assert manifest["parameters"]["bands"] == [1, 2, 3]
     assert len(manifest["inputs"]["model"]["weights_sha256"]) == 64
     assert manifest["parameters"]["tile_size"] == 128 and manifest["parameters"]["overlap"] == 32
+    pixel_m2 = abs(rasterio.open(RGB_BYTE).transform.determinant)  # the default: 4 pixels
+    assert manifest["parameters"]["min_area"] == pytest.approx(MIN_AREA_PIXELS * pixel_m2)
     assert {"torch", "rasterio", "gdal", "shapely"} <= set(manifest["software"])
     assert {"predict", "cog", "vectorize", "total"} <= set(manifest["timings_s"])
     for name in ("classes", "probability", "polygons", "style"):

@@ -12,14 +12,16 @@ import pytest
 import rasterio
 import shapely
 from rasterio import features
+from scipy import ndimage
 
 from geo.contracts.classes import parse_class_list
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
-from tests.support.cli import write_like
-from tests.support.paths import DATA
+from tests.support.cli import run_cli, write_like
+from tests.support.paths import DATA, ROOT
 
 # A real 3-class field-boundary model output (0 background/nodata, 1 field, 2 boundary).
+BUILDINGS = ROOT / "examples" / "buildings_classes.yaml"
 FTW_PREDICTION = DATA / "ftw_austria_sentinel2" / "ftw_model_prediction_3class.tif"
 CLASSES = parse_class_list(
     [
@@ -74,6 +76,29 @@ def test_polygonize_filters_by_area_in_square_metres() -> None:
     assert (everything.area_m2 % 100 == 0).all()  # whole 10 m pixels
     np.testing.assert_allclose(frame.perimeter_m, frame.geometry.length)
     assert frame.crs.to_epsg() == 32633
+
+
+def test_default_minimum_area_keeps_the_buildings_of_fine_imagery(tmp_path: Path) -> None:
+    """The default --min-area is 4 pixels, whatever their size: the SpaceNet Atlanta building
+    mask (0.5 m pixels, houses of 55 to 300 m²) keeps every building (500 m², the default
+    before, dropped them all), and specks of 3 pixels go."""
+    mask = DATA / "spacenet_atlanta_buildings" / "atlanta_buildings_mask.tif"
+    with rasterio.open(mask) as src:
+        data, profile = src.read(1), src.profile
+    labels, _ = ndimage.label(data == 1)
+    buildings = (np.bincount(labels.ravel())[1:] >= 4).sum()  # the mask holds a 1-pixel speck
+    clear = ndimage.binary_erosion(data == 0, np.ones((5, 3)), border_value=0)
+    row, col = np.argwhere(clear)[0]
+    data[row - 1 : row + 2, col] = 1  # a speck of 3 pixels, apart from every building
+    speckled = tmp_path / "speckled.tif"
+    with rasterio.open(speckled, "w", **profile) as dst:
+        dst.write(data, 1)
+    out = tmp_path / "buildings.gpkg"
+    code, err = run_cli("vectorize", speckled, "--class-map", BUILDINGS, "--out", out)
+    assert code == 0, err[-3000:]
+    frame = gpd.read_file(out, layer="polygons")
+    assert len(frame) == buildings and frame.area_m2.min() >= 4 * 0.25
+    assert 0 < frame.area_m2.min() < 500
 
 
 def test_a_raster_without_crs_is_measured_in_pixels_and_says_so(
