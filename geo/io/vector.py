@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ def choose_layer(path: str, layer: str | None, what: str) -> str | None:
     return names[0] if names else None
 
 
+def parquet_geometry(path: str) -> str:
+    """The primary geometry column of a GeoParquet file, from its `geo` metadata ("geometry"
+    when it has none: geopandas then says what is wrong)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    try:
+        return str(json.loads(metadata[b"geo"])["primary_column"])
+    except (KeyError, ValueError, TypeError):
+        return "geometry"
+
+
 def read_vectors(
     path: str, columns: list[str], what: str = "labels", layer: str | None = None
 ) -> gpd.GeoDataFrame:
@@ -79,7 +92,7 @@ def read_vectors(
     check_exists(path, f"{what} file")
     try:
         if is_parquet(path):
-            frame = gpd.read_parquet(path, columns=[*columns, "geometry"])
+            frame = gpd.read_parquet(path, columns=[*columns, parquet_geometry(path)])
         else:
             chosen = choose_layer(path, layer, what)
             frame = gpd.read_file(path, engine="pyogrio", columns=columns, layer=chosen)
@@ -102,7 +115,8 @@ def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
         if is_parquet(path):
             import pyarrow.parquet as pq
 
-            names = [n for n in pq.read_schema(path).names if n != "geometry"]
+            geometry = parquet_geometry(path)
+            names = [n for n in pq.read_schema(path).names if n != geometry]
             frame = pd.read_parquet(path, columns=[field]) if field in names else pd.DataFrame()
         else:
             chosen = choose_layer(path, layer, "labels")

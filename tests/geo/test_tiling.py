@@ -547,6 +547,21 @@ def test_several_vector_files_are_one_set_of_polygons(
     assert np.array_equal(scene_labels(tmp_path / "y.zarr"), ours)
 
 
+def test_geoparquet_labels_with_any_geometry_column_name(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """GeoParquet names its primary geometry column in its metadata ("geom" from DuckDB and
+    others): labels, an AOI and the class values are read through it."""
+    image, labels, _, classes, _ = CASES["pivots"]
+    frame = gpd.read_file(labels).rename_geometry("geom")
+    frame.to_parquet(tmp_path / "pivots.parquet")
+    aoi = gpd.GeoDataFrame(geometry=[shapely.box(*frame.total_bounds)], crs=frame.crs)
+    aoi.rename_geometry("shape").to_parquet(tmp_path / "aoi.parquet")
+    store = tile([image], [tmp_path / "pivots.parquet"], classes, tmp_path / "p.zarr",
+                 tile_size=128, overlap=16, aoi=str(tmp_path / "aoi.parquet"))  # fmt: skip
+    assert np.array_equal(scene_labels(store), scene_labels(stores["pivots"]))
+
+
 def test_polygons_this_tool_wrote_are_labels_again(stores: dict[str, Path], tmp_path: Path) -> None:
     """Polygons from `vectorize` (or `predict`), corrected in QGIS, train the next model: their
     GeoPackage also holds the `layer_styles` table, which is no layer of labels."""
