@@ -260,7 +260,8 @@ def _class_map(config: TileConfig) -> ClassMap:
     if field is None:
         name = _class_name(labels, config.label_layer)
         classes = [{"name": "background"}, {"name": name}]
-        said = f"1 {name} (every polygon of {' '.join(labels)})"
+        files = labels[0] if len(labels) == 1 else f"{len(labels)} files: {labels[0]}, ..."
+        said = f"1 {name} (every polygon of {files})"
     else:
         values = distinct_values(
             [v for path in labels for v in field_values(path, field, config.label_layer)]

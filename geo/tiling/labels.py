@@ -227,9 +227,13 @@ def prepare_vector_labels(
         near = [_to_scene_crs(frame, scene, path) for path, frame in frames]
         geoms = np.concatenate([np.asarray(n.geometry.values, dtype=object) for n in near])
         ids = np.concatenate([n["_class"].to_numpy(dtype=np.uint8) for n in near])
+        if not len(geoms) and aoi is None and len(paths) == 1:
+            raise InputError(f"{paths[0]}: no features overlap scene {scene.path} (check the CRS)")
         if not len(geoms) and aoi is None:
-            named = paths[0] if len(paths) == 1 else f"none of the {len(paths)} label files"
-            raise InputError(f"{named}: no features overlap scene {scene.path} (check the CRS)")
+            raise InputError(
+                f"{scene.path}: no features of the {len(paths)} label files overlap the scene "
+                "(check the CRS)"
+            )
         order = np.argsort(ids, kind="stable")  # burn order: classes ascending, ignore last
         geoms, ids = geoms[order], ids[order]
         extent = aoi if aoi is not None else shapely.box(*shapely.total_bounds(geoms))
