@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
+from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE, ClassMap, load_class_map
 from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
@@ -38,7 +40,7 @@ def _paths(config: VectorizeConfig) -> list[str]:
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     """Pre-flight check: the class map, a one-band integer class raster, a score raster on its
     grid, and an output file that may be written. Raises InputError naming the input."""
-    class_map = load_class_map(config.class_map)
+    class_map = _class_map(config.class_map)
     grid = _check_raster(config.raster, "class raster", integer=True)
     _check_class_ids(config.raster, class_map)
     if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
@@ -78,6 +80,15 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
     if integer and not dtype.startswith(("uint8", "int", "uint")):
         raise InputError(f"{path}: a {what} holds integer class ids, not {dtype}")
     return grid
+
+
+def _class_map(path: str) -> ClassMap:
+    """A class map file, or the classes of the model that predicted the raster (its run folder,
+    `adapter.json` or `adapter.safetensors`)."""
+    if Path(path).is_dir() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
+        metadata = AdapterMetadata.read(path)
+        return ClassMap.from_dict([c.to_dict() for c in metadata.classes], str(metadata.path))
+    return load_class_map(path)
 
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -12,13 +13,16 @@ import pytest
 import rasterio
 import shapely
 from rasterio import features
+from safetensors.torch import save_file
 from scipy import ndimage
 
+from convlora.adapter_files import FORMAT, WEIGHTS_NAME
 from geo.contracts.classes import parse_class_list
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
 from tests.support.cli import run_cli, write_like
 from tests.support.paths import DATA, ROOT
+from tests.support.tiny_sam import tiny_config
 
 # A real 3-class field-boundary model output (0 background/nodata, 1 field, 2 boundary).
 BUILDINGS = ROOT / "examples" / "buildings_classes.yaml"
@@ -99,6 +103,32 @@ def test_default_minimum_area_keeps_the_buildings_of_fine_imagery(tmp_path: Path
     frame = gpd.read_file(out, layer="polygons")
     assert len(frame) == buildings and frame.area_m2.min() >= 4 * 0.25
     assert 0 < frame.area_m2.min() < 500
+
+
+def test_the_model_that_predicted_a_raster_gives_its_classes(tmp_path: Path) -> None:
+    """`vectorize --class-map RUN` (or its adapter.json): a prediction edited in QGIS is
+    vectorised again with the classes of the model that predicted it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    classes = [c.to_dict() for c in CLASSES]
+    save_file({}, str(run / WEIGHTS_NAME))  # the weights are not read
+    document = {
+        "format": FORMAT,
+        "config": tiny_config(image_size=128, num_classes=3, in_channels=3).to_dict(),
+        "classes": classes, "bands": [1, 2, 3], "tile_size": 128,
+        "normalization": {"mean": [0.0] * 3, "std": [1.0] * 3},
+    }  # fmt: skip
+    (run / "adapter.json").write_text(json.dumps(document))
+    (tmp_path / "classes.json").write_text(json.dumps(classes))
+    frames = []
+    for i, class_map in enumerate((run, run / "adapter.json", tmp_path / "classes.json")):
+        out = tmp_path / f"fields{i}.gpkg"
+        code, err = run_cli("vectorize", FTW_PREDICTION, "--class-map", class_map, "--out", out)
+        assert code == 0, err[-3000:]
+        frames.append(gpd.read_file(out, layer="polygons"))
+    assert set(frames[0].class_name) == {"field", "boundary"}
+    for frame in frames[1:]:
+        assert frame.drop(columns="geometry").equals(frames[0].drop(columns="geometry"))
 
 
 def test_a_raster_without_crs_is_measured_in_pixels_and_says_so(
