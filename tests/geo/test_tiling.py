@@ -358,8 +358,10 @@ def _class_map_file(tmp_path: Path) -> str:
         ({"overlap": 64}, "less than half the tile size"),
         ({"val_fraction": 1.0}, "--val-fraction 1.0: Input should be less than 1"),
         ({"labels": [str(ATLANTA / "atlanta_buildings.geojson")]}, "no features overlap scene"),
-        ({"labels": [str(ATLANTA / "atlanta_buildings.geojson")] * 2},
-         "hag.tif: no features of the 2 label files overlap the scene"),
+        (
+            {"labels": [str(ATLANTA / "atlanta_buildings.geojson")] * 2},
+            "hag.tif: no features of the 2 label files overlap the scene",
+        ),
         (
             {"labels": [str(ALEXANDRIA / "buildings_mask.tif")] * 2},
             "--labels: got 2 label rasters for 1 images",
