@@ -17,6 +17,7 @@ from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
 from geo.finetune import FinetuneConfig, train_on_store
 from geo.finetune.train import check_run_settings
+from geo.options import flag
 from geo.tiling import TileConfig, check_tiling
 
 
@@ -113,7 +114,7 @@ def no_validation(store: str) -> str | None:
     if sum(info.class_pixels.get("val", ())) > 0:
         return None
     why = (
-        "it was tiled with val_fraction 0"
+        f"it was tiled with {flag('val_fraction')} 0"
         if info.settings.get("val_fraction") == 0
         else "its labelled tiles were too few for a spatial validation split"
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flows.finetune import no_validation
 from geo.contracts import AdapterMetadata
 from tests.support.cli import cli_process
 from tests.support.paths import (
@@ -23,6 +24,7 @@ from tests.support.paths import (
     SCENE,
 )
 from tests.support.prefect_db import last_lines
+from tests.support.stores import tile
 
 
 @pytest.mark.slow
@@ -127,3 +129,12 @@ def test_finetune_on_a_scene_too_small_for_validation_trains_and_says_so(tmp_pat
     again = cli_process(*args, "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["not_evaluated"].startswith(reason)
+
+
+def test_a_store_tiled_without_a_validation_split_says_which_flag(tmp_path: Path) -> None:
+    """`finetune` explains a model left unevaluated by the option as it is typed."""
+    store = tile([SCENE], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path / "s.zarr", val_fraction=0)
+    assert no_validation(str(store)) == (
+        f"{store}: no labelled validation tile (it was tiled with --val-fraction 0): the model "
+        "is not evaluated"
+    )
