@@ -93,11 +93,6 @@ class SceneInfo:
         return max(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
     @property
-    def alpha_bands(self) -> list[int]:
-        """1-based bands GDAL reads as alpha: the scene's mask of valid pixels, not data."""
-        return [i for i, c in enumerate(self.color_interp, start=1) if c == "alpha"]
-
-    @property
     def outline(self) -> shapely.Polygon:
         """The scene's four corners in its CRS (rotated grids included)."""
         return window_polygon(self.affine, Window(0, 0, self.width, self.height))
@@ -312,6 +307,29 @@ def sample_pixels(
                 pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
             parts.append(pixels.astype(np.float64))
     return np.concatenate(parts) if parts else np.empty((0, len(bands)))
+
+
+ALPHA_OPAQUE_SHARE = 0.99  # of a true alpha band's visible pixels, fully opaque
+
+
+def alpha_bands(scene: SceneInfo) -> list[int]:
+    """1-based bands that are an alpha mask: tagged alpha by GDAL, and opaque (the type's
+    largest value) wherever they show pixels. GDAL tags the 4th band of a 4-band 8-bit GeoTIFF
+    written without PHOTOMETRIC as alpha, so an R,G,B,NIR stack saved that way is tagged too;
+    its NIR, which holds image values, is not an alpha band."""
+    tagged = [i for i, c in enumerate(scene.color_interp, start=1) if c == "alpha"]
+    if not tagged or not np.issubdtype(np.dtype(scene.dtype), np.integer):
+        return []
+    opaque = np.iinfo(np.dtype(scene.dtype)).max
+    pixels = sample_pixels(scene, tagged, 2**16, np.random.default_rng(0))
+    if not len(pixels):
+        return tagged
+    share = (pixels == opaque).mean(axis=0)
+    return [
+        b
+        for b, opaque_share in zip(tagged, share, strict=True)
+        if opaque_share >= ALPHA_OPAQUE_SHARE
+    ]
 
 
 def pixel_size_m(scene: SceneInfo) -> float | None:

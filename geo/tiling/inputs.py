@@ -24,7 +24,14 @@ from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
 from geo.io.outputs import check_output, check_unlocked
-from geo.io.raster import SceneInfo, check_bands, check_exists, check_has_data, scene_info
+from geo.io.raster import (
+    SceneInfo,
+    alpha_bands,
+    check_bands,
+    check_exists,
+    check_has_data,
+    scene_info,
+)
 from geo.io.scheduler import check_scheduler
 from geo.io.vector import field_values, is_vector
 from geo.options import checked_once, flag
@@ -105,9 +112,9 @@ def auto_tile_size(scenes: list[SceneInfo]) -> int:
 
 
 def _default_bands(scene: SceneInfo) -> list[int]:
-    """Every band of the first scene but an alpha band, which masks the pixels it marks
-    transparent instead (`geo.io.raster.read_window`)."""
-    alpha = scene.alpha_bands
+    """Every band of the first scene but an alpha band (`geo.io.raster.alpha_bands`), which
+    masks the pixels it marks transparent instead (`geo.io.raster.read_window`)."""
+    alpha = alpha_bands(scene)
     for band in alpha:
         log.info(
             "band %d of %s is an alpha band: it masks transparent pixels and is not tiled "

@@ -304,6 +304,29 @@ def test_an_alpha_band_masks_pixels_and_is_not_tiled(
         assert np.array_equal(group["images"][i][:, :h, :w], expected)
 
 
+def test_a_fourth_band_tagged_alpha_that_holds_image_values_is_tiled(tmp_path: Path) -> None:
+    """GDAL tags the 4th band of a 4-band 8-bit GeoTIFF written without PHOTOMETRIC as alpha: a
+    NAIP R,G,B,NIR crop saved so keeps its NIR as a band."""
+    naip = DATA / "naip_north_dakota_5m" / "naip_2018_crop_256.tif"
+    with rasterio.open(naip) as src:
+        data, profile = src.read(), src.profile
+    for nodata in (0, None):
+        copy = tmp_path / f"naip_{nodata}.tif"
+        with rasterio.open(copy, "w", **{**profile, "nodata": nodata}) as dst:
+            dst.write(data)
+        with rasterio.open(copy) as src:
+            assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha  # as GDAL tags it
+            frame = gpd.GeoDataFrame(geometry=[shapely.box(*src.bounds).buffer(-200)], crs=src.crs)
+        frame.to_file(tmp_path / "labels.gpkg")
+        store = tile(
+            [copy], [tmp_path / "labels.gpkg"], BUILDINGS, tmp_path / f"naip_{nodata}.zarr",
+            tile_size=128, overlap=16,
+        )  # fmt: skip
+        group = zarr.open_group(str(store), mode="r")
+        assert group.attrs["bands"] == [1, 2, 3, 4]
+        assert np.array_equal(group["images"][0][3], data[3, :128, :128])
+
+
 def test_band_selection_and_aoi(tmp_path: Path) -> None:
     image, labels, _, classes, _ = CASES["pivots"]
     with rasterio.open(image) as src:
