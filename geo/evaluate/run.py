@@ -113,7 +113,7 @@ def _score_scene(
         metadata.classes, pixel_metres(crs, Affine(*record.transform[:6]), record.height)
     )
     plan = StitchPlan(info.width, info.height, *grid)
-    scene = Scene(info, info.path, metadata, plan)
+    scene = Scene(info, info.path, metadata, plan, metadata.bands)
     pending = sorted((int(k) for k in np.flatnonzero(source.chosen)), key=lambda k: source.row1[k])
     kept_top, kept = 0, np.empty((0, info.width), dtype=np.uint8)
     rows = predict_rows(

@@ -194,7 +194,7 @@ def _checked_scene(
     )
     if metadata.georeferenced and scene.info.crs is None:
         raise InputError(f"{image}: no CRS, and the model was trained on georeferenced scenes")
-    warn_if_unfamiliar(scene.info, metadata)
+    warn_if_unfamiliar(scene.info, metadata, scene.bands)
     return scene
 
 

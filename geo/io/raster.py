@@ -15,7 +15,7 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geo.errors import InputError
@@ -44,10 +44,11 @@ def absolute(path: str) -> str:
 def open_raster(path: str, cache: int = READ_CACHE) -> Iterator[rasterio.io.DatasetReader]:
     """Open a raster (a path, a GDAL virtual path, or an s3/gs/az/http(s) URL read in windows
     through GDAL's virtual file systems) with a GDAL block cache of `cache` bytes; rasters
-    without georeferencing open quietly."""
+    without georeferencing, or with a nodata value beside an alpha band, open quietly."""
     env = {**GDAL_ENV, "GDAL_CACHEMAX": cache, **gdal_env(path)}
     with rasterio.Env(**env), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        warnings.simplefilter("ignore", NodataShadowWarning)  # nodata wins, as we want
         with rasterio.open(gdal_path(path)) as src:
             yield src
 

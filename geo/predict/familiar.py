@@ -4,6 +4,7 @@ pixel type, pixel size or values are far from what the model was trained on."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,9 +19,13 @@ RANGE_TOLERANCE = 2.0  # a band median this many 2-98 % ranges outside training'
 SPREAD_TOLERANCE = 10.0  # a 2-98 % range this many times wider or narrower is another scale
 
 
-def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
-    """How `scene` differs from the training scenes (empty when it looks like them)."""
-    notes = _renamed_bands(scene, metadata)
+def unfamiliar(
+    scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[int] | None = None
+) -> list[str]:
+    """How `scene` differs from the training scenes (empty when it looks like them); `bands`:
+    the scene's bands the model reads (default: the training band numbers)."""
+    bands = metadata.bands if bands is None else tuple(bands)
+    notes = _renamed_bands(scene, metadata, bands)
     if metadata.dtype and scene.dtype != metadata.dtype:
         notes.append(f"pixels are {scene.dtype} where training scenes were {metadata.dtype}")
     size = pixel_size_m(scene)
@@ -30,11 +35,11 @@ def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
             notes.append(
                 f"pixels are {size:.3g} m where training pixels were {metadata.pixel_size_m:.3g} m"
             )
-    pixels = sample_pixels(scene, metadata.bands, SAMPLE, np.random.default_rng(0))
+    pixels = sample_pixels(scene, bands, SAMPLE, np.random.default_rng(0))
     if len(pixels):
         norm = metadata.normalization
         p2, median, p98 = np.percentile(pixels, [2, 50, 98], axis=0)
-        for i, band in enumerate(metadata.bands):
+        for i, band in enumerate(bands):
             low, high = norm.p2[i], norm.p98[i]
             spread = max(high - low, 1e-12)
             ratio = max(p98[i] - p2[i], 1e-12) / spread
@@ -49,13 +54,14 @@ def unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
     return notes
 
 
-def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
+def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[int]) -> list[str]:
     """The bands the model reads that hold, by their names (descriptions), another band of
-    training: a stack of another band order feeds the model other bands than it learnt. Names of
-    another convention (`red` against `B04`) are not compared."""
+    training (where `geo.predict.scene.bands_by_name` could not take them by name, as when a
+    name occurs twice): the model is fed other bands than it learnt. Names of another
+    convention (`red` against `B04`) are not compared."""
     names = [name.strip().lower() for name in scene.band_names]
     notes = []
-    for band, trained in zip(metadata.bands, metadata.band_names, strict=False):
+    for band, trained in zip(bands, metadata.band_names, strict=False):
         wanted = trained.strip().lower()
         name = names[band - 1] if band <= len(names) else ""
         if wanted and name and name != wanted and wanted in names:
@@ -66,9 +72,11 @@ def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata) -> list[str]:
     return notes
 
 
-def warn_if_unfamiliar(scene: SceneInfo, metadata: AdapterMetadata) -> None:
+def warn_if_unfamiliar(
+    scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[int] | None = None
+) -> None:
     """Log one warning naming the scene and how it differs from the training data."""
-    notes = unfamiliar(scene, metadata)
+    notes = unfamiliar(scene, metadata, bands)
     if notes:
         log.warning(
             "%s does not look like the training data: %s; predictions may be poor",

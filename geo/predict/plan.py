@@ -87,7 +87,7 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
             )
         )
     for scene in scenes:
-        warn_if_unfamiliar(scene.info, metadata)
+        warn_if_unfamiliar(scene.info, metadata, scene.bands)
     if not config.overwrite and not is_url(out):
         for scene in scenes:
             paths = output_paths(out, scene.name)

@@ -3,6 +3,7 @@ scene, with a legend, so a user sees in one second whether a run worked."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ LEGEND_ROW = 18
 STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
-def rgb_bands(metadata: AdapterMetadata) -> list[int]:
-    """Source bands shown as red, green and blue: those fed to SAM's R, G, B (or one band)."""
-    bands = list(metadata.bands)
+def rgb_bands(metadata: AdapterMetadata, bands: Sequence[int]) -> list[int]:
+    """Source bands shown as red, green and blue: those fed to SAM's R, G, B (or one band), of
+    `bands`, the scene's bands the model reads."""
     positions = metadata.model.band_init or tuple(range(min(3, len(bands))))
     return [bands[p] for p in positions]
 
@@ -32,12 +33,14 @@ def write_quicklook(
     metadata: AdapterMetadata,
     dest: Path,
     *,
+    bands: Sequence[int] | None = None,
     max_side: int = MAX_SIDE,
 ) -> Path:
     """Render the scene (each band stretched between its own 2 and 98 % values, so that a scene
     unlike the training data shows too) with the class raster over it and a legend into `dest`
-    (PNG, written under a temporary name and renamed)."""
-    bands = rgb_bands(metadata)
+    (PNG, written under a temporary name and renamed). `bands`: the scene's bands the model
+    reads (default: the training band numbers)."""
+    bands = rgb_bands(metadata, metadata.bands if bands is None else bands)
     with open_raster(classes_path.as_posix()) as src:
         shape = decimated_shape(src.width, src.height, max_side)
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)

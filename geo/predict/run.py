@@ -119,8 +119,9 @@ def predict_scene(
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes))
                 write_quicklook(
-                    scene.info.path, staged["classes"], scene.metadata, staged["quicklook"]
-                )
+                    scene.info.path, staged["classes"], scene.metadata, staged["quicklook"],
+                    bands=scene.bands,
+                )  # fmt: skip
             work.save(
                 stage="manifest", polygons=totals.count, area=totals.area, area_unit=totals.unit
             )

@@ -38,10 +38,7 @@ class Scene:
     name: str  # the output files' stem
     metadata: AdapterMetadata
     plan: StitchPlan
-
-    @property
-    def bands(self) -> tuple[int, ...]:
-        return self.metadata.bands
+    bands: tuple[int, ...]  # the scene's bands the model reads, in its input order
 
     @property
     def normalization(self) -> Normalization:
@@ -106,7 +103,7 @@ def prepare_scene(
     """Check a scene against the model (bands, data) and plan its windows; InputError naming
     what is wrong."""
     info = scene_info(image)
-    bands = list(metadata.bands)
+    bands = bands_by_name(info, metadata) or list(metadata.bands)
     try:
         check_bands(info, bands)
     except InputError as exc:
@@ -114,4 +111,23 @@ def prepare_scene(
     size, overlap = window_grid(metadata, tile_size, overlap)
     check_has_data(info, bands)
     plan = StitchPlan(info.width, info.height, size, overlap, blend)
-    return Scene(info, name or Path(image).stem, metadata, plan)
+    return Scene(info, name or Path(image).stem, metadata, plan, tuple(bands))
+
+
+def bands_by_name(info: SceneInfo, metadata: AdapterMetadata) -> list[int] | None:
+    """The scene's bands holding the training bands by name (GDAL descriptions, case and spaces
+    aside), when every training band has a name found exactly once in the scene and they lie in
+    another order than in training (logged); else None: bands are taken by number."""
+    trained = [n.strip().lower() for n in metadata.band_names]
+    names = [n.strip().lower() for n in info.band_names]
+    if not trained or not all(trained) or any(names.count(n) != 1 for n in trained):
+        return None
+    bands = [names.index(n) + 1 for n in trained]
+    if tuple(bands) == metadata.bands:
+        return None
+    log.info(
+        "%s: bands read by name, in training's order: %s",
+        info.path,
+        ", ".join(f"{n} = band {b}" for n, b in zip(metadata.band_names, bands, strict=True)),
+    )
+    return bands

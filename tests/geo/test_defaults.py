@@ -15,8 +15,9 @@ from geo.finetune import FinetuneConfig, check_finetune
 from geo.finetune.train import model_config, one_class_warning
 from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
+from geo.predict.scene import prepare_scene
 from geo.tiling.inputs import auto_tile_size
-from tests.support.models import metadata_for
+from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import (
     BUILDINGS_CLASSES,
     DATA,
@@ -25,6 +26,7 @@ from tests.support.paths import (
     SPACENET,
     SPACENET_LABELS,
 )
+from tests.support.predict import predict_image
 from tests.support.stores import tile
 
 NAIP = DATA / "naip_north_dakota_5m" / "naip_2018_crop_256.tif"
@@ -124,6 +126,44 @@ def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) ->
     ]
     other_convention = stack("b4b3b2b8.tif", ["B04", "B03", "B02", "B08"])
     assert unfamiliar(scene_info(str(other_convention)), trained) == []
+
+
+def test_bands_named_as_in_training_are_read_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same NAIP scene stacked blue, green, red, nir instead of red, green, blue, nir: its
+    bands are read by name, so the predictions equal those of the training order, with no
+    warning; without names, or with a name twice, bands are taken by number."""
+    with rasterio.open(NAIP) as src:
+        profile, data = src.profile, src.read()
+
+    def stack(name: str, order: list[int], names: list[str]) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data[[b - 1 for b in order]])
+            dst.descriptions = tuple(names)
+        return path
+
+    trained_on = stack("rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
+    reordered = stack("bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
+    trained = replace(metadata_for(NAIP, [1, 2, 3]), band_names=("red", "green", "blue"))
+    with caplog.at_level(logging.INFO, logger="geo"):
+        scene = prepare_scene(str(reordered), trained)
+    assert scene.bands == (3, 2, 1)
+    assert "bands read by name, in training's order: red = band 3, green = band 2" in caplog.text
+    assert unfamiliar(scene.info, trained, scene.bands) == []
+    assert prepare_scene(str(trained_on), trained).bands == (1, 2, 3)
+    twice = stack("twice.tif", [3, 2, 1, 4], ["blue", "green", "red", "red"])
+    assert prepare_scene(str(twice), trained).bands == (1, 2, 3)
+    assert prepare_scene(str(NAIP), trained).bands == (1, 2, 3)  # no names
+    model = ToyModel(3)
+    outputs = [
+        predict_image(image, model, trained, tmp_path / image.stem, min_area=0.0)
+        for image in (trained_on, reordered)
+    ]
+    for kind in ("classes", "probability"):
+        with rasterio.open(outputs[0][kind]) as a, rasterio.open(outputs[1][kind]) as b:
+            assert np.array_equal(a.read(), b.read()), kind
 
 
 def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
