@@ -120,7 +120,9 @@ def bands_by_name(info: SceneInfo, metadata: AdapterMetadata) -> list[int] | Non
     another order than in training (logged); else None: bands are taken by number."""
     trained = [n.strip().lower() for n in metadata.band_names]
     names = [n.strip().lower() for n in info.band_names]
-    if not trained or not all(trained) or any(names.count(n) != 1 for n in trained):
+    if len(trained) != len(metadata.bands) or not all(trained):
+        return None
+    if any(names.count(n) != 1 for n in trained):
         return None
     bands = [names.index(n) + 1 for n in trained]
     if tuple(bands) == metadata.bands:
