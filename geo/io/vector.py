@@ -73,16 +73,17 @@ def choose_layer(path: str, layer: str | None, what: str) -> str | None:
     return names[0] if names else None
 
 
-def parquet_geometry(path: str) -> str:
-    """The primary geometry column of a GeoParquet file, from its `geo` metadata ("geometry"
-    when it has none: geopandas then says what is wrong)."""
+def parquet_columns(path: str) -> tuple[list[str], str]:
+    """A GeoParquet file's columns and its primary geometry column, from its `geo` metadata
+    ("geometry" when it has none: geopandas then says what is wrong)."""
     import pyarrow.parquet as pq
 
-    metadata = pq.read_schema(path).metadata or {}
+    schema = pq.read_schema(path)
     try:
-        return str(json.loads(metadata[b"geo"])["primary_column"])
+        geometry = str(json.loads((schema.metadata or {})[b"geo"])["primary_column"])
     except (KeyError, ValueError, TypeError):
-        return "geometry"
+        geometry = "geometry"
+    return schema.names, geometry
 
 
 def read_vectors(
@@ -92,7 +93,7 @@ def read_vectors(
     check_exists(path, f"{what} file")
     try:
         if is_parquet(path):
-            frame = gpd.read_parquet(path, columns=[*columns, parquet_geometry(path)])
+            frame = gpd.read_parquet(path, columns=[*columns, parquet_columns(path)[1]])
         else:
             chosen = choose_layer(path, layer, what)
             frame = gpd.read_file(path, engine="pyogrio", columns=columns, layer=chosen)
@@ -113,10 +114,8 @@ def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
     check_exists(path, "labels file")
     try:
         if is_parquet(path):
-            import pyarrow.parquet as pq
-
-            geometry = parquet_geometry(path)
-            names = [n for n in pq.read_schema(path).names if n != geometry]
+            columns, geometry = parquet_columns(path)
+            names = [n for n in columns if n != geometry]
             frame = pd.read_parquet(path, columns=[field]) if field in names else pd.DataFrame()
         else:
             chosen = choose_layer(path, layer, "labels")

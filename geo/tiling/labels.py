@@ -227,13 +227,13 @@ def prepare_vector_labels(
         near = [_to_scene_crs(frame, scene, path) for path, frame in frames]
         geoms = np.concatenate([np.asarray(n.geometry.values, dtype=object) for n in near])
         ids = np.concatenate([n["_class"].to_numpy(dtype=np.uint8) for n in near])
-        if not len(geoms) and aoi is None and len(paths) == 1:
-            raise InputError(f"{paths[0]}: no features overlap scene {scene.path} (check the CRS)")
         if not len(geoms) and aoi is None:
-            raise InputError(
-                f"{scene.path}: no features of the {len(paths)} label files overlap the scene "
-                "(check the CRS)"
-            )
+            missed = f"{paths[0]}: no features overlap scene {scene.path}"
+            if len(paths) > 1:
+                missed = (
+                    f"{scene.path}: no features of the {len(paths)} label files overlap the scene"
+                )
+            raise InputError(f"{missed} (check the CRS)")
         order = np.argsort(ids, kind="stable")  # burn order: classes ascending, ignore last
         geoms, ids = geoms[order], ids[order]
         extent = aoi if aoi is not None else shapely.box(*shapely.total_bounds(geoms))
@@ -249,10 +249,9 @@ def _by_crs(frames: list[tuple[str, gpd.GeoDataFrame]]) -> list[tuple[str, gpd.G
     for path, frame in frames:
         groups.setdefault(frame.crs.to_wkt() if frame.crs else "", []).append((path, frame))
     return [
-        (group[0][0], pd.concat([f for _, f in group], ignore_index=True) if len(group) > 1
-         else group[0][1])
+        (group[0][0], pd.concat([f for _, f in group], ignore_index=True))
         for group in groups.values()
-    ]  # fmt: skip
+    ]
 
 
 def _read_labels(

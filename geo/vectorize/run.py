@@ -86,8 +86,7 @@ def _class_map(path: str) -> ClassMap:
     """A class map file, or the classes of the model that predicted the raster (its run folder,
     `adapter.json` or `adapter.safetensors`)."""
     if Path(path).is_dir() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
-        metadata = AdapterMetadata.read(path)
-        return ClassMap.from_dict([c.to_dict() for c in metadata.classes], str(metadata.path))
+        return ClassMap(AdapterMetadata.read(path).classes)
     return load_class_map(path)
 
 
