@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +20,10 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window
 
 from geo.errors import InputError
+from geo.io.collar import collar_mask, detect_collar
 from geo.io.storage import gdal_env, gdal_path, is_url
+
+log = logging.getLogger(__name__)
 
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 READ_CACHE = 2**20
@@ -73,6 +77,7 @@ class SceneInfo:
     nodata: float | None
     band_names: tuple[str, ...]  # GDAL band descriptions, "" where a band has none
     color_interp: tuple[str, ...] = ()  # GDAL colour interpretation per band: "red", "gray", ...
+    collar: float | None = None  # no data where every band holds it (`geo.io.collar`)
 
     @property
     def crs(self) -> CRS | None:
@@ -170,7 +175,23 @@ def scene_info(path: str) -> SceneInfo:
     with open_raster(path) as src:
         check_not_gcp_referenced(src, path)
         check_readable(src)
-    return info
+        collar = _collar(src)
+    if collar is None:
+        return info
+    log.info(
+        "%s declares no nodata value and its edges are %g in every band: pixels %g in every band "
+        "are taken as no data, a fill collar (a nodata value set on the scene decides otherwise: "
+        "rio edit-info --nodata VALUE %s)",
+        path, collar, collar, Path(path).name,
+    )  # fmt: skip
+    return replace(info, collar=collar)
+
+
+def _collar(src: rasterio.io.DatasetReader) -> float | None:
+    try:
+        return detect_collar(src)
+    except RasterioIOError as exc:
+        raise read_failed(src.name, exc, " at the scene's edge") from exc
 
 
 def check_not_gcp_referenced(src: rasterio.io.DatasetReader, path: str) -> None:
@@ -211,12 +232,18 @@ class Pixels(NamedTuple):
 
 
 def read_window(
-    src: rasterio.io.DatasetReader, window: Window, bands: Sequence[int], dtype: str, fill: float
+    src: rasterio.io.DatasetReader,
+    window: Window,
+    bands: Sequence[int],
+    dtype: str,
+    fill: float,
+    collar: float | None = None,
 ) -> Pixels:
     """Read `bands` in `window` (which may pass the scene edge) with a valid mask.
 
     Only the part inside the scene is read; the rest is `fill` and invalid. Pixels equal to a
-    band's nodata, NaN or infinite, or masked by the dataset's internal mask are invalid too.
+    band's nodata, NaN or infinite, masked by the dataset's internal mask, or equal to the
+    scene's `collar` value in every band read are invalid too.
     """
     inner = window.intersection(Window(0, 0, src.width, src.height))
     try:
@@ -235,6 +262,9 @@ def read_window(
             ok &= part[i] != nodata
     if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
         ok &= src.dataset_mask(window=inner) > 0
+    in_collar = collar_mask(part, collar)
+    if in_collar is not None:
+        ok &= ~in_collar
     part = part.astype(dtype, copy=False)
     if not ok.all():
         part[:, ~ok] = fill
@@ -302,7 +332,7 @@ def sample_pixels(
     parts = []
     with open_raster(scene.path) as src:
         for window in windows:
-            data, valid, _ = read_window(src, window, bands, scene.dtype, 0)
+            data, valid, _ = read_window(src, window, bands, scene.dtype, 0, scene.collar)
             pixels = data[:, valid].T
             if len(pixels) > per_window:
                 pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
@@ -359,7 +389,7 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
     windows = sample_windows(scene, np.random.default_rng(0))
     with open_raster(scene.path) as src:
         for window in windows:
-            if read_window(src, window, bands, scene.dtype, 0).valid.any():
+            if read_window(src, window, bands, scene.dtype, 0, scene.collar).valid.any():
                 return
         covered = sum(int(w.width) * int(w.height) for w in windows)
         if covered < scene.width * scene.height:
@@ -368,6 +398,9 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
             ok = ~np.ma.getmaskarray(data).any(axis=0)
             if np.issubdtype(data.dtype, np.floating):
                 ok &= np.isfinite(data.filled(0)).all(axis=0)
+            in_collar = collar_mask(data.data, scene.collar)
+            if in_collar is not None:
+                ok &= ~in_collar
             if ok.any():
                 return
     raise InputError(

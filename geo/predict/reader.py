@@ -40,7 +40,9 @@ class RasterWindows:
             self._src = self._open.__enter__()
         info = self.scene.info
         fill = fill_value(info.dtype, info.nodata)
-        data, valid, _ = read_window(self._src, window, self.scene.bands, info.dtype, fill)
+        data, valid, _ = read_window(
+            self._src, window, self.scene.bands, info.dtype, fill, info.collar
+        )
         return data, valid
 
     def close(self) -> None:

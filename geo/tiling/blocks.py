@@ -161,14 +161,16 @@ class _TileReader:
         result: ChainResult,
     ) -> None:
         self.job, self.src, self.read_labels, self.result = job, src, read_labels, result
-        self.fill = fill_value(job.dtype, scene.nodata)
+        self.fill, self.collar = fill_value(job.dtype, scene.nodata), scene.collar
         self.share = stats.sample_share(scene, job.budget)
 
     def read(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A tile's images, labels and valid mask, as the store holds them."""
         job, seconds, core = self.job, self.result.seconds, _core(tile)
         with seconds("read"):
-            pixels = read_window(self.src, tile.window, job.bands, job.dtype, self.fill)
+            pixels = read_window(
+                self.src, tile.window, job.bands, job.dtype, self.fill, self.collar
+            )
         data, valid = pixels.data, pixels.valid
         with seconds("labels"):
             label, unmapped = self.read_labels(tile.window)

@@ -72,7 +72,7 @@ def sample_cores(
     with open_raster(scene.path) as src:
         return [
             sample_core(
-                *read_window(src, core, bands, dtype, 0)[:2],
+                *read_window(src, core, bands, dtype, 0, scene.collar)[:2],
                 (slice(0, int(core.height)), slice(0, int(core.width))),
                 share,
                 seed,
