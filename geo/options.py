@@ -15,11 +15,19 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from geo.errors import InputError
 from geo.io.grid import tile_size_problem
 from geo.io.raster import absolute
+from geo.io.storage import expand_pattern
 
 CLI = "cli"
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -65,6 +73,20 @@ def absolute_paths(value: str | list[str] | None) -> str | list[str] | None:
     if isinstance(value, list):
         return [absolute(p) for p in value]
     return None if value is None else absolute(value)
+
+
+def input_files(value: list[str] | None) -> list[str] | None:
+    """Input files (a list, or None) made absolute, glob patterns expanded
+    (`geo.io.storage.expand_pattern`); ValueError naming a pattern that matches nothing."""
+    if value is None:
+        return None
+    files = []
+    for given in value:
+        try:
+            files += expand_pattern(absolute(given))
+        except InputError as exc:
+            raise ValueError(f"{given}: {exc}") from None
+    return files
 
 
 def pixel_size(size: int | None) -> int | None:
@@ -113,7 +135,7 @@ class StageConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise InputError(describe(exc, values)) from None
+            raise InputError(describe(exc, values, cls)) from None
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> Self:
@@ -125,8 +147,9 @@ class StageConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def describe(exc: ValidationError, values: Mapping[str, Any]) -> str:
-    """One line for the first validation error: the option as typed, its value, the problem."""
+def describe(exc: ValidationError, values: Mapping[str, Any], config: type[BaseModel]) -> str:
+    """One line for the first validation error: the option as typed (a positional one: only its
+    value), its value, the problem."""
     error = exc.errors()[0]
     names = [str(part) for part in error["loc"] if not isinstance(part, int)]
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -139,7 +162,11 @@ def describe(exc: ValidationError, values: Mapping[str, Any]) -> str:
     name = names[0]
     shown = values.get(name, error.get("input"))
     if isinstance(shown, list):
-        shown = ",".join(str(v) for v in shown)
+        named = [str(v) for v in shown if message.startswith(f"{v}: ")]  # the item at fault
+        shown, message = (named[0], message[len(named[0]) + 2 :]) if named else (
+            ",".join(str(v) for v in shown), message)  # fmt: skip
+    if name in config.model_fields and cli_meta(config, name).get("positional"):
+        return f"{shown}: {message}"
     return f"{flag(name)} {shown}: {message}"
 
 

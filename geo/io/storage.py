@@ -101,6 +101,28 @@ def check_storage(path: str, role: Literal["input", "output"]) -> None:
         raise InputError(f"{path}: {_explain(exc, kind)}") from exc
 
 
+PATTERN = re.compile(r"[*?\[]")
+
+
+def expand_pattern(path: str) -> list[str]:
+    """The files a glob pattern matches, sorted (`scenes/*.tif`, `s3://bucket/2024-*/*.tif`;
+    `**` for any folders): Prefect parameters and YAML reach here without a shell to expand
+    them. A path without `*`, `?` or `[`, a local file named so, and a GDAL virtual path are
+    kept as they are. InputError when nothing matches."""
+    first = PATTERN.search(path)
+    if first is None or path.startswith("/vsi") or Path(path).exists():
+        return [path]
+    check_storage(path[: first.start()].rsplit("/", 1)[0], "input")
+    fs, root = _filesystem(path)
+    try:
+        found = sorted(name for name in fs.glob(root) if fs.isfile(name))
+    except Exception as exc:  # a listing the store refuses (permissions, an HTTP URL)
+        raise InputError(f"{path}: {_explain(exc, _scheme(path))}") from exc
+    if not found:
+        raise InputError("no file matches this pattern")
+    return [fs.unstrip_protocol(name) if is_url(path) else name for name in found]
+
+
 def gdal_path(path: str) -> str:
     """The path GDAL opens for `path`: s3://b/k -> /vsis3/b/k, gs:// -> /vsigs/, az:// and
     abfs://container[@account.host]/k -> /vsiaz/container/k, http(s):// -> /vsicurl/URL."""

@@ -13,6 +13,7 @@ from geo.options import (
     absolute_paths,
     check_device,
     flag,
+    input_files,
     option,
     pixel_size,
     validates,
@@ -23,7 +24,8 @@ class PredictConfig(StageConfig):
     """Predict scenes into COGs, GeoPackage polygons and QGIS styles (see `geo.predict`)."""
 
     images: list[str] = option(
-        help="scenes to predict: GDAL-readable files, or s3://, gs://, az://, https:// URLs",
+        help="scenes to predict: GDAL-readable files, or s3://, gs://, az://, https:// URLs; "
+        "a glob pattern ('scenes/*.tif') stands for the files it matches",
         positional=True, metavar="IMAGE", min_length=1,
     )  # fmt: skip
     model: str = option(help="a training run folder (RUN_DIR) or an adapter file")
@@ -62,7 +64,8 @@ class PredictConfig(StageConfig):
         None, help="Dask scheduler to run scenes on (default: local processes for several)"
     )
 
-    _paths = validates("images", "model", "out", "sam_checkpoint", by=absolute_paths)
+    _images = validates("images", by=input_files)
+    _paths = validates("model", "out", "sam_checkpoint", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
     _device = validates("device", by=check_device)
 

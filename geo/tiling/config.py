@@ -8,19 +8,29 @@ from pydantic import field_validator, model_validator
 
 from geo.contracts.classes import UNMAPPED_CHOICES
 from geo.io.grid import overlap_problem
-from geo.options import StageConfig, absolute_paths, flag, option, pixel_size, validates
+from geo.options import (
+    StageConfig,
+    absolute_paths,
+    flag,
+    input_files,
+    option,
+    pixel_size,
+    validates,
+)
 
 
 class TileConfig(StageConfig):
     """Scenes and their labels into a Zarr tile store (see `geo.tiling.tile_scenes`)."""
 
     images: list[str] = option(
-        help="GDAL-readable scenes (GeoTIFF, VRT, ...)", positional=True, metavar="IMAGE",
+        help="GDAL-readable scenes (GeoTIFF, VRT, ...); a glob pattern ('scenes/*.tif') stands "
+        "for the files it matches, in name order", positional=True, metavar="IMAGE",
         min_length=1,
     )  # fmt: skip
     labels: list[str] = option(
         help="vector files (GeoPackage, GeoJSON, Shapefile, GeoParquet) whose polygons go "
-        "wherever they fall, or one label raster per image, in the same order",
+        "wherever they fall, or one label raster per image, in the same order (patterns as "
+        "for IMAGE)",
         metavar="LABEL", min_length=1,
     )  # fmt: skip
     class_map: str | None = option(
@@ -64,7 +74,8 @@ class TileConfig(StageConfig):
         None, help="Dask scheduler to run on, e.g. tcp://scheduler:8786 (default: local threads)"
     )
 
-    _paths = validates("images", "labels", "class_map", "out", "aoi", by=absolute_paths)
+    _inputs = validates("images", "labels", by=input_files)
+    _paths = validates("class_map", "out", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
 
     @field_validator("bands")

@@ -130,3 +130,17 @@ def test_without_the_cloud_extras_a_url_is_refused_up_front(
             "pip install 'convlora-geo[cloud]'"
         )
     assert not any(tmp_path.iterdir())  # no local folder named s3:, no output folder
+
+
+def test_a_pattern_of_scenes_in_a_bucket_is_expanded(pivots_run: Path, bucket: str) -> None:
+    """`s3://bucket/2024-*/*.tif` (a Prefect parameter, no shell to expand it): the objects it
+    matches, in name order; one that matches nothing is refused naming the pattern."""
+    s3 = s3_filesystem()
+    for key in ("2024-05/b.tif", "2024-05/a.tif", "2024-06/c.tif", "2023-01/d.tif"):
+        s3.put_file(str(NEBRASKA), f"{bucket}/{key}")
+    options = {"model": str(pivots_run), "out": f"s3://{bucket}/out", "device": "cpu"}
+    config = PredictConfig(images=[f"s3://{bucket}/2024-*/*.tif"], **options)
+    assert config.images == [f"s3://{bucket}/2024-05/a.tif", f"s3://{bucket}/2024-05/b.tif",
+                             f"s3://{bucket}/2024-06/c.tif"]  # fmt: skip
+    with pytest.raises(ValueError, match="no file matches this pattern"):
+        PredictConfig(images=[f"s3://{bucket}/2025-*/*.tif"], **options)

@@ -641,3 +641,36 @@ def test_a_label_field_without_a_class_map_makes_one_class_per_value(
                       tile_size=128, overlap=16, label_field=field)  # fmt: skip
         assert np.array_equal(scene_labels(out), scene_labels(mapped))
         assert set(np.unique(scene_labels(out))) == {*range(len(listed)), 255}
+
+
+def test_glob_patterns_stand_for_the_files_they_match(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """Prefect parameters and YAML reach `tile` without a shell: `images/*.tif` and
+    `labels/*.tif` give the store of the files listed one by one (the same scenes, label rasters
+    paired in name order); a pattern that matches nothing is one line."""
+    out = tmp_path / "agnet.zarr"
+    code, err = run_cli(
+        "tile", AGNET / "images" / "*.tif", "--labels", AGNET / "labels" / "lc8_*.tif",
+        "--class-map", AGNET_CLASSES, "--out", tmp_path / "none.zarr",
+    )  # fmt: skip
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"convlora-geo tile: error: --labels {AGNET / 'labels' / 'lc8_*.tif'}: no file matches "
+        "this pattern"
+    )
+    code, err = run_cli("tile", AGNET / "*.tiff", "--labels", AGNET / "labels" / "cdl_*.tif",
+                        "--out", tmp_path / "none.zarr")  # fmt: skip
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"convlora-geo tile: error: {AGNET / '*.tiff'}: no file matches this pattern"
+    )  # a positional argument is named by its value alone
+    assert not (tmp_path / "none.zarr").exists()
+    code, err = run_cli(
+        "tile", AGNET / "images" / "*.tif", "--labels", AGNET / "labels" / "cdl_*.tif",
+        "--class-map", AGNET_CLASSES, "--out", out, "--tile-size", "128", "--overlap", "0",
+    )  # fmt: skip
+    assert code == 0, err[-3000:]
+    ours = zarr.open_group(str(out), mode="r")
+    ref = zarr.open_group(str(stores["agnet"]), mode="r")
+    assert [s["path"] for s in ours.attrs["scenes"]] == AGNET_IMAGES
+    assert np.array_equal(ours["labels"][:], ref["labels"][:])
+    assert np.array_equal(ours["images"][:], ref["images"][:])
