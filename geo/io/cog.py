@@ -30,11 +30,13 @@ def raw_to_cog(
     *,
     resampling: str,
     colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    description: str = "",
 ) -> None:
     """Write a uint8 raw row-major file of `profile`'s width x height as a COG at `dest`.
 
     `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
-    resampling (NEAREST or MODE for classes, AVERAGE for scores). A tiled GeoTIFF is staged beside
+    resampling (NEAREST or MODE for classes, AVERAGE for scores); `description` names the band
+    (GIS tools show it instead of "Band 1"). A tiled GeoTIFF is staged beside
     `dest` and removed afterwards. A grid without georeferencing (the identity transform, no
     CRS) is written as it is, without rasterio's warning.
     """
@@ -52,6 +54,8 @@ def raw_to_cog(
         ):  # fmt: skip
             if colormap:  # before any pixel: libtiff cannot change the photometric tag later
                 dst.write_colormap(1, colormap)
+            if description:
+                dst.set_band_description(1, description)
             for row in range(0, height, BLOCK):
                 n = min(BLOCK, height - row)
                 rows = np.fromfile(src, dtype=np.uint8, count=n * width, offset=0)

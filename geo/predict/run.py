@@ -318,11 +318,12 @@ def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
     palette = {**colormap(scene.classes), CLASS_NODATA: (0, 0, 0, 0)}
     raw_to_cog(
         work.folder / "classes.u8", staged["classes"], {**profile, "nodata": CLASS_NODATA},
-        resampling="MODE", colormap=palette,
+        resampling="MODE", colormap=palette, description="class id",
     )  # fmt: skip
     raw_to_cog(
         work.folder / "probability.u8", staged["probability"],
         {**profile, "nodata": SCORE_NODATA}, resampling="AVERAGE",
+        description="probability of the predicted class x 255",
     )  # fmt: skip
     for name in ("classes.u8", "probability.u8"):
         (work.folder / name).unlink()

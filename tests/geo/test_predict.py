@@ -75,6 +75,9 @@ def test_rasters_are_cogs_on_the_input_grid(rgb: dict[str, Path], name: str) -> 
         assert out.block_shapes == [(512, 512)]
         assert out.overviews(1) == [2]
         assert out.nodata == (255 if name == "classes" else 0)
+        assert out.descriptions == (  # what QGIS shows instead of "Band 1"
+            ("class id",) if name == "classes" else ("probability of the predicted class x 255",)
+        )
     assert validate_cog(rgb[name]) == []
 
 
