@@ -75,7 +75,7 @@ def absolute_paths(value: str | list[str] | None) -> str | list[str] | None:
     return None if value is None else absolute(value)
 
 
-def input_files(value: list[str] | None) -> list[str] | None:
+def expanded_paths(value: list[str] | None) -> list[str] | None:
     """Input files (a list, or None) made absolute, glob patterns expanded
     (`geo.io.storage.expand_pattern`); ValueError naming a pattern that matches nothing."""
     if value is None:

@@ -12,8 +12,8 @@ from geo.options import (
     StageConfig,
     absolute_paths,
     check_device,
+    expanded_paths,
     flag,
-    input_files,
     option,
     pixel_size,
     validates,
@@ -64,7 +64,7 @@ class PredictConfig(StageConfig):
         None, help="Dask scheduler to run scenes on (default: local processes for several)"
     )
 
-    _images = validates("images", by=input_files)
+    _images = validates("images", by=expanded_paths)
     _paths = validates("model", "out", "sam_checkpoint", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
     _device = validates("device", by=check_device)

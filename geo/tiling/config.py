@@ -11,8 +11,8 @@ from geo.io.grid import overlap_problem
 from geo.options import (
     StageConfig,
     absolute_paths,
+    expanded_paths,
     flag,
-    input_files,
     option,
     pixel_size,
     validates,
@@ -74,7 +74,7 @@ class TileConfig(StageConfig):
         None, help="Dask scheduler to run on, e.g. tcp://scheduler:8786 (default: local threads)"
     )
 
-    _inputs = validates("images", "labels", by=input_files)
+    _inputs = validates("images", "labels", by=expanded_paths)
     _paths = validates("class_map", "out", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
 

@@ -201,6 +201,8 @@ def check_tiling(config: TileConfig) -> TilingRequest:
         "class_map": cmap.to_dict(),
         "algorithm": ALGORITHM,
     }
+    if any(s.collar is not None for s in scenes):  # stores of scenes without collars keep theirs
+        settings["collars"] = [s.collar for s in scenes]
     request = TilingRequest(
         config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings, checksums
     )

@@ -76,6 +76,7 @@ def test_a_zero_collar_is_no_data_in_the_tile_store(
         )  # fmt: skip
     assert "rgb.tif declares no nodata value and its edges are 0 in every band" in caplog.text
     group = zarr.open_group(str(store), mode="r")
+    assert group.attrs["settings"]["collars"] == [0]  # a store tiled before collars is not reused
     meta = group.attrs["scenes"][0]
     for i in range(*meta["tiles"]):
         col, row, _, _ = (int(v) for v in group["window"][i])
