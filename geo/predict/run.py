@@ -230,6 +230,7 @@ def _run_record(
             "bands": list(scene.bands),
             "min_area": min_area,
             "simplify": simplify,
+            **({"collar": scene.info.collar} if scene.info.collar is not None else {}),
         },
         "format": FORMAT,
     }

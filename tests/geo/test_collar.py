@@ -3,6 +3,7 @@ collar is no data, in the tile store and in predictions, and nothing else is."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def test_a_warped_scene_is_predicted_without_its_collar(pivots_run: Path, tmp_pa
     with rasterio.open(outputs["classes"]) as out:
         classes = out.read(1)
     assert np.array_equal(classes == 255, collar)
+    manifest = json.loads(Path(outputs["manifest"]).read_text())
+    assert manifest["parameters"]["collar"] == 0  # outputs of a collar read as data are redone
     polygons = gpd.read_file(outputs["polygons"], layer="polygons")
     with rasterio.open(image) as src:
         shapes = rasterio.features.shapes(collar.astype(np.uint8), collar, transform=src.transform)
