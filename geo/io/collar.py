@@ -22,7 +22,7 @@ COLLAR_SHARE = 0.02  # of the sampled edge pixels, at least, 0 in every band
 COLLAR_MIN_PIXELS = 3
 
 
-def has_no_nodata(src: rasterio.io.DatasetReader) -> bool:
+def declares_no_mask(src: rasterio.io.DatasetReader) -> bool:
     """True when no band declares a nodata value or has a mask (internal, alpha or per band)."""
     return all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums)
 
@@ -42,7 +42,7 @@ def detect_collar(src: rasterio.io.DatasetReader) -> float | None:
     """COLLAR_VALUE when `src` has two or more bands, no nodata or mask, and at least
     COLLAR_SHARE (and COLLAR_MIN_PIXELS) of its sampled edge pixels are COLLAR_VALUE in every
     band; else None."""
-    if src.count < 2 or not has_no_nodata(src):
+    if src.count < 2 or not declares_no_mask(src):
         return None
     filled = (edge_pixels(src) == COLLAR_VALUE).all(axis=1)
     if filled.sum() >= COLLAR_MIN_PIXELS and filled.mean() >= COLLAR_SHARE:

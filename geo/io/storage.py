@@ -108,7 +108,8 @@ def expand_pattern(path: str) -> list[str]:
     """The files a glob pattern matches, sorted (`scenes/*.tif`, `s3://bucket/2024-*/*.tif`;
     `**` for any folders): Prefect parameters and YAML reach here without a shell to expand
     them. A path without `*`, `?` or `[`, a local file named so, and a GDAL virtual path are
-    kept as they are. InputError when nothing matches."""
+    kept as they are. InputError (naming the problem, not the path) when nothing matches or
+    the store refuses the listing."""
     first = PATTERN.search(path)
     if first is None or path.startswith("/vsi") or Path(path).exists():
         return [path]
@@ -117,7 +118,7 @@ def expand_pattern(path: str) -> list[str]:
     try:
         found = sorted(name for name in fs.glob(root) if fs.isfile(name))
     except Exception as exc:  # a listing the store refuses (permissions, an HTTP URL)
-        raise InputError(f"{path}: {_explain(exc, _scheme(path))}") from exc
+        raise InputError(_explain(exc, _scheme(path))) from exc
     if not found:
         raise InputError("no file matches this pattern")
     return [fs.unstrip_protocol(name) if is_url(path) else name for name in found]
