@@ -54,10 +54,12 @@ def check_polygons(frame: gpd.GeoDataFrame, path: str) -> None:
     wrong = kinds[~kinds.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
     if len(wrong):
         counts = ", ".join(f"{n} {k}" for k, n in wrong.value_counts().sort_index().items())
-        raise InputError(
-            f"{path}: labels must be polygons, found {counts} (buffer points and lines into "
-            "polygons first, e.g. with geopandas .buffer())"
-        )
+        if frame.geometry[wrong.index].is_closed.all():  # outlines of fields, digitised as lines
+            hint = ", all closed: make polygons of them first (QGIS: Lines to Polygons; "
+            hint += "shapely.polygonize)"
+        else:
+            hint = " (buffer points and lines into polygons first, e.g. with geopandas .buffer())"
+        raise InputError(f"{path}: labels must be polygons, found {counts}{hint}")
 
 
 def _to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.GeoDataFrame:

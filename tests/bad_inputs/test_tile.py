@@ -104,7 +104,12 @@ CASES = {
     ),
     "points as labels": (
         lambda b: tile(SCENE, "{out}", labels=b["points.gpkg"]),
-        "points.gpkg: labels must be polygons, found 19 Point",
+        "points.gpkg: labels must be polygons, found 19 Point (buffer points and lines",
+    ),
+    "closed lines as labels (fields digitised as outlines)": (
+        lambda b: tile(SCENE, "{out}", labels=b["outlines.gpkg"]),
+        "outlines.gpkg: labels must be polygons, found 19 LineString, all closed: make polygons "
+        "of them first (QGIS: Lines to Polygons; shapely.polygonize)",
     ),
     "a file of several layers without --label-layer": (
         lambda b: tile(SCENE, "{out}", labels=b["two_layers.gpkg"]),

@@ -142,6 +142,8 @@ def make_broken(folder: Path) -> dict[str, Path]:
     points = pivots.set_geometry(pivots.geometry.centroid)
     files["points.gpkg"] = folder / "points.gpkg"
     points.to_file(files["points.gpkg"], layer="pivots")
+    files["outlines.gpkg"] = folder / "outlines.gpkg"  # each pivot's outline as a closed line
+    pivots.set_geometry(pivots.geometry.boundary).to_file(files["outlines.gpkg"])
     files["two_layers.gpkg"] = folder / "two_layers.gpkg"
     pivots.to_file(files["two_layers.gpkg"], layer="pivots")
     points.to_file(files["two_layers.gpkg"], layer="wells")
