@@ -94,7 +94,8 @@ class Options:
             for name in config.model_fields
             if self.shared.get((config, name), name) in values
         }
-        return config.parse(picked)
+        renamed = {name: option for (c, name), option in self.shared.items() if c is config}
+        return config.parse(picked, renamed)
 
     # ------------------------------------------------------------------------- Prefect
     def signature(self) -> inspect.Signature:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from geo.errors import InputError
 from geo.io.grid import tile_size_problem
 from geo.io.raster import absolute
-from geo.io.storage import expand_pattern
+from geo.io.storage import expand_pattern, is_url
 
 CLI = "cli"
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -65,6 +65,17 @@ def absolute_paths(value: str | list[str] | None) -> str | list[str] | None:
     """Local paths (one, a list, or None) made absolute; URLs and GDAL paths unchanged."""
     if isinstance(value, list):
         return [absolute(p) for p in value]
+    return None if value is None else absolute(value)
+
+
+def local_path(value: str | None) -> str | None:
+    """A path on this machine's file system, made absolute; ValueError for a URL (a Path would
+    turn `s3://b/x` into a local folder `s3:/b/x`)."""
+    if value is not None and is_url(value):
+        raise ValueError(
+            "must be a local path: tile stores, training runs and vectorised polygons are "
+            "written on disk (predict and ingest write to object storage)"
+        )
     return None if value is None else absolute(value)
 
 
@@ -123,12 +134,13 @@ class StageConfig(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, values: Mapping[str, Any]) -> Self:
-        """Build from option values; InputError with one line for the first problem."""
+    def parse(cls, values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> Self:
+        """Build from option values; InputError with one line for the first problem, naming
+        the option as the command calls it (`names`: field -> option, where they differ)."""
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise InputError(describe(exc, values, cls)) from None
+            raise InputError(describe(exc, values, cls, names or {})) from None
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> Self:
@@ -140,9 +152,14 @@ class StageConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def describe(exc: ValidationError, values: Mapping[str, Any], config: type[BaseModel]) -> str:
-    """One line for the first validation error: the option as typed (a positional one: only its
-    value), its value, the problem."""
+def describe(
+    exc: ValidationError,
+    values: Mapping[str, Any],
+    config: type[BaseModel],
+    called: Mapping[str, str],
+) -> str:
+    """One line for the first validation error: the option as typed (`called` maps a field to
+    the option it is called by; a positional one: only its value), its value, the problem."""
     error = exc.errors()[0]
     names = [str(part) for part in error["loc"] if not isinstance(part, int)]
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -160,7 +177,7 @@ def describe(exc: ValidationError, values: Mapping[str, Any], config: type[BaseM
             ",".join(str(v) for v in shown), message)  # fmt: skip
     if name in config.model_fields and cli_meta(config, name).get("positional"):
         return f"{shown}: {message}"
-    return f"{flag(name)} {shown}: {message}"
+    return f"{flag(called.get(name, name))} {shown}: {message}"
 
 
 def checked_once(

@@ -66,10 +66,12 @@ def object_line(objects: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from geo.contracts.tile_store import StoreInfo
+    from geo.evaluate.config import EvaluateConfig
 
+    config = EVALUATE.build(EvaluateConfig, EVALUATE.values(args))
     StoreInfo.read(args.store)  # a wrong store fails here, before torch is imported
-    from geo.evaluate import EvaluateConfig, evaluate_on_store
+    from geo.evaluate import evaluate_on_store
 
-    metrics = evaluate_on_store(EVALUATE.build(EvaluateConfig, EVALUATE.values(args)))
+    metrics = evaluate_on_store(config)
     print(json.dumps(metrics, indent=2) if args.json else table(metrics))
     return 0

@@ -60,11 +60,13 @@ def adapter_lines(run_dir: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from geo.contracts.tile_store import StoreInfo
+    from geo.finetune.config import FinetuneConfig
 
+    config = TRAIN.build(FinetuneConfig, TRAIN.values(args))
     StoreInfo.read(args.store)  # a wrong store fails here, before torch is imported
-    from geo.finetune import FinetuneConfig, train_on_store
+    from geo.finetune import train_on_store
 
-    summary = train_on_store(TRAIN.build(FinetuneConfig, TRAIN.values(args)))
+    summary = train_on_store(config)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
         print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return 0

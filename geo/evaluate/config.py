@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from geo.options import DEVICE_HELP, StageConfig, absolute_paths, check_device, option, validates
+from geo.options import (
+    DEVICE_HELP,
+    StageConfig,
+    absolute_paths,
+    check_device,
+    local_path,
+    option,
+    validates,
+)
 
 SPLIT_CHOICES = ("train", "val", "all")
 
@@ -35,5 +43,6 @@ class EvaluateConfig(StageConfig):
     )
     device: str = option("auto", help=DEVICE_HELP)
 
-    _paths = validates("store", "model", "sam_checkpoint", "reference", by=absolute_paths)
+    _local = validates("store", by=local_path)
+    _paths = validates("model", "sam_checkpoint", "reference", by=absolute_paths)
     _device = validates("device", by=check_device)

@@ -14,6 +14,7 @@ from geo.options import (
     absolute_paths,
     check_device,
     flag,
+    local_path,
     option,
     pixel_size,
     validates,
@@ -113,7 +114,8 @@ class FinetuneConfig(StageConfig):
         False, help="replace files in the run folder that convlora-geo did not write"
     )
 
-    _paths = validates("store", "out", "sam_checkpoint", by=absolute_paths)
+    _local = validates("store", "out", by=local_path)
+    _paths = validates("sam_checkpoint", by=absolute_paths)
     _image_size = validates("image_size", by=pixel_size)
 
     @field_validator("rgb_bands")

@@ -13,6 +13,7 @@ from geo.options import (
     absolute_paths,
     expanded_paths,
     flag,
+    local_path,
     option,
     pixel_size,
     validates,
@@ -75,7 +76,8 @@ class TileConfig(StageConfig):
     )
 
     _inputs = validates("images", "labels", by=expanded_paths)
-    _paths = validates("class_map", "out", "aoi", by=absolute_paths)
+    _local = validates("out", by=local_path)
+    _paths = validates("class_map", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
 
     @field_validator("bands")

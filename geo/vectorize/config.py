@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geo.options import StageConfig, absolute_paths, option, validates
+from geo.options import StageConfig, absolute_paths, local_path, option, validates
 
 FORMATS = ("gpkg", "parquet")
 SUFFIXES = {"gpkg": (".gpkg",), "parquet": (".parquet", ".geoparquet")}  # file names per format
@@ -41,7 +41,8 @@ class VectorizeConfig(StageConfig):
     )
     overwrite: bool = option(False, help="replace the file at --out")
 
-    _paths = validates("raster", "class_map", "out", "scores", by=absolute_paths)
+    _local = validates("out", by=local_path)
+    _paths = validates("raster", "class_map", "scores", by=absolute_paths)
 
     @property
     def output_format(self) -> str:
