@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from flows.local_server import run_flow
+from geo.errors import InputError
+from geo.options import local_path
 
 QGIS_HELP = """
 Look first: {quicklook}
@@ -41,6 +43,10 @@ def steps(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from flows.finetune import class_ious
 
+    try:
+        local_path(args.out)
+    except ValueError as exc:
+        raise InputError(f"--out {args.out}: {exc}") from None
     result = run_flow("flows.demo", "demo_flow", out=args.out, steps=args.steps)
     outputs, validation = result["outputs"], result["validation"]
     print("\nDemo finished. Outputs:")

@@ -36,6 +36,7 @@ CASES = {
         ["evaluate", "s3://bucket/s.zarr", "--model", "run"],
         "error: s3://bucket/s.zarr: ",
     ),
+    "demo --out": (["demo", "--out", "s3://bucket/demo"], "--out s3://bucket/demo: "),
     "vectorize --out": (
         ["vectorize", PIVOT_MASK, "--class-map", PIVOT_CLASSES, "--out", "s3://bucket/p.gpkg"],
         "--out s3://bucket/p.gpkg: ",
