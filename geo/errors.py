@@ -11,8 +11,17 @@ class InputError(ValueError):
     """A user input (path, raster, label file, parameter) is unusable; the message says why."""
 
 
-class NoSpaceError(InputError):
+class PassingError(InputError):
+    """One line for the user, though the inputs are fine: a later run may succeed (ingest
+    retries the scene instead of refusing it until it changes)."""
+
+
+class NoSpaceError(PassingError):
     """The disk filled up while writing an output; nothing partial is left behind."""
+
+
+class OutputBusyError(PassingError):
+    """Another run is writing the same output now."""
 
 
 def is_no_space(exc: BaseException) -> bool:

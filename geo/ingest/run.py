@@ -24,7 +24,7 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from geo.contracts.adapter import AdapterMetadata
-from geo.errors import InputError
+from geo.errors import InputError, PassingError
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
@@ -172,10 +172,10 @@ def _stacker(bands: BandMap, area: BaseGeometry | None, folder: Path) -> Callabl
 
 
 def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) -> None:
-    """Bad input is refused until the scene (or the settings) change; anything else fails this
-    run and is retried on the next."""
+    """Bad input is refused until the scene (or the settings) change; anything else (a full
+    disk or another run writing its outputs too) fails this run and is retried on the next."""
     named = str(exc) if str(exc).startswith(candidate.id) else f"{candidate.id}: {exc}"
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError) and not isinstance(exc, PassingError):
         log.warning("skipped (checked again when it changes) %s", named)
         plan.record.mark_skipped(candidate.id, candidate.version, str(exc), plan.settings)
         plan.refused[candidate.id] = str(exc)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from geo.errors import InputError, NoSpaceError, is_no_space
+from geo.errors import InputError, NoSpaceError, OutputBusyError, is_no_space
 from geo.io.raster import open_raster
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _lock(handle: IO[str], mode: int, target: Path, what: str) -> None:
     try:
         fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise InputError(
+        raise OutputBusyError(
             f"{target}: another run is writing this {what} now; wait for it to finish"
         ) from None
 

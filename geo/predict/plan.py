@@ -10,7 +10,7 @@ from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
 from geo.errors import InputError
 from geo.io.hashing import watched_files
-from geo.io.outputs import check_output, foreign_files, read_json_object
+from geo.io.outputs import check_output, check_unlocked, foreign_files, read_json_object
 from geo.io.raster import check_exists
 from geo.io.scheduler import check_scheduler
 from geo.io.storage import check_storage, is_url
@@ -88,10 +88,12 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
         )
     for scene in scenes:
         warn_if_unfamiliar(scene.info, metadata, scene.bands)
-    if not config.overwrite and not is_url(out):
+    if not is_url(out):
         for scene in scenes:
-            paths = output_paths(out, scene.name)
-            foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
+            check_unlocked(Path(out) / scene.name, "prediction")
+            if not config.overwrite:
+                paths = output_paths(out, scene.name)
+                foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
     return PredictionPlan(config, metadata, tuple(scenes), out)
 
 

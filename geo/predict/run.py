@@ -30,7 +30,13 @@ from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
-from geo.io.outputs import discard_on_failure, make_folder, read_json_object, scene_timestamp
+from geo.io.outputs import (
+    discard_on_failure,
+    exclusive,
+    make_folder,
+    read_json_object,
+    scene_timestamp,
+)
 from geo.io.progress import Progress
 from geo.io.provenance import (
     canonical_json,
@@ -94,7 +100,7 @@ def predict_scene(
         log.info("%s: replacing its outputs in %s (another model or other settings)",
                  scene.name, out_dir)  # fmt: skip
     folder = out_dir / f".{scene.name}.partial"
-    with discard_on_failure(folder, out_dir):
+    with exclusive(out_dir / scene.name, "prediction"), discard_on_failure(folder, out_dir):
         work = _Work(folder, fingerprint)
         staged = {name: folder / p.name for name, p in paths.items()}
         if work.state["stage"] == "predict":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from geo.errors import InputError
+from geo.io.outputs import exclusive
 from geo.predict import prepare_scene
 from tests.support.cli import PICKLE_RAN, refused, snapshot
 from tests.support.models import ToyModel, metadata_for
@@ -148,6 +149,20 @@ def test_bad_input_is_refused_before_any_work(
     argv = [str(a).format(out=work) for a in argv_of(broken, checkpoints, runs)]
     refused(work, argv, *messages)
     assert not PICKLE_RAN.exists()
+
+
+def test_a_second_run_writing_the_same_prediction_stops_with_one_line(runs, work: Path) -> None:
+    """While one run writes a scene's outputs (its lock held: two deployments of other models
+    writing into one folder), another run of that scene into that folder is refused, before any
+    work and, should the first start later, when it starts writing."""
+    scene = Path(AGNET_IMAGE)
+    with exclusive(work / scene.stem, "prediction"):
+        refused(work, predict(scene, runs["base"], work), f"{work / scene.stem}: another run is "
+                "writing this prediction now; wait for it to finish")  # fmt: skip
+        metadata = metadata_for(scene, [1, 2, 3])
+        with pytest.raises(InputError, match="another run is writing this prediction now"):
+            predict_image(scene, ToyModel(3), metadata, work)
+    assert not list(work.glob(f"{scene.stem}_*")) and not list(work.glob(f".{scene.stem}*"))
 
 
 def test_another_variant_is_named(broken, checkpoints, runs, work: Path) -> None:

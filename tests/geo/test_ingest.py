@@ -28,6 +28,7 @@ from geo.ingest import (
     run_ingest,
 )
 from geo.ingest.catalog import model_id
+from geo.io.outputs import exclusive
 from geo.predict import PredictConfig, predict
 from tests.support.cli import snapshot, write_like
 from tests.support.http_range import RangeServer
@@ -131,6 +132,21 @@ def test_when_every_new_file_is_refused_the_run_fails_with_one_line(
     assert list(record(pivots_run, inbox / "out").skipped) == [str(inbox / PIVOT_MASK.name)]
     rerun = ingest(pivots_run, inbox / "out", source=str(inbox))  # refused until it changes
     assert (rerun.new, rerun.predicted) == (0, {})
+
+
+def test_a_scene_whose_outputs_another_run_is_writing_is_retried(
+    pivots_run: Path, inbox: Path
+) -> None:
+    """A predict deployment writing the same scene into the same folder holds its lock: not the
+    scene's fault, so the next run predicts it (it was refused until it changed)."""
+    (inbox / PIVOT_MASK.name).unlink()
+    out, scene = inbox / "out", str(inbox / NEBRASKA.name)
+    with exclusive(out / NEBRASKA.stem, "prediction"), pytest.raises(InputError) as failed:
+        ingest(pivots_run, out, source=str(inbox))
+    assert "another run is writing this prediction now" in str(failed.value)
+    assert set(record(pivots_run, out).failed) == {scene} and not record(pivots_run, out).skipped
+    rerun = ingest(pivots_run, out, source=str(inbox))
+    assert list(rerun.predicted) == [scene]
 
 
 def test_a_scene_unlike_the_training_data_is_warned_about(
