@@ -26,7 +26,13 @@ from geo.finetune.changed import settings_changed
 from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
-from geo.io.outputs import check_output, foreign_files, read_json_object
+from geo.io.outputs import (
+    check_output,
+    check_unlocked,
+    exclusive,
+    foreign_files,
+    read_json_object,
+)
 from geo.options import checked_once, flag
 
 log = logging.getLogger(__name__)
@@ -167,6 +173,8 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
             "labels, --label-field, the class map and the AOI)"
         )
     run_dir = check_run_settings(config, store.tile_size)
+    if not under_torchrun():  # under torchrun, the launcher holds the run folder's lock
+        check_unlocked(run_dir, "training run")
     model = model_config(config, store)
     if model.image_size != store.tile_size:  # a choice (the demo's), not a problem: said once
         log.info(
@@ -201,8 +209,16 @@ def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
     summary of `convlora.train.fit`.
     """
     plan = check_finetune(config)
-    if config.nproc > 1 and not under_torchrun():
-        return train_in_processes(config)
+    if under_torchrun():
+        return _train(config, plan)
+    with exclusive(plan.run_dir, "training run"):  # a second run into the folder stops
+        if config.nproc > 1:
+            return train_in_processes(config)
+        return _train(config, plan)
+
+
+def _train(config: FinetuneConfig, plan: FinetunePlan) -> dict[str, Any]:
+    """The training run of a checked plan, in this process."""
     store = plan.store
     train_set = TileDataset(
         store, "train", augment=config.augment, seed=plan.train.seed, labelled_only=True
