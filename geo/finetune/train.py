@@ -27,10 +27,10 @@ from geo.finetune.config import FinetuneConfig
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
 from geo.io.outputs import (
+    check_folder_unlocked,
     check_output,
-    check_unlocked,
-    exclusive,
     foreign_files,
+    locked_folder,
     read_json_object,
 )
 from geo.options import checked_once, flag
@@ -174,7 +174,7 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
         )
     run_dir = check_run_settings(config, store.tile_size)
     if not under_torchrun():  # under torchrun, the launcher holds the run folder's lock
-        check_unlocked(run_dir, "training run")
+        check_folder_unlocked(run_dir, "training run")
     model = model_config(config, store)
     if model.image_size != store.tile_size:  # a choice (the demo's), not a problem: said once
         log.info(
@@ -211,7 +211,7 @@ def train_on_store(config: FinetuneConfig) -> dict[str, Any]:
     plan = check_finetune(config)
     if under_torchrun():
         return _train(config, plan)
-    with exclusive(plan.run_dir, "training run"):  # a second run into the folder stops
+    with locked_folder(plan.run_dir, "training run"):  # a second run into the folder stops
         if config.nproc > 1:
             return train_in_processes(config)
         return _train(config, plan)

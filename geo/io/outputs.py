@@ -115,7 +115,7 @@ def _lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
 
 
-def _lock(handle: IO[str], mode: int, target: Path, what: str) -> None:
+def _lock(handle: IO[str] | int, mode: int, target: Path, what: str) -> None:
     """Take the lock of `target` without waiting (InputError when another run holds it)."""
     try:
         fcntl.flock(handle, mode | fcntl.LOCK_NB)
@@ -151,6 +151,31 @@ def exclusive(target: Path, what: str) -> Iterator[None]:
         finally:
             lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_folder_unlocked(folder: Path, what: str) -> None:
+    """InputError when another run holds the lock of `folder` (see `locked_folder`) now."""
+    if not folder.is_dir():
+        return
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _lock(handle, fcntl.LOCK_SH, folder, what)
+    finally:
+        os.close(handle)
+
+
+@contextmanager
+def locked_folder(folder: Path, what: str) -> Iterator[None]:
+    """Hold a lock on the folder itself (made if missing) while a run writes into it: a second
+    run into it stops with one line. Nothing is written for it, so a run refused inside the
+    lock leaves the folder and the one holding it as they were."""
+    make_folder(folder)
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _lock(handle, fcntl.LOCK_EX, folder, what)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def foreign_files(paths: list[Path], ours: set[str], option: str = "--overwrite") -> None:

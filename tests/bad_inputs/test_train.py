@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from geo.io.outputs import exclusive
+from geo.io.outputs import locked_folder
 from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
 from tests.support.paths import AGNET_CLASSES, PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.stores import small_agnet_store, tile
@@ -138,7 +138,7 @@ def test_bad_input_is_refused_before_any_work(
 def test_a_second_run_into_the_same_run_folder_stops_with_one_line(store: Path, work: Path) -> None:
     """While one run trains into WORK/run (its lock held), another one into it is refused up
     front, and trains once the first is gone."""
-    with exclusive(work / "run", "training run"):
+    with locked_folder(work / "run", "training run"):
         refused(work, train_args(store, work / "run", "--steps", "1"),
                 f"{work / 'run'}: another run is writing this training run now")  # fmt: skip
     code, err = run_cli(*train_args(store, work / "run", "--steps", "1"))
