@@ -10,7 +10,7 @@ from convlora.adapter_files import WEIGHTS_NAME
 from convlora.files import sha256_file
 from geo.errors import InputError
 from geo.io.raster import is_virtual
-from geo.io.storage import check_storage, is_url, list_files
+from geo.io.storage import PATTERN, check_storage, is_url, list_files
 from geo.predict.scene import OUTPUTS
 
 # Prediction outputs that a scene pattern such as *.tif may match: written beside a manifest.
@@ -18,8 +18,13 @@ RASTER_OUTPUTS = tuple(suffix for kind, suffix in OUTPUTS.items() if suffix.ends
 
 
 def check_source(source: str) -> None:
-    """InputError when a local source folder or scene does not exist, or a URL cannot be read
-    (the cloud extras missing, no credentials, nothing there)."""
+    """InputError when a local source folder or scene does not exist, a URL cannot be read
+    (the cloud extras missing, no credentials, nothing there), or a file pattern was given as
+    the source (`ingest 'scenes/*.tif'`: the pattern goes in --pattern)."""
+    folder, name = posixpath.split(source)
+    if PATTERN.search(name) and not PATTERN.search(folder) and not Path(source).exists():
+        raise InputError(f"{source}: give the folder and the file pattern apart: "
+                         f"{folder} --pattern '{name}'")  # fmt: skip
     if is_url(source):
         check_storage(source, "input")
     elif not is_virtual(source) and not Path(source).exists():

@@ -183,6 +183,10 @@ def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> N
 
 INGEST_CASES = {  # extra arguments after `ingest` -> message
     "no source": ([], "give SOURCE (a folder, a scene or a URL) or --stac URL"),
+    "a source given as a file pattern": (
+        ["{folder}/*.tif"],
+        "images/*.tif: give the folder and the file pattern apart: ",
+    ),
     "a source and a catalog": (
         ["{folder}", "--stac", "{folder}"],
         "give SOURCE or --stac, not both",
