@@ -173,8 +173,10 @@ def describe(
     shown = values.get(name, error.get("input"))
     if isinstance(shown, list):
         named = [str(v) for v in shown if message.startswith(f"{v}: ")]  # the item at fault
-        shown, message = (named[0], message[len(named[0]) + 2 :]) if named else (
-            ",".join(str(v) for v in shown), message)  # fmt: skip
+        if named:
+            shown, message = named[0], message[len(named[0]) + 2 :]
+        else:
+            shown = ",".join(str(v) for v in shown)
     if name in config.model_fields and cli_meta(config, name).get("positional"):
         return f"{shown}: {message}"
     return f"{flag(called.get(name, name))} {shown}: {message}"

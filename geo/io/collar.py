@@ -50,9 +50,9 @@ def detect_collar(src: rasterio.io.DatasetReader) -> float | None:
     return None
 
 
-def collar_mask(part: np.ndarray, collar: float | None) -> np.ndarray | None:
-    """(H, W) True where every band of `part` (C, H, W) holds the collar value; None without a
-    collar."""
+def outside_collar(part: np.ndarray, collar: float | None) -> np.ndarray | bool:
+    """(H, W) False where every band of `part` (C, H, W) holds the collar value; True (every
+    pixel) without a collar."""
     if collar is None:
-        return None
-    return (part == part.dtype.type(collar)).all(axis=0)
+        return True
+    return ~(part == part.dtype.type(collar)).all(axis=0)

@@ -20,7 +20,7 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window
 
 from geo.errors import InputError
-from geo.io.collar import collar_mask, detect_collar
+from geo.io.collar import detect_collar, outside_collar
 from geo.io.storage import gdal_env, gdal_path, is_url
 
 log = logging.getLogger(__name__)
@@ -262,9 +262,7 @@ def read_window(
             ok &= part[i] != nodata
     if any(rasterio.enums.MaskFlags.per_dataset in f for f in src.mask_flag_enums):
         ok &= src.dataset_mask(window=inner) > 0
-    in_collar = collar_mask(part, collar)
-    if in_collar is not None:
-        ok &= ~in_collar
+    ok &= outside_collar(part, collar)
     part = part.astype(dtype, copy=False)
     if not ok.all():
         part[:, ~ok] = fill
@@ -398,9 +396,7 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
             ok = ~np.ma.getmaskarray(data).any(axis=0)
             if np.issubdtype(data.dtype, np.floating):
                 ok &= np.isfinite(data.filled(0)).all(axis=0)
-            in_collar = collar_mask(data.data, scene.collar)
-            if in_collar is not None:
-                ok &= ~in_collar
+            ok &= outside_collar(data.data, scene.collar)
             if ok.any():
                 return
     raise InputError(

@@ -55,8 +55,10 @@ def check_polygons(frame: gpd.GeoDataFrame, path: str) -> None:
     if len(wrong):
         counts = ", ".join(f"{n} {k}" for k, n in wrong.value_counts().sort_index().items())
         if frame.geometry[wrong.index].is_closed.all():  # outlines of fields, digitised as lines
-            hint = ", all closed: make polygons of them first (QGIS: Lines to Polygons; "
-            hint += "shapely.polygonize)"
+            hint = (
+                ", all closed: make polygons of them first (QGIS: Lines to Polygons; "
+                "shapely.polygonize)"
+            )
         else:
             hint = " (buffer points and lines into polygons first, e.g. with geopandas .buffer())"
         raise InputError(f"{path}: labels must be polygons, found {counts}{hint}")
@@ -230,11 +232,11 @@ def prepare_vector_labels(
         geoms = np.concatenate([np.asarray(n.geometry.values, dtype=object) for n in near])
         ids = np.concatenate([n["_class"].to_numpy(dtype=np.uint8) for n in near])
         if not len(geoms) and aoi is None:
-            missed = f"{paths[0]}: no features overlap scene {scene.path}"
-            if len(paths) > 1:
-                missed = (
-                    f"{scene.path}: no features of the {len(paths)} label files overlap the scene"
-                )
+            missed = (
+                f"{paths[0]}: no features overlap scene {scene.path}"
+                if len(paths) == 1
+                else f"{scene.path}: no features of the {len(paths)} label files overlap the scene"
+            )
             raise InputError(f"{missed} (check the CRS)")
         order = np.argsort(ids, kind="stable")  # burn order: classes ascending, ignore last
         geoms, ids = geoms[order], ids[order]
