@@ -24,8 +24,9 @@ from geo.io.storage import join
 @flow(name="ingest", log_prints=True)
 @INGEST.parameters(
     "Predict the scenes of a folder, bucket or STAC catalog that this model has not predicted "
-    "yet. Scenes it cannot read are skipped (and checked again only when they change); the run "
-    "fails only when there were new scenes and none could be predicted."
+    "yet. Scenes it cannot read are skipped (and checked again only when they change), files "
+    "still being written are left for the next run; the run fails only when there were new "
+    "scenes and none could be predicted."
 )
 def ingest_flow(**params: Any) -> dict[str, Any]:
     ingest = INGEST.build(IngestConfig, params)
@@ -36,10 +37,7 @@ def ingest_flow(**params: Any) -> dict[str, Any]:
     result = finish_ingest(plan, outcomes)
     publish_polygon_table([r for r in results if not isinstance(r, BaseException)])
     create_markdown_artifact(key="ingest-summary", markdown=summary(result))
-    get_run_logger().info(
-        "%d new of %d: %d predicted, %d skipped, %d failed", result.new, result.found,
-        len(result.predicted), len(result.refused), len(result.failed),
-    )  # fmt: skip
+    get_run_logger().info("%d new of %d: %s", result.new, result.found, result.counts())
     result.check()
     return result.to_dict()
 
@@ -49,13 +47,13 @@ def summary(result: IngestResult) -> str:
     lines = [
         "# Ingest", "", f"- source: `{result.source}`", f"- outputs: `{result.out}`",
         f"- scenes found: {result.found}, new: {result.new}",
-        f"- predicted: {len(result.predicted)}, skipped: {len(result.refused)}, "
-        f"failed (retried next run): {len(result.failed)}",
+        f"- {result.counts()}",
         f"- record: `{join(result.out, RECORD_FILE)}`",
     ]  # fmt: skip
     rows = [(i, "predicted", f"`{o['classes']}`") for i, o in result.predicted.items()]
     rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
     rows += [(i, "failed", reason) for i, reason in result.failed.items()]
+    rows += [(i, "still being written?", reason) for i, reason in result.arriving.items()]
     if rows:
         lines += ["", "| scene | status | outputs or reason |", "| --- | --- | --- |"]
         lines += [f"| `{i}` | {status} | {text.replace('|', '/')} |" for i, status, text in rows]

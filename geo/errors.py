@@ -11,6 +11,11 @@ class InputError(ValueError):
     """A user input (path, raster, label file, parameter) is unusable; the message says why."""
 
 
+class UnreadableError(InputError):
+    """A file is not a raster GDAL can read, or a read from it failed (corrupt or truncated):
+    perhaps it is still being written (ingest waits for such a file when it changed lately)."""
+
+
 class PassingError(InputError):
     """One line for the user, though the inputs are fine: a later run may succeed (ingest
     retries the scene instead of refusing it until it changes)."""

@@ -21,15 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geo.ingest import IngestConfig, check_ingest, predict_options
+    from geo.ingest import IngestConfig, IngestResult, check_ingest, predict_options
 
     values = INGEST.values(args)
     ingest = INGEST.build(IngestConfig, values)
     check_ingest(ingest, predict_options(ingest, values))  # before Prefect starts
     result = run_flow("flows.ingest", "ingest_flow", **values)
-    print(
-        f"{result['new']} new of {result['found']} scene(s): {len(result['predicted'])} "
-        f"predicted into {result['out']}, {len(result['refused'])} skipped, "
-        f"{len(result['failed'])} failed (retried next run)"
-    )
+    done = IngestResult(**result)
+    print(f"{done.new} new of {done.found} scene(s) into {done.out}: {done.counts()}")
     return 0

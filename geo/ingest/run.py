@@ -5,9 +5,12 @@ what the ingest record (`geo.ingest.records`) does not hold as done or refused a
 version, and checks each new scene against the model before any prediction: a file the model
 cannot read (too few bands, no CRS when the model was trained on georeferenced scenes, not a
 raster) is skipped with a warning and recorded with the reason, and checked again only when it
-changes. The scenes that pass are predicted (`run_ingest`: here, one after the other; the flow fans
+changes. A local file that cannot be read and changed in the last `SETTLING_S` seconds is
+probably still being copied in: it is left for the next run, not refused. The scenes that pass
+are predicted (`run_ingest`: here, one after the other; the flow fans
 them out over its task runner) and `finish_ingest` records the outcome. A run fails, with one
-line, only when there were new scenes and none of them could be predicted.
+line, only when there were new scenes (other than those left for the next run) and none of them
+could be predicted.
 
 STAC items are stacked first: each becomes ITEM_ID.vrt over the band assets the band map names,
 cut to the area of interest (`geo.ingest.stac.stack_item`); outputs are named by item id.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +28,13 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from geo.contracts.adapter import AdapterMetadata
-from geo.errors import InputError, PassingError
+from geo.errors import InputError, PassingError, UnreadableError
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
 from geo.ingest.stac import BandMap, StacItem, find_items, parse_band_map, safe_name, stack_item
 from geo.io.scheduler import check_scheduler
-from geo.io.storage import StagedOutput, join
+from geo.io.storage import StagedOutput, is_url, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
 from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.plan import check_model, check_out
@@ -39,6 +43,7 @@ from geo.predict.scene import output_names, window_grid
 log = logging.getLogger(__name__)
 
 STACKS = ".stac"  # hidden folder of the items' VRTs, under the output folder (or its staging)
+SETTLING_S = 120  # an unreadable file changed this recently may still be being written
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,14 @@ class IngestPlan:
     scenes: list[tuple[Candidate, Scene]] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # id -> reason
     failed: dict[str, str] = field(default_factory=dict)
+    arriving: dict[str, str] = field(default_factory=dict)  # left for the next run: id -> reason
 
 
 @dataclass
 class IngestResult:
     """What one run did: how many scenes the source holds and are new, what was predicted
-    (id -> outputs), refused and failed (id -> reason)."""
+    (id -> outputs), refused, failed and left for the next run while still arriving (id ->
+    reason)."""
 
     source: str
     out: str
@@ -84,17 +91,27 @@ class IngestResult:
     predicted: dict[str, dict[str, str]]
     refused: dict[str, str]
     failed: dict[str, str]
+    arriving: dict[str, str]
 
     def check(self) -> None:
-        """InputError with one line when there were new scenes and none could be predicted."""
-        if not self.new or self.predicted:
+        """InputError with one line when there were new scenes, other than those still
+        arriving, and none could be predicted."""
+        if self.new == len(self.arriving) or self.predicted:
             return
-        problems = [f"{i}: {r}" for i, r in {**self.refused, **self.failed}.items()]
+        problems = [_named(i, r) for i, r in {**self.refused, **self.failed}.items()]
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise InputError(
             f"none of the {self.new} new scene(s) could be predicted: {'; '.join(problems[:3])}"
             f"{more}; see {join(self.out, RECORD_FILE)}"
         )
+
+    def counts(self) -> str:
+        """What happened to the new scenes, in words."""
+        text = (f"{len(self.predicted)} predicted, {len(self.refused)} skipped, "
+                f"{len(self.failed)} failed (retried next run)")  # fmt: skip
+        if self.arriving:
+            text += f", {len(self.arriving)} still being written (taken next run)"
+        return text
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -171,11 +188,23 @@ def _stacker(bands: BandMap, area: BaseGeometry | None, folder: Path) -> Callabl
     return stack
 
 
+def _named(item_id: str, reason: str) -> str:
+    """The reason, starting with the scene it is about (once)."""
+    return reason if reason.startswith(item_id) else f"{item_id}: {reason}"
+
+
 def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) -> None:
     """Bad input is refused until the scene (or the settings) change; anything else (a full
-    disk or another run writing its outputs too) fails this run and is retried on the next."""
-    named = str(exc) if str(exc).startswith(candidate.id) else f"{candidate.id}: {exc}"
-    if isinstance(exc, InputError) and not isinstance(exc, PassingError):
+    disk or another run writing its outputs too) fails this run and is retried on the next.
+    An unreadable file that changed lately is left for the next run, unrecorded."""
+    named = _named(candidate.id, str(exc))
+    age = _seconds_since_change(candidate) if isinstance(exc, UnreadableError) else None
+    if age is not None and age < SETTLING_S:
+        reason = str(exc).removeprefix(f"{candidate.id}: ")
+        log.info("left for the next run %s: changed %.0f s ago, so perhaps still being "
+                 "written (%s)", candidate.id, age, reason)  # fmt: skip
+        plan.arriving[candidate.id] = str(exc)
+    elif isinstance(exc, InputError) and not isinstance(exc, PassingError):
         log.warning("skipped (checked again when it changes) %s", named)
         plan.record.mark_skipped(candidate.id, candidate.version, str(exc), plan.settings)
         plan.refused[candidate.id] = str(exc)
@@ -184,6 +213,17 @@ def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) 
         log.warning("failed (retried on the next run) %s (%s)", named, type(exc).__name__)
         plan.record.mark_failed(candidate.id, candidate.version, reason)
         plan.failed[candidate.id] = reason
+
+
+def _seconds_since_change(candidate: Candidate) -> float | None:
+    """How long ago a local file last changed (None for URLs and STAC items: an object appears
+    whole once written)."""
+    if candidate.item is not None or is_url(candidate.id):
+        return None
+    try:
+        return max(0.0, time.time() - Path(candidate.id).stat().st_mtime)
+    except OSError:
+        return None
 
 
 def _checked_scene(
@@ -214,8 +254,9 @@ def finish_ingest(
             predicted[candidate.id] = dict(outcome)
     plan.record.save(plan.record_path)
     return IngestResult(
-        plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused, plan.failed
-    )
+        plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused,
+        plan.failed, plan.arriving,
+    )  # fmt: skip
 
 
 def run_ingest(ingest: IngestConfig, predict: PredictConfig) -> IngestResult:

@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from geo.errors import InputError
+from geo.errors import InputError, UnreadableError
 from geo.io.collar import detect_collar, outside_collar
 from geo.io.storage import gdal_env, gdal_path, is_url
 
@@ -127,7 +127,7 @@ def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
     detail = str(exc.__cause__ or exc)
     for name in (path, Path(path).name):
         detail = detail.replace(f"{name}, ", "")
-    return InputError(
+    return UnreadableError(
         f"{path}: corrupt or truncated raster (read failed{where}: {detail}); re-download or "
         "re-export it"
     )
@@ -171,7 +171,7 @@ def scene_info(path: str) -> SceneInfo:
                 f"{path}: a folder, not a raster GDAL can read; give the scenes in it "
                 f"({folder / '*.tif'})"
             ) from None
-        raise InputError(f"{path}: not a raster GDAL can read") from None
+        raise UnreadableError(f"{path}: not a raster GDAL can read") from None
     with open_raster(path) as src:
         check_not_gcp_referenced(src, path)
         check_readable(src)

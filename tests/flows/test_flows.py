@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +19,7 @@ import rasterio
 import zarr
 
 from geo.contracts import AdapterMetadata, StoreInfo
+from geo.ingest.run import SETTLING_S
 from geo.predict import output_paths
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
 from tests.support.vrt import rewrite_upside_down, vrt_over_copy
@@ -148,6 +150,8 @@ def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:
     assert digest(classes) == before
 
     shutil.copy(make_broken(tmp_path)["corrupt.tif"], inbox / "scene_b.tif")
+    long_ago = time.time() - 2 * SETTLING_S  # not a file still being copied in
+    os.utime(inbox / "scene_b.tif", (long_ago, long_ago))
     shutil.copy(PIVOTS / "nebraska_landsat_albers_30m.tif", inbox / "scene_c.tif")
     third = ingest_flow(**params)
     assert list(third["predicted"]) == [str(inbox / "scene_c.tif")]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from geo.ingest import (
     run_ingest,
 )
 from geo.ingest.catalog import model_id
+from geo.ingest.run import SETTLING_S
 from geo.io.outputs import exclusive
 from geo.predict import PredictConfig, predict
 from tests.support.cli import snapshot, write_like
@@ -129,9 +132,42 @@ def test_when_every_new_file_is_refused_the_run_fails_with_one_line(
     assert "\n" not in line
     assert line.startswith("none of the 1 new scene(s) could be predicted: ")
     assert "pivots_mask.tif: band 2 out of range" in line and RECORD_FILE in line
+    assert line.count(str(inbox / PIVOT_MASK.name)) == 1  # the scene named once
     assert list(record(pivots_run, inbox / "out").skipped) == [str(inbox / PIVOT_MASK.name)]
     rerun = ingest(pivots_run, inbox / "out", source=str(inbox))  # refused until it changes
     assert (rerun.new, rerun.predicted) == (0, {})
+
+
+def test_a_file_still_being_copied_in_waits_for_the_next_run(
+    pivots_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduled run finds a scene half copied: not refused as corrupt, not recorded, and the
+    run does not fail; the next run predicts it whole. A truncated file that has not changed
+    for longer than the settling time is refused as before."""
+    folder, out = tmp_path / "inbox", tmp_path / "out"
+    folder.mkdir()
+    scene, whole = folder / "scene.tif", NEBRASKA.read_bytes()
+    scene.write_bytes(whole[: len(whole) // 2])
+    with caplog.at_level(logging.INFO, logger="geo.ingest"):
+        arriving = ingest(pivots_run, out, source=str(folder))
+    assert (arriving.new, arriving.predicted, arriving.refused) == (1, {}, {})
+    assert list(arriving.arriving) == [str(scene)]
+    assert "corrupt or truncated raster" in arriving.arriving[str(scene)]
+    assert f"left for the next run {scene}: changed " in caplog.text
+    assert "1 still being written (taken next run)" in arriving.counts()
+    kept = record(pivots_run, out)
+    assert not (kept.done or kept.skipped or kept.failed)
+
+    scene.write_bytes(whole)  # the copy ends
+    assert list(ingest(pivots_run, out, source=str(folder)).predicted) == [str(scene)]
+
+    stale = folder / "stale.tif"
+    stale.write_bytes(whole[: len(whole) // 2])
+    long_ago = time.time() - 2 * SETTLING_S
+    os.utime(stale, (long_ago, long_ago))
+    with pytest.raises(InputError, match="stale.tif: corrupt or truncated raster"):
+        ingest(pivots_run, out, source=str(folder))
+    assert list(record(pivots_run, out).skipped) == [str(stale)]
 
 
 def test_a_scene_whose_outputs_another_run_is_writing_is_retried(
