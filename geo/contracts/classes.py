@@ -153,13 +153,24 @@ def parse_class_list(data: Any, source: str) -> tuple[ClassInfo, ...]:
     ):
         if not isinstance(item, dict) or item.get("id") != position or "name" not in item:
             raise InputError(f"{source}: class ids must be 0..K-1, each with a name")
-        color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
-        if not _HEX.match(color):
-            raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
+        color = _color(item, position, source)
         width = _boundary_width(item, source)
         classes.append(ClassInfo(position, str(item["name"]), color.lower(), (), width))
     _check_boundaries(classes, source)
     return tuple(classes)
+
+
+def _color(item: dict[str, Any], position: int, source: str) -> str:
+    """A class mapping's `color` as #rrggbb (default: the palette's colour for its position)."""
+    if "color" in item and item["color"] is None:
+        raise InputError(
+            f"{source}: class {item['name']!r} has an empty colour; quote it (color: "
+            '"#e31a1c"): in YAML an unquoted # starts a comment'
+        )
+    color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
+    if not _HEX.match(color):
+        raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
+    return color
 
 
 def _boundary_width(item: dict[str, Any], source: str) -> Width | None:
@@ -239,6 +250,18 @@ class ClassMap:
                 cid = self.unmapped_id
             ids.append(cid)
         return np.asarray(ids, dtype=np.uint8), sorted(missing)
+
+    def case_misses(self, missing: Iterable[str]) -> list[str]:
+        """For label values no class lists, the class values they equal but for case:
+        "Corn is not corn" (values match exactly)."""
+        by_lower: dict[str, list[str]] = {}
+        for key in self._lookup:
+            by_lower.setdefault(key.lower(), []).append(key)
+        return [
+            f"{value} is not {' or '.join(by_lower[value.lower()])}"
+            for value in missing
+            if value.lower() in by_lower
+        ]
 
     def map_array(self, codes: np.ndarray) -> tuple[np.ndarray, set[str]]:
         """Class ids (uint8) for an array of raster codes, and the set of codes no class lists."""
@@ -324,9 +347,7 @@ def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
     if not isinstance(values, list):
         values = [values]
     keys = tuple(k for k in (value_key(v) for v in values) if k is not None)
-    color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
-    if not _HEX.match(color):
-        raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
+    color = _color(item, position, source)
     width = _boundary_width(item, source)
     return ClassInfo(position, str(item["name"]), color.lower(), keys, width)
 
@@ -343,11 +364,27 @@ def load_class_map(
 
 
 class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
-    """The safe loader without anchors and aliases: nested aliases can expand a small file
-    into gigabytes ("billion laughs"), and a class map never needs them."""
+    """The safe loader without anchors and aliases (nested aliases can expand a small file
+    into gigabytes, "billion laughs", and a class map never needs them), reading plain values
+    as YAML 1.2 does: only true and false are booleans, so a label value `yes`, `no`, `on` or
+    `off` stays that text, and only decimal or 0x numbers are integers, so a code `010` is 10,
+    not octal 8, and `1:30` is text, not sexagesimal 90."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, ALIAS_REFUSAL, event.start_mark)
         return super().compose_node(parent, index)
+
+
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_NoAliasLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_NoAliasLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_NoAliasLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)

@@ -283,12 +283,14 @@ def _read_labels(
         ids, missing = class_map.map_values(frame[label_field].tolist())
         frame["_class"] = ids
         if missing:
+            cases = class_map.case_misses(missing)
             log.warning(
-                "%s: %s value(s) %s are in no class: they become %s",
+                "%s: %s value(s) %s are in no class: they become %s%s",
                 path,
                 label_field,
                 ", ".join(missing[:20]),
                 class_map.unmapped,
+                f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else "",
             )
     return frame
 

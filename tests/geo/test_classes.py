@@ -107,6 +107,31 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
         ClassMap.load(bad)
 
 
+def test_plain_yaml_values_are_read_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 would read yes/on as booleans, 010 as octal 8 and 1:30 as 90: label values
+    (SpaceNet's building=yes, zero-padded codes) then matched nothing."""
+    path = tmp_path / "classes.yaml"
+    path.write_text(
+        "classes:\n  - name: background\n    values: [no, off]\n  - name: building\n"
+        "    values: [yes, Yes, on, 010, 0x1F, 1:30, true, 2.5]\n"
+    )
+    classes = ClassMap.load(path)
+    assert classes.classes[0].values == ("no", "off")
+    assert classes.classes[1].values == ("yes", "Yes", "on", "10", "31", "1:30", "true", "2.5")
+    assert (
+        classes.class_id("yes") == 1 and classes.class_id(10) == 1 and classes.class_id(8) is None
+    )
+
+
+def test_an_unquoted_colour_is_refused_saying_why(tmp_path: Path) -> None:
+    """`color: #e31a1c` unquoted is a YAML comment: the class silently took a palette colour."""
+    path = tmp_path / "classes.yaml"
+    path.write_text("classes:\n  - name: background\n  - name: pivot\n    color: #e31a1c\n")
+    with pytest.raises(InputError, match="class 'pivot' has an empty colour; quote it") as err:
+        ClassMap.load(path)
+    assert "\n" not in str(err.value) and "unquoted # starts a comment" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("name", "n_classes"),
     [

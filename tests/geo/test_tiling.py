@@ -474,6 +474,25 @@ def test_label_values_in_no_class_are_warned_about_and_ignored(
     assert np.all(labels_[read_band(CASES["atlanta"][2]) == 1] == 255)
 
 
+def test_label_values_that_differ_from_a_class_by_case_are_pointed_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SpaceNet's `building` attribute holds "yes"; a class map that lists "Yes" matches nothing,
+    and the warning says why (values match exactly)."""
+    image, labels, _, _, _ = CASES["atlanta"]
+    path = tmp_path / "classes.yaml"
+    path.write_text("classes:\n  - name: background\n  - name: building\n    values: [Yes]\n")
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        tile(
+            [str(image)], [str(labels)], str(path), tmp_path / "c.zarr", tile_size=256,
+            overlap=0, label_field="building",
+        )  # fmt: skip
+    assert (
+        "building value(s) yes are in no class: they become ignore (values match exactly, case "
+        "too: yes is not Yes)" in caplog.text
+    )
+
+
 def test_label_raster_codes_are_class_ids_when_no_class_lists_values(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
