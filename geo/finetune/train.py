@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from convlora.adapter_files import FORMAT as ADAPTER_FORMAT
-from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
+from convlora.adapter_files import LATEST_DIR, METADATA_NAME, WEIGHTS_NAME
 from convlora.config import ModelConfig
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError, SettingsChanged
@@ -132,7 +132,7 @@ def check_run_settings(
         foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
     check_processes(config)
     try:
-        last = CheckpointDir(run_dir / "last").current()
+        last = CheckpointDir(run_dir / LATEST_DIR).current()
         if last is not None:
             saved = read_resumable(last)
             if store_fingerprint is not None:

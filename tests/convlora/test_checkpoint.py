@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from convlora.adapter_files import AdapterMismatchError
+from convlora.adapter_files import LATEST_DIR, AdapterMismatchError
 from convlora.checkpoint import load_adapter, load_adapter_into, save_adapter
 from convlora.files import sha256_file
 from convlora.model import build_model
@@ -126,3 +126,17 @@ def test_reserved_metadata_and_missing_files(tmp_path: Path) -> None:
         save_adapter(model, tmp_path, {"config": {}})
     with pytest.raises(AdapterMismatchError, match="adapter file not found"):
         load_adapter(tmp_path / "nothing")
+
+
+def test_a_run_without_a_best_model_yet_points_to_its_latest_checkpoint(tmp_path: Path) -> None:
+    """A run folder read before its first validation holds only last/: say so, not 'adapter
+    file not found'."""
+    run = tmp_path / "run"
+    save_adapter(randomize_(build_model(tiny_config(**CFG)), 0), run / LATEST_DIR, METADATA)
+    with pytest.raises(AdapterMismatchError) as info:
+        load_adapter(run)
+    assert str(info.value) == (
+        f"{run}: no best model yet (the run has not finished a validation); its latest "
+        f"checkpoint is {run / LATEST_DIR}: give that"
+    )
+    load_adapter(run / LATEST_DIR)

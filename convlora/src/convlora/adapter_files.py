@@ -12,6 +12,7 @@ from convlora.errors import ConvLoRAInputError
 FORMAT = "convlora-adapter/1"
 WEIGHTS_NAME = "adapter.safetensors"
 METADATA_NAME = "adapter.json"
+LATEST_DIR = "last"  # a run folder's latest checkpoint, beside its best adapter
 
 
 class AdapterMismatchError(ConvLoRAInputError):
@@ -28,6 +29,12 @@ def adapter_paths(path: str | Path) -> tuple[Path, Path]:
         )
     folder = path if path.is_dir() else path.parent
     weights, meta = folder / WEIGHTS_NAME, folder / METADATA_NAME
+    latest = folder / LATEST_DIR
+    if not weights.is_file() and (latest / WEIGHTS_NAME).is_file():
+        raise AdapterMismatchError(
+            f"{folder}: no best model yet (the run has not finished a validation); its latest "
+            f"checkpoint is {latest}: give that"
+        )
     for p in (weights, meta):
         if not p.is_file():
             raise AdapterMismatchError(f"{p}: adapter file not found")

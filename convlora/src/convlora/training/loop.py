@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from convlora.adapter_files import LATEST_DIR
 from convlora.checkpoint import load_adapter_into, save_adapter
 from convlora.compile import compile_in_place
 from convlora.config import IGNORE_INDEX, ModelConfig
@@ -162,7 +163,7 @@ class Trainer:
                 f"{model_cfg.num_outputs} classes"
             )
         self.total_steps = train_cfg.total_steps(self.plan.steps)
-        self.last = CheckpointDir(run_dir / "last")
+        self.last = CheckpointDir(run_dir / LATEST_DIR)
         self.log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
         self.class_names = list(class_names) if class_names else None
         self.state = Progress()
@@ -446,7 +447,7 @@ class Trainer:
             "val": st.last_val,
             "run_dir": str(self.run_dir),
             "adapter": str(self.run_dir / "adapter.safetensors"),
-            "last": str(self.run_dir / "last"),
+            "last": str(self.run_dir / LATEST_DIR),
             "metrics": str(self.run_dir / "metrics.jsonl"),
         }
 
