@@ -140,8 +140,9 @@ def test_early_stop_after_patience_epochs_without_gain(tmp_path: Path) -> None:
 
 
 def test_too_few_tiles_for_one_batch_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConvLoRAInputError, match="fewer than one batch"):
+    with pytest.raises(ConvLoRAInputError, match="fewer than one batch") as error:
         run_fit(tmp_path / "run", train=Tiles(1), batch_size=2)
+    assert str(error.value).endswith("processes): a batch size of at most 1 fits")
     with pytest.raises(ConvLoRAInputError, match="2 values for 3 classes"):
         run_fit(tmp_path / "run", class_weights=[1.0, 2.0])
 

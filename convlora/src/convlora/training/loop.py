@@ -152,10 +152,13 @@ class Trainer:
             len(train_set), train_cfg.batch_size, info.world_size, train_cfg.accumulate
         )
         if self.plan.micro_batches == 0:
+            fits = self.plan.num_items // info.world_size
             raise ConvLoRAInputError(
                 f"the training split has {self.plan.num_items} tiles, fewer than one batch "
-                f"({train_cfg.batch_size} per process x {info.world_size} processes)"
-            )
+                f"({train_cfg.batch_size} per process x {info.world_size} processes): "
+                + (f"a batch size of at most {fits} fits" if fits else
+                   f"train with at most {self.plan.num_items} processes")
+            )  # fmt: skip
         weights = train_cfg.class_weights
         if weights is not None and len(weights) != model_cfg.num_outputs:
             raise ConvLoRAInputError(
