@@ -22,8 +22,10 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio import features
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from geo.contracts.classes import IGNORE
 from geo.io.raster import open_raster
 from geo.vectorize.objects import grow, seeds
 
@@ -123,12 +125,23 @@ def regions(
         bands: list[_Band | None] = [None, None, None]  # the bands above, in work and below
         for row in range(0, height, band_rows):
             read = Window(0, row, stream.width, min(band_rows, height - row))
-            cls = cls_src.read(1, window=read)
+            cls = class_ids(cls_src, read)
             scores = None if scores_src is None else scores_src.read(1, window=read)
             bands = [bands[1], bands[2], stream.load(row, cls, scores, bands[2])]
             if bands[1] is not None:
                 yield from stream.process(*bands, last=False)
         yield from stream.process(bands[1], bands[2], None, last=True)
+
+
+def class_ids(src: DatasetReader, window: Window) -> np.ndarray:
+    """A window of a class raster as uint8 class ids: pixels masked by its nodata value or
+    mask, and NaN, are 255 (nodata), whatever the raster's type (an edited map may be int16
+    with nodata -1, or float32 from a raster calculator)."""
+    data = src.read(1, window=window, masked=True)
+    if data.dtype == np.uint8 and src.nodata in (None, IGNORE):
+        return np.ma.getdata(data)  # predict's own class rasters: as they are
+    ids = np.ma.filled(data.astype(np.float64), np.nan)
+    return np.where(np.isnan(ids), IGNORE, ids).astype(np.uint8)
 
 
 class _Stream:

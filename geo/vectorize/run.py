@@ -38,8 +38,9 @@ def _paths(config: VectorizeConfig) -> list[str]:
 
 @checked_once(_paths)
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
-    """Pre-flight check: the class map, a one-band integer class raster, a score raster on its
-    grid, and an output file that may be written. Raises InputError naming the input."""
+    """Pre-flight check: the class map, a one-band class raster of whole class ids (integers,
+    or floats such as QGIS's raster calculator writes), a score raster on its grid, and an
+    output file that may be written. Raises InputError naming the input."""
     class_map = _class_map(config.class_map)
     grid = _check_raster(config.raster, "class raster", integer=True)
     _check_class_ids(config.raster, class_map)
@@ -77,8 +78,8 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
         raise InputError(f"{path}: not a raster GDAL can read") from None
     if count != 1:
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
-    if integer and not dtype.startswith(("uint8", "int", "uint")):
-        raise InputError(f"{path}: a {what} holds integer class ids, not {dtype}")
+    if integer and not dtype.startswith(("int", "uint", "float")):
+        raise InputError(f"{path}: a {what} holds class ids, not {dtype} values")
     return grid
 
 
@@ -92,11 +93,16 @@ def _class_map(path: str) -> ClassMap:
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:
     """InputError when the class raster, read at most CHECKED_SIDE px a side, holds values that
-    are no class id of the map (nodata and 255 aside): a probability raster, or another map's."""
+    are no class id of the map (nodata, NaN and 255 aside): a probability raster, or another
+    map's."""
     with open_raster(path) as src:
         shape = decimated_shape(src.width, src.height, CHECKED_SIDE)
         values = np.unique(src.read(1, out_shape=shape, masked=True).compressed())
-    unknown = values[((values < 0) | (values >= class_map.num_classes)) & (values != IGNORE)]
+    values = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    unknown = values[
+        ((values < 0) | (values >= class_map.num_classes) | (values != np.round(values)))
+        & (values != IGNORE)
+    ]
     if unknown.size:
         shown = ", ".join(str(v) for v in unknown[:5]) + (", ..." if unknown.size > 5 else "")
         raise InputError(

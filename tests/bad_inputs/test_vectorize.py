@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
 
@@ -67,6 +68,47 @@ def test_a_probability_raster_is_not_taken_for_class_ids(work: Path, tmp_path: P
     refused(
         work, ["vectorize", one_band, "--class-map", FTW_MAP, "--out", work / "f.gpkg"],
         "but the class map's class ids are 0 to 2; a class raster holds class ids",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("float32", -3.4028234663852886e38), ("int16", -1)],
+    ids=["float", "int16"],
+)
+def test_a_class_raster_saved_as_another_type_gives_the_same_polygons(
+    work: Path, tmp_path: Path, dtype: str, nodata: float
+) -> None:
+    """The FTW prediction as QGIS's raster calculator saves it (float32, its lowest value as
+    nodata) or as an int16 map with nodata -1: the polygons of the byte raster, nodata left out."""
+    edited = tmp_path / f"edited_{dtype}.tif"
+    with rasterio.open(FTW_PREDICTION) as src:
+        classes = src.read(1).astype(dtype)
+        classes[:40, :60] = nodata  # a corner cut away
+        with rasterio.open(edited, "w", **{**src.profile, "dtype": dtype, "nodata": nodata}) as dst:
+            dst.write(classes, 1)
+        byte = tmp_path / "byte.tif"
+        with rasterio.open(byte, "w", **{**src.profile, "nodata": 255}) as dst:
+            dst.write(np.where(classes == nodata, 255, classes).astype("uint8"), 1)
+    frames = []
+    for raster in (byte, edited):
+        out = tmp_path / f"{raster.stem}.gpkg"
+        code, err = run_cli("vectorize", raster, "--class-map", FTW_MAP, "--out", out)
+        assert code == 0, err[-3000:]
+        frames.append(gpd.read_file(out, layer="polygons"))
+    assert 200 < len(frames[0]) < 267  # the corner's fields are gone
+    assert frames[1].drop(columns="source").equals(frames[0].drop(columns="source"))
+
+
+def test_a_class_raster_of_fractional_values_is_refused(work: Path, tmp_path: Path) -> None:
+    halves = tmp_path / "halves.tif"
+    with rasterio.open(FTW_PREDICTION) as src:
+        profile, classes = {**src.profile, "dtype": "float32"}, src.read(1)
+    with rasterio.open(halves, "w", **profile) as dst:
+        dst.write(classes.astype("float32") / 2, 1)
+    refused(
+        work, ["vectorize", halves, "--class-map", FTW_MAP, "--out", work / "f.gpkg"],
+        "halves.tif: holds value(s) 0.5, but the class map's class ids are 0 to 2",
     )  # fmt: skip
 
 
