@@ -7,10 +7,9 @@ cannot read (too few bands, no CRS when the model was trained on georeferenced s
 raster) is skipped with a warning and recorded with the reason, and checked again only when it
 changes. A local file that cannot be read and changed in the last `SETTLING_S` seconds is
 probably still being copied in: it is left for the next run, not refused. The scenes that pass
-are predicted (`run_ingest`: here, one after the other; the flow fans
-them out over its task runner) and `finish_ingest` records the outcome. A run fails, with one
-line, only when there were new scenes (other than those left for the next run) and none of them
-could be predicted.
+are predicted (`run_ingest`: here, one after the other; the flow fans them out over its task
+runner) and `finish_ingest` records the outcome. A run fails, with one line, only when there
+were new scenes (other than those left for the next run) and none of them could be predicted.
 
 STAC items are stacked first: each becomes ITEM_ID.vrt over the band assets the band map names,
 cut to the area of interest (`geo.ingest.stac.stack_item`); outputs are named by item id.
