@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import rasterio
+import rasterio.features
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
@@ -403,3 +404,22 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
         f"{scene.path}: no valid pixel in bands {list(bands)} (all nodata?); check the scene and "
         "its nodata value"
     )
+
+
+def area_mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:
+    """Boolean mask of the pixels of a window whose centre lies in a geometry (rasterised only
+    where the geometry's edge crosses the window)."""
+    shape = (int(window.height), int(window.width))
+    outline = window_polygon(transform, window)
+    if shapely.disjoint(geom, outline):  # every pixel centre half a pixel or more outside
+        return np.zeros(shape, dtype=bool)
+    if shapely.contains_properly(geom, outline):  # ... or inside
+        return np.ones(shape, dtype=bool)
+    out = rasterio.features.rasterize(
+        [(geom, 1)],
+        out_shape=shape,
+        transform=rasterio.windows.transform(window, transform),
+        fill=0,
+        dtype="uint8",
+    )
+    return out.astype(bool)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
+import shapely
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 
 from geo.errors import InputError
-from geo.io.raster import check_exists
+from geo.io.raster import SceneInfo, check_exists
 
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb", ".gdb"}
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+
+log = logging.getLogger(__name__)
 
 
 def is_vector(path: str) -> bool:
@@ -133,3 +140,44 @@ def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
 def no_field(path: str, field: str, names: Iterable[str]) -> InputError:
     """The error for a vector file without the attribute `field`, listing the ones it has."""
     return InputError(f"{path}: no field {field!r} (fields: {', '.join(names) or 'none'})")
+
+
+def to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.GeoDataFrame:
+    """Features near the scene, reprojected to its CRS (a file without CRS is taken as is)."""
+    if frame.crs is None:
+        log.warning("%s has no CRS: assuming the CRS of %s", path, scene.path)
+        near = frame
+    else:
+        assert scene.crs is not None  # scenes without a CRS get no vector labels
+        area = search_area(scene, frame.crs)
+        near = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
+        near = near.to_crs(scene.crs.to_wkt())
+    near = near[near.intersects(scene.outline)]
+    return near.set_geometry(shapely.make_valid(near.geometry.values), crs=near.crs)
+
+
+def search_area(scene: SceneInfo, crs: CRS) -> shapely.Geometry:
+    """The scene's extent in another CRS, densified; split in two where it crosses the
+    antimeridian of a geographic CRS (`transform_bounds` then returns left > right)."""
+    left, bottom, right, top = transform_bounds(scene.crs, crs, *scene.bounds, densify_pts=21)
+    if left <= right:
+        return shapely.box(left, bottom, right, top)
+    return shapely.MultiPolygon(
+        [shapely.box(left, bottom, 180.0, top), shapely.box(-180.0, bottom, right, top)]
+    )
+
+
+def load_aoi(path: str) -> gpd.GeoDataFrame:
+    """The area of interest polygons (any vector format)."""
+    return read_vectors(path, [], what="aoi")
+
+
+def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shapely.Geometry:
+    """The AOI's union in the scene CRS, clipped to the scene; InputError when they do not meet."""
+    if scene.crs is None:
+        raise InputError(f"{aoi_path}: an AOI needs georeferenced scenes; {scene.path} has no CRS")
+    near = to_scene_crs(aoi, scene, aoi_path)
+    area = shapely.intersection(shapely.union_all(near.geometry.values), scene.outline)
+    if area.is_empty or area.area == 0:
+        raise InputError(f"{aoi_path}: the AOI does not overlap scene {scene.path} (check the CRS)")
+    return area

@@ -33,7 +33,7 @@ from geo.io.raster import (
     scene_info,
 )
 from geo.io.scheduler import check_scheduler
-from geo.io.vector import field_values, is_vector
+from geo.io.vector import aoi_in_scene, field_values, is_vector, load_aoi
 from geo.options import checked_once, flag
 from geo.tiling import split as splitting
 from geo.tiling import stats
@@ -41,8 +41,6 @@ from geo.tiling.config import TileConfig
 from geo.tiling.labels import (
     RasterLabels,
     VectorLabels,
-    aoi_in_scene,
-    load_aoi,
     prepare_raster_labels,
     prepare_vector_labels,
 )

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
-from affine import Affine
 from rasterio import features, windows
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -32,14 +30,21 @@ from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
 from geo.io.raster import (
     SceneInfo,
+    area_mask,
     check_exists,
     is_virtual,
     open_raster,
     window_bounds,
-    window_polygon,
 )
 from geo.io.units import pixel_metres
-from geo.io.vector import choose_layer, first_part, is_parquet, no_field, read_vectors
+from geo.io.vector import (
+    choose_layer,
+    first_part,
+    is_parquet,
+    no_field,
+    read_vectors,
+    to_scene_crs,
+)
 from geo.tiling.boundaries import outline
 
 log = logging.getLogger(__name__)
@@ -62,66 +67,6 @@ def check_polygons(frame: gpd.GeoDataFrame, path: str) -> None:
         else:
             hint = " (buffer points and lines into polygons first, e.g. with geopandas .buffer())"
         raise InputError(f"{path}: labels must be polygons, found {counts}{hint}")
-
-
-def _to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.GeoDataFrame:
-    """Features near the scene, reprojected to its CRS (a file without CRS is taken as is)."""
-    if frame.crs is None:
-        log.warning("%s has no CRS: assuming the CRS of %s", path, scene.path)
-        near = frame
-    else:
-        assert scene.crs is not None  # scenes without a CRS get no vector labels
-        area = search_area(scene, frame.crs)
-        near = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
-        near = near.to_crs(scene.crs.to_wkt())
-    near = near[near.intersects(scene.outline)]
-    return near.set_geometry(shapely.make_valid(near.geometry.values), crs=near.crs)
-
-
-def search_area(scene: SceneInfo, crs: CRS) -> shapely.Geometry:
-    """The scene's extent in another CRS, densified; split in two where it crosses the
-    antimeridian of a geographic CRS (`transform_bounds` then returns left > right)."""
-    left, bottom, right, top = transform_bounds(scene.crs, crs, *scene.bounds, densify_pts=21)
-    if left <= right:
-        return shapely.box(left, bottom, right, top)
-    return shapely.MultiPolygon(
-        [shapely.box(left, bottom, 180.0, top), shapely.box(-180.0, bottom, right, top)]
-    )
-
-
-def load_aoi(path: str) -> gpd.GeoDataFrame:
-    """The area of interest polygons (any vector format)."""
-    return read_vectors(path, [], what="aoi")
-
-
-def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shapely.Geometry:
-    """The AOI's union in the scene CRS, clipped to the scene; InputError when they do not meet."""
-    if scene.crs is None:
-        raise InputError(f"{aoi_path}: an AOI needs georeferenced scenes; {scene.path} has no CRS")
-    near = _to_scene_crs(aoi, scene, aoi_path)
-    area = shapely.intersection(shapely.union_all(near.geometry.values), scene.outline)
-    if area.is_empty or area.area == 0:
-        raise InputError(f"{aoi_path}: the AOI does not overlap scene {scene.path} (check the CRS)")
-    return area
-
-
-def _mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:
-    """Boolean mask of the pixels of a window whose centre lies in a geometry (rasterised only
-    where the geometry's edge crosses the window)."""
-    shape = (int(window.height), int(window.width))
-    outline = window_polygon(transform, window)
-    if shapely.disjoint(geom, outline):  # every pixel centre half a pixel or more outside
-        return np.zeros(shape, dtype=bool)
-    if shapely.contains_properly(geom, outline):  # ... or inside
-        return np.ones(shape, dtype=bool)
-    out = features.rasterize(
-        [(geom, 1)],
-        out_shape=shape,
-        transform=windows.transform(window, transform),
-        fill=0,
-        dtype="uint8",
-    )
-    return out.astype(bool)
 
 
 @dataclass(frozen=True)
@@ -155,7 +100,9 @@ class VectorLabels:
 
     def rasterize(self, window: Window) -> np.ndarray:
         """Class ids over a window of the scene grid (255 outside the labelled area)."""
-        labelled = None if self.extent is None else _mask(self.extent, window, self.scene.affine)
+        labelled = (
+            None if self.extent is None else area_mask(self.extent, window, self.scene.affine)
+        )
         if labelled is not None and not labelled.any():
             return np.full(labelled.shape, IGNORE, dtype=np.uint8)
         if self.outlines is None:
@@ -228,7 +175,7 @@ def prepare_vector_labels(
                 f"{scene.path}: the scene has no CRS, so vector labels cannot be placed on it "
                 "(give one label raster per image instead)"
             )
-        near = [_to_scene_crs(frame, scene, path) for path, frame in frames]
+        near = [to_scene_crs(frame, scene, path) for path, frame in frames]
         geoms = np.concatenate([np.asarray(n.geometry.values, dtype=object) for n in near])
         ids = np.concatenate([n["_class"].to_numpy(dtype=np.uint8) for n in near])
         if not len(geoms) and aoi is None:
@@ -356,7 +303,7 @@ class RasterLabels:
                 out = np.full(codes.shape, IGNORE, dtype=np.uint8)
                 out[covered] = ids
                 if self.aoi is not None:
-                    out[~_mask(self.aoi, window, scene.affine)] = IGNORE
+                    out[~area_mask(self.aoi, window, scene.affine)] = IGNORE
                 return out, missing
 
             try:
