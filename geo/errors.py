@@ -16,6 +16,10 @@ class UnreadableError(InputError):
     perhaps it is still being written (ingest waits for such a file when it changed lately)."""
 
 
+class OutsideAreaError(InputError):
+    """A scene lies outside the area of interest (`--aoi`): nothing of it is to be predicted."""
+
+
 class PassingError(InputError):
     """One line for the user, though the inputs are fine: a later run may succeed (ingest
     retries the scene instead of refusing it until it changes)."""

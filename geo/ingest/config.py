@@ -12,7 +12,7 @@ from geo.ingest.stac import StacSource
 from geo.io.raster import absolute
 from geo.options import StageConfig, absolute_paths, flag, option, validates
 
-STAC_ONLY = ("collection", "bbox", "aoi", "datetime", "query", "bands", "max_items")
+STAC_ONLY = ("collection", "bbox", "datetime", "query", "bands", "max_items")
 
 
 class IngestConfig(StageConfig):
@@ -39,7 +39,10 @@ class IngestConfig(StageConfig):
         metavar="W,S,E,N",
     )  # fmt: skip
     aoi: str | None = option(
-        None, help="area of interest: a vector file in any CRS, instead of --bbox (STAC)"
+        None,
+        help="area of interest: polygons in a vector file (any CRS); each scene is cut to their "
+        "extent and its outputs are no data outside them, scenes they miss are skipped (and STAC "
+        "items searched over them, instead of --bbox)",
     )
     datetime: str | None = option(
         None,

@@ -37,7 +37,7 @@ from geo.io.storage import StagedOutput, is_url, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
 from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.plan import check_model, check_out
-from geo.predict.scene import output_names, window_grid
+from geo.predict.scene import AreaOfInterest, output_names, window_grid
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,10 @@ def plan_ingest(
     new = record.due(candidates, settings=plan.settings)
     plan.new = len(new)
     log.info("%d scene(s) found, %d new for model %s", plan.found, plan.new, record.model)
+    aoi = None if predict.aoi is None else AreaOfInterest.read(predict.aoi)
     for candidate in new:
         try:
-            scene = _checked_scene(image_of(candidate), candidate.name, metadata, predict)
+            scene = _checked_scene(image_of(candidate), candidate.name, metadata, predict, aoi)
         except (InputError, OSError) as exc:
             _record_failure(plan, candidate, exc)
         else:
@@ -226,10 +227,14 @@ def _seconds_since_change(candidate: Candidate) -> float | None:
 
 
 def _checked_scene(
-    image: str, name: str, metadata: AdapterMetadata, config: PredictConfig
+    image: str,
+    name: str,
+    metadata: AdapterMetadata,
+    config: PredictConfig,
+    aoi: AreaOfInterest | None,
 ) -> Scene:
     scene = prepare_scene(
-        image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+        image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name, aoi=aoi
     )
     if metadata.georeferenced and scene.info.crs is None:
         raise InputError(f"{image}: no CRS, and the model was trained on georeferenced scenes")

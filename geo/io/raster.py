@@ -79,6 +79,30 @@ class SceneInfo:
     band_names: tuple[str, ...]  # GDAL band descriptions, "" where a band has none
     color_interp: tuple[str, ...] = ()  # GDAL colour interpretation per band: "red", "gray", ...
     collar: float | None = None  # no data where every band holds it (`geo.io.collar`)
+    offset: tuple[int, int] = (0, 0)  # (col, row) in the raster file of this scene's pixel 0, 0
+    file_size: tuple[int, int] | None = None  # (width, height) of the file, when a cut of it
+
+    def cut(self, window: Window) -> SceneInfo:
+        """This scene reduced to a pixel window of it (an area of interest): its grid is the
+        window's, and reads of it are offset into the file (`in_file`)."""
+        col, row = int(window.col_off), int(window.row_off)
+        return replace(
+            self, width=int(window.width), height=int(window.height),
+            transform=tuple(self.affine @ Affine.translation(col, row))[:6],
+            offset=(self.offset[0] + col, self.offset[1] + row), file_size=self.file_extent,
+        )  # fmt: skip
+
+    @property
+    def file_extent(self) -> tuple[int, int]:
+        """(width, height) of the raster file (the scene's own unless it is a cut)."""
+        return self.file_size or (self.width, self.height)
+
+    def in_file(self, window: Window) -> Window:
+        """A window of this scene as a window of its raster file."""
+        return Window(
+            window.col_off + self.offset[0], window.row_off + self.offset[1],
+            window.width, window.height,
+        )  # fmt: skip
 
     @property
     def crs(self) -> CRS | None:
@@ -331,7 +355,9 @@ def sample_pixels(
     parts = []
     with open_raster(scene.path) as src:
         for window in windows:
-            data, valid, _ = read_window(src, window, bands, scene.dtype, 0, scene.collar)
+            data, valid, _ = read_window(
+                src, scene.in_file(window), bands, scene.dtype, 0, scene.collar
+            )
             pixels = data[:, valid].T
             if len(pixels) > per_window:
                 pixels = pixels[np.sort(rng.choice(len(pixels), per_window, replace=False))]
@@ -388,12 +414,14 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
     windows = sample_windows(scene, np.random.default_rng(0))
     with open_raster(scene.path) as src:
         for window in windows:
-            if read_window(src, window, bands, scene.dtype, 0, scene.collar).valid.any():
+            pixels = read_window(src, scene.in_file(window), bands, scene.dtype, 0, scene.collar)
+            if pixels.valid.any():
                 return
         covered = sum(int(w.width) * int(w.height) for w in windows)
         if covered < scene.width * scene.height:
             shape = (len(bands), *decimated_shape(scene.width, scene.height, 1024))
-            data = src.read(list(bands), out_shape=shape, masked=True)
+            whole = scene.in_file(Window(0, 0, scene.width, scene.height))
+            data = src.read(list(bands), window=whole, out_shape=shape, masked=True)
             ok = ~np.ma.getmaskarray(data).any(axis=0)
             if np.issubdtype(data.dtype, np.floating):
                 ok &= np.isfinite(data.filled(0)).all(axis=0)
@@ -404,6 +432,19 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
         f"{scene.path}: no valid pixel in bands {list(bands)} (all nodata?); check the scene and "
         "its nodata value"
     )
+
+
+def covering_window(scene: SceneInfo, area: shapely.Geometry) -> Window:
+    """The smallest pixel window of the scene that holds `area` (in the scene's CRS)."""
+    inverse = ~scene.affine
+    left, bottom, right, top = area.bounds
+    corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
+    eps = 1e-6  # a bound on a pixel edge takes no pixel beyond it
+    c0 = max(0, math.floor(min(c for c, _ in corners) + eps))
+    r0 = max(0, math.floor(min(r for _, r in corners) + eps))
+    c1 = min(scene.width, math.ceil(max(c for c, _ in corners) - eps))
+    r1 = min(scene.height, math.ceil(max(r for _, r in corners) - eps))
+    return Window(c0, r0, max(c1 - c0, 1), max(r1 - r0, 1))
 
 
 def area_mask(geom: shapely.Geometry, window: Window, transform: Affine) -> np.ndarray:

@@ -16,7 +16,7 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
-from geo.errors import InputError
+from geo.errors import InputError, OutsideAreaError
 from geo.io.raster import SceneInfo, check_exists
 
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb", ".gdb"}
@@ -179,5 +179,7 @@ def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shap
     near = to_scene_crs(aoi, scene, aoi_path)
     area = shapely.intersection(shapely.union_all(near.geometry.values), scene.outline)
     if area.is_empty or area.area == 0:
-        raise InputError(f"{aoi_path}: the AOI does not overlap scene {scene.path} (check the CRS)")
+        raise OutsideAreaError(
+            f"{aoi_path}: the AOI does not overlap scene {scene.path} (check the CRS)"
+        )
     return area

@@ -57,6 +57,11 @@ class PredictConfig(StageConfig):
     simplify: float = option(
         2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
     )
+    aoi: str | None = option(
+        None,
+        help="area of interest: polygons in a vector file (any CRS); each scene is cut to their "
+        "extent, its outputs are no data outside them, and scenes they miss are left out",
+    )
     overwrite: bool = option(
         False, help="replace files at the output names that convlora-geo did not write"
     )
@@ -65,7 +70,7 @@ class PredictConfig(StageConfig):
     )
 
     _images = validates("images", by=expanded_paths)
-    _paths = validates("model", "out", "sam_checkpoint", by=absolute_paths)
+    _paths = validates("model", "out", "sam_checkpoint", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
     _device = validates("device", by=check_device)
 

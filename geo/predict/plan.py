@@ -3,12 +3,13 @@ distinct output names, the output folder and the device."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata
-from geo.errors import InputError
+from geo.errors import InputError, OutsideAreaError
 from geo.io.hashing import watched_files
 from geo.io.outputs import check_output, check_unlocked, foreign_files, read_json_object
 from geo.io.raster import check_exists
@@ -18,6 +19,7 @@ from geo.options import checked_once, flag
 from geo.predict.config import PredictConfig
 from geo.predict.familiar import warn_if_unfamiliar
 from geo.predict.scene import (
+    AreaOfInterest,
     Scene,
     output_names,
     output_paths,
@@ -25,6 +27,8 @@ from geo.predict.scene import (
     warn_scale,
     window_grid,
 )
+
+log = logging.getLogger(__name__)
 
 FORMAT_FAMILY = "convlora-geo-prediction/"
 
@@ -40,7 +44,10 @@ class PredictionPlan:
 
 
 def _paths(config: PredictConfig) -> list[str]:
-    return [*watched_files(config.images), config.model, config.sam_checkpoint or "", config.out]
+    return [
+        *watched_files(config.images), config.model, config.sam_checkpoint or "", config.out,
+        config.aoi or "",
+    ]  # fmt: skip
 
 
 def check_model(model: str, sam_checkpoint: str | None, device: str) -> AdapterMetadata:
@@ -75,17 +82,31 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
     for image in config.images:  # a mistyped scene is reported before the model code loads
         check_storage(image, "input")
         check_exists(image, "image")
+    aoi = None if config.aoi is None else AreaOfInterest.read(config.aoi)
     metadata = check_model(config.model, config.sam_checkpoint, config.device)
     size, _ = window_grid(metadata, config.tile_size, config.overlap)
     warn_scale(metadata, size)
     names = output_names(config.images)
-    scenes = []
+    scenes, outside = [], []
     for image, name in zip(config.images, names, strict=True):
-        scenes.append(
-            prepare_scene(
-                image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name
+        try:
+            scene = prepare_scene(
+                image, metadata, tile_size=config.tile_size, overlap=config.overlap, name=name,
+                aoi=aoi,
+            )  # fmt: skip
+        except OutsideAreaError:
+            outside.append(image)
+        else:
+            scenes.append(scene)
+    if outside:
+        if not scenes:
+            raise InputError(
+                f"{flag('aoi')} {config.aoi}: the area overlaps none of the {len(outside)} "
+                "scene(s) (check its CRS and the scenes)"
             )
-        )
+        shown = ", ".join(outside[:5]) + (", ..." if len(outside) > 5 else "")
+        log.warning("%d scene(s) outside %s %s are left out: %s", len(outside), flag("aoi"),
+                    config.aoi, shown)  # fmt: skip
     for scene in scenes:
         warn_if_unfamiliar(scene.info, metadata, scene.bands)
     if not is_url(out):

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
-from geo.io.raster import decimated_shape, open_raster
+from geo.io.raster import SceneInfo, decimated_shape, open_raster
 
 MAX_SIDE = 1024  # longest side of the picture, in pixels
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
@@ -28,7 +29,7 @@ def rgb_bands(metadata: AdapterMetadata, bands: Sequence[int]) -> list[int]:
 
 
 def write_quicklook(
-    scene_path: str,
+    scene: SceneInfo,
     classes_path: Path,
     metadata: AdapterMetadata,
     dest: Path,
@@ -44,10 +45,11 @@ def write_quicklook(
     with open_raster(classes_path.as_posix()) as src:
         shape = decimated_shape(src.width, src.height, max_side)
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
-    with open_raster(scene_path) as src:
+    with open_raster(scene.path) as src:
         pixels = src.read(
-            bands, out_shape=(len(bands), *shape), resampling=Resampling.average, masked=True
-        )
+            bands, window=scene.in_file(Window(0, 0, scene.width, scene.height)),
+            out_shape=(len(bands), *shape), resampling=Resampling.average, masked=True,
+        )  # fmt: skip
     image = _stretch(pixels)
     del pixels
     image[classes == IGNORE] = 0

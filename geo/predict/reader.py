@@ -41,7 +41,7 @@ class RasterWindows:
         info = self.scene.info
         fill = fill_value(info.dtype, info.nodata)
         data, valid, _ = read_window(
-            self._src, window, self.scene.bands, info.dtype, fill, info.collar
+            self._src, info.in_file(window), self.scene.bands, info.dtype, fill, info.collar
         )
         return data, valid
 
@@ -71,8 +71,10 @@ class TileReader:
         info, plan = self.scene.info, self.scene.plan
         size, m = plan.tile_size, plan.margin
         r0, c0 = row - m, col - m  # padded offsets to scene pixels
-        top, left = max(r0, 0), max(c0, 0)
-        bottom, right = min(r0 + size, info.height), min(c0 + size, info.width)
+        (c_min, r_min), (width, height) = info.offset, info.file_extent
+        # a cut of a larger raster reads real pixels past its edges, where the file has them
+        top, left = max(r0, -r_min), max(c0, -c_min)
+        bottom, right = min(r0 + size, height - r_min), min(c0 + size, width - c_min)
         data, valid = self.source.read(Window(left, top, right - left, bottom - top))
         pads = ((top - r0, r0 + size - bottom), (left - c0, c0 + size - right))
         if any(p for pair in pads for p in pair):

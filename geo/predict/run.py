@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 import torch
+from rasterio.windows import Window
 
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
@@ -44,6 +46,7 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
+from geo.io.raster import area_mask
 from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
 from geo.io.units import pixel_metres
@@ -125,7 +128,7 @@ def predict_scene(
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes))
                 write_quicklook(
-                    scene.info.path, staged["classes"], scene.metadata, staged["quicklook"],
+                    scene.info, staged["classes"], scene.metadata, staged["quicklook"],
                     bands=scene.bands,
                 )  # fmt: skip
             work.save(
@@ -237,8 +240,21 @@ def _run_record(
             "min_area": min_area,
             "simplify": simplify,
             **({"collar": scene.info.collar} if scene.info.collar is not None else {}),
+            **({"aoi": _area_record(scene)} if scene.area is not None else {}),
         },
         "format": FORMAT,
+    }
+
+
+def _area_record(scene: Scene) -> dict[str, Any]:
+    """The area of interest: its file, the pixel window of the scene it covers, and a digest
+    of its polygons in the scene's CRS."""
+    assert scene.area is not None
+    info = scene.info
+    return {
+        "file": scene.area.path,
+        "window": [*info.offset, info.width, info.height],
+        "polygons_sha256": hashlib.sha256(scene.area.wkt.encode()).hexdigest(),
     }
 
 
@@ -272,6 +288,7 @@ def _predict_rasters(
 ) -> None:
     """Run the model over the grid, writing final rows of class ids and scores to raw files."""
     plan, width = scene.plan, scene.info.width
+    area = None if scene.area is None else shapely.from_wkt(scene.area.wkt)
     band = RowBand(plan, len(scene.classes))
     start = work.state["next_row"]
     if start:
@@ -291,6 +308,9 @@ def _predict_rasters(
         )  # fmt: skip
         with bar, closing(rows):
             for i, top, probs, valid in rows:
+                if area is not None:  # outputs only inside the area of interest
+                    inside = Window(0, top, width, valid.shape[0])
+                    valid = valid & area_mask(area, inside, scene.info.affine)
                 classes, score = _encode(probs, valid)
                 os.pwrite(fds[0], classes.tobytes(), top * width)
                 os.pwrite(fds[1], score.tobytes(), top * width)

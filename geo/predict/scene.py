@@ -8,12 +8,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
+from rasterio.windows import Window
+
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import ClassInfo
 from geo.contracts.normalization import Normalization
 from geo.errors import InputError
 from geo.io.grid import default_overlap, overlap_problem, tile_size_problem
-from geo.io.raster import SceneInfo, check_bands, check_has_data, scene_info
+from geo.io.raster import SceneInfo, check_bands, check_has_data, covering_window, scene_info
+from geo.io.vector import aoi_in_scene, load_aoi
 from geo.options import flag
 from geo.predict.stitch import StitchPlan
 
@@ -31,14 +35,38 @@ OUTPUTS = {
 
 
 @dataclass(frozen=True)
+class AreaOfInterest:
+    """The `--aoi` polygons, read once for every scene."""
+
+    path: str
+    frame: gpd.GeoDataFrame
+
+    @classmethod
+    def read(cls, path: str) -> AreaOfInterest:
+        return cls(path, load_aoi(path))
+
+
+@dataclass(frozen=True)
+class SceneArea:
+    """Where in a scene outputs are made: the `--aoi` file and its polygons in the scene's CRS
+    (WKT, so that a scene travels to Dask workers as plain data)."""
+
+    path: str
+    wkt: str
+
+
+@dataclass(frozen=True)
 class Scene:
-    """A scene checked against the model's metadata, with its window plan and output name."""
+    """A scene checked against the model's metadata, with its window plan and output name;
+    with an area of interest, the scene is cut to the area's extent and outputs are no data
+    outside its polygons."""
 
     info: SceneInfo
     name: str  # the output files' stem
     metadata: AdapterMetadata
     plan: StitchPlan
     bands: tuple[int, ...]  # the scene's bands the model reads, in its input order
+    area: SceneArea | None = None
 
     @property
     def normalization(self) -> Normalization:
@@ -99,19 +127,44 @@ def prepare_scene(
     overlap: int | None = None,
     blend: bool = True,
     name: str | None = None,
+    aoi: AreaOfInterest | None = None,
 ) -> Scene:
-    """Check a scene against the model (bands, data) and plan its windows; InputError naming
-    what is wrong."""
+    """Check a scene against the model (bands, data) and plan its windows, over the part of
+    it that `aoi` covers when given; InputError naming what is wrong (OutsideAreaError when
+    the area misses the scene)."""
     info = scene_info(image)
+    size, overlap = window_grid(metadata, tile_size, overlap)
+    area = None
+    if aoi is not None:
+        polygons = aoi_in_scene(aoi.frame, aoi.path, info)
+        margin = StitchPlan(size, size, size, overlap, blend).margin
+        info = info.cut(window_around(info, covering_window(info, polygons), size, overlap, margin))
+        area = SceneArea(aoi.path, polygons.wkt)
     bands = bands_by_name(info, metadata) or list(metadata.bands)
     try:
         check_bands(info, bands)
     except InputError as exc:
         raise InputError(f"{exc}; the model reads bands {bands}: give a scene with them") from None
-    size, overlap = window_grid(metadata, tile_size, overlap)
     check_has_data(info, bands)
     plan = StitchPlan(info.width, info.height, size, overlap, blend)
-    return Scene(info, name or Path(image).stem, metadata, plan, tuple(bands))
+    return Scene(info, name or Path(image).stem, metadata, plan, tuple(bands), area)
+
+
+def window_around(info: SceneInfo, inner: Window, size: int, overlap: int, margin: int) -> Window:
+    """The part of the scene to predict for outputs over `inner`: from the first window of
+    the whole scene's grid (windows every `size - overlap` px, each dropping `margin` px at its
+    edges) that reaches `inner` to where the last one that reaches it ends (or the scene's
+    edges), so that every pixel of `inner` is blended from exactly the windows a prediction of
+    the whole scene gives it."""
+    step, kept = size - overlap, size - 2 * margin
+
+    def span(start: int, stop: int, length: int) -> tuple[int, int]:
+        first = max(0, ((start - kept) // step + 1) * step)
+        return first, min(length, stop + kept)
+
+    c0, c1 = span(int(inner.col_off), int(inner.col_off + inner.width), info.width)
+    r0, r1 = span(int(inner.row_off), int(inner.row_off + inner.height), info.height)
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def bands_by_name(info: SceneInfo, metadata: AdapterMetadata) -> list[int] | None:

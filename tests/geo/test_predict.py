@@ -24,6 +24,7 @@ from scipy import ndimage
 from convlora.files import sha256_file
 from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
+from geo.io.raster import scene_info
 from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
@@ -186,7 +187,7 @@ def test_the_quicklook_shows_a_scene_unlike_the_training_data(
     training statistics it would be black; by its own it shows."""
     metadata = metadata_for(NEBRASKA, [1, 2, 3])
     assert metadata.normalization.p2[0] > 255
-    dest = write_quicklook(str(RGB_BYTE), rgb["classes"], metadata, tmp_path / "q.png")
+    dest = write_quicklook(scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png")
     assert_quicklook(dest, rgb["classes"])
 
 
