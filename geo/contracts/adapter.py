@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlora.adapter_files import METADATA_NAME, read_metadata
+from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME, read_metadata
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
-from geo.contracts.classes import ClassInfo, parse_class_list
+from geo.contracts.classes import ClassInfo, ClassMap, load_class_map, parse_class_list
 from geo.contracts.normalization import Normalization
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
@@ -136,3 +136,24 @@ def _optional_bool(value: object, source: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")
+
+
+def is_tile_store(path: str | Path) -> bool:
+    """Whether `path` is a folder holding a tile store (its zarr.json)."""
+    return (Path(path) / "zarr.json").is_file()
+
+
+def class_map_of(path: str, *, models: bool = True) -> ClassMap:
+    """A class map file; or the class map of a tile store (STORE.zarr: its classes with their
+    label values, as it was tiled); or, with `models`, the classes of a model (a run folder,
+    adapter.json or adapter.safetensors), which keep no label values. InputError otherwise."""
+    if is_tile_store(path):
+        return StoreInfo.read(path).class_map
+    if Path(path).is_dir() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
+        if not models:
+            raise InputError(
+                f"{path}: a model keeps its class names but not the label values they came "
+                "from; give its class map file, or the tile store it was trained on (STORE.zarr)"
+            )
+        return ClassMap(AdapterMetadata.read(path).classes)
+    return load_class_map(path)

@@ -30,6 +30,7 @@ from geo.evaluate.config import EvaluateConfig
 from geo.evaluate.objects import ObjectScore, ReferencePolygons
 from geo.evaluate.store_scene import StoreScene
 from geo.io.units import pixel_metres
+from geo.options import flag
 from geo.predict import batch_size_for
 from geo.predict.model import load_model
 from geo.predict.rows import predict_rows
@@ -45,7 +46,8 @@ def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
     if names != trained:
         raise InputError(
             f"{store.path}: classes {names} differ from the model's {trained} "
-            "(tile it with the model's class map)"
+            f"(tile it with {flag('class_map')} set to the model's class map file or to the "
+            "tile store it was trained on)"
         )
     if store.bands != metadata.bands:
         raise InputError(

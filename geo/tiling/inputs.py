@@ -18,7 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geo.contracts.classes import ClassMap, load_class_map, value_key
+from geo.contracts.adapter import class_map_of, is_tile_store
+from geo.contracts.classes import ClassMap, value_key
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
@@ -126,14 +127,25 @@ def _default_bands(scene: SceneInfo) -> list[int]:
 def input_files(config: TileConfig) -> list[str]:
     """The files whose size and modification time tell whether the inputs changed (a VRT's
     sources and a shapefile's sidecars included; "" for no class map or AOI)."""
-    optional = [config.class_map or "", config.aoi or ""]
+    optional = [_class_map_file(config), config.aoi or ""]
     return watched_files([*config.images, *config.labels, *optional])
+
+
+def _class_map_file(config: TileConfig) -> str:
+    """The file holding the class map ("" for none): a tile store's zarr.json for a store."""
+    if config.class_map is None:
+        return ""
+    return (
+        str(Path(config.class_map) / "zarr.json")
+        if is_tile_store(config.class_map)
+        else config.class_map
+    )
 
 
 def input_records(config: TileConfig) -> list[dict[str, Any]]:
     """Path and sha256 of every input, in a fixed order."""
     roles = [("image", config.images), ("labels", config.labels)]
-    roles += [("class_map", [config.class_map])] if config.class_map else []
+    roles += [("class_map", [_class_map_file(config)])] if config.class_map else []
     roles += [("aoi", [config.aoi])] if config.aoi else []
     return [input_record(p, role) for role, paths in roles for p in paths]
 
@@ -251,7 +263,7 @@ def _class_map(config: TileConfig) -> ClassMap:
     after the file (or its `--label-layer`), or with `--label-field` one class per distinct
     value of that field (`distinct_values`), said in the log."""
     if config.class_map is not None:
-        cmap = load_class_map(config.class_map).with_unmapped(config.unmapped)
+        cmap = class_map_of(config.class_map, models=False).with_unmapped(config.unmapped)
         if not any(is_vector(p) for p in config.labels):
             cmap = _codes_as_ids(cmap, config.class_map)
         return cmap

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME
-from geo.contracts.adapter import AdapterMetadata
-from geo.contracts.classes import IGNORE, ClassMap, load_class_map
+from geo.contracts.adapter import class_map_of
+from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
 from geo.io.raster import check_exists, decimated_shape, open_raster
@@ -41,7 +40,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     """Pre-flight check: the class map, a one-band class raster of whole class ids (integers,
     or floats such as QGIS's raster calculator writes), a score raster on its grid, and an
     output file that may be written. Raises InputError naming the input."""
-    class_map = _class_map(config.class_map)
+    class_map = class_map_of(config.class_map)
     grid = _check_raster(config.raster, "class raster", integer=True)
     _check_class_ids(config.raster, class_map)
     if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
@@ -81,14 +80,6 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
     if integer and not dtype.startswith(("int", "uint", "float")):
         raise InputError(f"{path}: a {what} holds class ids, not {dtype} values")
     return grid
-
-
-def _class_map(path: str) -> ClassMap:
-    """A class map file, or the classes of the model that predicted the raster (its run folder,
-    `adapter.json` or `adapter.safetensors`)."""
-    if Path(path).is_dir() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
-        return ClassMap(AdapterMetadata.read(path).classes)
-    return load_class_map(path)
 
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:

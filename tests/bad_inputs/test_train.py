@@ -192,7 +192,13 @@ def test_finetune_refuses_a_run_of_another_store_before_tiling_replaces_the_stor
 def test_evaluate_refuses_a_model_of_other_classes(runs, work: Path) -> None:
     other = _two_class_store(work.parent)
     argv = ["evaluate", other, "--model", runs["base"], "--device", "cpu"]
-    refused(work, argv, "classes ['background', 'soybeans'] differ from the model's")
+    refused(
+        work,
+        argv,
+        "classes ['background', 'soybeans'] differ from the model's",
+        "(tile it with --class-map set to the model's class map file or to the tile store it was "
+        "trained on)",
+    )
 
 
 def _two_class_store(folder: Path) -> Path:

@@ -493,6 +493,35 @@ def test_label_values_that_differ_from_a_class_by_case_are_pointed_out(
     )
 
 
+def test_a_tile_store_gives_its_class_map_to_another(tmp_path: Path) -> None:
+    """Labels of a new area, in a file of another name (its own class would be `fields_2024`),
+    tiled with `--class-map TRAINING.zarr` get the training store's classes, label values and
+    colours, so a model trained on that store evaluates them; `vectorize --class-map STORE`
+    names its classes too. A model's run folder is refused: it keeps no label values."""
+    image, labels = PIVOTS / "nebraska_landsat_albers_30m.tif", PIVOTS / "pivots.gpkg"
+    training = tile([image], [labels], PIVOT_CLASSES, tmp_path / "training.zarr", tile_size=128)
+    renamed = tmp_path / "fields_2024.gpkg"
+    gpd.read_file(labels).to_file(renamed)
+    new = tile([image], [renamed], training, tmp_path / "new.zarr", tile_size=128)
+    attrs = [zarr.open_group(str(s), mode="r").attrs for s in (training, new)]
+    assert attrs[1]["class_map"] == attrs[0]["class_map"]
+    assert attrs[1]["class_pixels"] == attrs[0]["class_pixels"]
+    class_map_input = next(r for r in attrs[1]["inputs"] if r["role"] == "class_map")
+    assert class_map_input["path"] == str(training / "zarr.json")
+
+    out = tmp_path / "mask.gpkg"
+    code, err = run_cli("vectorize", PIVOTS / "pivots_mask.tif", "--class-map", training,
+                        "--out", out)  # fmt: skip
+    assert code == 0, err[-3000:]
+    assert set(gpd.read_file(out, layer="polygons").class_name) == {"pivot"}
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter.json").write_text("{}")
+    with pytest.raises(InputError, match="a model keeps its class names but not the label values"):
+        tile([image], [renamed], run, tmp_path / "refused.zarr", tile_size=128)
+
+
 def test_label_raster_codes_are_class_ids_when_no_class_lists_values(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
