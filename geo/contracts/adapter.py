@@ -149,7 +149,7 @@ def class_map_of(path: str, *, models: bool = True) -> ClassMap:
     adapter.json or adapter.safetensors), which keep no label values. InputError otherwise."""
     if is_tile_store(path):
         return StoreInfo.read(path).class_map
-    if Path(path).is_dir() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
+    if (Path(path) / METADATA_NAME).is_file() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
         if not models:
             raise InputError(
                 f"{path}: a model keeps its class names but not the label values they came "
