@@ -17,9 +17,9 @@ class VectorizeConfig(StageConfig):
         positional=True, metavar="CLASS_RASTER",
     )  # fmt: skip
     class_map: str = option(
-        help="YAML or JSON list of the raster's classes, in id order, or the model that "
-        "predicted it (its run folder or adapter.json); a class with `boundary` keeps touching "
-        "objects apart (see README: field boundaries)"
+        help="YAML or JSON list of the raster's classes, in id order, the model that "
+        "predicted it (its run folder or adapter.json) or a tile store of those classes; a class "
+        "with `boundary` keeps touching objects apart (see README: field boundaries)"
     )
     out: str = option(help="the polygon file to write (.gpkg or .parquet)")
     format: str | None = option(
