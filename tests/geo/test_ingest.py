@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
 from rasterio.windows import from_bounds
 
 from geo.errors import InputError
@@ -273,6 +276,28 @@ def test_stac_items_are_predicted_over_the_aoi_once_and_new_ones_exactly(
             np.testing.assert_array_equal(a.read(), b.read())
     done = record(pivots_run, out).done
     assert done[AUSTRIA_SEPTEMBER.id]["version"] == "2021-10-07T00:00:00Z"
+
+
+def test_stac_items_searched_over_polygons_are_no_data_outside_them(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """`--aoi` with a disc inside the Austrian area: items are searched and cut over it, and
+    their outputs are no data exactly outside it, as `predict --aoi` makes them."""
+    west, south, east, north = AUSTRIA_AOI
+    disc = shapely.Point((west + east) / 2, (south + north) / 2).buffer((east - west) / 3)
+    aoi = tmp_path / "disc.geojson"
+    gpd.GeoDataFrame(geometry=[disc], crs="EPSG:4326").to_file(aoi)
+    with RangeServer(catalog) as server:
+        options = {"stac": f"{server.url}/catalog.json", "collection": S2, "aoi": str(aoi),
+                   "query": STAC["query"], "bands": "red,green,nir08"}  # fmt: skip
+        result = ingest(pivots_run, tmp_path / "out", **options)
+    assert list(result.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    with rasterio.open(result.predicted[AUSTRIA_JUNE.id]["classes"]) as out:
+        classes, crs, grid = out.read(1), out.crs, out.transform
+    area = gpd.GeoSeries([disc], crs="EPSG:4326").to_crs(crs.to_wkt())
+    inside = geometry_mask(area, out_shape=classes.shape, transform=grid, invert=True)
+    assert 0 < inside.mean() < 1
+    np.testing.assert_array_equal(classes == 255, ~inside)
 
 
 def test_a_stac_item_that_fails_is_recorded_and_retried(
