@@ -17,7 +17,7 @@ from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.classes import ClassInfo, ClassMap, load_class_map, parse_class_list
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import StoreInfo
+from geo.contracts.tile_store import StoreInfo, is_tile_store
 from geo.errors import InputError
 
 
@@ -136,11 +136,6 @@ def _optional_bool(value: object, source: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")
-
-
-def is_tile_store(path: str | Path) -> bool:
-    """Whether `path` is a folder holding a tile store (its zarr.json)."""
-    return (Path(path) / "zarr.json").is_file()
 
 
 def class_map_of(path: str, *, models: bool = True) -> ClassMap:

@@ -272,6 +272,16 @@ def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     return node
 
 
+def metadata_file(path: str | Path) -> Path:
+    """The file of a store folder that holds its attributes (Zarr v3's zarr.json)."""
+    return Path(path) / "zarr.json"
+
+
+def is_tile_store(path: str | Path) -> bool:
+    """Whether `path` is a folder holding a Zarr group (a tile store, or one being written)."""
+    return metadata_file(path).is_file()
+
+
 def read_attrs(path: str | Path) -> dict[str, Any] | None:
     """A tile store's raw attributes, or None when `path` is not a tile store."""
     try:

@@ -97,6 +97,11 @@ class SceneInfo:
         """(width, height) of the raster file (the scene's own unless it is a cut)."""
         return self.file_size or (self.width, self.height)
 
+    @property
+    def file_window(self) -> Window:
+        """The whole scene as a window of its raster file."""
+        return self.in_file(Window(0, 0, self.width, self.height))
+
     def in_file(self, window: Window) -> Window:
         """A window of this scene as a window of its raster file."""
         return Window(
@@ -420,8 +425,7 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
         covered = sum(int(w.width) * int(w.height) for w in windows)
         if covered < scene.width * scene.height:
             shape = (len(bands), *decimated_shape(scene.width, scene.height, 1024))
-            whole = scene.in_file(Window(0, 0, scene.width, scene.height))
-            data = src.read(list(bands), window=whole, out_shape=shape, masked=True)
+            data = src.read(list(bands), window=scene.file_window, out_shape=shape, masked=True)
             ok = ~np.ma.getmaskarray(data).any(axis=0)
             if np.issubdtype(data.dtype, np.floating):
                 ok &= np.isfinite(data.filled(0)).all(axis=0)

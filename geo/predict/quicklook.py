@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
-from rasterio.windows import Window
 
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
@@ -47,7 +46,7 @@ def write_quicklook(
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
     with open_raster(scene.path) as src:
         pixels = src.read(
-            bands, window=scene.in_file(Window(0, 0, scene.width, scene.height)),
+            bands, window=scene.file_window,
             out_shape=(len(bands), *shape), resampling=Resampling.average, masked=True,
         )  # fmt: skip
     image = _stretch(pixels)

@@ -137,8 +137,8 @@ def prepare_scene(
     area = None
     if aoi is not None:
         polygons = aoi_in_scene(aoi.frame, aoi.path, info)
-        margin = StitchPlan(size, size, size, overlap, blend).margin
-        info = info.cut(window_around(info, covering_window(info, polygons), size, overlap, margin))
+        whole = StitchPlan(info.width, info.height, size, overlap, blend)
+        info = info.cut(window_around(whole, covering_window(info, polygons)))
         area = SceneArea(aoi.path, polygons.wkt)
     bands = bands_by_name(info, metadata) or list(metadata.bands)
     try:
@@ -150,20 +150,20 @@ def prepare_scene(
     return Scene(info, name or Path(image).stem, metadata, plan, tuple(bands), area)
 
 
-def window_around(info: SceneInfo, inner: Window, size: int, overlap: int, margin: int) -> Window:
+def window_around(whole: StitchPlan, inner: Window) -> Window:
     """The part of the scene to predict for outputs over `inner`: from the first window of
-    the whole scene's grid (windows every `size - overlap` px, each dropping `margin` px at its
-    edges) that reaches `inner` to where the last one that reaches it ends (or the scene's
-    edges), so that every pixel of `inner` is blended from exactly the windows a prediction of
-    the whole scene gives it."""
-    step, kept = size - overlap, size - 2 * margin
+    the whole scene's grid (`whole`: windows every tile size - overlap px, each dropping its
+    margin at its edges) that reaches `inner` to where the last one that reaches it ends (or the
+    scene's edges), so that every pixel of `inner` is blended from exactly the windows a
+    prediction of the whole scene gives it."""
+    step, kept = whole.grid.stride, whole.tile_size - 2 * whole.margin
 
     def span(start: int, stop: int, length: int) -> tuple[int, int]:
         first = max(0, ((start - kept) // step + 1) * step)
         return first, min(length, stop + kept)
 
-    c0, c1 = span(int(inner.col_off), int(inner.col_off + inner.width), info.width)
-    r0, r1 = span(int(inner.row_off), int(inner.row_off + inner.height), info.height)
+    c0, c1 = span(int(inner.col_off), int(inner.col_off + inner.width), whole.width)
+    r0, r1 = span(int(inner.row_off), int(inner.row_off + inner.height), whole.height)
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 

@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geo.contracts.adapter import class_map_of, is_tile_store
+from geo.contracts.adapter import class_map_of
 from geo.contracts.classes import ClassMap, value_key
-from geo.contracts.tile_store import FORMAT, read_attrs
+from geo.contracts.tile_store import FORMAT, is_tile_store, metadata_file, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
@@ -133,13 +133,9 @@ def input_files(config: TileConfig) -> list[str]:
 
 def _class_map_file(config: TileConfig) -> str:
     """The file holding the class map ("" for none): a tile store's zarr.json for a store."""
-    if config.class_map is None:
-        return ""
-    return (
-        str(Path(config.class_map) / "zarr.json")
-        if is_tile_store(config.class_map)
-        else config.class_map
-    )
+    if config.class_map is None or not is_tile_store(config.class_map):
+        return config.class_map or ""
+    return str(metadata_file(config.class_map))
 
 
 def input_records(config: TileConfig) -> list[dict[str, Any]]:

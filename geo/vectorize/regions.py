@@ -138,8 +138,8 @@ def class_ids(src: DatasetReader, window: Window) -> np.ndarray:
     mask, and NaN, are 255 (nodata), whatever the raster's type (an edited map may be int16
     with nodata -1, or float32 from a raster calculator)."""
     data = src.read(1, window=window, masked=True)
-    if data.dtype == np.uint8 and src.nodata in (None, IGNORE):
-        return np.ma.getdata(data)  # predict's own class rasters: as they are
+    if data.dtype == np.uint8:  # predict's own class rasters, nodata 255 already
+        return np.ma.filled(data, IGNORE)
     ids = np.ma.filled(data.astype(np.float64), np.nan)
     return np.where(np.isnan(ids), IGNORE, ids).astype(np.uint8)
 
