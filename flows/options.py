@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic.fields import FieldInfo
 
-from geo.options import StageConfig, choices_of, cli_meta, flag
+from geo.options import StageConfig, choices_of, cli_meta, flag, list_item
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=StageConfig)
@@ -227,8 +227,11 @@ def auto_or_numbers(text: str) -> str | list[float]:
 
 def _flow_type(option: Option) -> Any:
     """The parameter's type for Prefect: the field's, with its choices as a Literal and its
-    constraints (ge, lt, ...) kept, so the UI shows a form and runs validate before work."""
+    constraints (ge, lt, ...) kept, so the UI shows a form and runs validate before work; a list
+    also takes one string (`-p images=/data/*.tif`, `-p bands=4,3,2`: `one_value_as_list`)."""
     annotation: Any = option.info.annotation
+    if list_item(annotation) is not None:
+        annotation = annotation | str
     if option.choices is not None:
         literal = Literal.__getitem__(tuple(option.choices))
         annotation = Optional[literal] if option.default is None else literal  # noqa: UP045

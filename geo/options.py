@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
@@ -119,10 +121,48 @@ def cli_meta(config: type[BaseModel], name: str) -> dict[str, Any]:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
+def list_item(annotation: Any) -> Any:
+    """The item type of a list field (`list[int]`, `list[str] | None`, ...), else None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        items = [list_item(arm) for arm in typing.get_args(annotation)]
+        return next((item for item in items if item is not None), None)
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+
+
+def one_value_as_list(annotation: Any, value: Any) -> Any:
+    """A list field's value given as one string, as a deployment's `-p` gives it: a path or
+    pattern is a list of one (`-p images=/data/2024-*.tif`), numbers are split at commas
+    (`-p bands=4,3,2`); a value the field takes as it is (`auto`) and anything else unchanged."""
+    item = list_item(annotation)
+    if item is None or not isinstance(value, str) or value in literal_values(annotation):
+        return value
+    return [value] if item is str else [part.strip() for part in value.split(",")]
+
+
+def literal_values(annotation: Any) -> set[Any]:
+    """The values a field's Literal arms allow (`Literal["auto"] | list[float]`: {"auto"})."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return set(typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(literal_values(arm) for arm in typing.get_args(annotation)))
+    return set()
+
+
 class StageConfig(BaseModel):
     """Base of the stage configs: immutable, unknown options are errors, values validated."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_as_list(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        fields = cls.model_fields
+        return {
+            name: one_value_as_list(fields[name].annotation, value) if name in fields else value
+            for name, value in values.items()
+        }
 
     @model_validator(mode="after")
     def _check_choices(self) -> Self:
@@ -171,6 +211,8 @@ def describe(
         return message
     name = names[0]
     shown = values.get(name, error.get("input"))
+    if name in config.model_fields:
+        shown = one_value_as_list(config.model_fields[name].annotation, shown)
     if isinstance(shown, list):
         named = [str(v) for v in shown if message.startswith(f"{v}: ")]  # the item at fault
         if named:

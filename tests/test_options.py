@@ -161,3 +161,30 @@ def test_the_command_alone_lists_the_commands_and_version_names_the_versions(
     own, core = (metadata.version(name) for name in ("convlora-geo", "convlora"))
     assert line.startswith(f"convlora-geo {own} (python ") and f"convlora {core}," in line, line
     assert f"torch {metadata.version('torch')}" in line and "gdal " in line
+
+
+def test_a_deployment_takes_one_string_for_a_list() -> None:
+    """`prefect deployment run -p images=/data/*.tif -p bands=4,3,2` sends strings: the server's
+    schema check and the flow's own validation take them, and the config holds lists."""
+    from prefect.utilities.schema_tools.validation import validate
+
+    scene = "examples/data/nebraska_center_pivots_landsat/nebraska_*.tif"
+    given = {"images": scene, "labels": "examples/data/nebraska_center_pivots_landsat/pivots.gpkg",
+             "store": "stores/s.zarr", "out": "runs/r", "bands": "4,3,2", "rgb_bands": "1, 2,3",
+             "class_weights": "1,2.5"}  # fmt: skip
+    flow = flows()["finetune"]
+    schema = flow.parameters.model_dump()  # type: ignore[attr-defined]
+    assert validate({**given, "bands": [4, 3, 2]}, schema, raise_on_error=True) == []
+    assert validate(given, schema, raise_on_error=True) == []  # refused before: not an array
+    values = flow.validate_parameters(given)  # type: ignore[attr-defined]
+    tiling = FINETUNE.build(TileConfig, values)
+    assert [p.rsplit("/", 1)[1] for p in tiling.images] == ["nebraska_landsat_albers_30m.tif"]
+    assert tiling.labels[0].endswith("/pivots.gpkg") and tiling.bands == [4, 3, 2]
+    training = FINETUNE.build(FinetuneConfig, values)
+    assert (training.rgb_bands, training.class_weights) == ([1, 2, 3], [1.0, 2.5])
+    auto = FINETUNE.build(FinetuneConfig, {**values, "class_weights": "auto"})
+    assert auto.class_weights == "auto"
+    with pytest.raises(InputError, match=r"^--bands 4 3 2: Input should be a valid integer"):
+        FINETUNE.build(TileConfig, {**values, "bands": "4 3 2"})
+    with pytest.raises(InputError, match=r"^nowhere/\*\.tif: no file matches this pattern$"):
+        FINETUNE.build(TileConfig, {**values, "images": "nowhere/*.tif"})

@@ -141,7 +141,8 @@ def start_server(port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
 
 def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_path: Path) -> None:
     """The shipped deployments with process workers: a redeploy keeps a paused schedule paused;
-    `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`) and its library logs are
+    `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`; its scenes given as one
+    pattern string, `-p images=...*.tif`, not a JSON list) and its library logs are
     stored with the flow run; `ingest` with its defaults completes twice, the second time
     predicting nothing (the scene's one-band label mask beside it is skipped, once)."""
     port = free_port()
@@ -175,10 +176,13 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
 
         finetune = run_deployment(
             "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "batch_size=1",
-            "accumulate=1", "adapter=conv-lora", "nproc=2", "device=cpu", env=env, cwd=project,
+            "accumulate=1", "adapter=conv-lora", "nproc=2", "device=cpu",
+            "images=examples/data/nebraska_center_pivots_landsat/nebraska_*.tif",  # one string
+            env=env, cwd=project,
         )  # fmt: skip
         assert finetune["parameters"]["nproc"] == 2
         assert finetune["parameters"]["sam"] == "tiny"  # the deployment's own, kept
+        assert finetune["parameters"]["images"].endswith("nebraska_*.tif")
         run_dir = project / "runs" / "field-boundaries"
         metadata = AdapterMetadata.read(run_dir)
         assert (metadata.model.sam_variant, metadata.model.adapter) == ("tiny", "conv-lora")
