@@ -1,8 +1,9 @@
 """What fine-tuning hands to prediction and evaluation: an adapter's metadata (`adapter.json`).
 
 `convlora.save_adapter` writes the model part (format, model config, base SAM checksum); the
-geo part below rides along as its metadata: the classes, the source bands and their statistics,
-and the tile grid the model was trained on. `AdapterMetadata.read` parses and checks both once.
+geo part below rides along as its metadata: the classes (and the class map with the label values
+they came from), the source bands and their statistics, and the tile grid the model was trained
+on. `AdapterMetadata.read` parses and checks both once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.classes import ClassInfo, ClassMap, load_class_map, parse_class_list
 from geo.contracts.normalization import Normalization
-from geo.contracts.tile_store import StoreInfo, is_tile_store
+from geo.contracts.tile_store import StoreInfo, is_tile_store, metadata_file
 from geo.errors import InputError
 
 
@@ -39,6 +40,7 @@ class AdapterMetadata:
     pixel_size_m: float | None = None  # their pixel side in metres (None without a CRS)
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
     georeferenced: bool | None = None  # the training scenes had a CRS (None: not recorded)
+    class_map: ClassMap | None = None  # with label values (None: a model saved without them)
 
     @property
     def image_size(self) -> int:
@@ -55,6 +57,7 @@ class AdapterMetadata:
         """The geo part of the metadata of a model trained on `store` (JSON-ready)."""
         return {
             "classes": [c.to_dict() for c in store.classes],
+            "class_map": store.class_map.to_dict(),
             "bands": list(store.bands),
             "band_names": list(store.band_names),
             "normalization": store.normalization.to_dict(),
@@ -101,6 +104,11 @@ class AdapterMetadata:
                 f"{source}: {len(classes)} classes but the model predicts {model.num_outputs}"
             )
         names = document.get("band_names") or [""] * len(bands)
+        class_map = None
+        if document.get("class_map") is not None:
+            class_map = ClassMap.from_dict(document["class_map"], source)
+            if [c.name for c in class_map.classes] != [c.name for c in classes]:
+                raise InputError(f"{source}: its class map names other classes than its classes")
         return cls(
             path=path,
             model=model,
@@ -116,6 +124,7 @@ class AdapterMetadata:
             pixel_size_m=document.get("pixel_size_m"),
             training=dict(document.get("training") or {}),
             georeferenced=_optional_bool(document.get("georeferenced"), source),
+            class_map=class_map,
         )
 
     @classmethod
@@ -138,17 +147,39 @@ def _optional_bool(value: object, source: str) -> bool | None:
     raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")
 
 
-def class_map_of(path: str, *, models: bool = True) -> ClassMap:
+def class_map_of(path: str, *, names_only: bool = True) -> ClassMap:
     """A class map file; or the class map of a tile store (STORE.zarr: its classes with their
-    label values, as it was tiled); or, with `models`, the classes of a model (a run folder,
-    adapter.json or adapter.safetensors), which keep no label values. InputError otherwise."""
+    label values, as it was tiled) or of a model (a run folder, adapter.json or
+    adapter.safetensors: the class map of the store it was trained on). With `names_only`, a
+    model saved without label values gives its classes alone; otherwise it is refused."""
     if is_tile_store(path):
         return StoreInfo.read(path).class_map
-    if (Path(path) / METADATA_NAME).is_file() or Path(path).name in (METADATA_NAME, WEIGHTS_NAME):
-        if not models:
+    if _is_model(path):
+        metadata = AdapterMetadata.read(path)
+        if metadata.class_map is not None:
+            return metadata.class_map
+        if not names_only:
             raise InputError(
-                f"{path}: a model keeps its class names but not the label values they came "
-                "from; give its class map file, or the tile store it was trained on (STORE.zarr)"
+                f"{path}: this model was saved without the label values of its classes; give "
+                "its class map file, or the tile store it was trained on (STORE.zarr)"
             )
-        return ClassMap(AdapterMetadata.read(path).classes)
+        return ClassMap(metadata.classes)
     return load_class_map(path)
+
+
+def class_map_file(path: str) -> str:
+    """The file that holds the class map `class_map_of(path)` reads, which tiling records and
+    watches: a tile store's zarr.json, a model's adapter.json, else `path` itself."""
+    if is_tile_store(path):
+        return str(metadata_file(path))
+    if _is_model(path):
+        return str((Path(path) if Path(path).is_dir() else Path(path).parent) / METADATA_NAME)
+    return path
+
+
+def _is_model(path: str) -> bool:
+    """A run folder (holding adapter.json), or an adapter.json or adapter.safetensors file."""
+    return (Path(path) / METADATA_NAME).is_file() or Path(path).name in (
+        METADATA_NAME,
+        WEIGHTS_NAME,
+    )

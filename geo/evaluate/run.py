@@ -44,10 +44,14 @@ def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
     names = [c.name for c in store.classes]
     trained = [c.name for c in metadata.classes]
     if names != trained:
+        given = (
+            f"{metadata.path.parent} (the model's own)"
+            if metadata.class_map is not None
+            else "the model's class map file or the tile store it was trained on"
+        )
         raise InputError(
             f"{store.path}: classes {names} differ from the model's {trained} "
-            f"(tile it with {flag('class_map')} set to the model's class map file or to the "
-            "tile store it was trained on)"
+            f"(tile it with {flag('class_map')} {given})"
         )
     if store.bands != metadata.bands:
         raise InputError(

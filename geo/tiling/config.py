@@ -36,9 +36,9 @@ class TileConfig(StageConfig):
     )  # fmt: skip
     class_map: str | None = option(
         None,
-        help="YAML or JSON list of classes (see README: class maps), or a tile store whose "
-        "classes to take (default for vector files: background and one class named after the "
-        "file, or one per --label-field value)",
+        help="YAML or JSON list of classes (see README: class maps), or a tile store or a "
+        "model's run folder whose classes to take (default for vector files: background and one "
+        "class named after the file, or one per --label-field value)",
     )
     out: str = option(help="the tile store to write (STORE.zarr)")
     tile_size: int | None = option(

@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geo.contracts.adapter import class_map_of
+from geo.contracts.adapter import class_map_file, class_map_of
 from geo.contracts.classes import ClassMap, value_key
-from geo.contracts.tile_store import FORMAT, is_tile_store, metadata_file, read_attrs
+from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
@@ -132,10 +132,8 @@ def input_files(config: TileConfig) -> list[str]:
 
 
 def _class_map_file(config: TileConfig) -> str:
-    """The file holding the class map ("" for none): a tile store's zarr.json for a store."""
-    if config.class_map is None or not is_tile_store(config.class_map):
-        return config.class_map or ""
-    return str(metadata_file(config.class_map))
+    """The file holding the class map ("" for none; `class_map_file`)."""
+    return "" if config.class_map is None else class_map_file(config.class_map)
 
 
 def input_records(config: TileConfig) -> list[dict[str, Any]]:
@@ -259,7 +257,7 @@ def _class_map(config: TileConfig) -> ClassMap:
     after the file (or its `--label-layer`), or with `--label-field` one class per distinct
     value of that field (`distinct_values`), said in the log."""
     if config.class_map is not None:
-        cmap = class_map_of(config.class_map, models=False).with_unmapped(config.unmapped)
+        cmap = class_map_of(config.class_map, names_only=False).with_unmapped(config.unmapped)
         if not any(is_vector(p) for p in config.labels):
             cmap = _codes_as_ids(cmap, config.class_map)
         return cmap

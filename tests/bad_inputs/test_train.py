@@ -196,8 +196,7 @@ def test_evaluate_refuses_a_model_of_other_classes(runs, work: Path) -> None:
         work,
         argv,
         "classes ['background', 'soybeans'] differ from the model's",
-        "(tile it with --class-map set to the model's class map file or to the tile store it was "
-        "trained on)",
+        f"(tile it with --class-map {runs['base']} (the model's own))",
     )
 
 

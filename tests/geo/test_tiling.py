@@ -493,11 +493,14 @@ def test_label_values_that_differ_from_a_class_by_case_are_pointed_out(
     )
 
 
-def test_a_tile_store_gives_its_class_map_to_another(tmp_path: Path) -> None:
+def test_a_tile_store_or_a_model_gives_its_class_map_to_another(
+    tmp_path: Path, pivots_run: Path
+) -> None:
     """Labels of a new area, in a file of another name (its own class would be `fields_2024`),
     tiled with `--class-map TRAINING.zarr` get the training store's classes, label values and
     colours, so a model trained on that store evaluates them; `vectorize --class-map STORE`
-    names its classes too. A model's run folder is refused: it keeps no label values."""
+    names its classes too. `--class-map RUN` does the same with the model's own class map (the
+    store it was trained on, kept in adapter.json); a model saved without it is refused."""
     image, labels = PIVOTS / "nebraska_landsat_albers_30m.tif", PIVOTS / "pivots.gpkg"
     training = tile([image], [labels], PIVOT_CLASSES, tmp_path / "training.zarr", tile_size=128)
     renamed = tmp_path / "fields_2024.gpkg"
@@ -515,11 +518,28 @@ def test_a_tile_store_gives_its_class_map_to_another(tmp_path: Path) -> None:
     assert code == 0, err[-3000:]
     assert set(gpd.read_file(out, layer="polygons").class_name) == {"pivot"}
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "adapter.json").write_text("{}")
-    with pytest.raises(InputError, match="a model keeps its class names but not the label values"):
-        tile([image], [renamed], run, tmp_path / "refused.zarr", tile_size=128)
+    from_run = tmp_path / "from-run.zarr"
+    code, err = run_cli("tile", image, "--labels", renamed, "--class-map", pivots_run,
+                        "--tile-size", 128, "--out", from_run)  # fmt: skip
+    assert code == 0, err[-3000:]
+    run_attrs = zarr.open_group(str(from_run), mode="r").attrs
+    assert run_attrs["class_map"] == attrs[0]["class_map"]
+    assert run_attrs["class_pixels"] == attrs[0]["class_pixels"]
+    run_input = next(r for r in run_attrs["inputs"] if r["role"] == "class_map")
+    assert run_input["path"] == str(pivots_run / "adapter.json")
+    code, err = run_cli("evaluate", from_run, "--model", pivots_run, "--device", "cpu")
+    assert code == 0, err[-3000:]  # refused before: classes ['background', 'fields_2024'] differ
+
+    old = tmp_path / "old-run"
+    shutil.copytree(pivots_run, old)
+    document = json.loads((old / "adapter.json").read_text())
+    del document["class_map"]
+    (old / "adapter.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match="saved without the label values of its classes; give"):
+        tile([image], [renamed], old, tmp_path / "refused.zarr", tile_size=128)
+    code, err = run_cli("vectorize", PIVOTS / "pivots_mask.tif", "--class-map", old,
+                        "--out", tmp_path / "old.gpkg")  # fmt: skip
+    assert code == 0, err[-3000:]  # names alone are enough to vectorise
 
 
 def test_label_raster_codes_are_class_ids_when_no_class_lists_values(
