@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.commands.evaluate import object_line
 from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
+from flows.run_names import finetune_run, named
 from flows.tile import build_tile_store
 from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
@@ -57,7 +58,7 @@ def epoch_table(run_dir: str) -> list[dict[str, object]]:
     return rows
 
 
-@flow(name="finetune", log_prints=True)
+@flow(name="finetune", log_prints=True, flow_run_name=named(finetune_run))
 @FINETUNE.parameters(
     "Fine-tune SAM on a tile store built from the scenes (reused while they are unchanged) "
     "and evaluate the best adapter on the validation split."

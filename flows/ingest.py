@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.parameters import INGEST
 from flows.predict import predict_all, publish_polygon_table
+from flows.run_names import ingest_run, named
 from geo.ingest import (
     RECORD_FILE,
     IngestConfig,
@@ -21,7 +22,7 @@ from geo.ingest import (
 from geo.io.storage import join
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, flow_run_name=named(ingest_run))
 @INGEST.parameters(
     "Predict the scenes of a folder, bucket or STAC catalog that this model has not predicted "
     "yet. Scenes it cannot read are skipped (and checked again only when they change), files "

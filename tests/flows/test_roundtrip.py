@@ -142,9 +142,9 @@ def start_server(port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
 def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_path: Path) -> None:
     """The shipped deployments with process workers: a redeploy keeps a paused schedule paused;
     `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`; its scenes given as one
-    pattern string, `-p images=...*.tif`, not a JSON list) and its library logs are
-    stored with the flow run; `ingest` with its defaults completes twice, the second time
-    predicting nothing (the scene's one-band label mask beside it is skipped, once)."""
+    pattern string, `-p images=...*.tif`, not a JSON list; the run named after them) and its
+    library logs are stored with the flow run; `ingest` with its defaults completes twice, the
+    second time predicting nothing (the scene's one-band label mask beside it is skipped, once)."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -183,6 +183,7 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         assert finetune["parameters"]["nproc"] == 2
         assert finetune["parameters"]["sam"] == "tiny"  # the deployment's own, kept
         assert finetune["parameters"]["images"].endswith("nebraska_*.tif")
+        assert finetune["name"] == "nebraska_*.tif -> field-boundaries (tiny conv-lora)"
         run_dir = project / "runs" / "field-boundaries"
         metadata = AdapterMetadata.read(run_dir)
         assert (metadata.model.sam_variant, metadata.model.adapter) == ("tiny", "conv-lora")
@@ -199,6 +200,7 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         ), logs  # relayed from rank 0 of the two training processes
 
         first = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
+        assert first["name"] == "nebraska_center_pivots_landsat -> field-boundaries"
         predictions = project / "predictions" / "field-boundaries"
         classes = predictions / "nebraska_landsat_albers_30m_classes.tif"
         stamp = classes.stat().st_mtime_ns

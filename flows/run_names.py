@@ -1,0 +1,54 @@
+"""Flow run names that say what a run works on (`nebraska.tif -> field-boundaries`) instead of
+Prefect's random ones (`smart-otter`), so that runs are told apart in the UI's list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from prefect.runtime import flow_run
+
+Parameters = Mapping[str, Any]
+
+
+def named(describe: Callable[[Parameters], str]) -> Callable[[], str]:
+    """A `flow_run_name` callable: `describe` of the run's parameters."""
+
+    def name() -> str:
+        return describe(flow_run.parameters)
+
+    return name
+
+
+def last_part(path: object) -> str:
+    """A path's or URL's last part: `/data/runs/fields/` -> `fields`."""
+    text = str(path).rstrip("/")
+    return PurePosixPath(text).name or text
+
+
+def scenes(images: object) -> str:
+    """The first scene (or pattern) and how many more: `a.tif +2`."""
+    given = [images] if isinstance(images, str) else list(images or [])
+    if not given:
+        return "no scenes"
+    more = f" +{len(given) - 1}" if len(given) > 1 else ""
+    return last_part(given[0]) + more
+
+
+def tile_run(p: Parameters) -> str:
+    return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))}"
+
+
+def finetune_run(p: Parameters) -> str:
+    model = f"{p.get('sam')} {p.get('adapter')}"
+    return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))} ({model})"
+
+
+def predict_run(p: Parameters) -> str:
+    return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))}"
+
+
+def ingest_run(p: Parameters) -> str:
+    source = p.get("collection") if p.get("stac") else last_part(p.get("source"))
+    return f"{source} -> {last_part(p.get('out'))}"
