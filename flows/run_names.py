@@ -27,7 +27,7 @@ def last_part(path: object) -> str:
     return PurePosixPath(text).name or text
 
 
-def scenes(images: object) -> str:
+def scenes(images: str | list[str] | None) -> str:
     """The first scene (or pattern) and how many more: `a.tif +2`."""
     given = [images] if isinstance(images, str) else list(images or [])
     if not given:
