@@ -4,14 +4,16 @@ scene, with a legend, so a user sees in one second whether a run worked."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import ceil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from rasterio.enums import Resampling
 
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
+from geo.io.fonts import font_for
 from geo.io.raster import SceneInfo, decimated_shape, open_raster
 
 MAX_SIDE = 1024  # longest side of the picture, in pixels
@@ -85,14 +87,15 @@ def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
 
 
 def _with_legend(image: Image.Image, metadata: AdapterMetadata) -> Image.Image:
-    """The picture with a legend strip below it: one colour swatch and name per class."""
-    entries = [c for c in metadata.classes if c.id != 0]
-    font = ImageFont.load_default()
+    """The picture with a legend strip below it: one colour swatch and name per class, each
+    name in a font that draws its characters (`font_for`), as wide as the longest name needs."""
+    entries = [(c, font_for(c.name)) for c in metadata.classes if c.id != 0]
+    widest = max((font.getlength(c.name) for c, font in entries), default=0)
     height = image.height + LEGEND_ROW * len(entries) + 8
-    canvas = Image.new("RGB", (max(image.width, 220), height), (255, 255, 255))
+    canvas = Image.new("RGB", (max(image.width, 220, 34 + ceil(widest)), height), (255, 255, 255))
     canvas.paste(image, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for row, c in enumerate(entries):
+    for row, (c, font) in enumerate(entries):
         top = image.height + 4 + row * LEGEND_ROW
         draw.rectangle((6, top + 2, 20, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
         draw.text((28, top + 1), c.name, fill=(0, 0, 0), font=font)

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import Resampling, calculate_default_transform, reproject
@@ -24,6 +24,7 @@ from scipy import ndimage
 from convlora.files import sha256_file
 from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
+from geo.io.fonts import font_for
 from geo.io.raster import scene_info
 from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
@@ -189,6 +190,41 @@ def test_the_quicklook_shows_a_scene_unlike_the_training_data(
     assert metadata.normalization.p2[0] > 255
     dest = write_quicklook(scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png")
     assert_quicklook(dest, rgb["classes"])
+
+
+def test_the_quicklook_legend_draws_accented_and_cyrillic_names(
+    rgb: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Class names in French and Russian are drawn in a font that has their letters (DejaVu
+    Sans on this machine), not as boxes (Pillow's bundled font has no é, no Cyrillic), in a
+    legend as wide as the longest name (a small picture: 200 px); a name no installed font
+    draws is logged."""
+    try:
+        dejavu = ImageFont.truetype("DejaVuSans.ttf", 11)
+    except OSError:
+        pytest.skip("needs the DejaVu Sans font (Debian: fonts-dejavu-core)")
+    names = ["blé d'hiver", "пшеница озимая, орошаемая пивотами по кругу (центр)"]
+    classes = [CLASSES[0], *({**c, "name": n} for c, n in zip(CLASSES[1:], names, strict=True))]
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3], classes=classes)
+    dest = write_quicklook(
+        scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png", max_side=200
+    )
+    picture = Image.open(dest).convert("RGB")
+    scene_height = picture.height - 2 * 18 - 8
+    assert 220 < 28 + dejavu.getlength(names[1]) < picture.width  # the long name is whole
+    for row, name in enumerate(names):
+        top = scene_height + 4 + row * 18
+        expected = Image.new("RGB", (picture.width - 28, 18), (255, 255, 255))
+        ImageDraw.Draw(expected).text((0, 1), name, fill=(0, 0, 0), font=dejavu)
+        shown = picture.crop((28, top, picture.width, top + 18))
+        assert shown.tobytes() == expected.tobytes(), name
+        boxes = Image.new("RGB", expected.size, (255, 255, 255))
+        ImageDraw.Draw(boxes).text((0, 1), name, fill=(0, 0, 0), font=ImageFont.load_default())
+        assert shown.tobytes() != boxes.tobytes()  # how it looked before
+
+    with caplog.at_level(logging.INFO, logger="geo.io.fonts"):
+        font_for("\U0010fffc")  # private use: in no font
+    assert "no installed font draws every character of '\\U0010fffc'" in caplog.text
 
 
 def assert_quicklook(path: Path, classes_path: Path) -> None:
