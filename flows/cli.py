@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import logging
 import os
 import signal
@@ -106,8 +107,17 @@ def error(command: str, message: str, status: int = 2) -> int:
     return status
 
 
+def printable_anywhere() -> None:
+    """A terminal that cannot show a character (class names such as `blé` or `пшеница` under an
+    ASCII or cp1252 locale) gets an escape for it (`bl\\xe9`), not an error after the work."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    printable_anywhere()
     # said in one line by `prefect_api` where a flow would need the folder
     warnings.filterwarnings("ignore", message="Failed to create the Prefect home directory")
     if argv is None and runs_flows(sys.argv[1:]):  # this process's own command line

@@ -37,7 +37,7 @@ def evaluate_adapter(config: EvaluateConfig) -> dict[str, Any]:
 def epoch_table(run_dir: str) -> list[dict[str, object]]:
     """Per-class validation IoU per epoch, from the run's metrics.jsonl."""
     rows = []
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+    for line in (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("kind") != "epoch" or "val" not in record:
             continue

@@ -322,12 +322,17 @@ class ClassMap:
         if not p.is_file():
             raise InputError(f"{path}: class map file not found")
         try:
-            data = yaml.load(p.read_text(), Loader=_NoAliasLoader)  # YAML is a superset of JSON
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = err.object[: err.start].count(b"\n") + 1
+            raise InputError(f"{path}: not UTF-8 text (line {line}); save it as UTF-8") from None
+        try:
+            data = yaml.load(text, Loader=_NoAliasLoader)  # YAML is a superset of JSON
         except yaml.composer.ComposerError as err:
             if ALIAS_REFUSAL in str(err):
                 raise InputError(f"{path}: {ALIAS_REFUSAL}") from None
             raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
+        except yaml.YAMLError as err:
             raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
         return cls.from_dict(data, source=str(path))
 

@@ -73,7 +73,7 @@ def train_in_processes(config: FinetuneConfig) -> dict[str, Any]:
     check_processes(config)
     with tempfile.TemporaryDirectory(prefix="convlora-geo-train-") as tmp:
         spec, summary = Path(tmp) / "config.json", Path(tmp) / "summary.json"
-        spec.write_text(config.model_dump_json())
+        spec.write_text(config.model_dump_json(), encoding="utf-8")
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc-per-node={config.nproc}", "-m", MODULE, str(spec), str(summary),
@@ -81,7 +81,7 @@ def train_in_processes(config: FinetuneConfig) -> dict[str, Any]:
         log.info("training in %d processes (torchrun) into %s", config.nproc, config.out)
         status, error, tail = _run(command)
         if status == 0:
-            return dict(json.loads(summary.read_text()))
+            return dict(json.loads(summary.read_text(encoding="utf-8")))
     if error is not None:
         rank, kind, message = error
         if kind in {t.__name__ for t in INPUT_ERRORS}:
@@ -141,7 +141,7 @@ def main(argv: Sequence[str]) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config_path, summary_path = argv
     try:
-        config = FinetuneConfig.model_validate_json(Path(config_path).read_text())
+        config = FinetuneConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
         summary = train_on_store(config)
     except Exception as exc:
         if not isinstance(exc, INPUT_ERRORS):  # a bug: its traceback, one record per line

@@ -179,7 +179,7 @@ class IngestRecord:
             return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / RECORD_FILE
-            local.write_text(json.dumps(data, indent=2, sort_keys=True))
+            local.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
             upload(local, path)
 
 

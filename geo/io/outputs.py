@@ -105,7 +105,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in a file this tool wrote earlier (a manifest, a run's config), or {}
     when it is missing, unreadable or not an object: whoever asks then treats it as not ours."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

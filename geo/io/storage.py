@@ -181,7 +181,7 @@ def read_text(path: str) -> str | None:
     """The text of the file at `path`, or None when there is none."""
     try:
         if not is_url(path):
-            return Path(path).read_text()
+            return Path(path).read_text(encoding="utf-8")
         fs, root = _filesystem(path)
         with fs.open(root, "rb") as f:
             return bytes(f.read()).decode()

@@ -126,7 +126,7 @@ def predict_scene(
                     frames, staged["polygons"], scene.classes,
                     timestamp=scene_timestamp(scene.info.path), parquet=staged["fiboa"],
                 )  # fmt: skip
-                staged["style"].write_text(raster_qml(scene.classes))
+                staged["style"].write_text(raster_qml(scene.classes), encoding="utf-8")
                 write_quicklook(
                     scene.info, staged["classes"], scene.metadata, staged["quicklook"],
                     bands=scene.bands,

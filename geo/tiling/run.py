@@ -177,7 +177,7 @@ class _Job:
         marker = self.progress_dir / FINGERPRINT_FILE
         if not (self.progress_dir / "created").exists():
             return False
-        if marker.exists() and marker.read_text() == self.request.fingerprint:
+        if marker.exists() and marker.read_text(encoding="utf-8") == self.request.fingerprint:
             return True
         log.info(
             "%s: not resumed (its inputs changed, or its run stopped before their checksums were "
@@ -195,7 +195,9 @@ class _Job:
             return
         with self.closing:
             if not self.closed:
-                (self.progress_dir / FINGERPRINT_FILE).write_text(self.request.fingerprint)
+                (self.progress_dir / FINGERPRINT_FILE).write_text(
+                    self.request.fingerprint, encoding="utf-8"
+                )
 
     def _create(self) -> None:
         if self.partial.exists():
@@ -287,7 +289,7 @@ class _Job:
         block is done when all its tiles are, whatever the blocks of the run that wrote them."""
         done: dict[int, dict[str, Any]] = {}
         for marker in sorted(self.progress_dir.glob("block-*.json")):
-            done.update((r["tile"], r) for r in json.loads(marker.read_text()))
+            done.update((r["tile"], r) for r in json.loads(marker.read_text(encoding="utf-8")))
         return done
 
     def _warn_unmapped(self, rows: list[dict[str, Any]]) -> None:

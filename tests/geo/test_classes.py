@@ -105,6 +105,12 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
     bad.write_text("classes: [unclosed")
     with pytest.raises(InputError, match="not valid JSON or YAML"):
         ClassMap.load(bad)
+    latin = tmp_path / "latin.yaml"  # saved by a Windows editor in cp1252
+    latin.write_bytes("classes:\n  - {name: fond}\n  - {name: blé}\n".encode("cp1252"))
+    with pytest.raises(
+        InputError, match=r"latin.yaml: not UTF-8 text \(line 3\); save it as UTF-8$"
+    ):
+        ClassMap.load(latin)
 
 
 def test_plain_yaml_values_are_read_as_written(tmp_path: Path) -> None:

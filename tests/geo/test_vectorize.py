@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from convlora.adapter_files import FORMAT, WEIGHTS_NAME
 from geo.contracts.classes import parse_class_list
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
-from tests.support.cli import run_cli, write_like
+from tests.support.cli import cli_process, run_cli, write_like
 from tests.support.paths import DATA, ROOT
 from tests.support.tiny_sam import tiny_config
 
@@ -165,3 +166,23 @@ def test_a_raster_without_crs_is_measured_in_pixels_and_says_so(
     assert sum(totals.area.values()) == pytest.approx(large.area_px.sum(), abs=0.1)
     fields = pq.read_table(tmp_path / "p.parquet").to_pandas()
     assert len(fields) == len(large) and fields["area"].isna().all()
+
+
+def test_class_names_beyond_ascii_under_an_ascii_locale(tmp_path: Path) -> None:
+    """A class map in UTF-8 with French and Russian names, used where the locale is plain ASCII
+    (LC_ALL=C without Python's UTF-8 coercion): the map is read as UTF-8 and the names the
+    terminal cannot show are printed escaped. Before, the map was read in the locale's encoding
+    (UnicodeDecodeError), and printing the summary failed after the polygons were written."""
+    class_map = tmp_path / "classes.yaml"
+    class_map.write_text(
+        'classes:\n  - {name: fond, values: [0]}\n  - {name: "пшеница / blé", values: [1]}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "fields.gpkg"
+    ascii_locale = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0",
+                    "PYTHONUTF8": "0"}  # fmt: skip
+    mask = DATA / "nebraska_center_pivots_landsat" / "pivots_mask.tif"
+    proc = cli_process("vectorize", mask, "--class-map", class_map, "--out", out, env=ascii_locale)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "19 polygons (19 \\u043f\\u0448" in proc.stdout
+    assert set(gpd.read_file(out, layer="polygons").class_name) == {"пшеница / blé"}

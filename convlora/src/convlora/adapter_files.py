@@ -45,7 +45,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The adapter JSON of a checkpoint directory or file, with its format checked."""
     _, meta_path = adapter_paths(path)
     try:
-        metadata = json.loads(meta_path.read_text())
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise AdapterMismatchError(f"{meta_path}: not valid JSON ({exc})") from exc
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:

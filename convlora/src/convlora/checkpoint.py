@@ -63,7 +63,7 @@ def save_adapter(model: SegmentationSAM, directory: str | Path, metadata: dict[s
     json_tmp = directory / f".{METADATA_NAME}.{os.getpid()}.tmp"
     try:
         save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
-        json_tmp.write_text(json.dumps(document, indent=2) + "\n")
+        json_tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         os.replace(weights_tmp, directory / WEIGHTS_NAME)
         os.replace(json_tmp, directory / METADATA_NAME)
     finally:

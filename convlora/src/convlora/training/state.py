@@ -145,7 +145,7 @@ def _damaged(path: Path, folder: Path, reason: str) -> ConvLoRAInputError:
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    document = json.loads(path.read_text())
+    document = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     return document
