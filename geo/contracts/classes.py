@@ -34,6 +34,7 @@ outline, so that touching objects of one class become separate polygons.
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import math
 import re
@@ -59,6 +60,19 @@ _PALETTE = [
     "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7", "#bebada", "#80b1d3",
 ]
 # fmt: on
+
+
+def palette_color(position: int) -> str:
+    """The default colour of the class at `position`: the palette's, then (for maps of more
+    classes, such as one per crop type) hues a golden angle apart in four shades, each distinct
+    from every other and none black."""
+    if position < len(_PALETTE):
+        return _PALETTE[position]
+    k = position - len(_PALETTE)
+    hue = (k * 0.381966) % 1.0  # the golden angle, as a fraction of the circle
+    saturation, value = ((0.75, 0.95), (0.45, 0.85), (0.85, 0.65), (0.35, 0.6))[(k // 5) % 4]
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return "#{:02x}{:02x}{:02x}".format(*(round(255 * v) for v in (r, g, b)))
 
 
 def value_key(value: Any) -> str | None:
@@ -167,7 +181,7 @@ def _color(item: dict[str, Any], position: int, source: str) -> str:
             f"{source}: class {item['name']!r} has an empty colour; quote it (color: "
             '"#e31a1c"): in YAML an unquoted # starts a comment'
         )
-    color = str(item.get("color") or _PALETTE[position % len(_PALETTE)])
+    color = str(item.get("color") or palette_color(position))
     if not _HEX.match(color):
         raise InputError(f"{source}: class {item['name']!r} colour {color!r} is not #rrggbb")
     return color

@@ -18,7 +18,8 @@ from geo.io.raster import SceneInfo, decimated_shape, open_raster
 
 MAX_SIDE = 1024  # longest side of the picture, in pixels
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
-LEGEND_ROW = 18
+LEGEND_ROW = 18  # pixels
+LEGEND_ROWS = 8  # classes in one column before the legend fills more
 STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
@@ -88,15 +89,18 @@ def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
 
 def _with_legend(image: Image.Image, metadata: AdapterMetadata) -> Image.Image:
     """The picture with a legend strip below it: one colour swatch and name per class, each
-    name in a font that draws its characters (`font_for`), as wide as the longest name needs."""
+    name in a font that draws its characters (`font_for`); more than LEGEND_ROWS classes fill
+    columns side by side, as many as the picture's width holds, then rows."""
     entries = [(c, font_for(c.name)) for c in metadata.classes if c.id != 0]
-    widest = max((font.getlength(c.name) for c, font in entries), default=0)
-    height = image.height + LEGEND_ROW * len(entries) + 8
-    canvas = Image.new("RGB", (max(image.width, 220, 34 + ceil(widest)), height), (255, 255, 255))
+    column = 34 + ceil(max((font.getlength(c.name) for c, font in entries), default=0))
+    width = max(image.width, 220, column)
+    columns = max(1, min(width // column, ceil(len(entries) / LEGEND_ROWS)))
+    rows = ceil(len(entries) / columns)
+    canvas = Image.new("RGB", (width, image.height + LEGEND_ROW * rows + 8), (255, 255, 255))
     canvas.paste(image, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for row, (c, font) in enumerate(entries):
-        top = image.height + 4 + row * LEGEND_ROW
-        draw.rectangle((6, top + 2, 20, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
-        draw.text((28, top + 1), c.name, fill=(0, 0, 0), font=font)
+    for k, (c, font) in enumerate(entries):
+        left, top = 6 + (k // rows) * column, image.height + 4 + (k % rows) * LEGEND_ROW
+        draw.rectangle((left, top + 2, left + 14, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
+        draw.text((left + 22, top + 1), c.name, fill=(0, 0, 0), font=font)
     return canvas

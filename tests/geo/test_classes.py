@@ -175,3 +175,12 @@ def test_boundary_classes_travel_with_their_width_through_stores_and_adapters() 
     assert travelled == tuple(replace(c, values=()) for c in cmap.classes)
     metadata = metadata_for(FTW, [1, 2, 3], classes=cmap.to_list())
     assert boundary_class(metadata.classes) == boundary
+
+
+def test_many_classes_without_colours_get_distinct_ones() -> None:
+    """A map of 64 classes (one per crop type, as --label-field gives): the palette's 16
+    colours repeated four times before (class 16 was black, 17 the colour of class 1)."""
+    cmap = ClassMap.from_dict([{"name": f"class {i}", "values": [i]} for i in range(64)])
+    colours = [c.color for c in cmap.classes]
+    assert len(set(colours)) == 64 and colours[:2] == ["#000000", "#e31a1c"]
+    assert "#000000" not in colours[1:]

@@ -227,6 +227,21 @@ def test_the_quicklook_legend_draws_accented_and_cyrillic_names(
     assert "no installed font draws every character of '\\U0010fffc'" in caplog.text
 
 
+def test_the_quicklook_legend_of_many_classes_fills_columns(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """30 classes (a crop-type map) fill columns side by side under the picture, as wide as the
+    picture allows, instead of a strip of 30 rows far taller than the scene."""
+    classes = [{"id": i, "name": "background" if i == 0 else f"crop type {i}"} for i in range(31)]
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3], classes=classes)
+    dest = write_quicklook(scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png")
+    picture = np.asarray(Image.open(dest).convert("RGB"))
+    legend = picture[718:]
+    assert picture.shape[1] == 791 and len(legend) == 8 * 18 + 8  # 4 columns of 8 rows
+    for c in metadata.classes[1:]:
+        assert (np.abs(legend.astype(int) - c.rgba[:3]).sum(axis=2) == 0).any(), c.name
+
+
 def assert_quicklook(path: Path, classes_path: Path) -> None:
     """The quick-look of RGB.byte with its classes, as the tests above describe it."""
     picture = np.asarray(Image.open(path).convert("RGB")).astype(float)
