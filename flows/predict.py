@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.parameters import PREDICT
 from flows.retries import IO_RETRIES
-from flows.run_names import named, predict_run
+from flows.run_names import named, predict_run, scenes_run
 from flows.runtime import dask_address, task_runner_for
 from geo.predict import PredictConfig, Scene, check_prediction, predict_planned
 from geo.predict.summary import polygon_summary
@@ -24,7 +24,7 @@ def predict_one(scene: Scene, config: PredictConfig) -> dict[str, str]:
     return predict_planned(scene, config, progress=False)
 
 
-@flow(name="predict-scenes")
+@flow(name="predict-scenes", flow_run_name=named(scenes_run))
 def predict_scenes(
     scenes: list[Scene], config: PredictConfig, raise_on_failure: bool = True
 ) -> list[Any]:

@@ -49,6 +49,12 @@ def predict_run(p: Parameters) -> str:
     return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))}"
 
 
+def scenes_run(p: Parameters) -> str:
+    """The subflow that fans planned scenes out (of `predict` and `ingest`)."""
+    names = [str(getattr(scene, "name", scene)) for scene in p.get("scenes") or []]
+    return f"{scenes(names)} -> {last_part(getattr(p.get('config'), 'out', ''))}"
+
+
 def ingest_run(p: Parameters) -> str:
     source = p.get("collection") if p.get("stac") else last_part(p.get("source"))
     return f"{source} -> {last_part(p.get('out'))}"

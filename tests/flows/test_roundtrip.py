@@ -201,6 +201,9 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
 
         first = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
         assert first["name"] == "nebraska_center_pivots_landsat -> field-boundaries"
+        body = {"flows": {"name": {"any_": ["predict-scenes"]}}}
+        fanned = api_call("POST", f"{api}/flow_runs/filter", json=body).json()
+        assert [r["name"] for r in fanned] == ["nebraska_landsat_albers_30m -> field-boundaries"]
         predictions = project / "predictions" / "field-boundaries"
         classes = predictions / "nebraska_landsat_albers_30m_classes.tif"
         stamp = classes.stat().st_mtime_ns
