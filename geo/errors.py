@@ -13,7 +13,15 @@ class InputError(ValueError):
 
 class UnreadableError(InputError):
     """A file is not a raster GDAL can read, or a read from it failed (corrupt or truncated):
-    perhaps it is still being written (ingest waits for such a file when it changed lately)."""
+    perhaps it is still being written (ingest waits for such a file when it changed lately).
+    `problem` is the message without its `advice` (what to do about a file that stays so)."""
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem, self.advice = problem, advice
+
+    def __reduce__(self) -> tuple[type[UnreadableError], tuple[str, str]]:
+        return type(self), (self.problem, self.advice)  # as sent to and from Dask workers
 
 
 class OutsideAreaError(InputError):

@@ -199,11 +199,11 @@ def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) 
     An unreadable file that changed lately is left for the next run, unrecorded."""
     named = _named(candidate.id, str(exc))
     age = _seconds_since_change(candidate) if isinstance(exc, UnreadableError) else None
-    if age is not None and age < SETTLING_S:
-        reason = str(exc).removeprefix(f"{candidate.id}: ")
+    if isinstance(exc, UnreadableError) and age is not None and age < SETTLING_S:
+        reason = exc.problem.removeprefix(f"{candidate.id}: ")
         log.info("left for the next run %s: changed %.0f s ago, so perhaps still being "
                  "written (%s)", candidate.id, age, reason)  # fmt: skip
-        plan.arriving[candidate.id] = str(exc)
+        plan.arriving[candidate.id] = exc.problem  # no advice to re-download: it may be whole soon
     elif isinstance(exc, InputError) and not isinstance(exc, PassingError):
         log.warning("skipped (checked again when it changes) %s", named)
         plan.record.mark_skipped(candidate.id, candidate.version, str(exc), plan.settings)

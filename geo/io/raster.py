@@ -158,8 +158,8 @@ def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
     for name in (path, Path(path).name):
         detail = detail.replace(f"{name}, ", "")
     return UnreadableError(
-        f"{path}: corrupt or truncated raster (read failed{where}: {detail}); re-download or "
-        "re-export it"
+        f"{path}: corrupt or truncated raster (read failed{where}: {detail})",
+        "re-download or re-export it",
     )
 
 
