@@ -54,8 +54,11 @@ class PredictConfig(StageConfig):
         "at 10 m; pixels without a CRS)",
         ge=0,
     )
-    simplify: float = option(
-        2.0, help="polygon simplification tolerance in metres (pixels without a CRS)", ge=0
+    simplify: float | None = option(
+        None,
+        help="polygon simplification tolerance in metres (default: 1 pixel: 0.5 m at 0.5 m, "
+        "10 m at 10 m; 0 keeps the pixel outlines; pixels without a CRS)",
+        ge=0,
     )
     aoi: str | None = option(
         None,

@@ -54,7 +54,12 @@ from geo.predict.quicklook import write_quicklook
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
-from geo.vectorize.polygons import default_min_area, polygon_batches, write_polygons
+from geo.vectorize.polygons import (
+    default_min_area,
+    default_simplify,
+    polygon_batches,
+    write_polygons,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,7 @@ def predict_scene(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     min_area: float | None = None,
-    simplify: float = 2.0,
+    simplify: float | None = None,
     progress: bool = True,
     model_record: dict[str, Any] | None = None,
     checkpoint_seconds: float = 30.0,
@@ -87,7 +92,7 @@ def predict_scene(
     (checkpoints at most every `checkpoint_seconds`).
     """
     started = time.perf_counter()
-    min_area = _min_area(scene, min_area)
+    min_area, simplify = _polygon_settings(scene, min_area, simplify)
     device = resolve_device(str(device))
     if isinstance(model, torch.nn.Module):
         model.to(device).eval()
@@ -178,7 +183,7 @@ def predict_scene_into(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     min_area: float | None = None,
-    simplify: float = 2.0,
+    simplify: float | None = None,
     progress: bool = True,
     model_record: dict[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -189,7 +194,7 @@ def predict_scene_into(
     manifest last, and then removed here. A scene whose outputs at the URL come from this very
     run (the remote manifest's fingerprint) is not predicted again. Returns where the outputs are.
     """
-    min_area = _min_area(scene, min_area)
+    min_area, simplify = _polygon_settings(scene, min_area, simplify)
     options: dict[str, Any] = dict(
         batch_size=batch_size, device=device, min_area=min_area, simplify=simplify,
         progress=progress, model_record=model_record,
@@ -258,12 +263,17 @@ def _area_record(scene: Scene) -> dict[str, Any]:
     }
 
 
-def _min_area(scene: Scene, min_area: float | None) -> float:
-    """`min_area`, or the default for the scene's pixel size (`default_min_area`)."""
-    if min_area is not None:
-        return min_area
+def _polygon_settings(
+    scene: Scene, min_area: float | None, simplify: float | None
+) -> tuple[float, float]:
+    """`min_area` and `simplify`, each by default for the scene's pixel size
+    (`default_min_area`, `default_simplify`): the values the manifest records."""
     info = scene.info
-    return default_min_area(pixel_metres(info.crs, info.affine, info.height))
+    pixel_m = pixel_metres(info.crs, info.affine, info.height)
+    return (
+        default_min_area(pixel_m) if min_area is None else min_area,
+        default_simplify(pixel_m) if simplify is None else simplify,
+    )
 
 
 def _fingerprint(run: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
 MIN_AREA_PIXELS = 4  # the default smallest object: specks of fewer pixels are noise
+SIMPLIFY_PIXELS = 1.0  # the default simplification tolerance: pixel stairs become straight edges
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +41,14 @@ def default_min_area(pixel_m: float) -> float:
     400 m² at 10 m, 3,600 m² at 30 m; in pixels without a CRS, where a pixel counts as 1 m),
     so that small objects of fine imagery (buildings, trees) are kept whatever the resolution."""
     return MIN_AREA_PIXELS * pixel_m**2
+
+
+def default_simplify(pixel_m: float) -> float:
+    """The default `simplify` tolerance: SIMPLIFY_PIXELS pixels of `pixel_m` metres (0.5 m at
+    0.5 m, 10 m at 10 m, 30 m at 30 m): the pixel stairs of a raster outline become straight or
+    round edges within about a pixel of it, at every resolution (a fixed 2 m left the stairs of
+    10 and 30 m imagery as they were, and rounded off whole pixels of 0.5 m imagery)."""
+    return SIMPLIFY_PIXELS * pixel_m
 
 
 def measure_columns(georeferenced: bool) -> tuple[str, str]:
@@ -54,7 +63,7 @@ def polygon_batches(
     classes: Sequence[ClassInfo],
     *,
     min_area: float | None = None,
-    simplify: float = 2.0,
+    simplify: float | None = None,
     source: str = "",
     model: str = "",
     band_rows: int = 512,
@@ -65,11 +74,12 @@ def polygon_batches(
     Columns: id (row-column of the object's first pixel in scan order: stable for a raster),
     class_id, class_name, score (mean winning-class probability 0..1; empty without a score
     raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² (default:
-    `default_min_area`) are dropped; `simplify` is a tolerance in metres for a coverage
-    simplification that keeps shared edges shared. Without a CRS, metres are pixels: the
-    columns are area_px and perimeter_px, `min_area` and `simplify` are in pixels. A class
-    marked `boundary` in `classes` is given back to the objects it outlines. Memory holds a few
-    bands of rows and one batch (see `geo.vectorize.regions`).
+    `default_min_area`) are dropped; `simplify` is a tolerance in metres (default:
+    `default_simplify`) for a coverage simplification that keeps shared edges shared. Without
+    a CRS, metres are pixels: the columns are area_px and perimeter_px, `min_area` and
+    `simplify` are in pixels. A class marked `boundary` in `classes` is given back to the
+    objects it outlines. Memory holds a few bands of rows and one batch (see
+    `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
         transform, crs, height = src.transform, src.crs, src.height
@@ -83,6 +93,8 @@ def polygon_batches(
     pixel_side_m = np.sqrt(abs(transform.determinant)) * unit_m
     if min_area is None:
         min_area = default_min_area(pixel_side_m)
+    if simplify is None:
+        simplify = default_simplify(pixel_side_m)
     boundary_id, reach = boundary_reach(classes, pixel_side_m)
     grid = _Grid(transform, crs, unit_m, pixel_side_m, {c.id: c.name for c in classes})
     for batch in regions(
@@ -151,7 +163,7 @@ class _Grid:
         area_column, perimeter_column = measure_columns(self.crs is not None)
         frame.insert(4, area_column, area.round(2))
         frame.insert(5, perimeter_column, perimeter.round(2))
-        return frame
+        return frame[area >= min_area]  # as simplified too: no polygon under --min-area
 
 
 def _pinned(pixels: np.ndarray) -> np.ndarray:

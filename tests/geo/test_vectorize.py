@@ -22,7 +22,7 @@ from geo.contracts.classes import parse_class_list
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
 from tests.support.cli import cli_process, run_cli, write_like
-from tests.support.paths import DATA, ROOT
+from tests.support.paths import DATA, PIVOT_CLASSES, ROOT
 from tests.support.tiny_sam import tiny_config
 
 # A real 3-class field-boundary model output (0 background/nodata, 1 field, 2 boundary).
@@ -186,3 +186,32 @@ def test_class_names_beyond_ascii_under_an_ascii_locale(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "19 polygons (19 \\u043f\\u0448" in proc.stdout
     assert set(gpd.read_file(out, layer="polygons").class_name) == {"пшеница / blé"}
+
+
+@pytest.mark.parametrize("pixel_m", [30.0, 0.5])
+def test_polygons_are_simplified_by_one_pixel_by_default(tmp_path: Path, pixel_m: float) -> None:
+    """The pivots mask at its 30 m, and as if at 0.5 m: by default the tolerance is one pixel
+    at both, so pixel stairs go (far fewer vertices than the pixel outlines, `--simplify 0`)
+    and every polygon stays within about a pixel of its outline, at the same count. A fixed
+    2 m left the stairs of 30 m rasters as they were and moved 0.5 m outlines by pixels."""
+    with rasterio.open(DATA / "nebraska_center_pivots_landsat" / "pivots_mask.tif") as src:
+        profile, mask = src.profile, src.read(1)
+    t = profile["transform"]
+    profile["transform"] = rasterio.Affine(pixel_m, 0, t.c, 0, -pixel_m, t.f)
+    raster = tmp_path / "mask.tif"
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(mask, 1)
+    frames = {}
+    for name, extra in (("default", []), ("outlines", ["--simplify", "0"])):
+        out = tmp_path / f"{name}.gpkg"
+        code, err = run_cli("vectorize", raster, "--class-map", PIVOT_CLASSES, "--out", out, *extra)
+        assert code == 0, err[-3000:]
+        frames[name] = gpd.read_file(out, layer="polygons").set_index("id")
+    simplified, outlines = frames["default"], frames["outlines"]
+    assert list(simplified.index) == list(outlines.index) and len(outlines) == 19
+    vertices = {k: shapely.get_num_coordinates(f.geometry.values).sum() for k, f in frames.items()}
+    assert vertices["default"] < 0.6 * vertices["outlines"]
+    moved = shapely.hausdorff_distance(simplified.geometry.values, outlines.geometry.values)
+    assert moved.max() <= 1.5 * pixel_m
+    np.testing.assert_allclose(simplified.area_m2, outlines.area_m2, rtol=0.05, atol=pixel_m**2)
+    print(f"{pixel_m} m: vertices {vertices}, moved at most {moved.max() / pixel_m:.2f} px")
