@@ -56,8 +56,9 @@ class PredictConfig(StageConfig):
     )
     simplify: float | None = option(
         None,
-        help="polygon simplification tolerance in metres (default: 1 pixel: 0.5 m at 0.5 m, "
-        "10 m at 10 m; 0 keeps the pixel outlines; pixels without a CRS)",
+        help="polygon simplification tolerance in metres (default: 2 m, or 1 pixel of finer "
+        "imagery; under 0.7 pixels nothing moves; 0 keeps the pixel outlines; pixels without a "
+        "CRS)",
         ge=0,
     )
     aoi: str | None = option(

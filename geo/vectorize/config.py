@@ -38,8 +38,9 @@ class VectorizeConfig(StageConfig):
     )
     simplify: float | None = option(
         None,
-        help="polygon simplification tolerance in metres (default: 1 pixel: 0.5 m at 0.5 m, "
-        "10 m at 10 m; 0 keeps the pixel outlines; pixels without a CRS)",
+        help="polygon simplification tolerance in metres (default: 2 m, or 1 pixel of finer "
+        "imagery; under 0.7 pixels nothing moves; 0 keeps the pixel outlines; pixels without a "
+        "CRS)",
         ge=0,
     )
     overwrite: bool = option(False, help="replace the file at --out")

@@ -287,7 +287,7 @@ def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Pat
     assert manifest["parameters"]["tile_size"] == 128 and manifest["parameters"]["overlap"] == 32
     pixel_m2 = abs(rasterio.open(RGB_BYTE).transform.determinant)  # the default: 4 pixels
     assert manifest["parameters"]["min_area"] == pytest.approx(MIN_AREA_PIXELS * pixel_m2)
-    assert manifest["parameters"]["simplify"] == pytest.approx(pixel_m2**0.5)  # 1 pixel
+    assert manifest["parameters"]["simplify"] == 2.0  # at most 1 pixel: 300 m here
     assert {"torch", "rasterio", "gdal", "shapely"} <= set(manifest["software"])
     assert {"predict", "cog", "vectorize", "total"} <= set(manifest["timings_s"])
     for name in ("classes", "probability", "polygons", "style"):

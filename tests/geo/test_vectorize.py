@@ -188,12 +188,15 @@ def test_class_names_beyond_ascii_under_an_ascii_locale(tmp_path: Path) -> None:
     assert set(gpd.read_file(out, layer="polygons").class_name) == {"пшеница / blé"}
 
 
-@pytest.mark.parametrize("pixel_m", [30.0, 0.5])
-def test_polygons_are_simplified_by_one_pixel_by_default(tmp_path: Path, pixel_m: float) -> None:
-    """The pivots mask at its 30 m, and as if at 0.5 m: by default the tolerance is one pixel
-    at both, so pixel stairs go (far fewer vertices than the pixel outlines, `--simplify 0`)
-    and every polygon stays within about a pixel of its outline, at the same count. A fixed
-    2 m left the stairs of 30 m rasters as they were and moved 0.5 m outlines by pixels."""
+@pytest.mark.parametrize(("pixel_m", "options"), [(0.5, []), (30.0, ["--simplify", "30"])])
+def test_polygons_are_simplified_by_at_most_a_pixel(
+    tmp_path: Path, pixel_m: float, options: list[str]
+) -> None:
+    """The pivots mask as if at 0.5 m: by default the tolerance is one pixel (2 m moved its
+    outlines by 3 pixels), so pixel stairs go (far fewer vertices than the pixel outlines,
+    `--simplify 0`) and every polygon stays within about a pixel of its outline, at the same
+    count. At its 30 m the default 2 m moves nothing (fast for lattices of fields), and
+    `--simplify 30` smooths it as one pixel does at 0.5 m."""
     with rasterio.open(DATA / "nebraska_center_pivots_landsat" / "pivots_mask.tif") as src:
         profile, mask = src.profile, src.read(1)
     t = profile["transform"]
@@ -202,16 +205,17 @@ def test_polygons_are_simplified_by_one_pixel_by_default(tmp_path: Path, pixel_m
     with rasterio.open(raster, "w", **profile) as dst:
         dst.write(mask, 1)
     frames = {}
-    for name, extra in (("default", []), ("outlines", ["--simplify", "0"])):
+    for name, extra in (("default", []), ("given", options), ("outlines", ["--simplify", "0"])):
         out = tmp_path / f"{name}.gpkg"
         code, err = run_cli("vectorize", raster, "--class-map", PIVOT_CLASSES, "--out", out, *extra)
         assert code == 0, err[-3000:]
         frames[name] = gpd.read_file(out, layer="polygons").set_index("id")
-    simplified, outlines = frames["default"], frames["outlines"]
+    simplified, outlines = frames["given"], frames["outlines"]
     assert list(simplified.index) == list(outlines.index) and len(outlines) == 19
     vertices = {k: shapely.get_num_coordinates(f.geometry.values).sum() for k, f in frames.items()}
-    assert vertices["default"] < 0.6 * vertices["outlines"]
+    assert vertices["given"] < 0.6 * vertices["outlines"]
     moved = shapely.hausdorff_distance(simplified.geometry.values, outlines.geometry.values)
     assert moved.max() <= 1.5 * pixel_m
     np.testing.assert_allclose(simplified.area_m2, outlines.area_m2, rtol=0.05, atol=pixel_m**2)
+    assert (vertices["default"] == vertices["given"]) == (pixel_m == 0.5)
     print(f"{pixel_m} m: vertices {vertices}, moved at most {moved.max() / pixel_m:.2f} px")
