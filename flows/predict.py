@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.parameters import PREDICT
 from flows.retries import IO_RETRIES
-from flows.run_names import named, predict_run, scenes_run
+from flows.run_names import images_run, named, scenes_run
 from flows.runtime import dask_address, task_runner_for
 from geo.predict import PredictConfig, Scene, check_prediction, predict_planned
 from geo.predict.summary import polygon_summary
@@ -70,7 +70,7 @@ def run_prediction(config: PredictConfig) -> list[dict[str, str]]:
     return results
 
 
-@flow(name="predict", log_prints=True, flow_run_name=named(predict_run))
+@flow(name="predict", log_prints=True, flow_run_name=named(images_run))
 @PREDICT.parameters("Predict scenes into class and probability COGs, polygons and QGIS styles.")
 def predict_flow(**params: Any) -> list[dict[str, str]]:
     return run_prediction(PREDICT.build(PredictConfig, params))

@@ -36,17 +36,13 @@ def scenes(images: str | list[str] | None) -> str:
     return last_part(given[0]) + more
 
 
-def tile_run(p: Parameters) -> str:
+def images_run(p: Parameters) -> str:
+    """A run of `tile` or `predict`: its scenes and where they go."""
     return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))}"
 
 
 def finetune_run(p: Parameters) -> str:
-    model = f"{p.get('sam')} {p.get('adapter')}"
-    return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))} ({model})"
-
-
-def predict_run(p: Parameters) -> str:
-    return f"{scenes(p.get('images'))} -> {last_part(p.get('out'))}"
+    return f"{images_run(p)} ({p.get('sam')} {p.get('adapter')})"
 
 
 def scenes_run(p: Parameters) -> str:

@@ -14,7 +14,7 @@ from prefect.context import TaskRunContext
 
 from flows.parameters import TILE
 from flows.retries import IO_RETRIES
-from flows.run_names import named, tile_run
+from flows.run_names import images_run, named
 from flows.runtime import dask_address
 from geo.tiling import TileConfig, input_files, tile_scenes
 
@@ -46,7 +46,7 @@ def build_tile_store(config: TileConfig) -> str:
     return str(store)
 
 
-@flow(name="tile", log_prints=True, flow_run_name=named(tile_run))
+@flow(name="tile", log_prints=True, flow_run_name=named(images_run))
 @TILE.parameters("Tile labelled scenes into a Zarr tile store with a tile_index.gpkg for QGIS.")
 def tile_flow(**params: Any) -> str:
     config = TILE.build(TileConfig, params)
