@@ -16,6 +16,7 @@ from flows.parameters import TILE
 from flows.retries import IO_RETRIES
 from flows.run_names import images_run, named
 from flows.runtime import dask_address
+from geo.contracts.tile_store import metadata_file
 from geo.tiling import TileConfig, input_files, tile_scenes
 
 
@@ -26,7 +27,7 @@ def inputs_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     With no store at the output path there is nothing to reuse: a fresh key forces the work.
     """
     config: TileConfig = parameters["config"]
-    marker = os.path.join(config.out, "zarr.json")
+    marker = str(metadata_file(config.out))
     if not os.path.exists(marker):
         return f"tile-{uuid.uuid4()}"
     paths = [*input_files(config), marker]
