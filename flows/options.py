@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic.fields import FieldInfo
 
-from geo.options import StageConfig, choices_of, cli_meta, flag, list_item
+from geo.options import StageConfig, choices_of, cli_meta, flag, is_union, list_item
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=StageConfig)
@@ -179,7 +178,7 @@ def _cli_kind(option: Option) -> str:
     """How the command line reads an option: bool, int, float, str, ints, floats, strings,
     weights (auto or numbers)."""
     annotation = option.info.annotation
-    args = set(typing.get_args(annotation)) - {type(None)} if _is_union(annotation) else set()
+    args = set(typing.get_args(annotation)) - {type(None)} if is_union(annotation) else set()
     base = next(iter(args)) if len(args) == 1 else annotation
     if len(args) > 1:
         return "weights"
@@ -190,10 +189,6 @@ def _cli_kind(option: Option) -> str:
         item = typing.get_args(base)[0]
         return {int: "ints", float: "floats"}.get(item, "strings")
     return {int: "int", float: "float"}.get(base, "str")  # type: ignore[arg-type]
-
-
-def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def _typed(kind: str) -> dict[str, Any]:

@@ -121,9 +121,14 @@ def cli_meta(config: type[BaseModel], name: str) -> dict[str, Any]:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
+def is_union(annotation: Any) -> bool:
+    """Whether a field's type is a union (`int | None`, `Optional[...]`)."""
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
 def list_item(annotation: Any) -> Any:
     """The item type of a list field (`list[int]`, `list[str] | None`, ...), else None."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    if is_union(annotation):
         items = [list_item(arm) for arm in typing.get_args(annotation)]
         return next((item for item in items if item is not None), None)
     return typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
@@ -143,7 +148,7 @@ def literal_values(annotation: Any) -> set[Any]:
     """The values a field's Literal arms allow (`Literal["auto"] | list[float]`: {"auto"})."""
     if typing.get_origin(annotation) is typing.Literal:
         return set(typing.get_args(annotation))
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    if is_union(annotation):
         return set().union(*(literal_values(arm) for arm in typing.get_args(annotation)))
     return set()
 

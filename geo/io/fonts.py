@@ -34,7 +34,7 @@ def font_for(text: str) -> Font:
     fonts = [*installed_fonts(), ImageFont.load_default()]
     counts = [drawn(font, text) for font in fonts]
     needed = sum(not ch.isspace() for ch in text)
-    best = max(range(len(fonts)), key=lambda i: (counts[i] == needed, counts[i], -i))
+    best = max(range(len(fonts)), key=lambda i: (counts[i], -i))  # the first of the most
     if counts[best] < needed:
         log.info(
             "no installed font draws every character of %r: its legend entry shows boxes "

@@ -18,6 +18,7 @@ from geo.options import (
     pixel_size,
     validates,
 )
+from geo.vectorize.config import min_area_option, simplify_option
 
 
 class PredictConfig(StageConfig):
@@ -48,19 +49,8 @@ class PredictConfig(StageConfig):
         help="torch.compile the model: faster on GPUs over many windows, after a first batch "
         "that compiles for minutes",
     )
-    min_area: float | None = option(
-        None,
-        help="drop polygons smaller than this many m² (default: 4 pixels: 1 m² at 0.5 m, 400 m² "
-        "at 10 m; pixels without a CRS)",
-        ge=0,
-    )
-    simplify: float | None = option(
-        None,
-        help="polygon simplification tolerance in metres (default: 2 m, or 1 pixel of finer "
-        "imagery; under 0.7 pixels nothing moves; 0 keeps the pixel outlines; pixels without a "
-        "CRS)",
-        ge=0,
-    )
+    min_area: float | None = min_area_option()
+    simplify: float | None = simplify_option()
     aoi: str | None = option(
         None,
         help="area of interest: polygons in a vector file (any CRS); each scene is cut to their "

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from geo.options import StageConfig, absolute_paths, local_path, option, validates
 
 FORMATS = ("gpkg", "parquet")
 SUFFIXES = {"gpkg": (".gpkg",), "parquet": (".parquet", ".geoparquet")}  # file names per format
+
+
+def min_area_option() -> Any:
+    """The `min_area` option of `vectorize` and `predict` (default: `default_min_area`)."""
+    return option(
+        None,
+        help="drop polygons smaller than this many m² (default: 4 pixels: 1 m² at 0.5 m, 400 m² "
+        "at 10 m; pixels without a CRS)",
+        ge=0,
+    )
+
+
+def simplify_option() -> Any:
+    """The `simplify` option of `vectorize` and `predict` (default: `default_simplify`)."""
+    return option(
+        None,
+        help="polygon simplification tolerance in metres (default: 2 m, or 1 pixel of finer "
+        "imagery; under 0.7 pixels nothing moves; 0 keeps the pixel outlines; pixels without a "
+        "CRS)",
+        ge=0,
+    )
 
 
 class VectorizeConfig(StageConfig):
@@ -30,19 +53,8 @@ class VectorizeConfig(StageConfig):
         None, help="raster of the winning-class probability (0-255) on the same grid, for each "
         "polygon's score (default: no score)",
     )  # fmt: skip
-    min_area: float | None = option(
-        None,
-        help="drop polygons smaller than this many m² (default: 4 pixels: 1 m² at 0.5 m, 400 m² "
-        "at 10 m; pixels without a CRS)",
-        ge=0,
-    )
-    simplify: float | None = option(
-        None,
-        help="polygon simplification tolerance in metres (default: 2 m, or 1 pixel of finer "
-        "imagery; under 0.7 pixels nothing moves; 0 keeps the pixel outlines; pixels without a "
-        "CRS)",
-        ge=0,
-    )
+    min_area: float | None = min_area_option()
+    simplify: float | None = simplify_option()
     overwrite: bool = option(False, help="replace the file at --out")
 
     _local = validates("out", by=local_path)
