@@ -123,5 +123,9 @@ def no_validation(store: str) -> str | None:
 
 
 def class_ious(metrics: dict[str, Any]) -> str:
-    """The IoU of each class, as one line: "background 0.85, pivot 0.09"."""
-    return ", ".join(f"{name} {iou:.2f}" for name, iou in metrics["per_class_iou"].items())
+    """The IoU of each class, as one line: "background 0.85, pivot 0.09" ("n/a" for a class
+    neither in the labels nor in the predictions)."""
+    return ", ".join(
+        f"{name} {'n/a' if iou is None else f'{iou:.2f}'}"
+        for name, iou in metrics["per_class_iou"].items()
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.finetune import no_validation
+from flows.finetune import class_ious, no_validation
 from geo.contracts import AdapterMetadata
 from tests.support.cli import cli_process
 from tests.support.paths import (
@@ -138,3 +138,10 @@ def test_a_store_tiled_without_a_validation_split_says_which_flag(tmp_path: Path
         f"{store}: no labelled validation tile (it was tiled with --val-fraction 0): the model "
         "is not evaluated"
     )
+
+
+def test_a_class_without_validation_pixels_is_said_as_not_measured() -> None:
+    """The finetune summary's IoU line names a class that neither the validation labels nor
+    the predictions hold as n/a (evaluate gives None for it), instead of failing the run."""
+    metrics = {"per_class_iou": {"background": 0.912, "pivot": 0.25, "well": None}}
+    assert class_ious(metrics) == "background 0.91, pivot 0.25, well n/a"

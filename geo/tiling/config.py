@@ -38,7 +38,8 @@ class TileConfig(StageConfig):
         None,
         help="YAML or JSON list of classes (see README: class maps), or a tile store or a "
         "model's run folder whose classes to take (default for vector files: background and one "
-        "class named after the file, or one per --label-field value)",
+        "class named after the file, or one per --label-field value; for label rasters: "
+        "background (code 0) and one class per other code)",
     )
     out: str = option(help="the tile store to write (STORE.zarr)")
     tile_size: int | None = option(

@@ -45,6 +45,7 @@ from geo.tiling.labels import (
     prepare_raster_labels,
     prepare_vector_labels,
 )
+from geo.tiling.raster_codes import MAX_VALUE_CLASSES, raster_classes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,12 +58,20 @@ ALGORITHM = {  # part of the fingerprint: bump "version" when tiling output chan
         stats.MIN_PIXELS,
         stats.CLIP_PERCENTILES,
     ],
-    "split": [list(splitting.BLOCK_SIDES), splitting.MIN_BLOCKS, "labelled tiles, masked overlaps"],
+    "split": [
+        list(splitting.BLOCK_SIDES),
+        splitting.MIN_BLOCKS,
+        "labelled tiles, masked overlaps",
+        f"every class in both splits, of {splitting.ORDERS} block orders",
+    ],
 }
 LabelSource = VectorLabels | RasterLabels
+VECTORS_OR_RASTERS = (
+    "give vector files (their polygons go wherever they fall), or one label raster per image, "
+    "not both"
+)
 AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
 MIN_AUTO_TILES = 16  # the automatic tile size shrinks until the scenes give this many tiles
-MAX_FIELD_CLASSES = 64  # distinct --label-field values taken as classes without a class map
 
 
 @dataclass
@@ -253,9 +262,10 @@ def _check_crs(scenes: list[SceneInfo]) -> None:
 
 
 def _class_map(config: TileConfig) -> ClassMap:
-    """The `--class-map`; without one, for one vector file, background and one class named
-    after the file (or its `--label-layer`), or with `--label-field` one class per distinct
-    value of that field (`distinct_values`), said in the log."""
+    """The `--class-map`; without one, for vector files, background and one class named after
+    the files (or their `--label-layer`), or with `--label-field` one class per distinct value
+    of that field (`distinct_values`); for label rasters, the classes of their codes
+    (`raster_classes`); said in the log."""
     if config.class_map is not None:
         cmap = class_map_of(config.class_map, names_only=False).with_unmapped(config.unmapped)
         if not any(is_vector(p) for p in config.labels):
@@ -263,15 +273,26 @@ def _class_map(config: TileConfig) -> ClassMap:
         return cmap
     for path in config.labels:  # a missing file is named before it is taken for a raster
         check_exists(path, "labels file")
-    if not all(is_vector(p) for p in config.labels):
-        raise InputError(
-            f"{flag('class_map')}: needed with label rasters, to say which raster codes are "
-            "which classes (see README: class maps)"
-        )
     labels, field = config.labels, config.label_field
+    vector = [is_vector(p) for p in labels]
     classes: list[dict[str, Any]]
-    if field is None:
-        name = _class_name(labels, config.label_layer)
+    if not any(vector):
+        classes = raster_classes(labels, _files_name(labels))
+        said = ", ".join(
+            f"{i} {c['name']} (code {c['values'][0]})" for i, c in enumerate(classes[1:], start=1)
+        )
+    elif not all(vector):
+        bad = labels[vector.index(True)]
+        raise InputError(f"{bad}: {VECTORS_OR_RASTERS}")
+    elif field is None:
+        name = config.label_layer or _files_name(labels)
+        if name is None:
+            raise InputError(
+                f"{flag('class_map')}: needed with {len(labels)} vector files of different "
+                f"names ({_some_names(labels)}), to name their class (one class: a class map of "
+                f"background and it; classes per file: merge them with a class attribute for "
+                f"{flag('label_field')}; see README: class maps)"
+            )
         classes = [{"name": "background"}, {"name": name}]
         files = labels[0] if len(labels) == 1 else f"{len(labels)} files: {labels[0]}, ..."
         said = f"1 {name} (every polygon of {files})"
@@ -279,7 +300,7 @@ def _class_map(config: TileConfig) -> ClassMap:
         values = distinct_values(
             [v for path in labels for v in field_values(path, field, config.label_layer)]
         )
-        if len(values) > MAX_FIELD_CLASSES:
+        if len(values) > MAX_VALUE_CLASSES:
             raise InputError(
                 f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct "
                 f"values, too many for classes; give a {flag('class_map')} that groups them"
@@ -295,21 +316,20 @@ def _class_map(config: TileConfig) -> ClassMap:
     return ClassMap.from_dict(classes).with_unmapped(config.unmapped)
 
 
-def _class_name(labels: list[str], layer: str | None) -> str:
-    """The one class of vector files given without a class map or label field: the layer, or
-    the files' name (one name for all: `scene1/fields.gpkg scene2/fields.gpkg`); InputError for
-    files of different names, which may hold different kinds of objects."""
-    if layer is not None:
-        return layer
-    names = {Path(p.split("?")[0].rstrip("/")).stem for p in labels}
-    if len(names) > 1:
-        raise InputError(
-            f"{flag('class_map')}: needed with {len(labels)} vector files of different names "
-            f"({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}), to name their "
-            f"class (one class: a class map of background and it; classes per file: merge them "
-            f"with a class attribute for {flag('label_field')}; see README: class maps)"
-        )
-    return names.pop()
+def _files_name(labels: list[str]) -> str | None:
+    """The name the label files share (`scene1/fields.gpkg scene2/fields.gpkg`: fields), None
+    when their names differ (they may hold different kinds of objects)."""
+    names = {_stem(p) for p in labels}
+    return names.pop() if len(names) == 1 else None
+
+
+def _stem(path: str) -> str:
+    return Path(path.split("?")[0].rstrip("/")).stem
+
+
+def _some_names(labels: list[str]) -> str:
+    names = sorted({_stem(p) for p in labels})
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def distinct_values(values: list[Any]) -> list[str]:
@@ -351,10 +371,7 @@ def _prepare_labels(
         ))  # fmt: skip
     if any(vector):
         bad = labels[vector.index(True)]
-        raise InputError(
-            f"{bad}: give vector files (their polygons go wherever they fall), or one label "
-            "raster per image, not both"
-        )
+        raise InputError(f"{bad}: {VECTORS_OR_RASTERS}")
     if len(labels) != len(scenes):
         raise InputError(
             f"{flag('labels')}: got {len(labels)} label rasters for {len(scenes)} images; a "

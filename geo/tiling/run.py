@@ -95,6 +95,7 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
             info = job.run(config.dask_address, progress)
         finally:
             job.close()
+        _warn_unmeasured(info)
         with seconds("index"):
             write_info(partial, info)
             _publish(partial, out)
@@ -105,6 +106,24 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
         extra={"stage_seconds": dict(seconds)},
     )  # fmt: skip
     return out
+
+
+def _warn_unmeasured(info: StoreInfo) -> None:
+    """Warn about classes with training pixels and none in a validation split that has
+    labelled pixels: their IoU cannot be measured (the labels hold them in one block of
+    tiles)."""
+    train, val = info.class_pixels.get("train", ()), info.class_pixels.get("val", ())
+    if not sum(val):
+        return
+    names = [
+        c.name for c, t, v in zip(info.class_map.classes, train, val, strict=True) if t and not v
+    ]
+    if names:
+        log.warning(
+            "class(es) %s: no pixel in the validation split (the labels hold them in one "
+            "place): their IoU cannot be measured; label them in more places",
+            ", ".join(names),
+        )
 
 
 class _Job:
@@ -134,10 +153,10 @@ class _Job:
         rows, samples = self._compute(seed, scheduler, progress)
         with ThreadPoolExecutor(1, thread_name_prefix="tiling-statistics") as pool:
             statistics = pool.submit(self._summarize, samples)  # meanwhile, split and index
-            labelled = np.array([r["label_coverage"] > 0 for r in rows], dtype=bool)
+            classes = np.array([np.asarray(r["class_pixels"]) > 0 for r in rows], dtype=bool)
             advice = _split_advice(request.tile_size, len(self.scenes))
             split = splitting.split_labelled(
-                prints, labelled, request.config.val_fraction, seed, advice
+                prints, classes, request.config.val_fraction, seed, advice
             )
             with self.seconds("index"):
                 write_split(self.partial, split)

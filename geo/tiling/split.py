@@ -3,7 +3,10 @@
 Tiles are grouped into square blocks of `b` x `b` grid steps: in map coordinates for georeferenced
 scenes (so scenes of the same place on different dates share their blocks), per scene for scenes
 without a CRS (AgNet-like scenes of one tile each are then split scene by scene). Whole blocks go to
-validation, in a seeded random order, until the validation share is closest to `val_fraction`.
+validation, in a seeded random order, until the validation share is closest to `val_fraction`;
+of the first `ORDERS` such orders, the first that gives every class pixels in both splits (where
+the blocks allow it; a class of one block in training) is kept, so that a class found in one
+corner of the labels is still measured on validation.
 Tiles overlap by `overlap` px, so a training tile may share pixels with a validation tile:
 training leaves those pixels' labels out (`geo.finetune.dataset`), instead of losing the tile.
 Tiling splits only the tiles that hold labelled pixels (`split_labelled`); the others teach
@@ -24,6 +27,7 @@ from geo.contracts.tile_store import TRAIN, VAL
 
 BLOCK_SIDES = (4, 2, 1)
 MIN_BLOCKS = 4
+ORDERS = 64  # random block orders tried for a split with every class in both parts
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +67,18 @@ def block_keys(tiles: list[Footprint], side: int) -> list[tuple]:
 
 
 def assign_splits(
-    tiles: list[Footprint], val_fraction: float, seed: int, advice: str = ""
+    tiles: list[Footprint],
+    val_fraction: float,
+    seed: int,
+    advice: str = "",
+    classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Split code per tile (0 train, 1 val) and the block side used, in grid steps.
 
-    Deterministic for a seed. When no choice of blocks leaves a training tile (tiny data), or there
-    is a single block, every tile is training and a warning says so, with `advice` after it.
+    `classes` (tiles x classes, True where a tile holds pixels of the class) asks for every class
+    in both splits where the blocks allow it. Deterministic for a seed. When no choice of blocks
+    leaves a training tile (tiny data), or there is a single block, every tile is training and a
+    warning says so, with `advice` after it.
     """
     side, keys = BLOCK_SIDES[-1], []
     for side in BLOCK_SIDES:
@@ -82,7 +92,8 @@ def assign_splits(
     if val_fraction <= 0 or not tiles:
         return np.full(len(tiles), TRAIN, dtype=np.uint8), side
     if len(blocks) > 1:
-        split = _pick(blocks, len(tiles), val_fraction, np.random.default_rng(seed))
+        presence = np.ones((len(tiles), 1), dtype=bool) if classes is None else classes
+        split = _pick(blocks, presence, val_fraction, np.random.default_rng(seed))
         if (split == TRAIN).any():
             return split, side
     log.warning(
@@ -94,22 +105,46 @@ def assign_splits(
 
 
 def split_labelled(
-    tiles: list[Footprint], labelled: np.ndarray, val_fraction: float, seed: int, advice: str = ""
+    tiles: list[Footprint], classes: np.ndarray, val_fraction: float, seed: int, advice: str = ""
 ) -> np.ndarray:
-    """Split codes for all tiles, drawing the validation blocks among the labelled ones only."""
+    """Split codes for all tiles, drawing the validation blocks among the labelled ones only
+    (`classes`: tiles x classes, True where a tile holds labelled pixels of the class)."""
     split = np.full(len(tiles), TRAIN, dtype=np.uint8)
-    chosen = np.flatnonzero(labelled)
-    split[chosen], _ = assign_splits([tiles[i] for i in chosen], val_fraction, seed, advice)
+    chosen = np.flatnonzero(classes.any(axis=1))
+    split[chosen], _ = assign_splits(
+        [tiles[i] for i in chosen], val_fraction, seed, advice, classes[chosen]
+    )
     return split
 
 
 def _pick(
-    blocks: list[list[int]], n_tiles: int, val_fraction: float, rng: np.random.Generator
+    blocks: list[list[int]], classes: np.ndarray, val_fraction: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Blocks in random order into validation while that brings its share closer to the target."""
+    """The split of the first of `ORDERS` block orders that gives each class pixels in both
+    splits, or in training for a class of one block; else of the order that does so for the
+    most classes (the first of them)."""
+    blocks_with = np.array([classes[b].any(axis=0) for b in blocks]).sum(axis=0)
+    best, best_score = None, -1
+    for _ in range(ORDERS):
+        split = _greedy(blocks, len(classes), val_fraction, rng.permutation(len(blocks)))
+        val = split == VAL
+        in_train, in_val = classes[~val].any(axis=0), classes[val].any(axis=0)
+        met = np.where(blocks_with >= 2, in_train & in_val, in_train | (blocks_with == 0))
+        score = int(met.sum())
+        if score > best_score:
+            best, best_score = split, score
+        if score == len(met):
+            break
+    assert best is not None
+    return best
+
+
+def _greedy(
+    blocks: list[list[int]], n_tiles: int, val_fraction: float, order: np.ndarray
+) -> np.ndarray:
+    """Blocks in `order` into validation while that brings its share closer to the target."""
     split = np.full(n_tiles, TRAIN, dtype=np.uint8)
     target, n_val = val_fraction * n_tiles, 0
-    order = rng.permutation(len(blocks))
     for b in order:
         size = len(blocks[b])
         if n_val + size < n_tiles and abs(n_val + size - target) < abs(n_val - target):

@@ -127,9 +127,15 @@ CASES = {
         lambda b: tile(SCENE, "{out}", "--label-layer", "roads", labels=b["two_layers.gpkg"]),
         "two_layers.gpkg: no layer 'roads' (layers: pivots, wells)",
     ),
-    "label rasters without a class map": (
-        lambda b: [*WITHOUT_CLASS_MAP, "--labels", PIVOTS / "pivots_mask.tif"],
-        "--class-map: needed with label rasters, to say which raster codes are which classes",
+    "a continuous raster as labels, without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", b["continuous.tif"]],
+        "continuous.tif: holds more than 64 distinct label codes, too many for classes (a "
+        "continuous raster?); give a --class-map that groups them",
+    ),
+    "a label raster of zeros, without a class map": (
+        lambda b: [*WITHOUT_CLASS_MAP, "--labels", b["zeros.tif"]],
+        "zeros.tif: holds only code 0 (and nodata), no class to learn; give a --class-map if 0 "
+        "is a class",
     ),
     "a missing label raster without a class map": (
         lambda b: [*WITHOUT_CLASS_MAP, "--labels", "absent.tif"],

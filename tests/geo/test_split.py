@@ -39,7 +39,7 @@ def test_sentinel2_sized_grid_splits_by_blocks() -> None:
 def test_validation_is_drawn_among_labelled_tiles_only() -> None:
     tiles = grid(8192, 512, 0)  # 16 x 16 tiles, labels on the first 4 columns only
     labelled = np.array([t.grid_col < 4 for t in tiles])
-    split = split_labelled(tiles, labelled, 0.25, seed=0)
+    split = split_labelled(tiles, labelled[:, None], 0.25, seed=0)
     assert (split[~labelled] == TRAIN).all()
     assert 0.15 < (split[labelled] == VAL).mean() < 0.35
 
@@ -65,3 +65,26 @@ def test_zero_fraction_and_a_single_tile_keep_everything_for_training(
     with caplog.at_level(logging.WARNING, logger="geo"):
         split, _ = assign_splits(grid(512, 512, 64), 0.2, seed=0)
     assert split.tolist() == [TRAIN] and "the one tile is training" in caplog.text
+
+
+def test_every_class_is_in_both_splits_where_the_blocks_allow() -> None:
+    """A class found in one corner of the labels (two blocks of a 4 x 4 block grid) still has
+    pixels in validation and in training, for every seed; a class of one block stays in
+    training; the validation share is unchanged."""
+    tiles = grid(8192, 512, 0)  # 16 x 16 tiles: 4 x 4 blocks of 4 x 4 tiles
+    classes = np.zeros((len(tiles), 3), dtype=bool)
+    classes[:, 0] = True  # background everywhere
+    corner = np.array([t.grid_row < 4 and t.grid_col < 8 for t in tiles])  # blocks (0,0), (0,1)
+    classes[corner, 1] = True
+    alone = np.array([t.grid_row >= 12 and t.grid_col >= 12 for t in tiles])  # one block
+    classes[alone, 2] = True
+    plain = [split_labelled(tiles, classes[:, :1], 0.2, seed) for seed in range(20)]
+    assert any(not (s[corner] == VAL).any() for s in plain)  # a class-blind split can miss it
+    for seed in range(20):
+        split = split_labelled(tiles, classes, 0.2, seed)
+        assert (split[corner] == VAL).any() and (split[corner] == TRAIN).any()
+        assert (split[alone] == TRAIN).any()
+        assert 0.1 < (split == VAL).mean() < 0.3
+    assert np.array_equal(
+        split_labelled(tiles, classes, 0.2, 3), split_labelled(tiles, classes, 0.2, 3)
+    )

@@ -7,6 +7,7 @@ import logging
 import shutil
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -77,6 +78,15 @@ def scene_labels(store: Path, scene: int = 0) -> np.ndarray:
         out[row : row + h, col : col + w] = tile
     assert not np.any(out == 254)
     return out
+
+
+def pivot_mask_as(path: Path, codes: Callable[[np.ndarray], np.ndarray]) -> Path:
+    """The bundled pivot mask (1 pivot, 0 other) written to `path` with its codes changed."""
+    with rasterio.open(CASES["pivots"][2]) as src:
+        profile, pixels = src.profile, src.read(1)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(codes(pixels).astype("uint8"), 1)
+    return path
 
 
 def read_band(path: Path, band: int = 1) -> np.ndarray:
@@ -607,6 +617,69 @@ def test_one_vector_file_needs_no_class_map(
     classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
     assert [c["name"] for c in classes] == ["background", "pivots"]
     assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
+
+
+def test_a_label_raster_needs_no_class_map(
+    stores: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tile` of label rasters without --class-map: a mask of one code on 0 (0/1, 0/255) is one
+    class named after the file, with the colour of its colour table, the same labels as with a
+    class map; rasters of several codes are one class per code, in numeric order, each pixel
+    labelled with its own code's class."""
+    image, _, mask, _, _ = CASES["pivots"]
+    fields = pivot_mask_as(tmp_path / "fields.tif", lambda m: np.where(m == 1, 255, 0))
+    with rasterio.open(fields, "r+") as dst:
+        dst.write_colormap(1, {0: (0, 0, 0, 255), 255: (35, 139, 69, 255)})
+    out = tmp_path / "fields.zarr"
+    argv = ["tile", image, "--labels", fields, "--out", out, "--tile-size", "128",
+            "--overlap", "16"]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="geo"):
+        code, err = run_cli(*argv)
+    assert code == 0, err[-3000:]
+    assert "no --class-map: classes 0 background, 1 fields (code 255)" in caplog.text
+    classes = zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]
+    assert [(c["name"], c["values"]) for c in classes] == [
+        ("background", ["0"]), ("fields", ["255"])
+    ]  # fmt: skip
+    assert classes[1]["color"] == "#238b45"
+    mapped = tile([image], [mask], PIVOT_CLASSES, tmp_path / "mask.zarr", tile_size=128,
+                  overlap=16)  # fmt: skip
+    assert np.array_equal(scene_labels(out), scene_labels(mapped))
+
+    out = tmp_path / "codes.zarr"
+    code, err = run_cli("tile", *AGNET_IMAGES[:6], "--labels", *AGNET_LABELS[:6], "--out", out,
+                        "--tile-size", "128", "--overlap", "0")  # fmt: skip
+    assert code == 0, err[-3000:]
+    codes = set().union(*(np.unique(read_band(Path(p))).tolist() for p in AGNET_LABELS[:6]))
+    names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
+    assert names == ["background", *(str(c) for c in sorted(codes - {0}))] and len(names) > 5
+    for scene, path in enumerate(AGNET_LABELS[:6]):
+        assert np.array_equal(
+            np.array(names)[scene_labels(out, scene)], read_band(Path(path)).astype(str)
+        )
+
+
+def test_classes_go_to_both_splits_or_are_named_as_unmeasured(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A label raster of the whole scene, pivots labelled in its eastern third only: the
+    validation tiles hold pivots (a class-blind split chose two tiles of background only there);
+    a class labelled in one place only is named in a warning, its IoU cannot be measured."""
+    image = CASES["pivots"][0]
+    fields = pivot_mask_as(tmp_path / "fields.tif", lambda m: np.where(m == 1, 255, 0))
+    store = tile([image], [fields], None, tmp_path / "fields.zarr")
+    group = zarr.open_group(str(store), mode="r")
+    val = group["split"][:] == 1
+    assert val.any() and (group["labels"][:][val] == 1).any()
+
+    def with_a_well(mask: np.ndarray) -> np.ndarray:
+        mask[20:30, 440:450] = 2  # a few pixels of a third class, in one tile
+        return mask
+
+    wells = pivot_mask_as(tmp_path / "wells.tif", with_a_well)
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        tile([image], [wells], None, tmp_path / "wells.zarr", tile_size=128, overlap=16)
+    assert "class(es) 2: no pixel in the validation split" in caplog.text
 
 
 def test_several_vector_files_are_one_set_of_polygons(

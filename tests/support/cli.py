@@ -21,7 +21,7 @@ from rasterio.rpc import RPC
 
 from flows.cli import main
 from geo.finetune import FinetuneConfig, train_on_store
-from tests.support.paths import AGNET_IMAGE, PIVOT_LABELS, ROOT, SCENE
+from tests.support.paths import AGNET_IMAGE, PIVOT_LABELS, PIVOT_MASK, ROOT, SCENE
 
 NO_SERVER = "http://127.0.0.1:9/api"  # nothing listens there: a flow that starts fails loudly
 
@@ -151,6 +151,13 @@ def make_broken(folder: Path) -> dict[str, Path]:
     many["id"] = range(len(many))
     files["many_values.gpkg"] = folder / "many_values.gpkg"
     many.to_file(files["many_values.gpkg"], layer="pivots")
+    with rasterio.open(PIVOT_MASK) as src:  # label rasters that hold no classes
+        shape = (1, src.height, src.width)
+    noise = np.random.default_rng(0).random(shape, dtype="float32")
+    files["continuous.tif"] = write_like(
+        PIVOT_MASK, folder / "continuous.tif", noise, dtype="float32"
+    )
+    files["zeros.tif"] = write_like(PIVOT_MASK, folder / "zeros.tif", np.zeros(shape, "uint8"))
     files["aliases.yaml"] = folder / "aliases.yaml"
     files["aliases.yaml"].write_text(
         "a: &a [background, background, background, background, background, background]\n"

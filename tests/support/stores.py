@@ -39,12 +39,12 @@ def agnet_store(
 def tile(
     images: list[str | Path],
     labels: list[str | Path],
-    class_map: str | Path | list[dict[str, Any]],
+    class_map: str | Path | list[dict[str, Any]] | None,
     out: str | Path,
     **options: Any,
 ) -> Path:
     """`tile_scenes` with keyword options of `TileConfig` (quiet); a class map given as a list
-    is written to a JSON file beside `out` first."""
+    is written to a JSON file beside `out` first, None for none."""
     if isinstance(class_map, list):
         path = Path(out).parent / f"{Path(out).name}.classes.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,8 @@ def tile(
         class_map = path
     config = TileConfig.parse(
         {"images": [str(p) for p in images], "labels": [str(p) for p in labels],
-         "class_map": str(class_map), "out": str(out), **options}
+         "class_map": None if class_map is None else str(class_map), "out": str(out),
+         **options}
     )  # fmt: skip
     return tile_scenes(config, progress=False)
 
