@@ -2,7 +2,8 @@
 
 A mask of one code on 0 (0/1, 0/255) is one class named after the file on background; more codes
 are one class each, named by the code, after background (code 0). Codes the raster marks as
-nodata are left out (they stay *ignore*); a colour table gives the classes their colours.
+nodata are left out (they stay *ignore*), and so is 255 in 8-bit rasters of other codes besides
+(the *ignore* of segmentation masks); a colour table gives the classes their colours.
 """
 
 from __future__ import annotations
@@ -24,19 +25,29 @@ log = logging.getLogger(__name__)
 MAX_VALUE_CLASSES = 64  # distinct label values (a field's, a raster's codes) taken as classes
 READ_PIXELS = 1 << 24  # pixels read at a time while looking for codes
 LARGE = 1 << 26  # label rasters of more pixels say in the log that their codes are being read
+IGNORE_CODE = 255  # in 8-bit masks of several codes: no label (a 0/255 mask's 255 is its class)
 
 
 def raster_classes(paths: list[str], name: str | None) -> list[dict[str, Any]]:
     """Class map entries for label rasters without a class map: background (code 0), then each
-    other code: one named `name` (the files' name, None when they differ) when it is the only
-    one, else each named by its code; InputError for more than `MAX_VALUE_CLASSES` codes or
-    none."""
+    other code (but `IGNORE_CODE` of 8-bit rasters beside others): one named `name` (the files'
+    name, None when they differ) when it is the only one, else each named by its code;
+    InputError for more than `MAX_VALUE_CLASSES` codes or none."""
     codes: set[float] = set()
     colors: dict[float, str] = {}
+    bytes_only = True
     for path in paths:
-        found, table = _codes(path)
+        found, table, dtype = _codes(path)
         codes |= found
         colors = {**table, **colors}
+        bytes_only &= dtype == "uint8"
+    if bytes_only and IGNORE_CODE in codes and codes - {0, IGNORE_CODE}:
+        codes.discard(IGNORE_CODE)
+        log.info(
+            "%s: code %d beside other codes is taken as no label, as segmentation masks use it "
+            "(give a %s to make it a class)",
+            paths[0], IGNORE_CODE, flag("class_map"),
+        )  # fmt: skip
     objects = sorted(c for c in codes if c != 0)
     if not objects:
         files = f"{paths[0]}: holds" if len(paths) == 1 else f"{len(paths)} label rasters hold"
@@ -57,15 +68,15 @@ def _color(rgba: str | None) -> dict[str, str]:
     return {} if rgba is None else {"color": rgba}
 
 
-def _codes(path: str) -> tuple[set[float], dict[float, str]]:
-    """The distinct valid codes of a label raster's first band, and the colours its colour
-    table gives them."""
+def _codes(path: str) -> tuple[set[float], dict[float, str], str]:
+    """The distinct valid codes of a label raster's first band, the colours its colour table
+    gives them, and its data type."""
     check_exists(path, "labels file")
     try:
         with open_raster(path) as src:
             if src.width * src.height > LARGE:
                 log.info("%s: reading its label codes (no %s)", path, flag("class_map"))
-            codes = _distinct(src, path)
+            codes, dtype = _distinct(src, path), src.dtypes[0]
             try:
                 table = src.colormap(1)
             except ValueError:  # no colour table
@@ -73,7 +84,7 @@ def _codes(path: str) -> tuple[set[float], dict[float, str]]:
     except RasterioIOError:
         raise InputError(f"{path}: not a raster GDAL can read") from None
     colors = {c: "#{:02x}{:02x}{:02x}".format(*table[int(c)][:3]) for c in codes if c in table}
-    return codes, colors
+    return codes, colors, dtype
 
 
 def _distinct(src: Any, path: str) -> set[float]:

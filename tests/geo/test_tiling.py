@@ -658,6 +658,21 @@ def test_a_label_raster_needs_no_class_map(
             np.array(names)[scene_labels(out, scene)], read_band(Path(path)).astype(str)
         )
 
+    def with_ignore(mask: np.ndarray) -> np.ndarray:
+        mask[:, :40] = 2  # a second class along the western edge
+        mask[200:260, :] = 255  # no label: the ignore code of segmentation masks
+        return mask
+
+    out = tmp_path / "ignore.zarr"
+    labels = pivot_mask_as(tmp_path / "ignore.tif", with_ignore)
+    code, err = run_cli("tile", image, "--labels", labels, "--out", out, "--tile-size", "128",
+                        "--overlap", "16")  # fmt: skip
+    assert code == 0, err[-3000:]
+    names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
+    assert names == ["background", "1", "2"]
+    expected = with_ignore(read_band(mask))
+    assert np.array_equal(scene_labels(out), np.where(expected == 255, IGNORE, expected))
+
 
 def test_classes_go_to_both_splits_or_are_named_as_unmeasured(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
