@@ -31,14 +31,16 @@ def raw_to_cog(
     resampling: str,
     colormap: dict[int, tuple[int, int, int, int]] | None = None,
     description: str = "",
+    tags: dict[str, str] | None = None,
 ) -> None:
     """Write a uint8 raw row-major file of `profile`'s width x height as a COG at `dest`.
 
-    `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
-    resampling (NEAREST or MODE for classes, AVERAGE for scores); `description` names the band
-    (GIS tools show it instead of "Band 1"). A tiled GeoTIFF is staged beside
-    `dest` and removed afterwards. A grid without georeferencing (the identity transform, no
-    CRS) is written as it is, without rasterio's warning.
+        `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
+        resampling (NEAREST or MODE for classes, AVERAGE for scores); `description` names the band
+        (GIS tools show it instead of "Band 1"); `tags` are dataset metadata (`gdalinfo` lists
+    them). A tiled GeoTIFF is staged beside
+        `dest` and removed afterwards. A grid without georeferencing (the identity transform, no
+        CRS) is written as it is, without rasterio's warning.
     """
     width, height = profile["width"], profile["height"]
     stage = dest.with_name(dest.name + ".stage.tif")
@@ -56,6 +58,8 @@ def raw_to_cog(
                 dst.write_colormap(1, colormap)
             if description:
                 dst.set_band_description(1, description)
+            if tags:
+                dst.update_tags(**tags)
             for row in range(0, height, BLOCK):
                 n = min(BLOCK, height - row)
                 rows = np.fromfile(src, dtype=np.uint8, count=n * width, offset=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from rasterio.windows import Window
 
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
+from geo.contracts.classes import CLASSES_TAG, ClassMap
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
 from geo.io.outputs import (
@@ -356,6 +358,7 @@ def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
     raw_to_cog(
         work.folder / "classes.u8", staged["classes"], {**profile, "nodata": CLASS_NODATA},
         resampling="MODE", colormap=palette, description="class id",
+        tags={CLASSES_TAG: json.dumps(ClassMap(scene.classes).to_list(), ensure_ascii=False)},
     )  # fmt: skip
     raw_to_cog(
         work.folder / "probability.u8", staged["probability"],

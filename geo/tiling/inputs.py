@@ -22,6 +22,7 @@ from geo.contracts.adapter import class_map_file, class_map_of
 from geo.contracts.classes import ClassMap, value_key
 from geo.contracts.tile_store import FORMAT, read_attrs
 from geo.errors import InputError
+from geo.io.codes import MAX_VALUE_CLASSES
 from geo.io.grid import GridSpec, default_overlap, overlap_problem
 from geo.io.hashing import fingerprint, input_record, sha256_text, watched_files
 from geo.io.outputs import check_output, check_unlocked
@@ -45,7 +46,7 @@ from geo.tiling.labels import (
     prepare_raster_labels,
     prepare_vector_labels,
 )
-from geo.tiling.raster_codes import MAX_VALUE_CLASSES, raster_classes
+from geo.tiling.raster_classes import raster_classes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

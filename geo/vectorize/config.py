@@ -39,10 +39,12 @@ class VectorizeConfig(StageConfig):
         help="class raster whose pixel values are class ids (a prediction, an FTW mask, ...)",
         positional=True, metavar="CLASS_RASTER",
     )  # fmt: skip
-    class_map: str = option(
+    class_map: str | None = option(
+        None,
         help="YAML or JSON list of the raster's classes, in id order, the model that "
         "predicted it (its run folder or adapter.json) or a tile store of those classes; a class "
-        "with `boundary` keeps touching objects apart (see README: field boundaries)"
+        "with `boundary` keeps touching objects apart (see README: field boundaries) (default: "
+        "the classes predict wrote into the raster, else one class per id, 0 background)",
     )
     out: str = option(help="the polygon file to write (.gpkg or .parquet)")
     format: str | None = option(

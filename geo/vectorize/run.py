@@ -15,6 +15,7 @@ from geo.errors import InputError
 from geo.io.outputs import check_output, scene_timestamp
 from geo.io.raster import check_exists, decimated_shape, open_raster
 from geo.options import checked_once, flag
+from geo.vectorize.classes import raster_class_map
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.polygons import polygon_batches, write_polygons
 
@@ -32,17 +33,21 @@ class VectorizePlan:
 
 
 def _paths(config: VectorizeConfig) -> list[str]:
-    return [config.raster, config.class_map, config.out, config.scores or ""]
+    return [config.raster, config.class_map or "", config.out, config.scores or ""]
 
 
 @checked_once(_paths)
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
-    """Pre-flight check: the class map, a one-band class raster of whole class ids (integers,
-    or floats such as QGIS's raster calculator writes), a score raster on its grid, and an
-    output file that may be written. Raises InputError naming the input."""
-    class_map = class_map_of(config.class_map)
+    """Pre-flight check: a one-band class raster of whole class ids (integers, or floats such as
+    QGIS's raster calculator writes), the class map (`raster_class_map` without one), a score
+    raster on its grid, and an output file that may be written. Raises InputError naming the
+    input."""
     grid = _check_raster(config.raster, "class raster", integer=True)
-    _check_class_ids(config.raster, class_map)
+    if config.class_map is None:
+        class_map = raster_class_map(config.raster)
+    else:
+        class_map = class_map_of(config.class_map)
+        _check_class_ids(config.raster, class_map)
     if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
         raise InputError(
             f"{flag('scores')} {config.scores}: not on the grid of {config.raster} (same size, "

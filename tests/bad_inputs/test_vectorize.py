@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.support.cli import refused, run_cli
+from tests.support.cli import refused, run_cli, write_like
 from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK, RGB_BYTE
 
 FTW_MAP = EXAMPLES / "ftw_classes.yaml"
@@ -98,6 +98,29 @@ def test_a_class_raster_saved_as_another_type_gives_the_same_polygons(
         frames.append(gpd.read_file(out, layer="polygons"))
     assert 200 < len(frames[0]) < 267  # the corner's fields are gone
     assert frames[1].drop(columns="source").equals(frames[0].drop(columns="source"))
+
+
+def test_without_a_class_map_a_raster_of_other_values_is_refused(
+    work: Path, tmp_path: Path
+) -> None:
+    """Without --class-map the raster's ids are its classes: a probability or image band (more
+    than 64 values) and fractional values are refused up front as no class ids."""
+    with rasterio.open(RGB_BYTE) as src:
+        band = src.read(1)[None]
+    one_band = write_like(RGB_BYTE, tmp_path / "probability.tif", band, count=1)
+    with rasterio.open(FTW_PREDICTION) as src:
+        classes = src.read().astype("float32")
+    halves = write_like(FTW_PREDICTION, tmp_path / "halves.tif", classes / 2, dtype="float32")
+    refused(
+        work, ["vectorize", one_band, "--out", work / "f.gpkg"],
+        "probability.tif: holds more than 64 distinct class ids, too many for classes (a "
+        "continuous raster?); a class raster holds class ids (predict's NAME_classes.tif, not "
+        "NAME_probability.tif)",
+    )  # fmt: skip
+    refused(
+        work, ["vectorize", halves, "--out", work / "f.gpkg"],
+        "halves.tif: holds value(s) 0.5, which are no class ids; a class raster holds class ids",
+    )  # fmt: skip
 
 
 def test_a_class_raster_of_fractional_values_is_refused(work: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from geo.io.raster import scene_info
 from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
-from tests.support.cli import write_like
+from tests.support.cli import run_cli, write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
 from tests.support.paths import FTW, NEBRASKA, RGB_BYTE
@@ -90,6 +90,26 @@ def test_class_raster_has_the_class_palette(rgb: dict[str, Path]) -> None:
     for c in CLASSES:
         rgb_value = tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5))
         assert palette[c["id"]][:3] == rgb_value
+
+
+def test_class_raster_names_its_classes_and_vectorizes_without_a_class_map(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """The class raster carries its classes in its metadata (`gdalinfo` shows them), so that
+    `vectorize` of it, edited or not, needs no class map: the polygons predict wrote, again."""
+    with rasterio.open(rgb["classes"]) as out:
+        listed = json.loads(out.tags()["CLASSES"])
+    assert [(c["id"], c["name"], c["color"]) for c in listed] == [
+        (c["id"], c["name"], c["color"]) for c in CLASSES
+    ]
+    polygons = tmp_path / "again.gpkg"
+    code, err = run_cli("vectorize", rgb["classes"], "--out", polygons, "--scores",
+                        rgb["probability"])  # fmt: skip
+    assert code == 0, err[-3000:]
+    again = gpd.read_file(polygons, layer="polygons")
+    written = gpd.read_file(rgb["polygons"], layer="polygons")
+    assert len(written) > 100
+    assert again.drop(columns=["source", "model"]).equals(written.drop(columns=["source", "model"]))
 
 
 def test_nodata_follows_the_input_and_borders_are_predicted(rgb: dict[str, Path]) -> None:

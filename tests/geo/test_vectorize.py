@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -130,6 +131,41 @@ def test_the_model_that_predicted_a_raster_gives_its_classes(tmp_path: Path) -> 
     assert set(frames[0].class_name) == {"field", "boundary"}
     for frame in frames[1:]:
         assert frame.drop(columns="geometry").equals(frames[0].drop(columns="geometry"))
+
+
+def test_without_a_class_map_each_id_is_a_class(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`vectorize` of a class raster that names no classes, without --class-map: 0 background,
+    each other id a class named by its id (a mask of one id: named after the file), coloured by
+    the raster's colour table; the regions those of a class map of the same ids."""
+    out = tmp_path / "ids.gpkg"
+    with caplog.at_level(logging.INFO, logger="geo"):
+        code, err = run_cli("vectorize", FTW_PREDICTION, "--out", out)
+    assert code == 0, err[-3000:]
+    assert "no --class-map: classes 0 background, 1 1, 2 2 (the ids the raster holds)" in (
+        caplog.text
+    )
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps([{"id": 0, "name": "background"}, {"id": 1, "name": "1"},
+                                  {"id": 2, "name": "2"}]))  # fmt: skip
+    code, err = run_cli("vectorize", FTW_PREDICTION, "--class-map", listed, "--out",
+                        tmp_path / "listed.gpkg")  # fmt: skip
+    assert code == 0, err[-3000:]
+    ours = gpd.read_file(out, layer="polygons")
+    assert set(ours.class_name) == {"1", "2"}
+    assert ours.equals(gpd.read_file(tmp_path / "listed.gpkg", layer="polygons"))
+
+    mask = write_like(FTW_PREDICTION, tmp_path / "fields.tif",
+                      (rasterio.open(FTW_PREDICTION).read() == 1).astype("uint8"))  # fmt: skip
+    with rasterio.open(mask, "r+") as dst:
+        dst.write_colormap(1, {0: (0, 0, 0, 255), 1: (35, 139, 69, 255)})
+    code, err = run_cli("vectorize", mask, "--out", tmp_path / "fields.gpkg")
+    assert code == 0, err[-3000:]
+    fields = gpd.read_file(tmp_path / "fields.gpkg", layer="polygons")
+    assert set(fields.class_name) == {"fields"} and len(fields) > 100
+    style = gpd.read_file(tmp_path / "fields.gpkg", layer="layer_styles")
+    assert "35,139,69" in style.styleQML[0]
 
 
 def test_a_raster_without_crs_is_measured_in_pixels_and_says_so(
