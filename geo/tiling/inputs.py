@@ -274,47 +274,56 @@ def _class_map(config: TileConfig) -> ClassMap:
         return cmap
     for path in config.labels:  # a missing file is named before it is taken for a raster
         check_exists(path, "labels file")
-    labels, field = config.labels, config.label_field
-    vector = [is_vector(p) for p in labels]
-    classes: list[dict[str, Any]]
+    vector = [is_vector(p) for p in config.labels]
     if not any(vector):
-        classes = raster_classes(labels, _files_name(labels))
+        classes = raster_classes(config.labels, _files_name(config.labels))
         said = ", ".join(
             f"{i} {c['name']} (code {c['values'][0]})" for i, c in enumerate(classes[1:], start=1)
         )
     elif not all(vector):
-        bad = labels[vector.index(True)]
-        raise InputError(f"{bad}: {VECTORS_OR_RASTERS}")
-    elif field is None:
-        name = config.label_layer or _files_name(labels)
-        if name is None:
-            raise InputError(
-                f"{flag('class_map')}: needed with {len(labels)} vector files of different "
-                f"names ({_some_names(labels)}), to name their class (one class: a class map of "
-                f"background and it; classes per file: merge them with a class attribute for "
-                f"{flag('label_field')}; see README: class maps)"
-            )
-        classes = [{"name": "background"}, {"name": name}]
-        files = labels[0] if len(labels) == 1 else f"{len(labels)} files: {labels[0]}, ..."
-        said = f"1 {name} (every polygon of {files})"
+        raise InputError(f"{config.labels[vector.index(True)]}: {VECTORS_OR_RASTERS}")
+    elif config.label_field is None:
+        classes, said = _file_classes(config.labels, config.label_layer)
     else:
-        values = distinct_values(
-            [v for path in labels for v in field_values(path, field, config.label_layer)]
-        )
-        if len(values) > MAX_VALUE_CLASSES:
-            raise InputError(
-                f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct "
-                f"values, too many for classes; give a {flag('class_map')} that groups them"
-            )
-        objects = [v for v in values if v.lower() != "background"]
-        background = [v for v in values if v.lower() == "background"]  # a value naming class 0
-        classes = [{"name": "background", **({"values": background} if background else {})}]
-        classes += [{"name": v, "values": [v]} for v in objects]
-        said = f"one per value of {field}: " + ", ".join(
-            f"{i} {v}" for i, v in enumerate(objects, start=1)
-        )
+        classes, said = _field_classes(config.labels, config.label_field, config.label_layer)
     log.info("no %s: classes 0 background, %s", flag("class_map"), said)
     return ClassMap.from_dict(classes).with_unmapped(config.unmapped)
+
+
+def _file_classes(labels: list[str], layer: str | None) -> tuple[list[dict[str, Any]], str]:
+    """Background and one class named after the vector files (or their layer), and the log's
+    words for it; InputError for files of different names."""
+    name = layer or _files_name(labels)
+    if name is None:
+        raise InputError(
+            f"{flag('class_map')}: needed with {len(labels)} vector files of different names "
+            f"({_some_names(labels)}), to name their class (one class: a class map of background "
+            f"and it; classes per file: merge them with a class attribute for "
+            f"{flag('label_field')}; see README: class maps)"
+        )
+    files = labels[0] if len(labels) == 1 else f"{len(labels)} files: {labels[0]}, ..."
+    return [{"name": "background"}, {"name": name}], f"1 {name} (every polygon of {files})"
+
+
+def _field_classes(
+    labels: list[str], field: str, layer: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """Background and one class per distinct value of `field`, and the log's words for them;
+    InputError for more than `MAX_VALUE_CLASSES` values."""
+    values = distinct_values([v for path in labels for v in field_values(path, field, layer)])
+    if len(values) > MAX_VALUE_CLASSES:
+        raise InputError(
+            f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct values, "
+            f"too many for classes; give a {flag('class_map')} that groups them"
+        )
+    objects = [v for v in values if v.lower() != "background"]
+    background = [v for v in values if v.lower() == "background"]  # a value naming class 0
+    classes = [{"name": "background", **({"values": background} if background else {})}]
+    classes += [{"name": v, "values": [v]} for v in objects]
+    said = f"one per value of {field}: " + ", ".join(
+        f"{i} {v}" for i, v in enumerate(objects, start=1)
+    )
+    return classes, said
 
 
 def _files_name(labels: list[str]) -> str | None:
