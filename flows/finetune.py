@@ -22,7 +22,7 @@ from geo.options import flag
 from geo.tiling import TileConfig, check_tiling
 
 
-@task(**IO_RETRIES, task_run_name="train-{config.adapter}-{config.sam}")
+@task(**IO_RETRIES, task_run_name="train")
 def train_adapter(config: FinetuneConfig) -> dict[str, Any]:
     """Train (resuming an interrupted run in the run folder) and return the run summary."""
     return train_on_store(config)

@@ -9,6 +9,8 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from geo.finetune.config import FROM_SCRATCH_SAM, chosen_adapter
+
 Parameters = Mapping[str, Any]
 
 
@@ -42,7 +44,13 @@ def images_run(p: Parameters) -> str:
 
 
 def finetune_run(p: Parameters) -> str:
-    return f"{images_run(p)} ({p.get('sam')} {p.get('adapter')})"
+    """A `finetune` run: its scenes, run folder and model (`--sam auto` named by the
+    checkpoint's file, or as the variant it resolves to without one)."""
+    checkpoint, sam = p.get("sam_checkpoint"), p.get("sam") or "auto"
+    if sam == "auto":
+        sam = last_part(checkpoint) if checkpoint else FROM_SCRATCH_SAM
+    adapter = chosen_adapter(p.get("adapter") or "auto", checkpoint)
+    return f"{images_run(p)} ({sam} {adapter})"
 
 
 def scenes_run(p: Parameters) -> str:

@@ -8,6 +8,7 @@ on. `AdapterMetadata.read` parses and checks both once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from geo.contracts.classes import ClassInfo, ClassMap, load_class_map, parse_cla
 from geo.contracts.normalization import Normalization
 from geo.contracts.tile_store import StoreInfo, is_tile_store, metadata_file
 from geo.errors import InputError
+from geo.io.outputs import read_json_object
+
+log = logging.getLogger(__name__)
+RUN_CONFIG = "config.json"  # a training run's settings, the SAM checkpoint's path among them
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,36 @@ class AdapterMetadata:
         except ConvLoRAInputError as err:
             raise InputError(str(err)) from None
         return cls.from_document(document, folder / METADATA_NAME)
+
+
+def trained_sam_checkpoint(model: str) -> str | None:
+    """The SAM checkpoint file the model at `model` (a run folder, its `last/` checkpoint or an
+    adapter file) was trained on, as its run's config.json names it, while that file is still
+    there (said in the log); None for a model trained without one or not readable (its checks
+    say why later)."""
+    try:
+        sha = read_metadata(model).get("sam_checkpoint_sha256")
+    except (ConvLoRAInputError, OSError, ValueError):
+        return None
+    if not sha:
+        return None
+    folder = Path(model) if Path(model).is_dir() else Path(model).parent
+    for run in (folder, folder.parent):
+        config = read_json_object(run / RUN_CONFIG)
+        path = str(config.get("sam_checkpoint") or "")
+        if config.get("sam_checkpoint_sha256") == sha and path and Path(path).is_file():
+            log.info("%s: SAM checkpoint %s, the one it was trained on", model, path)
+            return path
+    return None
+
+
+def with_trained_sam_checkpoint(values: Any) -> Any:
+    """A config's values (of predict, evaluate) whose missing `sam_checkpoint` is the one its
+    `model` was trained on, where that file still lies (a "before" model validator)."""
+    if not isinstance(values, dict) or values.get("sam_checkpoint") or not values.get("model"):
+        return values
+    path = trained_sam_checkpoint(str(values["model"]))
+    return values if path is None else {**values, "sam_checkpoint": path}
 
 
 def _optional_bool(value: object, source: str) -> bool | None:

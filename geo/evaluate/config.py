@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pydantic import model_validator
+
+from geo.contracts.adapter import with_trained_sam_checkpoint
 from geo.options import (
     DEVICE_HELP,
     StageConfig,
@@ -26,7 +29,10 @@ class EvaluateConfig(StageConfig):
         choices=SPLIT_CHOICES,
     )
     sam_checkpoint: str | None = option(
-        None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
+        None,
+        help="the base SAM .pth the adapter was trained on (default: the file its training run "
+        "read, while it is there)",
+        aliases=("--checkpoint",),
     )
     reference: str | None = option(
         None, help="polygons (any vector file) to count objects against, each polygon one "
@@ -46,3 +52,5 @@ class EvaluateConfig(StageConfig):
     _local = validates("store", by=local_path)
     _paths = validates("model", "sam_checkpoint", "reference", by=absolute_paths)
     _device = validates("device", by=check_device)
+
+    _sam_checkpoint = model_validator(mode="before")(with_trained_sam_checkpoint)

@@ -21,6 +21,7 @@ from geo.options import (
 )
 
 MASK_TOKEN_INITS = ("auto", *(t for t in TOKEN_INITS if t != "auto"))
+FROM_SCRATCH_SAM = "tiny"  # `--sam auto` without a checkpoint
 OFFICIAL_LR = 1e-4  # the official recipe, fine-tuning a pretrained SAM
 FROM_SCRATCH_LR = 3e-4  # no SAM checkpoint: the whole model learns from random weights
 
@@ -31,10 +32,15 @@ class FinetuneConfig(StageConfig):
     store: str = option(help="tile store from `convlora-geo tile`", positional=True,
                         metavar="STORE.zarr")  # fmt: skip
     out: str = option(help="run folder (RUN_DIR): adapter, checkpoints, metrics")
-    sam: str = option("vit_b", help="SAM variant", choices=SAM_VARIANTS)
+    sam: str = option(
+        "auto",
+        help="SAM variant; auto: the variant of --sam-checkpoint, tiny without one (an untrained "
+        "encoder learns best small)",
+        choices=("auto", *SAM_VARIANTS),
+    )
     sam_checkpoint: str | None = option(
         None,
-        help="official SAM .pth checkpoint of that variant (without one SAM starts untrained)",
+        help="official SAM .pth checkpoint (without one SAM starts untrained)",
         aliases=("--checkpoint",),
     )
     adapter: str = option(
@@ -168,3 +174,10 @@ class FinetuneConfig(StageConfig):
             num_workers=self.num_workers,
             compile=self.compile,
         )
+
+
+def chosen_adapter(adapter: str, sam_checkpoint: str | None) -> str:
+    """`--adapter`, with auto resolved: conv-lora with a SAM checkpoint, full without one."""
+    if adapter != "auto":
+        return adapter
+    return "conv-lora" if sam_checkpoint else "full"

@@ -12,10 +12,10 @@ import numpy as np
 
 from convlora.adapter_files import FORMAT as ADAPTER_FORMAT
 from convlora.adapter_files import LATEST_DIR, METADATA_NAME, WEIGHTS_NAME
-from convlora.config import ModelConfig
+from convlora.config import SAM_VARIANTS, ModelConfig
 from convlora.devices import resolve_device
 from convlora.errors import ConvLoRAInputError, SettingsChanged
-from convlora.sam_checkpoint import check_sam_checkpoint
+from convlora.sam_checkpoint import check_sam_checkpoint, checkpoint_variant
 from convlora.train import TrainConfig, fit
 from convlora.training.state import CheckpointDir, read_resumable
 from geo.contracts.adapter import AdapterMetadata
@@ -23,7 +23,7 @@ from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.finetune.bands import rgb_positions
 from geo.finetune.changed import settings_changed
-from geo.finetune.config import FinetuneConfig
+from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
 from geo.io.outputs import (
@@ -83,14 +83,11 @@ def model_config(config: FinetuneConfig, store: StoreInfo) -> ModelConfig:
     token_init = config.mask_token_init
     if token_init == "auto":
         token_init = "copy" if config.sam_checkpoint else "copy+noise"
-    adapter = config.adapter
-    if adapter == "auto":
-        adapter = "conv-lora" if config.sam_checkpoint else "full"
     try:
         return ModelConfig(
-            sam_variant=config.sam,
+            sam_variant=sam_variant(config),
             image_size=config.image_size or store.tile_size,
-            adapter=adapter,
+            adapter=chosen_adapter(config.adapter, config.sam_checkpoint),
             rank=config.rank,
             alpha=config.alpha,
             experts=config.experts,
@@ -102,6 +99,25 @@ def model_config(config: FinetuneConfig, store: StoreInfo) -> ModelConfig:
         )
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+
+
+def sam_variant(config: FinetuneConfig) -> str:
+    """`--sam`, with auto resolved: the variant of the SAM checkpoint (InputError when it is
+    none of the registry's), or `FROM_SCRATCH_SAM` without one."""
+    if config.sam != "auto":
+        return config.sam
+    if config.sam_checkpoint is None:
+        return FROM_SCRATCH_SAM
+    try:
+        variant = checkpoint_variant(config.sam_checkpoint)
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+    if variant is None:
+        raise InputError(
+            f"{config.sam_checkpoint}: not a checkpoint of a SAM variant this tool knows "
+            f"({', '.join(SAM_VARIANTS)}); name its variant with {flag('sam')}"
+        )
+    return variant
 
 
 def _paths(config: FinetuneConfig) -> list[str]:
@@ -140,7 +156,7 @@ def check_run_settings(
         resolve_device(config.device)
         if config.sam_checkpoint is not None:
             image_size = config.image_size or tile_size
-            check_sam_checkpoint(config.sam_checkpoint, config.sam, image_size)
+            check_sam_checkpoint(config.sam_checkpoint, sam_variant(config), image_size)
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
     return run_dir

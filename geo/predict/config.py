@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import model_validator
 
+from geo.contracts.adapter import with_trained_sam_checkpoint
 from geo.io.grid import overlap_problem
 from geo.options import (
     DEVICE_HELP,
@@ -32,7 +33,10 @@ class PredictConfig(StageConfig):
     model: str = option(help="a training run folder (RUN_DIR) or an adapter file")
     out: str = option(help="output folder, or an s3://, gs:// or az:// URL (uploaded when done)")
     sam_checkpoint: str | None = option(
-        None, help="the base SAM .pth the adapter was trained on", aliases=("--checkpoint",)
+        None,
+        help="the base SAM .pth the adapter was trained on (default: the file its training run "
+        "read, while it is there)",
+        aliases=("--checkpoint",),
     )
     tile_size: int | None = option(
         None, help="window side in px (default: the tile size the model was trained on)"
@@ -67,6 +71,8 @@ class PredictConfig(StageConfig):
     _paths = validates("model", "out", "sam_checkpoint", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
     _device = validates("device", by=check_device)
+
+    _sam_checkpoint = model_validator(mode="before")(with_trained_sam_checkpoint)
 
     @model_validator(mode="after")
     def _grid(self) -> Self:

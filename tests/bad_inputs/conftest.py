@@ -54,7 +54,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory, store: Path, checkpoints) -> dict[str, Path]:
-    """Trained runs: `base` stores its SAM weights, `sam` needs the tiny SAM checkpoint,
+    """Trained runs: `base` stores its SAM weights, `sam` needs the tiny SAM checkpoint (and
+    `sam_gone` one no longer where it was trained),
     `relabelled` is `sam` with an adapter.json claiming SAM ViT-B (its weights disagree), and
     `vit_b` a consistent LoRA adapter for SAM ViT-B (zero tensors of the right shapes)."""
     folder = tmp_path_factory.mktemp("runs")
@@ -80,6 +81,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, store: Path, checkpoints) -> 
         runs[name] = folder / name
         shutil.copytree(runs["base"], runs[name])
         (runs[name] / "adapter.safetensors").write_bytes(damaged)
+    gone = folder / "moved_away.pth"  # the checkpoint a run was trained on, since removed
+    shutil.copy(checkpoints["sam"], gone)
+    runs["sam_gone"] = train(store, folder / "sam_gone", gone)
+    gone.unlink()
     runs["store"] = store
     return runs
 

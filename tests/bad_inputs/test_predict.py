@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from geo.errors import InputError
 from geo.io.outputs import exclusive
-from geo.predict import prepare_scene
-from tests.support.cli import PICKLE_RAN, refused, snapshot
+from geo.predict import PredictConfig, prepare_scene
+from tests.support.cli import PICKLE_RAN, refused, run_cli, snapshot
 from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import AGNET_IMAGE, SCENE
 from tests.support.predict import predict_image
@@ -80,8 +81,8 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; messages the
         lambda b, c, r: predict(AGNET_IMAGE, b["notraster.tif"].parent, "{out}"),
         "adapter.safetensors: adapter file not found",
     ),
-    "adapter that needs its SAM checkpoint": (
-        lambda b, c, r: predict(AGNET_IMAGE, r["sam"], "{out}"),
+    "adapter that needs its SAM checkpoint, no longer where it was trained on it": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["sam_gone"], "{out}"),
         "adapter needs the SAM tiny checkpoint with sha256",
         "; pass it as --sam-checkpoint",
     ),
@@ -165,6 +166,29 @@ def test_a_second_run_writing_the_same_prediction_stops_with_one_line(runs, work
     assert not list(work.glob(f"{scene.stem}_*")) and not list(work.glob(f".{scene.stem}*"))
 
 
+def test_a_model_finds_the_sam_checkpoint_it_was_trained_on(
+    checkpoints, runs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`predict --model RUN` (or RUN/last) without --sam-checkpoint takes the checkpoint the
+    run was trained on, where its config.json says it lies: the outputs those of the command
+    that names it."""
+    with caplog.at_level(logging.INFO, logger="geo"):  # before a run sets Prefect's logging up
+        config = PredictConfig.parse({"images": [str(AGNET_IMAGE)], "model": str(runs["sam"]),
+                                      "out": str(tmp_path / "x")})  # fmt: skip
+    assert config.sam_checkpoint == str(checkpoints["sam"])
+    assert f"SAM checkpoint {checkpoints['sam']}, the one it was trained on" in caplog.text
+    outputs = {}
+    for name, model, extra in (
+        ("given", runs["sam"], ["--sam-checkpoint", checkpoints["sam"]]),
+        ("found", runs["sam"], []),
+        ("last", runs["sam"] / "last", []),
+    ):
+        code, err = run_cli(*predict(AGNET_IMAGE, model, tmp_path / name, *extra))
+        assert code == 0, err[-3000:]
+        outputs[name] = (tmp_path / name / f"{AGNET_IMAGE.stem}_classes.tif").read_bytes()
+    assert outputs["found"] == outputs["given"]  # and RUN/last found it too
+
+
 def test_another_variant_is_named(broken, checkpoints, runs, work: Path) -> None:
     argv = predict(AGNET_IMAGE, runs["vit_b"], work, "--sam-checkpoint", checkpoints["sam"])
     refused(work, argv, "does not fit SAM vit_b", "it looks like a tiny checkpoint")
@@ -175,7 +199,7 @@ def test_a_read_only_output_folder_is_refused(runs, readonly: Path) -> None:
 
 
 def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> None:
-    argv = ["ingest", AGNET_IMAGE.parent, "--model", runs["sam"], "--out", work]
+    argv = ["ingest", AGNET_IMAGE.parent, "--model", runs["sam_gone"], "--out", work]
     refused(work, argv, "adapter needs the SAM tiny checkpoint")
     argv = ["ingest", "absent_folder", "--model", runs["base"], "--out", work]
     refused(work, argv, "absent_folder: source not found")

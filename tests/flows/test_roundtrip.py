@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from geo.contracts import AdapterMetadata
+from tests.support.tiny_sam import save_tiny_sam
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -174,16 +175,17 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
         assert schedule(api, "ingest/field-boundaries")["active"] is False  # kept by a redeploy
 
+        checkpoint = save_tiny_sam(tmp_path / "sam_tiny.pth")  # as users pass sam_vit_b_01ec64
         finetune = run_deployment(
             "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "batch_size=1",
-            "accumulate=1", "adapter=conv-lora", "nproc=2", "device=cpu",
+            "accumulate=1", f"sam_checkpoint={checkpoint}", "nproc=2", "device=cpu",
             "images=examples/data/nebraska_center_pivots_landsat/nebraska_*.tif",  # one string
             env=env, cwd=project,
         )  # fmt: skip
         assert finetune["parameters"]["nproc"] == 2
-        assert finetune["parameters"]["sam"] == "tiny"  # the deployment's own, kept
+        assert finetune["parameters"].get("sam", "auto") == "auto"  # from the checkpoint
         assert finetune["parameters"]["images"].endswith("nebraska_*.tif")
-        assert finetune["name"] == "nebraska_*.tif -> field-boundaries (tiny conv-lora)"
+        assert finetune["name"] == "nebraska_*.tif -> field-boundaries (sam_tiny.pth conv-lora)"
         run_dir = project / "runs" / "field-boundaries"
         metadata = AdapterMetadata.read(run_dir)
         assert (metadata.model.sam_variant, metadata.model.adapter) == ("tiny", "conv-lora")

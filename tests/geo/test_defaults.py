@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 
+from flows.run_names import finetune_run
+from geo.errors import InputError
 from geo.finetune import FinetuneConfig, check_finetune
 from geo.finetune.train import model_config, one_class_warning
 from geo.io.raster import SceneInfo, scene_info
@@ -28,6 +31,7 @@ from tests.support.paths import (
 )
 from tests.support.predict import predict_image
 from tests.support.stores import tile
+from tests.support.tiny_sam import save_tiny_sam
 
 NAIP = DATA / "naip_north_dakota_5m" / "naip_2018_crop_256.tif"
 
@@ -41,6 +45,33 @@ def vegetation_labels(scene: Path, dest: Path) -> Path:
     with rasterio.open(dest, "w", **profile) as dst:
         dst.write((ndvi > 0.3).astype("uint8"), 1)
     return dest
+
+
+def test_the_sam_variant_follows_the_checkpoint(tmp_path: Path) -> None:
+    """`--sam auto`: the tiny SAM trained in full without a checkpoint; with one, the variant its
+    tensors hold, with Conv-LoRA adapters (the run is named so); a checkpoint of no known variant
+    is one line naming --sam."""
+    labels = vegetation_labels(NAIP, tmp_path / "veg.tif")
+    classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
+    store = str(tile([NAIP], [labels], classes, tmp_path / "naip.zarr", dask_address="sync"))
+    plan = check_finetune(FinetuneConfig(store=store, out=str(tmp_path / "scratch")))
+    assert (plan.model.sam_variant, plan.model.adapter) == ("tiny", "full")
+    checkpoint = save_tiny_sam(tmp_path / "sam_tiny.pth")
+    config = FinetuneConfig(store=store, out=str(tmp_path / "run"), sam_checkpoint=str(checkpoint))
+    plan = check_finetune(config)
+    assert (plan.model.sam_variant, plan.model.adapter) == ("tiny", "conv-lora")
+    assert plan.model.mask_token_init == "copy"
+    scenes = {"images": ["a.tif"], "out": "runs/fields"}
+    assert finetune_run(scenes) == "a.tif -> fields (tiny full)"
+    assert finetune_run({**scenes, "sam_checkpoint": str(checkpoint)}) == (
+        "a.tif -> fields (sam_tiny.pth conv-lora)"
+    )
+    state = torch.load(checkpoint, weights_only=True)
+    shallow = {k: v for k, v in state.items() if not k.startswith("image_encoder.blocks.3.")}
+    torch.save(shallow, tmp_path / "shallow.pth")
+    odd = config.model_copy(update={"sam_checkpoint": str(tmp_path / "shallow.pth")})
+    with pytest.raises(InputError, match="not a checkpoint of a SAM variant this tool knows"):
+        check_finetune(odd)
 
 
 def test_naip_like_bands_without_descriptions_feed_rgb_from_bands_1_2_3(

@@ -70,6 +70,11 @@ def check_sam_checkpoint(path: str | Path, variant: str, image_size: int | None 
     fit_state_dict(state, {k: v.shape for k, v in sam.state_dict().items()}, variant, str(path))
 
 
+def checkpoint_variant(path: str | Path) -> str | None:
+    """The registry variant a SAM checkpoint holds (its tensors mapped, not read), if any."""
+    return guess_variant(read_state_dict(path, mmap=True))
+
+
 def guess_variant(state: dict[str, torch.Tensor]) -> str | None:
     """Name the registry variant whose encoder width and depth match `state`, if any."""
     weight = state.get("image_encoder.patch_embed.proj.weight")
