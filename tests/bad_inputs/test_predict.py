@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from geo.errors import InputError
+from geo.evaluate import EvaluateConfig
 from geo.io.outputs import exclusive
 from geo.predict import PredictConfig, prepare_scene
 from tests.support.cli import PICKLE_RAN, refused, run_cli, snapshot
@@ -177,6 +178,8 @@ def test_a_model_finds_the_sam_checkpoint_it_was_trained_on(
                                       "out": str(tmp_path / "x")})  # fmt: skip
     assert config.sam_checkpoint == str(checkpoints["sam"])
     assert f"SAM checkpoint {checkpoints['sam']}, the one it was trained on" in caplog.text
+    scoring = EvaluateConfig.parse({"store": str(runs["store"]), "model": str(runs["sam"])})
+    assert scoring.sam_checkpoint == str(checkpoints["sam"])
     outputs = {}
     for name, model, extra in (
         ("given", runs["sam"], ["--sam-checkpoint", checkpoints["sam"]]),
