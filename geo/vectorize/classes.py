@@ -29,15 +29,23 @@ def raster_class_map(path: str) -> ClassMap:
     with open_raster(path) as src:
         listed = src.tags().get(CLASSES_TAG)
     if listed is not None:
-        classes = ClassMap(parse_class_list(json.loads(listed), f"{path} ({CLASSES_TAG})"))
+        source = f"{path} ({CLASSES_TAG})"
+        try:
+            document = json.loads(listed)
+        except ValueError:
+            raise InputError(f"{source}: not JSON; give {flag('class_map')}") from None
+        classes = ClassMap(parse_class_list(document, source))
         log.info("%s: classes %s, as predict wrote them", path, _names(classes))
         return classes
     codes, colors, _ = band_codes(path, "class ids", NOT_CLASS_IDS)
     ids = sorted(c for c in codes if c != IGNORE)
-    wrong = [c for c in ids if c < 0 or c != int(c)]
+    wrong = [c for c in ids if c < 0 or c >= IGNORE or c != int(c)]
     if wrong:
         shown = ", ".join(str(c) for c in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
-        raise InputError(f"{path}: holds value(s) {shown}, which are no class ids; {NOT_CLASS_IDS}")
+        raise InputError(
+            f"{path}: holds value(s) {shown}, which are no class ids (whole numbers 0 to "
+            f"{IGNORE - 1}); {NOT_CLASS_IDS}"
+        )
     objects = [int(c) for c in ids if c != 0]
     items = [{"id": 0, "name": "background"}]
     for i in range(1, max(objects, default=1) + 1):

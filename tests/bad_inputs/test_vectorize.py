@@ -104,7 +104,8 @@ def test_without_a_class_map_a_raster_of_other_values_is_refused(
     work: Path, tmp_path: Path
 ) -> None:
     """Without --class-map the raster's ids are its classes: a probability or image band (more
-    than 64 values) and fractional values are refused up front as no class ids."""
+    than 64 values), fractional values and values past 254 (codes such as CDL's in an int16
+    raster) are refused up front as no class ids."""
     with rasterio.open(RGB_BYTE) as src:
         band = src.read(1)[None]
     one_band = write_like(RGB_BYTE, tmp_path / "probability.tif", band, count=1)
@@ -119,8 +120,16 @@ def test_without_a_class_map_a_raster_of_other_values_is_refused(
     )  # fmt: skip
     refused(
         work, ["vectorize", halves, "--out", work / "f.gpkg"],
-        "halves.tif: holds value(s) 0.5, which are no class ids; a class raster holds class ids",
+        "halves.tif: holds value(s) 0.5, which are no class ids (whole numbers 0 to 254); a class "
+        "raster holds class ids",
     )  # fmt: skip
+    codes = write_like(FTW_PREDICTION, tmp_path / "codes.tif", (classes * 150).astype("int16"),
+                       dtype="int16")  # fmt: skip
+    refused(
+        work,
+        ["vectorize", codes, "--out", work / "f.gpkg"],
+        "codes.tif: holds value(s) 300, which are no class ids (whole numbers 0 to 254)",
+    )
 
 
 def test_a_class_raster_of_fractional_values_is_refused(work: Path, tmp_path: Path) -> None:
