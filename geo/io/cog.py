@@ -35,12 +35,12 @@ def raw_to_cog(
 ) -> None:
     """Write a uint8 raw row-major file of `profile`'s width x height as a COG at `dest`.
 
-        `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
-        resampling (NEAREST or MODE for classes, AVERAGE for scores); `description` names the band
-        (GIS tools show it instead of "Band 1"); `tags` are dataset metadata (`gdalinfo` lists
-    them). A tiled GeoTIFF is staged beside
-        `dest` and removed afterwards. A grid without georeferencing (the identity transform, no
-        CRS) is written as it is, without rasterio's warning.
+    `profile` holds width, height, crs, transform and nodata; `resampling` names the overview
+    resampling (NEAREST or MODE for classes, AVERAGE for scores); `description` names the band
+    (GIS tools show it instead of "Band 1"); `tags` are dataset metadata (`gdalinfo` lists
+    them). A tiled GeoTIFF is staged beside `dest` and removed afterwards. A grid without
+    georeferencing (the identity transform, no CRS) is written as it is, without rasterio's
+    warning.
     """
     width, height = profile["width"], profile["height"]
     stage = dest.with_name(dest.name + ".stage.tif")

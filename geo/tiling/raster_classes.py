@@ -53,9 +53,7 @@ def raster_classes(paths: list[str], name: str | None) -> list[dict[str, Any]]:
     for code in objects:
         key = value_key(code)
         label = name if name is not None and len(objects) == 1 else key
-        classes.append({"name": label, "values": [key], **_color(colors.get(code))})
+        classes.append(
+            {"name": label, "values": [key], **({"color": colors[code]} if code in colors else {})}
+        )
     return classes
-
-
-def _color(rgba: str | None) -> dict[str, str]:
-    return {} if rgba is None else {"color": rgba}

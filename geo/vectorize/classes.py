@@ -47,9 +47,10 @@ def raster_class_map(path: str) -> ClassMap:
             f"{IGNORE - 1}); {NOT_CLASS_IDS}"
         )
     objects = [int(c) for c in ids if c != 0]
+    top = max(objects, default=1)  # a raster of background alone: one class, after the file
     items = [{"id": 0, "name": "background"}]
-    for i in range(1, max(objects, default=1) + 1):
-        label = Path(path).stem if len(objects) <= 1 and i == max(objects, default=1) else str(i)
+    for i in range(1, top + 1):
+        label = Path(path).stem if len(objects) <= 1 and i == top else str(i)
         items.append({"id": i, "name": label, **({"color": colors[i]} if i in colors else {})})
     classes = ClassMap(parse_class_list(items, path))
     log.info("no %s: classes %s (the ids the raster holds)", flag("class_map"), _names(classes))

@@ -64,6 +64,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return built
 
 
+SMALL_TILES = ("--tile-size", "128", "--overlap", "16")  # several tiles per bundled scene
+
+
 def scene_labels(store: Path, scene: int = 0) -> np.ndarray:
     """A scene's label raster rebuilt from its (overlapping, agreeing) tiles."""
     group = zarr.open_group(str(store), mode="r")
@@ -606,8 +609,7 @@ def test_one_vector_file_needs_no_class_map(
     same as with the bundled two-class map, and the log says so."""
     image, labels, _, _, _ = CASES["pivots"]
     out = tmp_path / "p.zarr"
-    argv = ["tile", image, "--labels", labels, "--out", out, "--tile-size", "128",
-            "--overlap", "16"]  # fmt: skip
+    argv = ["tile", image, "--labels", labels, "--out", out, *SMALL_TILES]
     with caplog.at_level(logging.INFO, logger="geo"):
         code, err = run_cli(*argv)
     assert code == 0, err[-3000:]
@@ -631,8 +633,7 @@ def test_a_label_raster_needs_no_class_map(
     with rasterio.open(fields, "r+") as dst:
         dst.write_colormap(1, {0: (0, 0, 0, 255), 255: (35, 139, 69, 255)})
     out = tmp_path / "fields.zarr"
-    argv = ["tile", image, "--labels", fields, "--out", out, "--tile-size", "128",
-            "--overlap", "16"]  # fmt: skip
+    argv = ["tile", image, "--labels", fields, "--out", out, *SMALL_TILES]
     with caplog.at_level(logging.INFO, logger="geo"):
         code, err = run_cli(*argv)
     assert code == 0, err[-3000:]
@@ -665,8 +666,7 @@ def test_a_label_raster_needs_no_class_map(
 
     out = tmp_path / "ignore.zarr"
     labels = pivot_mask_as(tmp_path / "ignore.tif", with_ignore)
-    code, err = run_cli("tile", image, "--labels", labels, "--out", out, "--tile-size", "128",
-                        "--overlap", "16")  # fmt: skip
+    code, err = run_cli("tile", image, "--labels", labels, "--out", out, *SMALL_TILES)
     assert code == 0, err[-3000:]
     names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
     assert names == ["background", "1", "2"]
@@ -711,8 +711,7 @@ def test_several_vector_files_are_one_set_of_polygons(
     fields[~half].to_crs(4326).to_file(tmp_path / "west" / "pivots.geojson")
     parts = [tmp_path / "east" / "pivots.gpkg", tmp_path / "west" / "pivots.geojson"]
     out = tmp_path / "parts.zarr"
-    code, err = run_cli("tile", image, "--labels", *parts, "--out", out, "--tile-size", "128",
-                        "--overlap", "16")  # fmt: skip
+    code, err = run_cli("tile", image, "--labels", *parts, "--out", out, *SMALL_TILES)
     assert code == 0, err[-3000:]
     names = [c["name"] for c in zarr.open_group(str(out), mode="r").attrs["class_map"]["classes"]]
     assert names == ["background", "pivots"]
