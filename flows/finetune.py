@@ -67,7 +67,7 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
     tile = FINETUNE.build(TileConfig, params)
     train = FINETUNE.build(FinetuneConfig, params)
     request = check_tiling(tile)
-    check_run_settings(train, request.tile_size, lambda: request.fingerprint)  # before tiling
+    check_run_settings(train, request.tile_size, lambda: request.store_fingerprint)  # before tiling
     store = build_tile_store(tile)
     summary = train_adapter(train.model_copy(update={"store": store}))
     logger = get_run_logger()

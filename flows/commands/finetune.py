@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     tile = FINETUNE.build(TileConfig, values)
     train = FINETUNE.build(FinetuneConfig, values)
     request = check_tiling(tile)  # bad input stops here, before Prefect starts
-    check_run_settings(train, request.tile_size, lambda: request.fingerprint)
+    check_run_settings(train, request.tile_size, lambda: request.store_fingerprint)
     params = {name: values[name] for name in FINETUNE.names}
     metrics = run_flow("flows.finetune", "finetune_flow", **params)
     if "not_evaluated" in metrics:

@@ -40,6 +40,7 @@ from geo.options import checked_once, flag
 from geo.tiling import split as splitting
 from geo.tiling import stats
 from geo.tiling.config import TileConfig
+from geo.tiling.existing import kept_fingerprint
 from geo.tiling.labels import (
     RasterLabels,
     VectorLabels,
@@ -77,7 +78,7 @@ MIN_AUTO_TILES = 16  # the automatic tile size shrinks until the scenes give thi
 
 @dataclass
 class TilingRequest:
-    """Validated tiling inputs; `reuse` is True when `out` already holds this very store."""
+    """Validated tiling inputs; `reuse` is True when `out` already holds the store to use."""
 
     config: TileConfig
     out: Path
@@ -89,7 +90,17 @@ class TilingRequest:
     sources: list[LabelSource]
     settings: dict[str, Any]
     checksums: Future[list[dict[str, Any]]]  # `input_records`, computed while inputs are checked
-    reuse: bool = field(default=False)
+    kept: str | None = field(default=None)  # the fingerprint of the store at `out`, when kept
+
+    @property
+    def reuse(self) -> bool:
+        """Whether `out` already holds the store to use (`geo.tiling.existing`)."""
+        return self.kept is not None
+
+    @property
+    def store_fingerprint(self) -> str:
+        """The fingerprint the store at `out` has once tiled: the kept store's, else this."""
+        return self.kept or self.fingerprint
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
@@ -227,12 +238,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
                 f"{config.out}: exists and is not a tile store; write the store elsewhere "
                 "(--overwrite replaces only tile stores)"
             )
-        request.reuse = existing.get("fingerprint") == request.fingerprint
-        if not request.reuse and not config.overwrite:
-            raise InputError(
-                f"{config.out}: already holds a tile store of other inputs or settings; "
-                "write the new store elsewhere or pass --overwrite"
-            )
+        request.kept = kept_fingerprint(request, existing)
     return request
 
 

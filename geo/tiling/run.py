@@ -66,7 +66,8 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
     """Tile the configured scenes and labels into the Zarr tile store `config.out`; its path.
 
     The store is keyed by a fingerprint of every input's sha256 and every setting. When `out`
-    already holds a store with the same fingerprint it is returned without any work; another
+    already holds a store with the same fingerprint (or one an older convlora-geo tiled from the
+    same inputs and settings, `geo.tiling.existing`) it is returned without any work; another
     tile store there is replaced only with `overwrite`, and anything else is never touched. The
     store is built under a hidden temporary name beside `out` (`.NAME.partial-KEY`, KEY from the
     input paths and settings) and renamed when complete, so `out` never holds a partial store; a
@@ -85,7 +86,9 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
         request = check_tiling(config)
         out = request.out
     if request.reuse:
-        log.info("%s is up to date (fingerprint %s): reusing it", out, request.fingerprint[:12])
+        log.info(
+            "%s is up to date (fingerprint %s): reusing it", out, request.store_fingerprint[:12]
+        )
         return out
     make_folder(out.parent)
     partial = out.parent / f".{out.name}.partial-{request.run_key[:16]}"

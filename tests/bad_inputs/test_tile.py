@@ -178,7 +178,11 @@ def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -
         dask_address="sync",
     )  # fmt: skip
     argv = [*tile(SCENE, store), "--overlap", "16"]
-    refused(work, argv, "s.zarr: already holds a tile store of other inputs or settings")
+    refused(
+        work,
+        argv,
+        "s.zarr: already holds a tile store of other inputs or settings (--overlap 32, now 16)",
+    )
 
 
 def test_a_read_only_output_folder_is_refused(broken, readonly: Path) -> None:

@@ -21,7 +21,9 @@ import zarr
 from geo.contracts import AdapterMetadata, StoreInfo
 from geo.ingest.run import SETTLING_S
 from geo.predict import output_paths
+from tests.support.cli import snapshot
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, PIVOTS, SCENE
+from tests.support.stores import OLD_SPLIT, as_tiled_by_another_version, tile
 from tests.support.vrt import rewrite_upside_down, vrt_over_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -104,6 +106,29 @@ def test_finetune_flow_writes_adapter_and_metrics(trained_run) -> None:
     assert config["train"]["steps"] == 2 and config["total_steps"] == 2
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == 2 and records[-1]["kind"] == "epoch"
+
+
+def test_finetune_flow_after_an_upgrade_keeps_the_store_and_its_run(
+    prefect_server, tmp_path: Path
+) -> None:
+    """A store an older convlora-geo tiled, and a run trained on it: the same finetune run
+    again (a deployment's next run after an upgrade) keeps the store as it is and finds the run
+    trained on it (the store was refused: "already holds a tile store of other inputs or
+    settings")."""
+    from flows.finetune import finetune_flow
+
+    params = {
+        **TILING, "store": str(tmp_path / "pivots.zarr"), "out": str(tmp_path / "run"),
+        "image_size": 64, "steps": 2, "batch_size": 2, "accumulate": 1, "device": "cpu",
+    }  # fmt: skip
+    tile([SCENE], [PIVOT_LABELS], PIVOT_CLASSES, params["store"], tile_size=128, overlap=32,
+         val_fraction=0.25)  # fmt: skip
+    old = as_tiled_by_another_version(Path(params["store"]), split=OLD_SPLIT)
+    finetune_flow(**params)
+    before = snapshot(Path(params["store"]))
+    assert finetune_flow(**params)["split"] == "val"
+    assert snapshot(Path(params["store"])) == before
+    assert AdapterMetadata.read(tmp_path / "run").store_fingerprint == old
 
 
 def test_finetune_summary_gives_the_iou_of_each_class(trained_run) -> None:

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import zarr
+
+from geo.io.hashing import fingerprint
 from geo.tiling import TileConfig, tile_scenes
 from tests.support.paths import AGNET, AGNET_CLASSES, AGNET_TILES
 
@@ -56,6 +59,20 @@ def tile(
          **options}
     )  # fmt: skip
     return tile_scenes(config, progress=False)
+
+
+def as_tiled_by_another_version(store: Path, **algorithm: object) -> str:
+    """Rewrite a store's settings and fingerprint as a convlora-geo of another tiling
+    `algorithm` wrote them (its fingerprint is computed the same way); returns the fingerprint."""
+    group = zarr.open_group(str(store), mode="r+")
+    attrs = group.attrs.asdict()
+    settings = {**attrs["settings"], "algorithm": {**attrs["settings"]["algorithm"], **algorithm}}
+    stored = fingerprint(attrs["inputs"], settings)
+    group.attrs.update({"settings": settings, "fingerprint": stored})
+    return stored
+
+
+OLD_SPLIT = [[4, 2, 1], 4, "labelled tiles, masked overlaps"]  # the split before class balance
 
 
 def small_agnet_store(out: Path, rows: range, count: int, class_map: Path = AGNET_CLASSES) -> Path:

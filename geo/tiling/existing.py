@@ -1,0 +1,97 @@
+"""A tile store already at the output: reused, refused naming what differs, or kept when only an
+older convlora-geo's way of drawing the split or the statistics sets it apart."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geo.errors import InputError
+from geo.options import flag
+
+if TYPE_CHECKING:
+    from geo.tiling.inputs import TilingRequest
+
+log = logging.getLogger(__name__)
+
+RECIPES = {"split": "validation split", "stats": "band statistics"}  # ALGORITHM entries
+SETTING_NAMES = {"class_map": "the class map", "collars": "the scenes' fill collars",
+                 "format": "the store format"}  # fmt: skip
+
+
+def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str | None:
+    """The fingerprint of the tile store already at the request's output (its attributes
+    `existing`) when it is used as it is, None when tiling is to replace it (`--overwrite`);
+    raises InputError naming what differs.
+
+    A store of the same inputs and settings that an older convlora-geo tiled (the same tiles,
+    the split or statistics drawn another way) is kept with a warning: a model trained on it
+    stays trained on the store it names, and the pipeline runs on after an upgrade."""
+    stored, out = str(existing.get("fingerprint")), request.config.out
+    if stored == request.fingerprint:
+        return stored
+    if request.config.overwrite:
+        return None
+    old_settings = dict(existing.get("settings") or {})
+    settings = json.loads(json.dumps(request.settings, default=str))  # as stored: lists
+    differences = [
+        *_input_differences(existing.get("inputs") or [], request.inputs),
+        *_setting_differences(old_settings, settings),
+    ]
+    if differences:
+        raise InputError(
+            f"{out}: already holds a tile store of other inputs or settings "
+            f"({'; '.join(differences)}); write the new store elsewhere or pass --overwrite"
+        )
+    old, new = old_settings.get("algorithm") or {}, settings["algorithm"]
+    if old.get("version") != new["version"]:
+        raise InputError(
+            f"{out}: tiled by another convlora-geo, whose tiles differ from this one's (tiling "
+            f"version {old.get('version')}, now {new['version']}); pass --overwrite to tile it "
+            "again, or write the new store elsewhere"
+        )
+    recipes = " and ".join(RECIPES.get(k, k) for k in sorted(new) if old.get(k) != new[k])
+    log.warning(
+        "%s was tiled by an older convlora-geo, which draws the %s another way: using it as it "
+        "is (--overwrite tiles it again)",
+        out,
+        recipes,
+    )
+    return stored
+
+
+def _input_differences(
+    old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The inputs that changed, by file name (the fingerprint ignores where they lie)."""
+    if [r["role"] for r in old] != [r["role"] for r in new]:
+        return ["other scenes or label files"]
+    changed = []
+    for before, now in zip(old, new, strict=True):
+        if before["sha256"] != now["sha256"]:
+            name, was = Path(now["path"]).name, Path(before["path"]).name
+            changed.append(f"{name} changed" if name == was else f"{name} instead of {was}")
+    return changed
+
+
+def _setting_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The settings that differ, named as typed (`--overlap 32, now 16`)."""
+    differences = []
+    for key in sorted((set(old) | set(new)) - {"algorithm"}):
+        if old.get(key) == new.get(key):
+            continue
+        if key in SETTING_NAMES:
+            differences.append(f"{SETTING_NAMES[key]} differs")
+        else:
+            differences.append(f"{flag(key)} {_shown(old.get(key))}, now {_shown(new.get(key))}")
+    return differences
+
+
+def _shown(value: Any) -> str:
+    """A setting as the command line writes it: lists comma-separated, None as `none`."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
