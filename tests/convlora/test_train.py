@@ -130,6 +130,12 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
         run_fit(tmp_path / "run", epochs=1, lr=5e-4)
     # settings that do not change the result may differ
     assert run_fit(tmp_path / "run", epochs=1, log_every=5)["steps"] == 3
+    # metadata a later version records is no difference; metadata that differs is
+    data = (model_cfg("lora"), train_cfg(epochs=1), Tiles(6), Tiles(2, seed=1), tmp_path / "run")
+    added = {"classes": CLASSES, "class_map": {"unmapped": "ignore"}}
+    assert fit(*data, metadata=added, progress=False, class_names=CLASS_NAMES)["steps"] == 3
+    with pytest.raises(ConvLoRAInputError, match=r"\(metadata\.classes changed\)"):
+        fit(*data, metadata={"classes": CLASSES[::-1]}, progress=False, class_names=CLASS_NAMES)
 
 
 @pytest.mark.slow

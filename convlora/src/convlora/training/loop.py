@@ -231,7 +231,15 @@ class Trainer:
         return True
 
     def check_spec(self, saved: dict[str, Any]) -> None:
-        differs = _differences(_jsonish(saved), _jsonish(self.spec()))
+        """Refuse to resume a run of other settings. Metadata an earlier version did not record
+        (keys absent from the saved run's) is no difference: it describes the run's data, which
+        what the metadata did record pins, and an upgrade must not strand a run."""
+        recorded = saved.get("metadata") or {}
+        differs = [
+            d
+            for d in _differences(_jsonish(saved), _jsonish(self.spec()))
+            if not (d[0].startswith("metadata.") and d[0].split(".")[1] not in recorded)
+        ]
         if differs:
             raise SettingsChanged(str(self.run_dir), differs)
 
