@@ -108,6 +108,32 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def changed_options(
+    old: Mapping[str, Any], new: Mapping[str, Any], named: Mapping[str, str]
+) -> list[str]:
+    """The settings that differ between two records, as typed (`--overlap 32, now 16`); a
+    setting that is no option is said by its phrase in `named` (`the class map differs`)."""
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        before, now = old.get(key), new.get(key)
+        if before == now:
+            continue
+        if key in named:
+            differences.append(f"{named[key]} differs")
+        else:
+            differences.append(f"{flag(key)} {_as_typed(before)}, now {_as_typed(now)}")
+    return differences
+
+
+def _as_typed(value: Any) -> str:
+    """A setting as the command line writes it: lists comma-separated, None as `none`."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(_as_typed, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
 def choices_of(config: type[BaseModel], name: str) -> list[str] | None:
     """The allowed values of a field declared with `choices`, else None."""
     extra = config.model_fields[name].json_schema_extra

@@ -53,6 +53,7 @@ from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
 from geo.io.units import pixel_metres
 from geo.predict.quicklook import write_quicklook
+from geo.predict.replaced import replaced_because
 from geo.predict.rows import ProbabilityModel, predict_rows
 from geo.predict.scene import Scene, output_paths
 from geo.predict.stitch import RowBand
@@ -107,8 +108,8 @@ def predict_scene(
         log.info("%s: its outputs in %s are finished", scene.name, out_dir)
         return paths
     if paths["manifest"].exists():
-        log.info("%s: replacing its outputs in %s (another model or other settings)",
-                 scene.name, out_dir)  # fmt: skip
+        because = replaced_because(read_json_object(paths["manifest"]), run)
+        log.info("%s: replacing its outputs in %s (%s)", scene.name, out_dir, because)
     folder = out_dir / f".{scene.name}.partial"
     with exclusive(out_dir / scene.name, "prediction"), discard_on_failure(folder, out_dir):
         work = _Work(folder, fingerprint)

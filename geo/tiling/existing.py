@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geo.errors import InputError
-from geo.options import flag
+from geo.options import changed_options
 
 if TYPE_CHECKING:
     from geo.tiling.inputs import TilingRequest
@@ -39,7 +39,11 @@ def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str
     settings = json.loads(json.dumps(request.settings, default=str))  # as stored: lists
     differences = [
         *_input_differences(existing.get("inputs") or [], request.inputs),
-        *_setting_differences(old_settings, settings),
+        *changed_options(
+            {k: v for k, v in old_settings.items() if k != "algorithm"},
+            {k: v for k, v in settings.items() if k != "algorithm"},
+            SETTING_NAMES,
+        ),
     ]
     if differences:
         raise InputError(
@@ -75,23 +79,3 @@ def _input_differences(
             name, was = Path(now["path"]).name, Path(before["path"]).name
             changed.append(f"{name} changed" if name == was else f"{name} instead of {was}")
     return changed
-
-
-def _setting_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The settings that differ, named as typed (`--overlap 32, now 16`)."""
-    differences = []
-    for key in sorted((set(old) | set(new)) - {"algorithm"}):
-        if old.get(key) == new.get(key):
-            continue
-        if key in SETTING_NAMES:
-            differences.append(f"{SETTING_NAMES[key]} differs")
-        else:
-            differences.append(f"{flag(key)} {_shown(old.get(key))}, now {_shown(new.get(key))}")
-    return differences
-
-
-def _shown(value: Any) -> str:
-    """A setting as the command line writes it: lists comma-separated, None as `none`."""
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return "none" if value is None else str(value)

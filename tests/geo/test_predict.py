@@ -444,16 +444,17 @@ def test_new_parameters_replace_the_outputs(
     before = len(gpd.read_file(first["polygons"], layer="polygons"))
     with caplog.at_level(logging.INFO, logger="geo.predict"):
         second = predict_image(FTW, ToyModel(3), metadata, tmp_path, min_area=20_000)
-    assert (
-        "replacing its outputs in" in caplog.text
-        and "(another model or other settings)" in caplog.text
-    )
+    assert f"replacing its outputs in {tmp_path} (--min-area 400, now 20000)" in caplog.text
     assert second == first
     after = gpd.read_file(second["polygons"], layer="polygons")
     assert 0 < len(after) < before and after.area_m2.min() >= 20_000
     assert json.loads(second["manifest"].read_text())["parameters"]["min_area"] == 20_000
     assert second["classes"].read_bytes() == classes_bytes  # same pixels, same bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first.values())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="geo.predict"):
+        predict_image(FTW, ToyModel(3, seed=1), metadata, tmp_path, batch_size=2)
+    assert "(another model; --batch-size 4, now 2; --min-area 20000, now 400)" in caplog.text
 
 
 def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path: Path) -> None:
