@@ -59,8 +59,8 @@ def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str
         )
     recipes = " and ".join(RECIPES.get(k, k) for k in sorted(new) if old.get(k) != new[k])
     log.warning(
-        "%s was tiled by an older convlora-geo, which draws the %s another way: using it as it "
-        "is (--overwrite tiles it again)",
+        "%s was tiled by another convlora-geo version, which draws the %s another way: using it "
+        "as it is (--overwrite tiles it again)",
         out,
         recipes,
     )

@@ -45,7 +45,7 @@ def test_a_store_an_older_version_tiled_is_kept_as_it_is(
         request = check_tiling(config)
         assert tile_scenes(config, progress=False) == store
     assert request.reuse and request.store_fingerprint == stored != request.fingerprint
-    assert "s.zarr was tiled by an older convlora-geo, which draws the validation split" in (
+    assert "s.zarr was tiled by another convlora-geo version, which draws the validation split" in (
         caplog.text
     )
     assert "(--overwrite tiles it again)" in caplog.text
