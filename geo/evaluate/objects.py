@@ -66,15 +66,14 @@ class ObjectScore:
         self.ious += ious
 
     def summary(self) -> dict[str, Any]:
-        """Precision, recall, F1 (None when undefined), median IoU of the matches, counts."""
+        """Precision, recall, F1 (None when undefined), median IoU of the matches, counts. F1
+        is 2 TP / (2 TP + FP + FN): 0 when nothing matched (none found right, or nothing found
+        where there are objects), undefined only without objects on either side."""
         matched = len(self.ious)
         precision = matched / self.predicted if self.predicted else None
         recall = matched / self.reference if self.reference else None
-        f1 = (
-            2 * precision * recall / (precision + recall)
-            if precision is not None and recall is not None and precision + recall > 0
-            else None
-        )
+        found = self.predicted + self.reference
+        f1 = 2 * matched / found if found else None
         return {
             "precision": precision,
             "recall": recall,

@@ -70,6 +70,22 @@ def test_score_counts_only_labelled_pixels_and_summarises() -> None:
     assert ObjectScore().summary()["f1"] is None
 
 
+def test_f1_is_zero_when_nothing_matched() -> None:
+    """Objects found only where the reference has none (or none found): F1 0, not undefined
+    (2 TP / (2 TP + FP + FN)), as the one-line summary then says."""
+    objects = ftw_objects()
+    half = objects.shape[1] // 2
+    east, west = objects.copy(), objects.copy()
+    east[:, :half], west[:, half:] = 0, 0
+    labelled = np.ones(objects.shape, dtype=bool)
+    for predicted, precision in ((west, 0.0), (np.zeros_like(objects), None)):
+        score = ObjectScore()
+        score.add(east, predicted, labelled)
+        summary = score.summary()
+        assert summary["matched"] == 0 and summary["reference"] > 0
+        assert (summary["precision"], summary["recall"], summary["f1"]) == (precision, 0.0, 0.0)
+
+
 def test_store_labels_and_reference_polygons_give_the_same_parcels(
     quarters_store: tuple[Path, Path],
 ) -> None:
