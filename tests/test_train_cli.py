@@ -111,6 +111,39 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     assert "classes" in err and "differ" in err and "Traceback" not in err
 
 
+def test_a_run_starts_from_a_trained_model(
+    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`train --init-from RUN` without model options: the new run is the model's (SAM, adapter,
+    image size, rank, SAM's R,G,B bands, SAM checkpoint: none) and starts from its weights (a
+    learning rate of 1e-9 keeps them); run again, it finds itself finished."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    trained = train_args(store, first, "--epochs", "1", "--rank", "4", "--rgb-bands", "2,3,4")
+    assert main(trained) == 0
+    caplog.clear()
+    argv = [
+        "train", str(store), "--out", str(second), "--init-from", str(first), "--steps", "1",
+        "--lr", "1e-9", "--batch-size", "1", "--accumulate", "2", "--device", "cpu",
+        "--no-progress",
+    ]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert f"--init-from {first}: SAM tiny, adapter conv-lora, 64 px" in caplog.text
+    assert "starts from random weights" not in caplog.text
+    model = json.loads((first / "adapter.json").read_text())["config"]
+    assert json.loads((second / "adapter.json").read_text())["config"] == model
+    assert model["rank"] == 4 and model["band_init"] == [1, 2, 3]
+    start = load_file(str(first / "adapter.safetensors"))
+    after = load_file(str(second / "last" / "adapter.safetensors"))
+    assert set(after) == set(start)
+    assert all(np.allclose(after[k].numpy(), start[k].numpy(), atol=1e-6) for k in start)
+    assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert "finished earlier (1/1 steps)" in caplog.text
+
+
 def wait_for_checkpoint(proc: subprocess.Popen, state: Path, timeout: float = 300) -> dict:
     """Poll until the first step checkpoint is complete; return its position."""
     deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ OPTION_OF = {  # the model core's settings that an option of another name sets
     "model.band_init": "rgb_bands",
     "sam_checkpoint_sha256": "sam_checkpoint",
     "world_size": "nproc",
+    "init_from_sha256": "init_from",
 }
 FROM_STORE = ("train_items", "val_items", "metadata.", "model.num_classes", "model.in_channels",
               "model.num_mask_tokens")  # fmt: skip

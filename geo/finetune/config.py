@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import field_validator, model_validator
 
 from convlora.config import ADAPTERS, DEFAULT_LOSS, GATES, LOSSES, SAM_VARIANTS, TOKEN_INITS
 from convlora.training.config import TrainConfig
+from geo.finetune.start import starting_values
 from geo.options import (
     DEVICE_HELP,
     StageConfig,
@@ -42,6 +43,13 @@ class FinetuneConfig(StageConfig):
         None,
         help="official SAM .pth checkpoint (without one SAM starts untrained)",
         aliases=("--checkpoint",),
+    )
+    init_from: str | None = option(
+        None,
+        help="start from a trained model (a run folder, RUN/last or an adapter file) instead of "
+        "fresh weights, with its SAM, adapter and image size, on a store of its classes (tile new "
+        "labels with --class-map RUN); the new run gets its own --out",
+        metavar="RUN",
     )
     adapter: str = option(
         "auto",
@@ -121,7 +129,7 @@ class FinetuneConfig(StageConfig):
     )
 
     _local = validates("store", "out", by=local_path)
-    _paths = validates("sam_checkpoint", by=absolute_paths)
+    _paths = validates("sam_checkpoint", "init_from", by=absolute_paths)
     _image_size = validates("image_size", by=pixel_size)
 
     @field_validator("rgb_bands")
@@ -139,6 +147,12 @@ class FinetuneConfig(StageConfig):
         return weights
 
     _device = validates("device", by=check_device)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start(cls, values: Any) -> Any:
+        """With `init_from`, the model options left at their defaults are the model's."""
+        return starting_values(values, {n: f.default for n, f in cls.model_fields.items()})
 
     @model_validator(mode="after")
     def _budget(self) -> Self:

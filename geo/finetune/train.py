@@ -26,6 +26,7 @@ from geo.finetune.changed import settings_changed
 from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
+from geo.finetune.start import check_start, check_start_fits
 from geo.io.outputs import (
     check_folder_unlocked,
     check_output,
@@ -147,6 +148,8 @@ def check_run_settings(
     if not config.overwrite:
         foreign_files([run_dir / name for name in RUN_FILES], own_run_files(run_dir))
     check_processes(config)
+    if config.init_from is not None:
+        check_start(config.init_from, run_dir, config.sam_checkpoint)
     try:
         last = CheckpointDir(run_dir / LATEST_DIR).current()
         if last is not None:
@@ -192,6 +195,8 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
     if not under_torchrun():  # under torchrun, the launcher holds the run folder's lock
         check_folder_unlocked(run_dir, "training run")
     model = model_config(config, store)
+    if config.init_from is not None:
+        check_start_fits(config.init_from, model, store)
     if model.image_size != store.tile_size:  # a choice (the demo's), not a problem: said once
         log.info(
             "%s %d: tiles of %d px are resized to %d px for SAM (the scale the model learns; "
@@ -252,6 +257,7 @@ def _train(config: FinetuneConfig, plan: FinetunePlan) -> dict[str, Any]:
             plan.model, plan.train, train_set, val_set, plan.run_dir,
             sam_checkpoint=config.sam_checkpoint, metadata=AdapterMetadata.from_store(store),
             class_names=[c.name for c in store.classes], progress=config.progress,
+            init_from=config.init_from,
         )  # fmt: skip
     except SettingsChanged as err:
         raise settings_changed(err) from None

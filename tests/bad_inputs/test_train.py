@@ -300,3 +300,28 @@ def test_a_damaged_resumable_state_is_named_with_how_to_start_over(
         work, _resume_args(store, run),
         f"{damaged}: damaged training state", f"move {run / 'last'} away to start over",
     )  # fmt: skip
+
+
+def test_init_from_refuses_a_start_its_weights_cannot_give(runs, work: Path) -> None:
+    """`--init-from RUN`: options given otherwise than the model's, a store of other classes,
+    the run folder itself and a model whose SAM checkpoint is gone are refused by name, before
+    any training."""
+    store, base = runs["store"], runs["base"]
+
+    def start(store: Path, out: Path, model: Path, *extra: object) -> list[object]:
+        return ["train", store, "--out", out, "--init-from", model, "--steps", "2", *extra]
+
+    cases = [
+        (start(store, work / "run", base, "--rank", "5"),
+         f"--init-from {base}: --rank 5 (the model's 3); leave those options out"),
+        (start(_two_class_store(work.parent), work / "run", base),
+         f"classes ['background', 'soybeans'] differ from those of {base}"),
+        (start(store, base, base),
+         f"--init-from {base}: the run folder itself; give the new run another --out"),
+        (start(store, work / "run", runs["sam_gone"]),
+         "adapter needs the SAM tiny checkpoint with sha256"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        before = {p: p.stat().st_mtime_ns for p in base.rglob("*")}
+        refused(work, argv, message)
+        assert {p: p.stat().st_mtime_ns for p in base.rglob("*")} == before

@@ -138,6 +138,23 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
         fit(*data, metadata={"classes": CLASSES[::-1]}, progress=False, class_names=CLASS_NAMES)
 
 
+def test_a_run_starts_from_the_weights_of_another(tmp_path: Path) -> None:
+    """`init_from`: a new run starts from another run's best weights (a learning rate of 1e-9
+    keeps them, where a fresh run keeps its fresh ones), and resumes only on the same start."""
+    run_fit(tmp_path / "first", epochs=1)
+    start = load_file(tmp_path / "first" / "adapter.safetensors")
+    settings = (model_cfg("lora"), train_cfg(epochs=1, lr=1e-9), Tiles(6), Tiles(2, seed=1))
+    options = {"metadata": {"classes": CLASSES}, "progress": False, "class_names": CLASS_NAMES}
+    fit(*settings, tmp_path / "second", init_from=tmp_path / "first", **options)
+    fit(*settings, tmp_path / "fresh", **options)
+    after = load_file(tmp_path / "second" / "last" / "adapter.safetensors")
+    fresh = load_file(tmp_path / "fresh" / "last" / "adapter.safetensors")
+    assert all(torch.allclose(after[k], start[k], atol=1e-6) for k in start)
+    assert not all(torch.allclose(fresh[k], start[k], atol=1e-6) for k in start)
+    with pytest.raises(ConvLoRAInputError, match=r"\(init_from_sha256 changed\)"):
+        fit(*settings, tmp_path / "second", **options)
+
+
 @pytest.mark.slow
 def test_early_stop_after_patience_epochs_without_gain(tmp_path: Path) -> None:
     summary = run_fit(tmp_path / "run", epochs=6, lr=1e-12, early_stop_patience=1)

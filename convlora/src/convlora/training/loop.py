@@ -16,13 +16,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from convlora.adapter_files import LATEST_DIR
+from convlora.adapter_files import LATEST_DIR, adapter_paths
 from convlora.checkpoint import load_adapter_into, save_adapter
 from convlora.compile import compile_in_place
 from convlora.config import IGNORE_INDEX, ModelConfig
 from convlora.devices import autocast, resolve_device
 from convlora.errors import ConvLoRAInputError, SettingsChanged
-from convlora.files import atomic_write_json
+from convlora.files import atomic_write_json, sha256_file
 from convlora.losses import build_criterion
 from convlora.model import build_model
 from convlora.training.config import TrainConfig
@@ -92,8 +92,13 @@ def fit(
     metadata: dict[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a SegmentationSAM and write RUN_DIR; resume from RUN_DIR/last when it exists.
+
+    `init_from` (a run folder or adapter file of the same model config and SAM checkpoint)
+    gives the weights a new run starts from instead of fresh adapters; a resumed run continues
+    from its own checkpoint, and only on the same start.
 
     RUN_DIR gets `adapter.safetensors` + `adapter.json` (best validation mIoU), `last/` (the
     adapter of the latest step plus optimiser, scheduler, random states and data position),
@@ -112,7 +117,7 @@ def fit(
         trainer = Trainer(
             model_cfg, train_cfg, train_set, val_set, Path(run_dir), info, device,
             sam_checkpoint=sam_checkpoint, metadata=metadata or {}, class_names=class_names,
-            progress=progress,
+            progress=progress, init_from=init_from,
         )  # fmt: skip
         return trainer.run()
     finally:
@@ -137,8 +142,11 @@ class Trainer:
         metadata: dict[str, Any],
         class_names: Sequence[str] | None,
         progress: bool,
+        init_from: str | Path | None = None,
     ) -> None:
         self.model_cfg = model_cfg
+        self.init_from = init_from
+        self.init_sha256 = None if init_from is None else sha256_file(adapter_paths(init_from)[0])
         self.cfg = train_cfg
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
@@ -182,11 +190,12 @@ class Trainer:
             "train_items": self.plan.num_items,
             "val_items": 0 if self.val_set is None else len(self.val_set),
             "metadata": self.metadata,
+            "init_from_sha256": self.init_sha256,
         }
 
     def build(self) -> None:
         seed_everything(self.cfg.seed)
-        if self.sam_checkpoint is None and self.info.is_main:
+        if self.sam_checkpoint is None and self.init_from is None and self.info.is_main:
             logger.warning(UNTRAINED_WARNING)
         self.model = build_model(self.model_cfg, self.sam_checkpoint).to(self.device)
         self.model.train()
@@ -247,6 +256,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         self.build()
         resumed = self.resume()
+        if not resumed and self.init_from is not None:
+            load_adapter_into(self.model, self.init_from)
+            if self.info.is_main:
+                logger.info("starting from the weights of %s", self.init_from)
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resumed:
@@ -443,6 +456,7 @@ class Trainer:
             "total_steps": self.total_steps,
             "steps_per_epoch": self.plan.steps,
             "sam_checkpoint": None if self.sam_checkpoint is None else str(self.sam_checkpoint),
+            "init_from": None if self.init_from is None else str(self.init_from),
         }
 
     def summary(self) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""Training from a trained model (`--init-from RUN`): the model settings it was trained with
+become the run's, and the store must hold its classes and bands, so that its weights fit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from convlora.checkpoint import check_adapter
+from convlora.config import ModelConfig
+from convlora.errors import ConvLoRAInputError
+from geo.contracts.adapter import AdapterMetadata, trained_sam_checkpoint
+from geo.contracts.tile_store import StoreInfo
+from geo.errors import InputError
+from geo.options import flag
+
+log = logging.getLogger(__name__)
+
+OPTION_OF = {"sam": "sam_variant", "adapter": "adapter", "image_size": "image_size",
+             "mask_token_init": "mask_token_init", "rank": "rank", "alpha": "alpha",
+             "experts": "experts", "gate": "gate"}  # fmt: skip  # option -> model config field
+
+
+def starting_values(values: Any, defaults: Mapping[str, Any]) -> Any:
+    """A finetune config's values (a "before" validator's) with `init_from`: the model options
+    left at their `defaults` take the starting model's, and a missing SAM checkpoint is the one
+    it was trained on, where that file still lies. An unreadable model is left to
+    `check_start`, which names it."""
+    if not isinstance(values, dict) or not values.get("init_from"):
+        return values
+    try:
+        start = AdapterMetadata.read(str(values["init_from"]))
+    except InputError:
+        return values
+    own: dict[str, Any] = {o: getattr(start.model, field) for o, field in OPTION_OF.items()}
+    if start.model.band_init is not None:
+        own["rgb_bands"] = [start.bands[p] for p in start.model.band_init]
+    kept = {o: v for o, v in own.items() if values.get(o, defaults.get(o)) == defaults.get(o)}
+    values = {**values, **kept}
+    if not values.get("sam_checkpoint"):
+        values["sam_checkpoint"] = trained_sam_checkpoint(str(values["init_from"]))
+    return values
+
+
+def check_start(start_path: str, out: Path, sam_checkpoint: str | None) -> None:
+    """Refuse, by name, a starting model that cannot start a run: unreadable, needing a SAM
+    checkpoint it is not given, or the run folder itself (which resumes its own checkpoint
+    instead). Checked before tiling."""
+    folder = Path(start_path) if Path(start_path).is_dir() else Path(start_path).parent
+    if out.resolve() in (folder.resolve(), folder.resolve().parent):
+        raise InputError(
+            f"{flag('init_from')} {start_path}: the run folder itself; give the new run "
+            f"another {flag('out')}"
+        )
+    try:
+        check_adapter(start_path, sam_checkpoint, option=flag("sam_checkpoint"))
+    except ConvLoRAInputError as err:
+        raise InputError(str(err)) from None
+
+
+def check_start_fits(start_path: str, model: ModelConfig, store: StoreInfo) -> None:
+    """Refuse, by name, a starting model whose weights do not fit the run: of other classes or
+    bands than the store, or of other settings than the options give (only options given
+    otherwise can differ: the others are its own)."""
+    start = AdapterMetadata.read(start_path)
+    names, wanted = [c.name for c in start.classes], [c.name for c in store.classes]
+    if names != wanted:
+        raise InputError(
+            f"{store.path}: classes {wanted} differ from those of {start_path} ({names}); tile "
+            f"the labels with {flag('class_map')} {start_path} (the model's own)"
+        )
+    if len(start.bands) != len(store.bands):
+        raise InputError(
+            f"{store.path}: {len(store.bands)} bands, where {start_path} takes "
+            f"{len(start.bands)}; tile scenes of its bands ({flag('bands')})"
+        )
+    given = [
+        f"{flag(o)} {getattr(model, field)} (the model's {getattr(start.model, field)})"
+        for o, field in OPTION_OF.items()
+        if getattr(model, field) != getattr(start.model, field)
+    ]
+    if model.band_init != start.model.band_init:
+        given.append(f"{flag('rgb_bands')} (the model's SAM R,G,B bands differ)")
+    if given:
+        raise InputError(
+            f"{flag('init_from')} {start_path}: {'; '.join(given)}; leave those options out to "
+            "train the model further"
+        )
+    log.info(
+        "%s %s: SAM %s, adapter %s, %d px, its weights of step %s",
+        flag("init_from"), start_path, start.model.sam_variant, start.model.adapter,
+        start.model.image_size, start.training.get("step", "?"),
+    )  # fmt: skip
