@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from convlora.adapter_files import LATEST_DIR
 from convlora.checkpoint import check_adapter
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
@@ -49,7 +50,8 @@ def check_start(start_path: str, out: Path, sam_checkpoint: str | None) -> None:
     checkpoint it is not given, or the run folder itself (which resumes its own checkpoint
     instead). Checked before tiling."""
     folder = Path(start_path) if Path(start_path).is_dir() else Path(start_path).parent
-    if out.resolve() in (folder.resolve(), folder.resolve().parent):
+    run = folder.parent if folder.name == LATEST_DIR else folder
+    if out.resolve() == run.resolve():
         raise InputError(
             f"{flag('init_from')} {start_path}: the run folder itself; give the new run "
             f"another {flag('out')}"

@@ -318,6 +318,8 @@ def test_init_from_refuses_a_start_its_weights_cannot_give(runs, work: Path) -> 
          f"classes ['background', 'soybeans'] differ from those of {base}"),
         (start(store, base, base),
          f"--init-from {base}: the run folder itself; give the new run another --out"),
+        (start(store, base, base / "last"),
+         f"--init-from {base / 'last'}: the run folder itself; give the new run another --out"),
         (start(store, work / "run", runs["sam_gone"]),
          "adapter needs the SAM tiny checkpoint with sha256"),
     ]  # fmt: skip
