@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from convlora.adapter_files import LATEST_DIR
-from convlora.checkpoint import check_adapter
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.adapter import AdapterMetadata, trained_sam_checkpoint
@@ -56,6 +55,8 @@ def check_start(start_path: str, out: Path, sam_checkpoint: str | None) -> None:
             f"{flag('init_from')} {start_path}: the run folder itself; give the new run "
             f"another {flag('out')}"
         )
+    from convlora.checkpoint import check_adapter  # torch: not for --help and tiling
+
     try:
         check_adapter(start_path, sam_checkpoint, option=flag("sam_checkpoint"))
     except ConvLoRAInputError as err:
