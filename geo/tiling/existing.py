@@ -71,11 +71,11 @@ def _input_differences(
     old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """The inputs that changed, by file name (the fingerprint ignores where they lie)."""
-    if [r["role"] for r in old] != [r["role"] for r in new]:
+    if [r.get("role") for r in old] != [r["role"] for r in new]:
         return ["other scenes or label files"]
     changed = []
     for before, now in zip(old, new, strict=True):
-        if before["sha256"] != now["sha256"]:
-            name, was = Path(now["path"]).name, Path(before["path"]).name
+        if before.get("sha256") != now["sha256"]:
+            name, was = Path(now["path"]).name, Path(str(before.get("path"))).name
             changed.append(f"{name} changed" if name == was else f"{name} instead of {was}")
     return changed
