@@ -79,6 +79,13 @@ def check_start_fits(start_path: str, model: ModelConfig, store: StoreInfo) -> N
             f"{store.path}: {len(store.bands)} bands, where {start_path} takes "
             f"{len(start.bands)}; tile scenes of its bands ({flag('bands')})"
         )
+    named = all(start.band_names) and all(store.band_names)
+    if named and list(start.band_names) != list(store.band_names):
+        raise InputError(
+            f"{store.path}: bands {', '.join(store.band_names)}, where {start_path} takes "
+            f"{', '.join(start.band_names)}; tile the scenes' bands in its order "
+            f"({flag('bands')})"
+        )
     given = [
         f"{flag(o)} {getattr(model, field)} (the model's {getattr(start.model, field)})"
         for o, field in OPTION_OF.items()

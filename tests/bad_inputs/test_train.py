@@ -12,7 +12,14 @@ import yaml
 
 from geo.io.outputs import locked_folder
 from tests.support.cli import PICKLE_RAN, mount_tmpfs, refused, run_cli, train_args
-from tests.support.paths import AGNET_CLASSES, PIVOT_CLASSES, PIVOT_LABELS, SCENE
+from tests.support.paths import (
+    AGNET,
+    AGNET_CLASSES,
+    AGNET_TILES,
+    PIVOT_CLASSES,
+    PIVOT_LABELS,
+    SCENE,
+)
 from tests.support.stores import small_agnet_store, tile
 
 
@@ -322,8 +329,21 @@ def test_init_from_refuses_a_start_its_weights_cannot_give(runs, work: Path) -> 
          f"--init-from {base / 'last'}: the run folder itself; give the new run another --out"),
         (start(store, work / "run", runs["sam_gone"]),
          "adapter needs the SAM tiny checkpoint with sha256"),
+        (start(_reordered_store(work.parent), work / "run", base),
+         f"bands OLI_B7, OLI_B6, OLI_B5, OLI_B4, OLI_B3, OLI_B2, OLI_B1, where {base} takes "
+         "OLI_B1, OLI_B2"),
     ]  # fmt: skip
     for argv, message in cases:
         before = {p: p.stat().st_mtime_ns for p in base.rglob("*")}
         refused(work, argv, message)
         assert {p: p.stat().st_mtime_ns for p in base.rglob("*")} == before
+
+
+def _reordered_store(folder: Path) -> Path:
+    """The `store` fixture's two AgNet scenes tiled with their bands in reverse order."""
+    images = [AGNET / t["image"] for t in AGNET_TILES if int(t["grid_row"]) in range(0, 25)][:2]
+    labels = [AGNET / t["label"] for t in AGNET_TILES if int(t["grid_row"]) in range(0, 25)][:2]
+    return tile(
+        images, labels, AGNET_CLASSES, folder / "reordered.zarr", tile_size=64,
+        val_fraction=0.25, bands=[7, 6, 5, 4, 3, 2, 1], dask_address="sync",
+    )  # fmt: skip
