@@ -1,4 +1,5 @@
-"""`convlora-geo info`: parameter counts of a model configuration, without loading weights."""
+"""`convlora-geo info`: parameter counts of a model configuration, without loading weights, and
+`--model RUN`: what a trained model is (its SAM, classes, bands, tiles and validation)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import json
 from convlora.config import ADAPTERS, SAM_VARIANTS
 from flows.commands import add_command
 
+DEFAULTS: dict[str, object] = {}  # each option's default, to tell what was given
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "info", None, help="parameter counts for a SAM variant and adapter",
+        sub, "info", None, help="parameter counts for a SAM variant and adapter, or what a "
+        "trained model is",
         description="Total and trainable parameters of a model configuration, by part "
-        "(computed on the meta device: no weights are loaded or allocated).",
+        "(computed on the meta device: no weights are loaded or allocated); with --model, what "
+        "a trained model is: its SAM and adapter, classes, input bands, tiles and validation.",
     )  # fmt: skip
     p.add_argument(
         "--sam", default="vit_b", choices=SAM_VARIANTS, help="SAM variant (default: vit_b)"
@@ -28,14 +33,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None,
                    help="SAM input side (default: the variant's native size)")  # fmt: skip
     p.add_argument("--bands", type=int, default=3, help="input band count (default: 3)")
+    p.add_argument("--model", default=None, metavar="RUN",
+                   help="a trained model (a run folder, RUN/last or an adapter file) to describe, "
+                   "instead of the options above")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
+    DEFAULTS.update({a.dest: a.default for a in p._actions})
 
 
 def run(args: argparse.Namespace) -> int:
     from convlora.config import ModelConfig
     from convlora.info import parameter_report
 
+    if args.model is not None:
+        from flows.commands.model_info import describe_model
+
+        return describe_model(args, DEFAULTS)
     options: dict[str, object] = dict(
         sam_variant=args.sam,
         adapter=args.adapter,
