@@ -112,7 +112,7 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
 
 
 def test_a_run_starts_from_a_trained_model(
-    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
     """`train --init-from RUN` without model options: the new run is the model's (SAM, adapter,
     image size, rank, SAM's R,G,B bands, SAM checkpoint: none) and starts from its weights (a
@@ -138,6 +138,9 @@ def test_a_run_starts_from_a_trained_model(
     assert set(after) == set(start)
     assert all(np.allclose(after[k].numpy(), start[k].numpy(), atol=1e-6) for k in start)
     assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
+    capsys.readouterr()
+    assert main(["info", "--model", str(second)]) == 0
+    assert f"  trained further from: {first}\n" in capsys.readouterr().out
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main(argv) == 0

@@ -44,6 +44,7 @@ def model_summary(metadata: AdapterMetadata, model: str) -> dict[str, Any]:
     folder = Path(model) if Path(model).is_dir() else Path(model).parent
     runs = [read_json_object(f / RUN_CONFIG) for f in (folder, folder.parent)]
     checkpoint = next((r.get("sam_checkpoint") for r in runs if r.get("sam_checkpoint")), None)
+    started = next((r.get("init_from") for r in runs if r.get("init_from")), None)
     val = metadata.training.get("val") or {}
     return {
         "model": str(metadata.path.parent),
@@ -68,6 +69,7 @@ def model_summary(metadata: AdapterMetadata, model: str) -> dict[str, Any]:
         "best_epoch": metadata.training.get("epoch"),
         "validation": {k: val[k] for k in ("miou", "per_class_iou", "pixels") if k in val},
         "store_fingerprint": metadata.store_fingerprint,
+        "init_from": started,
     }
 
 
@@ -99,6 +101,8 @@ def _lines(s: dict[str, Any]) -> list[str]:
         f"  windows: {s['tile_size']} px, overlap {s['overlap']} (the tiles it was trained on)",
         "  classes: " + ", ".join(f"{c['id']} {c['name']}" for c in s["classes"]),
     ]
+    if s["init_from"]:
+        lines.append(f"  trained further from: {s['init_from']}")
     if val:
         lines.append(
             f"  best checkpoint: step {s['best_step']}, validation mIoU {val['miou']:.4f}"
