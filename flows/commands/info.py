@@ -9,7 +9,8 @@ import json
 from convlora.config import ADAPTERS, SAM_VARIANTS
 from flows.commands import add_command
 
-DEFAULTS: dict[str, object] = {}  # each option's default, to tell what was given
+CONFIGURATION = ("sam", "adapter", "classes", "rank", "experts", "image_size", "bands")
+DEFAULTS: dict[str, object] = {}  # each configuration option's default, to tell what was given
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "instead of the options above")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
-    DEFAULTS.update({a.dest: a.default for a in p._actions})
+    DEFAULTS.update({name: p.get_default(name) for name in CONFIGURATION})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,14 +12,12 @@ from geo.contracts.adapter import RUN_CONFIG, AdapterMetadata
 from geo.errors import InputError
 from geo.io.outputs import read_json_object
 
-CONFIGURATION = ("sam", "adapter", "classes", "rank", "experts", "image_size", "bands")
 
-
-def describe_model(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> int:
+def describe_model(args: argparse.Namespace, configuration: dict[str, object]) -> int:
     """Print the model at `args.model` (JSON with `--json`); InputError for an unreadable one,
-    or when configuration options are given as well."""
-    given = [f"--{o.replace('_', '-')}" for o in CONFIGURATION
-             if getattr(args, o) != parser_defaults[o]]  # fmt: skip
+    or when options of a `configuration` (name: default) are given as well."""
+    given = [f"--{o.replace('_', '-')}" for o, default in configuration.items()
+             if getattr(args, o) != default]  # fmt: skip
     if given:
         raise InputError(
             f"--model {args.model} describes a trained model, {', '.join(given)} a model "
