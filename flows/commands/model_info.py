@@ -8,16 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from geo.contracts.adapter import RUN_CONFIG, AdapterMetadata
+from geo.contracts.adapter import AdapterMetadata, run_config
 from geo.errors import InputError
-from geo.io.outputs import read_json_object
+from geo.options import flag
 
 
 def describe_model(args: argparse.Namespace, configuration: dict[str, object]) -> int:
     """Print the model at `args.model` (JSON with `--json`); InputError for an unreadable one,
     or when options of a `configuration` (name: default) are given as well."""
-    given = [f"--{o.replace('_', '-')}" for o, default in configuration.items()
-             if getattr(args, o) != default]  # fmt: skip
+    given = [flag(o) for o, default in configuration.items() if getattr(args, o) != default]
     if given:
         raise InputError(
             f"--model {args.model} describes a trained model, {', '.join(given)} a model "
@@ -39,10 +38,8 @@ def model_summary(metadata: AdapterMetadata, model: str) -> dict[str, Any]:
     """The model's description as JSON-ready data."""
     cfg = metadata.model
     positions = cfg.band_init if cfg.band_init is not None else range(min(3, len(metadata.bands)))
-    folder = Path(model) if Path(model).is_dir() else Path(model).parent
-    runs = [read_json_object(f / RUN_CONFIG) for f in (folder, folder.parent)]
-    checkpoint = next((r.get("sam_checkpoint") for r in runs if r.get("sam_checkpoint")), None)
-    started = next((r.get("init_from") for r in runs if r.get("init_from")), None)
+    run = run_config(model)
+    checkpoint, started = run.get("sam_checkpoint"), run.get("init_from")
     val = metadata.training.get("val") or {}
     return {
         "model": str(metadata.path.parent),

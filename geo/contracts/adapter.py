@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlora.adapter_files import METADATA_NAME, WEIGHTS_NAME, read_metadata
+from convlora.adapter_files import LATEST_DIR, METADATA_NAME, WEIGHTS_NAME, read_metadata
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
 from geo.contracts.classes import ClassInfo, ClassMap, load_class_map, parse_class_list
@@ -146,6 +146,18 @@ class AdapterMetadata:
         return cls.from_document(document, folder / METADATA_NAME)
 
 
+def run_folder(model: str | Path) -> Path:
+    """The training run a model belongs to: the run folder given, the one holding an adapter
+    file, or the run of a `last/` checkpoint."""
+    folder = Path(model) if Path(model).is_dir() else Path(model).parent
+    return folder.parent if folder.name == LATEST_DIR else folder
+
+
+def run_config(model: str | Path) -> dict[str, Any]:
+    """The settings of the run a model belongs to (its `config.json`; {} when there is none)."""
+    return read_json_object(run_folder(model) / RUN_CONFIG)
+
+
 def trained_sam_checkpoint(model: str) -> str | None:
     """The SAM checkpoint file the model at `model` (a run folder, its `last/` checkpoint or an
     adapter file) was trained on, as its run's config.json names it, while that file is still
@@ -155,24 +167,21 @@ def trained_sam_checkpoint(model: str) -> str | None:
         sha = read_metadata(model).get("sam_checkpoint_sha256")
     except (ConvLoRAInputError, OSError, ValueError):
         return None
-    if not sha:
+    config = run_config(model)
+    path = str(config.get("sam_checkpoint") or "")
+    if not sha or config.get("sam_checkpoint_sha256") != sha or not Path(path).is_file():
         return None
-    folder = Path(model) if Path(model).is_dir() else Path(model).parent
-    for run in (folder, folder.parent):
-        config = read_json_object(run / RUN_CONFIG)
-        path = str(config.get("sam_checkpoint") or "")
-        if config.get("sam_checkpoint_sha256") == sha and path and Path(path).is_file():
-            log.info("%s: SAM checkpoint %s, the one it was trained on", model, path)
-            return path
-    return None
+    log.info("%s: SAM checkpoint %s, the one it was trained on", model, path)
+    return path
 
 
-def with_trained_sam_checkpoint(values: Any) -> Any:
-    """A config's values (of predict, evaluate) whose missing `sam_checkpoint` is the one its
-    `model` was trained on, where that file still lies (a "before" model validator)."""
-    if not isinstance(values, dict) or values.get("sam_checkpoint") or not values.get("model"):
+def with_trained_sam_checkpoint(values: Any, *, model_key: str = "model") -> Any:
+    """A config's values (of predict, evaluate; of finetune with `model_key` init_from) whose
+    missing `sam_checkpoint` is the one its model was trained on, where that file still lies (a
+    "before" model validator)."""
+    if not isinstance(values, dict) or values.get("sam_checkpoint") or not values.get(model_key):
         return values
-    path = trained_sam_checkpoint(str(values["model"]))
+    path = trained_sam_checkpoint(str(values[model_key]))
     return values if path is None else {**values, "sam_checkpoint": path}
 
 

@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from convlora.adapter_files import LATEST_DIR
 from convlora.config import ModelConfig
 from convlora.errors import ConvLoRAInputError
-from geo.contracts.adapter import AdapterMetadata, trained_sam_checkpoint
+from geo.contracts.adapter import AdapterMetadata, run_folder, with_trained_sam_checkpoint
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.options import flag
@@ -38,19 +37,14 @@ def starting_values(values: Any, defaults: Mapping[str, Any]) -> Any:
     if start.model.band_init is not None:
         own["rgb_bands"] = [start.bands[p] for p in start.model.band_init]
     kept = {o: v for o, v in own.items() if values.get(o, defaults.get(o)) == defaults.get(o)}
-    values = {**values, **kept}
-    if not values.get("sam_checkpoint"):
-        values["sam_checkpoint"] = trained_sam_checkpoint(str(values["init_from"]))
-    return values
+    return with_trained_sam_checkpoint({**values, **kept}, model_key="init_from")
 
 
 def check_start(start_path: str, out: Path, sam_checkpoint: str | None) -> None:
     """Refuse, by name, a starting model that cannot start a run: unreadable, needing a SAM
     checkpoint it is not given, or the run folder itself (which resumes its own checkpoint
     instead). Checked before tiling."""
-    folder = Path(start_path) if Path(start_path).is_dir() else Path(start_path).parent
-    run = folder.parent if folder.name == LATEST_DIR else folder
-    if out.resolve() == run.resolve():
+    if out.resolve() == run_folder(start_path).resolve():
         raise InputError(
             f"{flag('init_from')} {start_path}: the run folder itself; give the new run "
             f"another {flag('out')}"
