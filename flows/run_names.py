@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
-from geo.finetune.config import FROM_SCRATCH_SAM, chosen_adapter
+from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter
 
 Parameters = Mapping[str, Any]
 
@@ -45,7 +45,9 @@ def images_run(p: Parameters) -> str:
 
 def finetune_run(p: Parameters) -> str:
     """A `finetune` run: its scenes, run folder and model (`--sam auto` named by the
-    checkpoint's file, or as the variant it resolves to without one)."""
+    checkpoint's file, or as the variant it resolves to without one; with `init_from`, the
+    starting model's)."""
+    p = FinetuneConfig.resolve_start(dict(p))
     checkpoint, sam = p.get("sam_checkpoint"), p.get("sam") or "auto"
     if sam == "auto":
         sam = last_part(checkpoint) if checkpoint else FROM_SCRATCH_SAM

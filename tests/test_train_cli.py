@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from convlora.config import ADAPTERS
 from flows.cli import main
+from flows.run_names import finetune_run
 from geo.contracts.tile_store import StoreInfo
 from geo.finetune.bands import rgb_positions
 from geo.finetune.dataset import TileDataset
@@ -138,6 +139,8 @@ def test_a_run_starts_from_a_trained_model(
     assert set(after) == set(start)
     assert all(np.allclose(after[k].numpy(), start[k].numpy(), atol=1e-6) for k in start)
     assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
+    run = {"images": ["a.tif"], "out": str(second), "init_from": str(first)}
+    assert finetune_run(run) == "a.tif -> second (tiny conv-lora)"  # the model's, not auto's
     capsys.readouterr()
     assert main(["info", "--model", str(second)]) == 0
     assert f"  trained further from: {first}\n" in capsys.readouterr().out

@@ -152,6 +152,12 @@ class FinetuneConfig(StageConfig):
     @classmethod
     def _start(cls, values: Any) -> Any:
         """With `init_from`, the model options left at their defaults are the model's."""
+        return cls.resolve_start(values)
+
+    @classmethod
+    def resolve_start(cls, values: Any) -> Any:
+        """`values` (parameters, not yet validated) with `init_from`'s model options filled in
+        (`geo.finetune.start.starting_values`)."""
         return starting_values(values, {n: f.default for n, f in cls.model_fields.items()})
 
     @model_validator(mode="after")
