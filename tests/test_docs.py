@@ -1,0 +1,69 @@
+"""The Markdown a user reads renders as written: code blocks open and close where the source says,
+and links to files and sections lead somewhere."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = subprocess.run(
+    ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
+).stdout.split()
+FENCE = re.compile(r"^(\s*)(```|~~~)")
+
+
+def _tokens(path: Path) -> list[Token]:
+    return MarkdownIt("commonmark").parse(path.read_text(encoding="utf-8"))
+
+
+def _inline(tokens: list[Token]) -> list[Token]:
+    return [child for t in tokens if t.type == "inline" for child in t.children or []]
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_code_blocks_render_as_written(doc: str) -> None:
+    lines = (ROOT / doc).read_text(encoding="utf-8").splitlines()
+    fences = [t for t in _tokens(ROOT / doc) if t.type == "fence"]
+    for fence in fences:
+        assert fence.map is not None
+        first, last = fence.map[0], fence.map[1] - 1
+        opening, closing = FENCE.match(lines[first]), FENCE.match(lines[last])
+        assert closing and last > first, (
+            f"{doc}:{first + 1}: the code block is not closed where the source closes it (a line "
+            "less indented than its fence ends the list item around it)"
+        )
+        assert opening and len(opening[1]) == len(closing[1]), (
+            f"{doc}:{last + 1}: the closing fence is indented otherwise than the opening one"
+        )
+    assert 2 * len(fences) == sum(bool(FENCE.match(line)) for line in lines), (
+        f"{doc}: fence lines that render as no code block"
+    )
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_lead_to_files_and_sections(doc: str) -> None:
+    tokens = _tokens(ROOT / doc)
+    titles = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    anchors = {_anchor(title) for title in titles}
+    for link in _inline(tokens):
+        target = link.attrGet("href") or link.attrGet("src")
+        if link.type not in ("link_open", "image") or not isinstance(target, str):
+            continue
+        if re.match(r"^[a-z]+:", target):
+            continue  # another site
+        path, _, section = target.partition("#")
+        if path:
+            assert (ROOT / doc).parent.joinpath(path).exists(), f"{doc}: {target} does not exist"
+        elif section:
+            assert section in anchors, f"{doc}: no section #{section}"
