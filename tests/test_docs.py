@@ -19,7 +19,7 @@ FENCE = re.compile(r"^(\s*)(```|~~~)")
 
 
 def _tokens(path: Path) -> list[Token]:
-    return MarkdownIt("commonmark").parse(path.read_text(encoding="utf-8"))
+    return MarkdownIt("commonmark").enable("table").parse(path.read_text(encoding="utf-8"))
 
 
 def _inline(tokens: list[Token]) -> list[Token]:
@@ -49,6 +49,17 @@ def test_code_blocks_render_as_written(doc: str) -> None:
     assert 2 * len(fences) == sum(bool(FENCE.match(line)) for line in lines), (
         f"{doc}: fence lines that render as no code block"
     )
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_table_rows_have_the_header_cells(doc: str) -> None:
+    """A `|` left unescaped in a cell (`--adapter lora|full`) adds a cell that GitHub drops."""
+    lines = (ROOT / doc).read_text(encoding="utf-8").splitlines()
+    for table in (t for t in _tokens(ROOT / doc) if t.type == "table_open"):
+        assert table.map is not None
+        rows = lines[table.map[0] : table.map[1]]
+        cells = [len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) for row in rows]
+        assert len(set(cells)) == 1, f"{doc}:{table.map[0] + 1}: rows of {cells} cells"
 
 
 @pytest.mark.parametrize("doc", DOCS)
