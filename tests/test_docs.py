@@ -3,6 +3,7 @@ and links to files and sections lead somewhere."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+
+from flows.cli import build_parser
+from flows.parameters import FINETUNE, INGEST, PREDICT, TILE
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = subprocess.run(
@@ -78,3 +82,38 @@ def test_links_lead_to_files_and_sections(doc: str) -> None:
             assert (ROOT / doc).parent.joinpath(path).exists(), f"{doc}: {target} does not exist"
         elif section:
             assert section in anchors, f"{doc}: no section #{section}"
+
+
+def _code(doc: str) -> list[str]:
+    """The code a doc shows: its code blocks and inline code, continuation lines joined."""
+    tokens = _tokens(ROOT / doc)
+    spans = [t.content for t in tokens if t.type == "fence"]
+    spans += [t.content for t in _inline(tokens) if t.type == "code_inline"]
+    return [span.replace("\\\n", " ") for span in spans]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_commands_shown_take_the_options_shown(doc: str) -> None:
+    commands = next(
+        a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    for code in _code(doc):
+        for command, rest in re.findall(r"convlora-geo\s+([a-z][a-z-]*)([^\n`|;&]*)", code):
+            assert command in commands, f"{doc}: no command convlora-geo {command}"
+            options = {o for action in commands[command]._actions for o in action.option_strings}
+            for option in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest):
+                assert option in options, f"{doc}: convlora-geo {command} has no {option}"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_deployment_parameters_shown_exist(doc: str) -> None:
+    flows = {"tile": TILE, "finetune": FINETUNE, "predict": PREDICT, "ingest": INGEST}
+    every = {name for options in flows.values() for name in options.names}
+    for code in _code(doc):
+        runs = re.findall(r"prefect deployment run\s+([a-z-]+)/[a-z-]+([^\n]*)", code)
+        for flow, rest in runs:
+            for name in set(re.findall(r"-p\s+'?([a-z_]+)=", rest)) - {"key"}:  # -p key=value
+                assert name in flows[flow].names, f"{doc}: the {flow} flow has no {name}"
+        if not runs:
+            for name in re.findall(r"(?:^|\s)-p\s+'?([a-z_]+)=", code):
+                assert name in every, f"{doc}: no flow has a parameter {name}"
