@@ -1,5 +1,6 @@
-"""The Markdown a user reads renders as written: code blocks open and close where the source says,
-and links to files and sections lead somewhere."""
+"""The Markdown a user reads renders as written (code blocks open and close where the source says,
+table rows keep their cells, links lead to files and sections), and the commands and deployment
+parameters it shows exist."""
 
 from __future__ import annotations
 
