@@ -9,10 +9,11 @@ from pydantic import model_validator
 
 from geo.errors import InputError
 from geo.ingest.stac import StacSource
+from geo.ingest.stac.signing import PLANETARY_COMPUTER_HOST, SIGNERS, asset_signer
 from geo.io.raster import absolute
 from geo.options import StageConfig, absolute_paths, flag, option, validates
 
-STAC_ONLY = ("collection", "bbox", "datetime", "query", "bands", "max_items")
+STAC_ONLY = ("collection", "bbox", "datetime", "query", "bands", "max_items", "sign")
 
 
 class IngestConfig(StageConfig):
@@ -61,6 +62,13 @@ class IngestConfig(StageConfig):
     max_items: int | None = option(
         None, help="take at most this many items, the newest (STAC)", ge=1, le=10_000
     )
+    sign: str | None = option(
+        None,
+        help="sign the items' asset URLs before reading them (STAC): planetary-computer gets "
+        "Planetary Computer's SAS tokens for its Azure Blob Storage (default: planetary-computer "
+        f"for the API on {PLANETARY_COMPUTER_HOST}, else none)",
+        choices=SIGNERS,
+    )
 
     _paths = validates("source", "aoi", by=absolute_paths)
 
@@ -80,7 +88,8 @@ class IngestConfig(StageConfig):
                 f"{flag('bands')} is required with {flag('stac')}: name the asset for each band "
                 "the model reads, e.g. red,green,blue,nir"
             )
-        self.stac_source()  # InputError naming the option that is wrong
+        source = self.stac_source()  # InputError naming the option that is wrong
+        asset_signer(self.sign, source.url)  # InputError when the signer is not installed
         return self
 
     def stac_source(self) -> StacSource:

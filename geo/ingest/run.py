@@ -31,7 +31,15 @@ from geo.errors import InputError, PassingError, UnreadableError
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
-from geo.ingest.stac import BandMap, StacItem, find_items, parse_band_map, safe_name, stack_item
+from geo.ingest.stac import (
+    BandMap,
+    StacItem,
+    asset_signer,
+    find_items,
+    parse_band_map,
+    safe_name,
+    stack_item,
+)
 from geo.io.scheduler import check_scheduler
 from geo.io.storage import StagedOutput, is_url, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
@@ -154,7 +162,7 @@ def plan_ingest(
         image_of: Callable[[Candidate], str] = _file
     else:
         source, bands = ingest.stac_source(), band_map(ingest, metadata)
-        items = find_items(source, now=now)
+        items = find_items(source, now=now, modifier=asset_signer(ingest.sign, source.url))
         candidates = [Candidate(i.id, i.version, safe_name(i.id), i) for i in items]
         plan = IngestPlan(source.describe(), predict, record, record_path, f"bands={bands}",
                           len(items), 0)  # fmt: skip

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from tests.support.stac_catalog import (
     add_items,
     band_path,
     build_catalog,
+    item_collection,
     touch_item,
 )
 
@@ -339,3 +341,58 @@ def test_items_the_band_map_does_not_fit_wait_for_another_map(
         assert list(again.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
     with pytest.raises(InputError, match="--bands red,green: names 2 band"):
         check_ingest(*configs(pivots_run, out, stac=str(catalog), bands="red,green"))
+
+
+@pytest.fixture()
+def planetary_computer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The planetary-computer package's settings and token cache, fresh for this test."""
+    import planetary_computer.sas
+    import planetary_computer.settings
+
+    planetary_computer.settings.Settings.get.cache_clear()
+    monkeypatch.setattr(planetary_computer.sas, "TOKEN_CACHE", {})
+    yield
+    planetary_computer.settings.Settings.get.cache_clear()
+
+
+def test_planetary_computer_assets_are_read_with_sas_tokens(
+    pivots_run: Path, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    planetary_computer_env: None,
+) -> None:  # fmt: skip
+    """Items whose assets lie in Azure Blob Storage, as Planetary Computer's do, and a storage
+    that refuses unsigned reads (the range server as GDAL's HTTP proxy): `--sign
+    planetary-computer` has the planetary-computer package ask the token service (on 127.0.0.1:
+    PC_SDK_SAS_URL) for the container's SAS token, and the items are predicted; unsigned, each
+    read is refused (HTTP 403) and the items are recorded as failed, for the next run."""
+    blob = tmp_path / "blob"  # the storage account: one container, `sentinel`
+    shutil.copytree(built, blob / "sentinel")
+    token = {
+        "token": "st=2026-12-07&se=2099-01-01&sp=rl&sig=TOKEN",
+        "msft:expiry": "2099-01-01T00:00:00Z",
+    }
+    (blob / "token" / "pcdemo").mkdir(parents=True)
+    (blob / "token" / "pcdemo" / "sentinel").write_text(json.dumps(token))
+    items = item_collection(
+        blob / "sentinel", "http://pcdemo.blob.core.windows.net/sentinel", tmp_path / "items.json"
+    )
+    out = tmp_path / "out"
+    options = {"stac": str(items), "bands": "red,green,blue", **STAC}
+    with RangeServer(blob) as server:
+        server.signature = "TOKEN"
+        monkeypatch.setenv("GDAL_HTTP_PROXY", server.url.removeprefix("http://"))
+        monkeypatch.setenv("PC_SDK_SAS_URL", f"{server.url}/token")
+        with pytest.raises(InputError, match="none of the 2 new scene.*HTTP.*403"):
+            ingest(pivots_run, out, sign="none", **options)
+        failed = record(pivots_run, out).failed
+        assert set(failed) == {AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id}
+        assert failed[AUSTRIA_JUNE.id]["reason"].endswith(
+            "HTTP response code: 403 (unsigned, in Azure Blob Storage: --sign planetary-computer "
+            "signs Planetary Computer's)"
+        )
+        server.clear()
+        result = ingest(pivots_run, out, sign="planetary-computer", **options)
+        reads = [r for r in server.requests() if r.path.endswith(".tif")]
+    assert list(result.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    assert reads and {r.status for r in reads} <= {200, 206}
+    assert [r.path for r in server.requests()].count("/token/pcdemo/sentinel") == 1  # cached
+    assert not record(pivots_run, out).failed

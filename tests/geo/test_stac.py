@@ -39,6 +39,7 @@ from geo.ingest.stac import (
     safe_name,
     stack_item,
 )
+from geo.ingest.stac.signing import asset_signer, signer_name
 from geo.ingest.vrt import gdal_path
 from tests.support.http_range import RangeServer
 from tests.support.stac_api import (
@@ -608,3 +609,14 @@ def test_predicting_the_vrt_equals_predicting_a_local_stack(built: Path, tmp_pat
             assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape)
             np.testing.assert_array_equal(a.read(), b.read())
             assert len(np.unique(a.read(1))) > 1  # not a constant map
+
+
+def test_planetary_computer_s_api_is_signed_unless_told() -> None:
+    pc = "https://planetarycomputer.microsoft.com/api/stac/v1"
+    assert signer_name(None, pc) == "planetary-computer"
+    assert signer_name(None, "https://earth-search.aws.element84.com/v1") == "none"
+    assert signer_name(None, "catalog/catalog.json") == "none"
+    assert signer_name("none", pc) == "none"
+    assert signer_name("planetary-computer", "http://127.0.0.1:8080/") == "planetary-computer"
+    assert asset_signer(None, "https://earth-search.aws.element84.com/v1") is None
+    assert callable(asset_signer(None, pc))

@@ -13,7 +13,9 @@ area of interest only, on the grid of the finest mapped asset (coarser ones resa
 assets' CRS. Its sources are GDAL /vsicurl/ (or /vsis3/, ...) paths, so reading a window of the
 VRT fetches only the COG tiles under it, by HTTP range requests; nothing is downloaded whole.
 
-Reading remote rasters: `geo.io.raster.open_raster` applies `REMOTE_GDAL_ENV` to VRTs and URLs.
+`asset_signer` signs the items' asset URLs where the catalog needs it (Planetary Computer's SAS
+tokens). Reading remote rasters: `geo.io.raster.open_raster` applies `REMOTE_GDAL_ENV` to VRTs and
+URLs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from geo.ingest.stac.bands import BandMap, BandSpec, parse_band_map
 from geo.ingest.stac.items import StacAsset, StacItem, find_items
 from geo.ingest.stac.query import Condition, cql2_filter, parse_query, query_extension
+from geo.ingest.stac.signing import asset_signer
 from geo.ingest.stac.source import StacSource, read_aoi
 from geo.ingest.stac.stack import AssetUnreadable, safe_name, stack_item
 from geo.ingest.stac.window import parse_duration, parse_window
@@ -35,6 +38,7 @@ __all__ = [
     "StacAsset",
     "StacItem",
     "StacSource",
+    "asset_signer",
     "cql2_filter",
     "find_items",
     "parse_band_map",

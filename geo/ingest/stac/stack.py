@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -21,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.errors import InputError
 from geo.ingest.stac.bands import BandMap
 from geo.ingest.stac.items import StacAsset, StacItem
+from geo.ingest.stac.signing import PLANETARY_COMPUTER
 from geo.ingest.vrt import GDAL_TYPES, Band, Source, write_vrt
 
 # Probing a header: no directory listing, and no use of GDAL's cache of remote files (a file that
@@ -63,7 +65,21 @@ def _probe(asset: StacAsset, item_id: str) -> _Raster:
         detail = str(exc).replace(path, "").strip(" :,") or type(exc).__name__
         raise AssetUnreadable(
             f"item {item_id}: asset {asset.key!r} ({asset.href}) could not be read: {detail}"
+            + _unsigned_hint(asset.href, detail)
         ) from exc
+
+
+def _unsigned_hint(href: str, detail: str) -> str:
+    """What to do about a refused read of an unsigned URL in Azure Blob Storage."""
+    url = urlsplit(href)
+    unsigned = "sig=" not in url.query and (url.hostname or "").endswith(".blob.core.windows.net")
+    refused = any(code in detail for code in ("HTTP response code: 403", "HTTP response code: 409"))
+    if not (unsigned and refused):
+        return ""
+    return (
+        f" (unsigned, in Azure Blob Storage: --sign {PLANETARY_COMPUTER} signs "
+        "Planetary Computer's)"
+    )
 
 
 def stack_item(
