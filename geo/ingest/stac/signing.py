@@ -2,8 +2,9 @@
 
 Planetary Computer keeps its assets in Azure Blob Storage, readable only with a short-lived SAS
 token that its token service hands out per storage container; the planetary-computer package
-gets, caches and renews those tokens and appends them to the asset URLs of an item. Signed
-items are stacked and predicted in the same run, well within a token's lifetime.
+gets, caches and renews those tokens and appends them to the asset URLs of an item. Items are
+signed when found, then stacked and predicted in the same run; one whose token has run out by
+the time it is read fails, and is signed again on the next run, which retries it.
 """
 
 from __future__ import annotations
