@@ -149,14 +149,33 @@ def window_bounds(transform: Affine, window: Window) -> tuple[float, float, floa
     return left, bottom, right, top
 
 
+def reads_remote(path: str) -> bool:
+    """Whether reading `path` goes over the network: a GDAL virtual path or URL, or a VRT with
+    such sources (an ingested STAC item's stack)."""
+    if is_virtual(path):
+        return True
+    if not path.lower().endswith(".vrt"):
+        return False
+    try:
+        with rasterio.open(path) as src:
+            return any(is_virtual(f) for f in src.files)
+    except RasterioIOError:
+        return False
+
+
+class RemoteReadError(OSError):
+    """A read of a remote raster failed (the network, a token that expired): an I/O error, which
+    tasks retry and ingest retries on its next run, not bad input."""
+
+
 def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
     """The error for a failed pixel read: InputError for a local file (it is corrupt or
-    truncated); a remote read may fail for a moment, so its error is kept as it is (retried)."""
-    if is_virtual(path):
-        return exc
+    truncated); a remote read may fail for a moment, so its error is a RemoteReadError."""
     detail = str(exc.__cause__ or exc)
     for name in (path, Path(path).name):
         detail = detail.replace(f"{name}, ", "")
+    if reads_remote(path):
+        return RemoteReadError(f"{path}: a remote read failed{where} ({detail})")
     return UnreadableError(
         f"{path}: corrupt or truncated raster (read failed{where}: {detail})",
         "re-download or re-export it",

@@ -29,6 +29,7 @@ from geo.ingest import (
     IngestRecord,
     IngestResult,
     check_ingest,
+    finish_ingest,
     plan_ingest,
     predict_options,
     run_ingest,
@@ -36,7 +37,7 @@ from geo.ingest import (
 from geo.ingest.catalog import model_id
 from geo.ingest.run import SETTLING_S
 from geo.io.outputs import exclusive
-from geo.predict import PredictConfig, predict
+from geo.predict import PredictConfig, predict, predict_planned
 from tests.support.cli import snapshot, write_like
 from tests.support.http_range import RangeServer
 from tests.support.paths import NEBRASKA, PIVOT_MASK, RGB_BYTE
@@ -396,3 +397,33 @@ def test_planetary_computer_assets_are_read_with_sas_tokens(
     assert reads and {r.status for r in reads} <= {200, 206}
     assert [r.path for r in server.requests()].count("/token/pcdemo/sentinel") == 1  # cached
     assert not record(pivots_run, out).failed
+
+
+def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """Reads that start failing after an item was found and checked (its token expired, the
+    network went down): the item is recorded as failed, retried on the next run and predicted
+    then, not refused as a corrupt raster until the item changes."""
+    out = tmp_path / "out"
+    with RangeServer(catalog) as server:
+        options = {"stac": f"{server.url}/catalog.json", "bands": "red,green,blue", **STAC}
+        ingest_config, predict_config = configs(pivots_run, out, **options)
+        plan = plan_ingest(ingest_config, predict_config)
+        assert len(plan.scenes) == 2
+        server.forbid.add(f"/{S2}/")
+        outcomes: dict[str, Any] = {}
+        for candidate, scene in plan.scenes:
+            try:
+                outcomes[candidate.id] = predict_planned(scene, plan.config, progress=False)
+            except Exception as exc:  # as the ingest flow's prediction tasks end
+                outcomes[candidate.id] = exc
+        result = finish_ingest(plan, outcomes)
+        assert not result.predicted and not result.refused
+        assert set(result.failed) == {AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id}
+        assert result.failed[AUSTRIA_JUNE.id].startswith(
+            f"RemoteReadError: {out / '.stac' / AUSTRIA_JUNE.id}.vrt: a remote read failed at row"
+        )
+        server.forbid.clear()
+        again = ingest(pivots_run, out, **options)
+    assert list(again.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]

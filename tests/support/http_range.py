@@ -6,7 +6,8 @@ and `bytes=-n` with 206 (several ranges as multipart/byteranges), 416 when unsat
 connections alive (HTTP/1.1) as a real object store does. Every request is recorded (method, path,
 Range header, status, body bytes sent) so tests can check that no whole asset was downloaded.
 
-`fail` holds path prefixes to answer with 503, to make a real read fail for a while. With
+`fail` holds path prefixes to answer with 503, to make a real read fail for a while, `forbid`
+path prefixes to answer with 403, as a storage service answers a URL whose token expired. With
 `signature` set, the server also stands for a storage service that only serves signed URLs, as
 Azure Blob Storage serves Planetary Computer's assets: a request for an absolute URL (the server
 used as an HTTP proxy, `GDAL_HTTP_PROXY`) whose query lacks `sig=SIGNATURE` is answered 403.
@@ -47,6 +48,7 @@ class RangeServer:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.fail: set[str] = set()
+        self.forbid: set[str] = set()
         self.signature: str | None = None
         self._log: list[Logged] = []
         self._lock = threading.Lock()
@@ -106,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         if any(path.startswith(p) for p in server.fail):
             return self._plain(HTTPStatus.SERVICE_UNAVAILABLE, path, header, body)
         proxied = "://" in self.path
-        if proxied and server.signature and f"sig={server.signature}" not in self.path:
+        unsigned = proxied and server.signature and f"sig={server.signature}" not in self.path
+        if unsigned or any(path.startswith(p) for p in server.forbid):
             return self._plain(HTTPStatus.FORBIDDEN, path, header, body)
         if not file.is_relative_to(server.root) or not file.is_file():
             return self._plain(HTTPStatus.NOT_FOUND, path, header, body)
