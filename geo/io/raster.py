@@ -163,9 +163,9 @@ def reads_remote(path: str) -> bool:
         return False
 
 
-class RemoteReadError(OSError):
+class RemoteReadError(ConnectionError):
     """A read of a remote raster failed (the network, a token that expired): an I/O error, which
-    tasks retry and ingest retries on its next run, not bad input."""
+    tasks retry, ingest retries on its next run and the CLI says in one line, not bad input."""
 
 
 def read_failed(path: str, exc: Exception, where: str = "") -> Exception:
