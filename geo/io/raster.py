@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from geo.errors import InputError, UnreadableError
 from geo.io.collar import detect_collar, outside_collar
-from geo.io.storage import gdal_env, gdal_path, is_url
+from geo.io.storage import UNCACHED_REMOTE_ENV, gdal_env, gdal_path, is_url, unserved
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,8 @@ def scene_info(path: str) -> SceneInfo:
     """Read a scene's metadata, raising InputError when it is missing, not a raster, or
     truncated (its first and last blocks are read)."""
     check_exists(path, "image")
-    try:
-        with open_raster(path) as src:
+    try:  # nothing cached of a remote file that fails: a retry in this process asks again
+        with rasterio.Env(**UNCACHED_REMOTE_ENV), open_raster(path) as src:
             info = SceneInfo(
                 path=path,
                 width=src.width,
@@ -214,6 +214,9 @@ def scene_info(path: str) -> SceneInfo:
                 color_interp=tuple(c.name for c in src.colorinterp),
             )
     except RasterioIOError:
+        why = unserved(path) if is_url(path) else None
+        if why is not None:  # not the file's fault: a later run may read it
+            raise RemoteReadError(f"{path}: could not be read ({why})") from None
         folder = None if is_url(path) else Path(path)
         if folder is not None and folder.is_dir():
             raise InputError(

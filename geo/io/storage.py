@@ -47,6 +47,10 @@ URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # listing on open (a request fewer per file, none on object stores), consecutive ranges merged,
 # transient errors (429, 5xx) retried with back-off, a stalled transfer abandoned, and a larger
 # cache of the bytes read. (VSI_CACHE is not set: over /vsicurl/ it only doubled the first read.)
+UNCACHED_REMOTE_ENV = {"CPL_VSIL_CURL_NON_CACHED": "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/"}
+"""GDAL settings under which remote files are not kept in GDAL's per-process cache: a file that
+failed is asked for again by a retry in the same process (prefixes, split at ':')."""
+
 REMOTE_GDAL_ENV = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -99,6 +103,20 @@ def check_storage(path: str, role: Literal["input", "output"]) -> None:
         raise
     except Exception as exc:
         raise InputError(f"{path}: {_explain(exc, kind)}") from exc
+
+
+def unserved(path: str) -> str | None:
+    """Why the store of URL `path` did not serve its first bytes (one line: the network, a
+    server error, refused credentials), or None when it did, or said there is no such object."""
+    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
+    try:
+        fs, root = _filesystem(path, **options)
+        fs.cat_file(root, start=0, end=16)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        return _explain(exc, _scheme(path))
+    return None
 
 
 PATTERN = re.compile(r"[*?\[]")

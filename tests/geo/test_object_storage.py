@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from geo.errors import InputError
 from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
 from geo.io.storage import read_json
 from geo.predict import PredictConfig, predict
@@ -87,6 +88,31 @@ def test_ingest_of_a_bucket_into_itself(pivots_run: Path, bucket: str) -> None:
     assert list(model["done"]) == [f"{inbox}/{NEBRASKA.name}"]
     again = run_ingest(ingest, predict_options(ingest, values))
     assert (again.found, again.new) == (2, 0)  # its outputs in the bucket are no scenes
+
+
+def test_a_scene_the_store_does_not_serve_for_a_while_is_retried(
+    pivots_run: Path, bucket: str, server: S3Server
+) -> None:
+    """An object the store answers with errors (503) when ingest opens it is failed for this
+    run and retried on the next, not refused as a file GDAL cannot read until it changes."""
+    s3 = s3_filesystem()
+    for path in (NEBRASKA, PIVOT_MASK):
+        s3.put_file(str(path), f"{bucket}/inbox/{path.name}")
+    inbox, scene = f"s3://{bucket}/inbox", f"s3://{bucket}/inbox/{NEBRASKA.name}"
+    values = {"source": inbox, "model": str(pivots_run), "out": inbox, "device": "cpu"}
+    ingest = IngestConfig.pick(values)
+    server.fail.add(f"/{bucket}/inbox/{NEBRASKA.name}")
+    try:
+        with pytest.raises(InputError, match="none of the 2 new scene"):
+            run_ingest(ingest, predict_options(ingest, values))
+    finally:
+        server.fail.clear()
+    record = json.loads(s3.cat_file(f"{bucket}/inbox/{RECORD_FILE}"))
+    (model,) = record["models"].values()
+    assert model["failed"][scene]["reason"].startswith(f"RemoteReadError: {scene}: could not be")
+    assert list(model["skipped"]) == [f"{inbox}/{PIVOT_MASK.name}"]  # one band: not retried
+    again = run_ingest(ingest, predict_options(ingest, values))
+    assert list(again.predicted) == [scene]
 
 
 def cli_without_cloud_extras(commands: list[list[str]], cwd: Path) -> list[tuple[int, str]]:

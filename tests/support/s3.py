@@ -27,10 +27,13 @@ class Request:
 
 
 class S3Server:
-    """moto's S3 API behind a recording WSGI layer; `endpoint` is its http://127.0.0.1:PORT."""
+    """moto's S3 API behind a recording WSGI layer; `endpoint` is its http://127.0.0.1:PORT.
+    Reads (GET) of paths under a prefix in `fail` (`/bucket/key`) are answered 503, as a store
+    that cannot serve an object for a while answers."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.fail: set[str] = set()
         self._app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             "127.0.0.1", 0, self._record, threaded=True, request_handler=MotoRequestHandler
@@ -43,6 +46,12 @@ class S3Server:
             environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_RANGE")
         )
         self.requests.append(request)
+        failing = any(request.path.startswith(prefix) for prefix in self.fail)
+        if failing and request.method == "GET":
+            body = b"<Error><Code>ServiceUnavailable</Code></Error>"
+            headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+            start_response("503 Service Unavailable", headers)
+            return [body]
         return self._count(request, self._app(environ, start_response))
 
     @staticmethod

@@ -24,13 +24,11 @@ from geo.ingest.stac.bands import BandMap
 from geo.ingest.stac.items import StacAsset, StacItem
 from geo.ingest.stac.signing import PLANETARY_COMPUTER
 from geo.ingest.vrt import GDAL_TYPES, Band, Source, write_vrt
+from geo.io.storage import UNCACHED_REMOTE_ENV
 
 # Probing a header: no directory listing, and no use of GDAL's cache of remote files (a file that
 # failed earlier in this process is asked for again). Tokens are prefixes, split at ':'.
-_PROBE_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_NON_CACHED": "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/",
-}
+_PROBE_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **UNCACHED_REMOTE_ENV}
 
 
 class AssetUnreadable(OSError):
