@@ -15,6 +15,8 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import planetary_computer.sas
+import planetary_computer.settings
 import pytest
 import rasterio
 import shapely
@@ -347,9 +349,6 @@ def test_items_the_band_map_does_not_fit_wait_for_another_map(
 @pytest.fixture()
 def planetary_computer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The planetary-computer package's settings and token cache, fresh for this test."""
-    import planetary_computer.sas
-    import planetary_computer.settings
-
     planetary_computer.settings.Settings.get.cache_clear()
     monkeypatch.setattr(planetary_computer.sas, "TOKEN_CACHE", {})
     yield
@@ -364,7 +363,8 @@ def test_planetary_computer_assets_are_read_with_sas_tokens(
     that refuses unsigned reads (the range server as GDAL's HTTP proxy): `--sign
     planetary-computer` has the planetary-computer package ask the token service (on 127.0.0.1:
     PC_SDK_SAS_URL) for the container's SAS token, and the items are predicted; unsigned, each
-    read is refused (HTTP 403) and the items are recorded as failed, for the next run."""
+    read is refused (HTTP 403) and the items are recorded as failed, for the next run; without a
+    token service the run stops with one ConnectionError line."""
     blob = tmp_path / "blob"  # the storage account: one container, `sentinel`
     shutil.copytree(built, blob / "sentinel")
     token = {
@@ -390,6 +390,12 @@ def test_planetary_computer_assets_are_read_with_sas_tokens(
             "HTTP response code: 403 (unsigned, in Azure Blob Storage: --sign planetary-computer "
             "signs Planetary Computer's)"
         )
+        monkeypatch.setenv("PC_SDK_SAS_URL", f"{server.url}/no-token-service")
+        planetary_computer.settings.Settings.get.cache_clear()
+        with pytest.raises(ConnectionError, match=r"^--sign planetary-computer: no SAS token"):
+            ingest(pivots_run, out, sign="planetary-computer", **options)  # HTTP 404
+        monkeypatch.setenv("PC_SDK_SAS_URL", f"{server.url}/token")
+        planetary_computer.settings.Settings.get.cache_clear()
         server.clear()
         result = ingest(pivots_run, out, sign="planetary-computer", **options)
         reads = [r for r in server.requests() if r.path.endswith(".tif")]
