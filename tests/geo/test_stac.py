@@ -499,6 +499,9 @@ def test_search_through_a_stac_api(built: Path, tmp_path: Path) -> None:
             # rustac's memory backend has no query/filter extension: checked here instead
             assert ids(collections=S2, query="eo:cloud_cover<20") == [AUSTRIA_JUNE.id]
             assert ids(collections=[S2, LANDSAT], max_items=1) == [AUSTRIA_SEPTEMBER.id]
+            signer = asset_signer("planetary-computer", api.url)  # as pystac-client calls it
+            signed = find_items(StacSource(api.url, collections=[S2, LANDSAT]), modifier=signer)
+            assert [i.id for i in signed] == ALL_IDS  # assets not in Azure stay as they are
             (item,) = find_items(StacSource(api.url, collections=S2, datetime="2021-06-17"))
             assert item.href.startswith(api.url)
             assert item.version == "2021-06-18T02:00:00Z"
