@@ -1,12 +1,15 @@
 """The Markdown a user reads renders as written (code blocks open and close where the source says,
 table rows keep their cells, links lead to files and sections), and the commands and deployment
-parameters it shows exist."""
+parameters it shows exist, and its Python parses and imports what exists."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,18 @@ def test_deployment_parameters_shown_exist(doc: str) -> None:
         if not runs:
             for name in re.findall(r"(?:^|\s)-p\s+'?([a-z_]+)=", code):
                 assert name in every, f"{doc}: no flow has a parameter {name}"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_python_shown_parses_and_imports_what_exists(doc: str) -> None:
+    blocks = [t for t in _tokens(ROOT / doc) if t.type == "fence" and t.info.strip() == "python"]
+    for block in blocks:
+        tree = ast.parse(textwrap.dedent(block.content), f"{doc}:{(block.map or [0])[0] + 1}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{doc}: {node.module} has no {alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    importlib.import_module(alias.name)
