@@ -78,19 +78,21 @@ def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
         ) from exc
 
 
-def scene_timestamp(path: str) -> str:
-    """The last-change time stored in outputs made from a raster (UTC, ISO 8601 with
-    milliseconds): the scene's own date where it records one (the TIFF DateTime tag, or the STAC
-    item datetime of an ingest VRT), else the Unix epoch. Never the file's modification time:
-    the same scene gives the same bytes wherever it lives (a folder, a bucket) and however often
-    it was copied."""
+def scene_date(path: str) -> str | None:
+    """The date a raster records of itself (UTC, ISO 8601 with milliseconds): its TIFF DateTime
+    tag, or the STAC item datetime of an ingest VRT; None where it records none. Never the
+    file's modification time: the same scene gives the same bytes wherever it lives (a folder,
+    a bucket) and however often it was copied."""
     with open_raster(path) as src:
         tags = src.tags()
-    stamp = dt.datetime.fromtimestamp(0, dt.UTC)
     for key, parse in _DATE_TAGS:
         with contextlib.suppress(KeyError, ValueError):
-            stamp = parse(tags[key].strip())
-            break
+            return _iso_utc(parse(tags[key].strip()))
+    return None
+
+
+def _iso_utc(stamp: dt.datetime) -> str:
+    """`2021-06-17T10:30:00.000Z` (naive times are taken as UTC)."""
     stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 

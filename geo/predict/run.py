@@ -39,7 +39,7 @@ from geo.io.outputs import (
     exclusive,
     make_folder,
     read_json_object,
-    scene_timestamp,
+    scene_date,
 )
 from geo.io.progress import Progress
 from geo.io.provenance import (
@@ -132,7 +132,7 @@ def predict_scene(
                 )  # fmt: skip
                 totals = write_polygons(
                     frames, staged["polygons"], scene.classes,
-                    timestamp=scene_timestamp(scene.info.path), parquet=staged["fiboa"],
+                    timestamp=scene_date(scene.info.path), parquet=staged["fiboa"],
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes), encoding="utf-8")
                 write_quicklook(

@@ -2,7 +2,8 @@
 
 Columns of fiboa core 0.2: `id`, `geometry` (WKB, the class raster's CRS), `area` (hectares),
 `perimeter` (metres; both empty for a raster without a CRS), `determination_method`
-("auto-imagery": delineated by a model from imagery) and `determination_datetime`; plus `class`
+("auto-imagery": delineated by a model from imagery) and `determination_datetime` (the scene's
+date; empty where the scene records none); plus `class`
 (the class name) and `score` (mean winning probability, 0..1; empty without a score raster). The
 file's key-value metadata holds the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver
 and QGIS read it) and the fiboa collection metadata under `fiboa`.
@@ -43,10 +44,10 @@ class FiboaWriter:
     """Append polygon frames (columns of `geo.vectorize.polygons`) to a fiboa GeoParquet file,
     written under a temporary name and renamed by `close`."""
 
-    def __init__(self, path: Path, timestamp: str) -> None:
+    def __init__(self, path: Path, timestamp: str | None) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
-        self.datetime = pd.Timestamp(timestamp)
+        self.datetime = None if timestamp is None else pd.Timestamp(timestamp)
         self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
         self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.crs: Any = None

@@ -31,6 +31,7 @@ from geo.vectorize.objects import boundary_reach
 from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
+EPOCH = "1970-01-01T00:00:00.000Z"  # the last change of layers made from an undated scene
 MIN_AREA_PIXELS = 4  # the default smallest object: specks of fewer pixels are noise
 SIMPLIFY_M = 2.0  # the default simplification tolerance, at most one pixel
 log = logging.getLogger(__name__)
@@ -226,15 +227,16 @@ def write_polygons(
     path: Path | None,
     classes: Sequence[ClassInfo],
     *,
-    timestamp: str,
+    timestamp: str | None,
     parquet: Path | None = None,
 ) -> PolygonTotals:
     """Write polygons as layer `polygons` of a new GeoPackage at `path` with its QGIS style,
     and/or as fiboa GeoParquet at `parquet`, batch by batch; returns count and area per class.
 
-    `timestamp` (ISO 8601 UTC) is stored as the layers' last change and as the fields'
-    determination datetime, so that the same polygons give the same bytes. Files are written
-    under a temporary name and renamed when complete.
+    `timestamp`, the scene's date (ISO 8601 UTC; None where it records none), is the fields'
+    determination datetime (empty without one) and the layers' last change (the Unix epoch
+    without one), so that the same polygons give the same bytes. Files are written under a
+    temporary name and renamed when complete.
     """
     if isinstance(frames, gpd.GeoDataFrame):
         frames = [frames]
@@ -244,7 +246,7 @@ def write_polygons(
     created = False
     if tmp is not None:
         tmp.unlink(missing_ok=True)
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp or EPOCH})
     try:
         for frame in frames:
             totals.add(frame)
@@ -263,6 +265,6 @@ def write_polygons(
     if fiboa is not None:
         fiboa.close()
     if tmp is not None and path is not None:
-        add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp)
+        add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp or EPOCH)
         os.replace(tmp, path)
     return totals.sorted()

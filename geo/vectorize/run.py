@@ -12,7 +12,7 @@ import numpy as np
 from geo.contracts.adapter import class_map_of
 from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
-from geo.io.outputs import check_output, scene_timestamp
+from geo.io.outputs import check_output, scene_date
 from geo.io.raster import check_exists, decimated_shape, open_raster
 from geo.options import checked_once, flag
 from geo.vectorize.classes import raster_class_map
@@ -116,7 +116,7 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
         config.raster, config.scores, classes, min_area=config.min_area,
         simplify=config.simplify, source=Path(config.raster).name,
     )  # fmt: skip
-    stamp = scene_timestamp(config.raster)
+    stamp = scene_date(config.raster)
     parquet = config.output_format == "parquet"
     totals = write_polygons(
         frames, None if parquet else plan.out, classes, timestamp=stamp,

@@ -66,6 +66,15 @@ def test_outputs_are_named_after_the_scene(rgb: dict[str, Path]) -> None:
     assert sorted(p.name for p in rgb["classes"].parent.iterdir()) == sorted(names.values())
 
 
+def test_fields_of_an_undated_scene_have_no_determination_datetime(rgb: dict[str, Path]) -> None:
+    """RGB.byte records no date of its own: its fields' fiboa determination datetime is empty,
+    not the Unix epoch (a dated scene's is its date: tests/geo/test_fields.py)."""
+    with rasterio.open(RGB_BYTE) as src:
+        assert "TIFFTAG_DATETIME" not in src.tags()
+    fields = gpd.read_parquet(rgb["fiboa"])
+    assert len(fields) > 0 and fields.determination_datetime.isna().all()
+
+
 @pytest.mark.parametrize("name", ["classes", "probability"])
 def test_rasters_are_cogs_on_the_input_grid(rgb: dict[str, Path], name: str) -> None:
     with rasterio.open(RGB_BYTE) as src, rasterio.open(rgb[name]) as out:
