@@ -91,6 +91,15 @@ def scene_date(path: str) -> str | None:
     return None
 
 
+def date_tags(date: str | None) -> dict[str, str]:
+    """The GeoTIFF metadata that records `date` (a `scene_date`) as the TIFF DateTime tag, which
+    `scene_date` reads back and GIS tools show; none without a date."""
+    if date is None:
+        return {}
+    stamp = dt.datetime.fromisoformat(date).astimezone(dt.UTC)
+    return {"TIFFTAG_DATETIME": stamp.strftime("%Y:%m:%d %H:%M:%S")}
+
+
 def _iso_utc(stamp: dt.datetime) -> str:
     """`2021-06-17T10:30:00.000Z` (naive times are taken as UTC)."""
     stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)

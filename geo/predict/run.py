@@ -35,6 +35,7 @@ from geo.contracts.classes import CLASSES_TAG, ClassMap
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
 from geo.io.outputs import (
+    date_tags,
     discard_on_failure,
     exclusive,
     make_folder,
@@ -356,15 +357,17 @@ def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
         "transform": info.affine,
     }
     palette = {**colormap(scene.classes), CLASS_NODATA: (0, 0, 0, 0)}
+    dated = date_tags(scene_date(info.path))  # the scene's date, where it records one
+    classes = json.dumps(ClassMap(scene.classes).to_list(), ensure_ascii=False)
     raw_to_cog(
         work.folder / "classes.u8", staged["classes"], {**profile, "nodata": CLASS_NODATA},
         resampling="MODE", colormap=palette, description="class id",
-        tags={CLASSES_TAG: json.dumps(ClassMap(scene.classes).to_list(), ensure_ascii=False)},
+        tags={CLASSES_TAG: classes, **dated},
     )  # fmt: skip
     raw_to_cog(
         work.folder / "probability.u8", staged["probability"],
         {**profile, "nodata": SCORE_NODATA}, resampling="AVERAGE",
-        description="probability of the predicted class x 255",
+        description="probability of the predicted class x 255", tags=dated,
     )  # fmt: skip
     for name in ("classes.u8", "probability.u8"):
         (work.folder / name).unlink()

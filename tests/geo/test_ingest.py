@@ -282,6 +282,11 @@ def test_stac_items_are_predicted_over_the_aoi_once_and_new_ones_exactly(
             np.testing.assert_array_equal(a.read(), b.read())
     done = record(pivots_run, out).done
     assert done[AUSTRIA_SEPTEMBER.id]["version"] == "2021-10-07T00:00:00Z"
+    for name in ("classes", "probability"):  # the item's date, which GIS tools show
+        with rasterio.open(outputs[name]) as written:
+            assert written.tags()["TIFFTAG_DATETIME"] == "2021:06:17 10:20:00"
+    fields = gpd.read_parquet(outputs["fiboa"])
+    assert str(fields.determination_datetime.iloc[0]) == "2021-06-17 10:20:00+00:00"
 
 
 def test_stac_items_searched_over_polygons_are_no_data_outside_them(
