@@ -215,6 +215,10 @@ def serve(fd: int) -> None:
     from prefect.server.api.server import create_app
 
     app = create_app(ephemeral=True, final=True)
+    # A connection still being reset when the server stops is cancelled, and SQLAlchemy's pool
+    # logs that with a traceback ("Exception during reset or similar"): noise at the end of a
+    # command that succeeded, nothing a user can act on.
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     config = uvicorn.Config(app, log_level="error", lifespan="on")
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
 
