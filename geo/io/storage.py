@@ -47,10 +47,6 @@ URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # listing on open (a request fewer per file, none on object stores), consecutive ranges merged,
 # transient errors (429, 5xx) retried with back-off, a stalled transfer abandoned, and a larger
 # cache of the bytes read. (VSI_CACHE is not set: over /vsicurl/ it only doubled the first read.)
-UNCACHED_REMOTE_ENV = {"CPL_VSIL_CURL_NON_CACHED": "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/"}
-"""GDAL settings under which remote files are not kept in GDAL's per-process cache: a file that
-failed is asked for again by a retry in the same process (prefixes, split at ':')."""
-
 REMOTE_GDAL_ENV = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -62,6 +58,10 @@ REMOTE_GDAL_ENV = {
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     "CPL_VSIL_CURL_CACHE_SIZE": str(128 << 20),
 }
+
+UNCACHED_REMOTE_ENV = {"CPL_VSIL_CURL_NON_CACHED": "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/"}
+"""GDAL settings under which remote files are not kept in GDAL's per-process cache: a file that
+failed is asked for again by a retry in the same process (prefixes, split at ':')."""
 
 
 def is_url(path: str | Path) -> bool:

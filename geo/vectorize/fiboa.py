@@ -3,10 +3,10 @@
 Columns of fiboa core 0.2: `id`, `geometry` (WKB, the class raster's CRS), `area` (hectares),
 `perimeter` (metres; both empty for a raster without a CRS), `determination_method`
 ("auto-imagery": delineated by a model from imagery) and `determination_datetime` (the scene's
-date; empty where the scene records none); plus `class`
-(the class name) and `score` (mean winning probability, 0..1; empty without a score raster). The
-file's key-value metadata holds the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver
-and QGIS read it) and the fiboa collection metadata under `fiboa`.
+date; empty where the scene records none); plus `class` (the class name) and `score` (mean
+winning probability, 0..1; empty without a score raster). The file's key-value metadata holds
+the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver and QGIS read it) and the fiboa
+collection metadata under `fiboa`.
 """
 
 from __future__ import annotations
