@@ -26,8 +26,9 @@ from geo.io.storage import join
 @INGEST.parameters(
     "Predict the scenes of a folder, bucket or STAC catalog that this model has not predicted "
     "yet. Scenes it cannot read are skipped (and checked again only when they change), files "
-    "still being written are left for the next run; the run fails only when there were new "
-    "scenes and none could be predicted."
+    "still being written are left for the next run, and scenes the store or catalog does not "
+    "serve for the moment are retried on it; the run fails only when there were new scenes and "
+    "none could be predicted."
 )
 def ingest_flow(**params: Any) -> dict[str, Any]:
     ingest = INGEST.build(IngestConfig, params)
