@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from geo.errors import InputError
+from geo.errors import InputError, UnreadableError
 from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
+from geo.io.raster import scene_info
 from geo.io.storage import read_json
 from geo.predict import PredictConfig, predict
 from tests.support.cli import NO_SERVER
@@ -113,6 +114,16 @@ def test_a_scene_the_store_does_not_serve_for_a_while_is_retried(
     assert list(model["skipped"]) == [f"{inbox}/{PIVOT_MASK.name}"]  # one band: not retried
     again = run_ingest(ingest, predict_options(ingest, values))
     assert list(again.predicted) == [scene]
+
+
+def test_a_scene_gone_from_the_bucket_is_not_found(bucket: str) -> None:
+    """An object listed, then deleted before it is opened, is missing, not a file that is no
+    raster; one the store serves but GDAL cannot read is no raster."""
+    with pytest.raises(InputError, match=r"^s3://.*/gone\.tif: not found$"):
+        scene_info(f"s3://{bucket}/gone.tif")
+    s3_filesystem().pipe_file(f"{bucket}/notes.tif", b"field notes, not a raster")
+    with pytest.raises(UnreadableError, match=r"notes\.tif: not a raster GDAL can read"):
+        scene_info(f"s3://{bucket}/notes.tif")
 
 
 def cli_without_cloud_extras(commands: list[list[str]], cwd: Path) -> list[tuple[int, str]]:
