@@ -22,7 +22,14 @@ from rasterio.windows import Window
 
 from geo.errors import InputError, UnreadableError
 from geo.io.collar import detect_collar, outside_collar
-from geo.io.storage import UNCACHED_REMOTE_ENV, exists, gdal_env, gdal_path, is_url, unserved
+from geo.io.storage import (
+    NOT_FOUND,
+    UNCACHED_REMOTE_ENV,
+    gdal_env,
+    gdal_path,
+    is_url,
+    unserved,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +222,10 @@ def scene_info(path: str) -> SceneInfo:
             )
     except RasterioIOError:
         why = unserved(path) if is_url(path) else None
+        if why == NOT_FOUND:  # listed, then deleted
+            raise InputError(f"{path}: {NOT_FOUND}") from None
         if why is not None:  # not the file's fault: a later run may read it
             raise RemoteReadError(f"{path}: could not be read ({why})") from None
-        if is_url(path) and not exists(path):  # listed, then deleted
-            raise InputError(f"{path}: not found") from None
         folder = None if is_url(path) else Path(path)
         if folder is not None and folder.is_dir():
             raise InputError(

@@ -59,6 +59,8 @@ REMOTE_GDAL_ENV = {
     "CPL_VSIL_CURL_CACHE_SIZE": str(128 << 20),
 }
 
+NOT_FOUND = "not found"  # what `unserved` and the probes say of a missing object
+
 UNCACHED_REMOTE_ENV = {"CPL_VSIL_CURL_NON_CACHED": "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/"}
 """GDAL settings under which remote files are not kept in GDAL's per-process cache: a file that
 failed is asked for again by a retry in the same process (prefixes, split at ':')."""
@@ -106,14 +108,11 @@ def check_storage(path: str, role: Literal["input", "output"]) -> None:
 
 
 def unserved(path: str) -> str | None:
-    """Why the store of URL `path` did not serve its first bytes (one line: the network, a
-    server error, refused credentials), or None when it did, or said there is no such object."""
-    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
+    """Why the store of URL `path` did not serve its first bytes (one line: `NOT_FOUND`, or the
+    network, a server error, refused credentials), or None when it did."""
     try:
-        fs, root = _filesystem(path, **options)
+        fs, root = _filesystem(path, **_fail_fast(path))
         fs.cat_file(root, start=0, end=16)
-    except FileNotFoundError:
-        return None
     except Exception as exc:
         return _explain(exc, _scheme(path))
     return None
@@ -319,8 +318,7 @@ def _filesystem(path: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, s
 def _probe(path: str, role: str) -> None:
     """Ask the store about `path` once, failing fast: an input must exist; an output must not
     be a file, and its bucket or container must exist."""
-    options = {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
-    fs, root = _filesystem(path, **options)
+    fs, root = _filesystem(path, **_fail_fast(path))
     if role == "input":
         fs.info(root)
         return
@@ -335,6 +333,11 @@ def _probe(path: str, role: str) -> None:
         raise InputError(f"{path}: exists and is not a folder")
 
 
+def _fail_fast(path: str) -> dict[str, Any]:
+    """fsspec options that ask the store of `path` at most twice (S3 retries 5 times by default)."""
+    return {"config_kwargs": {"retries": {"max_attempts": 2}}} if _scheme(path) == "s3" else {}
+
+
 def _explain(exc: BaseException, kind: str) -> str:
     """One line for a failed probe of a `kind`:// URL."""
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -343,7 +346,7 @@ def _explain(exc: BaseException, kind: str) -> str:
     if names & UNREACHABLE:
         return f"cannot reach the storage endpoint ({exc})"
     if isinstance(exc, FileNotFoundError):
-        return "not found"
+        return NOT_FOUND
     if isinstance(exc, PermissionError):
         return "access denied (check the credentials' permissions)"
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
