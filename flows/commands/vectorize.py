@@ -1,7 +1,8 @@
 """`convlora-geo vectorize`: any class raster into polygons (GeoPackage or fiboa GeoParquet).
 
-It runs the library directly, without a Prefect flow: one file in, one file out, in bounded
-memory (a `predict` flow vectorises its own predictions).
+It runs the library directly, without a Prefect flow: a class raster (or several on one grid,
+read as one mosaic) in, one file out, in bounded memory (a `predict` flow vectorises its own
+predictions).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub, "vectorize", VECTORIZE, help="turn a class raster into polygons, one per object",
         description="Polygons of a class raster (a prediction, an FTW 3-class mask, ...): one "
         "per object, touching objects kept apart when the class map has a boundary class; a "
-        "GeoPackage with a QGIS style, or fiboa GeoParquet.",
+        "GeoPackage with a QGIS style, or fiboa GeoParquet. Several class rasters on one grid "
+        "(neighbouring scenes' predictions) give one layer, fields across their edges whole.",
     )  # fmt: skip
     p.set_defaults(run=run)
 

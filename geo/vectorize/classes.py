@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from geo.contracts.classes import CLASSES_TAG, IGNORE, ClassMap, parse_class_list
@@ -26,33 +27,43 @@ NOT_CLASS_IDS = (
 def raster_class_map(path: str) -> ClassMap:
     """The classes `predict` wrote into the class raster at `path`, else one per id it holds
     (InputError for values that are no class ids)."""
-    with open_raster(path) as src:
+    return rasters_class_map([path])
+
+
+def rasters_class_map(paths: Sequence[str]) -> ClassMap:
+    """The classes `predict` wrote into the class rasters at `paths` (the first's: a mosaic's
+    rasters list the same, `geo.vectorize.mosaic`), else one per id any of them holds, coloured
+    by the first colour table that has it (InputError for values that are no class ids)."""
+    with open_raster(paths[0]) as src:
         listed = src.tags().get(CLASSES_TAG)
     if listed is not None:
-        source = f"{path} ({CLASSES_TAG})"
+        source = f"{paths[0]} ({CLASSES_TAG})"
         try:
             document = json.loads(listed)
         except ValueError:
             raise InputError(f"{source}: not JSON; give {flag('class_map')}") from None
         classes = ClassMap(parse_class_list(document, source))
-        log.info("%s: classes %s, as predict wrote them", path, _names(classes))
+        log.info("%s: classes %s, as predict wrote them", paths[0], _names(classes))
         return classes
-    codes, colors, _ = band_codes(path, "class ids", NOT_CLASS_IDS)
-    ids = sorted(c for c in codes if c != IGNORE)
-    wrong = [c for c in ids if c < 0 or c >= IGNORE or c != int(c)]
-    if wrong:
-        shown = ", ".join(str(c) for c in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
-        raise InputError(
-            f"{path}: holds value(s) {shown}, which are no class ids (whole numbers 0 to "
-            f"{IGNORE - 1}); {NOT_CLASS_IDS}"
-        )
-    objects = [int(c) for c in ids if c != 0]
-    top = max(objects, default=1)  # a raster of background alone: one class, after the file
+    ids: set[int] = set()
+    colors: dict[float, str] = {}
+    for path in paths:
+        codes, found, _ = band_codes(path, "class ids", NOT_CLASS_IDS)
+        wrong = sorted(c for c in codes if c != IGNORE and (c < 0 or c > IGNORE or c != int(c)))
+        if wrong:
+            shown = ", ".join(str(c) for c in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
+            raise InputError(
+                f"{path}: holds value(s) {shown}, which are no class ids (whole numbers 0 to "
+                f"{IGNORE - 1}); {NOT_CLASS_IDS}"
+            )
+        ids.update(int(c) for c in codes if c not in (0, IGNORE))
+        colors = found | colors
+    top = max(ids, default=1)  # a raster of background alone: one class, after the file
     items = [{"id": 0, "name": "background"}]
     for i in range(1, top + 1):
-        label = Path(path).stem if len(objects) <= 1 and i == top else str(i)
+        label = Path(paths[0]).stem if len(ids) <= 1 and i == top else str(i)
         items.append({"id": i, "name": label, **({"color": colors[i]} if i in colors else {})})
-    classes = ClassMap(parse_class_list(items, path))
+    classes = ClassMap(parse_class_list(items, paths[0]))
     log.info("no %s: classes %s (the ids the raster holds)", flag("class_map"), _names(classes))
     return classes
 

@@ -1,10 +1,17 @@
-"""`VectorizeConfig`: which class raster becomes polygons, with which classes, into which file."""
+"""`VectorizeConfig`: which class rasters become polygons, with which classes, into which file."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from geo.options import StageConfig, absolute_paths, local_path, option, validates
+from geo.options import (
+    StageConfig,
+    absolute_paths,
+    expanded_paths,
+    local_path,
+    option,
+    validates,
+)
 
 FORMATS = ("gpkg", "parquet")
 SUFFIXES = {"gpkg": (".gpkg",), "parquet": (".parquet", ".geoparquet")}  # file names per format
@@ -35,9 +42,11 @@ class VectorizeConfig(StageConfig):
     """A class raster into polygons: GeoPackage with a QGIS style, or fiboa GeoParquet (see
     `geo.vectorize.vectorize`)."""
 
-    raster: str = option(
-        help="class raster whose pixel values are class ids (a prediction, an FTW mask, ...)",
-        positional=True, metavar="CLASS_RASTER",
+    rasters: list[str] = option(
+        help="class raster whose pixel values are class ids (a prediction, an FTW mask, ...); "
+        "several (or a glob pattern, 'predictions/*_classes.tif') on one grid become one layer, "
+        "fields across their edges whole",
+        positional=True, metavar="CLASS_RASTER", min_length=1,
     )  # fmt: skip
     class_map: str | None = option(
         None,
@@ -51,16 +60,18 @@ class VectorizeConfig(StageConfig):
         None, help="gpkg or parquet (fiboa GeoParquet) (default: from the --out suffix)",
         choices=FORMATS,
     )  # fmt: skip
-    scores: str | None = option(
-        None, help="raster of the winning-class probability (0-255) on the same grid, for each "
-        "polygon's score (default: no score)",
+    scores: list[str] | None = option(
+        None, help="raster of the winning-class probability (0-255) on the class raster's grid, "
+        "for each polygon's score, one per class raster in the same order (default: no score)",
+        metavar="SCORES",
     )  # fmt: skip
     min_area: float | None = min_area_option()
     simplify: float | None = simplify_option()
     overwrite: bool = option(False, help="replace the file at --out")
 
     _local = validates("out", by=local_path)
-    _paths = validates("raster", "class_map", "scores", by=absolute_paths)
+    _rasters = validates("rasters", "scores", by=expanded_paths)
+    _paths = validates("class_map", by=absolute_paths)
 
     @property
     def output_format(self) -> str:

@@ -2,17 +2,18 @@
 
 Columns of fiboa core 0.2: `id`, `geometry` (WKB, the class raster's CRS), `area` (hectares),
 `perimeter` (metres; both empty for a raster without a CRS), `determination_method`
-("auto-imagery": delineated by a model from imagery) and `determination_datetime` (the scene's
-date; empty where the scene records none); plus `class` (the class name) and `score` (mean
-winning probability, 0..1; empty without a score raster). The file's key-value metadata holds
-the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver and QGIS read it) and the fiboa
-collection metadata under `fiboa`.
+("auto-imagery": delineated by a model from imagery) and `determination_datetime` (the date of
+the scene the field comes from; empty where the scene records none); plus `class` (the class
+name) and `score` (mean winning probability, 0..1; empty without a score raster). The file's
+key-value metadata holds the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver and
+QGIS read it) and the fiboa collection metadata under `fiboa`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,15 @@ class FiboaWriter:
     """Append polygon frames (columns of `geo.vectorize.polygons`) to a fiboa GeoParquet file,
     written under a temporary name and renamed by `close`."""
 
-    def __init__(self, path: Path, timestamp: str | None) -> None:
+    def __init__(
+        self, path: Path, timestamp: str | None, dates: Mapping[str, str | None] | None = None
+    ) -> None:
+        """`timestamp`: every field's determination datetime; `dates`, where given, that of
+        the fields of each `source` instead (a mosaic of scenes of several dates)."""
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
         self.datetime = None if timestamp is None else pd.Timestamp(timestamp)
+        self.dates = {k: None if v is None else pd.Timestamp(v) for k, v in (dates or {}).items()}
         self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
         self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.crs: Any = None
@@ -71,13 +77,22 @@ class FiboaWriter:
                 "area": (frame["area_m2"] / 1e4).round(6) if metres else [None] * len(frame),
                 "perimeter": frame["perimeter_m"] if metres else [None] * len(frame),
                 "determination_method": [METHOD] * len(frame),
-                "determination_datetime": [self.datetime] * len(frame),
+                "determination_datetime": (
+                    [self.dates.get(s) for s in frame["source"]]
+                    if self.dates
+                    else [self.datetime] * len(frame)
+                ),
                 "class": frame["class_name"].astype(str),
                 "score": frame["score"],
             },
             schema=SCHEMA,
         )
         self.writer.write_table(table)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (a run that failed)."""
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Add the GeoParquet and fiboa metadata and publish the file."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,19 +229,21 @@ def write_polygons(
     *,
     timestamp: str | None,
     parquet: Path | None = None,
+    dates: Mapping[str, str | None] | None = None,
 ) -> PolygonTotals:
     """Write polygons as layer `polygons` of a new GeoPackage at `path` with its QGIS style,
     and/or as fiboa GeoParquet at `parquet`, batch by batch; returns count and area per class.
 
     `timestamp`, the scene's date (ISO 8601 UTC; None where it records none), is the fields'
     determination datetime (empty without one) and the layers' last change (the Unix epoch
-    without one), so that the same polygons give the same bytes. Files are written under a
-    temporary name and renamed when complete.
+    without one), so that the same polygons give the same bytes; `dates` gives the fields of
+    each `source` their own (a mosaic of several scenes). Files are written under a temporary
+    name and renamed when complete.
     """
     if isinstance(frames, gpd.GeoDataFrame):
         frames = [frames]
     tmp = None if path is None else path.with_suffix(".tmp.gpkg")
-    fiboa = None if parquet is None else FiboaWriter(parquet, timestamp)
+    fiboa = None if parquet is None else FiboaWriter(parquet, timestamp, dates)
     totals = PolygonTotals({}, {})
     created = False
     if tmp is not None:
@@ -260,6 +262,12 @@ def write_polygons(
                         append=created,
                     )  # fmt: skip
                 created = True
+    except BaseException:  # a read that failed, Ctrl-C: no half-written file stays behind
+        if fiboa is not None:
+            fiboa.discard()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
     if fiboa is not None:

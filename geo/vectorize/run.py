@@ -1,12 +1,16 @@
-"""`vectorize`: any class raster into polygons, checked before any work (`check_vectorize`)."""
+"""`vectorize`: any class raster (or several on one grid, as one mosaic) into polygons, checked
+before any work (`check_vectorize`)."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 
 from geo.contracts.adapter import class_map_of
@@ -15,8 +19,9 @@ from geo.errors import InputError
 from geo.io.outputs import check_output, scene_date
 from geo.io.raster import check_exists, decimated_shape, open_raster
 from geo.options import checked_once, flag
-from geo.vectorize.classes import raster_class_map
+from geo.vectorize.classes import rasters_class_map
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
+from geo.vectorize.mosaic import Mosaic, build_mosaic
 from geo.vectorize.polygons import polygon_batches, write_polygons
 
 log = logging.getLogger(__name__)
@@ -25,34 +30,49 @@ CHECKED_SIDE = 2048  # the class raster's values are checked on a read of at mos
 
 @dataclass(frozen=True)
 class VectorizePlan:
-    """A checked vectorisation: the config, its classes and the output file."""
+    """A checked vectorisation: the config, its classes, the output file, and the rasters to
+    read: the class raster and score raster given, or the mosaic of several (its VRTs in a
+    temporary folder that lives as long as the plan)."""
 
     config: VectorizeConfig
     class_map: ClassMap
     out: Path
+    raster: str
+    scores: str | None
+    mosaic: Mosaic | None = None
+    folder: tempfile.TemporaryDirectory[str] | None = None
 
 
 def _paths(config: VectorizeConfig) -> list[str]:
-    return [config.raster, config.class_map or "", config.out, config.scores or ""]
+    return [*config.rasters, config.class_map or "", config.out, *(config.scores or [])]
 
 
 @checked_once(_paths)
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
-    """Pre-flight check: a one-band class raster of whole class ids (integers, or floats such as
-    QGIS's raster calculator writes), the class map (`raster_class_map` without one), a score
-    raster on its grid, and an output file that may be written. Raises InputError naming the
-    input."""
-    grid = _check_raster(config.raster, "class raster", integer=True)
+    """Pre-flight check: one-band class rasters of whole class ids (integers, or floats such as
+    QGIS's raster calculator writes), several on one grid (`geo.vectorize.mosaic`), the class
+    map (`rasters_class_map` without one), a score raster on each one's grid, and an output
+    file that may be written. Raises InputError naming the input."""
+    grids = [_check_raster(path, "class raster", integer=True) for path in config.rasters]
     if config.class_map is None:
-        class_map = raster_class_map(config.raster)
+        class_map = rasters_class_map(config.rasters)
     else:
         class_map = class_map_of(config.class_map)
-        _check_class_ids(config.raster, class_map)
-    if config.scores is not None and _check_raster(config.scores, "score raster") != grid:
+    if config.class_map is not None or len(config.rasters) > 1:  # (a probability raster too?)
+        for path in config.rasters:
+            _check_class_ids(path, class_map)
+    scores = config.scores or []
+    if scores and len(scores) != len(config.rasters):
         raise InputError(
-            f"{flag('scores')} {config.scores}: not on the grid of {config.raster} (same size, "
-            "CRS and transform needed)"
+            f"{flag('scores')}: {len(scores)} score raster(s) for {len(config.rasters)} class "
+            "raster(s); give one per class raster, in the same order"
         )
+    for path, raster, grid in zip(scores, config.rasters, grids, strict=False):
+        if _check_raster(path, "score raster") != grid:
+            raise InputError(
+                f"{flag('scores')} {path}: not on the grid of {raster} (same size, CRS and "
+                "transform needed)"
+            )
     out = check_output(config.out, into=False)
     if out.is_dir():
         raise InputError(f"{flag('out')} {config.out}: is a folder; give a file name")
@@ -68,7 +88,16 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         raise InputError(
             f"{flag('out')} {config.out}: a {config.format} file ends in {suffixes[0]}"
         )
-    return VectorizePlan(config, class_map, out)
+    if len(config.rasters) == 1:
+        return VectorizePlan(config, class_map, out, config.rasters[0], next(iter(scores), None))
+    folder = tempfile.TemporaryDirectory(prefix="convlora-geo-mosaic-")
+    mosaic = build_mosaic(
+        config.rasters, scores or None, Path(folder.name), with_classes=config.class_map is None
+    )
+    return VectorizePlan(
+        config, class_map, out, str(mosaic.classes),
+        None if mosaic.scores is None else str(mosaic.scores), mosaic, folder,
+    )  # fmt: skip
 
 
 def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...]:
@@ -113,14 +142,25 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
     plan = check_vectorize(config)
     classes = plan.class_map.classes
     frames = polygon_batches(
-        config.raster, config.scores, classes, min_area=config.min_area,
-        simplify=config.simplify, source=Path(config.raster).name,
+        plan.raster, plan.scores, classes, min_area=config.min_area,
+        simplify=config.simplify, source=Path(config.rasters[0]).name,
     )  # fmt: skip
-    stamp = scene_date(config.raster)
+    dates = None
+    if plan.mosaic is not None:
+        frames = _with_sources(frames, plan.mosaic)
+        dates = dict(zip(plan.mosaic.names, plan.mosaic.dates, strict=True))
+        log.info("%d class rasters as one mosaic", len(plan.mosaic.names))
     parquet = config.output_format == "parquet"
     totals = write_polygons(
-        frames, None if parquet else plan.out, classes, timestamp=stamp,
-        parquet=plan.out if parquet else None,
+        frames, None if parquet else plan.out, classes, timestamp=scene_date(plan.raster),
+        parquet=plan.out if parquet else None, dates=dates,
     )  # fmt: skip
     log.info("wrote %d polygons to %s", sum(totals.count.values()), plan.out)
     return {"out": str(plan.out), "format": config.output_format, "polygons": totals.count}
+
+
+def _with_sources(frames: Iterator[gpd.GeoDataFrame], mosaic: Mosaic) -> Iterator[gpd.GeoDataFrame]:
+    """Each polygon's `source`: the class raster of the mosaic it comes from."""
+    for frame in frames:
+        frame["source"] = mosaic.sources(frame)
+        yield frame

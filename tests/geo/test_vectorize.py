@@ -255,3 +255,23 @@ def test_polygons_are_simplified_by_at_most_a_pixel(
     np.testing.assert_allclose(simplified.area_m2, outlines.area_m2, rtol=0.05, atol=pixel_m**2)
     assert (vertices["default"] == vertices["given"]) == (pixel_m == 0.5)
     print(f"{pixel_m} m: vertices {vertices}, moved at most {moved.max() / pixel_m:.2f} px")
+
+
+def test_a_write_that_fails_midway_leaves_no_file_behind(tmp_path: Path) -> None:
+    """Polygons that stop coming (a read that fails, Ctrl-C) leave neither temporary file, and
+    the files already at the output names as they were."""
+    frame = polygonize(FTW_PREDICTION, None, CLASSES)
+
+    def failing():
+        yield frame
+        raise OSError("read failed")
+
+    for name in ("p.gpkg", "p.parquet"):
+        (tmp_path / name).write_bytes(b"earlier")
+    with pytest.raises(OSError, match="read failed"):
+        write_polygons(
+            failing(), tmp_path / "p.gpkg", CLASSES, timestamp=None,
+            parquet=tmp_path / "p.parquet",
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gpkg", "p.parquet"]
+    assert all((tmp_path / n).read_bytes() == b"earlier" for n in ("p.gpkg", "p.parquet"))

@@ -20,7 +20,7 @@ CHILD = """
 import json, sys
 from geo.vectorize import VectorizeConfig, vectorize
 raster, class_map, out = sys.argv[1:4]
-result = vectorize(VectorizeConfig(raster=raster, class_map=class_map, out=out))
+result = vectorize(VectorizeConfig(rasters=[raster], class_map=class_map, out=out))
 print(json.dumps(result))
 """
 

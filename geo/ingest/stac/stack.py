@@ -23,8 +23,8 @@ from geo.errors import InputError
 from geo.ingest.stac.bands import BandMap
 from geo.ingest.stac.items import StacAsset, StacItem
 from geo.ingest.stac.signing import PLANETARY_COMPUTER
-from geo.ingest.vrt import GDAL_TYPES, Band, Source, write_vrt
 from geo.io.storage import UNCACHED_REMOTE_ENV
+from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
 
 # Probing a header: no directory listing, and no use of GDAL's cache of remote files (a file that
 # failed earlier in this process is asked for again). Tokens are prefixes, split at ':'.
@@ -138,7 +138,7 @@ def stack_item(
     bands = []
     for number in range(1, max(by_model) + 1):
         if number not in by_model:
-            bands.append(Band(f"unused (model band {number} is not read)", dtype, None))
+            bands.append(Band(f"unused (model band {number} is not read)", dtype))
             continue
         spec, asset, band = by_model[number]
         r = rasters[asset.key]
@@ -163,7 +163,7 @@ def stack_item(
             path=r.path, band=band, width=r.width, height=r.height, dtype=r.dtypes[band - 1],
             block=r.block, window=src_window, resampling=method, nodata=r.nodata,
         )  # fmt: skip
-        bands.append(Band(str(spec), dtype, source, r.nodata))
+        bands.append(Band(str(spec), dtype, (source,), r.nodata))
     metadata = {
         "STAC_ITEM_ID": item.id,
         "STAC_ITEM_VERSION": item.version,

@@ -1,0 +1,215 @@
+"""Class rasters of neighbouring scenes as one raster: a VRT mosaic, so that `vectorize` makes
+one layer of them in which a field across two scenes' edge is one polygon, and each polygon
+names the scene it comes from.
+
+The rasters must share a CRS and a pixel grid (`predict` writes each scene's classes on the
+scene's own grid: scenes of one tiling scheme, such as Sentinel-2 tiles of one UTM zone or NAIP
+quarter quads, share one). Where they overlap, the later raster's pixels are drawn over the
+earlier's, except where it has no data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+
+from geo.contracts.classes import CLASSES_TAG, IGNORE
+from geo.errors import InputError
+from geo.io.outputs import date_tags, scene_date
+from geo.io.raster import open_raster
+from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
+from geo.options import flag
+
+SCORE_NODATA = 0  # predict's probability rasters: 0 where the scene has no data
+
+
+@dataclass(frozen=True)
+class Mosaic:
+    """The mosaic's VRTs (classes, and scores when given), a name per raster (its file name,
+    its path where two share a name) and each raster's date (`scene_date`)."""
+
+    classes: Path
+    scores: Path | None
+    rasters: tuple[str, ...]
+    names: tuple[str, ...]
+    dates: tuple[str | None, ...]
+
+    def sources(self, frame: gpd.GeoDataFrame) -> list[str]:
+        """The name of the raster each polygon of `frame` comes from: the last raster (the one
+        drawn on top) that has a class at the polygon's representative point."""
+        found = np.full(len(frame), -1)
+        if len(frame):
+            points = frame.geometry.representative_point()
+            xy = np.column_stack([points.x, points.y])
+            for k in reversed(range(len(self.rasters))):
+                todo = np.flatnonzero(found < 0)
+                if not todo.size:
+                    break
+                with open_raster(self.rasters[k]) as src:
+                    left, bottom, right, top = src.bounds
+                    inside = todo[
+                        (xy[todo, 0] >= left) & (xy[todo, 0] <= right)
+                        & (xy[todo, 1] >= bottom) & (xy[todo, 1] <= top)
+                    ]  # fmt: skip
+                    if inside.size:
+                        values = np.ma.concatenate(
+                            list(src.sample([tuple(p) for p in xy[inside]], masked=True))
+                        )
+                        ids = values.astype(np.float64).filled(np.nan)
+                        drawn = ~np.isnan(ids) & (ids != IGNORE)
+                        found[inside[drawn]] = k
+        return [self.names[k] if k >= 0 else "" for k in found]
+
+
+def build_mosaic(
+    rasters: Sequence[str], scores: Sequence[str] | None, folder: Path, *, with_classes: bool
+) -> Mosaic:
+    """Write the mosaic VRTs of `rasters` (and of `scores`, checked to be one per raster, on its
+    grid) into `folder`. `with_classes`: the rasters must list the same classes (`predict`'s
+    metadata), which the mosaic then lists too (else a class map is given). InputError naming
+    the raster that does not fit."""
+    grids = [_grid(path) for path in rasters]
+    first = grids[0]
+    for grid in grids[1:]:
+        first.check_fits(grid)
+    left = min(g.transform.c for g in grids)
+    top = max(g.transform.f for g in grids)
+    res_x, res_y = first.transform.a, first.transform.e
+    right = max(g.transform.c + g.width * res_x for g in grids)
+    bottom = min(g.transform.f + g.height * res_y for g in grids)
+    width, height = round((right - left) / res_x), round((bottom - top) / res_y)
+    transform = (left, res_x, 0.0, top, 0.0, res_y)
+    metadata = _shared_metadata(grids, with_classes)
+    names = _names(rasters)
+    dates = tuple(g.date for g in grids)
+    dtype = np.result_type(*(g.dtype for g in grids)).name
+    dtype = dtype if dtype in GDAL_TYPES else "float64"
+    crs_wkt = first.crs.to_wkt()
+    classes = write_vrt(
+        folder / f"{Path(rasters[0]).stem}.vrt", width=width, height=height, crs_wkt=crs_wkt,
+        transform=transform, metadata=metadata,
+        bands=[Band("class id", dtype, _sources(grids, left, top, IGNORE), IGNORE,
+                    next((g.colors for g in grids if g.colors), None))],
+    )  # fmt: skip
+    score_vrt = None
+    if scores is not None:
+        score_grids = [_grid(path) for path in scores]
+        score_vrt = write_vrt(
+            folder / "scores.vrt", width=width, height=height, crs_wkt=crs_wkt,
+            transform=transform,
+            bands=[Band("probability", "uint8",
+                        _sources(score_grids, left, top, SCORE_NODATA), SCORE_NODATA)],
+        )  # fmt: skip
+    return Mosaic(classes, score_vrt, tuple(rasters), names, dates)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    path: str
+    width: int
+    height: int
+    crs: rasterio.crs.CRS
+    transform: rasterio.Affine
+    dtype: str
+    nodata: float | None
+    block: tuple[int, int]
+    classes: str | None
+    colors: dict[int, tuple[int, ...]] | None
+    date: str | None
+
+    def check_fits(self, other: _Grid) -> None:
+        """InputError unless `other` lies on this raster's pixel grid, in its CRS."""
+        if other.crs != self.crs:
+            raise InputError(
+                f"{other.path}: in {_crs_name(other.crs)}, but {self.path} is in "
+                f"{_crs_name(self.crs)}; class rasters vectorised together share a CRS "
+                "(vectorise them one by one, or warp them to one CRS first)"
+            )
+        a, o = self.transform, other.transform
+        same_pixels = (
+            math.isclose(a.a, o.a, rel_tol=1e-9) and math.isclose(a.e, o.e, rel_tol=1e-9)
+            and a.b == o.b == a.d == o.d == 0
+        )  # fmt: skip
+        offsets = ((o.c - a.c) / a.a, (o.f - a.f) / a.e)
+        if not same_pixels or any(abs(v - round(v)) > 1e-6 for v in offsets):
+            raise InputError(
+                f"{other.path}: not on the pixel grid of {self.path} (pixels of "
+                f"{abs(o.a):g} x {abs(o.e):g} against {abs(a.a):g} x {abs(a.e):g}, or shifted "
+                "by part of a pixel); class rasters vectorised together share one grid"
+            )
+
+
+def _grid(path: str) -> _Grid:
+    with open_raster(path) as src:
+        if src.crs is None:
+            raise InputError(
+                f"{path}: has no CRS; class rasters vectorised together must be georeferenced"
+            )
+        try:
+            colors = {k: tuple(v) for k, v in src.colormap(1).items()}
+        except ValueError:  # no colour table
+            colors = None
+        return _Grid(
+            path, src.width, src.height, src.crs, src.transform, src.dtypes[0], src.nodata,
+            src.block_shapes[0][::-1], src.tags().get(CLASSES_TAG), colors, scene_date(path),
+        )  # fmt: skip
+
+
+def _sources(grids: Sequence[_Grid], left: float, top: float, nodata: float) -> tuple[Source, ...]:
+    """Each raster at its place in the mosaic; its no-data pixels leave what lies below."""
+    sources = []
+    for g in grids:
+        col = round((g.transform.c - left) / g.transform.a)
+        row = round((g.transform.f - top) / g.transform.e)
+        sources.append(
+            Source(
+                path=g.path,
+                band=1,
+                width=g.width,
+                height=g.height,
+                dtype=g.dtype,
+                block=g.block,
+                window=(0.0, 0.0, float(g.width), float(g.height)),
+                resampling="nearest",
+                nodata=nodata if g.nodata is None else g.nodata,
+                dst=(col, row, g.width, g.height),
+            )  # fmt: skip
+        )
+    return tuple(sources)
+
+
+def _shared_metadata(grids: Sequence[_Grid], with_classes: bool) -> dict[str, str]:
+    """The classes the rasters list (InputError where they differ) and their date, if one."""
+    metadata: dict[str, str] = {}
+    if with_classes:
+        listed = {g.classes for g in grids}
+        if len(listed) > 1:
+            other = next(g for g in grids if g.classes != grids[0].classes)
+            raise InputError(
+                f"{other.path}: lists other classes than {grids[0].path} (predicted by another "
+                f"model?); give {flag('class_map')} to read both with one list of classes"
+            )
+        if grids[0].classes is not None:
+            metadata[CLASSES_TAG] = grids[0].classes
+    dates = {g.date for g in grids}
+    if len(dates) == 1:
+        metadata.update(date_tags(dates.pop()))
+    return metadata
+
+
+def _names(rasters: Sequence[str]) -> tuple[str, ...]:
+    """File names, or the whole path for names that two rasters share."""
+    counts = Counter(Path(r).name for r in rasters)
+    return tuple(Path(r).name if counts[Path(r).name] == 1 else r for r in rasters)
+
+
+def _crs_name(crs: rasterio.crs.CRS) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else "a CRS without an EPSG code"

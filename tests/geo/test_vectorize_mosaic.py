@@ -1,0 +1,186 @@
+"""`vectorize` of several class rasters on one grid (neighbouring scenes' predictions) into one
+layer: the same polygons as the scene they were cut from, fields across the cuts whole, each
+polygon naming its raster and carrying its date; rasters that do not fit refused up front."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from tests.support.cli import refused, run_cli
+from tests.support.paths import EXAMPLES, FTW_PREDICTION
+
+FTW_MAP = EXAMPLES / "ftw_classes.yaml"
+# Four overlapping parts of the real FTW prediction (289 x 189 px of fields, 10 m), in the
+# order given on the command line: (col, row, width, height), and the date each records.
+PARTS = {
+    "nw": ((0, 0, 160, 100), "2021:06:17 10:20:00"),
+    "ne": ((130, 0, 159, 100), "2021:06:17 10:20:00"),
+    "sw": ((0, 80, 160, 109), "2021:09:25 10:30:00"),
+    "se": ((130, 80, 159, 109), None),
+}
+
+
+def cut(folder: Path, name: str, window: tuple[int, int, int, int], date: str | None, **profile):
+    """A part of the FTW prediction, on its grid, as its own GeoTIFF."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(FTW_PREDICTION) as src:
+        win = Window(*window)
+        meta = {**src.profile, "width": win.width, "height": win.height}
+        meta.update({"transform": src.window_transform(win), **profile})
+        path = folder / f"{name}_classes.tif"
+        with rasterio.open(path, "w", **meta) as dst:
+            dst.write(src.read(1, window=win), 1)
+            if date is not None:
+                dst.update_tags(TIFFTAG_DATETIME=date)
+    return path
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> list[Path]:
+    return [cut(tmp_path / "parts", name, win, date) for name, (win, date) in PARTS.items()]
+
+
+def polygons(path: Path) -> gpd.GeoDataFrame:
+    return gpd.read_file(path, layer="polygons").sort_values("id").reset_index(drop=True)
+
+
+def test_parts_give_the_polygons_of_the_whole(tmp_path: Path, parts: list[Path]) -> None:
+    """Fields cut by the parts' edges come out whole, as from the raster they were cut from;
+    each names the part drawn on top at its representative point (the last given)."""
+    code, err = run_cli(
+        "vectorize", FTW_PREDICTION, "--class-map", FTW_MAP, "--out", tmp_path / "whole.gpkg"
+    )
+    assert code == 0, err
+    code, err = run_cli(
+        "vectorize", *parts, "--class-map", FTW_MAP, "--out", tmp_path / "mosaic.gpkg"
+    )
+    assert code == 0, err
+    whole, mosaic = polygons(tmp_path / "whole.gpkg"), polygons(tmp_path / "mosaic.gpkg")
+    assert len(whole) > 200 and len(mosaic) == len(whole)
+    assert list(mosaic.id) == list(whole.id)
+    assert mosaic.geometry.geom_equals_exact(whole.geometry, tolerance=1e-6).all()
+    np.testing.assert_allclose(mosaic.area_m2, whole.area_m2)
+    assert set(whole.source) == {FTW_PREDICTION.name}
+    with rasterio.open(FTW_PREDICTION) as src:
+        top = src.transform.f
+        x0 = src.transform.c
+    points = mosaic.geometry.representative_point()
+    col, row = (points.x - x0) / 10, (top - points.y) / 10
+    expected = np.where(row >= 80, np.where(col >= 130, "se", "sw"),
+                        np.where(col >= 130, "ne", "nw"))  # fmt: skip
+    assert list(mosaic.source) == [f"{e}_classes.tif" for e in expected]
+
+
+def test_a_glob_pattern_and_fiboa_dates_of_each_part(
+    tmp_path: Path, parts: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`'parts/*_classes.tif'` takes the parts in name order; each field's fiboa datetime is
+    that of the part it comes from (empty for the undated one)."""
+    caplog.set_level(logging.INFO, logger="geo.vectorize")
+    pattern = str(tmp_path / "parts" / "*_classes.tif")
+    for rasters, out in (([pattern], "fields.parquet"), (parts, "given.parquet"),
+                         ([pattern], "fields.gpkg")):  # fmt: skip
+        code, err = run_cli("vectorize", *rasters, "--class-map", FTW_MAP, "--out", tmp_path / out)
+        assert code == 0, err
+    assert "4 class rasters as one mosaic" in caplog.text
+    fields = gpd.read_parquet(tmp_path / "fields.parquet")
+    assert len(fields) == len(gpd.read_parquet(tmp_path / "given.parquet"))
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
+    gpkg_out = tmp_path / "fields.gpkg"
+    sources = polygons(gpkg_out).set_index("id").source
+    dates = fields.set_index("id").determination_datetime
+    expected = {
+        "nw": pd.Timestamp("2021-06-17 10:20:00", tz="UTC"),
+        "ne": pd.Timestamp("2021-06-17 10:20:00", tz="UTC"),
+        "sw": pd.Timestamp("2021-09-25 10:30:00", tz="UTC"),
+    }
+    for field_id, source in sources.items():
+        date = dates[field_id]
+        want = expected.get(source.removesuffix("_classes.tif"))
+        assert (pd.isna(date) and want is None) or date == want, (field_id, source, date)
+    assert set(sources) == {f"{n}_classes.tif" for n in PARTS}
+
+
+def test_a_part_without_data_shows_the_one_below(tmp_path: Path, parts: list[Path]) -> None:
+    """Where the later part has no data, the earlier part's classes are drawn: the mosaic of a
+    west half and an east half that is no data over their overlap is the whole."""
+    west = cut(tmp_path / "halves", "west", (0, 0, 160, 189), None)
+    east = cut(tmp_path / "halves", "east", (130, 0, 159, 189), None)
+    with rasterio.open(east, "r+") as dst:
+        pixels = dst.read(1)
+        pixels[:, :30] = 0  # FTW's nodata
+        dst.write(pixels, 1)
+    code, err = run_cli(
+        "vectorize", west, east, "--class-map", FTW_MAP, "--out", tmp_path / "halves.gpkg"
+    )
+    assert code == 0, err
+    code, err = run_cli(
+        "vectorize", FTW_PREDICTION, "--class-map", FTW_MAP, "--out", tmp_path / "whole.gpkg"
+    )
+    assert code == 0, err
+    halves, whole = polygons(tmp_path / "halves.gpkg"), polygons(tmp_path / "whole.gpkg")
+    assert list(halves.id) == list(whole.id)
+    assert halves.geometry.geom_equals_exact(whole.geometry, tolerance=1e-6).all()
+
+
+def test_rasters_that_do_not_fit_are_refused_up_front(tmp_path: Path, parts: list[Path]) -> None:
+    """Another CRS, a grid shifted by part of a pixel, other classes, scores that do not pair
+    with the class rasters: one line naming the raster, nothing written."""
+    out = ["--class-map", FTW_MAP, "--out", tmp_path / "f.gpkg"]
+    other_crs = cut(tmp_path / "bad", "utm32", (0, 0, 50, 50), None, crs="EPSG:32632")
+    refused(
+        tmp_path, ["vectorize", parts[0], other_crs, *out],
+        "utm32_classes.tif: in EPSG:32632, but", "is in EPSG:32633", "share a CRS",
+    )  # fmt: skip
+    with rasterio.open(parts[1]) as src:
+        shifted = src.transform @ rasterio.Affine.translation(0.5, 0)
+    half = cut(tmp_path / "bad", "half", (130, 0, 159, 100), None, transform=shifted)
+    refused(
+        tmp_path, ["vectorize", parts[0], half, *out], "half_classes.tif: not on the pixel grid"
+    )
+    refused(
+        tmp_path, ["vectorize", *parts, *out, "--scores", parts[0]],
+        "--scores: 1 score raster(s) for 4 class raster(s); give one per class raster",
+    )  # fmt: skip
+    refused(
+        tmp_path, ["vectorize", parts[0], parts[1], *out, "--scores", parts[1], parts[0]],
+        "--scores", "ne_classes.tif: not on the grid of", "nw_classes.tif",
+    )  # fmt: skip
+    listed = []
+    for name, edge in (("a", "boundary"), ("b", "edge")):
+        classes = json.dumps([{"id": 0, "name": "background"}, {"id": 1, "name": "field"},
+                              {"id": 2, "name": edge}])  # fmt: skip
+        path = cut(tmp_path / "listed", name, (0, 0, 50, 50), None)
+        with rasterio.open(path, "r+") as dst:
+            dst.update_tags(CLASSES=classes)
+        listed.append(path)
+    refused(
+        tmp_path, ["vectorize", *listed, "--out", tmp_path / "f.gpkg"],
+        "b_classes.tif: lists other classes than", "give --class-map",
+    )  # fmt: skip
+
+
+def test_a_probability_raster_among_predictions_is_refused(tmp_path: Path) -> None:
+    """`predictions/*` takes the probability rasters too: refused as no class ids, by name."""
+    classes = tmp_path / "a_classes.tif"
+    with rasterio.open(FTW_PREDICTION) as src:
+        meta, pixels = src.profile, src.read(1)
+    with rasterio.open(classes, "w", **meta) as dst:
+        dst.write(pixels, 1)
+        dst.update_tags(CLASSES='[{"id": 0, "name": "background"}, {"id": 1, "name": "field"}, '
+                        '{"id": 2, "name": "boundary"}]')  # fmt: skip
+    with rasterio.open(tmp_path / "a_probability.tif", "w", **meta) as dst:
+        dst.write(np.where(pixels > 0, 200, 0).astype("uint8"), 1)
+    refused(
+        tmp_path, ["vectorize", str(tmp_path / "a_*.tif"), "--out", tmp_path / "f.gpkg"],
+        "a_probability.tif: holds value(s) 200", "not NAME_probability.tif",
+    )  # fmt: skip
