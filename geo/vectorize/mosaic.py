@@ -79,13 +79,13 @@ def build_mosaic(
     first = grids[0]
     for grid in grids[1:]:
         first.check_fits(grid)
-    left = min(g.transform.c for g in grids)
-    top = max(g.transform.f for g in grids)
-    res_x, res_y = first.transform.a, first.transform.e
-    right = max(g.transform.c + g.width * res_x for g in grids)
-    bottom = min(g.transform.f + g.height * res_y for g in grids)
-    width, height = round((right - left) / res_x), round((bottom - top) / res_y)
-    transform = (left, res_x, 0.0, top, 0.0, res_y)
+    places = [first.place_of(g) for g in grids]  # (col, row) in the first raster's grid
+    col0, row0 = min(c for c, _ in places), min(r for _, r in places)
+    width = max(c + g.width for (c, _), g in zip(places, grids, strict=True)) - col0
+    height = max(r + g.height for (_, r), g in zip(places, grids, strict=True)) - row0
+    x0, y0 = first.transform @ (col0, row0)
+    transform = (x0, first.transform.a, 0.0, y0, 0.0, first.transform.e)
+    at = [(c - col0, r - row0) for c, r in places]
     metadata = _shared_metadata(grids, with_classes)
     names = _names(rasters)
     dates = tuple(g.date for g in grids)
@@ -95,7 +95,7 @@ def build_mosaic(
     classes = write_vrt(
         folder / f"{Path(rasters[0]).stem}.vrt", width=width, height=height, crs_wkt=crs_wkt,
         transform=transform, metadata=metadata,
-        bands=[Band("class id", dtype, _sources(grids, left, top, IGNORE), IGNORE,
+        bands=[Band("class id", dtype, _sources(grids, at, IGNORE), IGNORE,
                     next((g.colors for g in grids if g.colors), None))],
     )  # fmt: skip
     score_vrt = None
@@ -105,7 +105,7 @@ def build_mosaic(
             folder / "scores.vrt", width=width, height=height, crs_wkt=crs_wkt,
             transform=transform,
             bands=[Band("probability", "uint8",
-                        _sources(score_grids, left, top, SCORE_NODATA), SCORE_NODATA)],
+                        _sources(score_grids, at, SCORE_NODATA), SCORE_NODATA)],
         )  # fmt: skip
     return Mosaic(classes, score_vrt, tuple(rasters), names, dates)
 
@@ -123,6 +123,11 @@ class _Grid:
     classes: str | None
     colors: dict[int, tuple[int, ...]] | None
     date: str | None
+
+    def place_of(self, other: _Grid) -> tuple[int, int]:
+        """Where `other`'s first pixel lies in this raster's pixel grid (column, row)."""
+        col, row = ~self.transform @ (other.transform.c, other.transform.f)
+        return round(col), round(row)
 
     def check_fits(self, other: _Grid) -> None:
         """InputError unless `other` lies on this raster's pixel grid, in its CRS."""
@@ -162,27 +167,19 @@ def _grid(path: str) -> _Grid:
         )  # fmt: skip
 
 
-def _sources(grids: Sequence[_Grid], left: float, top: float, nodata: float) -> tuple[Source, ...]:
-    """Each raster at its place in the mosaic; its no-data pixels leave what lies below."""
-    sources = []
-    for g in grids:
-        col = round((g.transform.c - left) / g.transform.a)
-        row = round((g.transform.f - top) / g.transform.e)
-        sources.append(
-            Source(
-                path=g.path,
-                band=1,
-                width=g.width,
-                height=g.height,
-                dtype=g.dtype,
-                block=g.block,
-                window=(0.0, 0.0, float(g.width), float(g.height)),
-                resampling="nearest",
-                nodata=nodata if g.nodata is None else g.nodata,
-                dst=(col, row, g.width, g.height),
-            )  # fmt: skip
+def _sources(
+    grids: Sequence[_Grid], at: Sequence[tuple[int, int]], nodata: float
+) -> tuple[Source, ...]:
+    """Each raster at its place in the mosaic (`at`: its first pixel's column and row); its
+    no-data pixels leave what lies below."""
+    return tuple(
+        Source(
+            path=g.path, band=1, width=g.width, height=g.height, dtype=g.dtype, block=g.block,
+            window=(0.0, 0.0, float(g.width), float(g.height)), resampling="nearest",
+            nodata=nodata if g.nodata is None else g.nodata, dst=(col, row, g.width, g.height),
         )
-    return tuple(sources)
+        for g, (col, row) in zip(grids, at, strict=True)
+    )  # fmt: skip
 
 
 def _shared_metadata(grids: Sequence[_Grid], with_classes: bool) -> dict[str, str]:

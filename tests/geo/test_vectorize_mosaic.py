@@ -184,3 +184,29 @@ def test_a_probability_raster_among_predictions_is_refused(tmp_path: Path) -> No
         tmp_path, ["vectorize", str(tmp_path / "a_*.tif"), "--out", tmp_path / "f.gpkg"],
         "a_probability.tif: holds value(s) 200", "not NAME_probability.tif",
     )  # fmt: skip
+
+
+def south_up(source: Path, folder: Path) -> Path:
+    """The raster stored south-up: rows from south to north, a positive pixel height."""
+    with rasterio.open(source) as src:
+        meta, pixels, t = src.profile, src.read(1), src.transform
+        flipped = rasterio.Affine(t.a, 0.0, t.c, 0.0, -t.e, t.f + t.e * src.height)
+    path = folder / source.name
+    folder.mkdir(exist_ok=True)
+    with rasterio.open(path, "w", **{**meta, "transform": flipped}) as dst:
+        dst.write(pixels[::-1], 1)
+    return path
+
+
+def test_south_up_parts_give_the_fields_of_the_whole(tmp_path: Path, parts: list[Path]) -> None:
+    """Parts stored south-up are placed by their own transforms: the fields of the whole raster
+    stored so (the give-back of boundary pixels follows the rows' order, so the whole is
+    flipped too)."""
+    flipped = [south_up(part, tmp_path / "parts-south-up") for part in parts]
+    whole = south_up(FTW_PREDICTION, tmp_path / "whole-south-up")
+    for rasters, out in ((flipped, "flipped.gpkg"), ([whole], "whole.gpkg")):
+        code, err = run_cli("vectorize", *rasters, "--class-map", FTW_MAP, "--out", tmp_path / out)
+        assert code == 0, err
+    mosaic, one = polygons(tmp_path / "flipped.gpkg"), polygons(tmp_path / "whole.gpkg")
+    assert len(mosaic) == len(one) > 200 and list(mosaic.id) == list(one.id)
+    assert mosaic.geometry.geom_equals_exact(one.geometry, tolerance=1e-6).all()
