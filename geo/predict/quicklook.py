@@ -20,6 +20,7 @@ MAX_SIDE = 1024  # longest side of the picture, in pixels
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
 LEGEND_ROW = 18  # pixels
 LEGEND_ROWS = 8  # classes in one column before the legend fills more
+TITLE_GREY = (90, 90, 90)  # the title under the legend: the scene's name and date
 STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
@@ -38,11 +39,13 @@ def write_quicklook(
     *,
     bands: Sequence[int] | None = None,
     max_side: int = MAX_SIDE,
+    title: str = "",
 ) -> Path:
     """Render the scene (each band stretched between its own 2 and 98 % values, so that a scene
     unlike the training data shows too) with the class raster over it and a legend into `dest`
     (PNG, written under a temporary name and renamed). `bands`: the scene's bands the model
-    reads (default: the training band numbers)."""
+    reads (default: the training band numbers); `title` (the scene's name and date) is written
+    under the legend."""
     bands = rgb_bands(metadata, metadata.bands if bands is None else bands)
     with open_raster(classes_path.as_posix()) as src:
         shape = decimated_shape(src.width, src.height, max_side)
@@ -63,7 +66,9 @@ def write_quicklook(
             shown[c.id] = True
     over = shown[classes]
     image[over] = (1 - CLASS_ALPHA) * image[over] + CLASS_ALPHA * colours[classes[over]]
-    picture = _with_legend(Image.fromarray(np.rint(image, out=image).astype(np.uint8)), metadata)
+    picture = _with_legend(
+        Image.fromarray(np.rint(image, out=image).astype(np.uint8)), metadata, title
+    )
     tmp = dest.with_name(f".{dest.name}.tmp")
     picture.save(tmp, format="PNG", optimize=True)
     tmp.replace(dest)
@@ -87,20 +92,24 @@ def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
     return scaled
 
 
-def _with_legend(image: Image.Image, metadata: AdapterMetadata) -> Image.Image:
+def _with_legend(image: Image.Image, metadata: AdapterMetadata, title: str) -> Image.Image:
     """The picture with a legend strip below it: one colour swatch and name per class, each
     name in a font that draws its characters (`font_for`); more than LEGEND_ROWS classes fill
-    columns side by side, as many as the picture's width holds, then rows."""
+    columns side by side, as many as the picture's width holds, then rows; then the title."""
     entries = [(c, font_for(c.name)) for c in metadata.classes if c.id != 0]
     column = 34 + ceil(max((font.getlength(c.name) for c, font in entries), default=0))
     width = max(image.width, 220, column)
     columns = max(1, min(width // column, ceil(len(entries) / LEGEND_ROWS)))
     rows = ceil(len(entries) / columns)
-    canvas = Image.new("RGB", (width, image.height + LEGEND_ROW * rows + 8), (255, 255, 255))
+    height = image.height + LEGEND_ROW * (rows + bool(title)) + 8
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(image, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for k, (c, font) in enumerate(entries):
         left, top = 6 + (k // rows) * column, image.height + 4 + (k % rows) * LEGEND_ROW
         draw.rectangle((left, top + 2, left + 14, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
         draw.text((left + 22, top + 1), c.name, fill=(0, 0, 0), font=font)
+    if title:
+        top = image.height + 4 + rows * LEGEND_ROW
+        draw.text((6, top + 1), title, fill=TITLE_GREY, font=font_for(title))
     return canvas

@@ -136,9 +136,10 @@ def predict_scene(
                     timestamp=scene_date(scene.info.path), parquet=staged["fiboa"],
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes), encoding="utf-8")
+                date = scene_date(scene.info.path)
                 write_quicklook(
                     scene.info, staged["classes"], scene.metadata, staged["quicklook"],
-                    bands=scene.bands,
+                    bands=scene.bands, title=scene.name + (f"  {date[:10]}" if date else ""),
                 )  # fmt: skip
             work.save(
                 stage="manifest", polygons=totals.count, area=totals.area, area_unit=totals.unit

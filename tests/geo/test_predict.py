@@ -34,6 +34,7 @@ from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
 from tests.support.paths import FTW, NEBRASKA, RGB_BYTE
 from tests.support.predict import predict_image
+from tests.support.quicklook import assert_titled
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +208,8 @@ def test_the_quicklook_shows_the_classes_over_the_scene(rgb: dict[str, Path]) ->
     """Full size for a small scene with a legend below it: each pixel is the scene stretched
     between the 2 and 98 % values of each band's valid pixels, blended with its class colour;
     no data is black."""
-    assert_quicklook(rgb["quicklook"], rgb["classes"])
+    assert_quicklook(rgb["quicklook"], rgb["classes"], titled=True)
+    assert_titled(rgb["quicklook"], "RGB.byte")  # the scene's name; it records no date
 
 
 def test_the_quicklook_shows_a_scene_unlike_the_training_data(
@@ -271,8 +273,9 @@ def test_the_quicklook_legend_of_many_classes_fills_columns(
         assert (np.abs(legend.astype(int) - c.rgba[:3]).sum(axis=2) == 0).any(), c.name
 
 
-def assert_quicklook(path: Path, classes_path: Path) -> None:
-    """The quick-look of RGB.byte with its classes, as the tests above describe it."""
+def assert_quicklook(path: Path, classes_path: Path, titled: bool = False) -> None:
+    """The quick-look of RGB.byte with its classes, as the tests above describe it (`titled`:
+    with a title row under the legend, as `predict` writes it)."""
     picture = np.asarray(Image.open(path).convert("RGB")).astype(float)
     with rasterio.open(classes_path) as src:
         classes = src.read(1)
@@ -280,7 +283,7 @@ def assert_quicklook(path: Path, classes_path: Path) -> None:
         raw, valid = src.read().astype(float), src.dataset_mask() > 0
     low, high = np.percentile(raw[:, valid], [2, 98], axis=1)[:, :, None, None]
     stretched = np.moveaxis(np.clip((raw - low) / (high - low), 0, 1) * 255, 0, -1)
-    assert picture.shape == (718 + 2 * 18 + 8, 791, 3)
+    assert picture.shape == (718 + (2 + titled) * 18 + 8, 791, 3)
     scene = picture[:718]
     assert (scene[classes == 255] == 0).all()
     for c in CLASSES[1:]:
