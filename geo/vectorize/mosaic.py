@@ -188,10 +188,15 @@ def _shared_metadata(grids: Sequence[_Grid], with_classes: bool) -> dict[str, st
     if with_classes:
         listed = {g.classes for g in grids}
         if len(listed) > 1:
-            other = next(g for g in grids if g.classes != grids[0].classes)
+            first = grids[0]
+            other = next(g for g in grids if g.classes != first.classes)
+            if other.classes and first.classes:
+                problem = f"{other.path}: lists other classes than {first.path} (another model?)"
+            else:
+                bare, listing = (first, other) if other.classes else (other, first)
+                problem = f"{bare.path}: lists no classes, unlike {listing.path}"
             raise InputError(
-                f"{other.path}: lists other classes than {grids[0].path} (predicted by another "
-                f"model?); give {flag('class_map')} to read both with one list of classes"
+                f"{problem}; give {flag('class_map')} to read them with one list of classes"
             )
         if grids[0].classes is not None:
             metadata[CLASSES_TAG] = grids[0].classes

@@ -167,6 +167,10 @@ def test_rasters_that_do_not_fit_are_refused_up_front(tmp_path: Path, parts: lis
         tmp_path, ["vectorize", *listed, "--out", tmp_path / "f.gpkg"],
         "b_classes.tif: lists other classes than", "give --class-map",
     )  # fmt: skip
+    refused(
+        tmp_path, ["vectorize", parts[0], listed[0], "--out", tmp_path / "f.gpkg"],
+        "nw_classes.tif: lists no classes, unlike", "a_classes.tif; give --class-map",
+    )  # fmt: skip
 
 
 def test_a_probability_raster_among_predictions_is_refused(tmp_path: Path) -> None:
