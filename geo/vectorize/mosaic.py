@@ -4,8 +4,9 @@ names the scene it comes from.
 
 The rasters must share a CRS and a pixel grid (`predict` writes each scene's classes on the
 scene's own grid: scenes of one tiling scheme, such as Sentinel-2 tiles of one UTM zone or NAIP
-quarter quads, share one). Where they overlap, the later raster's pixels are drawn over the
-earlier's, except where it has no data.
+quarter quads, share one). Where they overlap, the newer raster's pixels are drawn over the
+older's (in the order given where a raster records no date, `_drawing_order`), except where it
+has no data.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def build_mosaic(
     transform = (x0, first.transform.a, 0.0, y0, 0.0, first.transform.e)
     at = [(c - col0, r - row0) for c, r in places]
     metadata = _shared_metadata(grids, with_classes)
-    names = _names(rasters)
+    order = _drawing_order(grids)
+    grids, at = [grids[k] for k in order], [at[k] for k in order]
+    names = tuple(_names(rasters)[k] for k in order)
     dates = tuple(g.date for g in grids)
     dtype = np.result_type(*(g.dtype for g in grids)).name
     dtype = dtype if dtype in GDAL_TYPES else "float64"
@@ -100,14 +103,23 @@ def build_mosaic(
     )  # fmt: skip
     score_vrt = None
     if scores is not None:
-        score_grids = [_grid(path) for path in scores]
+        score_grids = [_grid(scores[k]) for k in order]
         score_vrt = write_vrt(
             folder / "scores.vrt", width=width, height=height, crs_wkt=crs_wkt,
             transform=transform,
             bands=[Band("probability", "uint8",
                         _sources(score_grids, at, SCORE_NODATA), SCORE_NODATA)],
         )  # fmt: skip
-    return Mosaic(classes, score_vrt, tuple(rasters), names, dates)
+    return Mosaic(classes, score_vrt, tuple(g.path for g in grids), names, dates)
+
+
+def _drawing_order(grids: Sequence[_Grid]) -> list[int]:
+    """The order the rasters are drawn in, each over the ones before: oldest first, so that
+    where scenes of several dates overlap the newest shows, when every raster records its date;
+    else (and among rasters of one date) the order given."""
+    if any(g.date is None for g in grids):
+        return list(range(len(grids)))
+    return sorted(range(len(grids)), key=lambda k: str(grids[k].date))
 
 
 @dataclass(frozen=True)

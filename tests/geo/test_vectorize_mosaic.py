@@ -214,3 +214,35 @@ def test_south_up_parts_give_the_fields_of_the_whole(tmp_path: Path, parts: list
     mosaic, one = polygons(tmp_path / "flipped.gpkg"), polygons(tmp_path / "whole.gpkg")
     assert len(mosaic) == len(one) > 200 and list(mosaic.id) == list(one.id)
     assert mosaic.geometry.geom_equals_exact(one.geometry, tolerance=1e-6).all()
+
+
+def test_where_scenes_of_several_dates_overlap_the_newest_shows(tmp_path: Path) -> None:
+    """Two predictions of one area (a June scene and a September one, 0 background, no nodata),
+    given newest first: the September one is drawn on top, as the whole layer and as every
+    polygon's source. Without a date on one of them, the order given decides."""
+    with rasterio.open(FTW_PREDICTION) as src:
+        meta, pixels = {**src.profile, "nodata": None}, src.read(1)
+    scenes = {}
+    for name, data, date in (("september", pixels, "2021:09:25 10:30:00"),
+                             ("june", np.roll(pixels, 40, axis=1), "2021:06:17 10:20:00"),
+                             ("undated", np.roll(pixels, 40, axis=1), None)):  # fmt: skip
+        scenes[name] = tmp_path / f"{name}_classes.tif"
+        with rasterio.open(scenes[name], "w", **meta) as dst:
+            dst.write(data, 1)
+            if date:
+                dst.update_tags(TIFFTAG_DATETIME=date)
+    runs = {
+        "alone.gpkg": [scenes["september"]],
+        "dated.gpkg": [scenes["september"], scenes["june"]],
+        "undated.gpkg": [scenes["september"], scenes["undated"]],
+        "undated-alone.gpkg": [scenes["undated"]],
+    }
+    for out, rasters in runs.items():
+        code, err = run_cli("vectorize", *rasters, "--class-map", FTW_MAP, "--out", tmp_path / out)
+        assert code == 0, err
+    alone, dated = polygons(tmp_path / "alone.gpkg"), polygons(tmp_path / "dated.gpkg")
+    assert list(dated.id) == list(alone.id) and set(dated.source) == {"september_classes.tif"}
+    assert dated.geometry.geom_equals_exact(alone.geometry, tolerance=1e-6).all()
+    undated = polygons(tmp_path / "undated.gpkg")
+    assert list(undated.id) == list(polygons(tmp_path / "undated-alone.gpkg").id)
+    assert set(undated.source) == {"undated_classes.tif"}
