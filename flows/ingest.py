@@ -52,6 +52,8 @@ def summary(result: IngestResult) -> str:
         f"- {result.counts()}",
         f"- record: `{join(result.out, RECORD_FILE)}`",
     ]  # fmt: skip
+    if result.region:
+        lines.append(f"- region layer: {result.region}")
     rows = [(i, "predicted", f"`{o['classes']}`") for i, o in result.predicted.items()]
     rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
     rows += [(i, "failed", reason) for i, reason in result.failed.items()]

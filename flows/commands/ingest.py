@@ -29,4 +29,6 @@ def run(args: argparse.Namespace) -> int:
     result = run_flow("flows.ingest", "ingest_flow", **values)
     done = IngestResult(**result)
     print(f"{done.new} new of {done.found} scene(s) into {done.out}: {done.counts()}")
+    if done.region:
+        print(f"region layer: {done.region}")
     return 0

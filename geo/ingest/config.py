@@ -70,7 +70,14 @@ class IngestConfig(StageConfig):
         choices=SIGNERS,
     )
 
-    _paths = validates("source", "aoi", by=absolute_paths)
+    region: str | None = option(
+        None,
+        help="also keep the polygons of every scene this model has predicted into --out as one "
+        "layer in this .gpkg or .parquet file, rewritten by each run that predicts (see "
+        "vectorize: fields across scenes' edges whole, the newest scene on top)",
+    )
+
+    _paths = validates("source", "aoi", "region", by=absolute_paths)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

@@ -31,6 +31,7 @@ from geo.errors import InputError, PassingError, UnreadableError
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
+from geo.ingest.region import check_region, write_region
 from geo.ingest.stac import (
     BandMap,
     StacItem,
@@ -83,6 +84,7 @@ class IngestPlan:
     refused: dict[str, str] = field(default_factory=dict)  # id -> reason
     failed: dict[str, str] = field(default_factory=dict)
     arriving: dict[str, str] = field(default_factory=dict)  # left for the next run: id -> reason
+    region: str | None = None  # the region layer to rewrite (`geo.ingest.region`)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class IngestResult:
     refused: dict[str, str]
     failed: dict[str, str]
     arriving: dict[str, str]
+    region: str | None = None  # what was written to the region layer, in words
 
     def check(self) -> None:
         """InputError with one line when there were new scenes, other than those still
@@ -136,6 +139,8 @@ def check_ingest(ingest: IngestConfig, predict: PredictConfig) -> AdapterMetadat
     else:
         band_map(ingest, metadata)
     check_record(join(out, RECORD_FILE))
+    if ingest.region:
+        check_region(ingest.region, predict.out)
     return metadata
 
 
@@ -168,7 +173,7 @@ def plan_ingest(
                           len(items), 0)  # fmt: skip
         image_of = _stacker(bands, source.area(), StagedOutput(predict.out).folder / STACKS)
     new = record.due(candidates, settings=plan.settings)
-    plan.new = len(new)
+    plan.new, plan.region = len(new), ingest.region
     log.info("%d scene(s) found, %d new for model %s", plan.found, plan.new, record.model)
     aoi = None if predict.aoi is None else AreaOfInterest.read(predict.aoi)
     for candidate in new:
@@ -265,9 +270,12 @@ def finish_ingest(
             plan.record.mark_done(candidate.id, candidate.version, outcome)
             predicted[candidate.id] = dict(outcome)
     plan.record.save(plan.record_path)
+    region = None
+    if plan.region and (predicted or not Path(plan.region).exists()):
+        region = write_region(plan.region, plan.record, plan.config)
     return IngestResult(
         plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused,
-        plan.failed, plan.arriving,
+        plan.failed, plan.arriving, region,
     )  # fmt: skip
 
 

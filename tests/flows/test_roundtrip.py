@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import geopandas as gpd
 import httpx
 import pytest
 
@@ -145,7 +146,8 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
     `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`; its scenes given as one
     pattern string, `-p images=...*.tif`, not a JSON list; the run named after them) and its
     library logs are stored with the flow run; `ingest` with its defaults completes twice, the
-    second time predicting nothing (the scene's one-band label mask beside it is skipped, once)."""
+    second time predicting nothing (the scene's one-band label mask beside it is skipped, once),
+    and its region layer is written by the first run only."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -215,9 +217,13 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         assert [Path(p).name for p in model["skipped"]] == ["pivots_mask.tif"]
         assert any("skipped" in m and "pivots_mask.tif" in m for _, m in
                    stored_logs(api, first["id"]))  # fmt: skip
+        region = project / "predictions" / "field-boundaries.gpkg"  # its `region` parameter
+        layer = gpd.read_file(region, layer="polygons")
+        assert set(layer.source) <= {classes.name}
+        region_stamp = region.stat().st_mtime_ns
 
         second = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
-        assert classes.stat().st_mtime_ns == stamp
+        assert classes.stat().st_mtime_ns == stamp and region.stat().st_mtime_ns == region_stamp
         assert json.loads((predictions / "ingest-record.json").read_text()) == record
         assert ("geo.ingest.run", "2 scene(s) found, 0 new for model " + next(
             iter(record["models"]))) in stored_logs(api, second["id"])  # fmt: skip

@@ -22,7 +22,8 @@ import rasterio
 import shapely
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
-from rasterio.windows import from_bounds
+from rasterio.warp import calculate_default_transform, reproject
+from rasterio.windows import Window, from_bounds
 
 from geo.errors import InputError
 from geo.ingest import (
@@ -40,7 +41,7 @@ from geo.ingest.catalog import model_id
 from geo.ingest.run import SETTLING_S
 from geo.io.outputs import exclusive
 from geo.predict import PredictConfig, predict, predict_planned
-from tests.support.cli import snapshot, write_like
+from tests.support.cli import run_cli, snapshot, write_like
 from tests.support.http_range import RangeServer
 from tests.support.paths import NEBRASKA, PIVOT_MASK, RGB_BYTE
 from tests.support.quicklook import assert_titled
@@ -440,3 +441,75 @@ def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(
         server.forbid.clear()
         again = ingest(pivots_run, out, **options)
     assert list(again.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+
+
+# --- the region layer --------------------------------------------------------------------------
+
+
+def cut_scene(source: Path, target: Path, cols: tuple[int, int]) -> Path:
+    """Columns `cols` of a real scene as a scene of its own, on the same grid."""
+    with rasterio.open(source) as src:
+        window = Window(cols[0], 0, cols[1] - cols[0], src.height)
+        meta = {**src.profile, "width": window.width, "transform": src.window_transform(window)}
+        with rasterio.open(target, "w", **meta) as dst:
+            dst.write(src.read(window=window))
+    return target
+
+
+def test_the_region_layer_holds_every_predicted_scene_as_one(
+    pivots_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--region`: the polygons of every scene predicted into --out as one layer, the same as
+    `vectorize` of their class rasters together; left as it is by a run that predicts nothing,
+    rewritten when a scene arrives, and kept (with a warning) when a scene cannot join the
+    mosaic (another CRS). A region file that cannot be one is refused up front."""
+    inbox, out, region = tmp_path / "inbox", tmp_path / "out", tmp_path / "region.gpkg"
+    inbox.mkdir()
+    cut_scene(NEBRASKA, inbox / "west.tif", (0, 280))
+    cut_scene(NEBRASKA, inbox / "east.tif", (256, 512))
+    first = ingest(pivots_run, out, source=str(inbox), region=str(region))
+    assert len(first.predicted) == 2 and first.region and "of 2 scene(s)" in first.region
+    layer = gpd.read_file(region, layer="polygons")
+    classes = [o["classes"] for o in first.predicted.values()]
+    code, err = run_cli("vectorize", *classes, "--out", tmp_path / "together.gpkg")
+    assert code == 0, err
+    together = gpd.read_file(tmp_path / "together.gpkg", layer="polygons")
+    assert len(layer) == len(together) > 0
+    assert set(layer.source) <= {"west_classes.tif", "east_classes.tif"}
+    apart = sum(
+        len(gpd.read_file(o["polygons"], layer="polygons")) for o in first.predicted.values()
+    )
+    assert len(layer) < apart  # polygons across the halves' edge are one
+    written = region.read_bytes()
+
+    again = ingest(pivots_run, out, source=str(inbox), region=str(region))
+    assert again.new == 0 and again.region is None and region.read_bytes() == written
+
+    shutil.copy(NEBRASKA, inbox / "whole.tif")  # drawn over both halves: predicted last
+    third = ingest(pivots_run, out, source=str(inbox), region=str(region))
+    assert third.region and "of 3 scene(s)" in third.region
+    assert set(gpd.read_file(region, layer="polygons").source) == {"whole_classes.tif"}
+
+    written = region.read_bytes()
+    warped = inbox / "warped.tif"
+    with rasterio.open(NEBRASKA) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:32613", src.width, src.height, *src.bounds
+        )
+        meta = {**src.profile, "crs": "EPSG:32613", "transform": transform, "width": width,
+                "height": height}  # fmt: skip
+        with rasterio.open(warped, "w", **meta) as dst:
+            for band in range(1, src.count + 1):
+                reproject(rasterio.band(src, band), rasterio.band(dst, band),
+                          resampling=Resampling.nearest)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geo.ingest.region"):
+        fourth = ingest(pivots_run, out, source=str(inbox), region=str(region))
+    assert list(fourth.predicted) == [str(warped)] and region.read_bytes() == written
+    assert fourth.region and fourth.region.startswith("not rewritten: ")
+    assert "warped_classes.tif: in EPSG:32613" in fourth.region
+    assert f"--region {region} not rewritten" in caplog.text
+
+    for bad, message in ((tmp_path / "region.txt", "give a file name ending in .gpkg"),
+                         (inbox, "is a folder; give a file name")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            check_ingest(*configs(pivots_run, out, source=str(inbox), region=str(bad)))

@@ -1,0 +1,64 @@
+"""The region layer of `ingest --region`: the polygons of every scene a model has predicted into
+the output folder as one GeoPackage or fiboa GeoParquet file, rewritten by each run that
+predicts something (`geo.vectorize` of their class rasters as one mosaic: fields across the
+scenes' edges whole, the newest scene on top where scenes overlap)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from geo.errors import InputError
+from geo.ingest.records import IngestRecord
+from geo.io.outputs import check_output
+from geo.io.storage import is_url
+from geo.options import flag
+from geo.predict import PredictConfig
+from geo.vectorize import VectorizeConfig, vectorize
+from geo.vectorize.config import SUFFIXES
+
+log = logging.getLogger(__name__)
+
+
+def check_region(region: str, out: str) -> None:
+    """InputError unless `region` is a .gpkg or .parquet file that can be written, beside an
+    output folder on disk (the class rasters are read where they lie)."""
+    if is_url(out):
+        raise InputError(
+            f"{flag('region')} {region}: needs an {flag('out')} on disk ({out} is in object "
+            "storage); vectorise the class rasters there with `convlora-geo vectorize` instead"
+        )
+    path = check_output(region, into=False, option=flag("region"))
+    if path.is_dir():
+        raise InputError(f"{flag('region')} {region}: is a folder; give a file name")
+    if not path.name.lower().endswith(SUFFIXES["gpkg"] + SUFFIXES["parquet"]):
+        raise InputError(
+            f"{flag('region')} {region}: give a file name ending in .gpkg (GeoPackage) or "
+            ".parquet (fiboa GeoParquet)"
+        )
+
+
+def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> str:
+    """Vectorise the class rasters of every scene `record` holds as predicted (those still
+    there, in the order they were last predicted) into `region`, with the prediction's `min_area`
+    and `simplify`; returns what was written, in words. Rasters that do not make one mosaic
+    (scenes in other CRSs or grids) leave the region as it was, with a warning that says why."""
+    entries = sorted(record.done.values(), key=lambda entry: str(entry.get("at", "")))
+    outputs = [entry.get("outputs") or {} for entry in entries]
+    kept = [o for o in outputs if o.get("classes") and Path(o["classes"]).exists()]
+    if not kept:
+        return "no predicted scene to write"
+    config = VectorizeConfig(
+        rasters=[o["classes"] for o in kept], out=region, overwrite=True,
+        scores=[o["probability"] for o in kept] if all(o.get("probability") for o in kept)
+        else None, min_area=predict.min_area, simplify=predict.simplify,
+    )  # fmt: skip
+    try:
+        result = vectorize(config)
+    except InputError as exc:
+        log.warning("%s %s not rewritten: %s", flag("region"), region, exc)
+        return f"not rewritten: {exc}"
+    total = sum(result["polygons"].values())
+    line = f"{total} polygons of {len(kept)} scene(s) in {region}"
+    log.info("region layer: %s", line)
+    return line
