@@ -28,7 +28,8 @@ from geo.io.storage import join
     "yet. Scenes it cannot read are skipped (and checked again only when they change), files "
     "still being written are left for the next run, and scenes the store or catalog does not "
     "serve for the moment are retried on it; the run fails only when there were new scenes and "
-    "none could be predicted."
+    "none could be predicted. With `region`, the polygons of every scene predicted so far are "
+    "kept as one layer in that file."
 )
 def ingest_flow(**params: Any) -> dict[str, Any]:
     ingest = INGEST.build(IngestConfig, params)
