@@ -58,7 +58,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         class_map = rasters_class_map(config.rasters)
     else:
         class_map = class_map_of(config.class_map)
-    if config.class_map is not None or len(config.rasters) > 1:  # (a probability raster too?)
+    if config.class_map is not None or len(config.rasters) > 1:  # ids (predictions/* has more)
         for path in config.rasters:
             _check_class_ids(path, class_map)
     scores = config.scores or []
