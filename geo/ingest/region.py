@@ -5,6 +5,7 @@ scenes' edges whole, the newest scene on top where scenes overlap)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def check_region(region: str, out: str) -> None:
             f"{flag('region')} {region}: give a file name ending in .gpkg (GeoPackage) or "
             ".parquet (fiboa GeoParquet)"
         )
+
+
+def is_stale(region: str, record: IngestRecord) -> bool:
+    """Whether the region layer misses a scene of `record`: no file, or one written before the
+    last prediction it records (a run whose region write failed, or left it as it was)."""
+    path = Path(region)
+    if not path.exists():
+        return True
+    written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    times = [dt.datetime.fromisoformat(str(e["at"])) for e in record.done.values() if e.get("at")]
+    return bool(times) and written < max(times)
 
 
 def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> str:

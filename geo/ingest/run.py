@@ -31,7 +31,7 @@ from geo.errors import InputError, PassingError, UnreadableError
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
-from geo.ingest.region import check_region, write_region
+from geo.ingest.region import check_region, is_stale, write_region
 from geo.ingest.stac import (
     BandMap,
     StacItem,
@@ -271,7 +271,7 @@ def finish_ingest(
             predicted[candidate.id] = dict(outcome)
     plan.record.save(plan.record_path)
     region = None
-    if plan.region and (predicted or not Path(plan.region).exists()):
+    if plan.region and (predicted or is_stale(plan.region, plan.record)):
         region = write_region(plan.region, plan.record, plan.config)
     return IngestResult(
         plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused,

@@ -508,6 +508,8 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
     assert fourth.region and fourth.region.startswith("not rewritten: ")
     assert "warped_classes.tif: in EPSG:32613" in fourth.region
     assert f"--region {region} not rewritten" in caplog.text
+    fifth = ingest(pivots_run, out, source=str(inbox), region=str(region))  # nothing new: the
+    assert fifth.new == 0 and fifth.region == fourth.region  # layer misses one: tried again
 
     for bad, message in ((tmp_path / "region.txt", "give a file name ending in .gpkg"),
                          (inbox, "is a folder; give a file name")):  # fmt: skip
