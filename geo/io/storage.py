@@ -160,23 +160,24 @@ def gdal_path(path: str) -> str:
 def gdal_env(path: str) -> dict[str, str]:
     """GDAL configuration for reading `path` (for `rasterio.Env(**gdal_env(path))`).
 
-    URLs and VRTs (which may stack windows of URLs) get `REMOTE_GDAL_ENV`. For s3:// with
+    URLs and VRTs (which may stack windows of URLs, or mosaic them) get `REMOTE_GDAL_ENV`, and
+    a VRT the settings of every store below. For s3:// with
     `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` set (MinIO, moto, Ceph...): the endpoint's host,
     plain HTTP when it says http://, and path-style addressing. For az://, adlfs's account
     variables under GDAL's names. Credentials GDAL reads from the environment
     itself (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ...).
     """
-    remote = is_url(path) or path.lower().endswith(".vrt")
-    env = dict(REMOTE_GDAL_ENV) if remote else {}
+    vrt = path.lower().endswith(".vrt")  # its sources may be in any store
+    env = dict(REMOTE_GDAL_ENV) if is_url(path) or vrt else {}
     kind = _scheme(path)
-    if kind == "s3":
+    if kind == "s3" or vrt:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
             env["AWS_S3_ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
             env["AWS_HTTPS"] = "NO" if parts.scheme == "http" else "YES"
             env["AWS_VIRTUAL_HOSTING"] = "FALSE"
-    elif kind in ("az", "abfs"):
+    if kind in ("az", "abfs") or vrt:
         for adlfs_name, gdal_name in (
             ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"),
             ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY"),

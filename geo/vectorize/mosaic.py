@@ -25,6 +25,7 @@ from geo.contracts.classes import CLASSES_TAG, IGNORE
 from geo.errors import InputError
 from geo.io.outputs import date_tags, scene_date
 from geo.io.raster import open_raster
+from geo.io.storage import gdal_path
 from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
 from geo.options import flag
 
@@ -186,8 +187,8 @@ def _sources(
     no-data pixels leave what lies below."""
     return tuple(
         Source(
-            path=g.path, band=1, width=g.width, height=g.height, dtype=g.dtype, block=g.block,
-            window=(0.0, 0.0, float(g.width), float(g.height)), resampling="nearest",
+            path=gdal_path(g.path), band=1, width=g.width, height=g.height, dtype=g.dtype,
+            block=g.block, window=(0.0, 0.0, float(g.width), float(g.height)), resampling="nearest",
             nodata=nodata if g.nodata is None else g.nodata, dst=(col, row, g.width, g.height),
         )
         for g, (col, row) in zip(grids, at, strict=True)

@@ -12,15 +12,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
+import rasterio
+from rasterio.windows import Window
 
 from geo.errors import InputError, UnreadableError
 from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
 from geo.io.raster import scene_info
 from geo.io.storage import read_json
 from geo.predict import PredictConfig, predict
+from geo.vectorize import VectorizeConfig, vectorize
 from tests.support.cli import NO_SERVER
-from tests.support.paths import NEBRASKA, PIVOT_MASK, ROOT
+from tests.support.paths import EXAMPLES, FTW_PREDICTION, NEBRASKA, PIVOT_MASK, ROOT
 from tests.support.s3 import S3Server, new_bucket, s3_filesystem, s3_server
 
 OUTPUTS = ("classes", "probability", "polygons", "style")
@@ -181,3 +185,24 @@ def test_a_pattern_of_scenes_in_a_bucket_is_expanded(pivots_run: Path, bucket: s
                              f"s3://{bucket}/2024-06/c.tif"]  # fmt: skip
     with pytest.raises(ValueError, match="no file matches this pattern"):
         PredictConfig(images=[f"s3://{bucket}/2025-*/*.tif"], **options)
+
+
+def test_class_rasters_in_a_bucket_vectorise_as_one_mosaic(bucket: str, tmp_path: Path) -> None:
+    """`vectorize 's3://bucket/predictions/*_classes.tif'`: the parts of the real FTW prediction
+    read from the bucket in windows give the polygons of the whole, as on disk."""
+    s3 = s3_filesystem()
+    with rasterio.open(FTW_PREDICTION) as src:
+        for name, window in (("west", Window(0, 0, 160, 189)), ("east", Window(130, 0, 159, 189))):
+            part = tmp_path / f"{name}_classes.tif"
+            meta = {**src.profile, "width": window.width, "transform": src.window_transform(window)}
+            with rasterio.open(part, "w", **meta) as dst:
+                dst.write(src.read(1, window=window), 1)
+            s3.put_file(str(part), f"{bucket}/predictions/{part.name}")
+    class_map = str(EXAMPLES / "ftw_classes.yaml")
+    for rasters, out in (([f"s3://{bucket}/predictions/*_classes.tif"], "bucket.gpkg"),
+                         ([str(FTW_PREDICTION)], "whole.gpkg")):  # fmt: skip
+        vectorize(VectorizeConfig(rasters=rasters, class_map=class_map, out=str(tmp_path / out)))
+    mosaic = gpd.read_file(tmp_path / "bucket.gpkg", layer="polygons").sort_values("id")
+    whole = gpd.read_file(tmp_path / "whole.gpkg", layer="polygons").sort_values("id")
+    assert list(mosaic.id) == list(whole.id) and len(whole) > 200
+    assert set(mosaic.source) == {"west_classes.tif", "east_classes.tif"}
