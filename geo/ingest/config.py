@@ -74,7 +74,8 @@ class IngestConfig(StageConfig):
         None,
         help="also keep the polygons of every scene this model has predicted into --out as one "
         "layer in this .gpkg or .parquet file, rewritten by each run that predicts (see "
-        "vectorize: fields across scenes' edges whole, the newest scene on top)",
+        "vectorize: fields across scenes' edges whole, the newest scene on top) (default: no "
+        "such layer)",
     )
 
     _paths = validates("source", "aoi", "region", by=absolute_paths)
