@@ -46,8 +46,16 @@ def is_stale(region: str, record: IngestRecord) -> bool:
     if not path.exists():
         return True
     written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-    times = [dt.datetime.fromisoformat(str(e["at"])) for e in record.done.values() if e.get("at")]
-    return bool(times) and written < max(times)
+    return any(_predicted_at(entry) > written for entry in record.done.values())
+
+
+def _predicted_at(entry: dict[str, object]) -> dt.datetime:
+    """When a scene of the record was predicted (its `at`, ISO 8601 to the millisecond; the
+    earliest time where an entry has none)."""
+    try:
+        return dt.datetime.fromisoformat(str(entry["at"]))
+    except (KeyError, ValueError):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> str:
@@ -55,7 +63,7 @@ def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> s
     there, in the order they were last predicted) into `region`, with the prediction's `min_area`
     and `simplify`; returns what was written, in words. Rasters that do not make one mosaic
     (scenes in other CRSs or grids) leave the region as it was, with a warning that says why."""
-    entries = sorted(record.done.values(), key=lambda entry: str(entry.get("at", "")))
+    entries = sorted(record.done.values(), key=_predicted_at)
     outputs = [entry.get("outputs") or {} for entry in entries]
     kept = [o for o in outputs if o.get("classes") and Path(o["classes"]).exists()]
     if not kept:
