@@ -127,16 +127,16 @@ def predict_scene(
             work.save(stage="vectors")
         if work.state["stage"] == "vectors":
             with _timed(work, "vectorize"):
+                date = scene_date(scene.info.path)  # the rasters', fields' and picture's date
                 frames = polygon_batches(
                     staged["classes"], staged["probability"], scene.classes, min_area=min_area,
                     simplify=simplify, source=Path(scene.info.path).name, model=record["name"],
                 )  # fmt: skip
                 totals = write_polygons(
                     frames, staged["polygons"], scene.classes,
-                    timestamp=scene_date(scene.info.path), parquet=staged["fiboa"],
+                    timestamp=date, parquet=staged["fiboa"],
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes), encoding="utf-8")
-                date = scene_date(scene.info.path)
                 write_quicklook(
                     scene.info, staged["classes"], scene.metadata, staged["quicklook"],
                     bands=scene.bands, title=scene.name + (f"  {date[:10]}" if date else ""),
