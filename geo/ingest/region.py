@@ -62,7 +62,7 @@ def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> s
     """Vectorise the class rasters of every scene `record` holds as predicted (those still
     there, in the order they were last predicted) into `region`, with the prediction's `min_area`
     and `simplify`; returns what was written, in words. Rasters that do not make one mosaic
-    (scenes in other CRSs or grids) leave the region as it was, with a warning that says why."""
+    (a damaged class raster) leave the region as it was, with a warning that says why."""
     entries = sorted(record.done.values(), key=_predicted_at)
     outputs = [entry.get("outputs") or {} for entry in entries]
     kept = [o for o in outputs if o.get("classes") and Path(o["classes"]).exists()]

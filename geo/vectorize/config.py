@@ -44,8 +44,8 @@ class VectorizeConfig(StageConfig):
 
     rasters: list[str] = option(
         help="class raster whose pixel values are class ids (a prediction, an FTW mask, ...); "
-        "several (or a glob pattern, 'predictions/*_classes.tif') on one grid become one layer, "
-        "fields across their edges whole",
+        "several (or a glob pattern, 'predictions/*_classes.tif') become one layer, fields across "
+        "their edges whole (rasters on other grids resampled onto one)",
         positional=True, metavar="CLASS_RASTER", min_length=1,
     )  # fmt: skip
     class_map: str | None = option(

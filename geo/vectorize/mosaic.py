@@ -2,23 +2,27 @@
 one layer of them in which a field across two scenes' edge is one polygon, and each polygon
 names the scene it comes from.
 
-The rasters must share a CRS and a pixel grid (`predict` writes each scene's classes on the
-scene's own grid: scenes of one tiling scheme, such as Sentinel-2 tiles of one UTM zone or NAIP
-quarter quads, share one). Where they overlap, the newer raster's pixels are drawn over the
-older's (in the order given where a raster records no date, `_drawing_order`), except where it
-has no data.
+The mosaic lies on one raster's pixel grid (`_reference`: of the CRS most rasters share, the
+finest); `predict` writes each scene's classes on the scene's own grid, and scenes of one tiling
+scheme (Sentinel-2 tiles of one UTM zone, NAIP quarter quads) share one. A raster on another grid
+(a neighbouring UTM zone, another pixel size, a grid shifted by part of a pixel) is resampled
+onto it first (`geo.vectorize.regrid`, nearest neighbour), with a warning. Where rasters overlap,
+the newer raster's pixels are drawn over the older's (in the order given where a raster records
+no date, `_drawing_order`), except where it has no data.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyproj
 import rasterio
 
 from geo.contracts.classes import CLASSES_TAG, IGNORE
@@ -28,7 +32,9 @@ from geo.io.raster import open_raster
 from geo.io.storage import gdal_path
 from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
 from geo.options import flag
+from geo.vectorize.regrid import TargetGrid, regrid
 
+log = logging.getLogger(__name__)
 SCORE_NODATA = 0  # predict's probability rasters: 0 where the scene has no data
 
 
@@ -74,13 +80,29 @@ def build_mosaic(
     rasters: Sequence[str], scores: Sequence[str] | None, folder: Path, *, with_classes: bool
 ) -> Mosaic:
     """Write the mosaic VRTs of `rasters` (and of `scores`, checked to be one per raster, on its
-    grid) into `folder`. `with_classes`: the rasters must list the same classes (`predict`'s
-    metadata), which the mosaic then lists too (else a class map is given). InputError naming
-    the raster that does not fit."""
+    grid) into `folder`, with copies of the rasters on other grids resampled onto the mosaic's.
+    `with_classes`: the rasters must list the same classes (`predict`'s metadata), which the
+    mosaic then lists too (else a class map is given). InputError naming the raster that does
+    not fit."""
     grids = [_grid(path) for path in rasters]
-    first = grids[0]
-    for grid in grids[1:]:
-        first.check_fits(grid)
+    score_paths = list(scores) if scores is not None else None
+    first = grids[_reference(grids)]
+    for k, grid in enumerate(grids):
+        problem = first.misfit(grid)
+        if problem is None:
+            continue
+        log.warning(
+            "%s: %s; resampled onto the grid of %s (nearest neighbour) to join the mosaic",
+            grid.path, problem, first.path,
+        )  # fmt: skip
+        target = TargetGrid(first.crs, first.transform)
+        copy = regrid(grid.path, target, folder / f"{k}_classes.tif", _nodata(grid, IGNORE))
+        grids[k] = replace(_grid(str(copy)), classes=grid.classes, colors=grid.colors,
+                           date=grid.date)  # fmt: skip
+        if score_paths is not None:
+            score_paths[k] = str(
+                regrid(score_paths[k], target, folder / f"{k}_scores.tif", SCORE_NODATA)
+            )
     places = [first.place_of(g) for g in grids]  # (col, row) in the first raster's grid
     col0, row0 = min(c for c, _ in places), min(r for _, r in places)
     width = max(c + g.width for (c, _), g in zip(places, grids, strict=True)) - col0
@@ -103,8 +125,8 @@ def build_mosaic(
                     next((g.colors for g in grids if g.colors), None))],
     )  # fmt: skip
     score_vrt = None
-    if scores is not None:
-        score_grids = [_grid(scores[k]) for k in order]
+    if score_paths is not None:
+        score_grids = [_grid(score_paths[k]) for k in order]
         score_vrt = write_vrt(
             folder / "scores.vrt", width=width, height=height, crs_wkt=crs_wkt,
             transform=transform,
@@ -112,6 +134,25 @@ def build_mosaic(
                         _sources(score_grids, at, SCORE_NODATA), SCORE_NODATA)],
         )  # fmt: skip
     return Mosaic(classes, score_vrt, tuple(g.path for g in grids), names, dates)
+
+
+def _reference(grids: Sequence[_Grid]) -> int:
+    """The raster whose pixel grid the mosaic takes: among the unrotated ones in the CRS that
+    most of them share, the one of the finest pixels (the first given of equals). InputError
+    when every raster is rotated."""
+    upright = [k for k, g in enumerate(grids) if g.transform.b == g.transform.d == 0]
+    if not upright:
+        raise InputError(
+            f"{grids[0].path}: a rotated grid; warp it north-up first (gdalwarp) to vectorise "
+            "it with other class rasters"
+        )
+    crs_counts = Counter(grids[k].crs.to_wkt() for k in upright)
+    shared = [k for k in upright if crs_counts[grids[k].crs.to_wkt()] == max(crs_counts.values())]
+    return min(shared, key=lambda k: abs(grids[k].transform.a * grids[k].transform.e))
+
+
+def _nodata(grid: _Grid, default: float) -> float:
+    return default if grid.nodata is None else grid.nodata
 
 
 def _drawing_order(grids: Sequence[_Grid]) -> list[int]:
@@ -142,26 +183,21 @@ class _Grid:
         col, row = ~self.transform @ (other.transform.c, other.transform.f)
         return round(col), round(row)
 
-    def check_fits(self, other: _Grid) -> None:
-        """InputError unless `other` lies on this raster's pixel grid, in its CRS."""
+    def misfit(self, other: _Grid) -> str | None:
+        """Why `other` does not lie on this raster's pixel grid (None when it does)."""
         if other.crs != self.crs:
-            raise InputError(
-                f"{other.path}: in {_crs_name(other.crs)}, but {self.path} is in "
-                f"{_crs_name(self.crs)}; class rasters vectorised together share a CRS "
-                "(vectorise them one by one, or warp them to one CRS first)"
-            )
+            return f"in {_crs_name(other.crs)}, not {_crs_name(self.crs)}"
         a, o = self.transform, other.transform
-        same_pixels = (
-            math.isclose(a.a, o.a, rel_tol=1e-9) and math.isclose(a.e, o.e, rel_tol=1e-9)
-            and a.b == o.b == a.d == o.d == 0
-        )  # fmt: skip
+        if o.b or o.d:
+            return "a rotated grid"
+        if math.isclose(a.e, -o.e, rel_tol=1e-9):
+            return "stored south-up" if o.e > 0 else "stored north-up"
+        if not (math.isclose(a.a, o.a, rel_tol=1e-9) and math.isclose(a.e, o.e, rel_tol=1e-9)):
+            return f"pixels of {abs(o.a):g} x {abs(o.e):g}, not {abs(a.a):g} x {abs(a.e):g}"
         offsets = ((o.c - a.c) / a.a, (o.f - a.f) / a.e)
-        if not same_pixels or any(abs(v - round(v)) > 1e-6 for v in offsets):
-            raise InputError(
-                f"{other.path}: not on the pixel grid of {self.path} (pixels of "
-                f"{abs(o.a):g} x {abs(o.e):g} against {abs(a.a):g} x {abs(a.e):g}, or shifted "
-                "by part of a pixel); class rasters vectorised together share one grid"
-            )
+        if any(abs(v - round(v)) > 1e-6 for v in offsets):
+            return "a grid shifted by part of a pixel"
+        return None
 
 
 def _grid(path: str) -> _Grid:
@@ -189,7 +225,7 @@ def _sources(
         Source(
             path=gdal_path(g.path), band=1, width=g.width, height=g.height, dtype=g.dtype,
             block=g.block, window=(0.0, 0.0, float(g.width), float(g.height)), resampling="nearest",
-            nodata=nodata if g.nodata is None else g.nodata, dst=(col, row, g.width, g.height),
+            nodata=_nodata(g, nodata), dst=(col, row, g.width, g.height),
         )
         for g, (col, row) in zip(grids, at, strict=True)
     )  # fmt: skip
@@ -226,5 +262,9 @@ def _names(rasters: Sequence[str]) -> tuple[str, ...]:
 
 
 def _crs_name(crs: rasterio.crs.CRS) -> str:
+    """EPSG:N, else the CRS's name, else its PROJ string (an unnamed Albers, say)."""
     epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else "a CRS without an EPSG code"
+    if epsg:
+        return f"EPSG:{epsg}"
+    name = pyproj.CRS.from_wkt(crs.to_wkt()).name
+    return crs.to_proj4() if name.lower() in {"unnamed", "unknown", ""} else name

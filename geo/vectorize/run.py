@@ -1,4 +1,4 @@
-"""`vectorize`: any class raster (or several on one grid, as one mosaic) into polygons, checked
+"""`vectorize`: any class raster (or several, as one mosaic) into polygons, checked
 before any work (`check_vectorize`)."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _paths(config: VectorizeConfig) -> list[str]:
 @checked_once(_paths)
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     """Pre-flight check: one-band class rasters of whole class ids (integers, or floats such as
-    QGIS's raster calculator writes), several on one grid (`geo.vectorize.mosaic`), the class
+    QGIS's raster calculator writes), several as one mosaic (`geo.vectorize.mosaic`), the class
     map (`rasters_class_map` without one), a score raster on each one's grid, and an output
     file that may be written. Raises InputError naming the input."""
     grids = [_check_raster(path, "class raster", integer=True) for path in config.rasters]

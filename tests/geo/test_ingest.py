@@ -461,8 +461,9 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
 ) -> None:
     """`--region`: the polygons of every scene predicted into --out as one layer, the same as
     `vectorize` of their class rasters together; left as it is by a run that predicts nothing,
-    rewritten when a scene arrives, and kept (with a warning) when a scene cannot join the
-    mosaic (another CRS). A region file that cannot be one is refused up front."""
+    rewritten when a scene arrives (one in another CRS too, resampled onto the layer's grid),
+    and kept (with a warning) when a class raster cannot join the mosaic (damaged). A region
+    file that cannot be one is refused up front."""
     inbox, out, region = tmp_path / "inbox", tmp_path / "out", tmp_path / "region.gpkg"
     inbox.mkdir()
     cut_scene(NEBRASKA, inbox / "west.tif", (0, 280))
@@ -490,8 +491,7 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
     assert third.region and "of 3 scene(s)" in third.region
     assert set(gpd.read_file(region, layer="polygons").source) == {"whole_classes.tif"}
 
-    written = region.read_bytes()
-    warped = inbox / "warped.tif"
+    warped = inbox / "warped.tif"  # the scene (CONUS Albers) as delivered in UTM zone 13N
     with rasterio.open(NEBRASKA) as src:
         transform, width, height = calculate_default_transform(
             src.crs, "EPSG:32613", src.width, src.height, *src.bounds
@@ -502,14 +502,27 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
             for band in range(1, src.count + 1):
                 reproject(rasterio.band(src, band), rasterio.band(dst, band),
                           resampling=Resampling.nearest)  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="geo.ingest.region"):
+    with caplog.at_level(logging.WARNING, logger="geo.vectorize.mosaic"):
         fourth = ingest(pivots_run, out, source=str(inbox), region=str(region))
-    assert list(fourth.predicted) == [str(warped)] and region.read_bytes() == written
-    assert fourth.region and fourth.region.startswith("not rewritten: ")
-    assert "warped_classes.tif: in EPSG:32613" in fourth.region
+    assert list(fourth.predicted) == [str(warped)]
+    assert fourth.region and "of 4 scene(s)" in fourth.region
+    assert "warped_classes.tif: in EPSG:32613, not +proj=aea +lat_0=23 +lon_0=-96" in caplog.text
+    assert "; resampled onto the grid of" in caplog.text
+    sources = gpd.read_file(region, layer="polygons").source
+    assert (sources == "warped_classes.tif").mean() > 0.9  # drawn over the others
+
+    written = region.read_bytes()
+    damaged = out / "east_classes.tif"  # a class raster damaged on disk cannot join
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    cut_scene(NEBRASKA, inbox / "middle.tif", (128, 384))
+    with caplog.at_level(logging.WARNING, logger="geo.ingest.region"):
+        fifth = ingest(pivots_run, out, source=str(inbox), region=str(region))
+    assert list(fifth.predicted) == [str(inbox / "middle.tif")] and region.read_bytes() == written
+    assert fifth.region and fifth.region.startswith("not rewritten: ")
+    assert "east_classes.tif: not a raster GDAL can read" in fifth.region
     assert f"--region {region} not rewritten" in caplog.text
-    fifth = ingest(pivots_run, out, source=str(inbox), region=str(region))  # nothing new: the
-    assert fifth.new == 0 and fifth.region == fourth.region  # layer misses one: tried again
+    sixth = ingest(pivots_run, out, source=str(inbox), region=str(region))  # nothing new: the
+    assert sixth.new == 0 and sixth.region == fifth.region  # layer misses one: tried again
 
     for bad, message in ((tmp_path / "region.txt", "give a file name ending in .gpkg"),
                          (inbox, "is a folder; give a file name")):  # fmt: skip

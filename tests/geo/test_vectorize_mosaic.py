@@ -1,6 +1,7 @@
 """`vectorize` of several class rasters on one grid (neighbouring scenes' predictions) into one
 layer: the same polygons as the scene they were cut from, fields across the cuts whole, each
-polygon naming its raster and carrying its date; rasters that do not fit refused up front."""
+polygon naming its raster and carrying its date; rasters on other grids (another UTM zone, a
+shifted grid) resampled onto the mosaic's; rasters that cannot join refused up front."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from tests.support.cli import refused, run_cli
@@ -132,21 +135,97 @@ def test_a_part_without_data_shows_the_one_below(tmp_path: Path, parts: list[Pat
     assert halves.geometry.geom_equals_exact(whole.geometry, tolerance=1e-6).all()
 
 
-def test_rasters_that_do_not_fit_are_refused_up_front(tmp_path: Path, parts: list[Path]) -> None:
-    """Another CRS, a grid shifted by part of a pixel, other classes, scores that do not pair
-    with the class rasters: one line naming the raster, nothing written."""
-    out = ["--class-map", FTW_MAP, "--out", tmp_path / "f.gpkg"]
-    other_crs = cut(tmp_path / "bad", "utm32", (0, 0, 50, 50), None, crs="EPSG:32632")
-    refused(
-        tmp_path, ["vectorize", parts[0], other_crs, *out],
-        "utm32_classes.tif: in EPSG:32632, but", "is in EPSG:32633", "share a CRS",
-    )  # fmt: skip
+def vectorized(out: Path, *args: object) -> gpd.GeoDataFrame:
+    """The polygons `vectorize ARGS --class-map ftw_classes.yaml --out OUT` writes."""
+    code, err = run_cli("vectorize", *args, "--class-map", FTW_MAP, "--out", out)
+    assert code == 0, err
+    return polygons(out)
+
+
+def regridded(source: Path, target: Path, crs: str) -> Path:
+    """`source` reprojected (nearest, 10 m pixels) into `crs`: the same area predicted in a
+    neighbouring UTM zone."""
+    with rasterio.open(source) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, crs, src.width, src.height, *src.bounds, resolution=10
+        )
+        meta = {**src.profile, "crs": crs, "transform": transform, "width": width,
+                "height": height}  # fmt: skip
+        with rasterio.open(target, "w", **meta) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1), resampling=Resampling.nearest)
+            dst.update_tags(**src.tags())
+    return target
+
+
+def scores_of(classes: Path, value: int) -> Path:
+    """A probability raster for `classes`: `value` over every pixel with data."""
+    path = classes.with_name(classes.name.replace("_classes", "_probability"))
+    with rasterio.open(classes) as src:
+        meta, pixels = src.profile, src.read(1, masked=True)
+    with rasterio.open(path, "w", **{**meta, "nodata": 0}) as dst:
+        dst.write(np.where(pixels.mask, 0, value).astype(meta["dtype"]), 1)
+    return path
+
+
+def test_a_scene_in_the_next_utm_zone_is_resampled_and_joins(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The east half of the scene predicted in UTM zone 32 (the scene lies in zone 33, by the
+    zones' edge): resampled onto the west half's grid with a warning, its fields joined to the
+    west half's across the seam, its polygons named after it and scored with its scores."""
+    west = cut(tmp_path / "halves", "west", (0, 0, 160, 189), None)
+    east = regridded(cut(tmp_path / "utm33", "east", (130, 0, 159, 189), None),
+                     tmp_path / "halves" / "east_classes.tif", "EPSG:32632")  # fmt: skip
+    score_rasters = [scores_of(west, 150), scores_of(east, 200)]
+    halves = vectorized(tmp_path / "halves.gpkg", west, east, "--scores", *score_rasters)
+    assert "east_classes.tif: in EPSG:32632, not EPSG:32633; resampled onto the grid of" in (
+        caplog.text
+    )
+    whole = vectorized(tmp_path / "whole.gpkg", FTW_PREDICTION)
+    assert abs(len(halves) - len(whole)) <= 0.05 * len(whole)
+    with rasterio.open(FTW_PREDICTION) as src:
+        seam = src.transform.c + 130 * src.transform.a  # where the east half starts
+    across = whole[(whole.bounds.minx < seam - 20) & (whole.bounds.maxx > seam + 20)]
+    assert len(across) >= 5
+    for field in across.geometry:
+        overlaps = halves[halves.intersects(field)]
+        best = max(overlaps.intersection(field).area / overlaps.union(field).area)
+        assert best > 0.9, best  # one polygon, not a west and an east half
+    side = np.where(halves.geometry.representative_point().x < seam, "west", "east")
+    assert list(halves.source) == [f"{s}_classes.tif" for s in side]
+    inside_east = halves[halves.bounds.minx > seam]
+    inside_west = halves[halves.bounds.maxx < seam]
+    assert len(inside_east) > 20 and len(inside_west) > 20
+    np.testing.assert_allclose(inside_east.score, 200 / 255, atol=1e-3)
+    np.testing.assert_allclose(inside_west.score, 150 / 255, atol=1e-3)
+
+
+def test_a_part_on_a_shifted_grid_is_resampled(
+    tmp_path: Path, parts: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A part whose grid is shifted by half a pixel joins the mosaic, resampled, with a warning;
+    the fields come out as from the whole (within a few)."""
     with rasterio.open(parts[1]) as src:
         shifted = src.transform @ rasterio.Affine.translation(0.5, 0)
-    half = cut(tmp_path / "bad", "half", (130, 0, 159, 100), None, transform=shifted)
-    refused(
-        tmp_path, ["vectorize", parts[0], half, *out], "half_classes.tif: not on the pixel grid"
+    half = cut(tmp_path / "shifted", "ne", (130, 0, 159, 100), None, transform=shifted)
+    mosaic = vectorized(tmp_path / "shifted.gpkg", parts[0], half, *parts[2:])
+    assert "ne_classes.tif: a grid shifted by part of a pixel; resampled onto the grid" in (
+        caplog.text
     )
+    whole = vectorized(tmp_path / "whole.gpkg", FTW_PREDICTION)
+    assert abs(len(mosaic) - len(whole)) <= 0.05 * len(whole)
+    assert "ne_classes.tif" in set(mosaic.source)
+
+
+def test_rasters_that_do_not_fit_are_refused_up_front(tmp_path: Path, parts: list[Path]) -> None:
+    """A raster without a CRS, other classes, scores that do not pair with the class rasters:
+    one line naming the raster, nothing written."""
+    out = ["--class-map", FTW_MAP, "--out", tmp_path / "f.gpkg"]
+    bare = cut(tmp_path / "bad", "bare", (0, 0, 50, 50), None, crs=None)
+    refused(
+        tmp_path, ["vectorize", parts[0], bare, *out],
+        "bare_classes.tif: has no CRS; class rasters vectorised together must be georeferenced",
+    )  # fmt: skip
     refused(
         tmp_path, ["vectorize", *parts, *out, "--scores", parts[0]],
         "--scores: 1 score raster(s) for 4 class raster(s); give one per class raster",
