@@ -262,9 +262,12 @@ def _names(rasters: Sequence[str]) -> tuple[str, ...]:
 
 
 def _crs_name(crs: rasterio.crs.CRS) -> str:
-    """EPSG:N, else the CRS's name, else its PROJ string (an unnamed Albers, say)."""
+    """EPSG:N, else the CRS's name, else its projection's ("an unnamed Albers Equal Area CRS")."""
     epsg = crs.to_epsg()
     if epsg:
         return f"EPSG:{epsg}"
-    name = pyproj.CRS.from_wkt(crs.to_wkt()).name
-    return crs.to_proj4() if name.lower() in {"unnamed", "unknown", ""} else name
+    full = pyproj.CRS.from_wkt(crs.to_wkt())
+    if full.name.lower() not in {"unnamed", "unknown", ""}:
+        return full.name
+    operation = full.coordinate_operation
+    return f"an unnamed {operation.method_name} CRS" if operation else "an unnamed CRS"
