@@ -73,9 +73,9 @@ class IngestConfig(StageConfig):
     region: str | None = option(
         None,
         help="also keep the polygons of every scene this model has predicted into --out as one "
-        "layer in this .gpkg or .parquet file, rewritten by each run that predicts (see "
-        "vectorize: fields across scenes' edges whole, the newest scene on top) (default: no "
-        "such layer)",
+        "layer in this .gpkg or .parquet file (a path or an object storage URL), rewritten by "
+        "each run that predicts (see vectorize: fields across scenes' edges whole, the newest "
+        "scene on top) (default: no such layer)",
     )
 
     _paths = validates("source", "aoi", "region", by=absolute_paths)

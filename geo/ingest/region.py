@@ -1,18 +1,20 @@
 """The region layer of `ingest --region`: the polygons of every scene a model has predicted into
-the output folder as one GeoPackage or fiboa GeoParquet file, rewritten by each run that
-predicts something (`geo.vectorize` of their class rasters as one mosaic: fields across the
-scenes' edges whole, the newest scene on top where scenes overlap)."""
+the output folder (on disk or in object storage) as one GeoPackage or fiboa GeoParquet file (on
+disk, or uploaded to object storage), rewritten by each run that predicts something
+(`geo.vectorize` of their class rasters as one mosaic: fields across the scenes' edges whole,
+the newest scene on top where scenes overlap)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from pathlib import Path
 
 from geo.errors import InputError
 from geo.ingest.records import IngestRecord
 from geo.io.outputs import check_output
-from geo.io.storage import is_url
+from geo.io.storage import check_storage, exists, is_url, modified, upload
 from geo.options import flag
 from geo.predict import PredictConfig
 from geo.vectorize import VectorizeConfig, vectorize
@@ -21,18 +23,18 @@ from geo.vectorize.config import SUFFIXES
 log = logging.getLogger(__name__)
 
 
-def check_region(region: str, out: str) -> None:
-    """InputError unless `region` is a .gpkg or .parquet file that can be written, beside an
-    output folder on disk (the class rasters are read where they lie)."""
-    if is_url(out):
-        raise InputError(
-            f"{flag('region')} {region}: needs an {flag('out')} on disk ({out} is in object "
-            "storage); vectorise the class rasters there with `convlora-geo vectorize` instead"
-        )
-    path = check_output(region, into=False, option=flag("region"))
-    if path.is_dir():
-        raise InputError(f"{flag('region')} {region}: is a folder; give a file name")
-    if not path.name.lower().endswith(SUFFIXES["gpkg"] + SUFFIXES["parquet"]):
+def check_region(region: str) -> None:
+    """InputError unless `region` is a .gpkg or .parquet file that can be written, on disk or in
+    object storage (written locally, then uploaded)."""
+    if is_url(region):
+        check_storage(region, "output file")
+        name = region.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        path = check_output(region, into=False, option=flag("region"))
+        if path.is_dir():
+            raise InputError(f"{flag('region')} {region}: is a folder; give a file name")
+        name = path.name
+    if not name.lower().endswith(SUFFIXES["gpkg"] + SUFFIXES["parquet"]):
         raise InputError(
             f"{flag('region')} {region}: give a file name ending in .gpkg (GeoPackage) or "
             ".parquet (fiboa GeoParquet)"
@@ -42,10 +44,9 @@ def check_region(region: str, out: str) -> None:
 def is_stale(region: str, record: IngestRecord) -> bool:
     """Whether the region layer misses a scene of `record`: no file, or one written before the
     last prediction it records (a run whose region write failed, or left it as it was)."""
-    path = Path(region)
-    if not path.exists():
+    written = modified(region)
+    if written is None:
         return True
-    written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     return any(_predicted_at(entry) > written for entry in record.done.values())
 
 
@@ -65,20 +66,32 @@ def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> s
     (a damaged class raster) leave the region as it was, with a warning that says why."""
     entries = sorted(record.done.values(), key=_predicted_at)
     outputs = [entry.get("outputs") or {} for entry in entries]
-    kept = [o for o in outputs if o.get("classes") and Path(o["classes"]).exists()]
+    kept = [o for o in outputs if o.get("classes") and exists(o["classes"])]
     if not kept:
         return "no predicted scene to write"
-    config = VectorizeConfig(
-        rasters=[o["classes"] for o in kept], out=region, overwrite=True,
-        scores=[o["probability"] for o in kept] if all(o.get("probability") for o in kept)
-        else None, min_area=predict.min_area, simplify=predict.simplify,
-    )  # fmt: skip
-    try:
-        result = vectorize(config)
-    except InputError as exc:
-        log.warning("%s %s not rewritten: %s", flag("region"), region, exc)
-        return f"not rewritten: {exc}"
+    with tempfile.TemporaryDirectory(prefix="convlora-geo-region-") as staging:
+        local = Path(staging) / Path(region).name if is_url(region) else Path(region)
+        config = VectorizeConfig(
+            rasters=[o["classes"] for o in kept], out=str(local), overwrite=True,
+            scores=[o["probability"] for o in kept] if all(o.get("probability") for o in kept)
+            else None, min_area=predict.min_area, simplify=predict.simplify,
+        )  # fmt: skip
+        try:
+            result = vectorize(config)
+            if is_url(region):
+                _upload(local, region)
+        except InputError as exc:
+            log.warning("%s %s not rewritten: %s", flag("region"), region, exc)
+            return f"not rewritten: {exc}"
     total = sum(result["polygons"].values())
     line = f"{total} polygons of {len(kept)} scene(s) in {region}"
     log.info("region layer: %s", line)
     return line
+
+
+def _upload(local: Path, region: str) -> None:
+    """Upload the layer; InputError (the layer left to the next run) when the store refuses."""
+    try:
+        upload(local, region)
+    except OSError as exc:
+        raise InputError(f"{region}: the upload failed ({exc})") from exc

@@ -140,7 +140,7 @@ def check_ingest(ingest: IngestConfig, predict: PredictConfig) -> AdapterMetadat
         band_map(ingest, metadata)
     check_record(join(out, RECORD_FILE))
     if ingest.region:
-        check_region(ingest.region, predict.out)
+        check_region(ingest.region)
     return metadata
 
 

@@ -12,6 +12,7 @@ One setting configures both GDAL and fsspec for an S3-compatible endpoint: `AWS_
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import importlib
 import json
@@ -82,17 +83,18 @@ def join(base: str, *names: str) -> str:
     return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
 
 
-def check_storage(path: str, role: Literal["input", "output"]) -> None:
+def check_storage(path: str, role: Literal["input", "output", "output file"]) -> None:
     """Refuse a URL that cannot work, with one line saying why: an unknown scheme, an output
-    on a read-only scheme, the cloud extras missing, or (asking the store once) missing
-    credentials, an unreachable endpoint, a missing input or bucket. Local paths pass."""
+    (a folder, or a file for "output file") on a read-only scheme, the cloud extras missing, or
+    (asking the store once) missing credentials, an unreachable endpoint, a missing input or
+    bucket. Local paths pass."""
     if not is_url(path):
         return
     kind = _scheme(path)
     if kind not in SCHEMES:
         supported = ", ".join(f"{s}://" for s in SCHEMES)
         raise InputError(f"{path}: unsupported storage scheme {kind}:// (supported: {supported})")
-    if role == "output" and kind in READ_ONLY:
+    if role != "input" and kind in READ_ONLY:
         raise InputError(f"{path}: {kind}:// is read-only; write outputs to s3://, gs:// or az://")
     module = SCHEMES[kind][1]
     try:
@@ -193,6 +195,18 @@ def exists(path: str) -> bool:
         return Path(path).exists()
     fs, root = _filesystem(path)
     return bool(fs.exists(root))
+
+
+def modified(path: str) -> dt.datetime | None:
+    """When the file (object) at `path` was last written, in UTC; None when there is none."""
+    try:
+        if not is_url(path):
+            return dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.UTC)
+        fs, root = _filesystem(path)
+        stamp = fs.modified(root)
+    except FileNotFoundError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
 def read_text(path: str) -> str | None:
@@ -318,7 +332,7 @@ def _filesystem(path: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, s
 
 def _probe(path: str, role: str) -> None:
     """Ask the store about `path` once, failing fast: an input must exist; an output must not
-    be a file, and its bucket or container must exist."""
+    be a file (an output file not a folder), and its bucket or container must exist."""
     fs, root = _filesystem(path, **_fail_fast(path))
     if role == "input":
         fs.info(root)
@@ -330,8 +344,10 @@ def _probe(path: str, role: str) -> None:
         if not fs.exists(bucket):
             raise InputError(f"{path}: bucket or container {bucket} not found") from None
         return
-    if is_file:
+    if role == "output" and is_file:
         raise InputError(f"{path}: exists and is not a folder")
+    if role == "output file" and not is_file:
+        raise InputError(f"{path}: is a folder; give a file name")
 
 
 def _fail_fast(path: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 
 from geo.errors import InputError, UnreadableError
 from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
+from geo.ingest.region import check_region
 from geo.io.raster import scene_info
 from geo.io.storage import read_json
 from geo.predict import PredictConfig, predict
@@ -206,3 +207,61 @@ def test_class_rasters_in_a_bucket_vectorise_as_one_mosaic(bucket: str, tmp_path
     whole = gpd.read_file(tmp_path / "whole.gpkg", layer="polygons").sort_values("id")
     assert list(mosaic.id) == list(whole.id) and len(whole) > 200
     assert set(mosaic.source) == {"west_classes.tif", "east_classes.tif"}
+
+
+def test_the_region_layer_of_an_ingest_into_a_bucket(
+    pivots_run: Path, bucket: str, server: S3Server, tmp_path: Path
+) -> None:
+    """`ingest --out s3://... --region s3://.../region.gpkg`: the scenes' class rasters are read
+    from the bucket and the layer uploaded once written (a local --region too); an upload the
+    store refuses leaves the layer to the next run; a run with nothing new leaves the object as
+    it is."""
+    s3 = s3_filesystem()
+    for name, cols in (("west", (0, 280)), ("east", (256, 512))):
+        part = tmp_path / f"{name}.tif"
+        with rasterio.open(NEBRASKA) as src:
+            window = Window(cols[0], 0, cols[1] - cols[0], src.height)
+            meta = {**src.profile, "width": window.width, "transform": src.window_transform(window)}
+            with rasterio.open(part, "w", **meta) as dst:
+                dst.write(src.read(window=window))
+        s3.put_file(str(part), f"{bucket}/inbox/{part.name}")
+    out, region = f"s3://{bucket}/out", f"s3://{bucket}/layers/region.gpkg"
+    values = {"source": f"s3://{bucket}/inbox", "model": str(pivots_run), "out": out,
+              "device": "cpu", "region": region}  # fmt: skip
+    ingest = IngestConfig.pick(values)
+    server.fail_writes.add(f"/{bucket}/layers/")
+    try:
+        first = run_ingest(ingest, predict_options(ingest, values))
+    finally:
+        server.fail_writes.clear()
+    assert len(first.predicted) == 2 and first.region
+    assert first.region.startswith("not rewritten: ") and not s3.exists(f"{bucket}/layers")
+    second = run_ingest(ingest, predict_options(ingest, values))  # nothing new; no layer yet
+    assert second.new == 0 and second.region
+    assert second.region.endswith(f"polygons of 2 scene(s) in {region}")
+    layer = tmp_path / "region.gpkg"
+    s3.get_file(f"{bucket}/layers/region.gpkg", str(layer))
+    together = tmp_path / "together.gpkg"
+    vectorize(VectorizeConfig(rasters=[f"{out}/*_classes.tif"], out=str(together)))
+    polygons = gpd.read_file(layer, layer="polygons")
+    assert len(polygons) == len(gpd.read_file(together, layer="polygons")) > 0
+    assert set(polygons.source) <= {"west_classes.tif", "east_classes.tif"}
+    stamp = s3.info(f"{bucket}/layers/region.gpkg")["ETag"]
+    again = run_ingest(ingest, predict_options(ingest, values))
+    assert again.new == 0 and again.region is None
+    assert s3.info(f"{bucket}/layers/region.gpkg")["ETag"] == stamp
+
+    local = {**values, "region": str(tmp_path / "here.gpkg")}
+    ingest = IngestConfig.pick(local)
+    third = run_ingest(ingest, predict_options(ingest, local))  # no file: written, nothing new
+    assert third.new == 0 and third.region
+    assert third.region.endswith(f"polygons of 2 scene(s) in {local['region']}")
+    assert len(gpd.read_file(local["region"], layer="polygons")) == len(polygons)
+    refusals = {
+        out: "out: is a folder; give a file name",
+        "s3://no-such-bucket/region.gpkg": "bucket or container no-such-bucket not found",
+        f"s3://{bucket}/layers/region.txt": "give a file name ending in .gpkg",
+    }
+    for bad, message in refusals.items():
+        with pytest.raises(InputError, match=message):
+            check_region(bad)

@@ -28,12 +28,14 @@ class Request:
 
 class S3Server:
     """moto's S3 API behind a recording WSGI layer; `endpoint` is its http://127.0.0.1:PORT.
-    Reads (GET) of paths under a prefix in `fail` (`/bucket/key`) are answered 503, as a store
-    that cannot serve an object for a while answers."""
+    Reads (GET) of paths under a prefix in `fail` (`/bucket/key`), and writes (PUT, POST) of
+    paths under one in `fail_writes`, are answered 503, as a store that cannot serve an object
+    for a while answers."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.fail: set[str] = set()
+        self.fail_writes: set[str] = set()
         self._app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             "127.0.0.1", 0, self._record, threaded=True, request_handler=MotoRequestHandler
@@ -47,7 +49,10 @@ class S3Server:
         )
         self.requests.append(request)
         failing = any(request.path.startswith(prefix) for prefix in self.fail)
-        if failing and request.method == "GET":
+        failing_write = any(request.path.startswith(prefix) for prefix in self.fail_writes)
+        if (failing and request.method == "GET") or (
+            failing_write and request.method in ("PUT", "POST")
+        ):
             body = b"<Error><Code>ServiceUnavailable</Code></Error>"
             headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
             start_response("503 Service Unavailable", headers)
