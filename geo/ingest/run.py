@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shapely.geometry.base import BaseGeometry
@@ -41,6 +41,8 @@ from geo.ingest.stac import (
     safe_name,
     stack_item,
 )
+from geo.ingest.stac.signing import signer_name
+from geo.io.sas import PLANETARY_COMPUTER
 from geo.io.scheduler import check_scheduler
 from geo.io.storage import StagedOutput, is_url, join
 from geo.predict import PredictConfig, Scene, predict_planned, prepare_scene
@@ -165,6 +167,7 @@ def plan_ingest(
         candidates = [Candidate(p, v, n) for (p, v), n in zip(files.items(), names, strict=True)]
         plan = IngestPlan(ingest.source, predict, record, record_path, "", len(files), 0)
         image_of: Callable[[Candidate], str] = _file
+        signed = False
     else:
         source, bands = ingest.stac_source(), band_map(ingest, metadata)
         items = find_items(source, now=now, modifier=asset_signer(ingest.sign, source.url))
@@ -172,6 +175,7 @@ def plan_ingest(
         plan = IngestPlan(source.describe(), predict, record, record_path, f"bands={bands}",
                           len(items), 0)  # fmt: skip
         image_of = _stacker(bands, source.area(), StagedOutput(predict.out).folder / STACKS)
+        signed = signer_name(ingest.sign, source.url) == PLANETARY_COMPUTER
     new = record.due(candidates, settings=plan.settings)
     plan.new, plan.region = len(new), ingest.region
     log.info("%d scene(s) found, %d new for model %s", plan.found, plan.new, record.model)
@@ -182,7 +186,7 @@ def plan_ingest(
         except (InputError, OSError) as exc:
             _record_failure(plan, candidate, exc)
         else:
-            plan.scenes.append((candidate, scene))
+            plan.scenes.append((candidate, replace(scene, sas_tokens=signed)))
     record.save(record_path)
     return plan
 

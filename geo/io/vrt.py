@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +100,28 @@ def write_vrt(
             _source(node, source, width, height)
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write_xml(root, path)
+    return path
+
+
+def rewrite_sources(path: Path, rewrite: Callable[[str], str | None]) -> int:
+    """Give each source of the VRT at `path` the file name `rewrite` returns for its current one
+    (None: left as it is); the VRT is written again (atomically) if any changed. Returns how
+    many changed."""
+    root = ET.parse(path).getroot()
+    changed = 0
+    for node in root.iter("SourceFilename"):
+        new = rewrite(node.text or "")
+        if new is not None and new != node.text:
+            node.text = new
+            changed += 1
+    if changed:
+        _write_xml(root, path)
+    return changed
+
+
+def _write_xml(root: ET.Element, path: Path) -> None:
+    """Write the XML to a temporary file beside `path`, then rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -109,7 +131,6 @@ def write_vrt(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _source(band: ET.Element, src: Source, width: int, height: int) -> None:

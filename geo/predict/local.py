@@ -9,6 +9,7 @@ import torch
 
 from convlora.devices import inference_batch_size, resolve_device
 from convlora.model import SegmentationSAM
+from geo.io.sas import renew_tokens
 from geo.predict.config import PredictConfig
 from geo.predict.model import load_model
 from geo.predict.plan import check_prediction
@@ -44,6 +45,8 @@ def predict_planned(
 ) -> dict[str, str]:
     """Predict one scene of a plan with the config's model (loaded once per process) into the
     config's output folder or URL; returns where the outputs are."""
+    if scene.sas_tokens:
+        renew_tokens(scene.info.path)
     device = resolve_device(config.device)
     model, record = load_model(config.model, config.sam_checkpoint, device, config.compile)
     batch_size = batch_size_for(config.batch_size, model, scene, device)

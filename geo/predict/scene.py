@@ -67,6 +67,7 @@ class Scene:
     plan: StitchPlan
     bands: tuple[int, ...]  # the scene's bands the model reads, in its input order
     area: SceneArea | None = None
+    sas_tokens: bool = False  # a VRT whose sources' SAS tokens are renewed before it is read
 
     @property
     def normalization(self) -> Normalization:

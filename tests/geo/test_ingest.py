@@ -4,6 +4,7 @@ made from the bundled scenes, served over HTTP range requests by a server on 127
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from geo.ingest import (
 from geo.ingest.catalog import model_id
 from geo.ingest.run import SETTLING_S
 from geo.io.outputs import exclusive
+from geo.io.sas import renew_tokens
 from geo.predict import PredictConfig, predict, predict_planned
 from tests.support.cli import run_cli, snapshot, write_like
 from tests.support.http_range import RangeServer
@@ -411,6 +413,48 @@ def test_planetary_computer_assets_are_read_with_sas_tokens(
     assert reads and {r.status for r in reads} <= {200, 206}
     assert [r.path for r in server.requests()].count("/token/pcdemo/sentinel") == 1  # cached
     assert not record(pivots_run, out).failed
+
+
+def test_sas_tokens_that_run_out_soon_are_renewed_before_a_scene_is_read(
+    pivots_run: Path, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    planetary_computer_env: None,
+) -> None:  # fmt: skip
+    """A long run signs its items when it finds them and predicts the last ones long after:
+    the token service's first token runs out in 5 minutes, and the storage then serves only the
+    next token's reads. Each scene's VRT gets the fresh token just before it is predicted (one
+    more request to the token service), and both scenes are predicted; tokens with long to run
+    are left as they are."""
+    blob = tmp_path / "blob"
+    shutil.copytree(built, blob / "sentinel")
+    service = blob / "token" / "pcdemo" / "sentinel"
+    service.parent.mkdir(parents=True)
+
+    def serve_token(signature: str, expiry: dt.datetime) -> None:
+        stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        token = {"token": f"st=2026-12-07&se={stamp}&sp=rl&sig={signature}", "msft:expiry": stamp}
+        service.write_text(json.dumps(token))
+
+    serve_token("FIRST", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+    items = item_collection(
+        blob / "sentinel", "http://pcdemo.blob.core.windows.net/sentinel", tmp_path / "items.json"
+    )
+    options = {"stac": str(items), "bands": "red,green,blue", "sign": "planetary-computer", **STAC}
+    with RangeServer(blob) as server:
+        server.signature = "FIRST"
+        monkeypatch.setenv("GDAL_HTTP_PROXY", server.url.removeprefix("http://"))
+        monkeypatch.setenv("PC_SDK_SAS_URL", f"{server.url}/token")
+        plan = plan_ingest(*configs(pivots_run, tmp_path / "out", **options))
+        assert len(plan.scenes) == 2 and all(scene.sas_tokens for _, scene in plan.scenes)
+        server.signature = "NEXT"  # the first token has run out
+        serve_token("NEXT", dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
+        outcomes = {c.id: predict_planned(s, plan.config, progress=False) for c, s in plan.scenes}
+        result = finish_ingest(plan, outcomes)
+        vrts = [Path(scene.info.path).read_text() for _, scene in plan.scenes]
+        assert all("sig=NEXT" in vrt and "sig=FIRST" not in vrt for vrt in vrts)
+        assert renew_tokens(plan.scenes[0][1].info.path) == 0  # good till 2099: left as it is
+        tokens = [r for r in server.requests() if r.path == "/token/pcdemo/sentinel"]
+    assert list(result.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    assert len(tokens) == 2  # the first, and one renewal for both scenes
 
 
 def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(

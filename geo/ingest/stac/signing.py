@@ -3,21 +3,18 @@
 Planetary Computer keeps its assets in Azure Blob Storage, readable only with a short-lived SAS
 token that its token service hands out per storage container; the planetary-computer package
 gets, caches and renews those tokens and appends them to the asset URLs of an item. Items are
-signed when found, then stacked and predicted in the same run; one whose token has run out by
-the time it is read fails, and is signed again on the next run, which retries it.
+signed when found, then stacked; just before a scene is predicted, tokens that run out soon are
+renewed (`geo.io.sas.renew_tokens`), so the last scenes of a long run are read too.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from geo.errors import InputError
-from geo.io.storage import EXTRAS_HINT
+from geo.io.sas import PLANETARY_COMPUTER, planetary_computer, token_service_errors
 
-PLANETARY_COMPUTER = "planetary-computer"
 SIGNERS = (PLANETARY_COMPUTER, "none")
 PLANETARY_COMPUTER_HOST = "planetarycomputer.microsoft.com"
 
@@ -35,24 +32,10 @@ def asset_signer(sign: str | None, stac_url: str) -> Callable[[Any], Any] | None
     it is given, or None where nothing is signed. InputError when the signer is not installed."""
     if signer_name(sign, stac_url) == "none":
         return None
-    try:
-        with warnings.catch_warnings():  # its pydantic models use v1-style config
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import planetary_computer
-        import requests
-    except ImportError:
-        raise InputError(
-            f"--sign {PLANETARY_COMPUTER}: needs the planetary-computer package, one of the "
-            f"cloud extras: {EXTRAS_HINT}"
-        ) from None
+    package = planetary_computer()
 
     def signed(stac_object: Any) -> Any:
-        try:
-            return planetary_computer.sign_inplace(stac_object)
-        except requests.RequestException as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ConnectionError(
-                f"--sign {PLANETARY_COMPUTER}: no SAS token for the assets ({first})"
-            ) from None
+        with token_service_errors():
+            return package.sign_inplace(stac_object)
 
     return signed

@@ -23,6 +23,7 @@ from geo.errors import InputError
 from geo.ingest.stac.bands import BandMap
 from geo.ingest.stac.items import StacAsset, StacItem
 from geo.ingest.stac.signing import PLANETARY_COMPUTER
+from geo.io.sas import without_token
 from geo.io.storage import UNCACHED_REMOTE_ENV
 from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
 
@@ -171,7 +172,8 @@ def stack_item(
         "STAC_COLLECTION": item.collection or "",
         "STAC_ITEM_HREF": item.href or "",
         "STAC_BANDS": str(band_map),
-        "STAC_WINDOW": f"{col0},{row0},{width},{height} (col,row,width,height) of {fine.path}",
+        "STAC_WINDOW": f"{col0},{row0},{width},{height} (col,row,width,height) of "
+        f"{without_token(fine.path)}",
     }
     return write_vrt(
         Path(out_dir) / f"{safe_name(item.id)}.vrt",
