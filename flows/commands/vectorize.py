@@ -18,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub, "vectorize", VECTORIZE, help="turn a class raster into polygons, one per object",
         description="Polygons of a class raster (a prediction, an FTW 3-class mask, ...): one "
         "per object, touching objects kept apart when the class map has a boundary class; a "
-        "GeoPackage with a QGIS style, or fiboa GeoParquet. Several class rasters on one grid "
-        "(neighbouring scenes' predictions) give one layer, fields across their edges whole.",
+        "GeoPackage with a QGIS style, or fiboa GeoParquet. Several class rasters "
+        "(neighbouring scenes' predictions, in one CRS or several) give one layer, fields "
+        "across their edges whole.",
     )  # fmt: skip
     p.set_defaults(run=run)
 
