@@ -19,9 +19,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from geo.errors import InputError
 from geo.io.raster import open_raster
 
 CHUNK = 4096  # pixels a side read and written at a time
+MAX_PIXELS = 1 << 32  # a copy larger than this is no neighbouring scene
 BLOCK = 512
 
 
@@ -36,11 +38,17 @@ class TargetGrid:
 def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
     """Write `path` resampled (nearest neighbour) onto `target`'s grid, over the pixels of that
     grid that its footprint touches, to `out`; pixels outside its footprint or with no data
-    are `nodata`."""
+    are `nodata`. InputError when its footprint does not fit that grid (it cannot be projected
+    there, or would take more than MAX_PIXELS)."""
     with open_raster(path) as src:
-        cols, rows = _footprint(src, target)
+        cols, rows = _footprint(src, target, path)
         transform = target.transform @ rasterio.Affine.translation(cols[0], rows[0])
         width, height = cols[1] - cols[0], rows[1] - rows[0]
+        if width * height > MAX_PIXELS:
+            raise InputError(
+                f"{path}: would take {width} x {height} pixels on the grid it joins (its area "
+                "at that grid's pixel size); vectorise it on its own"
+            )
         profile = {
             "driver": "GTiff", "dtype": src.dtypes[0], "count": 1, "crs": target.crs,
             "transform": transform, "width": width, "height": height, "nodata": nodata,
@@ -60,9 +68,14 @@ def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
     return out
 
 
-def _footprint(src: rasterio.io.DatasetReader, target: TargetGrid) -> tuple[tuple[int, int], ...]:
+def _footprint(
+    src: rasterio.io.DatasetReader, target: TargetGrid, path: str
+) -> tuple[tuple[int, int], ...]:
     """The (first, end) columns and rows of `target`'s grid that `src`'s bounds cover."""
-    left, bottom, right, top = transform_bounds(src.crs, target.crs, *src.bounds, densify_pts=21)
+    bounds = transform_bounds(src.crs, target.crs, *src.bounds, densify_pts=21)
+    if not all(math.isfinite(v) for v in bounds):
+        raise InputError(f"{path}: its area cannot be projected into the CRS it joins")
+    left, bottom, right, top = bounds
     inverse = ~target.transform
     corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
     xs, ys = [c for c, _ in corners], [r for _, r in corners]

@@ -325,3 +325,21 @@ def test_where_scenes_of_several_dates_overlap_the_newest_shows(tmp_path: Path) 
     undated = polygons(tmp_path / "undated.gpkg")
     assert list(undated.id) == list(polygons(tmp_path / "undated-alone.gpkg").id)
     assert set(undated.source) == {"undated_classes.tif"}
+
+
+def test_a_raster_too_large_for_the_mosaic_s_grid_is_refused(
+    tmp_path: Path, parts: list[Path]
+) -> None:
+    """A class raster in lon/lat over 10 x 10 degrees (100 x 100 px of 0.1 degree) would take
+    billions of pixels on the 10 m grid of the others: refused by name, nothing written."""
+    wide = tmp_path / "wide_classes.tif"
+    lonlat = rasterio.Affine(0.1, 0, 8.0, 0, -0.1, 53.0)
+    meta = {"driver": "GTiff", "width": 100, "height": 100, "count": 1, "dtype": "uint8",
+            "crs": "EPSG:4326", "transform": lonlat}  # fmt: skip
+    with rasterio.open(wide, "w", **meta) as dst:
+        dst.write(np.ones((1, 100, 100), dtype="uint8"))
+    refused(
+        tmp_path, ["vectorize", parts[0], parts[1], wide, "--class-map", FTW_MAP,
+                   "--out", tmp_path / "f.gpkg"],
+        "wide_classes.tif: would take", "pixels on the grid it joins",
+    )  # fmt: skip
