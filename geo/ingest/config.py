@@ -13,7 +13,9 @@ from geo.ingest.stac.signing import PLANETARY_COMPUTER_HOST, SIGNERS, asset_sign
 from geo.io.raster import absolute
 from geo.options import StageConfig, absolute_paths, flag, option, validates
 
-STAC_ONLY = ("collection", "bbox", "datetime", "query", "bands", "max_items", "sign")
+STAC_ONLY = (
+    "collection", "bbox", "datetime", "query", "bands", "max_items", "sign", "cloud_mask",
+)  # fmt: skip
 
 
 class IngestConfig(StageConfig):
@@ -68,6 +70,13 @@ class IngestConfig(StageConfig):
         "Planetary Computer's SAS tokens for its Azure Blob Storage (default: planetary-computer "
         f"for the API on {PLANETARY_COMPUTER_HOST}, else none)",
         choices=SIGNERS,
+    )
+    cloud_mask: str | None = option(
+        None,
+        help="asset of a Sentinel-2 scene classification (SCL) whose clouds, cloud shadows, "
+        "cirrus and defective pixels become no data (STAC), or none (default: the item's scl "
+        "or SCL asset where it has one, else none)",
+        metavar="ASSET",
     )
 
     region: str | None = option(

@@ -41,6 +41,7 @@ from geo.ingest.stac import (
     safe_name,
     stack_item,
 )
+from geo.ingest.stac.clouds import mask_asset, scl_lut
 from geo.ingest.stac.signing import signer_name
 from geo.io.sas import PLANETARY_COMPUTER
 from geo.io.scheduler import check_scheduler
@@ -174,7 +175,8 @@ def plan_ingest(
         candidates = [Candidate(i.id, i.version, safe_name(i.id), i) for i in items]
         plan = IngestPlan(source.describe(), predict, record, record_path, f"bands={bands}",
                           len(items), 0)  # fmt: skip
-        image_of = _stacker(bands, source.area(), StagedOutput(predict.out).folder / STACKS)
+        folder = StagedOutput(predict.out).folder / STACKS
+        image_of = _stacker(bands, source.area(), folder, ingest.cloud_mask)
         signed = signer_name(ingest.sign, source.url) == PLANETARY_COMPUTER
     new = record.due(candidates, settings=plan.settings)
     plan.new, plan.region = len(new), ingest.region
@@ -195,12 +197,19 @@ def _file(candidate: Candidate) -> str:
     return candidate.id
 
 
-def _stacker(bands: BandMap, area: BaseGeometry | None, folder: Path) -> Callable[[Candidate], str]:
-    """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt and returns its path."""
+def _stacker(
+    bands: BandMap, area: BaseGeometry | None, folder: Path, cloud_mask: str | None
+) -> Callable[[Candidate], str]:
+    """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt, masked by its scene
+    classification (`geo.ingest.stac.clouds`), and returns its path."""
 
     def stack(candidate: Candidate) -> str:
         assert candidate.item is not None
-        return str(stack_item(candidate.item, bands, area, folder))
+        mask = mask_asset(candidate.item, cloud_mask)
+        if mask is not None:
+            log.info("%s: clouds masked by its %r asset", candidate.id, mask.key)
+        vrt = stack_item(candidate.item, bands, area, folder, mask_asset=mask, mask_lut=scl_lut())
+        return str(vrt)
 
     return stack
 

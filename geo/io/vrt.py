@@ -48,6 +48,7 @@ class Source:
     resampling: str | None = None
     nodata: float | None = None
     dst: tuple[int, int, int, int] | None = None
+    lut: str | None = None  # a ComplexSource's value map, GDAL's "in:out,in:out" (`<LUT>`)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,13 @@ def write_vrt(
     transform: Sequence[float],
     bands: Sequence[Band],
     metadata: Mapping[str, str] | None = None,
+    mask: Source | None = None,
 ) -> Path:
     """Write the VRT atomically (a temporary file renamed into place) and return its path.
 
-    `transform` is GDAL's geotransform order (x0, x res, 0, y0, 0, y res).
+    `transform` is GDAL's geotransform order (x0, x res, 0, y0, 0, y res). `mask`: the source
+    of a mask all bands share (GDAL's per-dataset mask: 0 no data, 255 valid), such as a cloud
+    mask made from a scene classification by its `lut`.
     """
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs_wkt
@@ -98,6 +102,10 @@ def write_vrt(
                 ET.SubElement(table, "Entry", {f"c{k + 1}": str(v) for k, v in enumerate(rgba)})
         for source in band.sources:
             _source(node, source, width, height)
+    if mask is not None:
+        band_node = ET.SubElement(ET.SubElement(root, "MaskBand"), "VRTRasterBand")
+        band_node.set("dataType", "Byte")
+        _source(band_node, mask, width, height)
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_xml(root, path)
@@ -151,6 +159,8 @@ def _source(band: ET.Element, src: Source, width: int, height: int) -> None:
     ET.SubElement(node, "DstRect", xOff=str(dx), yOff=str(dy), xSize=str(dw), ySize=str(dh))
     if src.resampling is not None and src.nodata is not None:
         ET.SubElement(node, "NODATA").text = _num(src.nodata)
+    if src.lut is not None:
+        ET.SubElement(node, "LUT").text = src.lut
 
 
 def _num(value: float) -> str:

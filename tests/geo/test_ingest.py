@@ -23,7 +23,7 @@ import rasterio
 import shapely
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
-from rasterio.warp import calculate_default_transform, reproject
+from rasterio.warp import calculate_default_transform, reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from geo.errors import InputError
@@ -48,6 +48,7 @@ from tests.support.http_range import RangeServer
 from tests.support.paths import NEBRASKA, PIVOT_MASK, RGB_BYTE
 from tests.support.quicklook import assert_titled
 from tests.support.stac_catalog import (
+    AUSTRIA,
     AUSTRIA_JUNE,
     AUSTRIA_OCTOBER,
     AUSTRIA_SEPTEMBER,
@@ -455,6 +456,72 @@ def test_sas_tokens_that_run_out_soon_are_renewed_before_a_scene_is_read(
         tokens = [r for r in server.requests() if r.path == "/token/pcdemo/sentinel"]
     assert list(result.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
     assert len(tokens) == 2  # the first, and one renewal for both scenes
+
+
+def add_scene_classification(catalog: Path, scene: Any, west_of: float) -> Path:
+    """Give the item a 20 m `scl` asset, as Earth Search's: cloud (9) west of x = `west_of`
+    (the scene's CRS), cloud shadow (3) in the 100 m east of it, vegetation (4) elsewhere."""
+    with rasterio.open(AUSTRIA) as src:
+        transform = src.transform @ src.transform.scale(2)
+        width, height, crs = src.width // 2, src.height // 2, src.crs
+    x = transform.c + (np.arange(width) + 0.5) * transform.a
+    codes = np.where(x < west_of, 9, np.where(x < west_of + 100, 3, 4)).astype("uint8")
+    folder = catalog / S2 / scene.id
+    profile = {"driver": "COG", "compress": "deflate", "blocksize": 64, "dtype": "uint8",
+               "count": 1, "crs": crs, "transform": transform, "width": width,
+               "height": height, "nodata": 0}  # fmt: skip
+    with rasterio.open(folder / "scl.tif", "w", **profile) as dst:
+        dst.write(np.broadcast_to(codes, (height, width)), 1)
+    item_path = folder / f"{scene.id}.json"
+    item = json.loads(item_path.read_text())
+    item["assets"]["scl"] = {"href": "./scl.tif", "type": "image/tiff; application=geotiff; "
+                             "profile=cloud-optimized", "roles": ["data"]}  # fmt: skip
+    item_path.write_text(json.dumps(item))
+    return folder / "scl.tif"
+
+
+def test_clouds_of_the_scene_classification_are_no_data(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """An item with a scene classification (`scl`): its clouds and their shadows are no data in
+    its prediction (so that a region layer shows an older prediction there), the rest predicted
+    as without it. `--cloud-mask none` predicts the clouds too; an asset the item lacks skips
+    it, naming the option."""
+    with rasterio.open(AUSTRIA) as src:
+        aoi = transform_bounds("EPSG:4326", src.crs, *AUSTRIA_AOI)
+    middle = round((aoi[0] + aoi[2]) / 2 / 20) * 20 - 50  # on the 20 m grid
+    add_scene_classification(catalog, AUSTRIA_SEPTEMBER, middle)
+    options = {"stac": str(catalog / "catalog.json"), "bands": "red,green,blue", **STAC}
+    masked = ingest(pivots_run, tmp_path / "masked", region=str(tmp_path / "region.gpkg"),
+                    **options)  # fmt: skip
+    plain = ingest(pivots_run, tmp_path / "plain", cloud_mask="none", **options)
+    assert (
+        list(masked.predicted) == list(plain.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    )
+
+    def classes(result: IngestResult, item: str) -> tuple[np.ma.MaskedArray, np.ndarray]:
+        with rasterio.open(result.predicted[item]["classes"]) as src:
+            x = src.transform.c + (np.arange(src.width) + 0.5) * src.transform.a
+            return src.read(1, masked=True), x
+
+    cloudy, x = classes(masked, AUSTRIA_SEPTEMBER.id)
+    clear, _ = classes(plain, AUSTRIA_SEPTEMBER.id)
+    under_cloud = x < middle + 100
+    assert cloudy.mask[:, under_cloud].all() and not clear.mask[:, under_cloud].any()
+    assert not cloudy.mask[:, ~under_cloud].any()
+    np.testing.assert_array_equal(cloudy[:, ~under_cloud], clear[:, ~under_cloud])
+    june, _ = classes(masked, AUSTRIA_JUNE.id)  # no scene classification: all predicted
+    assert not june.mask.any()
+
+    with pytest.raises(InputError, match="none of the 2 new scene"):
+        ingest(pivots_run, tmp_path / "wrong", cloud_mask="cloud_cover", **options)
+    assert (
+        record(pivots_run, tmp_path / "wrong")
+        .skipped[AUSTRIA_JUNE.id]["reason"]
+        .startswith(
+            "--cloud-mask cloud_cover: item S2B_33UUP_20210617_0_L2A has no such asset; its assets:"
+        )
+    )
 
 
 def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(

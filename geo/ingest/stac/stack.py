@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,6 +88,8 @@ def stack_item(
     out_dir: str | Path,
     *,
     resampling: str = "bilinear",
+    mask_asset: StacAsset | None = None,
+    mask_lut: str | None = None,
 ) -> Path:
     """Write OUT_DIR/ITEM_ID.vrt stacking the mapped assets over the area of interest.
 
@@ -96,7 +98,9 @@ def stack_item(
     finest mapped asset, cut to the window covering `aoi` (lon/lat geometry or bbox; None: the
     whole asset); coarser assets are resampled to it with `resampling` (bilinear: continuous
     values), or nearest for categorical ones (class or mask assets). All mapped assets must share
-    one CRS; the AOI is reprojected into it. Only each asset's header is read here.
+    one CRS; the AOI is reprojected into it. `mask_asset` (a scene classification, mapped to
+    GDAL's mask values by `mask_lut`) becomes the mask of every band: its no data pixels (clouds,
+    say) are no data in the scene. Only each asset's header is read here.
 
     Raises InputError for a band map that does not fit the item, an AOI outside it, or assets in
     different CRSs; AssetUnreadable when an asset cannot be opened (a later try may succeed).
@@ -143,28 +147,19 @@ def stack_item(
             continue
         spec, asset, band = by_model[number]
         r = rasters[asset.key]
-        src_window = (
-            (x0 - r.transform.c) / r.transform.a,
-            (y0 - r.transform.f) / r.transform.e,
-            width * t.a / r.transform.a,
-            height * t.e / r.transform.e,
-        )
-        same_grid = (
-            all(abs(v - round(v)) < 1e-6 for v in src_window)
-            and math.isclose(r.transform.a, t.a, rel_tol=1e-9)
-            and math.isclose(r.transform.e, t.e, rel_tol=1e-9)
-        )
-        method = None if same_grid else ("nearest" if asset.categorical else resampling)
-        if same_grid:
-            src_window = (
-                float(round(src_window[0])), float(round(src_window[1])),
-                float(round(src_window[2])), float(round(src_window[3])),
-            )  # fmt: skip
-        source = Source(
-            path=r.path, band=band, width=r.width, height=r.height, dtype=r.dtypes[band - 1],
-            block=r.block, window=src_window, resampling=method, nodata=r.nodata,
-        )  # fmt: skip
+        method = "nearest" if asset.categorical else resampling
+        source = _source(r, band, (x0, y0, width, height), t, method)
         bands.append(Band(str(spec), dtype, (source,), r.nodata))
+    mask = None
+    if mask_asset is not None:
+        m = _probe(mask_asset, item.id)
+        if m.crs != crs:
+            raise InputError(
+                f"item {item.id}: cloud mask asset {mask_asset.key!r} is in another CRS than "
+                f"its bands ({m.crs} and {crs})"
+            )
+        mask = replace(_source(m, 1, (x0, y0, width, height), t, "nearest"),
+                       resampling="nearest", nodata=None, lut=mask_lut)  # fmt: skip
     metadata = {
         "STAC_ITEM_ID": item.id,
         "STAC_ITEM_VERSION": item.version,
@@ -178,7 +173,40 @@ def stack_item(
     return write_vrt(
         Path(out_dir) / f"{safe_name(item.id)}.vrt",
         width=width, height=height, crs_wkt=crs.to_wkt(),
-        transform=(x0, t.a, 0.0, y0, 0.0, t.e), bands=bands, metadata=metadata,
+        transform=(x0, t.a, 0.0, y0, 0.0, t.e), bands=bands, metadata=metadata, mask=mask,
+    )  # fmt: skip
+
+
+def _source(
+    r: _Raster,
+    band: int,
+    area: tuple[float, float, int, int],
+    grid: Affine,
+    resampling: str,
+) -> Source:
+    """Band `band` of `r` over `area` (x0, y0, width, height) of the VRT's grid `grid`: pixels
+    copied where `r` lies on that grid, else resampled with `resampling`."""
+    x0, y0, width, height = area
+    src_window = (
+        (x0 - r.transform.c) / r.transform.a,
+        (y0 - r.transform.f) / r.transform.e,
+        width * grid.a / r.transform.a,
+        height * grid.e / r.transform.e,
+    )
+    same_grid = (
+        all(abs(v - round(v)) < 1e-6 for v in src_window)
+        and math.isclose(r.transform.a, grid.a, rel_tol=1e-9)
+        and math.isclose(r.transform.e, grid.e, rel_tol=1e-9)
+    )
+    if same_grid:
+        src_window = (
+            float(round(src_window[0])), float(round(src_window[1])),
+            float(round(src_window[2])), float(round(src_window[3])),
+        )  # fmt: skip
+    return Source(
+        path=r.path, band=band, width=r.width, height=r.height, dtype=r.dtypes[band - 1],
+        block=r.block, window=src_window, resampling=None if same_grid else resampling,
+        nodata=r.nodata,
     )  # fmt: skip
 
 
