@@ -171,6 +171,18 @@ class _Grid:
         return frame[area >= min_area]  # as simplified too: no polygon under --min-area
 
 
+def _dated(
+    frame: gpd.GeoDataFrame, timestamp: str | None, dates: Mapping[str, str | None] | None
+) -> gpd.GeoDataFrame:
+    """`frame` with the `date` of its scene after `source` (per source where `dates` are given;
+    empty where a scene records none), so that a layer of many scenes can be filtered by date."""
+    values = [dates.get(s) for s in frame["source"]] if dates else [timestamp] * len(frame)
+    column = pd.to_datetime(pd.Series(values, index=frame.index, dtype=object), utc=True)
+    dated = frame.copy()
+    dated.insert(list(frame.columns).index("source") + 1, "date", column)
+    return dated
+
+
 def _pinned(pixels: np.ndarray) -> np.ndarray:
     """Each pixel (row, col) as four triangles from its sides to its centre."""
     rows, cols = pixels[:, 0].astype(float), pixels[:, 1].astype(float)
@@ -234,11 +246,11 @@ def write_polygons(
     """Write polygons as layer `polygons` of a new GeoPackage at `path` with its QGIS style,
     and/or as fiboa GeoParquet at `parquet`, batch by batch; returns count and area per class.
 
-    `timestamp`, the scene's date (ISO 8601 UTC; None where it records none), is the fields'
-    determination datetime (empty without one) and the layers' last change (the Unix epoch
-    without one), so that the same polygons give the same bytes; `dates` gives the fields of
-    each `source` their own (a mosaic of several scenes). Files are written under a temporary
-    name and renamed when complete.
+    `timestamp`, the scene's date (ISO 8601 UTC; None where it records none), is the polygons'
+    `date` (the fields' determination datetime; empty without one) and the layers' last change
+    (the Unix epoch without one), so that the same polygons give the same bytes; `dates` gives
+    the polygons of each `source` their own (a mosaic of several scenes). Files are written
+    under a temporary name and renamed when complete.
     """
     if isinstance(frames, gpd.GeoDataFrame):
         frames = [frames]
@@ -258,8 +270,8 @@ def write_polygons(
                 with warnings.catch_warnings():  # without a CRS: said once, in pixel units
                     warnings.filterwarnings("ignore", "'crs' was not provided")
                     pyogrio.write_dataframe(
-                        frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
-                        append=created,
+                        _dated(frame, timestamp, dates), tmp, layer=LAYER, driver="GPKG",
+                        geometry_type="Polygon", append=created,
                     )  # fmt: skip
                 created = True
     except BaseException:  # a read that failed, Ctrl-C: no half-written file stays behind

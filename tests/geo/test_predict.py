@@ -174,8 +174,9 @@ def test_polygons_rasterised_back_match_the_class_raster(
 def test_polygon_attributes(rgb: dict[str, Path]) -> None:
     frame = gpd.read_file(rgb["polygons"], layer="polygons")
     assert list(frame.columns) == [
-        "id", "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "model",
-        "geometry"]  # fmt: skip
+        "id", "class_id", "class_name", "score", "area_m2", "perimeter_m", "source", "date",
+        "model", "geometry"]  # fmt: skip
+    assert frame.date.isna().all()  # the scene records no date
     assert len(frame) > 50 and set(frame.class_id) == {1, 2}
     names = {c["id"]: c["name"] for c in CLASSES}
     assert (frame.class_name == frame.class_id.map(names)).all()

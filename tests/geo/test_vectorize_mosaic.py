@@ -101,6 +101,11 @@ def test_a_glob_pattern_and_fiboa_dates_of_each_part(
     gpkg_out = tmp_path / "fields.gpkg"
     sources = polygons(gpkg_out).set_index("id").source
     dates = fields.set_index("id").determination_datetime
+    layer_dates = polygons(gpkg_out).set_index("id").date  # the GeoPackage's, for QGIS filters
+    assert layer_dates.notna().any() and layer_dates.isna().any()
+    pd.testing.assert_series_equal(
+        layer_dates.sort_index(), dates.sort_index(), check_names=False, check_dtype=False
+    )
     expected = {
         "nw": pd.Timestamp("2021-06-17 10:20:00", tz="UTC"),
         "ne": pd.Timestamp("2021-06-17 10:20:00", tz="UTC"),
