@@ -87,15 +87,17 @@ def build_mosaic(
     grids = [_grid(path) for path in rasters]
     score_paths = list(scores) if scores is not None else None
     first = grids[_reference(grids)]
-    for k, grid in enumerate(grids):
-        problem = first.misfit(grid)
-        if problem is None:
-            continue
+    misfits = {k: problem for k, g in enumerate(grids) if (problem := first.misfit(g))}
+    if misfits:
+        named = [f"{grids[k].path} ({problem})" for k, problem in misfits.items()]
+        shown = "; ".join(named[:5]) + (f"; and {len(named) - 5} more" if len(named) > 5 else "")
         log.warning(
-            "%s: %s; resampled onto the grid of %s (nearest neighbour) to join the mosaic",
-            grid.path, problem, first.path,
+            "resampled onto the grid of %s (nearest neighbour) to join the mosaic: %s",
+            first.path, shown,
         )  # fmt: skip
-        target = TargetGrid(first.crs, first.transform)
+    target = TargetGrid(first.crs, first.transform)
+    for k in misfits:
+        grid = grids[k]
         copy = regrid(grid.path, target, folder / f"{k}_classes.tif", _nodata(grid, IGNORE))
         grids[k] = replace(_grid(str(copy)), classes=grid.classes, colors=grid.colors,
                            date=grid.date)  # fmt: skip

@@ -617,8 +617,10 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
         fourth = ingest(pivots_run, out, source=str(inbox), region=str(region))
     assert list(fourth.predicted) == [str(warped)]
     assert fourth.region and "of 4 scene(s)" in fourth.region
-    assert "warped_classes.tif: in EPSG:32613, not an unnamed Albers Equal Area CRS" in caplog.text
-    assert "; resampled onto the grid of" in caplog.text
+    assert "warped_classes.tif (in EPSG:32613, not an unnamed Albers Equal Area CRS)" in (
+        caplog.text
+    )
+    assert "resampled onto the grid of" in caplog.text
     sources = gpd.read_file(region, layer="polygons").source
     assert (sources == "warped_classes.tif").mean() > 0.9  # drawn over the others
 
