@@ -1,6 +1,6 @@
 """`convlora-geo vectorize`: any class raster into polygons (GeoPackage or fiboa GeoParquet).
 
-It runs the library directly, without a Prefect flow: a class raster (or several on one grid,
+It runs the library directly, without a Prefect flow: a class raster (or several, in any CRS,
 read as one mosaic) in, one file out, in bounded memory (a `predict` flow vectorises its own
 predictions).
 """
