@@ -19,7 +19,7 @@ from geo.ingest import (
     plan_ingest,
     predict_options,
 )
-from geo.io.storage import join
+from geo.io.storage import join, read_json
 
 
 @flow(name="ingest", log_prints=True, flow_run_name=named(ingest_run))
@@ -55,7 +55,7 @@ def summary(result: IngestResult) -> str:
     ]  # fmt: skip
     if result.region:
         lines.append(f"- region layer: {result.region}")
-    rows = [(i, "predicted", f"`{o['classes']}`") for i, o in result.predicted.items()]
+    rows = [(i, "predicted", _predicted(o)) for i, o in result.predicted.items()]
     rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
     rows += [(i, "failed", reason) for i, reason in result.failed.items()]
     rows += [(i, "still being written?", reason) for i, reason in result.arriving.items()]
@@ -63,3 +63,14 @@ def summary(result: IngestResult) -> str:
         lines += ["", "| scene | status | outputs or reason |", "| --- | --- | --- |"]
         lines += [f"| `{i}` | {status} | {text.replace('|', '/')} |" for i, status, text in rows]
     return "\n".join(lines) + "\n"
+
+
+def _predicted(outputs: dict[str, str]) -> str:
+    """A predicted scene's row: its class raster, and how much of the scene is no data (clouds,
+    outside the area) where some is, from its manifest."""
+    manifest = read_json(outputs["manifest"]) if "manifest" in outputs else None
+    share = (manifest or {}).get("predicted_percent")
+    text = f"`{outputs['classes']}`"
+    if isinstance(share, (int, float)) and share < 100:
+        text += f" ({100 - share:.1f} % no data: clouds, or outside the scene or the area)"
+    return text

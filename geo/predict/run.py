@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import shapely
 import torch
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from convlora.devices import resolve_device
@@ -49,7 +50,7 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
-from geo.io.raster import area_mask
+from geo.io.raster import area_mask, decimated_shape, open_raster
 from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
 from geo.io.units import pixel_metres
@@ -68,6 +69,7 @@ from geo.vectorize.polygons import (
 log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
+PREDICTED_SIDE = 2048  # the share of predicted pixels is counted on a read this size
 SCORE_NODATA = 0
 FORMAT = "convlora-geo-prediction/3"
 
@@ -142,7 +144,11 @@ def predict_scene(
                     bands=scene.bands, title=scene.name + (f"  {date[:10]}" if date else ""),
                 )  # fmt: skip
             work.save(
-                stage="manifest", polygons=totals.count, area=totals.area, area_unit=totals.unit
+                stage="manifest",
+                polygons=totals.count,
+                area=totals.area,
+                area_unit=totals.unit,
+                predicted=_predicted_percent(staged["classes"]),
             )
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
@@ -162,6 +168,7 @@ def predict_scene(
                     for name, p in staged.items()
                     if name != "manifest"
                 },
+                "predicted_percent": work.state.get("predicted"),
                 "polygons_per_class": work.state["polygons"],
                 f"polygon_area_{work.state.get('area_unit', 'ha')}_per_class": work.state.get(
                     "area", {}
@@ -338,6 +345,16 @@ def _predict_rasters(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _predicted_percent(classes: Path) -> float:
+    """The share of the scene's pixels given a class, in percent (the rest is no data: outside
+    the scene's data or the area of interest, or clouds), from a read of the class COG at most
+    PREDICTED_SIDE px a side (its overviews)."""
+    with open_raster(str(classes)) as src:
+        shape = decimated_shape(src.width, src.height, PREDICTED_SIDE)
+        ids = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    return round(100.0 * float(np.mean(ids != CLASS_NODATA)), 1)
 
 
 def _encode(probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -315,3 +315,21 @@ def test_predict_command_from_and_to_s3(
     assert names == sorted(p.name for p in output_paths(".", "scene").values())
     assert "scene_quicklook.png" in names and "scene_polygons.parquet" in names
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # staging emptied and removed
+
+
+def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) -> None:
+    """A scene predicted in part (clouds masked, or cut by the area) says so in the run's
+    summary artifact, from its manifest; a whole one, or one without a manifest, does not."""
+    from flows.ingest import summary
+    from geo.ingest.run import IngestResult
+
+    predicted = {}
+    for name, share in (("cloudy", 62.4), ("clear", 100.0), ("older", None)):
+        manifest = tmp_path / f"{name}_manifest.json"
+        if share is not None:
+            manifest.write_text(json.dumps({"predicted_percent": share}))
+        predicted[name] = {"classes": f"{name}_classes.tif", "manifest": str(manifest)}
+    text = summary(IngestResult("inbox", str(tmp_path), 3, 3, predicted, {}, {}, {}))
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
+    assert "(37.6 % no data: clouds, or outside the scene or the area)" in rows["cloudy"]
+    assert "no data" not in rows["clear"] and "no data" not in rows["older"]

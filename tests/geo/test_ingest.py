@@ -492,12 +492,10 @@ def test_clouds_of_the_scene_classification_are_no_data(
     middle = round((aoi[0] + aoi[2]) / 2 / 20) * 20 - 50  # on the 20 m grid
     add_scene_classification(catalog, AUSTRIA_SEPTEMBER, middle)
     options = {"stac": str(catalog / "catalog.json"), "bands": "red,green,blue", **STAC}
-    masked = ingest(pivots_run, tmp_path / "masked", region=str(tmp_path / "region.gpkg"),
-                    **options)  # fmt: skip
+    masked = ingest(pivots_run, tmp_path / "masked", **options)
     plain = ingest(pivots_run, tmp_path / "plain", cloud_mask="none", **options)
-    assert (
-        list(masked.predicted) == list(plain.predicted) == [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
-    )
+    both = [AUSTRIA_JUNE.id, AUSTRIA_SEPTEMBER.id]
+    assert list(masked.predicted) == list(plain.predicted) == both
 
     def classes(result: IngestResult, item: str) -> tuple[np.ma.MaskedArray, np.ndarray]:
         with rasterio.open(result.predicted[item]["classes"]) as src:
@@ -512,6 +510,9 @@ def test_clouds_of_the_scene_classification_are_no_data(
     np.testing.assert_array_equal(cloudy[:, ~under_cloud], clear[:, ~under_cloud])
     june, _ = classes(masked, AUSTRIA_JUNE.id)  # no scene classification: all predicted
     assert not june.mask.any()
+    shares = [json.loads(Path(masked.predicted[i]["manifest"]).read_text())["predicted_percent"]
+              for i in both]  # fmt: skip
+    assert shares[0] == 100.0 and abs(shares[1] - 100 * (~under_cloud).mean()) < 0.5
 
     with pytest.raises(InputError, match="none of the 2 new scene"):
         ingest(pivots_run, tmp_path / "wrong", cloud_mask="cloud_cover", **options)
