@@ -61,10 +61,10 @@ class Mosaic:
                 if not todo.size:
                     break
                 with open_raster(self.rasters[k]) as src:
-                    left, bottom, right, top = src.bounds
+                    x0, y0, x1, y1 = src.bounds  # y0 > y1 for a raster stored south-up
                     inside = todo[
-                        (xy[todo, 0] >= left) & (xy[todo, 0] <= right)
-                        & (xy[todo, 1] >= bottom) & (xy[todo, 1] <= top)
+                        (xy[todo, 0] >= min(x0, x1)) & (xy[todo, 0] <= max(x0, x1))
+                        & (xy[todo, 1] >= min(y0, y1)) & (xy[todo, 1] <= max(y0, y1))
                     ]  # fmt: skip
                     if inside.size:
                         values = np.ma.concatenate(
@@ -140,8 +140,9 @@ def build_mosaic(
 
 def _reference(grids: Sequence[_Grid]) -> int:
     """The raster whose pixel grid the mosaic takes: among the unrotated ones in the CRS that
-    most of them share, the one of the finest pixels (the first given of equals). InputError
-    when every raster is rotated."""
+    most of them share (the first given's, of CRSs shared by as many), the one of the finest
+    pixels, stored north-up where one is (the first given of equals). InputError when every
+    raster is rotated."""
     upright = [k for k, g in enumerate(grids) if g.transform.b == g.transform.d == 0]
     if not upright:
         raise InputError(
@@ -149,8 +150,15 @@ def _reference(grids: Sequence[_Grid]) -> int:
             "it with other class rasters"
         )
     crs_counts = Counter(grids[k].crs.to_wkt() for k in upright)
-    shared = [k for k in upright if crs_counts[grids[k].crs.to_wkt()] == max(crs_counts.values())]
-    return min(shared, key=lambda k: abs(grids[k].transform.a * grids[k].transform.e))
+    most = max(crs_counts.values())
+    crs = next(grids[k].crs.to_wkt() for k in upright if crs_counts[grids[k].crs.to_wkt()] == most)
+    shared = [k for k in upright if grids[k].crs.to_wkt() == crs]
+
+    def rank(k: int) -> tuple[float, bool]:
+        t = grids[k].transform
+        return abs(t.a * t.e), not (t.a > 0 > t.e)
+
+    return min(shared, key=rank)
 
 
 def _nodata(grid: _Grid, default: float) -> float:
@@ -194,6 +202,8 @@ class _Grid:
             return "a rotated grid"
         if math.isclose(a.e, -o.e, rel_tol=1e-9):
             return "stored south-up" if o.e > 0 else "stored north-up"
+        if math.isclose(a.a, -o.a, rel_tol=1e-9):
+            return "stored east to west" if o.a < 0 else "stored west to east"
         if not (math.isclose(a.a, o.a, rel_tol=1e-9) and math.isclose(a.e, o.e, rel_tol=1e-9)):
             return f"pixels of {abs(o.a):g} x {abs(o.e):g}, not {abs(a.a):g} x {abs(a.e):g}"
         offsets = ((o.c - a.c) / a.a, (o.f - a.f) / a.e)

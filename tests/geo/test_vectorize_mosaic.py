@@ -295,6 +295,22 @@ def test_south_up_parts_give_the_fields_of_the_whole(tmp_path: Path, parts: list
     mosaic, one = polygons(tmp_path / "flipped.gpkg"), polygons(tmp_path / "whole.gpkg")
     assert len(mosaic) == len(one) > 200 and list(mosaic.id) == list(one.id)
     assert mosaic.geometry.geom_equals_exact(one.geometry, tolerance=1e-6).all()
+    assert set(mosaic.source) == {f"{name}_classes.tif" for name in PARTS}  # each found
+
+
+def test_a_south_up_part_among_north_up_ones_joins(
+    tmp_path: Path, parts: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One part stored south-up, given first, among north-up ones: the others take the grid of
+    a north-up one (of equal pixels), the flipped part is resampled onto it, pixel for pixel,
+    and every polygon still names its part: the fields of the whole."""
+    flipped = south_up(parts[0], tmp_path / "flipped")
+    mosaic = vectorized(tmp_path / "mixed.gpkg", flipped, *parts[1:])
+    whole = vectorized(tmp_path / "whole.gpkg", FTW_PREDICTION)
+    assert "nw_classes.tif (stored south-up)" in caplog.text
+    assert list(mosaic.id) == list(whole.id)
+    assert mosaic.geometry.geom_equals_exact(whole.geometry, tolerance=1e-6).all()
+    assert "" not in set(mosaic.source) and "nw_classes.tif" in set(mosaic.source)
 
 
 def test_where_scenes_of_several_dates_overlap_the_newest_shows(tmp_path: Path) -> None:
