@@ -44,7 +44,10 @@ def check_region(region: str) -> None:
 def is_stale(region: str, record: IngestRecord) -> bool:
     """Whether the region layer misses a scene of `record`: no file, or one written before the
     last prediction it records (a run whose region write failed, or left it as it was)."""
-    written = modified(region)
+    try:
+        written = modified(region)
+    except OSError:  # the store did not answer: try to write it
+        return True
     if written is None:
         return True
     return any(_predicted_at(entry) > written for entry in record.done.values())
@@ -66,6 +69,15 @@ def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> s
     (a damaged class raster) leave the region as it was, with a warning that says why."""
     entries = sorted(record.done.values(), key=_predicted_at)
     outputs = [entry.get("outputs") or {} for entry in entries]
+    try:
+        return _write(region, outputs, predict)
+    except (InputError, OSError) as exc:  # OSError: the store failed; tried again later
+        log.warning("%s %s not rewritten: %s", flag("region"), region, exc)
+        return f"not rewritten: {exc}"
+
+
+def _write(region: str, outputs: list[dict[str, str]], predict: PredictConfig) -> str:
+    """`write_region` once the outputs are in order; raises what stops it."""
     kept = [o for o in outputs if o.get("classes") and exists(o["classes"])]
     if not kept:
         return "no predicted scene to write"
@@ -76,13 +88,9 @@ def write_region(region: str, record: IngestRecord, predict: PredictConfig) -> s
             scores=[o["probability"] for o in kept] if all(o.get("probability") for o in kept)
             else None, min_area=predict.min_area, simplify=predict.simplify,
         )  # fmt: skip
-        try:
-            result = vectorize(config)
-            if is_url(region):
-                _upload(local, region)
-        except InputError as exc:
-            log.warning("%s %s not rewritten: %s", flag("region"), region, exc)
-            return f"not rewritten: {exc}"
+        result = vectorize(config)
+        if is_url(region):
+            _upload(local, region)
     total = sum(result["polygons"].values())
     line = f"{total} polygons of {len(kept)} scene(s) in {region}"
     log.info("region layer: %s", line)

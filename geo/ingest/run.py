@@ -173,8 +173,10 @@ def plan_ingest(
         source, bands = ingest.stac_source(), band_map(ingest, metadata)
         items = find_items(source, now=now, modifier=asset_signer(ingest.sign, source.url))
         candidates = [Candidate(i.id, i.version, safe_name(i.id), i) for i in items]
-        plan = IngestPlan(source.describe(), predict, record, record_path, f"bands={bands}",
-                          len(items), 0)  # fmt: skip
+        settings = f"bands={bands}" + (
+            f"; cloud_mask={ingest.cloud_mask}" if ingest.cloud_mask is not None else ""
+        )  # items skipped for these settings are checked again under others
+        plan = IngestPlan(source.describe(), predict, record, record_path, settings, len(items), 0)
         folder = StagedOutput(predict.out).folder / STACKS
         image_of = _stacker(bands, source.area(), folder, ingest.cloud_mask)
         signed = signer_name(ingest.sign, source.url) == PLANETARY_COMPUTER

@@ -94,9 +94,10 @@ def renew_tokens(vrt: str | Path) -> int:
         if expiry is None or expiry > soon:
             return None
         if not forgotten:  # the package's cache would hand out the same token again
-            cache = package.sas.TOKEN_CACHE
-            for key in [k for k, token in cache.items() if token.ttl() < RENEW_WITHIN_S]:
-                del cache[key]
+            cache = package.sas.TOKEN_CACHE  # shared by a worker's threads
+            for key, token in list(cache.items()):
+                if token.ttl() < RENEW_WITHIN_S:
+                    cache.pop(key, None)
             forgotten = True
         with token_service_errors():
             return prefix + package.sign_url(without_token(url))

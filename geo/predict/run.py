@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import shapely
 import torch
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from convlora.devices import resolve_device
@@ -50,7 +49,7 @@ from geo.io.provenance import (
     software_versions,
     write_json,
 )
-from geo.io.raster import area_mask, decimated_shape, open_raster
+from geo.io.raster import area_mask, open_raster
 from geo.io.storage import StagedOutput, exists, is_url, join, read_json
 from geo.io.styles import colormap, raster_qml
 from geo.io.units import pixel_metres
@@ -69,7 +68,7 @@ from geo.vectorize.polygons import (
 log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
-PREDICTED_SIDE = 2048  # the share of predicted pixels is counted on a read this size
+COUNT_ROWS = 1024  # rows of the class raster read at a time to count its predicted pixels
 SCORE_NODATA = 0
 FORMAT = "convlora-geo-prediction/3"
 
@@ -349,12 +348,15 @@ def _predict_rasters(
 
 def _predicted_percent(classes: Path) -> float:
     """The share of the scene's pixels given a class, in percent (the rest is no data: outside
-    the scene's data or the area of interest, or clouds), from a read of the class COG at most
-    PREDICTED_SIDE px a side (its overviews)."""
+    the scene's data or the area of interest, or clouds), counted on the class COG strip by
+    strip (overviews would hide scattered no data: their MODE skips it)."""
+    predicted = 0
     with open_raster(str(classes)) as src:
-        shape = decimated_shape(src.width, src.height, PREDICTED_SIDE)
-        ids = src.read(1, out_shape=shape, resampling=Resampling.nearest)
-    return round(100.0 * float(np.mean(ids != CLASS_NODATA)), 1)
+        for top in range(0, src.height, COUNT_ROWS):
+            strip = Window(0, top, src.width, min(COUNT_ROWS, src.height - top))
+            predicted += int(np.count_nonzero(src.read(1, window=strip) != CLASS_NODATA))
+        total = src.width * src.height
+    return round(100.0 * predicted / total, 1)
 
 
 def _encode(probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

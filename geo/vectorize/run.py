@@ -156,6 +156,8 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
         parquet=plan.out if parquet else None, dates=dates,
     )  # fmt: skip
     log.info("wrote %d polygons to %s", sum(totals.count.values()), plan.out)
+    if plan.folder is not None:  # the mosaic's VRTs and resampled copies: no longer needed
+        plan.folder.cleanup()
     return {"out": str(plan.out), "format": config.output_format, "polygons": totals.count}
 
 

@@ -516,13 +516,12 @@ def test_clouds_of_the_scene_classification_are_no_data(
 
     with pytest.raises(InputError, match="none of the 2 new scene"):
         ingest(pivots_run, tmp_path / "wrong", cloud_mask="cloud_cover", **options)
-    assert (
-        record(pivots_run, tmp_path / "wrong")
-        .skipped[AUSTRIA_JUNE.id]["reason"]
-        .startswith(
-            "--cloud-mask cloud_cover: item S2B_33UUP_20210617_0_L2A has no such asset; its assets:"
-        )
+    skipped = record(pivots_run, tmp_path / "wrong").skipped[AUSTRIA_JUNE.id]["reason"]
+    assert skipped.startswith(
+        "--cloud-mask cloud_cover: item S2B_33UUP_20210617_0_L2A has no such asset; its assets:"
     )
+    mended = ingest(pivots_run, tmp_path / "wrong", **options)  # the option mended: not skipped
+    assert list(mended.predicted) == both
 
 
 def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(

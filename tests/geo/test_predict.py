@@ -493,3 +493,28 @@ def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path:
     assert rows and all(set(r) == {"class_name", "polygons", "area_px"} for r in rows)
     for name, area in areas.items():
         assert area == pytest.approx(polygons[polygons.class_name == name].area_px.sum(), abs=0.1)
+
+
+def test_the_manifest_gives_the_share_of_the_scene_predicted(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """`predicted_percent`: the class raster's pixels with a class, counted exactly: for
+    RGB.byte (a nodata collar) and for a copy whose every other 2 x 2 block is no data too
+    (scattered, as a cloud mask at 20 m over 10 m pixels is)."""
+    with rasterio.open(rgb["classes"]) as src:
+        ids = src.read(1)
+    manifest = json.loads(rgb["manifest"].read_text())
+    assert manifest["predicted_percent"] == round(100 * float(np.mean(ids != 255)), 1) < 100
+    with rasterio.open(RGB_BYTE) as src:
+        meta, pixels = src.profile, src.read()
+    rows, cols = np.indices(pixels.shape[1:])
+    pixels[:, ((rows // 2 + cols // 2) % 2) == 1] = 0  # RGB.byte's nodata
+    holes = tmp_path / "holes.tif"
+    with rasterio.open(holes, "w", **meta) as dst:
+        dst.write(pixels)
+    out = predict_image(holes, ToyModel(3), metadata_for(RGB_BYTE, [1, 2, 3]), tmp_path / "out",
+                        tile_size=128, overlap=32)  # fmt: skip
+    with rasterio.open(out["classes"]) as src:
+        share = 100 * float(np.mean(src.read(1) != 255))
+    assert 20 < share < 50
+    assert json.loads(out["manifest"].read_text())["predicted_percent"] == round(share, 1)

@@ -18,6 +18,8 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 
+from geo.vectorize import VectorizeConfig, vectorize
+from geo.vectorize.run import check_vectorize
 from tests.support.cli import refused, run_cli
 from tests.support.paths import EXAMPLES, FTW_PREDICTION
 
@@ -212,7 +214,15 @@ def test_a_part_on_a_shifted_grid_is_resampled(
     with rasterio.open(parts[1]) as src:
         shifted = src.transform @ rasterio.Affine.translation(0.5, 0)
     half = cut(tmp_path / "shifted", "ne", (130, 0, 159, 100), None, transform=shifted)
-    mosaic = vectorized(tmp_path / "shifted.gpkg", parts[0], half, *parts[2:])
+    config = VectorizeConfig(
+        rasters=[str(p) for p in (parts[0], half, *parts[2:])], class_map=str(FTW_MAP),
+        out=str(tmp_path / "shifted.gpkg"),
+    )  # fmt: skip
+    folder = Path(check_vectorize(config).folder.name)  # type: ignore[union-attr]
+    assert (folder / "1_classes.tif").exists()  # the resampled copy
+    vectorize(config)
+    assert not folder.exists()  # removed once the polygons are written
+    mosaic = polygons(tmp_path / "shifted.gpkg")
     assert "ne_classes.tif (a grid shifted by part of a pixel)" in caplog.text
     whole = vectorized(tmp_path / "whole.gpkg", FTW_PREDICTION)
     assert abs(len(mosaic) - len(whole)) <= 0.05 * len(whole)
