@@ -21,6 +21,7 @@ CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
 LEGEND_ROW = 18  # pixels
 LEGEND_ROWS = 8  # classes in one column before the legend fills more
 TITLE_GREY = (90, 90, 90)  # the title under the legend: the scene's name and date
+NO_DATA = "not predicted (no data)"  # the legend's black swatch, where the picture has some
 STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
@@ -66,8 +67,11 @@ def write_quicklook(
             shown[c.id] = True
     over = shown[classes]
     image[over] = (1 - CLASS_ALPHA) * image[over] + CLASS_ALPHA * colours[classes[over]]
+    legend = [(c.name, c.rgba[:3]) for c in metadata.classes if c.id != 0]
+    if (classes == IGNORE).any():  # black: not predicted (no data, clouds, outside the area)
+        legend.append((NO_DATA, (0, 0, 0)))
     picture = _with_legend(
-        Image.fromarray(np.rint(image, out=image).astype(np.uint8)), metadata, title
+        Image.fromarray(np.rint(image, out=image).astype(np.uint8)), legend, title
     )
     tmp = dest.with_name(f".{dest.name}.tmp")
     picture.save(tmp, format="PNG", optimize=True)
@@ -92,12 +96,15 @@ def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
     return scaled
 
 
-def _with_legend(image: Image.Image, metadata: AdapterMetadata, title: str) -> Image.Image:
-    """The picture with a legend strip below it: one colour swatch and name per class, each
-    name in a font that draws its characters (`font_for`); more than LEGEND_ROWS classes fill
-    columns side by side, as many as the picture's width holds, then rows; then the title."""
-    entries = [(c, font_for(c.name)) for c in metadata.classes if c.id != 0]
-    column = 34 + ceil(max((font.getlength(c.name) for c, font in entries), default=0))
+def _with_legend(
+    image: Image.Image, legend: Sequence[tuple[str, tuple[int, ...]]], title: str
+) -> Image.Image:
+    """The picture with a legend strip below it: one colour swatch and name per entry (class),
+    each name in a font that draws its characters (`font_for`); more than LEGEND_ROWS entries
+    fill columns side by side, as many as the picture's width holds, then rows; then the
+    title."""
+    entries = [(name, colour, font_for(name)) for name, colour in legend]
+    column = 34 + ceil(max((font.getlength(name) for name, _, font in entries), default=0))
     width = max(image.width, 220, column)
     columns = max(1, min(width // column, ceil(len(entries) / LEGEND_ROWS)))
     rows = ceil(len(entries) / columns)
@@ -105,10 +112,10 @@ def _with_legend(image: Image.Image, metadata: AdapterMetadata, title: str) -> I
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(image, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for k, (c, font) in enumerate(entries):
+    for k, (name, colour, font) in enumerate(entries):
         left, top = 6 + (k // rows) * column, image.height + 4 + (k % rows) * LEGEND_ROW
-        draw.rectangle((left, top + 2, left + 14, top + 14), fill=c.rgba[:3], outline=(0, 0, 0))
-        draw.text((left + 22, top + 1), c.name, fill=(0, 0, 0), font=font)
+        draw.rectangle((left, top + 2, left + 14, top + 14), fill=colour, outline=(0, 0, 0))
+        draw.text((left + 22, top + 1), name, fill=(0, 0, 0), font=font)
     if title:
         top = image.height + 4 + rows * LEGEND_ROW
         draw.text((6, top + 1), title, fill=TITLE_GREY, font=font_for(title))

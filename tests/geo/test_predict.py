@@ -25,7 +25,7 @@ from convlora.files import sha256_file
 from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
 from geo.io.fonts import font_for
-from geo.io.raster import scene_info
+from geo.io.raster import decimated_shape, scene_info
 from geo.predict.quicklook import write_quicklook
 from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
@@ -242,7 +242,7 @@ def test_the_quicklook_legend_draws_accented_and_cyrillic_names(
         scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png", max_side=200
     )
     picture = Image.open(dest).convert("RGB")
-    scene_height = picture.height - 2 * 18 - 8
+    scene_height = picture.height - 3 * 18 - 8  # two classes and no data (RGB.byte's collar)
     assert 220 < 28 + dejavu.getlength(names[1]) < picture.width  # the long name is whole
     for row, name in enumerate(names):
         top = scene_height + 4 + row * 18
@@ -284,9 +284,11 @@ def assert_quicklook(path: Path, classes_path: Path, titled: bool = False) -> No
         raw, valid = src.read().astype(float), src.dataset_mask() > 0
     low, high = np.percentile(raw[:, valid], [2, 98], axis=1)[:, :, None, None]
     stretched = np.moveaxis(np.clip((raw - low) / (high - low), 0, 1) * 255, 0, -1)
-    assert picture.shape == (718 + (2 + titled) * 18 + 8, 791, 3)
+    assert picture.shape == (718 + (3 + titled) * 18 + 8, 791, 3)  # 2 classes, no data
     scene = picture[:718]
     assert (scene[classes == 255] == 0).all()
+    no_data_swatch = picture[718 + 4 + 2 * 18 + 3 : 718 + 4 + 2 * 18 + 14, 7:20]
+    assert (no_data_swatch == 0).all()  # the legend's black swatch for the collar
     for c in CLASSES[1:]:
         colour = np.array([int(c["color"][i : i + 2], 16) for i in (1, 3, 5)])
         where = classes == c["id"]
@@ -518,3 +520,16 @@ def test_the_manifest_gives_the_share_of_the_scene_predicted(
         share = 100 * float(np.mean(src.read(1) != 255))
     assert 20 < share < 50
     assert json.loads(out["manifest"].read_text())["predicted_percent"] == round(share, 1)
+
+
+def test_the_quicklook_legend_names_no_data_only_where_there_is_some(
+    ftw: dict[str, Path], rgb: dict[str, Path]
+) -> None:
+    """The black of pixels not predicted (RGB.byte's collar) gets a legend row, "not predicted
+    (no data)"; the FTW stack, predicted everywhere, has none."""
+    for paths, no_data in ((ftw, False), (rgb, True)):
+        with rasterio.open(paths["classes"]) as src:
+            assert bool((src.read(1) == 255).any()) == no_data
+            height = decimated_shape(src.width, src.height, 1024)[0]
+        picture = Image.open(paths["quicklook"])
+        assert picture.height == height + (2 + no_data + 1) * 18 + 8  # classes, no data, title
