@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
@@ -45,22 +43,17 @@ class FiboaWriter:
     """Append polygon frames (columns of `geo.vectorize.polygons`) to a fiboa GeoParquet file,
     written under a temporary name and renamed by `close`."""
 
-    def __init__(
-        self, path: Path, timestamp: str | None, dates: Mapping[str, str | None] | None = None
-    ) -> None:
-        """`timestamp`: every field's determination datetime; `dates`, where given, that of
-        the fields of each `source` instead (a mosaic of scenes of several dates)."""
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
-        self.datetime = None if timestamp is None else pd.Timestamp(timestamp)
-        self.dates = {k: None if v is None else pd.Timestamp(v) for k, v in (dates or {}).items()}
         self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
         self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.crs: Any = None
         self.types: set[str] = set()
 
     def write(self, frame: gpd.GeoDataFrame) -> None:
-        """One batch of polygons as one row group (nothing for an empty batch)."""
+        """One batch of polygons as one row group (nothing for an empty batch); their `date`
+        (UTC, empty where unknown) is the fields' determination datetime."""
         self.crs = frame.crs
         if frame.empty:
             return
@@ -77,11 +70,7 @@ class FiboaWriter:
                 "area": (frame["area_m2"] / 1e4).round(6) if metres else [None] * len(frame),
                 "perimeter": frame["perimeter_m"] if metres else [None] * len(frame),
                 "determination_method": [METHOD] * len(frame),
-                "determination_datetime": (
-                    [self.dates.get(s) for s in frame["source"]]
-                    if self.dates
-                    else [self.datetime] * len(frame)
-                ),
+                "determination_datetime": frame["date"],
                 "class": frame["class_name"].astype(str),
                 "score": frame["score"],
             },

@@ -255,7 +255,7 @@ def write_polygons(
     if isinstance(frames, gpd.GeoDataFrame):
         frames = [frames]
     tmp = None if path is None else path.with_suffix(".tmp.gpkg")
-    fiboa = None if parquet is None else FiboaWriter(parquet, timestamp, dates)
+    fiboa = None if parquet is None else FiboaWriter(parquet)
     totals = PolygonTotals({}, {})
     created = False
     if tmp is not None:
@@ -264,14 +264,15 @@ def write_polygons(
     try:
         for frame in frames:
             totals.add(frame)
+            frame = _dated(frame, timestamp, dates)
             if fiboa is not None:
                 fiboa.write(frame)
             if tmp is not None and (len(frame) or not created):
                 with warnings.catch_warnings():  # without a CRS: said once, in pixel units
                     warnings.filterwarnings("ignore", "'crs' was not provided")
                     pyogrio.write_dataframe(
-                        _dated(frame, timestamp, dates), tmp, layer=LAYER, driver="GPKG",
-                        geometry_type="Polygon", append=created,
+                        frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
+                        append=created,
                     )  # fmt: skip
                 created = True
     except BaseException:  # a read that failed, Ctrl-C: no half-written file stays behind
