@@ -90,16 +90,8 @@ def _write(region: str, outputs: list[dict[str, str]], predict: PredictConfig) -
         )  # fmt: skip
         result = vectorize(config)
         if is_url(region):
-            _upload(local, region)
+            upload(local, region)  # an OSError leaves the layer to the next run
     total = sum(result["polygons"].values())
     line = f"{total} polygons of {len(kept)} scene(s) in {region}"
     log.info("region layer: %s", line)
     return line
-
-
-def _upload(local: Path, region: str) -> None:
-    """Upload the layer; InputError (the layer left to the next run) when the store refuses."""
-    try:
-        upload(local, region)
-    except OSError as exc:
-        raise InputError(f"{region}: the upload failed ({exc})") from exc

@@ -71,11 +71,16 @@ def token_expiry(url: str) -> dt.datetime | None:
 
 def without_token(path: str) -> str:
     """`path` (a URL or a GDAL /vsicurl/ path) without its SAS token, if it carries one."""
-    prefix = VSICURL if path.startswith(VSICURL) else ""
-    url = path.removeprefix(prefix)
+    prefix, url = _split(path)
     if "sig" not in parse_qs(urlsplit(url).query):
         return path
     return prefix + urlsplit(url)._replace(query="").geturl()
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(GDAL's /vsicurl/ prefix or "", the URL)."""
+    prefix = VSICURL if path.startswith(VSICURL) else ""
+    return prefix, path.removeprefix(prefix)
 
 
 def renew_tokens(vrt: str | Path) -> int:
@@ -88,9 +93,7 @@ def renew_tokens(vrt: str | Path) -> int:
 
     def renewed(source: str) -> str | None:
         nonlocal forgotten
-        prefix = VSICURL if source.startswith(VSICURL) else ""
-        url = source.removeprefix(prefix)
-        expiry = token_expiry(url)
+        expiry = token_expiry(_split(source)[1])
         if expiry is None or expiry > soon:
             return None
         if not forgotten:  # the package's cache would hand out the same token again
@@ -99,8 +102,9 @@ def renew_tokens(vrt: str | Path) -> int:
                 if token.ttl() < RENEW_WITHIN_S:
                     cache.pop(key, None)
             forgotten = True
+        prefix, url = _split(without_token(source))
         with token_service_errors():
-            return prefix + package.sign_url(without_token(url))
+            return prefix + package.sign_url(url)
 
     count = rewrite_sources(Path(vrt), renewed)
     if count:

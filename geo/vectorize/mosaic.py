@@ -149,10 +149,9 @@ def _reference(grids: Sequence[_Grid]) -> int:
             f"{grids[0].path}: a rotated grid; warp it north-up first (gdalwarp) to vectorise "
             "it with other class rasters"
         )
-    crs_counts = Counter(grids[k].crs.to_wkt() for k in upright)
-    most = max(crs_counts.values())
-    crs = next(grids[k].crs.to_wkt() for k in upright if crs_counts[grids[k].crs.to_wkt()] == most)
-    shared = [k for k in upright if grids[k].crs.to_wkt() == crs]
+    wkt = {k: grids[k].crs.to_wkt() for k in upright}
+    crs = Counter(wkt.values()).most_common(1)[0][0]  # of equal counts, the first met
+    shared = [k for k in upright if wkt[k] == crs]
 
     def rank(k: int) -> tuple[float, bool]:
         t = grids[k].transform
