@@ -73,9 +73,10 @@ class IngestConfig(StageConfig):
     )
     cloud_mask: str | None = option(
         None,
-        help="asset of a Sentinel-2 scene classification (SCL) whose clouds, cloud shadows, "
-        "cirrus and defective pixels become no data (STAC), or none (default: the item's scl "
-        "or SCL asset where it has one, else none)",
+        help="cloud mask asset whose clouds, cloud shadows, cirrus and defective pixels become "
+        "no data (STAC): a Sentinel-2 scene classification (scl, SCL), Landsat Collection 2 QA "
+        "(qa_pixel) or HLS Fmask; or none (default: the item's asset of those keys where it has "
+        "one, else none)",
         metavar="ASSET",
     )
 

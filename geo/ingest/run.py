@@ -41,7 +41,7 @@ from geo.ingest.stac import (
     safe_name,
     stack_item,
 )
-from geo.ingest.stac.clouds import mask_asset, scl_lut
+from geo.ingest.stac.clouds import cloud_mask as find_cloud_mask
 from geo.ingest.stac.signing import signer_name
 from geo.io.sas import PLANETARY_COMPUTER
 from geo.io.scheduler import check_scheduler
@@ -202,15 +202,18 @@ def _file(candidate: Candidate) -> str:
 def _stacker(
     bands: BandMap, area: BaseGeometry | None, folder: Path, cloud_mask: str | None
 ) -> Callable[[Candidate], str]:
-    """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt, masked by its scene
-    classification (`geo.ingest.stac.clouds`), and returns its path."""
+    """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt, masked by its cloud mask
+    asset (`geo.ingest.stac.clouds`), and returns its path."""
 
     def stack(candidate: Candidate) -> str:
         assert candidate.item is not None
-        mask = mask_asset(candidate.item, cloud_mask)
-        if mask is not None:
-            log.info("%s: clouds masked by its %r asset", candidate.id, mask.key)
-        vrt = stack_item(candidate.item, bands, area, folder, mask_asset=mask, mask_lut=scl_lut())
+        mask = find_cloud_mask(candidate.item, cloud_mask)
+        if mask is None:
+            return str(stack_item(candidate.item, bands, area, folder))
+        log.info("%s: clouds masked by its %r asset (%s)", candidate.id, mask.asset.key,
+                 mask.kind.name)  # fmt: skip
+        vrt = stack_item(candidate.item, bands, area, folder, mask_asset=mask.asset,
+                         mask_lut=mask.kind.lut)  # fmt: skip
         return str(vrt)
 
     return stack

@@ -52,6 +52,8 @@ from tests.support.stac_catalog import (
     AUSTRIA_JUNE,
     AUSTRIA_OCTOBER,
     AUSTRIA_SEPTEMBER,
+    LANDSAT,
+    NEBRASKA_LANDSAT,
     S2,
     add_items,
     band_path,
@@ -522,6 +524,66 @@ def test_clouds_of_the_scene_classification_are_no_data(
     )
     mended = ingest(pivots_run, tmp_path / "wrong", **options)  # the option mended: not skipped
     assert list(mended.predicted) == both
+
+
+# Landsat Collection 2 QA_PIXEL values as USGS products hold them, and whether each is masked
+LANDSAT_QA = {
+    21824: False,  # clear land (bit 6, confidences low)
+    21952: False,  # clear water (bits 6, 7)
+    30048: False,  # snow (bit 5): the ground it covers is seen
+    1: True,  # fill (bit 0)
+    21826: True,  # dilated cloud (bit 1)
+    54596: True,  # high confidence cirrus (bit 2)
+    22280: True,  # high confidence cloud (bit 3)
+    23888: True,  # cloud shadow (bit 4)
+}
+NEBRASKA_BBOX = (-104.07, 41.845, -104.025, 41.868)  # lon/lat; about 120 x 80 pixels at 30 m
+
+
+def add_landsat_qa(catalog: Path) -> tuple[Path, list[int]]:
+    """Give the Landsat item a `qa_pixel` asset on its bands' grid, as USGS's Collection 2 items
+    have: stripes 8 columns wide of the `LANDSAT_QA` values in turn. Returns its path and the
+    value of each column."""
+    with rasterio.open(band_path(catalog, NEBRASKA_LANDSAT, "B1")) as src:
+        profile = {**src.profile, "dtype": "uint16", "nodata": 1}
+        width, height = src.width, src.height
+    values = list(LANDSAT_QA)
+    columns = [values[(col // 8) % len(values)] for col in range(width)]
+    path = band_path(catalog, NEBRASKA_LANDSAT, "B1").with_name("qa_pixel.tif")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.broadcast_to(np.array(columns, "uint16"), (height, width)), 1)
+    item_path = path.with_name(f"{NEBRASKA_LANDSAT.id}.json")
+    item = json.loads(item_path.read_text())
+    roles = ["cloud", "cloud-shadow", "snow-ice", "water-mask"]  # as USGS's items say
+    cog = "image/tiff; application=geotiff; profile=cloud-optimized"
+    item["assets"]["qa_pixel"] = {"href": "./qa_pixel.tif", "type": cog, "roles": roles}
+    item_path.write_text(json.dumps(item))
+    return path, columns
+
+
+def test_landsat_qa_bit_flags_mask_clouds_shadows_and_fill(
+    pivots_run: Path, catalog: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Landsat Collection 2 item's `qa_pixel` masks it by default: pixels flagged fill,
+    dilated cloud, cirrus, cloud or cloud shadow are no data in its prediction; clear land,
+    water and snow are predicted as without the mask."""
+    qa_path, columns = add_landsat_qa(catalog)
+    options = {"stac": str(catalog / "catalog.json"), "bands": "red,green,blue",
+               "collection": LANDSAT, "bbox": list(NEBRASKA_BBOX)}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="geo"):
+        masked = ingest(pivots_run, tmp_path / "masked", **options)
+    assert f"{NEBRASKA_LANDSAT.id}: clouds masked by its 'qa_pixel' asset (Landsat" in caplog.text
+    plain = ingest(pivots_run, tmp_path / "plain", cloud_mask="none", **options)
+    with rasterio.open(masked.predicted[NEBRASKA_LANDSAT.id]["classes"]) as src:
+        cloudy = src.read(1, masked=True)
+        with rasterio.open(qa_path) as qa:  # the QA column under each column of the output
+            col0 = round((src.transform.c - qa.transform.c) / qa.transform.a)
+    with rasterio.open(plain.predicted[NEBRASKA_LANDSAT.id]["classes"]) as src:
+        clear = src.read(1, masked=True)
+    flagged = np.array([LANDSAT_QA[v] for v in columns[col0 : col0 + cloudy.shape[1]]])
+    assert flagged.any() and not flagged.all() and not clear.mask.any()
+    assert cloudy.mask[:, flagged].all() and not cloudy.mask[:, ~flagged].any()
+    np.testing.assert_array_equal(cloudy[:, ~flagged], clear[:, ~flagged])
 
 
 def test_a_stac_item_whose_pixels_cannot_be_read_midway_is_retried(

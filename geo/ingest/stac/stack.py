@@ -98,7 +98,7 @@ def stack_item(
     finest mapped asset, cut to the window covering `aoi` (lon/lat geometry or bbox; None: the
     whole asset); coarser assets are resampled to it with `resampling` (bilinear: continuous
     values), or nearest for categorical ones (class or mask assets). All mapped assets must share
-    one CRS; the AOI is reprojected into it. `mask_asset` (a scene classification, mapped to
+    one CRS; the AOI is reprojected into it. `mask_asset` (a cloud mask asset, its values mapped to
     GDAL's mask values by `mask_lut`) becomes the mask of every band: its no data pixels (clouds,
     say) are no data in the scene. Only each asset's header is read here.
 
