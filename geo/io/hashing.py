@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from convlora.files import sha256_file
 from geo.io.raster import is_virtual, open_raster
+from geo.io.sas import vrt_without_tokens
 from geo.io.vector import VECTOR_SUFFIXES
 
 __all__ = ["fingerprint", "input_record", "sha256_file", "sha256_text", "watched_files"]
@@ -33,8 +35,21 @@ def input_record(path: str, role: str) -> dict[str, Any]:
         return {"role": role, "path": path, "sha256": sha256_text(text), "of": "metadata"}
     p = Path(path)
     parts = file_parts(p)
-    digest = sha256_file(p) if parts == [p] else sha256_text("".join(map(sha256_file, parts)))
+    digest = _digest(p) if parts == [p] else sha256_text("".join(map(_digest, parts)))
     return {"role": role, "path": str(p.resolve()), "sha256": digest, "of": "bytes"}
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file; of a VRT whose sources carry SAS tokens, of its XML without them, so
+    that a token renewed or a scene signed again is the same input (resumable work is kept)."""
+    if path.suffix.lower() == ".vrt":
+        try:
+            unsigned = vrt_without_tokens(path)
+        except ET.ParseError:  # not XML: its bytes are what there is
+            unsigned = None
+        if unsigned is not None:
+            return sha256_text(unsigned)
+    return sha256_file(path)
 
 
 def file_parts(path: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,17 @@ def without_token(path: str) -> str:
     if "sig" not in parse_qs(urlsplit(url).query):
         return path
     return prefix + urlsplit(url)._replace(query="").geturl()
+
+
+def vrt_without_tokens(path: Path) -> str | None:
+    """The VRT's XML with its sources' SAS tokens left out (what it reads, whichever tokens
+    sign it), or None where no source carries one."""
+    root = ET.parse(path).getroot()
+    signed = [node for node in root.iter("SourceFilename") if without_token(node.text or "")
+              != node.text]  # fmt: skip
+    for node in signed:
+        node.text = without_token(node.text or "")
+    return ET.tostring(root, encoding="unicode") if signed else None
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 import zarr
 
 from geo.errors import InputError
+from geo.io.vrt import rewrite_sources
+from tests.support.http_range import RangeServer
 from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS
 from tests.support.predict import predict_image
@@ -63,3 +66,27 @@ def test_predicting_a_vrt_whose_source_changed_predicts_again(tmp_path: Path) ->
     assert not np.array_equal(after, before)
     # the new classes follow the new pixels (the toy model nearly commutes with a flip)
     assert (after[::-1] == before).mean() > 0.9
+
+
+def test_a_vrt_signed_again_is_the_same_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A VRT over remote sources signed with SAS tokens (Planetary Computer's): signed again
+    (a token renewed just before prediction, or the item signed anew on a retry), it is the same
+    input, so that its finished outputs (and resumable work) are kept, not predicted again."""
+    rasterio.shutil.copy(NEBRASKA, tmp_path / "source.tif")
+    url = "http://storage.example/source.tif?se=2099-01-01T00%3A00%3A00Z&sp=rl&sig={}"
+    vrt = tmp_path / "scene.vrt"
+    metadata = metadata_for(NEBRASKA, [1, 2, 3], tile_size=64)
+    with RangeServer(tmp_path) as server:
+        monkeypatch.setenv("GDAL_HTTP_PROXY", server.url.removeprefix("http://"))
+        server.signature = "FIRST"
+        rasterio.shutil.copy(f"/vsicurl/{url.format('FIRST')}", vrt, driver="VRT")
+        first = predict_image(vrt, ToyModel(3), metadata, tmp_path / "out")
+        written = first["classes"].stat().st_mtime_ns
+        server.signature = "NEXT"  # the first token ran out
+        assert rewrite_sources(vrt, lambda s: s.replace("sig=FIRST", "sig=NEXT")) == 3
+        with caplog.at_level(logging.INFO, logger="geo"):
+            again = predict_image(vrt, ToyModel(3), metadata, tmp_path / "out")
+    assert "scene: its outputs in" in caplog.text and "are finished" in caplog.text
+    assert again["classes"].stat().st_mtime_ns == written
