@@ -208,13 +208,10 @@ def _stacker(
     def stack(candidate: Candidate) -> str:
         assert candidate.item is not None
         mask = find_cloud_mask(candidate.item, cloud_mask)
-        if mask is None:
-            return str(stack_item(candidate.item, bands, area, folder))
-        log.info("%s: clouds masked by its %r asset (%s)", candidate.id, mask.asset.key,
-                 mask.kind.name)  # fmt: skip
-        vrt = stack_item(candidate.item, bands, area, folder, mask_asset=mask.asset,
-                         mask_lut=mask.kind.lut)  # fmt: skip
-        return str(vrt)
+        if mask is not None:
+            log.info("%s: clouds masked by its %r asset (%s)", candidate.id, mask.asset.key,
+                     mask.kind.name)  # fmt: skip
+        return str(stack_item(candidate.item, bands, area, folder, cloud_mask=mask))
 
     return stack
 

@@ -25,17 +25,18 @@ from geo.io.vrt import Band, Source, write_vrt
 
 
 def gdal_mask(kind: MaskKind, dtype: str, tmp_path: Path) -> np.ndarray:
-    """GDAL's mask (0 or 255) for each value 0..kind.largest, through a VRT's mask band."""
-    values = np.arange(kind.largest + 1)
+    """GDAL's mask (0 or 255) for each value 0..2^bits - 1 of the kind, stored as `dtype` (a
+    signed type holds the same bits), through a VRT's mask band."""
+    values = np.arange(1 << kind.bits)
     side = int(np.ceil(np.sqrt(values.size)))
     grid = np.zeros(side * side, dtype)
-    grid[: values.size] = values
+    grid[: values.size] = values.astype(f"u{np.dtype(dtype).itemsize}").view(dtype)
     profile = {"driver": "GTiff", "width": side, "height": side, "count": 1, "dtype": dtype,
                "crs": "EPSG:32614", "transform": from_origin(0, side * 30, 30, 30)}  # fmt: skip
     with rasterio.open(tmp_path / "values.tif", "w", **profile) as dst:
         dst.write(grid.reshape(side, side), 1)
     source = Source(str(tmp_path / "values.tif"), 1, side, side, dtype, (side, 1),
-                    (0, 0, side, side), "nearest", lut=kind.lut)  # fmt: skip
+                    (0, 0, side, side), "nearest", lut=kind.lut(dtype))  # fmt: skip
     vrt = write_vrt(tmp_path / "masked.vrt", width=side, height=side, crs_wkt="EPSG:32614",
                     transform=(0, 30, 0, side * 30, 0, -30), bands=[Band("values", dtype)],
                     mask=source)  # fmt: skip
@@ -50,10 +51,14 @@ def test_scene_classification_masks_clouds_shadows_cirrus_and_no_data(tmp_path: 
     assert set(mask[kept]) == {255}
 
 
-def test_landsat_qa_masks_fill_dilated_cloud_cirrus_cloud_and_shadow(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dtype", ["uint16", "int16"])
+def test_landsat_qa_masks_fill_dilated_cloud_cirrus_cloud_and_shadow(
+    dtype: str, tmp_path: Path
+) -> None:
     """Every one of the 65,536 QA_PIXEL values: valid exactly when none of bits 0-4 is set,
-    whatever the confidence bits (8-15), snow (5), clear (6) or water (7) say."""
-    mask = gdal_mask(LANDSAT_QA, "uint16", tmp_path)
+    whatever the confidence bits (8-15), snow (5), clear (6) or water (7) say; the same bits
+    stored as int16 (55052, high confidence cloud, as -10484) mean the same."""
+    mask = gdal_mask(LANDSAT_QA, dtype, tmp_path)
     values = np.arange(65536)
     np.testing.assert_array_equal(mask == 255, (values & 0b11111) == 0)
     assert mask[21824] == mask[21952] == mask[30048] == 255  # clear land, water, snow

@@ -22,7 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache
+
+import numpy as np
 
 from geo.errors import InputError
 from geo.ingest.stac.items import StacAsset, StacItem
@@ -33,27 +35,38 @@ NO_MASK = "none"
 
 @dataclass(frozen=True)
 class MaskKind:
-    """A kind of cloud mask asset: what it is, the asset keys it goes by, and which of its
-    values (0 to `largest`) are valid pixels."""
+    """A kind of cloud mask asset: what it is, the asset keys it goes by, how many bits its
+    values take, and which values are valid pixels."""
 
     name: str
     keys: tuple[str, ...]  # lower case, as words of a key: `SCL` and `scl_20m` are "scl"
-    largest: int
+    bits: int
     valid: Callable[[int], bool]
 
-    @cached_property
-    def lut(self) -> str:
-        """GDAL's LUT from the asset's values to mask values: GDAL interpolates between the
-        listed values, so a value is listed where validity changes, and on either side."""
-        points: dict[int, int] = {0: self._mask(0), self.largest: self._mask(self.largest)}
-        for value in range(1, self.largest + 1):
-            if self.valid(value) != self.valid(value - 1):
-                points[value - 1] = self._mask(value - 1)
-                points[value] = self._mask(value)
-        return ",".join(f"{v}:{points[v]}" for v in sorted(points))
+    def lut(self, dtype: str) -> str:
+        """GDAL's LUT from the asset's values (stored as `dtype`) to mask values (0 no data,
+        255 valid); see `_lut`."""
+        return _lut(self, dtype)
 
-    def _mask(self, value: int) -> int:
-        return 255 if self.valid(value) else 0
+
+@cache
+def _lut(kind: MaskKind, dtype: str) -> str:
+    """GDAL interpolates between the values listed and holds the end values beyond them, so a
+    value is listed where validity changes, and on either side. Values stored in a signed type
+    of the kind's width (a QA band written as int16) are read as the unsigned values whose bits
+    they hold."""
+    size = 1 << kind.bits
+    signed = np.dtype(dtype).kind == "i" and np.dtype(dtype).itemsize * 8 == kind.bits
+    values = range(-size // 2, size // 2) if signed else range(size)
+
+    def mask(value: int) -> int:
+        return 255 if kind.valid(value % size) else 0
+
+    points = {values[0]: mask(values[0]), values[-1]: mask(values[-1])}
+    for value in values[1:]:
+        if mask(value) != mask(value - 1):
+            points[value - 1], points[value] = mask(value - 1), mask(value)
+    return ",".join(f"{v}:{points[v]}" for v in sorted(points))
 
 
 def _no_bits(bits: int) -> Callable[[int], bool]:
@@ -61,10 +74,10 @@ def _no_bits(bits: int) -> Callable[[int], bool]:
 
 
 SCENE_CLASSIFICATION = MaskKind(
-    "Sentinel-2 scene classification", ("scl",), 11, lambda code: code not in (0, 1, 3, 8, 9, 10)
+    "Sentinel-2 scene classification", ("scl",), 8, lambda code: code not in (0, 1, 3, 8, 9, 10)
 )
-LANDSAT_QA = MaskKind("Landsat Collection 2 QA bit flags", ("qa_pixel",), 65535, _no_bits(0b11111))
-HLS_FMASK = MaskKind("HLS Fmask bit flags", ("fmask",), 255, _no_bits(0b1111))
+LANDSAT_QA = MaskKind("Landsat Collection 2 QA bit flags", ("qa_pixel",), 16, _no_bits(0b11111))
+HLS_FMASK = MaskKind("HLS Fmask bit flags", ("fmask",), 8, _no_bits(0b1111))
 KINDS = (SCENE_CLASSIFICATION, LANDSAT_QA, HLS_FMASK)
 
 

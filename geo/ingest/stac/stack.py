@@ -21,6 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.errors import InputError
 from geo.ingest.stac.bands import BandMap
+from geo.ingest.stac.clouds import CloudMask
 from geo.ingest.stac.items import StacAsset, StacItem
 from geo.ingest.stac.signing import PLANETARY_COMPUTER
 from geo.io.sas import without_token
@@ -88,8 +89,7 @@ def stack_item(
     out_dir: str | Path,
     *,
     resampling: str = "bilinear",
-    mask_asset: StacAsset | None = None,
-    mask_lut: str | None = None,
+    cloud_mask: CloudMask | None = None,
 ) -> Path:
     """Write OUT_DIR/ITEM_ID.vrt stacking the mapped assets over the area of interest.
 
@@ -98,9 +98,9 @@ def stack_item(
     finest mapped asset, cut to the window covering `aoi` (lon/lat geometry or bbox; None: the
     whole asset); coarser assets are resampled to it with `resampling` (bilinear: continuous
     values), or nearest for categorical ones (class or mask assets). All mapped assets must share
-    one CRS; the AOI is reprojected into it. `mask_asset` (a cloud mask asset, its values mapped to
-    GDAL's mask values by `mask_lut`) becomes the mask of every band: its no data pixels (clouds,
-    say) are no data in the scene. Only each asset's header is read here.
+    one CRS; the AOI is reprojected into it. `cloud_mask` (an asset of a known kind, its values
+    mapped to GDAL's mask values by the kind's lookup table) becomes the mask of every band: its
+    no data pixels (clouds, say) are no data in the scene. Only each asset's header is read here.
 
     Raises InputError for a band map that does not fit the item, an AOI outside it, or assets in
     different CRSs; AssetUnreadable when an asset cannot be opened (a later try may succeed).
@@ -151,15 +151,16 @@ def stack_item(
         source = _source(r, band, (x0, y0, width, height), t, method)
         bands.append(Band(str(spec), dtype, (source,), r.nodata))
     mask = None
-    if mask_asset is not None:
-        m = _probe(mask_asset, item.id)
+    if cloud_mask is not None:
+        m = _probe(cloud_mask.asset, item.id)
         if m.crs != crs:
             raise InputError(
-                f"item {item.id}: cloud mask asset {mask_asset.key!r} is in another CRS than "
-                f"its bands ({m.crs} and {crs})"
+                f"item {item.id}: cloud mask asset {cloud_mask.asset.key!r} is in another CRS "
+                f"than its bands ({m.crs} and {crs})"
             )
+        lut = cloud_mask.kind.lut(m.dtypes[0])
         mask = replace(_source(m, 1, (x0, y0, width, height), t, "nearest"),
-                       resampling="nearest", nodata=None, lut=mask_lut)  # fmt: skip
+                       resampling="nearest", nodata=None, lut=lut)  # fmt: skip
     metadata = {
         "STAC_ITEM_ID": item.id,
         "STAC_ITEM_VERSION": item.version,
