@@ -58,6 +58,7 @@ def summary(result: IngestResult) -> str:
     rows = [(i, "predicted", _predicted(o)) for i, o in result.predicted.items()]
     rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
     rows += [(i, "failed", reason) for i, reason in result.failed.items()]
+    rows += [(i, "nothing to predict", reason) for i, reason in result.empty.items()]
     rows += [(i, "still being written?", reason) for i, reason in result.arriving.items()]
     if rows:
         lines += ["", "| scene | status | outputs or reason |", "| --- | --- | --- |"]

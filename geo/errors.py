@@ -24,7 +24,13 @@ class UnreadableError(InputError):
         return type(self), (self.problem, self.advice)  # as sent to and from Dask workers
 
 
-class OutsideAreaError(InputError):
+class NothingToPredictError(InputError):
+    """A scene holds nothing to predict: no valid pixel (all no data, or all cloud where a cloud
+    mask is its mask), or none in the area of interest. Ingest records such a scene without
+    failing the run."""
+
+
+class OutsideAreaError(NothingToPredictError):
     """A scene lies outside the area of interest (`--aoi`): nothing of it is to be predicted."""
 
 

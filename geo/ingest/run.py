@@ -27,7 +27,13 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from geo.contracts.adapter import AdapterMetadata
-from geo.errors import InputError, PassingError, UnreadableError
+from geo.errors import (
+    InputError,
+    NothingToPredictError,
+    OutsideAreaError,
+    PassingError,
+    UnreadableError,
+)
 from geo.ingest.catalog import check_source, model_id, scene_files
 from geo.ingest.config import IngestConfig
 from geo.ingest.records import RECORD_FILE, IngestRecord, check_record
@@ -87,14 +93,15 @@ class IngestPlan:
     refused: dict[str, str] = field(default_factory=dict)  # id -> reason
     failed: dict[str, str] = field(default_factory=dict)
     arriving: dict[str, str] = field(default_factory=dict)  # left for the next run: id -> reason
+    empty: dict[str, str] = field(default_factory=dict)  # nothing to predict (all cloud): id -> why
     region: str | None = None  # the region layer to rewrite (`geo.ingest.region`)
 
 
 @dataclass
 class IngestResult:
     """What one run did: how many scenes the source holds and are new, what was predicted
-    (id -> outputs), refused, failed and left for the next run while still arriving (id ->
-    reason)."""
+    (id -> outputs), refused, failed, left for the next run while still arriving, and found
+    to hold nothing to predict (all cloud, or no data over the area) (id -> reason)."""
 
     source: str
     out: str
@@ -105,11 +112,12 @@ class IngestResult:
     failed: dict[str, str]
     arriving: dict[str, str]
     region: str | None = None  # what was written to the region layer, in words
+    empty: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         """InputError with one line when there were new scenes, other than those still
-        arriving, and none could be predicted."""
-        if self.new == len(self.arriving) or self.predicted:
+        arriving or holding nothing to predict, and none could be predicted."""
+        if self.new == len(self.arriving) + len(self.empty) or self.predicted:
             return
         problems = [_named(i, r) for i, r in {**self.refused, **self.failed}.items()]
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -122,6 +130,8 @@ class IngestResult:
         """What happened to the new scenes, in words."""
         text = (f"{len(self.predicted)} predicted, {len(self.refused)} skipped, "
                 f"{len(self.failed)} failed (retried next run)")  # fmt: skip
+        if self.empty:
+            text += f", {len(self.empty)} with nothing to predict (all cloud or no data)"
         if self.arriving:
             text += f", {len(self.arriving)} still being written (taken next run)"
         return text
@@ -161,6 +171,7 @@ def plan_ingest(
     relative STAC time windows. The record is saved before anything is predicted."""
     metadata = check_ingest(ingest, predict)
     record_path = join(predict.out, RECORD_FILE)
+    masks: dict[str, str] = {}  # item id -> the asset its clouds are masked by
     record = IngestRecord.load(record_path, model_id(predict.model))
     if ingest.source:
         files = scene_files(ingest.source, ingest.pattern, predict.out)
@@ -178,7 +189,7 @@ def plan_ingest(
         )  # items skipped for these settings are checked again under others
         plan = IngestPlan(source.describe(), predict, record, record_path, settings, len(items), 0)
         folder = StagedOutput(predict.out).folder / STACKS
-        image_of = _stacker(bands, source.area(), folder, ingest.cloud_mask)
+        image_of = _stacker(bands, source.area(), folder, ingest.cloud_mask, masks)
         signed = signer_name(ingest.sign, source.url) == PLANETARY_COMPUTER
     new = record.due(candidates, settings=plan.settings)
     plan.new, plan.region = len(new), ingest.region
@@ -187,6 +198,8 @@ def plan_ingest(
     for candidate in new:
         try:
             scene = _checked_scene(image_of(candidate), candidate.name, metadata, predict, aoi)
+        except NothingToPredictError as exc:
+            _record_empty(plan, candidate, exc, masks.get(candidate.id))
         except (InputError, OSError) as exc:
             _record_failure(plan, candidate, exc)
         else:
@@ -200,10 +213,14 @@ def _file(candidate: Candidate) -> str:
 
 
 def _stacker(
-    bands: BandMap, area: BaseGeometry | None, folder: Path, cloud_mask: str | None
+    bands: BandMap,
+    area: BaseGeometry | None,
+    folder: Path,
+    cloud_mask: str | None,
+    masks: dict[str, str],
 ) -> Callable[[Candidate], str]:
     """Stacks an item's bands over the area into FOLDER/ITEM_ID.vrt, masked by its cloud mask
-    asset (`geo.ingest.stac.clouds`), and returns its path."""
+    asset (`geo.ingest.stac.clouds`; its key noted in `masks`), and returns its path."""
 
     def stack(candidate: Candidate) -> str:
         assert candidate.item is not None
@@ -211,6 +228,7 @@ def _stacker(
         if mask is not None:
             log.info("%s: clouds masked by its %r asset (%s)", candidate.id, mask.asset.key,
                      mask.kind.name)  # fmt: skip
+            masks[candidate.id] = mask.asset.key
         return str(stack_item(candidate.item, bands, area, folder, cloud_mask=mask))
 
     return stack
@@ -219,6 +237,20 @@ def _stacker(
 def _named(item_id: str, reason: str) -> str:
     """The reason, starting with the scene it is about (once)."""
     return reason if reason.startswith(item_id) else f"{item_id}: {reason}"
+
+
+def _record_empty(
+    plan: IngestPlan, candidate: Candidate, exc: NothingToPredictError, mask: str | None
+) -> None:
+    """A scene with nothing to predict (all cloud, no data over the area, or outside --aoi) is
+    recorded, checked again only when it changes, and does not fail the run."""
+    reason = _named(candidate.id, str(exc))
+    if mask is not None and not isinstance(exc, OutsideAreaError):
+        reason = (f"{candidate.id}: no clear pixel over the area (clouds, cloud shadows or no "
+                  f"data by its {mask!r} asset)")  # fmt: skip
+    log.info("nothing to predict (checked again when it changes) %s", reason)
+    plan.record.mark_skipped(candidate.id, candidate.version, reason, plan.settings)
+    plan.empty[candidate.id] = reason
 
 
 def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) -> None:
@@ -290,7 +322,7 @@ def finish_ingest(
         region = write_region(plan.region, plan.record, plan.config)
     return IngestResult(
         plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused,
-        plan.failed, plan.arriving, region,
+        plan.failed, plan.arriving, region, plan.empty,
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from geo.errors import InputError, UnreadableError
+from geo.errors import InputError, NothingToPredictError, UnreadableError
 from geo.io.collar import detect_collar, outside_collar
 from geo.io.storage import (
     NOT_FOUND,
@@ -445,8 +445,9 @@ def decimated_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
-    """InputError when a scene has no valid pixel: the sample windows are read until one has
-    data; when they do not cover a large scene, a decimated read of all of it decides."""
+    """NothingToPredictError (an InputError) when a scene has no valid pixel: the sample
+    windows are read until one has data; when they do not cover a large scene, a decimated read
+    of all of it decides."""
     windows = sample_windows(scene, np.random.default_rng(0))
     with open_raster(scene.path) as src:
         for window in windows:
@@ -463,7 +464,7 @@ def check_has_data(scene: SceneInfo, bands: Sequence[int]) -> None:
             ok &= outside_collar(data.data, scene.collar)
             if ok.any():
                 return
-    raise InputError(
+    raise NothingToPredictError(
         f"{scene.path}: no valid pixel in bands {list(bands)} (all nodata?); check the scene and "
         "its nodata value"
     )

@@ -319,7 +319,8 @@ def test_predict_command_from_and_to_s3(
 
 def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) -> None:
     """A scene predicted in part (clouds masked, or cut by the area) says so in the run's
-    summary artifact, from its manifest; a whole one, or one without a manifest, does not."""
+    summary artifact, from its manifest; a whole one, or one without a manifest, does not; one
+    with nothing to predict (all cloud) has a row saying so."""
     from flows.ingest import summary
     from geo.ingest.run import IngestResult
 
@@ -329,7 +330,12 @@ def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) 
         if share is not None:
             manifest.write_text(json.dumps({"predicted_percent": share}))
         predicted[name] = {"classes": f"{name}_classes.tif", "manifest": str(manifest)}
-    text = summary(IngestResult("inbox", str(tmp_path), 3, 3, predicted, {}, {}, {}))
+    empty = {"overcast": "overcast: no clear pixel over the area (clouds, ...)"}
+    text = summary(IngestResult("inbox", str(tmp_path), 4, 4, predicted, {}, {}, {}, None, empty))
     rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
     assert "(37.6 % no data: clouds, or outside the scene or the area)" in rows["cloudy"]
     assert "no data" not in rows["clear"] and "no data" not in rows["older"]
+    assert rows["overcast"] == (
+        "| `overcast` | nothing to predict | overcast: no clear pixel over the area (clouds, ...) |"
+    )
+    assert "3 predicted, 0 skipped, 0 failed (retried next run), 1 with nothing to predict" in text

@@ -526,6 +526,32 @@ def test_clouds_of_the_scene_classification_are_no_data(
     assert list(mended.predicted) == both
 
 
+def test_an_item_all_cloud_over_the_area_has_nothing_to_predict(
+    pivots_run: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """An item whose area is all cloud holds nothing to predict: recorded as such, checked
+    again only when it changes, and no failure of the run, even as its only new item."""
+    with rasterio.open(AUSTRIA) as src:
+        east = src.bounds.right
+    add_scene_classification(catalog, AUSTRIA_SEPTEMBER, east + 1000)  # cloud everywhere
+    options = {"stac": str(catalog / "catalog.json"), "bands": "red,green,blue", **STAC}
+    cloudy_only = {**options, "query": "eo:cloud_cover>30"}  # September's item alone
+    out = tmp_path / "out"
+    alone = ingest(pivots_run, out, **cloudy_only)  # no InputError: nothing failed
+    assert (alone.new, alone.predicted, alone.refused, alone.failed) == (1, {}, {}, {})
+    assert alone.empty == {
+        AUSTRIA_SEPTEMBER.id: f"{AUSTRIA_SEPTEMBER.id}: no clear pixel over the area (clouds, "
+        "cloud shadows or no data by its 'scl' asset)"
+    }
+    assert alone.counts() == (
+        "0 predicted, 0 skipped, 0 failed (retried next run), 1 with nothing to predict (all "
+        "cloud or no data)"
+    )
+    assert ingest(pivots_run, out, **cloudy_only).new == 0  # not tried again as it is
+    both = ingest(pivots_run, out, **options)
+    assert list(both.predicted) == [AUSTRIA_JUNE.id] and not both.empty
+
+
 # Landsat Collection 2 QA_PIXEL values as USGS products hold them, and whether each is masked
 LANDSAT_QA = {
     21824: False,  # clear land (bit 6, confidences low)

@@ -109,8 +109,8 @@ def test_an_area_that_misses_every_scene_is_refused(pivots_run: Path, tmp_path: 
 
 
 def test_ingest_cuts_each_scene_of_a_folder_to_the_area(pivots_run: Path, tmp_path: Path) -> None:
-    """A scene the area misses is refused (until it changes); the other is predicted within
-    it, as `predict --aoi` does."""
+    """A scene the area misses has nothing to predict (recorded, checked again when it
+    changes, no failure); the other is predicted within it, as `predict --aoi` does."""
     inbox, out, aoi = tmp_path / "inbox", tmp_path / "out", circle(tmp_path)
     inbox.mkdir()
     shutil.copy(NEBRASKA, inbox / NEBRASKA.name)
@@ -120,6 +120,7 @@ def test_ingest_cuts_each_scene_of_a_folder_to_the_area(pivots_run: Path, tmp_pa
     ingest = IngestConfig.pick(values)
     result = run_ingest(ingest, predict_options(ingest, values))
     assert list(result.predicted) == [str(inbox / NEBRASKA.name)]
-    assert "the AOI does not overlap scene" in result.refused[str(inbox / RGB_BYTE.name)]
+    assert "the AOI does not overlap scene" in result.empty[str(inbox / RGB_BYTE.name)]
+    assert not result.refused and not result.failed
     with rasterio.open(out / f"{STEM}_classes.tif") as cut, rasterio.open(NEBRASKA) as scene:
         assert cut.shape[0] < scene.height and cut.shape[1] < scene.width
