@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
+from rasterio.dtypes import in_dtype_range
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -38,7 +40,7 @@ class TargetGrid:
 def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
     """Write `path` resampled (nearest neighbour) onto `target`'s grid, over the pixels of that
     grid that its footprint touches, to `out`; pixels outside its footprint or with no data
-    are `nodata`. InputError when its footprint does not fit that grid (it cannot be projected
+    are `nodata` (in a wider type where the raster's cannot hold it). InputError when its footprint does not fit that grid (it cannot be projected
     there, or would take more than MAX_PIXELS)."""
     with open_raster(path) as src:
         cols, rows = _footprint(src, target, path)
@@ -49,15 +51,18 @@ def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
                 f"{path}: would take {width} x {height} pixels on the grid it joins (its area "
                 "at that grid's pixel size); vectorise it on its own"
             )
+        dtype = src.dtypes[0]
+        if not in_dtype_range(nodata, dtype):  # an int8 raster without nodata: 255 needs int16
+            dtype = np.promote_types(dtype, np.min_scalar_type(nodata)).name
         profile = {
-            "driver": "GTiff", "dtype": src.dtypes[0], "count": 1, "crs": target.crs,
+            "driver": "GTiff", "dtype": dtype, "count": 1, "crs": target.crs,
             "transform": transform, "width": width, "height": height, "nodata": nodata,
             "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
         }  # fmt: skip
         with (
             WarpedVRT(
                 src, crs=target.crs, transform=transform, width=width, height=height,
-                resampling=Resampling.nearest, nodata=nodata,
+                resampling=Resampling.nearest, nodata=nodata, dtype=dtype,
             ) as vrt,
             rasterio.open(out, "w", **profile) as dst,
         ):  # fmt: skip

@@ -206,14 +206,16 @@ def test_a_scene_in_the_next_utm_zone_is_resampled_and_joins(
     np.testing.assert_allclose(inside_west.score, 150 / 255, atol=1e-3)
 
 
+@pytest.mark.parametrize("stored", [{}, {"dtype": "int8", "nodata": None}], ids=["uint8", "int8"])
 def test_a_part_on_a_shifted_grid_is_resampled(
-    tmp_path: Path, parts: list[Path], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, parts: list[Path], caplog: pytest.LogCaptureFixture, stored: dict
 ) -> None:
     """A part whose grid is shifted by half a pixel joins the mosaic, resampled, with a warning;
-    the fields come out as from the whole (within a few)."""
+    the fields come out as from the whole (within a few). Stored as int8 without nodata (whose
+    copy's no data, 255, needs a wider type), the same."""
     with rasterio.open(parts[1]) as src:
         shifted = src.transform @ rasterio.Affine.translation(0.5, 0)
-    half = cut(tmp_path / "shifted", "ne", (130, 0, 159, 100), None, transform=shifted)
+    half = cut(tmp_path / "shifted", "ne", (130, 0, 159, 100), None, transform=shifted, **stored)
     config = VectorizeConfig(
         rasters=[str(p) for p in (parts[0], half, *parts[2:])], class_map=str(FTW_MAP),
         out=str(tmp_path / "shifted.gpkg"),
