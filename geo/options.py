@@ -257,10 +257,12 @@ def describe(
 
 def checked_once(
     paths_of: Callable[[C], Iterable[str]],
+    usable: Callable[[R], bool] = lambda _: True,
 ) -> Callable[[Callable[[C], R]], Callable[[C], R]]:
     """Memoise a pre-flight check in this process: the CLI checks before it starts a flow and
     the flow runs the same check; the second call returns the first result while the config
-    and the files it names (size and modification time) are unchanged."""
+    and the files it names (size and modification time) are unchanged, and while `usable`
+    says the result still is (a plan whose temporary files were removed once used is not)."""
 
     def decorate(check: Callable[[C], R]) -> Callable[[C], R]:
         memo: dict[tuple[Any, ...], R] = {}
@@ -268,7 +270,7 @@ def checked_once(
         @functools.wraps(check)
         def checked(config: C) -> R:
             key = (config.model_dump_json(), *(_stamp(p) for p in paths_of(config)))
-            if key not in memo:
+            if key not in memo or not usable(memo[key]):
                 result = check(config)
                 memo.clear()
                 memo[key] = result

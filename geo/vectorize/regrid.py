@@ -40,8 +40,9 @@ class TargetGrid:
 def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
     """Write `path` resampled (nearest neighbour) onto `target`'s grid, over the pixels of that
     grid that its footprint touches, to `out`; pixels outside its footprint or with no data
-    are `nodata` (in a wider type where the raster's cannot hold it). InputError when its footprint does not fit that grid (it cannot be projected
-    there, or would take more than MAX_PIXELS)."""
+    are `nodata` (in a wider type where the raster's cannot hold it). InputError when its
+    footprint does not fit that grid (it cannot be projected there, or would take more than
+    MAX_PIXELS)."""
     with open_raster(path) as src:
         cols, rows = _footprint(src, target, path)
         transform = target.transform @ rasterio.Affine.translation(cols[0], rows[0])

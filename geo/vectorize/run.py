@@ -47,7 +47,12 @@ def _paths(config: VectorizeConfig) -> list[str]:
     return [*config.rasters, config.class_map or "", config.out, *(config.scores or [])]
 
 
-@checked_once(_paths)
+def _usable(plan: VectorizePlan) -> bool:
+    """A plan is used up once `vectorize` has removed its mosaic's temporary folder."""
+    return plan.folder is None or Path(plan.folder.name).is_dir()
+
+
+@checked_once(_paths, _usable)
 def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     """Pre-flight check: one-band class rasters of whole class ids (integers, or floats such as
     QGIS's raster calculator writes), several as one mosaic (`geo.vectorize.mosaic`), the class

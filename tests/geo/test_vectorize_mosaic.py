@@ -224,7 +224,11 @@ def test_a_part_on_a_shifted_grid_is_resampled(
     assert (folder / "1_classes.tif").exists()  # the resampled copy
     vectorize(config)
     assert not folder.exists()  # removed once the polygons are written
+    first = polygons(tmp_path / "shifted.gpkg")
+    (tmp_path / "shifted.gpkg").unlink()  # the layer removed: the same config, in this process
+    vectorize(config)
     mosaic = polygons(tmp_path / "shifted.gpkg")
+    assert mosaic.geometry.geom_equals(first.geometry).all()
     assert "ne_classes.tif (a grid shifted by part of a pixel)" in caplog.text
     whole = vectorized(tmp_path / "whole.gpkg", FTW_PREDICTION)
     assert abs(len(mosaic) - len(whole)) <= 0.05 * len(whole)
