@@ -68,8 +68,11 @@ def summary(result: IngestResult) -> str:
 
 def _predicted(outputs: dict[str, str]) -> str:
     """A predicted scene's row: its class raster, and how much of the scene is no data (clouds,
-    outside the area) where some is, from its manifest."""
-    manifest = read_json(outputs["manifest"]) if "manifest" in outputs else None
+    outside the area) where some is, from its manifest (where it can be read)."""
+    try:
+        manifest = read_json(outputs["manifest"]) if "manifest" in outputs else None
+    except OSError:  # the store failed for a moment: the row goes without the share
+        manifest = None
     share = (manifest or {}).get("predicted_percent")
     text = f"`{outputs['classes']}`"
     if isinstance(share, (int, float)) and share < 100:

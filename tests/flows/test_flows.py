@@ -330,12 +330,15 @@ def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) 
         if share is not None:
             manifest.write_text(json.dumps({"predicted_percent": share}))
         predicted[name] = {"classes": f"{name}_classes.tif", "manifest": str(manifest)}
+    (tmp_path / "unread").mkdir()  # a manifest the store cannot read (OSError): no share shown
+    predicted["unread"] = {"classes": "unread_classes.tif", "manifest": str(tmp_path / "unread")}
     empty = {"overcast": "overcast: no clear pixel over the area (clouds, ...)"}
-    text = summary(IngestResult("inbox", str(tmp_path), 4, 4, predicted, {}, {}, {}, None, empty))
+    text = summary(IngestResult("inbox", str(tmp_path), 5, 5, predicted, {}, {}, {}, None, empty))
     rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
     assert "(37.6 % no data: clouds, or outside the scene or the area)" in rows["cloudy"]
     assert "no data" not in rows["clear"] and "no data" not in rows["older"]
     assert rows["overcast"] == (
         "| `overcast` | nothing to predict | overcast: no clear pixel over the area (clouds, ...) |"
     )
-    assert "3 predicted, 0 skipped, 0 failed (retried next run), 1 with nothing to predict" in text
+    assert rows["unread"] == "| `unread` | predicted | `unread_classes.tif` |"
+    assert "4 predicted, 0 skipped, 0 failed (retried next run), 1 with nothing to predict" in text
