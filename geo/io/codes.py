@@ -14,7 +14,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geo.errors import InputError
-from geo.io.raster import open_raster
+from geo.io.raster import open_raster, read_failed
 from geo.options import flag
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,10 @@ def _distinct(src: Any, path: str, what: str, advice: str) -> set[float]:
     codes: set[float] = set()
     for row in range(0, src.height, rows):
         window = Window(0, row, src.width, min(rows, src.height - row))
-        values = src.read(1, window=window, masked=True).compressed()
+        try:
+            values = src.read(1, window=window, masked=True).compressed()
+        except RasterioIOError as exc:
+            raise read_failed(path, exc, f" at row {row}") from exc
         if values.dtype == np.uint8:
             found = np.flatnonzero(np.bincount(values, minlength=256))
         else:

@@ -8,7 +8,8 @@ scheme (Sentinel-2 tiles of one UTM zone, NAIP quarter quads) share one. A raste
 (a neighbouring UTM zone, another pixel size, a grid shifted by part of a pixel) is resampled
 onto it first (`geo.vectorize.regrid`, nearest neighbour), with a warning. Where rasters overlap,
 the newer raster's pixels are drawn over the older's (in the order given where a raster records
-no date, `_drawing_order`), except where it has no data.
+no date, `_drawing_order`), except where it has no data. Rasters far apart (two farms in one
+layer) make separate parts (`_groups`), each its own VRT, so that no read spans the gap.
 """
 
 from __future__ import annotations
@@ -36,15 +37,26 @@ from geo.vectorize.regrid import TargetGrid, regrid
 
 log = logging.getLogger(__name__)
 SCORE_NODATA = 0  # predict's probability rasters: 0 where the scene has no data
+JOIN_GAP = 1024  # rasters nearer than this many pixels join one part of the mosaic
+
+
+@dataclass(frozen=True)
+class Part:
+    """A group of the mosaic's rasters that lie near each other, as VRTs (classes, and scores
+    when given) on the mosaic's grid, and where its first pixel lies in the mosaic (row, col)."""
+
+    classes: Path
+    scores: Path | None
+    offset: tuple[int, int]
 
 
 @dataclass(frozen=True)
 class Mosaic:
-    """The mosaic's VRTs (classes, and scores when given), a name per raster (its file name,
-    its path where two share a name) and each raster's date (`scene_date`)."""
+    """The mosaic's parts (`Part`: one, unless its rasters lie in groups far apart), a name per
+    raster (its file name, its path where two share a name) and each raster's date
+    (`scene_date`)."""
 
-    classes: Path
-    scores: Path | None
+    parts: tuple[Part, ...]
     rasters: tuple[str, ...]
     names: tuple[str, ...]
     dates: tuple[str | None, ...]
@@ -107,35 +119,74 @@ def build_mosaic(
             )
     places = [first.place_of(g) for g in grids]  # (col, row) in the first raster's grid
     col0, row0 = min(c for c, _ in places), min(r for _, r in places)
-    width = max(c + g.width for (c, _), g in zip(places, grids, strict=True)) - col0
-    height = max(r + g.height for (_, r), g in zip(places, grids, strict=True)) - row0
-    x0, y0 = first.transform @ (col0, row0)
-    transform = (x0, first.transform.a, 0.0, y0, 0.0, first.transform.e)
     at = [(c - col0, r - row0) for c, r in places]
     metadata = _shared_metadata(grids, with_classes)
     order = _drawing_order(grids)
     grids, at = [grids[k] for k in order], [at[k] for k in order]
+    score_grids = None if score_paths is None else [_grid(score_paths[k]) for k in order]
+    groups = _groups(grids, at)
+    if len(groups) > 1:
+        log.info(
+            "the mosaic's %d class rasters lie in %d groups far apart: vectorised group by "
+            "group", len(grids), len(groups),
+        )  # fmt: skip
+    parts = []
+    for n, members in enumerate(groups):
+        left, top = min(at[k][0] for k in members), min(at[k][1] for k in members)
+        width = max(at[k][0] + grids[k].width for k in members) - left
+        height = max(at[k][1] + grids[k].height for k in members) - top
+        x0, y0 = first.transform @ (col0 + left, row0 + top)
+        layout = {
+            "width": width, "height": height, "crs_wkt": first.crs.to_wkt(),
+            "transform": (x0, first.transform.a, 0.0, y0, 0.0, first.transform.e),
+        }  # fmt: skip
+        places = [(at[k][0] - left, at[k][1] - top) for k in members]
+        suffix = f"_{n + 1}" if len(groups) > 1 else ""
+        dtype = np.result_type(*(grids[k].dtype for k in members)).name
+        classes = write_vrt(
+            folder / f"{Path(rasters[0]).stem}{suffix}.vrt", metadata=metadata,
+            bands=[Band("class id", dtype if dtype in GDAL_TYPES else "float64",
+                        _sources([grids[k] for k in members], places, IGNORE), IGNORE,
+                        next((g.colors for g in grids if g.colors), None))], **layout,
+        )  # fmt: skip
+        score_vrt = None
+        if score_grids is not None:
+            score_vrt = write_vrt(
+                folder / f"scores{suffix}.vrt",
+                bands=[Band("probability", "uint8",
+                            _sources([score_grids[k] for k in members], places, SCORE_NODATA),
+                            SCORE_NODATA)], **layout,
+            )  # fmt: skip
+        parts.append(Part(classes, score_vrt, (top, left)))
     names = tuple(_names(rasters)[k] for k in order)
     dates = tuple(g.date for g in grids)
-    dtype = np.result_type(*(g.dtype for g in grids)).name
-    dtype = dtype if dtype in GDAL_TYPES else "float64"
-    crs_wkt = first.crs.to_wkt()
-    classes = write_vrt(
-        folder / f"{Path(rasters[0]).stem}.vrt", width=width, height=height, crs_wkt=crs_wkt,
-        transform=transform, metadata=metadata,
-        bands=[Band("class id", dtype, _sources(grids, at, IGNORE), IGNORE,
-                    next((g.colors for g in grids if g.colors), None))],
-    )  # fmt: skip
-    score_vrt = None
-    if score_paths is not None:
-        score_grids = [_grid(score_paths[k]) for k in order]
-        score_vrt = write_vrt(
-            folder / "scores.vrt", width=width, height=height, crs_wkt=crs_wkt,
-            transform=transform,
-            bands=[Band("probability", "uint8",
-                        _sources(score_grids, at, SCORE_NODATA), SCORE_NODATA)],
-        )  # fmt: skip
-    return Mosaic(classes, score_vrt, tuple(g.path for g in grids), names, dates)
+    return Mosaic(tuple(parts), tuple(g.path for g in grids), names, dates)
+
+
+def _groups(grids: Sequence[_Grid], at: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The rasters (indices, in drawing order) in groups that lie within JOIN_GAP pixels of
+    each other, ordered by their first row and column: no object crosses a wider gap of no
+    data, so each group is vectorised on its own, in bands of rows only as wide as it is."""
+    boxes = [(c, r, c + g.width, r + g.height) for (c, r), g in zip(at, grids, strict=True)]
+    group = list(range(len(boxes)))
+
+    def find(k: int) -> int:
+        while group[k] != k:
+            k = group[k]
+        return k
+
+    for i, a in enumerate(boxes):
+        for j in range(i):
+            b = boxes[j]
+            near = a[0] - JOIN_GAP < b[2] and b[0] - JOIN_GAP < a[2]
+            if near and a[1] - JOIN_GAP < b[3] and b[1] - JOIN_GAP < a[3]:
+                group[find(i)] = find(j)
+    members: dict[int, list[int]] = {}
+    for k in range(len(boxes)):
+        members.setdefault(find(k), []).append(k)
+    return sorted(
+        members.values(), key=lambda m: (min(boxes[k][1] for k in m), min(boxes[k][0] for k in m))
+    )
 
 
 def _reference(grids: Sequence[_Grid]) -> int:

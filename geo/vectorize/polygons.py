@@ -71,12 +71,14 @@ def polygon_batches(
     simplify: float | None = None,
     source: str = "",
     model: str = "",
+    first: tuple[int, int] = (0, 0),
     band_rows: int = 512,
     batch_objects: int = BATCH_OBJECTS,
 ) -> Iterator[gpd.GeoDataFrame]:
     """Polygons of every object of the class raster, in batches, on the raster's CRS.
 
-    Columns: id (row-column of the object's first pixel in scan order: stable for a raster),
+    Columns: id (row-column of the object's first pixel in scan order, plus `first`, where the
+    raster's first pixel lies in a larger one: stable for a raster),
     class_id, class_name, score (mean winning-class probability 0..1; empty without a score
     raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² (default:
     `default_min_area`) are dropped; `simplify` is a tolerance in metres (default:
@@ -106,7 +108,7 @@ def polygon_batches(
         classes_path, scores_path, boundary_id=boundary_id, reach=reach, band_rows=band_rows,
         batch_objects=batch_objects,
     ):  # fmt: skip
-        yield grid.frame(batch, min_area, simplify, source, model)
+        yield grid.frame(batch, min_area, simplify, source, model, first)
 
 
 def polygonize(
@@ -131,7 +133,13 @@ class _Grid:
     names: dict[int, str]
 
     def frame(
-        self, batch: Batch, min_area: float, simplify: float, source: str, model: str
+        self,
+        batch: Batch,
+        min_area: float,
+        simplify: float,
+        source: str,
+        model: str,
+        first: tuple[int, int] = (0, 0),
     ) -> gpd.GeoDataFrame:
         kept = [r for r in batch.regions if r.pixels * self.pixel_side_m**2 >= min_area]
         geoms = np.array([r.geometry for r in kept], dtype=object)
@@ -155,7 +163,7 @@ class _Grid:
         scores = [np.nan if r.score_sum is None else r.score_sum / (255.0 * r.pixels) for r in kept]
         frame = gpd.GeoDataFrame(
             {
-                "id": [f"{r.first[0]}-{r.first[1]}" for r in kept],
+                "id": [f"{r.first[0] + first[0]}-{r.first[1] + first[1]}" for r in kept],
                 "class_id": np.array([r.class_id for r in kept], dtype=np.int32),
                 "class_name": [self.names.get(r.class_id, str(r.class_id)) for r in kept],
                 "score": np.array(scores, dtype=np.float64).round(4),

@@ -17,12 +17,13 @@ import numpy as np
 import rasterio
 from rasterio.dtypes import in_dtype_range
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geo.errors import InputError
-from geo.io.raster import open_raster
+from geo.io.raster import open_raster, read_failed
 
 CHUNK = 4096  # pixels a side read and written at a time
 MAX_PIXELS = 1 << 32  # a copy larger than this is no neighbouring scene
@@ -70,7 +71,11 @@ def regrid(path: str, target: TargetGrid, out: Path, nodata: float) -> Path:
             for row in range(0, height, CHUNK):
                 for col in range(0, width, CHUNK):
                     window = Window(col, row, min(CHUNK, width - col), min(CHUNK, height - row))
-                    dst.write(vrt.read(1, window=window), 1, window=window)
+                    try:
+                        pixels = vrt.read(1, window=window)
+                    except RasterioIOError as exc:
+                        raise read_failed(path, exc, " while resampling it") from exc
+                    dst.write(pixels, 1, window=window)
     return out
 
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+from rasterio.errors import RasterioIOError
 
 from geo.contracts.adapter import class_map_of
 from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
 from geo.io.outputs import check_output, scene_date
-from geo.io.raster import check_exists, decimated_shape, open_raster
+from geo.io.raster import check_exists, check_readable, decimated_shape, open_raster, read_failed
 from geo.options import checked_once, flag
 from geo.vectorize.classes import rasters_class_map
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
-from geo.vectorize.mosaic import Mosaic, build_mosaic
+from geo.vectorize.mosaic import Mosaic, Part, build_mosaic
 from geo.vectorize.polygons import polygon_batches, write_polygons
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,12 @@ CHECKED_SIDE = 2048  # the class raster's values are checked on a read of at mos
 class VectorizePlan:
     """A checked vectorisation: the config, its classes, the output file, and the rasters to
     read: the class raster and score raster given, or the mosaic of several (its VRTs in a
-    temporary folder that lives as long as the plan)."""
+    temporary folder that lives until `vectorize` has used the plan)."""
 
     config: VectorizeConfig
     class_map: ClassMap
     out: Path
-    raster: str
-    scores: str | None
+    parts: tuple[Part, ...]
     mosaic: Mosaic | None = None
     folder: tempfile.TemporaryDirectory[str] | None = None
 
@@ -94,19 +94,23 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
             f"{flag('out')} {config.out}: a {config.format} file ends in {suffixes[0]}"
         )
     if len(config.rasters) == 1:
-        return VectorizePlan(config, class_map, out, config.rasters[0], next(iter(scores), None))
+        part = Part(Path(config.rasters[0]), next(map(Path, scores), None), (0, 0))
+        return VectorizePlan(config, class_map, out, (part,))
     folder = tempfile.TemporaryDirectory(prefix="convlora-geo-mosaic-")
-    mosaic = build_mosaic(
-        config.rasters, scores or None, Path(folder.name), with_classes=config.class_map is None
-    )
-    return VectorizePlan(
-        config, class_map, out, str(mosaic.classes),
-        None if mosaic.scores is None else str(mosaic.scores), mosaic, folder,
-    )  # fmt: skip
+    try:
+        mosaic = build_mosaic(
+            config.rasters, scores or None, Path(folder.name),
+            with_classes=config.class_map is None,
+        )  # fmt: skip
+    except BaseException:
+        folder.cleanup()
+        raise
+    return VectorizePlan(config, class_map, out, mosaic.parts, mosaic, folder)
 
 
 def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...]:
-    """(width, height, CRS, transform) of a readable one-band raster; InputError otherwise."""
+    """(width, height, CRS, transform) of a readable one-band raster (its first and last
+    blocks read: a truncated file fails here); InputError otherwise."""
     check_exists(path, what)
     try:
         with open_raster(path) as src:
@@ -114,6 +118,8 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
             grid = (src.width, src.height, src.crs, tuple(src.transform))
     except Exception:  # rasterio raises several error types
         raise InputError(f"{path}: not a raster GDAL can read") from None
+    with open_raster(path) as src:
+        check_readable(src)
     if count != 1:
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
     if integer and not dtype.startswith(("int", "uint", "float")):
@@ -127,7 +133,10 @@ def _check_class_ids(path: str, class_map: ClassMap) -> None:
     map's."""
     with open_raster(path) as src:
         shape = decimated_shape(src.width, src.height, CHECKED_SIDE)
-        values = np.unique(src.read(1, out_shape=shape, masked=True).compressed())
+        try:
+            values = np.unique(src.read(1, out_shape=shape, masked=True).compressed())
+        except RasterioIOError as exc:
+            raise read_failed(path, exc) from exc
     values = values[~np.isnan(values)] if values.dtype.kind == "f" else values
     unknown = values[
         ((values < 0) | (values >= class_map.num_classes) | (values != np.round(values)))
@@ -145,25 +154,50 @@ def _check_class_ids(path: str, class_map: ClassMap) -> None:
 def vectorize(config: VectorizeConfig) -> dict[str, Any]:
     """Write the polygons of the class raster to `config.out`; returns the count per class."""
     plan = check_vectorize(config)
-    classes = plan.class_map.classes
-    frames = polygon_batches(
-        plan.raster, plan.scores, classes, min_area=config.min_area,
-        simplify=config.simplify, source=Path(config.rasters[0]).name,
-    )  # fmt: skip
+    frames = _frames(plan)
     dates = None
     if plan.mosaic is not None:
         frames = _with_sources(frames, plan.mosaic)
         dates = dict(zip(plan.mosaic.names, plan.mosaic.dates, strict=True))
         log.info("%d class rasters as one mosaic", len(plan.mosaic.names))
     parquet = config.output_format == "parquet"
-    totals = write_polygons(
-        frames, None if parquet else plan.out, classes, timestamp=scene_date(plan.raster),
-        parquet=plan.out if parquet else None, dates=dates,
-    )  # fmt: skip
+    try:
+        totals = write_polygons(
+            frames, None if parquet else plan.out, plan.class_map.classes,
+            timestamp=scene_date(str(plan.parts[0].classes)),
+            parquet=plan.out if parquet else None, dates=dates,
+        )  # fmt: skip
+    finally:  # the mosaic's VRTs and resampled copies: no longer needed, whatever happened
+        if plan.folder is not None:
+            plan.folder.cleanup()
     log.info("wrote %d polygons to %s", sum(totals.count.values()), plan.out)
-    if plan.folder is not None:  # the mosaic's VRTs and resampled copies: no longer needed
-        plan.folder.cleanup()
     return {"out": str(plan.out), "format": config.output_format, "polygons": totals.count}
+
+
+def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
+    """The polygons of each part of the plan, their ids counted from the first pixel of the
+    whole mosaic."""
+    for part in plan.parts:
+        try:
+            yield from polygon_batches(
+                str(part.classes), None if part.scores is None else str(part.scores),
+                plan.class_map.classes, min_area=plan.config.min_area,
+                simplify=plan.config.simplify, source=Path(plan.config.rasters[0]).name,
+                first=part.offset,
+            )  # fmt: skip
+        except RasterioIOError as exc:
+            raise read_failed(_failed_input(plan.config, exc), exc) from exc
+
+
+def _failed_input(config: VectorizeConfig, exc: RasterioIOError) -> str:
+    """The input whose read failed: the one GDAL names (a mosaic's VRT names its source),
+    else the class raster, or all of them."""
+    message = str(exc.__cause__ or exc)
+    inputs = [*config.rasters, *(config.scores or [])]
+    named = [p for p in inputs if p in message] or [p for p in inputs if Path(p).name in message]
+    if named:
+        return named[0]
+    return config.rasters[0] if len(config.rasters) == 1 else ", ".join(config.rasters)
 
 
 def _with_sources(frames: Iterator[gpd.GeoDataFrame], mosaic: Mosaic) -> Iterator[gpd.GeoDataFrame]:

@@ -3,6 +3,8 @@ refused up front with one line, nothing written and existing outputs untouched."
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.support.cli import refused, run_cli, write_like
+from geo.contracts.adapter import class_map_of
+from geo.contracts.classes import CLASSES_TAG
+from tests.support.cli import garbled, refused, run_cli, write_like
 from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK, RGB_BYTE
 
 FTW_MAP = EXAMPLES / "ftw_classes.yaml"
@@ -151,3 +155,30 @@ def test_a_bad_boundary_width_names_the_class(work: Path, tmp_path: Path) -> Non
     )
     refused(work, vectorize("--out", work / "f.gpkg", "--class-map", bad),
             "class 'edge': boundary width '2 cm': give a positive width in px or m")  # fmt: skip
+
+
+def test_a_raster_garbled_midway_is_one_line_naming_it(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class or score raster whose middle is garbled (its ends read fine, so it passes the
+    checks that do not read every pixel) stops `vectorize` with one line naming that file, not
+    a traceback naming the mosaic's temporary VRT; no output, no temporary folder left."""
+    listed = json.dumps(class_map_of(str(FTW_MAP)).to_list())
+    as_predicted = garbled(FTW_PREDICTION, tmp_path / "predicted_classes.tif")
+    with rasterio.open(as_predicted, "r+") as dst:  # predict's own: its classes, not re-read
+        dst.update_tags(**{CLASSES_TAG: listed})
+    untagged = garbled(FTW_PREDICTION, tmp_path / "plain_classes.tif")
+    scores = garbled(FTW_PREDICTION, tmp_path / "east_probability.tif")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    for bad, argv in (
+        (as_predicted, [as_predicted]),
+        (untagged, [untagged]),
+        (scores, [FTW_PREDICTION, FTW_PREDICTION, "--scores", FTW_PREDICTION, scores,
+                  "--class-map", FTW_MAP]),
+    ):  # fmt: skip
+        line = refused(work, ["vectorize", *argv, "--out", work / "f.gpkg"],
+                       f"{bad}: corrupt or truncated raster (read failed")  # fmt: skip
+        assert str(temporary) not in line and "re-download or re-export it" in line
+        assert not list(temporary.iterdir())

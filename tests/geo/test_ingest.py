@@ -720,7 +720,7 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
         fifth = ingest(pivots_run, out, source=str(inbox), region=str(region))
     assert list(fifth.predicted) == [str(inbox / "middle.tif")] and region.read_bytes() == written
     assert fifth.region and fifth.region.startswith("not rewritten: ")
-    assert "east_classes.tif: not a raster GDAL can read" in fifth.region
+    assert "east_classes.tif: corrupt or truncated raster" in fifth.region
     assert f"--region {region} not rewritten" in caplog.text
     sixth = ingest(pivots_run, out, source=str(inbox), region=str(region))  # nothing new: the
     assert sixth.new == 0 and sixth.region == fifth.region  # layer misses one: tried again

@@ -20,7 +20,7 @@ from rasterio.windows import Window
 
 from geo.vectorize import VectorizeConfig, vectorize
 from geo.vectorize.run import check_vectorize
-from tests.support.cli import refused, run_cli
+from tests.support.cli import refused, run_cli, write_like
 from tests.support.paths import EXAMPLES, FTW_PREDICTION
 
 FTW_MAP = EXAMPLES / "ftw_classes.yaml"
@@ -377,3 +377,46 @@ def test_a_raster_too_large_for_the_mosaic_s_grid_is_refused(
                    "--out", tmp_path / "f.gpkg"],
         "wide_classes.tif: would take", "pixels on the grid it joins",
     )  # fmt: skip
+
+
+def moved(path: Path, cols: int) -> Path:
+    """`path` moved `cols` pixels east on its grid, as another file."""
+    with rasterio.open(path) as src:
+        transform = src.transform @ rasterio.Affine.translation(cols, 0)
+    return write_like(path, path.with_name(f"{path.stem}_{cols}{path.suffix}"), transform=transform)
+
+
+def test_scenes_far_apart_are_vectorised_group_by_group(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two farms 200 km apart in one layer: the mosaic's parts are the groups of rasters near
+    each other, each read in bands only as wide as itself (not 20,000 columns of no data), and
+    the layer holds the polygons of each group alone, their ids counted on the whole mosaic."""
+    caplog.set_level(logging.INFO, logger="geo.vectorize")
+    west = cut(tmp_path / "far", "west", (0, 0, 160, 189), None)
+    east = cut(tmp_path / "far", "east", (130, 0, 159, 189), None)
+    far = moved(east, 20_000)  # 200 km east of where it was cut
+    beside = moved(east, 20_000 + 159 + 500)  # 5 km east of that: one group with it
+    rasters = [west, far, beside]
+    config = VectorizeConfig(rasters=[str(r) for r in rasters], class_map=str(FTW_MAP),
+                             out=str(tmp_path / "layer.gpkg"))  # fmt: skip
+    plan = check_vectorize(config)
+    widths = []
+    for part in plan.parts:
+        with rasterio.open(part.classes) as src:
+            widths.append(src.width)
+    assert widths == [160, 159 + 500 + 159]
+    assert [part.offset for part in plan.parts] == [(0, 0), (0, 20_130)]
+    layer = vectorized(tmp_path / "layer.gpkg", *rasters)
+    assert "3 class rasters lie in 2 groups far apart" in caplog.text
+    alone = [vectorized(tmp_path / f"{r.stem}.gpkg", r) for r in rasters]
+    offsets = [0, 20_130, 20_130 + 159 + 500]
+    expected = pd.concat(
+        [frame.assign(id=[f"{i.split('-')[0]}-{int(i.split('-')[1]) + at}" for i in frame.id])
+         for frame, at in zip(alone, offsets, strict=True)], ignore_index=True,
+    ).sort_values("id").reset_index(drop=True)  # fmt: skip
+    assert len(layer) > 200
+    assert list(layer.id) == list(expected.id)
+    assert layer.geometry.geom_equals_exact(expected.geometry, tolerance=1e-6).all()
+    assert list(layer.source) == list(expected.source)
+    assert not Path(plan.parts[0].classes).parent.exists()  # the mosaic folder removed

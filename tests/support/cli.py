@@ -101,19 +101,27 @@ def write_like(source: Path, target: Path, data: np.ndarray | None = None, **pro
     return target
 
 
+def garbled(source: Path, target: Path, **profile) -> Path:
+    """A deflate-compressed copy of `source` (with `profile` changes) whose strip 3/4 down is
+    garbled: it opens, and its first and last blocks read fine."""
+    compressed = write_like(source, target.with_name(f"clean_{target.name}"), compress="deflate",
+                            **profile)  # fmt: skip
+    with rasterio.open(compressed) as src:
+        strip = src.height * 3 // 4 // src.block_shapes[0][0]
+        offset = int(src.get_tag_item(f"BLOCK_OFFSET_0_{strip}", "TIFF", bidx=1))
+    corrupt = bytearray(compressed.read_bytes())
+    compressed.unlink()
+    corrupt[offset : offset + 64] = b"\xff" * 64
+    target.write_bytes(bytes(corrupt))
+    return target
+
+
 def make_broken(folder: Path) -> dict[str, Path]:
     """Broken inputs made from the bundled real data, in `folder`."""
     files = {name: folder / name for name in ("notraster.tif", "truncated.tif", "empty.gpkg")}
     files["notraster.tif"].write_text("this is a text file, not a GeoTIFF\n")
     files["truncated.tif"].write_bytes(SCENE.read_bytes()[:100_000])
-    compressed = write_like(SCENE, folder / "compressed.tif", compress="deflate")
-    with rasterio.open(compressed) as src:  # garble a strip 3/4 down: both ends read fine
-        strip = src.height * 3 // 4 // src.block_shapes[0][0]
-        offset = int(src.get_tag_item(f"BLOCK_OFFSET_0_{strip}", "TIFF", bidx=1))
-    corrupt = bytearray(compressed.read_bytes())
-    corrupt[offset : offset + 64] = b"\xff" * 64
-    files["corrupt.tif"] = folder / "corrupt.tif"
-    files["corrupt.tif"].write_bytes(bytes(corrupt))
+    files["corrupt.tif"] = garbled(SCENE, folder / "corrupt.tif")
     files["nocrs.tif"] = write_like(SCENE, folder / "nocrs.tif", crs=None)
     files["gcps.tif"] = write_like(AGNET_IMAGE, folder / "gcps.tif")  # 7 bands, as "base" reads
     with rasterio.open(files["gcps.tif"], "r+") as dst:  # corners on the map: GCPs, no grid
