@@ -6,15 +6,17 @@ tiles cover each scene once, as FTW's chips do, so where tiles overlap no object
 the predicted classes become objects as prediction vectorises them (`geo.vectorize.objects`:
 with a boundary class, boundary pixels are given back and touching objects stay apart);
 reference objects are the store's labels found the same way, or the polygons of a vector file,
-each its own object. Pixels the reference leaves
+each its own object (each part of a multi-part feature too). Pixels the reference leaves
 unlabelled (255) count for neither. Objects of any class are matched regardless of class.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import shapely
 import zarr
@@ -26,9 +28,10 @@ from rasterio.windows import Window
 from geo.contracts.tile_store import SceneRecord, StoreInfo
 from geo.errors import InputError
 from geo.io.raster import window_bounds
-from geo.io.vector import read_vectors
+from geo.io.vector import check_polygons, read_vectors
 
 MATCH_IOU = 0.5
+log = logging.getLogger(__name__)
 
 
 def match(reference: np.ndarray, predicted: np.ndarray) -> tuple[int, int, list[float]]:
@@ -86,11 +89,26 @@ class ObjectScore:
         }
 
 
+def fields_of(frame: gpd.GeoDataFrame, path: str) -> gpd.GeoDataFrame:
+    """Each polygon of the reference a field of its own: a multi-part feature (a layer
+    dissolved by class in QGIS) gives one field per part; InputError for points or lines."""
+    check_polygons(frame, path, "the reference")
+    parts = frame.explode(index_parts=False)
+    parts = parts[parts.geom_type == "Polygon"].reset_index(drop=True)
+    single = int((frame.geom_type == "Polygon").sum())
+    if len(frame) > single:
+        log.info(
+            "%s: %d multi-part feature(s) taken as their %d polygons, each a field",
+            path, len(frame) - single, len(parts) - single,
+        )  # fmt: skip
+    return parts
+
+
 class ReferencePolygons:
     """Polygons of a vector file burnt per tile of a store, each polygon its own object id."""
 
     def __init__(self, path: str, store: StoreInfo) -> None:
-        frame = read_vectors(path, [], what="reference")
+        frame = fields_of(read_vectors(path, [], what="reference"), path)
         group = zarr.open_group(str(store.path), mode="r")
         scene_of, windows_ = group["scene"], group["window"]
         assert isinstance(scene_of, zarr.Array) and isinstance(windows_, zarr.Array)

@@ -168,8 +168,27 @@ def search_area(scene: SceneInfo, crs: CRS) -> shapely.Geometry:
 
 
 def load_aoi(path: str) -> gpd.GeoDataFrame:
-    """The area of interest polygons (any vector format)."""
-    return read_vectors(path, [], what="aoi")
+    """The area of interest polygons (any vector format); InputError for points or lines."""
+    frame = read_vectors(path, [], what="aoi")
+    check_polygons(frame, path, "an area of interest")
+    return frame
+
+
+def check_polygons(frame: gpd.GeoDataFrame, path: str, what: str = "labels") -> None:
+    """InputError unless every feature is a polygon: points and lines cover no area (labels
+    of them would be taught as background, an area of them would hold nothing)."""
+    kinds = frame.geometry.geom_type
+    wrong = kinds[~kinds.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
+    if len(wrong):
+        counts = ", ".join(f"{n} {k}" for k, n in wrong.value_counts().sort_index().items())
+        if frame.geometry[wrong.index].is_closed.all():  # outlines of fields, digitised as lines
+            hint = (
+                ", all closed: make polygons of them first (QGIS: Lines to Polygons; "
+                "shapely.polygonize)"
+            )
+        else:
+            hint = " (buffer points and lines into polygons first, e.g. with geopandas .buffer())"
+        raise InputError(f"{path}: {what} must be polygons, found {counts}{hint}")
 
 
 def aoi_in_scene(aoi: gpd.GeoDataFrame, aoi_path: str, scene: SceneInfo) -> shapely.Geometry:

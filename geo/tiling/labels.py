@@ -38,6 +38,7 @@ from geo.io.raster import (
 )
 from geo.io.units import pixel_metres
 from geo.io.vector import (
+    check_polygons,
     choose_layer,
     first_part,
     is_parquet,
@@ -50,23 +51,6 @@ from geo.tiling.boundaries import outline
 log = logging.getLogger(__name__)
 
 WindowLabels = Callable[[Window], tuple[np.ndarray, set[str]]]
-
-
-def check_polygons(frame: gpd.GeoDataFrame, path: str) -> None:
-    """InputError unless every feature is a polygon: points and lines cover no area, so their
-    objects would be taught as background."""
-    kinds = frame.geometry.geom_type
-    wrong = kinds[~kinds.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
-    if len(wrong):
-        counts = ", ".join(f"{n} {k}" for k, n in wrong.value_counts().sort_index().items())
-        if frame.geometry[wrong.index].is_closed.all():  # outlines of fields, digitised as lines
-            hint = (
-                ", all closed: make polygons of them first (QGIS: Lines to Polygons; "
-                "shapely.polygonize)"
-            )
-        else:
-            hint = " (buffer points and lines into polygons first, e.g. with geopandas .buffer())"
-        raise InputError(f"{path}: labels must be polygons, found {counts}{hint}")
 
 
 @dataclass(frozen=True)
@@ -239,7 +223,22 @@ def _read_labels(
                 class_map.unmapped,
                 f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else "",
             )
+        _warn_drawn_background(path, class_map, int((frame["_class"] == 0).sum()))
     return frame
+
+
+def _warn_drawn_background(path: str, class_map: ClassMap, drawn: int) -> None:
+    """Warn when features map to class 0 under another name than background: the first class
+    of a map is the background, which every pixel no polygon covers takes too (a map listing
+    only crop and pivot teaches the land between the polygons as crop)."""
+    first = class_map.classes[0].name
+    if drawn and first.strip().lower() != "background":
+        log.warning(
+            "%s: %d feature(s) are class 0, %r, which is also the background: every pixel no "
+            "polygon covers becomes %r; if that is not what lies between your polygons, list "
+            "`- name: background` first in the class map",
+            path, drawn, first, first,
+        )  # fmt: skip
 
 
 def scene_outlines(class_map: ClassMap, scene: SceneInfo) -> Outlines | None:

@@ -17,7 +17,7 @@ from rasterio.errors import RasterioIOError
 from geo.contracts.adapter import class_map_of
 from geo.contracts.classes import IGNORE, ClassMap
 from geo.errors import InputError
-from geo.io.outputs import check_output, scene_date
+from geo.io.outputs import check_output, make_folder, scene_date
 from geo.io.raster import check_exists, check_readable, decimated_shape, open_raster, read_failed
 from geo.options import checked_once, flag
 from geo.vectorize.classes import rasters_class_map
@@ -162,6 +162,7 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
         log.info("%d class rasters as one mosaic", len(plan.mosaic.names))
     parquet = config.output_format == "parquet"
     try:
+        make_folder(plan.out.parent)
         totals = write_polygons(
             frames, None if parquet else plan.out, plan.class_map.classes,
             timestamp=scene_date(str(plan.parts[0].classes)),

@@ -52,6 +52,11 @@ CASES = {  # name -> (argv from broken files, checkpoints and runs; messages the
         lambda b, c, r: predict(b["nodata.tif"], r["base"], "{out}"),
         "nodata.tif: no valid pixel",
     ),
+    "an area of points": (
+        lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--aoi", b["points.gpkg"]),
+        "points.gpkg: an area of interest must be polygons, found",
+        "Point (buffer points and lines into polygons first",
+    ),
     "tile size not a multiple of 16": (
         lambda b, c, r: predict(AGNET_IMAGE, r["base"], "{out}", "--tile-size", "100"),
         "--tile-size 100: must be a positive multiple of 16 (try 96 or 112)",

@@ -29,9 +29,12 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
     assert code == 0, err
     gpkg = gpd.read_file(work / "fields.gpkg", layer="polygons")
     assert len(gpkg) == 267 and set(gpkg.class_name) == {"field"}  # 272 fields, 5 under 4 px
-    code, err = run_cli(*vectorize("--out", work / "fields.parquet", "--min-area", "0"))
+    code, err = run_cli(*vectorize("--out", work / "new" / "fields.parquet", "--min-area", "0"))
+    assert code == 0, err  # its folder created, as predict's and tile's are
+    assert len(gpd.read_parquet(work / "new" / "fields.parquet")) == 272
+    code, err = run_cli(*vectorize("--out", work / "other" / "new" / "fields.gpkg"))
     assert code == 0, err
-    assert len(gpd.read_parquet(work / "fields.parquet")) == 272
+    assert len(gpd.read_file(work / "other" / "new" / "fields.gpkg", layer="polygons")) == 267
     code, err = run_cli(*vectorize("--out", work / "any.name", "--format", "parquet"))
     assert code == 2 and "a parquet file ends in .parquet" in err
 

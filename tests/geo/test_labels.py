@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
@@ -189,3 +190,30 @@ def test_label_errors_are_clear(tmp_path: Path) -> None:
 def test_vector_or_raster_by_suffix() -> None:
     assert is_vector("labels.gpkg") and is_vector("a.geojson") and is_vector("x.shp")
     assert not is_vector("mask.tif")
+
+
+def test_features_of_class_0_not_named_background_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A class map that lists only the drawn classes (crop, pivot) makes crop class 0, the
+    background, which every pixel between the polygons takes too: said once, naming the file;
+    a map whose first class is the background, or whose first class no feature has, is quiet."""
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    pivots = gpd.read_file(PIVOTS / "pivots.gpkg")
+    labels = tmp_path / "drawn.gpkg"
+    pivots.assign(kind=np.where(np.arange(len(pivots)) % 3 == 0, "crop", "pivot")).to_file(labels)
+    drawn = [{"name": "crop", "values": ["crop"]}, {"name": "pivot", "values": ["pivot"]}]
+    cases = [
+        (drawn, True),
+        ([{"name": "Background"}, *drawn], False),
+        ([{"name": "fallow", "values": ["fallow"]}, *drawn[1:]], False),
+    ]
+    for classes, warned in cases:
+        caplog.clear()
+        prepare_vector_labels(str(labels), [scene], ClassMap.from_dict(classes), "kind", [None])
+        said = [r.getMessage() for r in caplog.records if "also the background" in r.getMessage()]
+        assert len(said) == warned, said
+        if warned:
+            crops = int((np.arange(len(pivots)) % 3 == 0).sum())
+            assert f"drawn.gpkg: {crops} feature(s) are class 0, 'crop'" in said[0]
+            assert "list `- name: background` first" in said[0]

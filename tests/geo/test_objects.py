@@ -3,16 +3,19 @@ labels or reference polygons, on real parcels that share edges."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 import zarr
 from rasterio import features
 
 from geo.contracts.tile_store import SPLITS, StoreInfo
+from geo.errors import InputError
 from geo.evaluate import EvaluateConfig, evaluate_on_store
 from geo.evaluate.objects import ObjectScore, ReferencePolygons, match
 from geo.evaluate.store_scene import StoreScene
@@ -161,3 +164,34 @@ def test_a_field_where_tiles_overlap_counts_once(tmp_path: Path) -> None:
         for _, _, w in grid.windows()
     )
     assert 19 <= counted == expected < per_tile
+
+
+def test_each_part_of_a_multi_part_reference_feature_is_a_field(
+    quarters_store: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The quarter fields collected into three multi-part features (QGIS's Collect geometries)
+    give the reference objects of the single polygons, tile by tile; points are refused."""
+    store_path, polygons = quarters_store
+    store = StoreInfo.read(store_path)
+    single = gpd.read_file(polygons)
+    collected = tmp_path / "collected.gpkg"
+    thirds = np.arange(len(single)) % 3
+    gpd.GeoDataFrame(
+        geometry=[shapely.MultiPolygon(list(single.geometry[thirds == k])) for k in range(3)],
+        crs=single.crs,
+    ).to_file(collected)
+    with caplog.at_level(logging.INFO, logger="geo.evaluate"):
+        multi = ReferencePolygons(str(collected), store)
+    assert f"3 multi-part feature(s) taken as their {len(single)} polygons" in caplog.text
+    reference = ReferencePolygons(str(polygons), store)
+    found = 0
+    for index in range(store.n_tiles):
+        objects = reference.objects(index)
+        n_ref, n_multi, ious = match(objects, multi.objects(index))
+        assert n_ref == n_multi == len(ious) and all(iou == 1.0 for iou in ious)
+        found += n_ref
+    assert found > 100
+    points = tmp_path / "points.gpkg"
+    single.set_geometry(single.geometry.centroid).to_file(points)
+    with pytest.raises(InputError, match="the reference must be polygons, found .* Point"):
+        ReferencePolygons(str(points), store)
