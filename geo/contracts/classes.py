@@ -343,13 +343,24 @@ class ClassMap:
             raise InputError(f"{path}: not UTF-8 text (line {line}); save it as UTF-8") from None
         try:
             data = yaml.load(text, Loader=_NoAliasLoader)  # YAML is a superset of JSON
-        except yaml.composer.ComposerError as err:
+        except yaml.YAMLError as err:
             if ALIAS_REFUSAL in str(err):
                 raise InputError(f"{path}: {ALIAS_REFUSAL}") from None
-            raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
-        except yaml.YAMLError as err:
-            raise InputError(f"{path}: not valid JSON or YAML ({err.__class__.__name__})") from None
+            problem = _yaml_problem(err, text)
+            raise InputError(f"{path}: not valid JSON or YAML ({problem})") from None
         return cls.from_dict(data, source=str(path))
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """Where and what the YAML parser found wrong, and, where a `#` follows a key, that an
+    unquoted `#` starts a comment (`color: #e31a1c` in a flow mapping cuts it short)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or err.__class__.__name__
+    where = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
+    hint = ""
+    if re.search(r":[ \t]+#", text):
+        hint = "; an unquoted # starts a comment: quote colours (color: '#e31a1c')"
+    return f"{where}{problem}{hint}"
 
 
 def _parse_class(position: int, item: Any, source: str) -> ClassInfo:

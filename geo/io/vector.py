@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,15 @@ def parquet_columns(path: str) -> tuple[list[str], str]:
     return schema.names, geometry
 
 
+@contextmanager
+def renumbered_ids_quiet() -> Iterator[None]:
+    """Without OGR's warning that features share an `id` (QGIS's default field, copied with
+    the features): it renumbers them, which changes nothing we read."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Several features with id", RuntimeWarning)
+        yield
+
+
 def read_vectors(
     path: str, columns: list[str], what: str = "labels", layer: str | None = None
 ) -> gpd.GeoDataFrame:
@@ -103,7 +114,8 @@ def read_vectors(
             frame = gpd.read_parquet(path, columns=[*columns, parquet_columns(path)[1]])
         else:
             chosen = choose_layer(path, layer, what)
-            frame = gpd.read_file(path, engine="pyogrio", columns=columns, layer=chosen)
+            with renumbered_ids_quiet():
+                frame = gpd.read_file(path, engine="pyogrio", columns=columns, layer=chosen)
     except InputError:
         raise
     except ImportError as err:
@@ -126,8 +138,14 @@ def field_values(path: str, field: str, layer: str | None = None) -> list[Any]:
             frame = pd.read_parquet(path, columns=[field]) if field in names else pd.DataFrame()
         else:
             chosen = choose_layer(path, layer, "labels")
-            names = list(pyogrio.read_info(path, layer=chosen)["fields"])
-            frame = pyogrio.read_dataframe(path, layer=chosen, columns=[field], read_geometry=False)
+            info = pyogrio.read_info(path, layer=chosen)
+            if info["features"] == 0:
+                raise InputError(f"{path}: the labels file has no features")
+            names = list(info["fields"])
+            with renumbered_ids_quiet():
+                frame = pyogrio.read_dataframe(
+                    path, layer=chosen, columns=[field], read_geometry=False
+                )
     except InputError:
         raise
     except Exception as err:  # pyogrio and pyarrow raise many types

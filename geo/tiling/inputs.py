@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -322,14 +323,25 @@ def _field_classes(
             f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct values, "
             f"too many for classes; give a {flag('class_map')} that groups them"
         )
-    objects = [v for v in values if v.lower() != "background"]
-    background = [v for v in values if v.lower() == "background"]  # a value naming class 0
+    background = [v for v in values if _means_background(v, values)]
+    objects = [v for v in values if v not in background]
     classes = [{"name": "background", **({"values": background} if background else {})}]
     classes += [{"name": v, "values": [v]} for v in objects]
     said = f"one per value of {field}: " + ", ".join(
         f"{i} {v}" for i, v in enumerate(objects, start=1)
     )
     return classes, said
+
+
+def _means_background(value: str, values: list[str]) -> bool:
+    """Whether a label value names class 0: `background`, or 0 where every value is a number
+    (as code 0 is background in label rasters)."""
+    if value.lower() == "background":
+        return True
+    try:
+        return float(value) == 0 and all(math.isfinite(float(v)) for v in values)
+    except ValueError:
+        return False
 
 
 def _files_name(labels: list[str]) -> str | None:

@@ -202,6 +202,8 @@ def _read_labels(
             raise InputError(
                 f"{path}: not a vector file OGR can read ({first_part(err)})"
             ) from None
+        if info["features"] == 0:
+            raise InputError(f"{path}: the labels file has no features")
         if label_field is not None and label_field not in list(info["fields"]):
             raise no_field(path, label_field, info["fields"])
     frame = read_vectors(path, [label_field] if label_field else [], layer=layer)

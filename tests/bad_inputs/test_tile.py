@@ -51,6 +51,19 @@ CASES = {
         lambda b: tile(SCENE, "{out}", labels=b["empty.gpkg"]),
         "empty.gpkg: the labels file has no features",
     ),
+    "empty label file, a label field named": (
+        lambda b: [
+            "tile",
+            SCENE,
+            "--labels",
+            b["empty.gpkg"],
+            "--label-field",
+            "crop",
+            "--out",
+            "{out}",
+        ],
+        "empty.gpkg: the labels file has no features",
+    ),
     "zero-byte label file": (
         lambda b: tile(SCENE, "{out}", labels=b["zero_bytes.gpkg"]),
         "zero_bytes.gpkg: not a vector file OGR can read",

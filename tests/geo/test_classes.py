@@ -105,6 +105,14 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
     bad.write_text("classes: [unclosed")
     with pytest.raises(InputError, match="not valid JSON or YAML"):
         ClassMap.load(bad)
+    flow = tmp_path / "flow.yaml"  # an unquoted colour in a flow mapping: the rest is a comment
+    flow.write_text("classes:\n  - {name: background}\n  - {name: pivot, color: #e31a1c}\n")
+    with pytest.raises(InputError) as err:
+        ClassMap.load(flow)
+    assert str(err.value) == (
+        f"{flow}: not valid JSON or YAML (line 4, column 1: expected the node content, but found "
+        "'<stream end>'; an unquoted # starts a comment: quote colours (color: '#e31a1c'))"
+    )
     latin = tmp_path / "latin.yaml"  # saved by a Windows editor in cp1252
     latin.write_bytes("classes:\n  - {name: fond}\n  - {name: blé}\n".encode("cp1252"))
     with pytest.raises(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,7 +19,7 @@ from rasterio.windows import Window
 from geo.contracts.classes import IGNORE, ClassMap, load_class_map
 from geo.errors import InputError
 from geo.io.raster import SceneInfo, scene_info
-from geo.io.vector import is_vector
+from geo.io.vector import field_values, is_vector, read_vectors
 from geo.tiling.labels import VectorLabels, prepare_raster_labels, prepare_vector_labels
 from tests.support.fields import mosaic
 
@@ -217,3 +219,21 @@ def test_features_of_class_0_not_named_background_are_warned_about(
             crops = int((np.arange(len(pivots)) % 3 == 0).sum())
             assert f"drawn.gpkg: {crops} feature(s) are class 0, 'crop'" in said[0]
             assert "list `- name: background` first" in said[0]
+
+
+def test_features_sharing_an_id_are_read_without_a_warning(tmp_path: Path) -> None:
+    """QGIS's `id` field copied with its features (GeoJSON ids repeated): OGR renumbers them,
+    and the user sees no RuntimeWarning before the log or the one error line."""
+    pivots = gpd.read_file(PIVOTS / "pivots.gpkg")
+    labels = tmp_path / "copied.geojson"
+    features = [
+        {"type": "Feature", "properties": {"id": 7, "kind": "pivot"},
+         "geometry": shapely.geometry.mapping(g)}
+        for g in pivots.to_crs(4326).geometry
+    ]  # fmt: skip
+    labels.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert field_values(str(labels), "kind") == ["pivot"] * len(pivots)
+        assert len(read_vectors(str(labels), ["kind"])) == len(pivots)
+    assert [str(w.message) for w in caught] == []

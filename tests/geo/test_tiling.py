@@ -767,13 +767,15 @@ def test_a_label_field_without_a_class_map_makes_one_class_per_value(
     stores: dict[str, Path], tmp_path: Path, suffix: str
 ) -> None:
     """`--label-field crop` without --class-map: one class per distinct value (numbers in
-    numeric order, text in text order, after background; a value "background" is class 0), the
-    same labels as a class map that lists those classes."""
+    numeric order, text in text order, after background; a value "background", or 0 among
+    numbers, is class 0, as code 0 is in label rasters), the same labels as a class map that
+    lists those classes."""
     image, labels, _, _, _ = CASES["pivots"]
     fields = gpd.read_file(labels)
     fields["crop"] = np.where(fields["id"] % 2 == 0, "soy", "corn")
     fields["zone"] = np.where(fields["id"] % 3 == 0, 10, 9)
     fields["kind"] = np.where(fields["id"] % 3 == 0, "background", "pivot")
+    fields["code"] = fields["id"] % 3  # 0, 1, 2: 0 the land between the pivots
     path = tmp_path / f"fields{suffix}"
     fields.to_parquet(path) if suffix == ".parquet" else fields.to_file(path)
     cases = {
@@ -783,6 +785,8 @@ def test_a_label_field_without_a_class_map_makes_one_class_per_value(
                  {"name": "10", "values": [10]}],
         "kind": [{"name": "background", "values": ["background"]},
                  {"name": "pivot", "values": ["pivot"]}],
+        "code": [{"name": "background", "values": [0]}, {"name": "1", "values": [1]},
+                 {"name": "2", "values": [2]}],
     }  # fmt: skip
     for field, listed in cases.items():
         out = tmp_path / f"{field}{suffix}.zarr"
