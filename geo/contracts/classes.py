@@ -352,13 +352,13 @@ class ClassMap:
 
 
 def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
-    """Where and what the YAML parser found wrong, and, where a `#` follows a key, that an
-    unquoted `#` starts a comment (`color: #e31a1c` in a flow mapping cuts it short)."""
+    """Where and what the YAML parser found wrong, and, where an unquoted colour follows a key,
+    that its `#` starts a comment (`color: #e31a1c` in a flow mapping cuts it short)."""
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or err.__class__.__name__
     where = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
     hint = ""
-    if re.search(r":[ \t]+#", text):
+    if re.search(r":[ \t]+#[0-9A-Fa-f]{3,8}\b", text):  # a colour, not a comment
         hint = "; an unquoted # starts a comment: quote colours (color: '#e31a1c')"
     return f"{where}{problem}{hint}"
 

@@ -93,7 +93,9 @@ def fields_of(frame: gpd.GeoDataFrame, path: str) -> gpd.GeoDataFrame:
     """Each polygon of the reference a field of its own: a multi-part feature (a layer
     dissolved by class in QGIS) gives one field per part; InputError for points or lines."""
     check_polygons(frame, path, "the reference")
-    parts = frame.explode(index_parts=False)
+    parts = frame
+    while parts.geom_type.isin(["MultiPolygon", "GeometryCollection"]).any():
+        parts = parts.explode(index_parts=False)  # collections nest: one level at a time
     parts = parts[parts.geom_type == "Polygon"].reset_index(drop=True)
     single = int((frame.geom_type == "Polygon").sum())
     if len(frame) > single:

@@ -45,6 +45,9 @@ def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str
             SETTING_NAMES,
         ),
     ]
+    if old_settings.get("class_map") != settings.get("class_map") and not request.config.class_map:
+        differences = [_derived_classes(old_settings, settings) if d.startswith(
+            SETTING_NAMES["class_map"]) else d for d in differences]  # fmt: skip
     if differences:
         raise InputError(
             f"{out}: already holds a tile store of other inputs or settings "
@@ -65,6 +68,20 @@ def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str
         recipes,
     )
     return stored
+
+
+def _derived_classes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The class map made from the labels (no --class-map), now and in the store: the labels
+    changed, or another convlora-geo made it another way (a numeric field's 0 is background)."""
+
+    def listed(settings: Mapping[str, Any]) -> str:
+        classes = (settings.get("class_map") or {}).get("classes") or []
+        return ", ".join(f"{i} {c.get('name')}" for i, c in enumerate(classes))
+
+    return (
+        f"the classes made from the labels without --class-map are {listed(new)}, the store's "
+        f"{listed(old)}"
+    )
 
 
 def _input_differences(

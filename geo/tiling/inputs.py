@@ -323,14 +323,37 @@ def _field_classes(
             f"{labels[0]}: {flag('label_field')} {field} holds {len(values)} distinct values, "
             f"too many for classes; give a {flag('class_map')} that groups them"
         )
+    _warn_look_alikes(labels[0], field, values)
     background = [v for v in values if _means_background(v, values)]
     objects = [v for v in values if v not in background]
+    if not objects:
+        raise InputError(
+            f"{labels[0]}: every value of {flag('label_field')} {field} is "
+            f"{' or '.join(background) or 'missing'}, the background: no class to learn; give a "
+            f"{flag('class_map')} that names the class of these features"
+        )
     classes = [{"name": "background", **({"values": background} if background else {})}]
     classes += [{"name": v, "values": [v]} for v in objects]
     said = f"one per value of {field}: " + ", ".join(
         f"{i} {v}" for i, v in enumerate(objects, start=1)
     )
     return classes, said
+
+
+def _warn_look_alikes(path: str, field: str, values: list[str]) -> None:
+    """Warn about values that differ only in case (`Pivot`, `pivot`; surrounding spaces are
+    not part of a value): each is a class of its own, which a class map can merge."""
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        groups.setdefault(value.casefold(), []).append(value)
+    alike = [group for group in groups.values() if len(group) > 1]
+    if alike:
+        shown = "; ".join(", ".join(repr(v) for v in group) for group in alike[:5])
+        log.warning(
+            "%s: %s values that differ only in case are separate classes (%s); give "
+            "a %s that lists them as one class's values to merge them",
+            path, field, shown, flag("class_map"),
+        )  # fmt: skip
 
 
 def _means_background(value: str, values: list[str]) -> bool:

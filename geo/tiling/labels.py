@@ -26,7 +26,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from geo.contracts.classes import IGNORE, ClassMap
+from geo.contracts.classes import IGNORE, ClassMap, value_key
 from geo.errors import InputError
 from geo.io.raster import (
     SceneInfo,
@@ -151,7 +151,10 @@ def prepare_vector_labels(
             f"{paths[0]}: the class map has {objects} classes besides boundaries; pass a label "
             "field naming the attribute that holds the class values"
         )
-    frames = _by_crs([(path, _read_labels(path, class_map, label_field, layer)) for path in paths])
+    read = [(path, _read_labels(path, class_map, label_field, layer)) for path in paths]
+    if label_field is not None:
+        _warn_drawn_background(paths, class_map, [frame[label_field] for _, frame in read])
+    frames = _by_crs(read)
     sources = []
     for scene, aoi in zip(scenes, aois, strict=True):
         if scene.crs is None:
@@ -225,21 +228,23 @@ def _read_labels(
                 class_map.unmapped,
                 f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else "",
             )
-        _warn_drawn_background(path, class_map, int((frame["_class"] == 0).sum()))
     return frame
 
 
-def _warn_drawn_background(path: str, class_map: ClassMap, drawn: int) -> None:
-    """Warn when features map to class 0 under another name than background: the first class
-    of a map is the background, which every pixel no polygon covers takes too (a map listing
-    only crop and pivot teaches the land between the polygons as crop)."""
-    first = class_map.classes[0].name
-    if drawn and first.strip().lower() != "background":
+def _warn_drawn_background(paths: list[str], class_map: ClassMap, values: list[pd.Series]) -> None:
+    """Warn once when features are of class 0 by its `values` under another name than
+    background: the first class of a map is the background, which every pixel no polygon
+    covers takes too (a map listing only crop and pivot teaches the land between them as
+    crop)."""
+    first = class_map.classes[0]
+    drawn = sum(int(v.map(value_key).isin(first.values).sum()) for v in values)
+    if drawn and first.name.strip().lower() != "background":
+        files = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
         log.warning(
             "%s: %d feature(s) are class 0, %r, which is also the background: every pixel no "
             "polygon covers becomes %r; if that is not what lies between your polygons, list "
             "`- name: background` first in the class map",
-            path, drawn, first, first,
+            files, drawn, first.name, first.name,
         )  # fmt: skip
 
 

@@ -42,11 +42,12 @@ JOIN_GAP = 1024  # rasters nearer than this many pixels join one part of the mos
 
 @dataclass(frozen=True)
 class Part:
-    """A group of the mosaic's rasters that lie near each other, as VRTs (classes, and scores
-    when given) on the mosaic's grid, and where its first pixel lies in the mosaic (row, col)."""
+    """Class raster and score raster (None without) to read, as GDAL names them: a group of the
+    mosaic's rasters that lie near each other as VRTs on the mosaic's grid (or the one raster
+    given), and where its first pixel lies in the mosaic (row, col)."""
 
-    classes: Path
-    scores: Path | None
+    classes: str
+    scores: str | None
     offset: tuple[int, int]
 
 
@@ -144,7 +145,7 @@ def build_mosaic(
         suffix = f"_{n + 1}" if len(groups) > 1 else ""
         dtype = np.result_type(*(grids[k].dtype for k in members)).name
         classes = write_vrt(
-            folder / f"{Path(rasters[0]).stem}{suffix}.vrt", metadata=metadata,
+            folder / f"classes{suffix}.vrt", metadata=metadata,
             bands=[Band("class id", dtype if dtype in GDAL_TYPES else "float64",
                         _sources([grids[k] for k in members], places, IGNORE), IGNORE,
                         next((g.colors for g in grids if g.colors), None))], **layout,
@@ -157,7 +158,7 @@ def build_mosaic(
                             _sources([score_grids[k] for k in members], places, SCORE_NODATA),
                             SCORE_NODATA)], **layout,
             )  # fmt: skip
-        parts.append(Part(classes, score_vrt, (top, left)))
+        parts.append(Part(str(classes), None if score_vrt is None else str(score_vrt), (top, left)))
     names = tuple(_names(rasters)[k] for k in order)
     dates = tuple(g.date for g in grids)
     return Mosaic(tuple(parts), tuple(g.path for g in grids), names, dates)

@@ -94,7 +94,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
             f"{flag('out')} {config.out}: a {config.format} file ends in {suffixes[0]}"
         )
     if len(config.rasters) == 1:
-        part = Part(Path(config.rasters[0]), next(map(Path, scores), None), (0, 0))
+        part = Part(config.rasters[0], next(iter(scores), None), (0, 0))  # URLs kept as given
         return VectorizePlan(config, class_map, out, (part,))
     folder = tempfile.TemporaryDirectory(prefix="convlora-geo-mosaic-")
     try:
@@ -165,7 +165,7 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
         make_folder(plan.out.parent)
         totals = write_polygons(
             frames, None if parquet else plan.out, plan.class_map.classes,
-            timestamp=scene_date(str(plan.parts[0].classes)),
+            timestamp=scene_date(plan.parts[0].classes),
             parquet=plan.out if parquet else None, dates=dates,
         )  # fmt: skip
     finally:  # the mosaic's VRTs and resampled copies: no longer needed, whatever happened
@@ -181,7 +181,7 @@ def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
     for part in plan.parts:
         try:
             yield from polygon_batches(
-                str(part.classes), None if part.scores is None else str(part.scores),
+                part.classes, part.scores,
                 plan.class_map.classes, min_area=plan.config.min_area,
                 simplify=plan.config.simplify, source=Path(plan.config.rasters[0]).name,
                 first=part.offset,
@@ -191,13 +191,14 @@ def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
 
 
 def _failed_input(config: VectorizeConfig, exc: RasterioIOError) -> str:
-    """The input whose read failed: the one GDAL names (a mosaic's VRT names its source),
-    else the class raster, or all of them."""
+    """The input whose read failed: the one GDAL names (a mosaic's VRT names its source; of
+    names inside one another, `old_probability.tif` and `probability.tif`, the longest), else
+    the class raster, or all of them."""
     message = str(exc.__cause__ or exc)
     inputs = [*config.rasters, *(config.scores or [])]
     named = [p for p in inputs if p in message] or [p for p in inputs if Path(p).name in message]
     if named:
-        return named[0]
+        return max(named, key=len)
     return config.rasters[0] if len(config.rasters) == 1 else ", ".join(config.rasters)
 
 

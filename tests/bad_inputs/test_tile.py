@@ -64,6 +64,20 @@ CASES = {
         ],
         "empty.gpkg: the labels file has no features",
     ),
+    "a label field of 0 alone": (
+        lambda b: [
+            "tile",
+            SCENE,
+            "--labels",
+            b["zero_codes.gpkg"],
+            "--label-field",
+            "code",
+            "--out",
+            "{out}",
+        ],
+        "zero_codes.gpkg: every value of --label-field code is 0, the background: no class to "
+        "learn; give a --class-map that names the class of these features",
+    ),
     "zero-byte label file": (
         lambda b: tile(SCENE, "{out}", labels=b["zero_bytes.gpkg"]),
         "zero_bytes.gpkg: not a vector file OGR can read",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,6 +26,7 @@ def vectorize(*extra: object) -> list[object]:
 
 
 def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
+    """Also read through a GDAL virtual path (`/vsizip/`), whose `//` must stay as given."""
     code, err = run_cli(*vectorize("--out", work / "fields.gpkg"))
     assert code == 0, err
     gpkg = gpd.read_file(work / "fields.gpkg", layer="polygons")
@@ -35,6 +37,13 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
     code, err = run_cli(*vectorize("--out", work / "other" / "new" / "fields.gpkg"))
     assert code == 0, err
     assert len(gpd.read_file(work / "other" / "new" / "fields.gpkg", layer="polygons")) == 267
+    zipped = work / "earlier" / "prediction.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.write(FTW_PREDICTION, FTW_PREDICTION.name)
+    code, err = run_cli("vectorize", f"/vsizip/{zipped}/{FTW_PREDICTION.name}", "--class-map",
+                        FTW_MAP, "--out", work / "zipped.gpkg")  # fmt: skip
+    assert code == 0, err
+    assert len(gpd.read_file(work / "zipped.gpkg", layer="polygons")) == 267
     code, err = run_cli(*vectorize("--out", work / "any.name", "--format", "parquet"))
     assert code == 2 and "a parquet file ends in .parquet" in err
 
@@ -171,14 +180,15 @@ def test_a_raster_garbled_midway_is_one_line_naming_it(
     with rasterio.open(as_predicted, "r+") as dst:  # predict's own: its classes, not re-read
         dst.update_tags(**{CLASSES_TAG: listed})
     untagged = garbled(FTW_PREDICTION, tmp_path / "plain_classes.tif")
-    scores = garbled(FTW_PREDICTION, tmp_path / "east_probability.tif")
+    scores = garbled(FTW_PREDICTION, tmp_path / "old_probability.tif")
+    clean = write_like(FTW_PREDICTION, tmp_path / "probability.tif")  # its name inside the other's
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     for bad, argv in (
         (as_predicted, [as_predicted]),
         (untagged, [untagged]),
-        (scores, [FTW_PREDICTION, FTW_PREDICTION, "--scores", FTW_PREDICTION, scores,
+        (scores, [FTW_PREDICTION, FTW_PREDICTION, "--scores", clean, scores,
                   "--class-map", FTW_MAP]),
     ):  # fmt: skip
         line = refused(work, ["vectorize", *argv, "--out", work / "f.gpkg"],

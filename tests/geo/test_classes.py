@@ -113,6 +113,11 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
         f"{flow}: not valid JSON or YAML (line 4, column 1: expected the node content, but found "
         "'<stream end>'; an unquoted # starts a comment: quote colours (color: '#e31a1c'))"
     )
+    indented = tmp_path / "indented.yaml"  # a comment after a key, and a YAML error elsewhere
+    indented.write_text("classes:  # ours\n  - name: background\n - name: pivot\n")
+    with pytest.raises(InputError, match=r"indented.yaml: not valid JSON or YAML \(line 3") as err:
+        ClassMap.load(indented)
+    assert "quote colours" not in str(err.value)
     latin = tmp_path / "latin.yaml"  # saved by a Windows editor in cp1252
     latin.write_bytes("classes:\n  - {name: fond}\n  - {name: blé}\n".encode("cp1252"))
     with pytest.raises(

@@ -208,8 +208,10 @@ def test_features_of_class_0_not_named_background_are_warned_about(
     cases = [
         (drawn, True),
         ([{"name": "Background"}, *drawn], False),
-        ([{"name": "fallow", "values": ["fallow"]}, *drawn[1:]], False),
-    ]
+        # crop is in no class: class 0 by `unmapped: background`, as asked
+        ({"unmapped": "background", "classes": [{"name": "fallow", "values": ["fallow"]},
+                                                 *drawn[1:]]}, False),
+    ]  # fmt: skip
     for classes, warned in cases:
         caplog.clear()
         prepare_vector_labels(str(labels), [scene], ClassMap.from_dict(classes), "kind", [None])
@@ -219,6 +221,10 @@ def test_features_of_class_0_not_named_background_are_warned_about(
             crops = int((np.arange(len(pivots)) % 3 == 0).sum())
             assert f"drawn.gpkg: {crops} feature(s) are class 0, 'crop'" in said[0]
             assert "list `- name: background` first" in said[0]
+    caplog.clear()  # one warning for the features of several files
+    prepare_vector_labels([str(labels)] * 3, [scene], ClassMap.from_dict(drawn), "kind", [None])
+    said = [r.getMessage() for r in caplog.records if "also the background" in r.getMessage()]
+    assert len(said) == 1 and "drawn.gpkg and 2 more: " in said[0]
 
 
 def test_features_sharing_an_id_are_read_without_a_warning(tmp_path: Path) -> None:

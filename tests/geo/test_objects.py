@@ -169,17 +169,17 @@ def test_a_field_where_tiles_overlap_counts_once(tmp_path: Path) -> None:
 def test_each_part_of_a_multi_part_reference_feature_is_a_field(
     quarters_store: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The quarter fields collected into three multi-part features (QGIS's Collect geometries)
-    give the reference objects of the single polygons, tile by tile; points are refused."""
+    """The quarter fields collected into three multi-part features (QGIS's Collect geometries;
+    one a collection holding them) give the reference objects of the single polygons, tile by
+    tile; points are refused."""
     store_path, polygons = quarters_store
     store = StoreInfo.read(store_path)
     single = gpd.read_file(polygons)
     collected = tmp_path / "collected.gpkg"
     thirds = np.arange(len(single)) % 3
-    gpd.GeoDataFrame(
-        geometry=[shapely.MultiPolygon(list(single.geometry[thirds == k])) for k in range(3)],
-        crs=single.crs,
-    ).to_file(collected)
+    parts = [shapely.MultiPolygon(list(single.geometry[thirds == k])) for k in range(3)]
+    parts[2] = shapely.GeometryCollection([parts[2]])  # a collection holding a multipolygon
+    gpd.GeoDataFrame(geometry=parts, crs=single.crs).to_file(collected)
     with caplog.at_level(logging.INFO, logger="geo.evaluate"):
         multi = ReferencePolygons(str(collected), store)
     assert f"3 multi-part feature(s) taken as their {len(single)} polygons" in caplog.text

@@ -764,7 +764,7 @@ def test_polygons_this_tool_wrote_are_labels_again(stores: dict[str, Path], tmp_
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
 def test_a_label_field_without_a_class_map_makes_one_class_per_value(
-    stores: dict[str, Path], tmp_path: Path, suffix: str
+    stores: dict[str, Path], tmp_path: Path, suffix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`--label-field crop` without --class-map: one class per distinct value (numbers in
     numeric order, text in text order, after background; a value "background", or 0 among
@@ -776,6 +776,7 @@ def test_a_label_field_without_a_class_map_makes_one_class_per_value(
     fields["zone"] = np.where(fields["id"] % 3 == 0, 10, 9)
     fields["kind"] = np.where(fields["id"] % 3 == 0, "background", "pivot")
     fields["code"] = fields["id"] % 3  # 0, 1, 2: 0 the land between the pivots
+    fields["typed"] = np.where(fields["id"] % 2 == 0, "pivot", "Pivot ")  # typed two ways
     path = tmp_path / f"fields{suffix}"
     fields.to_parquet(path) if suffix == ".parquet" else fields.to_file(path)
     cases = {
@@ -787,7 +788,15 @@ def test_a_label_field_without_a_class_map_makes_one_class_per_value(
                  {"name": "pivot", "values": ["pivot"]}],
         "code": [{"name": "background", "values": [0]}, {"name": "1", "values": [1]},
                  {"name": "2", "values": [2]}],
+        "typed": [{"name": "background"}, {"name": "Pivot", "values": ["Pivot"]},
+                  {"name": "pivot", "values": ["pivot"]}],
     }  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geo"):  # before a flow run resets logging
+        tile([image], [path], None, tmp_path / "typed.zarr", tile_size=128, overlap=16,
+             label_field="typed")  # fmt: skip
+    assert "typed values that differ only in case are separate classes ('Pivot', 'pivot')" in (
+        caplog.text
+    )
     for field, listed in cases.items():
         out = tmp_path / f"{field}{suffix}.zarr"
         argv = ["tile", image, "--labels", path, "--label-field", field, "--out", out,

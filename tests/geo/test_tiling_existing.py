@@ -7,10 +7,13 @@ import logging
 import shutil
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
+import zarr
 
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
+from geo.io.hashing import fingerprint
 from geo.tiling import TileConfig, check_tiling, tile_scenes
 from tests.support.cli import snapshot, write_like
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
@@ -82,3 +85,32 @@ def test_a_store_of_other_inputs_or_settings_names_them(scene: Path, tmp_path: P
     assert "of other inputs or settings (scene.tif changed); write the new store elsewhere" in (
         str(refused.value)
     )
+
+
+def test_classes_made_another_way_without_a_class_map_are_listed(
+    scene: Path, tmp_path: Path
+) -> None:
+    """A store whose classes were made from the labels (no --class-map) another way than now
+    (an older convlora-geo made a numeric field's 0 a class of its own): the refusal lists the
+    classes of both, not only that 'the class map differs'."""
+    labels = tmp_path / "codes.gpkg"
+    pivots = gpd.read_file(PIVOT_LABELS)
+    pivots.assign(code=pivots.index % 3).to_file(labels)
+    config = _config(scene, tmp_path / "s.zarr", labels=[str(labels)], class_map=None,
+                     label_field="code")  # fmt: skip
+    store = tile_scenes(config, progress=False)
+    group = zarr.open_group(str(store), mode="r+")
+    settings = group.attrs["settings"]
+    old_classes = [{"id": i, "name": n, "color": "#000000"} for i, n in
+                   enumerate(["background", "0", "1", "2"])]  # fmt: skip
+    settings["class_map"] = {**settings["class_map"], "classes": old_classes}
+    group.attrs.update(
+        {"settings": settings, "fingerprint": fingerprint(group.attrs["inputs"], settings)}
+    )
+    with pytest.raises(InputError) as refused:
+        check_tiling(config)
+    assert (
+        "of other inputs or settings (the classes made from the labels without --class-map are "
+        "0 background, 1 1, 2 2, the store's 0 background, 1 0, 2 1, 3 2); write the new store "
+        "elsewhere or pass --overwrite"
+    ) in str(refused.value)

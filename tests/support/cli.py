@@ -147,6 +147,8 @@ def make_broken(folder: Path) -> dict[str, Path]:
         f"unmapped: ignore\nclasses:\n  - name: background\n    values: [0]\n"
         f"  - name: pivot\n    values: [{mapped}]\n"
     )
+    files["zero_codes.gpkg"] = folder / "zero_codes.gpkg"  # a code field of 0 alone
+    pivots.assign(code=0).to_file(files["zero_codes.gpkg"], layer="pivots")
     points = pivots.set_geometry(pivots.geometry.centroid)
     files["points.gpkg"] = folder / "points.gpkg"
     points.to_file(files["points.gpkg"], layer="pivots")
