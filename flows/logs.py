@@ -50,11 +50,14 @@ def input_error_types() -> tuple[type[Exception], ...]:
 
 
 class BadInputWithoutTraceback(logging.Filter):
-    """Drops the traceback from Prefect's record of a run that failed on bad input (its message
-    keeps the error line): bad input found mid-way is one line, as it is before a run starts."""
+    """Drops the traceback from Prefect's record of a run that failed on bad input, or on a
+    service that did not answer (a STAC API, a store: its message keeps the error line, as the
+    CLI's does): found mid-way, each is one line, as it is before a run starts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], input_error_types()):
+        if record.exc_info and isinstance(
+            record.exc_info[1], (*input_error_types(), ConnectionError)
+        ):
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -95,6 +95,14 @@ def expanded_paths(value: list[str] | None) -> list[str] | None:
     return files
 
 
+def distinct_paths(value: list[str] | None) -> list[str] | None:
+    """`expanded_paths`, each file once, in the order first given: patterns that overlap
+    (`scenes/*.tif scenes/a*.tif`) or a scene listed twice would have one run predict it twice,
+    racing itself for its outputs."""
+    files = expanded_paths(value)
+    return None if files is None else list(dict.fromkeys(files))
+
+
 def pixel_size(size: int | None) -> int | None:
     """A tile or image size in pixels (None: the default), or ValueError."""
     problem = None if size is None else tile_size_problem(size)

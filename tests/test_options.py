@@ -188,3 +188,15 @@ def test_a_deployment_takes_one_string_for_a_list() -> None:
         FINETUNE.build(TileConfig, {**values, "bands": "4 3 2"})
     with pytest.raises(InputError, match=r"^nowhere/\*\.tif: no file matches this pattern$"):
         FINETUNE.build(TileConfig, {**values, "images": "nowhere/*.tif"})
+
+
+def test_a_scene_given_twice_is_predicted_once(tmp_path) -> None:
+    """A scene listed twice, or matched by two patterns, is one scene of the run (twice, one run
+    raced itself for its outputs: 'another run is writing this prediction now')."""
+    from geo.predict import PredictConfig
+
+    for name in ("a.tif", "ab.tif", "b.tif"):
+        (tmp_path / name).write_bytes(b"")
+    given = [str(tmp_path / "a*.tif"), str(tmp_path / "*.tif"), str(tmp_path / "a.tif")]
+    config = PredictConfig.parse({"images": given, "model": "run", "out": str(tmp_path / "out")})
+    assert [p.rsplit("/", 1)[1] for p in config.images] == ["a.tif", "ab.tif", "b.tif"]

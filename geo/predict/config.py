@@ -13,7 +13,7 @@ from geo.options import (
     StageConfig,
     absolute_paths,
     check_device,
-    expanded_paths,
+    distinct_paths,
     flag,
     option,
     pixel_size,
@@ -67,7 +67,7 @@ class PredictConfig(StageConfig):
         None, help="Dask scheduler to run scenes on (default: local processes for several)"
     )
 
-    _images = validates("images", by=expanded_paths)
+    _images = validates("images", by=distinct_paths)
     _paths = validates("model", "out", "sam_checkpoint", "aoi", by=absolute_paths)
     _tile_size = validates("tile_size", by=pixel_size)
     _device = validates("device", by=check_device)

@@ -58,8 +58,9 @@ def test_outside_a_run_library_logs_stay_local(
 
 
 def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
-    """Prefect logs a failed run with its exception; for bad input found mid-way that is the
-    error line alone (the CLI's last line says it again), for anything else the traceback."""
+    """Prefect logs a failed run with its exception; for bad input found mid-way, or a service
+    that does not answer, that is the error line alone (the CLI's last line says it again), for
+    anything else the traceback."""
     import flows  # noqa: F401  (importing flows sets the filter up)
     from geo.errors import InputError
 
@@ -69,7 +70,11 @@ def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
     logger = logging.getLogger("prefect.flow_runs")
     logger.addHandler(keep)
     try:
-        for exc in (InputError("s.tif: corrupt or truncated raster"), KeyError("bug")):
+        for exc in (
+            InputError("s.tif: corrupt or truncated raster"),
+            ConnectionError("--stac URL: unavailable (no such host)"),
+            KeyError("bug"),
+        ):
             try:
                 raise exc
             except Exception:
@@ -78,6 +83,7 @@ def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
                     logger.error("Encountered exception during execution: %r", exc, exc_info=True)
     finally:
         logger.removeHandler(keep)
-    bad_input, bug = seen[-2:]
+    bad_input, unanswered, bug = seen[-3:]
     assert bad_input.exc_info is None and "corrupt or truncated raster" in bad_input.getMessage()
+    assert unanswered.exc_info is None and "unavailable (no such host)" in unanswered.getMessage()
     assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)
