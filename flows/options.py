@@ -222,11 +222,13 @@ def auto_or_numbers(text: str) -> str | list[float]:
 
 def _flow_type(option: Option) -> Any:
     """The parameter's type for Prefect: the field's, with its choices as a Literal and its
-    constraints (ge, lt, ...) kept, so the UI shows a form and runs validate before work; a list
-    also takes one string (`-p images=/data/*.tif`, `-p bands=4,3,2`: `one_value_as_list`)."""
+    constraints (ge, lt, at least one item, ...) kept, so the UI shows a form and runs validate
+    before work (`-p 'images=[]'` is refused when the run is created); a list also takes one
+    string (`-p images=/data/*.tif`, `-p bands=4,3,2`: `one_value_as_list`)."""
     annotation: Any = option.info.annotation
-    if list_item(annotation) is not None:
-        annotation = annotation | str
+    if list_item(annotation) is not None:  # constraints (at least one item) on the list itself
+        metadata = option.info.metadata
+        return (Annotated[annotation, *metadata] if metadata else annotation) | str
     if option.choices is not None:
         literal = Literal.__getitem__(tuple(option.choices))
         annotation = Optional[literal] if option.default is None else literal  # noqa: UP045

@@ -176,6 +176,7 @@ def test_a_deployment_takes_one_string_for_a_list() -> None:
     schema = flow.parameters.model_dump()  # type: ignore[attr-defined]
     assert validate({**given, "bands": [4, 3, 2]}, schema, raise_on_error=True) == []
     assert validate(given, schema, raise_on_error=True) == []  # refused before: not an array
+    assert validate({**given, "images": []}, schema)  # refused when the run is created
     values = flow.validate_parameters(given)  # type: ignore[attr-defined]
     tiling = FINETUNE.build(TileConfig, values)
     assert [p.rsplit("/", 1)[1] for p in tiling.images] == ["nebraska_landsat_albers_30m.tif"]
