@@ -37,17 +37,19 @@ def kept_fingerprint(request: TilingRequest, existing: Mapping[str, Any]) -> str
         return None
     old_settings = dict(existing.get("settings") or {})
     settings = json.loads(json.dumps(request.settings, default=str))  # as stored: lists
+    derived = not request.config.class_map and old_settings.get("class_map") != settings.get(
+        "class_map"
+    )  # classes made from the labels: both lists say more than "the class map differs"
+    skipped = {"algorithm", "class_map"} if derived else {"algorithm"}
     differences = [
         *_input_differences(existing.get("inputs") or [], request.inputs),
+        *([_derived_classes(old_settings, settings)] if derived else []),
         *changed_options(
-            {k: v for k, v in old_settings.items() if k != "algorithm"},
-            {k: v for k, v in settings.items() if k != "algorithm"},
+            {k: v for k, v in old_settings.items() if k not in skipped},
+            {k: v for k, v in settings.items() if k not in skipped},
             SETTING_NAMES,
         ),
     ]
-    if old_settings.get("class_map") != settings.get("class_map") and not request.config.class_map:
-        differences = [_derived_classes(old_settings, settings) if d.startswith(
-            SETTING_NAMES["class_map"]) else d for d in differences]  # fmt: skip
     if differences:
         raise InputError(
             f"{out}: already holds a tile store of other inputs or settings "

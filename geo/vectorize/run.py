@@ -116,10 +116,11 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
         with open_raster(path) as src:
             count, dtype = src.count, src.dtypes[0]
             grid = (src.width, src.height, src.crs, tuple(src.transform))
+            check_readable(src)
+    except InputError:  # check_readable's: a file truncated or garbled
+        raise
     except Exception:  # rasterio raises several error types
         raise InputError(f"{path}: not a raster GDAL can read") from None
-    with open_raster(path) as src:
-        check_readable(src)
     if count != 1:
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
     if integer and not dtype.startswith(("int", "uint", "float")):
