@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.commands.evaluate import object_line
+from flows.logs import as_parameters
 from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
 from flows.run_names import finetune_run, named
@@ -103,7 +104,7 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
         + validation
-        + "".join(f"\n**Warning:** {w}\n" for w in summary.get("warnings", [])),
+        + "".join(f"\n**Warning:** {as_parameters(w)}\n" for w in summary.get("warnings", [])),
     )
     return metrics
 
@@ -119,7 +120,8 @@ def no_validation(store: str) -> str | None:
         if info.settings.get("val_fraction") == 0
         else "its labelled tiles were too few for a spatial validation split"
     )
-    return f"{store}: no labelled validation tile ({why}): the model is not evaluated"
+    missing = f"{store}: no labelled validation tile ({why}): the model is not evaluated"
+    return as_parameters(missing)
 
 
 def class_ious(metrics: dict[str, Any]) -> str:

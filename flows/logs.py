@@ -12,11 +12,40 @@ outside Prefect (the `train` command, tests), and it imports nothing from Prefec
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 LIBRARY_LOGGERS = ("geo", "convlora", "flows")
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # where Prefect logs a run's failure
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
+# In a deployment run, what its parameters call the flags messages name (`--tile-size` ->
+# `tile_size`): set by the flow (`Options.parameters`), read wherever its logs are written.
+PARAMETER_WORDS: ContextVar[Mapping[str, str] | None] = ContextVar("parameter_words", default=None)
+
+
+def as_parameters(text: str, words: Mapping[str, str] | None = None) -> str:
+    """`text` with each flag it names as the deployment's parameter (`words`, else this run's:
+    unchanged outside a deployment run): a user of a deployment passes `-p tile_size=256`, not
+    `--tile-size 256`. Flags no parameter matches stay as they are."""
+    words = PARAMETER_WORDS.get() if words is None else words
+    if not words:
+        return text
+    return FLAG.sub(lambda m: words.get(m.group(), m.group()), text)
+
+
+def in_deployment_run() -> bool:
+    """Whether this is a flow run of a deployment (`prefect deployment run`, a schedule)."""
+    if "prefect.context" not in sys.modules:
+        return False
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return run is not None and run.deployment_id is not None
 
 
 class RunLogHandler(logging.Handler):
@@ -38,6 +67,10 @@ class RunLogHandler(logging.Handler):
             from prefect.logging.handlers import APILogHandler
 
             self._api = APILogHandler()
+        if PARAMETER_WORDS.get():  # a copy: the terminal's handlers get the record as logged
+            record = logging.makeLogRecord(
+                {**record.__dict__, "msg": as_parameters(record.getMessage()), "args": None}
+            )
         self._api.handle(record)
 
 

@@ -10,6 +10,7 @@ once, in its config; nothing here declares one.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic.fields import FieldInfo
 
+from flows.logs import PARAMETER_WORDS, as_parameters, in_deployment_run, input_error_types
 from geo.options import StageConfig, choices_of, cli_meta, flag, is_union, list_item
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,13 +118,41 @@ class Options:
         lines += [f"    {o.name}: {' '.join(o.help.split())}" for o in self]
         return "\n".join(lines) + "\n"
 
+    def parameter_words(self) -> dict[str, str]:
+        """What a deployment calls each flag: `--tile-size` -> `tile_size`, `--no-augment` ->
+        `augment=false`."""
+        words: dict[str, str] = {}
+        for o in self:
+            if _cli_kind(o) == "bool":
+                words |= {flag(o.name): f"{o.name}=true", flag("no_" + o.name): f"{o.name}=false"}
+                continue
+            words |= dict.fromkeys([flag(o.name), *o.meta.get("aliases", [])], o.name)
+        return words
+
     def parameters(self, summary: str) -> Callable[[F], F]:
-        """Decorate a `def flow(**params)` (under `@flow`) with these options as parameters."""
+        """Decorate a `def flow(**params)` (under `@flow`) with these options as parameters; in
+        a deployment run, its messages (logs, artifacts, the error it fails with) name them as
+        parameters instead of flags."""
 
         def decorate(fn: F) -> F:
-            fn.__signature__ = self.signature()  # type: ignore[attr-defined]
-            fn.__doc__ = self.docstring(summary)
-            return fn
+            @functools.wraps(fn)
+            def run(**params: Any) -> Any:
+                if not in_deployment_run():
+                    return fn(**params)
+                words = self.parameter_words()
+                token = PARAMETER_WORDS.set(words)
+                try:
+                    return fn(**params)
+                except Exception as exc:  # the line the run fails with names parameters too
+                    if isinstance(exc, (*input_error_types(), ConnectionError)):
+                        exc.args = (as_parameters(str(exc), words),)
+                    raise
+                finally:
+                    PARAMETER_WORDS.reset(token)
+
+            run.__signature__ = self.signature()  # type: ignore[attr-defined]
+            run.__doc__ = self.docstring(summary)
+            return run  # type: ignore[return-value]
 
         return decorate
 

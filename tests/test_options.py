@@ -106,7 +106,9 @@ def test_values_are_checked_once_with_one_line_naming_the_flag() -> None:
         InputError, match=r"^--steps 0: Input should be greater than or equal to 1$"
     ):
         TRAIN.build(FinetuneConfig, {"store": "s.zarr", "out": "run", "steps": 0})
-    with pytest.raises(InputError, match="^give --epochs or --steps, not both"):
+    with pytest.raises(
+        InputError, match=r"^give --epochs or --steps, not both \(got --epochs 1 and --steps 2\)$"
+    ):
         FinetuneConfig.parse({"store": "s.zarr", "out": "r", "steps": 2, "epochs": 1})
     with pytest.raises(InputError, match=r"^--device 'tpu'|^--device tpu: not a device"):
         FinetuneConfig.parse({"store": "s.zarr", "out": "r", "device": "tpu"})
@@ -201,3 +203,21 @@ def test_a_scene_given_twice_is_predicted_once(tmp_path) -> None:
     given = [str(tmp_path / "a*.tif"), str(tmp_path / "*.tif"), str(tmp_path / "a.tif")]
     config = PredictConfig.parse({"images": given, "model": "run", "out": str(tmp_path / "out")})
     assert [p.rsplit("/", 1)[1] for p in config.images] == ["a.tif", "ab.tif", "b.tif"]
+
+
+def test_a_deployment_run_names_parameters_where_the_cli_names_flags() -> None:
+    """Messages are written with the command line's flags; in a deployment run (the test on a
+    real server: tests/flows/test_roundtrip.py) they name parameters as `-p` takes them."""
+    from flows.logs import as_parameters
+
+    words = FINETUNE.parameter_words()
+    assert (words["--rgb-bands"], words["--checkpoint"]) == ("rgb_bands", "sam_checkpoint")
+    assert (words["--overwrite"], words["--no-augment"]) == ("overwrite=true", "augment=false")
+    text = "--rgb-bands 5,6,7: give 3 bands; pass --overwrite, not --no-augment or --json"
+    assert as_parameters(text, words) == (
+        "rgb_bands 5,6,7: give 3 bands; pass overwrite=true, not augment=false or --json"
+    )
+    assert as_parameters("s.tif--tile-size: a name, not a flag", words).endswith(
+        "--tile-size: a name, not a flag"
+    )
+    assert as_parameters(text) == text  # outside a deployment run

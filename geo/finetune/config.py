@@ -163,7 +163,10 @@ class FinetuneConfig(StageConfig):
     @model_validator(mode="after")
     def _budget(self) -> Self:
         if self.epochs is not None and self.steps is not None:
-            raise ValueError(f"give {flag('epochs')} or {flag('steps')}, not both")
+            raise ValueError(
+                f"give {flag('epochs')} or {flag('steps')}, not both (got {flag('epochs')} "
+                f"{self.epochs} and {flag('steps')} {self.steps})"
+            )
         return self
 
     @property

@@ -84,9 +84,11 @@ def project(tmp_path: Path) -> Path:
     return work
 
 
-def run_deployment(name: str, pool: str, *params: str, env: dict[str, str], cwd: Path) -> dict:
+def run_deployment(
+    name: str, pool: str, *params: str, env: dict[str, str], cwd: Path, ends: str = "COMPLETED"
+) -> dict:
     """`prefect deployment run NAME -p ...`, then one process worker of POOL `--run-once`;
-    returns the flow run as the API holds it when the worker is done."""
+    returns the flow run as the API holds it when the worker is done, in state `ends`."""
     args = [arg for param in params for arg in ("-p", param)]
     out = prefect("deployment", "run", name, *args, env=env, cwd=cwd)
     match = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
@@ -102,7 +104,7 @@ def run_deployment(name: str, pool: str, *params: str, env: dict[str, str], cwd:
         stop(worker)
     assert worker.returncode == 0, log[-4000:]
     flow_run = api_call("GET", f"{env['PREFECT_API_URL']}/flow_runs/{match.group(1)}").json()
-    assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}\n{log[-4000:]}"
+    assert flow_run["state"]["type"] == ends, f"{flow_run['state']}\n{log[-4000:]}"
     return flow_run
 
 
@@ -143,11 +145,13 @@ def start_server(port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen:
 
 def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_path: Path) -> None:
     """The shipped deployments with process workers: a redeploy keeps a paused schedule paused;
-    `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`; its scenes given as one
-    pattern string, `-p images=...*.tif`, not a JSON list; the run named after them) and its
-    library logs are stored with the flow run; `ingest` with its defaults completes twice, the
-    second time predicting nothing (the scene's one-band label mask beside it is skipped, once),
-    and its region layer is written by the first run only."""
+    `-p epochs=1` beside the deployment's `steps: 300` fails, its message naming parameters as
+    passed, not flags; `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`, by epochs
+    with `-p steps=null`; its scenes given as one pattern string, `-p images=...*.tif`, not a
+    JSON list; the run named after them) and its library logs are stored with the flow run;
+    `ingest` with its defaults completes twice, the second time predicting nothing (the scene's
+    one-band label mask beside it is skipped, once), and its region layer is written by the
+    first run only."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -177,9 +181,17 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         prefect("--no-prompt", "deploy", "--all", env=env, cwd=project)
         assert schedule(api, "ingest/field-boundaries")["active"] is False  # kept by a redeploy
 
+        both = run_deployment(
+            "finetune/field-boundaries", "gpu", "epochs=1", env=env, cwd=project, ends="FAILED"
+        )
+        message = both["state"]["message"]
+        assert "give epochs or steps, not both (got epochs 1 and steps 300)" in message, message
+        assert not any(re.search(r"--(epochs|steps)", m) for _, m in stored_logs(api, both["id"]))
+
         checkpoint = save_tiny_sam(tmp_path / "sam_tiny.pth")  # as users pass sam_vit_b_01ec64
         finetune = run_deployment(
-            "finetune/field-boundaries", "gpu", "steps=2", "image_size=64", "batch_size=1",
+            "finetune/field-boundaries", "gpu", "epochs=1", "steps=null", "image_size=64",
+            "batch_size=1",
             "accumulate=1", f"sam_checkpoint={checkpoint}", "nproc=2", "device=cpu",
             "images=examples/data/nebraska_center_pivots_landsat/nebraska_*.tif",  # one string
             env=env, cwd=project,
@@ -195,11 +207,12 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         records = [
             json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
         ]
-        assert max(r["step"] for r in records) == 2  # the -p steps=2 override took effect
+        epochs = [r for r in records if r.get("kind") == "epoch"]
+        assert len(epochs) == 1 and 0 < epochs[0]["step"] < 300  # -p epochs=1 -p steps=null
         logs = stored_logs(api, finetune["id"])
         assert any(name.startswith("geo.") for name, _ in logs), logs
         assert any(
-            name == "convlora.training" and message.startswith("step 2/2  loss ")
+            name == "convlora.training" and re.match(r"step \d+/\d+  loss ", message)
             for name, message in logs
         ), logs  # relayed from rank 0 of the two training processes
 
