@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.logs import as_parameters
 from flows.parameters import INGEST
 from flows.predict import predict_all, publish_polygon_table
 from flows.run_names import ingest_run, named
@@ -39,7 +40,7 @@ def ingest_flow(**params: Any) -> dict[str, Any]:
     outcomes = {candidate.id: r for (candidate, _), r in zip(plan.scenes, results, strict=True)}
     result = finish_ingest(plan, outcomes)
     publish_polygon_table([r for r in results if not isinstance(r, BaseException)])
-    create_markdown_artifact(key="ingest-summary", markdown=summary(result))
+    create_markdown_artifact(key="ingest-summary", markdown=as_parameters(summary(result)))
     get_run_logger().info("%d new of %d: %s", result.new, result.found, result.counts())
     result.check()
     return result.to_dict()
@@ -55,6 +56,8 @@ def summary(result: IngestResult) -> str:
     ]  # fmt: skip
     if result.region:
         lines.append(f"- region layer: {result.region}")
+    if result.kept:
+        lines.append(f"- **Warning:** {result.kept}")
     rows = [(i, "predicted", _predicted(o)) for i, o in result.predicted.items()]
     rows += [(i, "skipped", reason) for i, reason in result.refused.items()]
     rows += [(i, "failed", reason) for i, reason in result.failed.items()]

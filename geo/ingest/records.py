@@ -20,7 +20,8 @@ storage as one object. An interrupted run leaves the previous record whole. Runs
 model over the same output must not overlap (give the deployment a concurrency limit of one).
 
     {"format": "convlora-geo ingest record", "version": 1,
-     "models": {MODEL_ID: {"done":    {ID: {"version": V, "at": T, "outputs": {...}}},
+     "models": {MODEL_ID: {"done":    {ID: {"version": V, "at": T, "outputs": {...},
+                                            "settings": {...}}},
                            "skipped": {ID: {"version": V, "at": T, "reason": R,
                                             "settings": S}},
                            "failed":  {ID: {"version": V, "at": T, "reason": R,
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 from convlora.files import atomic_write_json
 from geo.errors import InputError
 from geo.io.storage import is_url, read_text, upload
+from geo.options import changed_options
 
 FORMAT = "convlora-geo ingest record"
 VERSION = 1
@@ -107,6 +109,19 @@ class IngestRecord:
             out.append(item)
         return out
 
+    def done_otherwise(
+        self, items: Iterable[T], settings: Mapping[str, Any], key: Callable[[T], tuple[str, str]]
+    ) -> dict[str, list[str]]:
+        """The items done at their version with other settings than these, each with how they
+        differ (`--min-area 500, now 1000`); items recorded without settings are left out."""
+        found = {}
+        for item in items:
+            item_id, version = key(item)
+            before = self.done[item_id].get("settings") if self.is_done(item_id, version) else None
+            if before and before != settings:
+                found[item_id] = changed_options(before, settings, {})
+        return found
+
     # --- changes
 
     def mark_done(
@@ -115,12 +130,15 @@ class IngestRecord:
         version: str,
         outputs: Mapping[str, str] | None = None,
         at: str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a successful prediction (and forget earlier failures of the item)."""
+        """Record a successful prediction, with the `settings` its outputs were made with (and
+        forget earlier failures of the item)."""
         self.done[item_id] = {
             "version": version,
             "at": at or _now(),
             "outputs": {k: str(v) for k, v in (outputs or {}).items()},
+            "settings": dict(settings or {}),
         }
         self.failed.pop(item_id, None)
         self.skipped.pop(item_id, None)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 STACKS = ".stac"  # hidden folder of the items' VRTs, under the output folder (or its staging)
 SETTLING_S = 120  # an unreadable file changed this recently may still be being written
+OUTPUT_OPTIONS = ("tile_size", "overlap", "min_area", "simplify", "aoi")  # shape the outputs
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class IngestPlan:
     arriving: dict[str, str] = field(default_factory=dict)  # left for the next run: id -> reason
     empty: dict[str, str] = field(default_factory=dict)  # nothing to predict (all cloud): id -> why
     region: str | None = None  # the region layer to rewrite (`geo.ingest.region`)
+    outputs_made_with: dict[str, Any] = field(default_factory=dict)  # options recorded per scene
+    kept: str | None = None  # scenes done before with other options, kept as they were: why
 
 
 @dataclass
@@ -113,6 +117,7 @@ class IngestResult:
     arriving: dict[str, str]
     region: str | None = None  # what was written to the region layer, in words
     empty: dict[str, str] = field(default_factory=dict)
+    kept: str | None = None  # scenes predicted before with other options (kept): in words
 
     def check(self) -> None:
         """InputError with one line when there were new scenes, other than those still
@@ -179,7 +184,7 @@ def plan_ingest(
         candidates = [Candidate(p, v, n) for (p, v), n in zip(files.items(), names, strict=True)]
         plan = IngestPlan(ingest.source, predict, record, record_path, "", len(files), 0)
         image_of: Callable[[Candidate], str] = _file
-        signed = False
+        signed, made_with = False, {}
     else:
         source, bands = ingest.stac_source(), band_map(ingest, metadata)
         items = find_items(source, now=now, modifier=asset_signer(ingest.sign, source.url))
@@ -191,9 +196,12 @@ def plan_ingest(
         folder = StagedOutput(predict.out).folder / STACKS
         image_of = _stacker(bands, source.area(), folder, ingest.cloud_mask, masks)
         signed = signer_name(ingest.sign, source.url) == PLANETARY_COMPUTER
+        made_with = {"bands": str(bands), "cloud_mask": ingest.cloud_mask}
     new = record.due(candidates, settings=plan.settings)
     plan.new, plan.region = len(new), ingest.region
     log.info("%d scene(s) found, %d new for model %s", plan.found, plan.new, record.model)
+    plan.outputs_made_with = {o: getattr(predict, o) for o in OUTPUT_OPTIONS} | made_with
+    plan.kept = _kept_as_they_were(plan, candidates)
     aoi = None if predict.aoi is None else AreaOfInterest.read(predict.aoi)
     for candidate in new:
         try:
@@ -210,6 +218,22 @@ def plan_ingest(
 
 def _file(candidate: Candidate) -> str:
     return candidate.id
+
+
+def _kept_as_they_were(plan: IngestPlan, candidates: list[Candidate]) -> str | None:
+    """Scenes predicted before with other options are not predicted again (a run predicts new
+    scenes only): a warning says how many and what differs, or None."""
+    otherwise = plan.record.done_otherwise(candidates, plan.outputs_made_with, lambda c: c.key)
+    if not otherwise:
+        return None
+    differences = list(dict.fromkeys(d for found in otherwise.values() for d in found))
+    kept = (
+        f"{len(otherwise)} scene(s) predicted before with other options ({'; '.join(differences)}) "
+        f"are kept as they were: a run predicts new scenes only (to predict every scene again "
+        f"with these options, move {plan.record_path} away)"
+    )
+    log.warning(kept)
+    return kept
 
 
 def _stacker(
@@ -314,7 +338,9 @@ def finish_ingest(
         if isinstance(outcome, BaseException):
             _record_failure(plan, candidate, outcome)
         else:
-            plan.record.mark_done(candidate.id, candidate.version, outcome)
+            plan.record.mark_done(
+                candidate.id, candidate.version, outcome, settings=plan.outputs_made_with
+            )
             predicted[candidate.id] = dict(outcome)
     plan.record.save(plan.record_path)
     region = None
@@ -322,7 +348,7 @@ def finish_ingest(
         region = write_region(plan.region, plan.record, plan.config)
     return IngestResult(
         plan.source, plan.config.out, plan.found, plan.new, predicted, plan.refused,
-        plan.failed, plan.arriving, region, plan.empty,
+        plan.failed, plan.arriving, region, plan.empty, plan.kept,
     )  # fmt: skip
 
 

@@ -320,7 +320,8 @@ def test_predict_command_from_and_to_s3(
 def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) -> None:
     """A scene predicted in part (clouds masked, or cut by the area) says so in the run's
     summary artifact, from its manifest; a whole one, or one without a manifest, does not; one
-    with nothing to predict (all cloud) has a row saying so."""
+    with nothing to predict (all cloud) has a row saying so; scenes kept as predicted before
+    with other options are a warning."""
     from flows.ingest import summary
     from geo.ingest.run import IngestResult
 
@@ -333,7 +334,10 @@ def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) 
     (tmp_path / "unread").mkdir()  # a manifest the store cannot read (OSError): no share shown
     predicted["unread"] = {"classes": "unread_classes.tif", "manifest": str(tmp_path / "unread")}
     empty = {"overcast": "overcast: no clear pixel over the area (clouds, ...)"}
-    text = summary(IngestResult("inbox", str(tmp_path), 5, 5, predicted, {}, {}, {}, None, empty))
+    kept = "1 scene(s) predicted before with other options (--min-area 500, now 900) are kept"
+    text = summary(
+        IngestResult("inbox", str(tmp_path), 5, 5, predicted, {}, {}, {}, None, empty, kept)
+    )
     rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
     assert "(37.6 % no data: clouds, or outside the scene or the area)" in rows["cloudy"]
     assert "no data" not in rows["clear"] and "no data" not in rows["older"]
@@ -342,3 +346,4 @@ def test_the_ingest_summary_says_how_much_of_a_scene_is_no_data(tmp_path: Path) 
     )
     assert rows["unread"] == "| `unread` | predicted | `unread_classes.tif` |"
     assert "4 predicted, 0 skipped, 0 failed (retried next run), 1 with nothing to predict" in text
+    assert f"- **Warning:** {kept}\n" in text

@@ -137,6 +137,34 @@ def test_outputs_under_the_source_are_never_scenes(pivots_run: Path, inbox: Path
     assert (again.found, again.new) == (2, 0)
 
 
+def test_scenes_predicted_before_with_other_options_are_kept_and_said(
+    pivots_run: Path, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run predicts new scenes only: one with other output options (`--min-area`) leaves the
+    scenes predicted before as they were, and says so; the record keeps each scene's options."""
+    out = inbox / "predictions"
+    first = ingest(pivots_run, out, source=str(inbox))
+    scene = str(inbox / NEBRASKA.name)
+    assert first.kept is None
+    assert record(pivots_run, out).done[scene]["settings"] == {
+        "tile_size": None, "overlap": None, "min_area": None, "simplify": None, "aoi": None
+    }  # fmt: skip
+    before = snapshot(out)
+    with caplog.at_level(logging.WARNING, logger="geo.ingest"):
+        again = ingest(pivots_run, out, source=str(inbox), min_area=5000, simplify=2)
+    expected = (
+        "1 scene(s) predicted before with other options (--min-area none, now 5000; --simplify "
+        "none, now 2) are kept as they were: a run predicts new scenes only (to predict every "
+        f"scene again with these options, move {out / RECORD_FILE} away)"
+    )
+    assert (again.new, again.predicted, again.kept) == (0, {}, expected)
+    assert expected in caplog.messages
+    after = snapshot(out)
+    after.pop(RECORD_FILE), before.pop(RECORD_FILE), after.pop("."), before.pop(".")
+    assert after == before
+    assert ingest(pivots_run, out, source=str(inbox)).kept is None  # the same options again
+
+
 def test_when_every_new_file_is_refused_the_run_fails_with_one_line(
     pivots_run: Path, inbox: Path
 ) -> None:
