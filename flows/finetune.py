@@ -14,7 +14,7 @@ from flows.logs import as_parameters
 from flows.parameters import FINETUNE
 from flows.retries import IO_RETRIES
 from flows.run_names import finetune_run, named
-from flows.tile import build_tile_store
+from flows.tile import build_tile_store, report_store
 from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
 from geo.finetune import FinetuneConfig, train_on_store
@@ -70,6 +70,7 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
     request = check_tiling(tile)
     check_run_settings(train, request.tile_size, lambda: request.store_fingerprint)  # before tiling
     store = build_tile_store(tile)
+    holds = report_store(store)
     summary = train_adapter(train.model_copy(update={"store": store}))
     logger = get_run_logger()
     missing = no_validation(store)
@@ -102,7 +103,7 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
         key="finetune-summary",
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
-        f"- tile store: `{store}`\n- steps: {summary.get('steps')}\n"
+        f"- tile store: `{store}`\n{holds}- steps: {summary.get('steps')}\n"
         + validation
         + "".join(f"\n**Warning:** {as_parameters(w)}\n" for w in summary.get("warnings", [])),
     )

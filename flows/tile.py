@@ -6,12 +6,15 @@ import hashlib
 import json
 import os
 import uuid
+from logging import INFO, WARNING
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
+from flows.commands.tile import NO_LABELS, store_lines
+from flows.logs import as_parameters, in_deployment_run
 from flows.parameters import TILE
 from flows.retries import IO_RETRIES
 from flows.run_names import images_run, named
@@ -55,7 +58,18 @@ def tile_flow(**params: Any) -> str:
     create_markdown_artifact(
         key="tile-summary",
         markdown=f"# Tile store\n\n- store: `{store}`\n- tile index: `{store}/tile_index.gpkg`\n"
-        f"- scenes: {len(config.images)}\n",
-        description="Where the tile store was written",
+        f"- scenes: {len(config.images)}\n" + report_store(store),
+        description="Where the tile store was written, and what it holds",
     )
     return store
+
+
+def report_store(store: str) -> str:
+    """What the store holds (tiles per split, labelled pixels per class) as markdown lines for
+    the run's summary; logged too in a deployment run (the command line prints them itself)."""
+    lines = [as_parameters(line.strip()) for line in store_lines(store)]
+    if in_deployment_run():
+        logger = get_run_logger()
+        for line in lines:
+            logger.log(WARNING if line == as_parameters(NO_LABELS.strip()) else INFO, line)
+    return "".join(f"- {line}\n" for line in lines)

@@ -135,6 +135,7 @@ def test_finetune_summary_gives_the_iou_of_each_class(trained_run) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+    from flows.commands.tile import store_lines
     from geo.evaluate import EvaluateConfig, evaluate_on_store
 
     store, run = trained_run
@@ -148,6 +149,8 @@ def test_finetune_summary_gives_the_iou_of_each_class(trained_run) -> None:
     iou = metrics["per_class_iou"]
     expected = f"(IoU per class: background {iou['background']:.2f}, pivot {iou['pivot']:.2f})"
     assert f"validation mIoU: {metrics['miou']:.4f} {expected}" in summary
+    tiles, labelled = (line.strip() for line in store_lines(str(store)))  # what the store holds
+    assert f"- tile store: `{store}`\n- {tiles}\n- {labelled}\n- steps: 2\n" in summary
 
 
 def test_predict_then_ingest_is_idempotent(trained_run, tmp_path: Path) -> None:

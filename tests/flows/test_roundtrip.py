@@ -148,7 +148,8 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
     `-p epochs=1` beside the deployment's `steps: 300` fails, its message naming parameters as
     passed, not flags; `finetune` trains Conv-LoRA in two gloo processes (`-p nproc=2`, by epochs
     with `-p steps=null`; its scenes given as one pattern string, `-p images=...*.tif`, not a
-    JSON list; the run named after them) and its library logs are stored with the flow run;
+    JSON list; the run named after them) and its library logs, and what its store holds, are
+    stored with the flow run;
     `ingest` with its defaults completes twice, the second time predicting nothing (the scene's
     one-band label mask beside it is skipped, once), and its region layer is written by the
     first run only."""
@@ -211,6 +212,8 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         assert len(epochs) == 1 and 0 < epochs[0]["step"] < 300  # -p epochs=1 -p steps=null
         logs = stored_logs(api, finetune["id"])
         assert any(name.startswith("geo.") for name, _ in logs), logs
+        holds = [m for _, m in logs if re.match(r"\d+ tiles of \d+ px, overlap \d+: \d+ train", m)]
+        assert holds and any(m.startswith("labelled pixels: background ") for _, m in logs)
         assert any(
             name == "convlora.training" and re.match(r"step \d+/\d+  loss ", message)
             for name, message in logs
