@@ -241,7 +241,8 @@ def test_nproc_trains_every_adapter_kind_in_two_processes(
     pivots: Path, tmp_path: Path, adapter: str, capsys, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`train --nproc 2` starts torchrun (gloo on the CPU), relays rank 0's progress lines to
-    this process's logging, and prints rank 0's summary once."""
+    this process's logging, and prints rank 0's summary once; what the check chose (R,G,B
+    bands, the image size) is said once, not again by rank 0."""
     args = train_args(
         pivots, tmp_path / "run", "--steps", "2", "--nproc", "2", "--progress", "--json"
     )
@@ -255,6 +256,9 @@ def test_nproc_trains_every_adapter_kind_in_two_processes(
     progress = [r.getMessage() for r in caplog.records if r.name == "convlora.training"]
     assert any(line.startswith("step 2/2  loss ") for line in progress), progress
     assert (tmp_path / "run" / "adapter.safetensors").exists()
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("geo.finetune")]
+    assert len(said) == len(set(said)), said
+    assert any(line.startswith("SAM's R, G, B channels: ") for line in said), said
 
 
 @pytest.mark.slow

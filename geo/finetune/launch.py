@@ -128,6 +128,19 @@ def _run(command: Sequence[str]) -> tuple[int, tuple[str, str, str] | None, list
                 proc.wait()
 
 
+def _check_quietly(config: FinetuneConfig) -> None:
+    """The pre-flight check, its records below errors dropped: the launcher ran the same check
+    and said what it chose and found (R,G,B bands, image size, rare classes) once; the check is
+    memoised, so `train_on_store` does not say it again either."""
+    from geo.finetune.train import check_finetune
+
+    logging.disable(logging.WARNING)
+    try:
+        check_finetune(config)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def main(argv: Sequence[str]) -> int:
     """One training process under torchrun: `python -m geo.finetune.launch CONFIG SUMMARY`."""
     from geo.finetune.train import train_on_store
@@ -142,6 +155,7 @@ def main(argv: Sequence[str]) -> int:
     config_path, summary_path = argv
     try:
         config = FinetuneConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
+        _check_quietly(config)
         summary = train_on_store(config)
     except Exception as exc:
         if not isinstance(exc, INPUT_ERRORS):  # a bug: its traceback, one record per line
