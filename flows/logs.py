@@ -20,6 +20,7 @@ from typing import Any
 
 LIBRARY_LOGGERS = ("geo", "convlora", "flows")
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # where Prefect logs a run's failure
+ENGINE_EXIT = "Engine execution exited with unexpected exception"  # Prefect's flow_engine.run_flow
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
 # In a deployment run, what its parameters call the flags messages name (`--tile-size` ->
@@ -85,12 +86,15 @@ def input_error_types() -> tuple[type[Exception], ...]:
 class BadInputWithoutTraceback(logging.Filter):
     """Drops the traceback from Prefect's record of a run that failed on bad input, or on a
     service that did not answer (a STAC API, a store: its message keeps the error line, as the
-    CLI's does): found mid-way, each is one line, as it is before a run starts."""
+    CLI's does): found mid-way, each is one line, as it is before a run starts. Prefect's later
+    `ENGINE_EXIT` record of the same exception in a deployment run goes altogether."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(
             record.exc_info[1], (*input_error_types(), ConnectionError)
         ):
+            if record.msg == ENGINE_EXIT:  # the run's failure line has said it
+                return False
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -60,7 +60,8 @@ def test_outside_a_run_library_logs_stay_local(
 def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
     """Prefect logs a failed run with its exception; for bad input found mid-way, or a service
     that does not answer, that is the error line alone (the CLI's last line says it again), for
-    anything else the traceback."""
+    anything else the traceback. Prefect's "Engine execution exited" record of bad input, after
+    the failure line in a deployment run, goes altogether."""
     import flows  # noqa: F401  (importing flows sets the filter up)
     from geo.errors import InputError
 
@@ -81,9 +82,11 @@ def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
                 with warnings.catch_warnings():  # no flow run here for Prefect's API handler
                     warnings.filterwarnings("ignore", message=".*without a flow run id")
                     logger.error("Encountered exception during execution: %r", exc, exc_info=True)
+                    logger.error("Engine execution exited with unexpected exception", exc_info=True)
     finally:
         logger.removeHandler(keep)
-    bad_input, unanswered, bug = seen[-3:]
+    bad_input, unanswered, bug, bug_exit = seen[-4:]
+    assert bug_exit.getMessage().startswith("Engine execution exited") and bug_exit.exc_info
     assert bad_input.exc_info is None and "corrupt or truncated raster" in bad_input.getMessage()
     assert unanswered.exc_info is None and "unavailable (no such host)" in unanswered.getMessage()
     assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)
