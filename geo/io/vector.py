@@ -161,7 +161,8 @@ def no_field(path: str, field: str, names: Iterable[str]) -> InputError:
 
 
 def to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.GeoDataFrame:
-    """Features near the scene, reprojected to its CRS (a file without CRS is taken as is)."""
+    """Features near the scene, reprojected to its CRS (a file without CRS is taken as is),
+    invalid geometries repaired with a warning."""
     if frame.crs is None:
         log.warning("%s has no CRS: assuming the CRS of %s", path, scene.path)
         near = frame
@@ -171,6 +172,14 @@ def to_scene_crs(frame: gpd.GeoDataFrame, scene: SceneInfo, path: str) -> gpd.Ge
         near = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
         near = near.to_crs(scene.crs.to_wkt())
     near = near[near.intersects(scene.outline)]
+    invalid = ~shapely.is_valid(near.geometry.values)
+    if invalid.any():
+        log.warning(
+            "%s: %d polygon(s) over %s are invalid (the first: %s) and are repaired as QGIS's "
+            "Fix geometries repairs them (a bow-tie's two loops both kept): check them if they "
+            "meant something else", path, int(invalid.sum()), scene.path,
+            shapely.is_valid_reason(near.geometry.values[invalid][0]),
+        )  # fmt: skip
     return near.set_geometry(shapely.make_valid(near.geometry.values), crs=near.crs)
 
 

@@ -621,6 +621,32 @@ def test_one_vector_file_needs_no_class_map(
     assert np.array_equal(scene_labels(out), scene_labels(stores["pivots"]))
 
 
+def test_invalid_label_polygons_are_repaired_with_a_warning(
+    stores: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pivot drawn as a bow-tie (its ring crossing itself, as a slip of the mouse in QGIS
+    draws it) is labelled as QGIS's Fix geometries repairs it, both loops, and a warning says
+    which file and where."""
+    image, labels, _, classes, _ = CASES["pivots"]
+    frame = gpd.read_file(labels)
+    west, south, east, north = frame.geometry.iloc[0].bounds
+    bowtie = shapely.Polygon([(west, south), (east, north), (east, south), (west, north)])
+    assert not bowtie.is_valid
+    drawn = frame.set_geometry([bowtie, *frame.geometry.iloc[1:]], crs=frame.crs)
+    drawn.to_file(tmp_path / "drawn.gpkg")
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        store = tile([str(image)], [str(tmp_path / "drawn.gpkg")], classes,
+                     tmp_path / "d.zarr", tile_size=128, overlap=16)  # fmt: skip
+    [warning] = [r.getMessage() for r in caplog.records if "invalid" in r.getMessage()]
+    assert warning.startswith(
+        f"{tmp_path / 'drawn.gpkg'}: 1 polygon(s) over {image} are invalid (the first: "
+        "Self-intersection["
+    ), warning
+    labelled, reference = scene_labels(store) == 1, scene_labels(stores["pivots"]) == 1
+    assert labelled.sum() < reference.sum()  # the loops are half the pivot's disc or less
+    assert (labelled & ~reference).sum() < 0.1 * labelled.sum()  # within the pivot's box
+
+
 def test_a_label_raster_needs_no_class_map(
     stores: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
