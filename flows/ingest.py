@@ -39,7 +39,8 @@ def ingest_flow(**params: Any) -> dict[str, Any]:
     results = predict_all(scenes, plan.config, raise_on_failure=False) if scenes else []
     outcomes = {candidate.id: r for (candidate, _), r in zip(plan.scenes, results, strict=True)}
     result = finish_ingest(plan, outcomes)
-    publish_polygon_table([r for r in results if not isinstance(r, BaseException)])
+    if result.predicted:  # an empty table would hide the last one (the artifact's latest)
+        publish_polygon_table([r for r in results if not isinstance(r, BaseException)])
     create_markdown_artifact(key="ingest-summary", markdown=as_parameters(summary(result)))
     get_run_logger().info("%d new of %d: %s", result.new, result.found, result.counts())
     result.check()

@@ -151,7 +151,7 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
     images=...*.tif`, not a JSON list; the run named after them) and its library logs, and what
     its store holds, are stored with the flow run; `ingest` with its defaults completes twice,
     the second time predicting nothing (the scene's one-band label mask beside it is skipped,
-    once), and its region layer is written by the first run only."""
+    once; no empty polygon table), and its region layer is written by the first run only."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -242,6 +242,9 @@ def test_deploy_finetune_in_two_processes_then_ingest_twice(project: Path, tmp_p
         second = run_deployment("ingest/field-boundaries", "cpu", env=env, cwd=project)
         assert classes.stat().st_mtime_ns == stamp and region.stat().st_mtime_ns == region_stamp
         assert json.loads((predictions / "ingest-record.json").read_text()) == record
+        body = {"artifacts": {"flow_run_id": {"any_": [second["id"]]}}}
+        made = {a["key"] for a in api_call("POST", f"{api}/artifacts/filter", json=body).json()}
+        assert made == {"ingest-summary"}  # no empty polygon table over the last one
         assert ("geo.ingest.run", "2 scene(s) found, 0 new for model " + next(
             iter(record["models"]))) in stored_logs(api, second["id"])  # fmt: skip
     finally:
