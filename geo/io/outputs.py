@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +37,24 @@ def check_output(path: str | Path, *, into: bool, option: str | None = "--out") 
         nearest = nearest.parent
     if not nearest.is_dir():
         raise InputError(f"{named}: {nearest} is a file, not a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
+    problem = _unwritable(nearest)
+    if problem:
         elsewhere = f"choose another {option}" if option else "write elsewhere"
-        raise InputError(f"{named}: {nearest} is not writable ({elsewhere} or fix its permissions)")
+        raise InputError(
+            f"{named}: {nearest} is not writable ({problem}; {elsewhere} or fix its permissions)"
+        )
     return out
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, or None: found by creating one (and removing it),
+    as permissions do not tell everything (root may write anywhere they say, but not in /proc,
+    on a read-only mount or some network mounts)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".convlora-geo-probe-"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def make_folder(folder: Path) -> Path:

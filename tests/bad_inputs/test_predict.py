@@ -204,6 +204,7 @@ def test_another_variant_is_named(broken, checkpoints, runs, work: Path) -> None
 
 def test_a_read_only_output_folder_is_refused(runs, readonly: Path) -> None:
     refused(readonly, predict(AGNET_IMAGE, runs["base"], readonly), "is not writable")
+    refused(readonly, predict(AGNET_IMAGE, runs["base"], Path("/proc/x")), "/proc is not writable")
 
 
 def test_ingest_checks_the_model_and_output_first(broken, runs, work: Path) -> None:

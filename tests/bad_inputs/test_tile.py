@@ -213,7 +213,14 @@ def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -
 
 
 def test_a_read_only_output_folder_is_refused(broken, readonly: Path) -> None:
-    refused(readonly, tile(SCENE, readonly / "s.zarr"), "is not writable (write elsewhere or fix")
+    problem = "is not writable (Read-only file system; write elsewhere or fix"
+    refused(readonly, tile(SCENE, readonly / "s.zarr"), problem)
+
+
+def test_a_folder_the_system_refuses_to_write_is_refused_up_front(work: Path) -> None:
+    """Permissions do not say everything (root may write anywhere they say): /proc takes no
+    new file, and that is found before any work, not by a traceback once the flow runs."""
+    refused(work, tile(SCENE, Path("/proc/convlora-geo.zarr")), "/proc is not writable (")
 
 
 def test_label_values_in_no_class_are_warned_about_before_tiling(
