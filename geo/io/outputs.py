@@ -47,14 +47,18 @@ def check_output(path: str | Path, *, into: bool, option: str | None = "--out") 
 
 
 def _unwritable(folder: Path) -> str | None:
-    """Why no file can be created in `folder`, or None: found by creating one (and removing it),
-    as permissions do not tell everything (root may write anywhere they say, but not in /proc,
-    on a read-only mount or some network mounts)."""
+    """Why no file can be created in `folder`, or None: found by creating one and removing it
+    (the folder's times put back, so nothing there looks changed), as permissions do not tell
+    everything (root may write anywhere they say, but not in /proc, on a read-only mount or some
+    network mounts)."""
     try:
+        before = folder.stat()
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".convlora-geo-probe-"):
-            return None
+            pass
+        os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
     except OSError as exc:
         return exc.strerror or str(exc)
+    return None
 
 
 def make_folder(folder: Path) -> Path:

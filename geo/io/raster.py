@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -262,7 +263,7 @@ def check_not_gcp_referenced(src: rasterio.io.DatasetReader, path: str) -> None:
         return
     points, crs = src.gcps
     if points:
-        target = crs.to_string() if crs else "EPSG:CODE"
+        target = _as_argument(crs) if crs else "EPSG:CODE"
         raise InputError(
             f"{path}: georeferenced by {len(points)} ground control points, not a pixel grid; "
             f"warp it onto one first (gdalwarp -t_srs {target} {Path(path).name} grid.tif)"
@@ -272,6 +273,12 @@ def check_not_gcp_referenced(src: rasterio.io.DatasetReader, path: str) -> None:
             f"{path}: georeferenced by RPCs, not a pixel grid; orthorectify it first "
             f"(gdalwarp -rpc -t_srs EPSG:CODE {Path(path).name} grid.tif)"
         )
+
+
+def _as_argument(crs: CRS) -> str:
+    """A CRS as one shell argument: EPSG:CODE where it has a code, else its WKT, quoted."""
+    code = crs.to_epsg()
+    return f"EPSG:{code}" if code else shlex.quote(crs.to_wkt())
 
 
 def check_bands(scene: SceneInfo, bands: Sequence[int]) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
 
 from geo.errors import InputError, NoSpaceError
 from geo.io.outputs import exclusive
 from geo.tiling import TileConfig, check_tiling
 from tests.support import stores
-from tests.support.cli import mount_tmpfs, refused, run_cli, snapshot
+from tests.support.cli import mount_tmpfs, refused, run_cli, snapshot, write_like
 from tests.support.paths import (
     AGNET_CLASSES,
     AGNET_LABEL,
@@ -215,6 +219,24 @@ def test_an_existing_store_of_other_inputs_is_kept(work: Path, tmp_path: Path) -
 def test_a_read_only_output_folder_is_refused(broken, readonly: Path) -> None:
     problem = "is not writable (Read-only file system; write elsewhere or fix"
     refused(readonly, tile(SCENE, readonly / "s.zarr"), problem)
+
+
+def test_a_scene_on_ground_control_points_is_refused_with_a_command_to_paste(
+    work: Path, tmp_path: Path
+) -> None:
+    """The `gdalwarp` command that puts such a scene on a grid is one a shell takes as it is,
+    also for a CRS without an EPSG code (the Nebraska scene's Albers: its WKT, quoted)."""
+    with rasterio.open(SCENE) as src:
+        crs, (west, top) = src.crs, (src.bounds.left, src.bounds.top)
+    gcps = write_like(SCENE, tmp_path / "gcps.tif", crs=None, transform=None)
+    with rasterio.open(gcps, "r+") as dst:
+        corners = [(0, 0), (0, dst.width), (dst.height, 0), (dst.height, dst.width)]
+        dst.gcps = ([GroundControlPoint(r, c, west + 30 * c, top - 30 * r) for r, c in corners],
+                    crs)  # fmt: skip
+    line = refused(work, tile(gcps, work / "s.zarr"), "gcps.tif: georeferenced by 4 ground")
+    command = shlex.split(line[line.index("(gdalwarp ") + 1 : line.rindex(")")])
+    assert command[:2] == ["gdalwarp", "-t_srs"] and command[3:] == ["gcps.tif", "grid.tif"]
+    assert CRS.from_user_input(command[2]) == crs and crs.to_epsg() is None
 
 
 def test_a_folder_the_system_refuses_to_write_is_refused_up_front(work: Path) -> None:
