@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
-from geo.contracts.classes import CLASSES_TAG, ClassMap
+from geo.contracts.classes import CLASSES_TAG, SCORE_BAND, ClassMap
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
 from geo.io.outputs import (
@@ -387,7 +387,7 @@ def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
     raw_to_cog(
         work.folder / "probability.u8", staged["probability"],
         {**profile, "nodata": SCORE_NODATA}, resampling="AVERAGE",
-        description="probability of the predicted class x 255", tags=dated,
+        description=SCORE_BAND, tags=dated,
     )  # fmt: skip
     for name in ("classes.u8", "probability.u8"):
         (work.folder / name).unlink()

@@ -14,7 +14,7 @@ import pytest
 import rasterio
 
 from geo.contracts.adapter import class_map_of
-from geo.contracts.classes import CLASSES_TAG
+from geo.contracts.classes import CLASSES_TAG, SCORE_BAND
 from tests.support.cli import garbled, refused, run_cli, write_like
 from tests.support.paths import EXAMPLES, FTW, FTW_PREDICTION, PIVOT_MASK, RGB_BYTE
 
@@ -120,7 +120,8 @@ def test_without_a_class_map_a_raster_of_other_values_is_refused(
     work: Path, tmp_path: Path
 ) -> None:
     """Without --class-map the raster's ids are its classes: a probability or image band (more
-    than 64 values), fractional values and values past 254 (codes such as CDL's in an int16
+    than 64 values; predict's probability raster by its band, whatever values it holds),
+    fractional values and values past 254 (codes such as CDL's in an int16
     raster) are refused up front as no class ids."""
     with rasterio.open(RGB_BYTE) as src:
         band = src.read(1)[None]
@@ -133,6 +134,14 @@ def test_without_a_class_map_a_raster_of_other_values_is_refused(
         "probability.tif: holds more than 64 distinct class ids, too many for classes (a "
         "continuous raster?); a class raster holds class ids (predict's NAME_classes.tif, not "
         "NAME_probability.tif)",
+    )  # fmt: skip
+    sure = np.where(classes < 3, classes + 222, 0)  # a few values, as a weak model is sure
+    scores = write_like(FTW_PREDICTION, tmp_path / "s_probability.tif", sure)
+    with rasterio.open(scores, "r+") as dst:  # as predict writes it
+        dst.set_band_description(1, SCORE_BAND)
+    refused(
+        work, ["vectorize", scores, "--out", work / "f.gpkg"],
+        f"s_probability.tif: a probability raster ({SCORE_BAND}); a class raster holds class ids",
     )  # fmt: skip
     refused(
         work, ["vectorize", halves, "--out", work / "f.gpkg"],
