@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECIPES = {"split": "validation split", "stats": "band statistics"}  # ALGORITHM entries
+ROLE_NAMES = {"image": "scene(s)", "labels": "label file(s)", "aoi": "--aoi file(s)"}
 SETTING_NAMES = {"class_map": "the class map", "collars": "the scenes' fill collars",
                  "format": "the store format"}  # fmt: skip
 
@@ -89,12 +90,20 @@ def _derived_classes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 def _input_differences(
     old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
 ) -> list[str]:
-    """The inputs that changed, by file name (the fingerprint ignores where they lie)."""
-    if [r.get("role") for r in old] != [r["role"] for r in new]:
-        return ["other scenes or label files"]
+    """The inputs that changed, by role and file name (the fingerprint ignores where they lie);
+    a class map given on one side only is the settings' to say (its classes)."""
     changed = []
-    for before, now in zip(old, new, strict=True):
-        if before.get("sha256") != now["sha256"]:
-            name, was = Path(now["path"]).name, Path(str(before.get("path"))).name
-            changed.append(f"{name} changed" if name == was else f"{name} instead of {was}")
+    for role in dict.fromkeys([*(r.get("role") for r in old), *(r["role"] for r in new)]):
+        before = [r for r in old if r.get("role") == role]
+        now = [r for r in new if r["role"] == role]
+        what = ROLE_NAMES.get(str(role), str(role))
+        if role == "class_map" and not (before and now):
+            continue
+        if len(before) != len(now):
+            changed.append(f"{len(now)} {what}, the store's {len(before)}")
+            continue
+        for was_input, now_input in zip(before, now, strict=True):
+            if was_input.get("sha256") != now_input["sha256"]:
+                name, was = Path(now_input["path"]).name, Path(str(was_input.get("path"))).name
+                changed.append(f"{name} changed" if name == was else f"{name} instead of {was}")
     return changed

@@ -72,6 +72,8 @@ def test_a_store_of_another_tiling_version_is_refused_by_name(scene: Path, tmp_p
 
 
 def test_a_store_of_other_inputs_or_settings_names_them(scene: Path, tmp_path: Path) -> None:
+    """Each difference by name, and nothing that does not differ (a class map given on one side
+    only is its classes, not "other scenes or label files")."""
     config = _config(scene, tmp_path / "s.zarr")
     tile_scenes(config, progress=False)
     with pytest.raises(InputError) as refused:
@@ -79,6 +81,14 @@ def test_a_store_of_other_inputs_or_settings_names_them(scene: Path, tmp_path: P
     assert "of other inputs or settings (--bands 1,2,3, now 3,2,1; --overlap 32, now 16)" in (
         str(refused.value)
     )
+    with pytest.raises(InputError) as refused:  # the same scene and labels, no class map now
+        check_tiling(_config(scene, tmp_path / "s.zarr", class_map=None))
+    assert "of other inputs or settings (the classes made from the labels without --class-map " in (
+        str(refused.value)
+    )
+    with pytest.raises(InputError) as refused:
+        check_tiling(_config(scene, tmp_path / "s.zarr", images=[str(scene), str(SCENE)]))
+    assert "of other inputs or settings (2 scene(s), the store's 1)" in str(refused.value)
     write_like(SCENE, scene, nodata=0)  # the same pixels, another nodata value
     with pytest.raises(InputError) as refused:
         check_tiling(config)
