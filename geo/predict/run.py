@@ -31,6 +31,7 @@ from rasterio.windows import Window
 
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
+from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import CLASSES_TAG, SCORE_BAND, ClassMap
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
@@ -156,6 +157,7 @@ def predict_scene(
                 "scene": scene.name,
                 "source": scene.info.path,
                 "fingerprint": fingerprint,
+                "model": _model_record(scene.metadata),
                 "grid": {
                     "width": scene.info.width,
                     "height": scene.info.height,
@@ -259,6 +261,18 @@ def _run_record(
             **({"aoi": _area_record(scene)} if scene.area is not None else {}),
         },
         "format": FORMAT,
+    }
+
+
+def _model_record(metadata: AdapterMetadata) -> dict[str, Any]:
+    """The model as trained (its weights are in the fingerprint): what SAM saw, at what scale."""
+    return {
+        "sam_variant": metadata.model.sam_variant,
+        "adapter": metadata.model.adapter,
+        "image_size": metadata.image_size,
+        "tile_size": metadata.tile_size,
+        "overlap": metadata.overlap,
+        "bands": list(metadata.bands),
     }
 
 

@@ -320,6 +320,9 @@ def test_manifest_records_inputs_model_parameters_and_timings(rgb: dict[str, Pat
     assert manifest["parameters"]["bands"] == [1, 2, 3]
     assert len(manifest["inputs"]["model"]["weights_sha256"]) == 64
     assert manifest["parameters"]["tile_size"] == 128 and manifest["parameters"]["overlap"] == 32
+    trained = manifest["model"]  # the scale SAM saw in training, beside the windows' here
+    assert (trained["image_size"], trained["tile_size"], trained["bands"]) == (128, 128, [1, 2, 3])
+    assert {"sam_variant", "adapter", "overlap"} <= set(trained)
     pixel_m2 = abs(rasterio.open(RGB_BYTE).transform.determinant)  # the default: 4 pixels
     assert manifest["parameters"]["min_area"] == pytest.approx(MIN_AREA_PIXELS * pixel_m2)
     assert manifest["parameters"]["simplify"] == 2.0  # at most 1 pixel: 300 m here
