@@ -36,6 +36,7 @@ def test_demo_writes_outputs_on_the_scene_grid_and_says_how_to_open_them(tmp_pat
     assert "QGIS" in proc.stdout
     quicklook = predictions / "nebraska_landsat_albers_30m_quicklook.png"
     assert f"Look first: {quicklook}" in proc.stdout and quicklook.stat().st_size > 0
+    assert f"Outputs:\n  quicklook    {quicklook}\n" in proc.stdout
     assert "Validation IoU of the best checkpoint: background " in proc.stdout
     adapter = AdapterMetadata.read(out / "run")
     assert [c.name for c in adapter.classes] == ["background", "pivot"]

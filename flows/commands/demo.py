@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_flow("flows.demo", "demo_flow", out=args.out, steps=args.steps)
     outputs, validation = result["outputs"], result["validation"]
     print("\nDemo finished. Outputs:")
-    for name, path in outputs.items():
-        print(f"  {name:<12} {path}")
+    for name in sorted(outputs, key=lambda name: name != "quicklook"):  # the quick-look first
+        print(f"  {name:<12} {outputs[name]}")
     ious = class_ious(validation)
     print(f"\nValidation IoU of the best checkpoint: {ious} (mIoU {validation['miou']:.2f})")
     print(

@@ -1,16 +1,16 @@
-"""Class rasters of neighbouring scenes as one raster: a VRT mosaic, so that `vectorize` makes
-one layer of them in which a field across two scenes' edge is one polygon, and each polygon
-names the scene it comes from.
+"""Class rasters of neighbouring scenes as one raster: a VRT mosaic, so that `vectorize` makes one
+layer of them in which a field across two scenes' edge is one polygon, and each polygon names
+the scene it comes from.
 
 The mosaic lies on one raster's pixel grid (`_reference`: of the CRS most rasters share, the
-finest); `predict` writes each scene's classes on the scene's own grid, and scenes of one tiling
-scheme (Sentinel-2 tiles of one UTM zone, NAIP quarter quads) share one. A raster on another grid
-(a neighbouring UTM zone, another pixel size, a grid shifted by part of a pixel) is resampled
-onto it first (`geo.vectorize.regrid`, nearest neighbour), with a warning. Where rasters overlap,
-the newer raster's pixels are drawn over the older's (in the order given where a raster records
-no date, `_drawing_order`), except where it has no data. Rasters far apart (two farms in one
-layer) make separate parts (`_groups`), each its own VRT, so that no read spans the gap.
-"""
+finest; of CRSs shared by as many, the one of the finest pixel); `predict` writes each scene's
+classes on the scene's own grid, and scenes of one tiling scheme (Sentinel-2 tiles of one UTM
+zone, NAIP quarter quads) share one. A raster on another grid (a neighbouring UTM zone, another
+pixel size, a grid shifted by part of a pixel) is resampled onto it first
+(`geo.vectorize.regrid`, nearest neighbour), with a warning. Where rasters overlap, the newer
+raster's pixels are drawn over the older's (in the order given where a raster records no date,
+`_drawing_order`), except where it has no data. Rasters far apart (two farms in one layer) make
+separate parts (`_groups`), each its own VRT, so that no read spans the gap."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from geo.errors import InputError
 from geo.io.outputs import date_tags, scene_date
 from geo.io.raster import open_raster
 from geo.io.storage import gdal_path
+from geo.io.units import pixel_metres
 from geo.io.vrt import GDAL_TYPES, Band, Source, write_vrt
 from geo.options import flag
 from geo.vectorize.regrid import TargetGrid, regrid
@@ -192,9 +193,9 @@ def _groups(grids: Sequence[_Grid], at: Sequence[tuple[int, int]]) -> list[list[
 
 def _reference(grids: Sequence[_Grid]) -> int:
     """The raster whose pixel grid the mosaic takes: among the unrotated ones in the CRS that
-    most of them share (the first given's, of CRSs shared by as many), the one of the finest
-    pixels, stored north-up where one is (the first given of equals). InputError when every
-    raster is rotated."""
+    most of them share (of CRSs shared by as many, the one of the finest pixel in metres), the
+    one of the finest pixels, stored north-up where one is (the first given of equals).
+    InputError when every raster is rotated."""
     upright = [k for k, g in enumerate(grids) if g.transform.b == g.transform.d == 0]
     if not upright:
         raise InputError(
@@ -202,14 +203,20 @@ def _reference(grids: Sequence[_Grid]) -> int:
             "it with other class rasters"
         )
     wkt = {k: grids[k].crs.to_wkt() for k in upright}
-    crs = Counter(wkt.values()).most_common(1)[0][0]  # of equal counts, the first met
-    shared = [k for k in upright if wkt[k] == crs]
+    counts = Counter(wkt.values())
+    tied = [k for k in upright if counts[wkt[k]] == max(counts.values())]
+    finest = min(tied, key=lambda k: _pixel_metres(grids[k]))
+    shared = [k for k in upright if wkt[k] == wkt[finest]]
 
     def rank(k: int) -> tuple[float, bool]:
         t = grids[k].transform
         return abs(t.a * t.e), not (t.a > 0 > t.e)
 
     return min(shared, key=rank)
+
+
+def _pixel_metres(grid: _Grid) -> float:
+    return pixel_metres(grid.crs, grid.transform, grid.height)
 
 
 def _nodata(grid: _Grid, default: float) -> float:

@@ -87,8 +87,8 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     if not out.name.lower().endswith(suffixes):
         if config.format is None:
             raise InputError(
-                f"{flag('out')} {config.out}: give a file name ending in .gpkg (GeoPackage) or "
-                ".parquet (fiboa GeoParquet)"
+                f"{flag('out')} {config.out}: give a file name ending in .gpkg (GeoPackage), or "
+                ".parquet or .geoparquet (fiboa GeoParquet)"
             )
         raise InputError(
             f"{flag('out')} {config.out}: a {config.format} file ends in {suffixes[0]}"

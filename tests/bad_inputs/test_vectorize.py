@@ -54,7 +54,8 @@ def test_ftw_prediction_to_geopackage_and_fiboa(work: Path) -> None:
         (lambda w: vectorize("--out", w / "earlier"), "is a folder; give a file name"),
         (lambda w: vectorize("--out", w / "earlier" / "result.txt"), "exists; pass --overwrite"),
         (lambda w: vectorize("--out", w / "fields"),
-         "fields: give a file name ending in .gpkg (GeoPackage) or .parquet (fiboa GeoParquet)"),
+         "fields: give a file name ending in .gpkg (GeoPackage), or .parquet or .geoparquet (fiboa "
+         "GeoParquet)"),
         (lambda w: ["vectorize", "absent.tif", "--class-map", FTW_MAP, "--out", w / "f.gpkg"],
          "absent.tif: class raster not found"),
         (lambda w: ["vectorize", FTW, "--class-map", FTW_MAP, "--out", w / "f.gpkg"],

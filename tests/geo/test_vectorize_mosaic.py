@@ -149,12 +149,12 @@ def vectorized(out: Path, *args: object) -> gpd.GeoDataFrame:
     return polygons(out)
 
 
-def regridded(source: Path, target: Path, crs: str) -> Path:
-    """`source` reprojected (nearest, 10 m pixels) into `crs`: the same area predicted in a
+def regridded(source: Path, target: Path, crs: str, pixel: float = 10) -> Path:
+    """`source` reprojected (nearest, `pixel` m pixels) into `crs`: the same area predicted in a
     neighbouring UTM zone."""
     with rasterio.open(source) as src:
         transform, width, height = calculate_default_transform(
-            src.crs, crs, src.width, src.height, *src.bounds, resolution=10
+            src.crs, crs, src.width, src.height, *src.bounds, resolution=pixel
         )
         meta = {**src.profile, "crs": crs, "transform": transform, "width": width,
                 "height": height}  # fmt: skip
@@ -204,6 +204,23 @@ def test_a_scene_in_the_next_utm_zone_is_resampled_and_joins(
     assert len(inside_east) > 20 and len(inside_west) > 20
     np.testing.assert_allclose(inside_east.score, 200 / 255, atol=1e-3)
     np.testing.assert_allclose(inside_west.score, 150 / 255, atol=1e-3)
+
+
+def test_of_crss_shared_by_as_many_rasters_the_finest_pixels_are_the_grid(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One raster in each of two CRSs, the coarser given first: the mosaic takes the finer
+    one's grid (it took the first given's, resampling 10 m pixels onto 30 m)."""
+    west = cut(tmp_path / "halves", "west", (0, 0, 160, 189), None)
+    east = regridded(cut(tmp_path / "utm33", "east", (130, 0, 159, 189), None),
+                     tmp_path / "halves" / "east_classes.tif", "EPSG:32632", pixel=30)  # fmt: skip
+    config = VectorizeConfig(rasters=[str(east), str(west)], class_map=str(FTW_MAP),
+                             out=str(tmp_path / "f.gpkg"))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        check_vectorize(config)
+    assert f"onto the grid of {west} (nearest neighbour) to join the mosaic: {east} (in " in (
+        caplog.text
+    )
 
 
 @pytest.mark.parametrize("stored", [{}, {"dtype": "int8", "nodata": None}], ids=["uint8", "int8"])
