@@ -67,9 +67,9 @@ def tile_flow(**params: Any) -> str:
 def report_store(store: str) -> str:
     """What the store holds (tiles per split, labelled pixels per class) as markdown lines for
     the run's summary; logged too in a deployment run (the command line prints them itself)."""
-    lines = [as_parameters(line.strip()) for line in store_lines(store)]
+    lines = store_lines(store)
     if in_deployment_run():
         logger = get_run_logger()
         for line in lines:
-            logger.log(WARNING if line == as_parameters(NO_LABELS.strip()) else INFO, line)
-    return "".join(f"- {line}\n" for line in lines)
+            logger.log(WARNING if line == NO_LABELS else INFO, as_parameters(line.strip()))
+    return "".join(f"- {as_parameters(line.strip())}\n" for line in lines)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from geo.contracts.classes import CLASSES_TAG, IGNORE, SCORE_BAND, ClassMap, parse_class_list
+from geo.contracts.classes import CLASSES_TAG, IGNORE, ClassMap, parse_class_list
 from geo.errors import InputError
 from geo.io.codes import band_codes
 from geo.io.raster import open_raster
@@ -24,18 +24,10 @@ NOT_CLASS_IDS = (
 )
 
 
-def raster_class_map(path: str) -> ClassMap:
-    """The classes `predict` wrote into the class raster at `path`, else one per id it holds
-    (InputError for values that are no class ids)."""
-    return rasters_class_map([path])
-
-
 def rasters_class_map(paths: Sequence[str]) -> ClassMap:
     """The classes `predict` wrote into the class rasters at `paths` (the first's: a mosaic's
     rasters list the same, `geo.vectorize.mosaic`), else one per id any of them holds, coloured
     by the first colour table that has it (InputError for values that are no class ids)."""
-    for path in paths:
-        _check_not_scores(path)
     with open_raster(paths[0]) as src:
         listed = src.tags().get(CLASSES_TAG)
     if listed is not None:
@@ -68,13 +60,6 @@ def rasters_class_map(paths: Sequence[str]) -> ClassMap:
     classes = ClassMap(parse_class_list(items, paths[0]))
     log.info("no %s: classes %s (the ids the raster holds)", flag("class_map"), _names(classes))
     return classes
-
-
-def _check_not_scores(path: str) -> None:
-    """InputError for predict's probability raster, whose whole numbers would pass for ids."""
-    with open_raster(path) as src:
-        if src.descriptions[0] == SCORE_BAND:
-            raise InputError(f"{path}: a probability raster ({SCORE_BAND}); {NOT_CLASS_IDS}")
 
 
 def _names(classes: ClassMap) -> str:

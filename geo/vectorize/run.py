@@ -8,19 +8,19 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
 from rasterio.errors import RasterioIOError
 
 from geo.contracts.adapter import class_map_of
-from geo.contracts.classes import IGNORE, ClassMap
+from geo.contracts.classes import IGNORE, SCORE_BAND, ClassMap
 from geo.errors import InputError
 from geo.io.outputs import check_output, make_folder, scene_date
 from geo.io.raster import check_exists, check_readable, decimated_shape, open_raster, read_failed
 from geo.options import checked_once, flag
-from geo.vectorize.classes import rasters_class_map
+from geo.vectorize.classes import NOT_CLASS_IDS, rasters_class_map
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.mosaic import Mosaic, Part, build_mosaic
 from geo.vectorize.polygons import polygon_batches, write_polygons
@@ -58,8 +58,11 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     QGIS's raster calculator writes), several as one mosaic (`geo.vectorize.mosaic`), the class
     map (`rasters_class_map` without one), a score raster on each one's grid, and an output
     file that may be written. Raises InputError naming the input."""
-    grids = [_check_raster(path, "class raster", integer=True) for path in config.rasters]
+    rasters = [_check_raster(path, "class raster", integer=True) for path in config.rasters]
     if config.class_map is None:
+        for path, raster in zip(config.rasters, rasters, strict=True):
+            if raster.band == SCORE_BAND:  # its whole-number scores would pass for class ids
+                raise InputError(f"{path}: a probability raster ({SCORE_BAND}); {NOT_CLASS_IDS}")
         class_map = rasters_class_map(config.rasters)
     else:
         class_map = class_map_of(config.class_map)
@@ -72,10 +75,10 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
             f"{flag('scores')}: {len(scores)} score raster(s) for {len(config.rasters)} class "
             "raster(s); give one per class raster, in the same order"
         )
-    for path, raster, grid in zip(scores, config.rasters, grids, strict=False):
-        if _check_raster(path, "score raster") != grid:
+    for path, name, checked in zip(scores, config.rasters, rasters, strict=False):
+        if _check_raster(path, "score raster").grid != checked.grid:
             raise InputError(
-                f"{flag('scores')} {path}: not on the grid of {raster} (same size, CRS and "
+                f"{flag('scores')} {path}: not on the grid of {name} (same size, CRS and "
                 "transform needed)"
             )
     out = check_output(config.out, into=False)
@@ -108,13 +111,20 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
     return VectorizePlan(config, class_map, out, mosaic.parts, mosaic, folder)
 
 
-def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...]:
-    """(width, height, CRS, transform) of a readable one-band raster (its first and last
-    blocks read: a truncated file fails here); InputError otherwise."""
+class _Checked(NamedTuple):
+    """A readable one-band raster: its grid (width, height, CRS, transform) and band description."""
+
+    grid: tuple[Any, ...]
+    band: str | None
+
+
+def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
+    """A readable one-band raster (its first and last blocks read: a truncated file fails
+    here); InputError otherwise."""
     check_exists(path, what)
     try:
         with open_raster(path) as src:
-            count, dtype = src.count, src.dtypes[0]
+            count, dtype, band = src.count, src.dtypes[0], src.descriptions[0]
             grid = (src.width, src.height, src.crs, tuple(src.transform))
             check_readable(src)
     except InputError:  # check_readable's: a file truncated or garbled
@@ -125,7 +135,7 @@ def _check_raster(path: str, what: str, integer: bool = False) -> tuple[Any, ...
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
     if integer and not dtype.startswith(("int", "uint", "float")):
         raise InputError(f"{path}: a {what} holds class ids, not {dtype} values")
-    return grid
+    return _Checked(grid, band)
 
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:
