@@ -28,6 +28,7 @@ from geo.contracts.tile_store import (
     read_split,
     read_windows,
 )
+from geo.io.frame import MapFrame, reproject
 from geo.io.normalize import normalize
 from geo.io.raster import window_polygon
 
@@ -137,20 +138,24 @@ class TileDataset(Dataset):
 
 def held_out_parts(store: StoreInfo, codes: np.ndarray) -> dict[int, list[shapely.Geometry]]:
     """For every training tile that overlaps validation tiles (tiles overlap; scenes of one
-    place on other dates share map coordinates), the overlapping parts in the training tile's
-    pixel coordinates: training leaves their labels out, so no validation label is learnt."""
+    place on other dates, or in other CRSs, meet in one map frame: `geo.io.frame`), the
+    overlapping parts in the training tile's pixel coordinates: training leaves their labels
+    out, so no validation label is learnt."""
     windows = read_windows(store.path)
     scene_of = np.concatenate(
         [np.full(r.tiles[1] - r.tiles[0], i) for i, r in enumerate(store.scenes)]
     )
-    grids, groups = [], []
-    for i, (col, row, _, _) in enumerate(windows):
+    frame = MapFrame([r.crs for r in store.scenes])
+    grids, groups, outlines = [], [], []
+    for i, (col, row, width, height) in enumerate(windows):
         record = store.scenes[int(scene_of[i])]
         grids.append(Affine(*record.transform[:6]) @ Affine.translation(int(col), int(row)))
-        groups.append(record.crs or f"scene:{scene_of[i]}")
-    outlines = [
-        window_polygon(grids[i], Window(0, 0, int(w[2]), int(w[3]))) for i, w in enumerate(windows)
-    ]
+        outline = window_polygon(grids[i], Window(0, 0, int(width), int(height)))
+        group = f"scene:{scene_of[i]}"
+        if record.crs is not None:
+            group, outline = frame.place(outline, record.crs)
+        groups.append(group)
+        outlines.append(outline)
     val = np.flatnonzero(codes == VAL)
     if not val.size:
         return {}
@@ -161,6 +166,9 @@ def held_out_parts(store: StoreInfo, codes: np.ndarray) -> dict[int, list[shapel
         shared = [outlines[v].intersection(outlines[t]) for v in hits if groups[v] == groups[t]]
         shared = [g for g in shared if g.area > 0]
         if shared:
+            own = store.scenes[int(scene_of[t])].crs
+            if own is not None:  # from the frame back into the tile's CRS
+                shared = [reproject(g, groups[t], frame.canonical[own]) for g in shared]
             inverse = ~grids[t]
             parts[int(t)] = [
                 shapely.affinity.affine_transform(

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 
 from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX
-from geo.io.raster import SceneInfo
+from geo.io.raster import SceneInfo, window_polygon
 from geo.tiling.plan import Tile
-from geo.tiling.split import Footprint
 
 
 def write_tile_index(
@@ -22,13 +21,14 @@ def write_tile_index(
     scenes: list[SceneInfo],
     rows: list[dict[str, Any]],
     split: np.ndarray,
-    footprints: list[Footprint],
 ) -> None:
     """Write the index into `folder`: in the scenes' CRS, or EPSG:4326 when they differ."""
     records, geoms = [], []
     crs_names = [s.crs.to_string() if s.crs else "" for s in scenes]  # slow: once per scene
-    for r, t, fp in zip(rows, tiles, footprints, strict=True):
+    for r, t in zip(rows, tiles, strict=True):
         scene = scenes[t.scene]
+        outline = window_polygon(scene.affine, t.window)
+        minx, miny, maxx, maxy = outline.bounds
         records.append(
             {
                 "tile": t.index,
@@ -40,10 +40,10 @@ def write_tile_index(
                 "row_off": int(t.window.row_off),
                 "width": int(t.window.width),
                 "height": int(t.window.height),
-                "minx": fp.bounds[0],
-                "miny": fp.bounds[1],
-                "maxx": fp.bounds[2],
-                "maxy": fp.bounds[3],
+                "minx": minx,
+                "miny": miny,
+                "maxx": maxx,
+                "maxy": maxy,
                 "crs": crs_names[t.scene],
                 "split": SPLIT_NAMES[int(split[t.index])],
                 "label_coverage": r["label_coverage"],
@@ -51,7 +51,7 @@ def write_tile_index(
                 "valid_fraction": r["valid_fraction"],
             }
         )
-        geoms.append(fp.polygon)
+        geoms.append(outline)
     crs_set = {s.crs_wkt for s in scenes}
     frame = gpd.GeoDataFrame(records, geometry=geoms, crs=None)
     if len(crs_set) == 1:

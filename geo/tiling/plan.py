@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from rasterio.windows import Window
 
+from geo.io.frame import MapFrame
 from geo.io.grid import GridSpec
 from geo.io.raster import SceneInfo, window_polygon
 from geo.tiling.split import Footprint
@@ -40,18 +42,26 @@ def plan_tiles(
 
 
 def footprints(tiles: list[Tile], scenes: list[SceneInfo], step_px: int) -> list[Footprint]:
-    """Each tile's footprint for the spatial split: map coordinates where scenes have a CRS."""
-    georef = [s.crs is not None for s in scenes]  # parses the WKT: once per scene
+    """Each tile's footprint for the spatial split: in one map frame where scenes have a CRS
+    (`geo.io.frame`: scenes of one place in several CRSs meet there), per scene without."""
+    frame = MapFrame([s.crs_wkt for s in scenes])
+    georef = [s.crs is not None and s.crs_wkt is not None for s in scenes]  # parses the WKT
     prints = []
     for t in tiles:
         scene = scenes[t.scene]
+        outline = window_polygon(scene.affine, t.window)
+        group, polygon = f"scene:{t.scene}", outline
+        if georef[t.scene]:
+            assert scene.crs_wkt is not None
+            group, polygon = frame.place(outline, scene.crs_wkt)
+        scale = float(np.sqrt(polygon.area / outline.area)) if outline.area > 0 else 1.0
         prints.append(
             Footprint(
-                group=scene.crs_wkt if georef[t.scene] and scene.crs_wkt else f"scene:{t.scene}",
+                group=group,
                 grid_row=t.grid_row,
                 grid_col=t.grid_col,
-                polygon=window_polygon(scene.affine, t.window),
-                step=step_px * scene.pixel_size,
+                polygon=polygon,
+                step=step_px * scene.pixel_size * scale,
                 georeferenced=georef[t.scene],
             )
         )

@@ -163,7 +163,7 @@ class _Job:
             )
             with self.seconds("index"):
                 write_split(self.partial, split)
-                write_tile_index(self.partial, self.tiles, self.scenes, rows, split, prints)
+                write_tile_index(self.partial, self.tiles, self.scenes, rows, split)
             normalization = statistics.result()
         return StoreInfo(
             path=request.out,

@@ -39,7 +39,7 @@ class Footprint:
     group: str  # the CRS (WKT), or the scene for scenes without a CRS
     grid_row: int
     grid_col: int
-    polygon: shapely.Polygon  # the tile's four corners in group coordinates (any rotation)
+    polygon: shapely.Polygon  # the tile's outline in group coordinates (any rotation)
     step: float  # grid step (tile stride) in group coordinates
     georeferenced: bool
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
+import rasterio.transform
+import rasterio.warp
+import shapely
 import torch
 import zarr
+from rasterio.warp import calculate_default_transform, reproject
 from torch.utils.data import DataLoader
 
 from geo.contracts.normalization import Normalization
@@ -20,6 +26,7 @@ from tests.support.stores import tile
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 PIVOTS = DATA / "nebraska_center_pivots_landsat"
 CLASSES = Path(__file__).resolve().parents[2] / "examples" / "pivots_classes.yaml"
+ALBERS = "EPSG:5070"  # CONUS Albers, metres: where both scenes' tiles are compared
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +107,46 @@ def test_training_tiles_leave_out_what_they_share_with_validation(store: Path) -
         val[0]["label"].numpy(),
         np.where(group["valid"][int(val.indices[0])], group["labels"][int(val.indices[0])], 255),
     )
+
+
+def test_scenes_of_one_place_in_two_crss_share_the_split_and_hold_out_across(
+    tmp_path: Path,
+) -> None:
+    """The scene and the same scene warped to UTM: their validation tiles cover the same ground,
+    and no label a training tile keeps lies in a validation tile of either scene."""
+    utm = tmp_path / "nebraska_utm.tif"
+    with rasterio.open(PIVOTS / "nebraska_landsat_albers_30m.tif") as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:32614", src.width, src.height, *src.bounds, resolution=30
+        )
+        profile = {**src.profile, "crs": "EPSG:32614", "transform": transform}
+        with rasterio.open(utm, "w", **{**profile, "width": width, "height": height}) as dst:
+            for band in range(1, src.count + 1):
+                reproject(rasterio.band(src, band), rasterio.band(dst, band))
+    store = tile(
+        [str(PIVOTS / "nebraska_landsat_albers_30m.tif"), str(utm)],
+        [str(PIVOTS / "pivots.gpkg")], str(CLASSES), tmp_path / "two.zarr",
+        tile_size=128, overlap=16,
+    )  # fmt: skip
+    index = gpd.read_file(store / "tile_index.gpkg").to_crs(ALBERS)
+    val = index[index["split"] == "val"]
+    areas = [shapely.union_all(val[val["scene"] == s].geometry) for s in (0, 1)]
+    assert areas[0].area > 0 and areas[0].intersection(areas[1]).area > 0.8 * areas[0].area
+    group = zarr.open_group(str(store), mode="r")
+    windows, train = group["window"][:], TileDataset(store, "train")
+    scenes = [rasterio.open(PIVOTS / "nebraska_landsat_albers_30m.tif"), rasterio.open(utm)]
+    inside = shapely.union_all(val.geometry).buffer(-20)  # within a pixel of its edge: either
+    kept = 0
+    for i in range(len(train)):
+        t = int(train.indices[i])
+        scene = scenes[int(index["scene"][t])]
+        rows, cols = np.nonzero(train[i]["label"].numpy() != 255)
+        col, row = windows[t][:2]
+        xs, ys = rasterio.transform.xy(scene.transform, rows + row, cols + col)
+        xs, ys = rasterio.warp.transform(scene.crs, ALBERS, xs, ys)
+        assert not shapely.contains_xy(inside, xs, ys).any(), t
+        kept += len(xs)
+    assert kept > 0
 
 
 def test_d4_has_eight_distinct_elements() -> None:
