@@ -108,15 +108,16 @@ def test_finetune_prints_the_metrics_as_a_table_or_as_json(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_finetune_on_a_scene_too_small_for_validation_trains_and_says_so(tmp_path: Path) -> None:
-    """The lidar scene (283 x 259 px, one band) gives four 256 px tiles, too few for a spatial
-    validation split: the run trains, says why it is not evaluated, and completes."""
+    """The lidar scene (283 x 259 px, one band) in 256 px tiles (its default is 128: nine tiles)
+    gives four, too few for a spatial validation split: the run trains, says why it is not
+    evaluated, and completes."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     args = (
         "finetune", ALEXANDRIA / "hag.tif", "--labels", ALEXANDRIA / "buildings.geojson",
         "--class-map", BUILDINGS_CLASSES, "--store", store, "--out", run, "--sam", "tiny",
-        "--steps", "2", "--no-progress",
+        "--steps", "2", "--no-progress", "--tile-size", "256",
     )  # fmt: skip
     done = cli_process(*args, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

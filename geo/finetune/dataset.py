@@ -105,6 +105,18 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def keeps_labels(self) -> bool:
+        """Whether any tile keeps a labelled pixel once the parts held out are left out (reads
+        only tiles with parts held out, and only where no other tile holds labels)."""
+        coverage = label_coverage(self.store_path)
+        if any(coverage[i] > 0 and int(i) not in self.held_out for i in self.indices):
+            return True
+        return any(
+            bool((self[i]["label"] != IGNORE).any())
+            for i in range(len(self))
+            if int(self.indices[i]) in self.held_out
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None, "_pid": -1}
 

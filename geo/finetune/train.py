@@ -191,6 +191,12 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
             f"{config.store}: its training tiles hold {held}, nothing to tell apart (check the "
             "labels, --label-field, the class map and the AOI)"
         )
+    if not TileDataset(store, "train", labelled_only=True).keeps_labels():
+        raise InputError(
+            f"{config.store}: every labelled pixel of its training tiles lies in a validation "
+            "tile too (scenes of one place overlap), so training would learn none: tile it "
+            f"with a smaller {flag('tile_size')}, or {flag('val_fraction')} 0 to train on all"
+        )
     run_dir = check_run_settings(config, store.tile_size)
     if not under_torchrun():  # under torchrun, the launcher holds the run folder's lock
         check_folder_unlocked(run_dir, "training run")

@@ -75,6 +75,8 @@ VECTORS_OR_RASTERS = (
 )
 AUTO_TILE_SIZES = (1024, 512, 256)  # SAM's native side, then cheaper ones for small scenes
 MIN_AUTO_TILES = 16  # the automatic tile size shrinks until the scenes give this many tiles
+MIN_SPLIT_TILES = 9  # or at least this many (a 3 x 3 grid), for a validation split
+SMALL_SCENES_TILE_SIZE = 128  # where 256 px tiles are fewer
 
 
 @dataclass
@@ -122,12 +124,16 @@ class TilingRequest:
 
 def auto_tile_size(scenes: list[SceneInfo]) -> int:
     """1024 px (SAM's native size), or the first of 512 and 256 px whose grid gives all scenes
-    together MIN_AUTO_TILES tiles; never larger than the largest scene side (rounded up to 16)."""
+    together MIN_AUTO_TILES tiles; 128 px where 256 px gives fewer than MIN_SPLIT_TILES (a
+    scene of 256 x 256 px: one tile, no validation split); never larger than the largest scene
+    side (rounded up to 16)."""
 
     def count(size: int) -> int:
         return sum(len(GridSpec(s.width, s.height, size, default_overlap(size))) for s in scenes)
 
     size = next((s for s in AUTO_TILE_SIZES if count(s) >= MIN_AUTO_TILES), AUTO_TILE_SIZES[-1])
+    if count(size) < MIN_SPLIT_TILES:
+        size = SMALL_SCENES_TILE_SIZE
     largest = max(max(s.width, s.height) for s in scenes)
     return min(size, max(16, -(-largest // 16) * 16))
 
@@ -210,7 +216,6 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     problem = overlap_problem(overlap, tile_size)
     if problem:
         raise InputError(f"{flag('overlap')} {overlap}: {problem}")
-    _hint_small_scenes(scenes, tile_size, config.tile_size is not None)
     sources = _prepare_labels(scenes, cmap, config)
     target = check_output(config.out, into=False, option=None)  # `tile --out`, `finetune --store`
     check_unlocked(target, "tile store")
@@ -241,18 +246,6 @@ def check_tiling(config: TileConfig) -> TilingRequest:
             )
         request.kept = kept_fingerprint(request, existing)
     return request
-
-
-def _hint_small_scenes(scenes: list[SceneInfo], tile_size: int, chosen: bool) -> None:
-    """Warn when every scene fits in one tile: there can be no spatial validation split."""
-    if all(s.width <= tile_size and s.height <= tile_size for s in scenes) and len(scenes) < 4:
-        smaller = max(16, tile_size // 2 // 16 * 16)
-        advice = f"; try --tile-size {smaller}" if chosen else ""
-        log.warning(
-            "each scene fits in one %d px tile: %d tile(s) in all, too few for a validation "
-            "split%s",
-            tile_size, len(scenes), advice,
-        )  # fmt: skip
 
 
 def _check_crs(scenes: list[SceneInfo]) -> None:

@@ -104,8 +104,9 @@ def tile_scenes(config: TileConfig, *, progress: bool = True) -> Path:
             _publish(partial, out)
     seconds.add(job.seconds)
     log.info(
-        "wrote %d tiles to %s in %.1f s (seconds per stage, summed over threads: %s)",
-        info.n_tiles, out, time.perf_counter() - started, seconds.line(),
+        "wrote %d tile%s to %s in %.1f s (seconds per stage, summed over threads: %s)",
+        info.n_tiles, "" if info.n_tiles == 1 else "s", out, time.perf_counter() - started,
+        seconds.line(),
         extra={"stage_seconds": dict(seconds)},
     )  # fmt: skip
     return out

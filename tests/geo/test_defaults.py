@@ -74,6 +74,25 @@ def test_the_sam_variant_follows_the_checkpoint(tmp_path: Path) -> None:
         check_finetune(odd)
 
 
+def test_training_tiles_whose_labels_all_lie_in_validation_tiles_are_refused(
+    tmp_path: Path,
+) -> None:
+    """The scene at 5 m and at 10 m, one 256 px tile each: one tile goes to validation, the other
+    covers the same ground, so no training label is left; `train` says so before any work."""
+    coarse = tmp_path / "naip_10m.tif"
+    with rasterio.open(NAIP) as src:
+        profile = {**src.profile, "width": 128, "height": 128,
+                   "transform": src.transform @ src.transform.scale(2)}  # fmt: skip
+        with rasterio.open(coarse, "w", **profile) as dst:
+            dst.write(src.read(out_shape=(src.count, 128, 128)))
+    labels = [vegetation_labels(s, tmp_path / f"veg{i}.tif") for i, s in enumerate((NAIP, coarse))]
+    classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
+    store = tile([NAIP, coarse], labels, classes, tmp_path / "two.zarr", tile_size=256)
+    with pytest.raises(InputError, match="every labelled pixel of its training tiles lies in a"):
+        check_finetune(FinetuneConfig(store=str(store), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
 def test_naip_like_bands_without_descriptions_feed_rgb_from_bands_1_2_3(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -87,7 +106,7 @@ def test_naip_like_bands_without_descriptions_feed_rgb_from_bands_1_2_3(
         plan = check_finetune(config)
     assert plan.model.band_init == (0, 1, 2) and plan.model.in_channels == 4
     assert "R=band 1, G=band 2, B=band 3, the first three" in caplog.text
-    assert plan.model.image_size == plan.store.tile_size == 256  # the store's tile size
+    assert plan.model.image_size == plan.store.tile_size == 128  # the store's tile size
     assert plan.model.mask_token_init == "copy+noise"  # no SAM checkpoint: queries told apart
     assert plan.model.adapter == "full"  # no SAM checkpoint: the encoder must learn too
     pretrained = config.model_copy(update={"sam_checkpoint": str(tmp_path / "sam_tiny.pth")})
@@ -105,6 +124,8 @@ def fake_scene(width: int, height: int) -> SceneInfo:
         ([(10980, 10980)], 1024),  # a Sentinel-2 tile: SAM's native size
         ([(934, 724)], 256),  # a NAIP quarter quad: 20 tiles of 256 px, not 1 padded tile
         ([(512, 512)], 256),
+        ([(256, 256)], 128),  # nine tiles for a validation split, not one
+        ([(283, 259)], 128),  # four tiles of 256 px are too few too
         ([(128, 128)] * 100, 128),  # AgNet-like chips: one tile each, never padded
         ([(100, 60)], 112),
     ],
