@@ -36,6 +36,17 @@ log = logging.getLogger(__name__)
 
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 READ_CACHE = 2**20
+PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
+"""Where QGIS shows a raster without georeferencing (no CRS, no geotransform): pixel (col, row)
+at (col, -row), upright. Such a scene's polygons, labels and areas of interest lie there too."""
+
+
+def placed_transform(transform: Affine, crs: object | None) -> Affine:
+    """A raster's transform, or PIXEL_FRAME for one without georeferencing (rasterio gives
+    those the identity, which would put their vectors upside down under the raster in QGIS)."""
+    return PIXEL_FRAME if crs is None and transform.is_identity else transform
+
+
 """GDAL's block cache for reads, in bytes (rasterio sets GDAL_CACHEMAX with GDALSetCacheMax64).
 GDAL's default, 5 % of RAM, would grow with the scene; readers that reuse decoded blocks on
 purpose (tiling's chains) ask for more."""
@@ -216,7 +227,7 @@ def scene_info(path: str) -> SceneInfo:
                 count=src.count,
                 dtype=src.dtypes[0],
                 crs_wkt=src.crs.to_wkt() if src.crs else None,
-                transform=tuple(src.transform)[:6],
+                transform=tuple(placed_transform(src.transform, src.crs))[:6],
                 nodata=src.nodata,
                 band_names=tuple(d or "" for d in src.descriptions),
                 color_interp=tuple(c.name for c in src.colorinterp),

@@ -22,7 +22,7 @@ import pyogrio
 import shapely
 
 from geo.contracts.classes import ClassInfo
-from geo.io.raster import open_raster
+from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style
 from geo.io.units import metres_per_unit
 from geo.options import flag
@@ -89,11 +89,12 @@ def polygon_batches(
     `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
-        transform, crs, height = src.transform, src.crs, src.height
+        transform, crs, height = placed_transform(src.transform, src.crs), src.crs, src.height
     if crs is None:
         log.warning(
-            "%s has no CRS: polygons are in its pixel grid's coordinates, their areas and "
-            "perimeters (area_px, perimeter_px), %s and %s in pixels",
+            "%s has no CRS: polygons are in its pixel grid's coordinates (where QGIS shows "
+            "it: x = column, y = -row), their areas and perimeters (area_px, perimeter_px), "
+            "%s and %s in pixels",
             source or classes_path, flag("min_area"), flag("simplify"),
         )  # fmt: skip
     unit_m = metres_per_unit(crs, transform, height)

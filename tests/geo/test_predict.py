@@ -476,8 +476,9 @@ def test_new_parameters_replace_the_outputs(
 
 
 def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path: Path) -> None:
-    """RGB.byte without georeferencing (no CRS, identity transform): outputs on its pixel grid,
-    polygon areas and the manifest's totals in pixels, and neither rasterio nor pyogrio warns."""
+    """RGB.byte without georeferencing (no CRS, identity transform): outputs on its pixel grid
+    where QGIS shows it (x = col, y = -row), polygons over them, polygon areas and the manifest's
+    totals in pixels, and neither rasterio nor pyogrio warns."""
     scene = write_like(RGB_BYTE, tmp_path / "nocrs.tif", crs=None, transform=Affine.identity())
     metadata = metadata_for(scene, [1, 2, 3])
     with warnings.catch_warnings(record=True) as caught:
@@ -487,10 +488,15 @@ def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path:
         )
     assert [str(w.message) for w in caught if "crs" in str(w.message).lower()
             or issubclass(w.category, NotGeoreferencedWarning)] == []  # fmt: skip
-    with rasterio.open(outputs["classes"]) as src:
-        assert src.crs is None and src.transform == Affine.identity()
+    with rasterio.open(outputs["classes"]) as src:  # where QGIS shows the scene: y = -row
+        assert src.crs is None and src.transform == Affine(1, 0, 0, 0, -1, 0)
+        classes, transform = src.read(1), src.transform
     polygons = gpd.read_file(outputs["polygons"], layer="polygons")
     assert len(polygons) > 0 and polygons.area_px.min() >= 20 and "area_m2" not in polygons
+    inside = polygons.geometry.representative_point()  # each polygon over pixels of its class
+    rows, cols = rasterio.transform.rowcol(transform, inside.x, inside.y)
+    found = classes[np.asarray(rows), np.asarray(cols)]
+    assert (found == polygons.class_id.to_numpy()).all()
     manifest = json.loads(outputs["manifest"].read_text())
     areas = manifest["polygon_area_px_per_class"]
     assert "polygon_area_ha_per_class" not in manifest
