@@ -177,18 +177,29 @@ def out_of_memory(exc: BaseException) -> str | None:
     return None
 
 
+WRITES_AT_ONCE = frozenset({"vectorize", "evaluate", "info"})  # nothing to resume after Ctrl-C
+
+
 def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
     """A SIGINT handler that stops at once: Ctrl-C reaches the whole process group, Prefect's
     temporary server included, and a flow would otherwise retry that dead server for minutes.
     Work already done stays resumable (tiling, training and prediction all resume from their
-    last checkpoint when the same command runs again)."""
+    last checkpoint when the same command runs again); a file half written that nothing would
+    resume (`geo.io.outputs.WRITING`: vectorize's) is removed."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         # written, not printed: a flow with log_prints turns print() into a log record
-        sys.stderr.write(f"convlora-geo {command}: interrupted; run the same command again to "
-                         "resume\n")  # fmt: skip
+        then = "run the same command again to resume"
+        if command in WRITES_AT_ONCE:
+            then = "nothing was written"
+        sys.stderr.write(f"convlora-geo {command}: interrupted; {then}\n")
         sys.stderr.flush()
         import psutil
+
+        from geo.io.outputs import WRITING
+
+        for temporary in list(WRITING):  # a file half written, which nothing would resume
+            temporary.unlink(missing_ok=True)
 
         # the children stop on purpose: a local Dask cluster's nanny would announce restarts
         logging.getLogger("distributed").setLevel(logging.CRITICAL)

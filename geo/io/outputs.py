@@ -74,6 +74,25 @@ def make_folder(folder: Path) -> Path:
     return folder
 
 
+WRITING: set[Path] = set()
+"""Files being written under a temporary name (`writing`): Ctrl-C, which stops the command at
+once (`flows.cli.stop_now`), removes them."""
+
+
+@contextmanager
+def writing(temporary: Path) -> Iterator[Path]:
+    """Around writing `temporary`, a file renamed into place when complete: removed when the
+    work fails or is interrupted, so no half-written file stays behind."""
+    WRITING.add(temporary)
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        WRITING.discard(temporary)
+
+
 @contextmanager
 def discard_on_failure(temporary: Path, target: Path) -> Iterator[None]:
     """Around work written into `temporary` for `target`: when it fails on bad input or a full

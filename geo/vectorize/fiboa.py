@@ -22,6 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from convlora.files import temporary_path
+from geo.io.outputs import WRITING
+
 FIBOA_VERSION = "0.2.0"
 GEOPARQUET_VERSION = "1.1.0"
 METHOD = "auto-imagery"
@@ -45,7 +48,7 @@ class FiboaWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.tmp = temporary_path(path)
         self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
         self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.crs: Any = None
@@ -78,13 +81,17 @@ class FiboaWriter:
         )
         self.writer.write_table(table)
 
-    def discard(self) -> None:
-        """Close and remove the temporary file (a run that failed)."""
-        self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+    def __enter__(self) -> FiboaWriter:
+        WRITING.add(self.tmp)
+        return self
 
-    def close(self) -> None:
-        """Add the GeoParquet and fiboa metadata and publish the file."""
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Publish the file when the writing succeeded, else remove it."""
+        WRITING.discard(self.tmp)
+        if kind is not None:
+            self.writer.close()
+            self.tmp.unlink(missing_ok=True)
+            return
         self.writer.add_key_value_metadata(
             {"geo": json.dumps(self._geo()), "fiboa": json.dumps(collection())}
         )

@@ -8,6 +8,7 @@ A raster without a CRS is measured in pixels instead, and its columns say so (`a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -21,7 +22,9 @@ import pandas as pd
 import pyogrio
 import shapely
 
+from convlora.files import temporary_path
 from geo.contracts.classes import ClassInfo
+from geo.io.outputs import writing
 from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style
 from geo.io.units import metres_per_unit
@@ -263,12 +266,28 @@ def write_polygons(
     """
     if isinstance(frames, gpd.GeoDataFrame):
         frames = [frames]
-    tmp = None if path is None else path.with_suffix(".tmp.gpkg")
-    fiboa = None if parquet is None else FiboaWriter(parquet)
+    with contextlib.ExitStack() as stack:
+        fiboa = None if parquet is None else stack.enter_context(FiboaWriter(parquet))
+        tmp = None
+        if path is not None:
+            tmp = stack.enter_context(writing(temporary_path(path).with_suffix(".tmp.gpkg")))
+        totals = _write_batches(frames, tmp, fiboa, timestamp, dates)
+        if tmp is not None and path is not None:
+            add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp or EPOCH)
+            os.replace(tmp, path)
+    return totals.sorted()
+
+
+def _write_batches(
+    frames: Iterable[gpd.GeoDataFrame],
+    tmp: Path | None,
+    fiboa: FiboaWriter | None,
+    timestamp: str | None,
+    dates: Mapping[str, str | None] | None,
+) -> PolygonTotals:
+    """Each batch of polygons appended to the GeoPackage at `tmp` and the fiboa file."""
     totals = PolygonTotals({}, {})
     created = False
-    if tmp is not None:
-        tmp.unlink(missing_ok=True)
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp or EPOCH})
     try:
         for frame in frames:
@@ -284,17 +303,6 @@ def write_polygons(
                         append=created,
                     )  # fmt: skip
                 created = True
-    except BaseException:  # a read that failed, Ctrl-C: no half-written file stays behind
-        if fiboa is not None:
-            fiboa.discard()
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
-    if fiboa is not None:
-        fiboa.close()
-    if tmp is not None and path is not None:
-        add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp or EPOCH)
-        os.replace(tmp, path)
-    return totals.sorted()
+    return totals

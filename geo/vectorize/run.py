@@ -17,7 +17,13 @@ from rasterio.errors import RasterioIOError
 from geo.contracts.adapter import class_map_of
 from geo.contracts.classes import IGNORE, SCORE_BAND, ClassMap
 from geo.errors import InputError
-from geo.io.outputs import check_output, make_folder, scene_date
+from geo.io.outputs import (
+    check_output,
+    check_unlocked,
+    exclusive,
+    make_folder,
+    scene_date,
+)
 from geo.io.raster import check_exists, check_readable, decimated_shape, open_raster, read_failed
 from geo.options import checked_once, flag
 from geo.vectorize.classes import NOT_CLASS_IDS, rasters_class_map
@@ -86,6 +92,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         raise InputError(f"{flag('out')} {config.out}: is a folder; give a file name")
     if out.exists() and not config.overwrite:
         raise InputError(f"{flag('out')} {config.out}: exists; pass --overwrite to replace it")
+    check_unlocked(out, "polygon file")
     suffixes = SUFFIXES[config.output_format]
     if not out.name.lower().endswith(suffixes):
         if config.format is None:
@@ -174,11 +181,12 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
     parquet = config.output_format == "parquet"
     try:
         make_folder(plan.out.parent)
-        totals = write_polygons(
-            frames, None if parquet else plan.out, plan.class_map.classes,
-            timestamp=scene_date(plan.parts[0].classes),
-            parquet=plan.out if parquet else None, dates=dates,
-        )  # fmt: skip
+        with exclusive(plan.out, "polygon file"):
+            totals = write_polygons(
+                frames, None if parquet else plan.out, plan.class_map.classes,
+                timestamp=scene_date(plan.parts[0].classes),
+                parquet=plan.out if parquet else None, dates=dates,
+            )  # fmt: skip
     finally:  # the mosaic's VRTs and resampled copies: no longer needed, whatever happened
         if plan.folder is not None:
             plan.folder.cleanup()

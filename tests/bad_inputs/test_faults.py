@@ -22,7 +22,7 @@ import zarr
 from flows.cli import OUT_OF_MEMORY, stop_local_dask_restarts
 from flows.runtime import LOCAL_SCHEDULER_HTTP
 from tests.support.cli import run_cli, snapshot, train
-from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
+from tests.support.paths import FTW_PREDICTION, NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
 from tests.support.stores import tile
 
 pytestmark = pytest.mark.slow
@@ -150,6 +150,30 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
     line = "convlora-geo predict: interrupted; run the same command again to resume"
     assert text.strip().splitlines().count(line) == 1, text[-3000:]
     assert "Traceback" not in text and "Restarting worker" not in text, text[-3000:]
+
+
+def test_ctrl_c_during_vectorize_leaves_no_temporary_file_and_promises_no_resume(
+    tmp_path: Path,
+) -> None:
+    """SIGINT while `vectorize` writes its GeoPackage (the FTW model's field classes repeated
+    24 x 24 times): status 130, a line saying nothing was written (nothing resumes it), and
+    neither the output nor its temporary file left (the empty lock file stays, released)."""
+    with rasterio.open(FTW_PREDICTION) as src:
+        profile, pixels = src.profile, np.tile(src.read(), (1, 24, 24))
+    profile.update(width=pixels.shape[2], height=pixels.shape[1], tiled=True, blockxsize=256,
+                   blockysize=256)  # fmt: skip
+    raster = tmp_path / "classes.tif"
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(pixels)
+    out = tmp_path / "out"
+    writing = lambda _: bool(list(out.glob(".fields.gpkg.*.tmp.gpkg")))  # noqa: E731
+    argv = ["vectorize", raster, "--out", out / "fields.gpkg"]
+    status, text, _ = ctrl_c(argv, tmp_path, writing, "temporary GeoPackage")
+    assert status == 130, text[-3000:]
+    assert (
+        text.strip().splitlines()[-1] == "convlora-geo vectorize: interrupted; nothing was written"
+    )
+    assert [p.name for p in out.iterdir()] == [".fields.gpkg.lock"]  # released: it holds nothing
 
 
 @pytest.mark.parametrize("told", [True, False], ids=["told to stop", "not told"])

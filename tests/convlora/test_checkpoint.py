@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,9 @@ def test_model_without_sam_checkpoint_stores_its_base(tmp_path: Path) -> None:
     model = _trained(None, adapter="lora")
     folder = save_adapter(model, tmp_path, METADATA)
     assert json.loads((folder / "adapter.json").read_text())["base_included"] is True
+    mask = os.umask(0)
+    os.umask(mask)  # as any new file: a colleague or another worker account can read the model
+    assert (folder / "adapter.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     torch.manual_seed(7)
     loaded, _ = load_adapter(folder)
     x = torch.randn(1, 4, 128, 128)

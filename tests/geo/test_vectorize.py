@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from convlora.adapter_files import FORMAT, WEIGHTS_NAME
 from geo.contracts.classes import parse_class_list
+from geo.io.outputs import exclusive
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
 from tests.support.cli import cli_process, run_cli, write_like
@@ -275,3 +276,20 @@ def test_a_write_that_fails_midway_leaves_no_file_behind(tmp_path: Path) -> None
         )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gpkg", "p.parquet"]
     assert all((tmp_path / n).read_bytes() == b"earlier" for n in ("p.gpkg", "p.parquet"))
+
+
+def test_a_second_run_writing_the_same_file_stops_and_leaves_the_first_to_finish(
+    tmp_path: Path,
+) -> None:
+    """While a run writes `--out` (its lock held), a second run into it, `--overwrite` or not,
+    stops with one line and changes nothing; the first then writes its polygons whole (two
+    runs at once had each renamed the other's temporary file: an incomplete GeoPackage)."""
+    out = tmp_path / "fields.gpkg"
+    with exclusive(out, "polygon file"):
+        code, err = run_cli("vectorize", FTW_PREDICTION, "--out", out, "--overwrite")
+        assert code == 2 and "another run is writing this polygon file now" in err, err
+        assert [p.name for p in tmp_path.iterdir()] == [".fields.gpkg.lock"]
+    code, err = run_cli("vectorize", FTW_PREDICTION, "--out", out)
+    assert code == 0, err
+    assert len(gpd.read_file(out, layer="polygons")) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["fields.gpkg"]

@@ -20,6 +20,7 @@ from convlora.adapter_files import (
     read_metadata,
 )
 from convlora.config import ModelConfig
+from convlora.files import shareable
 from convlora.layers.lora import LoRALinear
 from convlora.model import SegmentationSAM, build_model
 from convlora.sam_checkpoint import SamCheckpointError, check_sam_checkpoint
@@ -63,6 +64,7 @@ def save_adapter(model: SegmentationSAM, directory: str | Path, metadata: dict[s
     json_tmp = directory / f".{METADATA_NAME}.{os.getpid()}.tmp"
     try:
         save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
+        shareable(weights_tmp)
         json_tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         os.replace(weights_tmp, directory / WEIGHTS_NAME)
         os.replace(json_tmp, directory / METADATA_NAME)

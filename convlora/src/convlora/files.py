@@ -31,6 +31,14 @@ def temporary_path(path: str | Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def shareable(path: str | Path) -> None:
+    """Give a new file the permissions any new file gets (0666 less the umask), for writers that
+    make theirs private (safetensors: 0600), so that a colleague or another worker can read it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file, flushed to disk, then renamed."""
     tmp = temporary_path(path)
