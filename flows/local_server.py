@@ -21,9 +21,11 @@ import atexit
 import importlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -33,6 +35,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 STOP_SECONDS = 5  # how long the server may take to stop before it is killed
+PARENT_CHECK_SECONDS = 1.0  # how often the server checks that its command still runs
 # the names Prefect reads for registering block types at server start
 REGISTER_BLOCKS_SETTINGS = {
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START",
@@ -208,6 +211,7 @@ def serve(fd: int) -> None:
     registering block types at start (unless the environment asks for it): that imports every
     installed Prefect collection, 1.7 s of a 12.4 s `tile` command on a 2-core machine, and a
     temporary server's flows use no blocks (`prefect server start` still registers them)."""
+    threading.Thread(target=_stop_with_parent, args=(os.getppid(),), daemon=True).start()
     if not REGISTER_BLOCKS_SETTINGS & os.environ.keys():
         os.environ["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "false"
         os.environ["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] = "false"
@@ -221,6 +225,15 @@ def serve(fd: int) -> None:
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     config = uvicorn.Config(app, log_level="error", lifespan="on")
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Stop the server (as `_Server.stop` does: SIGTERM) once the command that started it is
+    gone (killed: SIGKILL, or SIGTERM from a timeout or a container stop), instead of serving on,
+    orphaned, for ever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

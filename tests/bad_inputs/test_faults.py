@@ -176,6 +176,36 @@ def test_ctrl_c_during_vectorize_leaves_no_temporary_file_and_promises_no_resume
     assert [p.name for p in out.iterdir()] == [".fields.gpkg.lock"]  # released: it holds nothing
 
 
+def test_a_command_killed_outright_takes_its_temporary_prefect_server_with_it(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL to the command alone (a timeout, a container stopped past its grace period): the
+    temporary Prefect server it started stops within seconds instead of serving on, orphaned."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    scene = tmp_path / "mosaic.tif"
+    mosaic_scene(scene, 6)
+    argv = ["tile", scene, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out",
+            tmp_path / "s.zarr", "--tile-size", "128"]  # fmt: skip
+    log = tmp_path / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
+            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "temporary Prefect server" in log.read_text(), 120, "server line")
+        (server,) = [c for c in psutil.Process(proc.pid).children() if "local_server" in
+                     " ".join(c.cmdline())]  # fmt: skip
+        proc.kill()
+        proc.wait(timeout=10)
+        wait_for(lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE,
+                 15, "end of the orphaned server")  # fmt: skip
+    finally:
+        for leftover in group_alive(proc.pid):
+            leftover.kill()
+
+
 @pytest.mark.parametrize("told", [True, False], ids=["told to stop", "not told"])
 def test_ctrl_c_tells_a_local_dask_cluster_not_to_restart_the_workers_it_stops(told: bool) -> None:
     """Ctrl-C's handler tells the nannies of a local Dask cluster that their workers stop for
