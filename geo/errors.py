@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 FULL_DISK = ("No space left", "database or disk is full")  # OS and GDAL; SQLite (GeoPackage)
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the disk, a quota, a file size limit
 
 
 class InputError(ValueError):
@@ -48,13 +49,14 @@ class OutputBusyError(PassingError):
 
 
 def is_no_space(exc: BaseException) -> bool:
-    """Whether `exc`, or an exception it was raised from, means the disk is full."""
+    """Whether `exc`, or an exception it was raised from, means the disk is full (or a disk
+    quota, or the file size limit `ulimit -f`, is reached: the same remedy)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = str(current)
-        if getattr(current, "errno", None) == errno.ENOSPC or any(m in text for m in FULL_DISK):
+        if getattr(current, "errno", None) in FULL or any(m in text for m in FULL_DISK):
             return True
         current = current.__cause__ or current.__context__
     return False
