@@ -305,9 +305,14 @@ class StagedOutput:
     def publish(self, names: Sequence[str]) -> list[str]:
         """Upload `folder/NAME` to `url/NAME` for each name, in this order, check each object's
         size, then delete the local copies (only once all are up, so a run stopped half-way
-        publishes again from complete local files). Returns where the files now are."""
+        publishes again from complete local files). The last name's object (a manifest, which
+        marks the set complete) goes first, so a set half replaced is never taken for finished.
+        Returns where the files now are."""
         if not self.remote:
             return [str(self.folder / name) for name in names]
+        fs, last = _filesystem(join(self.url, names[-1]))
+        if fs.exists(last):
+            fs.rm_file(last)
         published = [upload(self.folder / name, join(self.url, name)) for name in names]
         for name in names:
             (self.folder / name).unlink()

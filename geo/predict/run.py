@@ -181,6 +181,8 @@ def predict_scene(
             }
             write_json(staged["manifest"], manifest)
             work.save(stage="publish")
+        if staged["manifest"].exists():  # the set is incomplete until the new manifest is in
+            paths["manifest"].unlink(missing_ok=True)  # (a crash midway: no finished mixture)
         for name, path in staged.items():  # the manifest last: it marks the set complete
             if path.exists():  # a run stopped while publishing has moved some already
                 os.replace(path, paths[name])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -32,7 +35,7 @@ from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
 from tests.support.cli import run_cli, write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
-from tests.support.paths import FTW, NEBRASKA, RGB_BYTE
+from tests.support.paths import FTW, NEBRASKA, RGB_BYTE, ROOT
 from tests.support.predict import predict_image
 from tests.support.quicklook import assert_titled
 
@@ -473,6 +476,40 @@ def test_new_parameters_replace_the_outputs(
     with caplog.at_level(logging.INFO, logger="geo.predict"):
         predict_image(FTW, ToyModel(3, seed=1), metadata, tmp_path, batch_size=2)
     assert "(another model; --batch-size 4, now 2; --min-area 20000, now 400)" in caplog.text
+
+
+CRASH_WHILE_PUBLISHING = """
+import os, signal, sys
+from pathlib import Path
+from tests.support.models import ToyModel, metadata_for
+from tests.support.predict import predict_image
+real = os.replace
+def replace_then_crash(src, dst):  # the machine dies right after the first output is in place
+    real(src, dst)
+    if str(dst).endswith("_classes.tif"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_then_crash
+predict_image(sys.argv[1], ToyModel(3, seed=1), metadata_for(sys.argv[1], [1, 2, 3],
+              tile_size=64), Path(sys.argv[2]))
+"""
+
+
+def test_a_crash_while_outputs_are_replaced_leaves_no_finished_mixture(tmp_path: Path) -> None:
+    """Outputs of one model, then another model's run killed once its class raster is in place:
+    the same outputs asked for again are predicted again (the old manifest, marking them
+    finished, went first), not taken for finished with the other model's class raster."""
+    metadata = metadata_for(FTW, [1, 2, 3], tile_size=64)
+    first = predict_image(FTW, ToyModel(3), metadata, tmp_path)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_WHILE_PUBLISHING, str(FTW), str(tmp_path)], cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert not first["manifest"].exists()
+    again = predict_image(FTW, ToyModel(3), metadata, tmp_path)
+    manifest = json.loads(again["manifest"].read_text())
+    for output in manifest["outputs"].values():
+        assert sha256_file(tmp_path / output["file"]) == output["sha256"], output["file"]
 
 
 def test_a_scene_without_crs_gets_pixel_units_without_library_warnings(tmp_path: Path) -> None:

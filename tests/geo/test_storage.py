@@ -130,6 +130,25 @@ def test_staged_output_uploads_in_order_then_removes_local_copies(
     assert not out.folder.exists()
 
 
+def test_a_set_replaced_removes_its_manifest_before_the_first_upload(
+    bucket: str, tmp_path: Path
+) -> None:
+    """A published set, then another set of the same names whose run stops after its first
+    upload (its manifest never comes): no manifest stays to mark the mixture finished."""
+    url = f"s3://{bucket}/predictions"
+    names = ["s_classes.tif", "s_manifest.json"]
+    with StagedOutput(url, staging_root=tmp_path) as out:
+        (out.folder / names[0]).write_bytes(b"first")
+        (out.folder / names[1]).write_text('{"done": true}')
+        out.publish(names)
+    with StagedOutput(url, staging_root=tmp_path) as out:
+        (out.folder / names[0]).write_bytes(b"second")
+        with pytest.raises(FileNotFoundError):
+            out.publish(names)
+    assert s3_filesystem().cat_file(f"{url}/{names[0]}") == b"second"
+    assert not exists(f"{url}/{names[1]}")
+
+
 def test_an_interrupted_run_resumes_from_its_staging_folder(bucket: str, tmp_path: Path) -> None:
     url = f"s3://{bucket}/predictions"
     killed = _run_python(
