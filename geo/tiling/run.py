@@ -433,9 +433,13 @@ def _run_locally(tasks: list[Delayed], scheduler: str) -> list[ChainResult]:
 def _publish(partial: Path, out: Path) -> None:
     """Move the finished temporary store to `out`, replacing the tile store there (atomic
     renames; `check_tiling` refused anything else), and drop stale temporary stores of `out`
-    left by interrupted runs with other settings."""
+    left by interrupted runs with other settings, and the store a run killed between the two
+    renames had set aside."""
     shutil.rmtree(partial / "_progress", ignore_errors=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
+    for stale in [
+        *out.parent.glob(f".{out.name}.partial-*"),
+        *out.parent.glob(f".{out.name}.old-*"),
+    ]:
         if stale != partial:
             shutil.rmtree(stale, ignore_errors=True)
     if out.exists():

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,13 @@ import zarr
 from rasterio.windows import Window
 
 from geo.contracts.classes import IGNORE
-from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX, create_store, open_arrays
+from geo.contracts.tile_store import (
+    SPLIT_NAMES,
+    TILE_INDEX,
+    StoreInfo,
+    create_store,
+    open_arrays,
+)
 from geo.io.raster import fill_value, open_raster, read_window, scene_info
 from geo.tiling import TileConfig, check_tiling, tile_scenes
 from geo.tiling import blocks as tiling_blocks
@@ -27,7 +36,7 @@ from geo.tiling import inputs as tiling_inputs
 from geo.tiling import run as tiling_run
 from geo.tiling.blocks import BLOCK_TILES, STRIP_BYTES, plan_blocks
 from geo.tiling.plan import plan_tiles
-from tests.support.paths import AGNET, AGNET_CLASSES, AGNET_TILES, NEBRASKA, PIVOT_CLASSES
+from tests.support.paths import AGNET, AGNET_CLASSES, AGNET_TILES, NEBRASKA, PIVOT_CLASSES, ROOT
 from tests.support.paths import PIVOT_LABELS as PIVOTS
 
 ARRAYS = ("images", "labels", "valid")
@@ -192,6 +201,36 @@ def killed_before_the_index(config: TileConfig, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.undo()
     out = Path(config.out)
     return out.parent / f".{out.name}.partial-{check_tiling(config).run_key[:16]}"
+
+
+KILLED_WHILE_SWAPPING = """
+import os, signal, sys
+from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, NEBRASKA
+from tests.support.stores import tile
+real = os.rename
+def rename_then_die(src, dst):  # the machine dies once the old store is set aside
+    real(src, dst)
+    if ".old-" in str(dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.rename = rename_then_die
+tile([NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, sys.argv[1], tile_size=128, overwrite=True)
+"""
+
+
+def test_a_store_set_aside_by_a_run_killed_mid_swap_goes_with_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """`tile --overwrite` killed between moving the old store aside and moving the new one in:
+    the next run publishes the store and removes the old one (it stayed, a full copy, for ever)."""
+    out = tmp_path / "s.zarr"
+    tile_scenes(pivots_config(out, tile_size=256), progress=False)
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SWAPPING, str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not out.exists() and list(tmp_path.glob(".s.zarr.old-*"))
+    tile_scenes(pivots_config(out, tile_size=128, overwrite=True), progress=False)
+    assert StoreInfo.read(out).tile_size == 128
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".s.zarr.lock"] == ["s.zarr"]
 
 
 def test_resume_from_markers_of_another_block_layout(
