@@ -112,8 +112,11 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
     if not is_url(out):
         for scene in scenes:
             check_unlocked(Path(out) / scene.name, "prediction")
+            paths = output_paths(out, scene.name)
+            for path in paths.values():  # not even --overwrite replaces a folder
+                if path.is_dir():
+                    raise InputError(f"{path}: a folder where an output file goes; move it away")
             if not config.overwrite:
-                paths = output_paths(out, scene.name)
                 foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
     return PredictionPlan(config, metadata, tuple(scenes), out)
 

@@ -172,6 +172,15 @@ def test_a_second_run_writing_the_same_prediction_stops_with_one_line(runs, work
     assert not list(work.glob(f"{scene.stem}_*")) and not list(work.glob(f".{scene.stem}*"))
 
 
+def test_a_folder_at_an_output_name_is_refused_even_with_overwrite(runs, work: Path) -> None:
+    """`--overwrite` replaces files, never a folder: one line before any work (it was three
+    attempts and four IsADirectoryError tracebacks)."""
+    scene = Path(AGNET_IMAGE)
+    (work / f"{scene.stem}_classes.tif").mkdir()
+    line = f"{scene.stem}_classes.tif: a folder where an output file goes; move it away"
+    refused(work, predict(scene, runs["base"], work, "--overwrite"), line)
+
+
 def test_a_model_finds_the_sam_checkpoint_it_was_trained_on(
     checkpoints, runs, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
