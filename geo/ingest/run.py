@@ -31,6 +31,7 @@ from geo.contracts.adapter import AdapterMetadata
 from geo.errors import (
     InputError,
     NothingToPredictError,
+    OutputBusyError,
     OutsideAreaError,
     PassingError,
     UnreadableError,
@@ -138,7 +139,7 @@ class IngestResult:
         if self.empty:
             text += f", {len(self.empty)} with nothing to predict (all cloud or no data)"
         if self.arriving:
-            text += f", {len(self.arriving)} still being written (taken next run)"
+            text += f", {len(self.arriving)} still being written (taken next run)"  # or its outputs
         return text
 
     def to_dict(self) -> dict[str, object]:
@@ -279,8 +280,9 @@ def _record_empty(
 
 def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) -> None:
     """Bad input is refused until the scene (or the settings) change; anything else (a full
-    disk or another run writing its outputs too) fails this run and is retried on the next.
-    An unreadable file that changed lately is left for the next run, unrecorded."""
+    disk) fails this run and is retried on the next. An unreadable file that changed lately,
+    or a scene another run is writing the outputs of now, is left for the next run,
+    unrecorded (a run with only such scenes does not fail)."""
     named = _named(candidate.id, str(exc))
     age = _seconds_since_change(candidate) if isinstance(exc, UnreadableError) else None
     if isinstance(exc, UnreadableError) and age is not None and age < SETTLING_S:
@@ -288,6 +290,9 @@ def _record_failure(plan: IngestPlan, candidate: Candidate, exc: BaseException) 
         log.info("left for the next run %s: changed %.0f s ago, so perhaps still being "
                  "written (%s)", candidate.id, age, reason)  # fmt: skip
         plan.arriving[candidate.id] = exc.problem  # no advice to re-download: it may be whole soon
+    elif isinstance(exc, OutputBusyError):
+        log.info("left for the next run %s: another run is writing its outputs now", candidate.id)
+        plan.arriving[candidate.id] = str(exc)
     elif isinstance(exc, InputError) and not isinstance(exc, PassingError):
         log.warning("skipped (checked again when it changes) %s", named)
         plan.record.mark_skipped(candidate.id, candidate.version, str(exc), plan.settings)
