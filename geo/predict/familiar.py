@@ -1,5 +1,5 @@
 """Does a scene look like the model's training data? Warnings (never errors) when its band names,
-pixel type, pixel size or values are far from what the model was trained on."""
+georeferencing, pixel type, pixel size or values are far from what the model was trained on."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def unfamiliar(
     the scene's bands the model reads (default: the training band numbers)."""
     bands = metadata.bands if bands is None else tuple(bands)
     notes = _renamed_bands(scene, metadata, bands)
+    if metadata.georeferenced and scene.crs_wkt is None:
+        notes.append("it has no CRS where training scenes had one (areas in pixels)")
     if metadata.dtype and scene.dtype != metadata.dtype:
         notes.append(f"pixels are {scene.dtype} where training scenes were {metadata.dtype}")
     size = pixel_size_m(scene)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 
 from flows.run_names import finetune_run
 from geo.errors import InputError
@@ -20,6 +21,7 @@ from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
 from geo.predict.scene import prepare_scene
 from geo.tiling.inputs import auto_tile_size
+from tests.support.cli import write_like
 from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import (
     BUILDINGS_CLASSES,
@@ -142,6 +144,11 @@ def test_a_scene_unlike_the_training_data_is_described(tmp_path: Path) -> None:
     assert any("uint16 where training scenes were uint8" in n for n in notes)
     assert any("pixels are 10 m where training pixels were 300 m" in n for n in notes)
     assert unfamiliar(scene_info(str(RGB_BYTE)), trained) == []
+    bare = write_like(RGB_BYTE, tmp_path / "bare.tif", crs=None, transform=Affine.identity())
+    georeferenced = replace(trained, pixel_size_m=None, georeferenced=True)
+    assert unfamiliar(scene_info(str(bare)), georeferenced) == [
+        "it has no CRS where training scenes had one (areas in pixels)"
+    ]
     reflectance = tmp_path / "reflectance.tif"
     with rasterio.open(FTW) as src:
         profile = {**src.profile, "dtype": "float32", "nodata": None}
