@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 READ_CACHE = 2**20
+# Rasters without georeferencing, and nodata beside an alpha band (nodata wins, as we want),
+# are expected: `open_raster` silences rasterio's warnings about them. Threads share warning
+# filters and `catch_warnings` is not thread-safe (tiling opens rasters on several threads: one
+# thread leaving it restores the filters under another's read), so these filters stay too.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+warnings.filterwarnings("ignore", category=NodataShadowWarning)
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 """Where QGIS shows a raster without georeferencing (no CRS, no geotransform): pixel (col, row)
 at (col, -row), upright. Such a scene's polygons, labels and areas of interest lie there too."""
