@@ -86,6 +86,8 @@ def test_help_shows_defaults_and_describes_every_option() -> None:
             on_off = isinstance(action, argparse.BooleanOptionalAction)
             if on_off or action.default not in (None, False):
                 assert "(default: " in action.help, (command, action.option_strings)
+            elif not action.required:  # what happens without it: "default: none, ..."
+                assert "default: " in action.help, (command, action.option_strings)
     train = subparser("train").format_help()
     assert "--lr LR" in train and "0.0003 without" in train
     assert "--batch-size BATCH_SIZE" in train and "(default: 1)" in train

@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "object precision, recall and F1 (a predicted object counts when it matches a "
         "reference object at IoU > 0.5) with the median IoU of the matches.",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the metrics as JSON (default: as text)"
+    )
     p.set_defaults(run=run)
 
 

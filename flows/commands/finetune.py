@@ -18,7 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Tile the scenes into --store (reused while inputs are unchanged), "
         "fine-tune SAM into --out and evaluate the best adapter on the validation split.",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the validation metrics as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the validation metrics as JSON (default: as text)",
+    )
     p.set_defaults(run=run)
 
 

@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bands", type=int, default=3, help="input band count (default: 3)")
     p.add_argument("--model", default=None, metavar="RUN",
                    help="a trained model (a run folder, RUN/last or an adapter file) to describe, "
-                   "instead of the options above")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print JSON")
+                   "instead of the options above (default: none, the options)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON (default: as text)")
     p.set_defaults(run=run)
     DEFAULTS.update({name: p.get_default(name) for name in CONFIGURATION})
 

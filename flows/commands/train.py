@@ -24,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Rerunning the same command resumes an interrupted run from OUT/last. "
         "Several GPUs: --nproc N (one process per GPU, started with torchrun).",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (default: as text)"
+    )
     p.set_defaults(run=run)
 
 

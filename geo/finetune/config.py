@@ -41,14 +41,15 @@ class FinetuneConfig(StageConfig):
     )
     sam_checkpoint: str | None = option(
         None,
-        help="official SAM .pth checkpoint (without one SAM starts untrained)",
+        help="official SAM .pth checkpoint (default: none, SAM starts untrained)",
         aliases=("--checkpoint",),
     )
     init_from: str | None = option(
         None,
         help="start from a trained model (a run folder, RUN/last or an adapter file) instead of "
         "fresh weights, with its SAM, adapter and image size, on a store of its classes (tile new "
-        "labels with --class-map RUN); the new run gets its own --out",
+        "labels with --class-map RUN); the new run gets its own --out (default: none, fresh "
+        "weights)",
         metavar="RUN",
     )
     adapter: str = option(
@@ -84,8 +85,12 @@ class FinetuneConfig(StageConfig):
         "or colour interpretation; else the first three)",
         metavar="R,G,B",
     )
-    epochs: int | None = option(None, help="passes over the training tiles (default 30)", ge=1)
-    steps: int | None = option(None, help="optimiser steps in total (instead of epochs)", ge=1)
+    epochs: int | None = option(
+        None, help="passes over the training tiles (default: 30, unless --steps is given)", ge=1
+    )
+    steps: int | None = option(
+        None, help="optimiser steps in total, instead of --epochs (default: none, by epochs)", ge=1
+    )
     batch_size: int = option(1, help="tiles per forward pass, per process", ge=1)
     accumulate: int = option(4, help="forward passes per optimiser step", ge=1)
     lr: float | None = option(
@@ -100,11 +105,15 @@ class FinetuneConfig(StageConfig):
     class_weights: list[float] | Literal["auto"] | None = option(
         None,
         help="loss weight per class: auto (median frequency of the training labels) or one "
-        "number per class, e.g. 1,2.5,4",
+        "number per class, e.g. 1,2.5,4 (default: none, every class weighs 1; the log names a "
+        "rare class)",
         metavar="auto|W,W,...",
     )
     early_stop: int | None = option(
-        None, help="stop after this many epochs without a better validation mIoU", ge=1
+        None,
+        help="stop after this many epochs without a better validation mIoU (default: none, "
+        "train to the end; the best checkpoint is kept either way)",
+        ge=1,
     )
     augment: bool = option(True, help="random flips and quarter turns of training tiles")
     seed: int = option(42686693, help="seed of weights, data order and augmentation", ge=0)

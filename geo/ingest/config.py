@@ -31,38 +31,48 @@ class IngestConfig(StageConfig):
     stac: str | None = option(
         None,
         help="STAC API URL, or a static catalog (catalog.json, collection.json or item "
-        "collection; a path or http(s) URL), to take new items from instead of SOURCE",
+        "collection; a path or http(s) URL), to take new items from instead of SOURCE "
+        "(default: none, files under SOURCE)",
         metavar="URL",
     )
     collection: str | None = option(
-        None, help="STAC collection id(s), comma-separated (required for a STAC API)"
+        None,
+        help="STAC collection id(s), comma-separated (required for a STAC API; default: none, "
+        "every item of a static catalog)",
     )
     bbox: list[float] | None = option(
-        None, help="area of interest in degrees: west,south,east,north (STAC)",
+        None,
+        help="area of interest in degrees: west,south,east,north (STAC; default: none, the "
+        "--aoi's extent, or every item)",
         metavar="W,S,E,N",
     )  # fmt: skip
     aoi: str | None = option(
         None,
         help="area of interest: polygons in a vector file (any CRS); each scene is cut to their "
         "extent and its outputs are no data outside them, scenes they miss are skipped (and STAC "
-        "items searched over them, instead of --bbox)",
+        "items searched over them, instead of --bbox) (default: none, whole scenes)",
     )
     datetime: str | None = option(
         None,
         help="time window (STAC): ISO date or interval (2024-06-01/2024-06-30), or relative "
-        "to each run (P10D, 'last 10 days')",
+        "to each run (P10D, 'last 10 days') (default: none, any date)",
     )
     query: str | None = option(
-        None, help="item properties to match (STAC), e.g. 'eo:cloud_cover<20,platform=sentinel-2b'"
+        None,
+        help="item properties to match (STAC), e.g. 'eo:cloud_cover<20,platform=sentinel-2b' "
+        "(default: none, every item)",
     )
     bands: str | None = option(
         None,
-        help="asset keys for the model's bands in order, e.g. red,green,blue,nir (required "
-        "with --stac; KEY:N takes band N of a multi-band asset)",
+        help="asset keys for the model's bands in order, e.g. red,green,blue,nir (default: "
+        "none; required with --stac; KEY:N takes band N of a multi-band asset)",
         metavar="KEYS",
     )
     max_items: int | None = option(
-        None, help="take at most this many items, the newest (STAC)", ge=1, le=10_000
+        None,
+        help="take at most this many items, the newest (STAC; default: none, all of them)",
+        ge=1,
+        le=10_000,
     )
     sign: str | None = option(
         None,

@@ -58,7 +58,8 @@ class PredictConfig(StageConfig):
     aoi: str | None = option(
         None,
         help="area of interest: polygons in a vector file (any CRS); each scene is cut to their "
-        "extent, its outputs are no data outside them, and scenes they miss are left out",
+        "extent, its outputs are no data outside them, and scenes they miss are left out "
+        "(default: none, whole scenes)",
     )
     overwrite: bool = option(
         False, help="replace files at the output names that convlora-geo did not write"

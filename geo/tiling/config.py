@@ -37,7 +37,7 @@ class TileConfig(StageConfig):
     class_map: str | None = option(
         None,
         help="YAML or JSON list of classes (see README: class maps), or a tile store or a "
-        "model's run folder whose classes to take (default for vector files: background and one "
+        "model's run folder whose classes to take (default: for vector files, background and one "
         "class named after the file, or one per --label-field value; for label rasters: "
         "background (code 0) and one class per other code)",
     )
@@ -53,9 +53,15 @@ class TileConfig(StageConfig):
         help="1-based source bands to keep, e.g. 4,3,2 (default: all but an alpha band)",
         metavar="B,B,...",
     )
-    label_field: str | None = option(None, help="attribute of the vector labels holding the class")
+    label_field: str | None = option(
+        None,
+        help="attribute of the vector labels holding the class (default: none, every polygon "
+        "is one class named after its file)",
+    )
     label_layer: str | None = option(
-        None, help="layer of a multi-layer vector file that holds the labels"
+        None,
+        help="layer of a multi-layer vector file that holds the labels (default: its only "
+        "polygon layer)",
     )
     aoi: str | None = option(
         None, help="polygons of the labelled area (default: the extent of the labels)"
