@@ -23,7 +23,8 @@ STORE = "the tile store (its classes, bands, tiles or statistics)"
 
 
 def settings_changed(err: SettingsChanged) -> InputError:
-    """The one-line refusal of `err`'s run folder, naming what differs as the user sets it."""
+    """The one-line refusal of `err`'s run folder, naming what differs as the user sets it, and
+    how to train on from that model instead."""
     named: list[Difference] = []
     from_store = False
     for key, old, new in err.differences:
@@ -38,7 +39,11 @@ def settings_changed(err: SettingsChanged) -> InputError:
             named.append((key, old, new))
     if from_store:
         named.append((STORE, None, None))
-    return InputError(str(SettingsChanged(err.run_dir, named)))  # its line, in these names
+    advice = (
+        f"use another {flag('out')} folder ({flag('init_from')} {err.run_dir} there trains on "
+        "from this model), or delete it to start over"
+    )
+    return InputError(str(SettingsChanged(err.run_dir, named, advice)))  # in these names
 
 
 def _from_one(positions: object) -> object:

@@ -174,14 +174,16 @@ def test_an_earlier_run_with_another_size_or_class_count_is_kept(
     change: list[str], message: str, store: Path, runs, work: Path
 ) -> None:
     """Training into a run folder of another image size, other options or another store is
-    refused, naming the options as typed (not the model core's settings), and the run there
-    (adapter, last/, metrics) is left as it was."""
+    refused, naming the options as typed (not the model core's settings) and how to train on
+    from that model, and the run there (adapter, last/, metrics) is left as it was."""
     shutil.copytree(runs["base"], work / "run")
     if change[0] == "--store":
         store, change = _two_class_store(work.parent), []
     argv = [*train_args(store, work / "run", "--adapter", "lora", "--steps", "2"), *change]
     line = refused(work, argv, "an earlier run with other settings is there", message)
-    assert len(line.replace(str(work / "run"), "RUN")) < 400, line  # long values cut short
+    line = line.replace(str(work / "run"), "RUN")
+    assert "another --out folder (--init-from RUN there trains on from this model)" in line
+    assert len(line) < 450, line  # long values cut short
 
 
 def test_finetune_refuses_a_run_of_another_store_before_tiling_replaces_the_store(

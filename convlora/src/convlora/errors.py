@@ -17,15 +17,19 @@ class SettingsChanged(ConvLoRAInputError):
     `differences` lists each setting that differs, the model's and training's first (a stable
     sort: differences named otherwise keep their order)."""
 
-    def __init__(self, run_dir: str, differences: list[Difference]) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        differences: list[Difference],
+        advice: str = "use another --out folder, or delete it to start over",
+    ) -> None:
         self.run_dir = run_dir
         self.differences = sorted(
             differences, key=lambda d: not d[0].startswith(("model.", "train."))
         )
         super().__init__(
             f"{run_dir}: an earlier run with other settings is there "
-            f"({_summary_of(self.differences)}); use another --out folder, or delete it to start "
-            "over"
+            f"({_summary_of(self.differences)}); {advice}"
         )
 
 
