@@ -320,7 +320,10 @@ class ClassMap:
         if isinstance(data, dict):
             unknown = set(data) - {"classes", "unmapped"}
             if unknown or "classes" not in data:
-                raise InputError(f"{source}: expected keys 'classes' and optional 'unmapped'")
+                found = ", ".join(repr(str(k)) for k in data) or "no key"
+                raise InputError(
+                    f"{source}: expected keys 'classes' and optional 'unmapped', found {found}"
+                )
             unmapped = str(data.get("unmapped", "ignore"))
             data = data["classes"]
         if not isinstance(data, list):

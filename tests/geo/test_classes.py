@@ -75,7 +75,7 @@ def test_mapping_format_with_unmapped_background() -> None:
         ([{"name": "a"}, {"name": "b", "color": "red"}], "#rrggbb"),
         ([{"name": "a"}, {"name": "b", "colour": "#ffffff"}], "unknown keys"),
         ({"classes": [{"name": "a"}, {"name": "b"}], "unmapped": "drop"}, "unmapped"),
-        ({"labels": []}, "expected keys"),
+        ({"labels": []}, "expected keys 'classes' and optional 'unmapped', found 'labels'"),
         ([{"name": "a"}, {"name": "b", "boundary": "2"}], "boundary width '2': give a positive"),
         ([{"name": "a"}, {"name": "b", "boundary": "-1 m"}], "give a positive width in px or m"),
         ([{"name": "a", "boundary": "1 px"}, {"name": "b"}], "background .* cannot be a boundary"),
