@@ -17,6 +17,7 @@ from geo.io.fonts import font_for
 from geo.io.raster import SceneInfo, decimated_shape, open_raster
 
 MAX_SIDE = 1024  # longest side of the picture, in pixels
+MIN_SIDE = 512  # a smaller scene is enlarged (whole times, pixels kept square) to about this
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
 LEGEND_ROW = 18  # pixels
 LEGEND_ROWS = 8  # classes in one column before the legend fills more
@@ -70,9 +71,12 @@ def write_quicklook(
     legend = [(c.name, c.rgba[:3]) for c in metadata.classes if c.id != 0]
     if (classes == IGNORE).any():  # black: not predicted (no data, clouds, outside the area)
         legend.append((NO_DATA, (0, 0, 0)))
-    picture = _with_legend(
-        Image.fromarray(np.rint(image, out=image).astype(np.uint8)), legend, title
-    )
+    picture = Image.fromarray(np.rint(image, out=image).astype(np.uint8))
+    times = MIN_SIDE // max(picture.size)
+    if times > 1:  # a 128 px scene is a picture to look at, not a thumbnail
+        size = (picture.width * times, picture.height * times)
+        picture = picture.resize(size, Image.Resampling.NEAREST)
+    picture = _with_legend(picture, legend, title)
     tmp = dest.with_name(f".{dest.name}.tmp")
     picture.save(tmp, format="PNG", optimize=True)
     tmp.replace(dest)

@@ -29,13 +29,13 @@ from geo.contracts.classes import parse_class_list
 from geo.errors import InputError
 from geo.io.fonts import font_for
 from geo.io.raster import decimated_shape, scene_info
-from geo.predict.quicklook import write_quicklook
+from geo.predict.quicklook import MIN_SIDE, write_quicklook
 from geo.predict.summary import polygon_summary
 from geo.vectorize.polygons import MIN_AREA_PIXELS, polygonize
 from tests.support.cli import run_cli, write_like
 from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
-from tests.support.paths import FTW, NEBRASKA, RGB_BYTE, ROOT
+from tests.support.paths import AGNET_IMAGE, FTW, NEBRASKA, RGB_BYTE, ROOT
 from tests.support.predict import predict_image
 from tests.support.quicklook import assert_titled
 
@@ -275,6 +275,17 @@ def test_the_quicklook_legend_of_many_classes_fills_columns(
     assert picture.shape[1] == 791 and len(legend) == 8 * 18 + 8  # 4 columns of 8 rows
     for c in metadata.classes[1:]:
         assert (np.abs(legend.astype(int) - c.rgba[:3]).sum(axis=2) == 0).any(), c.name
+
+
+def test_the_quicklook_of_a_small_scene_is_enlarged_to_be_seen(tmp_path: Path) -> None:
+    """An AgNet tile of 128 x 128 px: its picture is 512 px wide, each pixel a 4 x 4 square (it
+    was 128 px wide, under a legend wider than the scene)."""
+    metadata = metadata_for(AGNET_IMAGE, [4, 3, 2])
+    outputs = predict_image(AGNET_IMAGE, ToyModel(3), metadata, tmp_path)
+    picture = np.asarray(Image.open(outputs["quicklook"]).convert("RGB"))
+    scene = picture[:512]
+    assert picture.shape[1] == 512 and len(picture) > 512
+    assert np.array_equal(scene, np.repeat(np.repeat(scene[::4, ::4], 4, axis=0), 4, axis=1))
 
 
 def assert_quicklook(path: Path, classes_path: Path, titled: bool = False) -> None:
@@ -576,6 +587,7 @@ def test_the_quicklook_legend_names_no_data_only_where_there_is_some(
     for paths, no_data in ((ftw, False), (rgb, True)):
         with rasterio.open(paths["classes"]) as src:
             assert bool((src.read(1) == 255).any()) == no_data
-            height = decimated_shape(src.width, src.height, 1024)[0]
+            height, width = decimated_shape(src.width, src.height, 1024)
+        height *= max(1, MIN_SIDE // max(height, width))  # a small scene enlarged
         picture = Image.open(paths["quicklook"])
         assert picture.height == height + (2 + no_data + 1) * 18 + 8  # classes, no data, title
