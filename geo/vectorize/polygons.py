@@ -273,7 +273,8 @@ def write_polygons(
             tmp = stack.enter_context(writing(temporary_path(path).with_suffix(".tmp.gpkg")))
         totals = _write_batches(frames, tmp, fiboa, timestamp, dates)
         if tmp is not None and path is not None:
-            add_gpkg_style(tmp, LAYER, classes, timestamp=timestamp or EPOCH)
+            drawn = [c for c in classes if c.boundary is None]  # boundaries go to their objects
+            add_gpkg_style(tmp, LAYER, drawn, timestamp=timestamp or EPOCH)
             os.replace(tmp, path)
     return totals.sorted()
 

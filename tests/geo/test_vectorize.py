@@ -293,3 +293,15 @@ def test_a_second_run_writing_the_same_file_stops_and_leaves_the_first_to_finish
     assert code == 0, err
     assert len(gpd.read_file(out, layer="polygons")) > 100
     assert [p.name for p in tmp_path.iterdir()] == ["fields.gpkg"]
+
+
+def test_the_style_of_fields_lists_no_boundary_class(tmp_path: Path) -> None:
+    """A boundary class is given back to the fields it outlines, so no polygon has it: the
+    GeoPackage's default style lists the fields only (it had an empty "field boundary")."""
+    out = tmp_path / "fields.gpkg"
+    ftw_classes = ROOT / "examples" / "ftw_classes.yaml"
+    code, err = run_cli("vectorize", FTW_PREDICTION, "--class-map", ftw_classes, "--out", out)
+    assert code == 0, err
+    assert set(gpd.read_file(out, layer="polygons").class_name) == {"field"}
+    style = gpd.read_file(out, layer="layer_styles").styleQML[0]
+    assert 'label="field"' in style and "boundary" not in style
