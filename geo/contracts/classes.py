@@ -51,6 +51,7 @@ from geo.errors import InputError
 
 IGNORE = IGNORE_INDEX
 CLASSES_TAG = "CLASSES"  # a class raster's metadata item: its classes as `ClassMap.to_list` JSON
+MODEL_TAG = "MODEL"  # and the model that predicted it (the polygons' `model`)
 SCORE_BAND = "probability of the predicted class x 255"  # the band of predict's probability raster
 UNMAPPED_CHOICES = ("ignore", "background")
 ALIAS_REFUSAL = "YAML aliases (*name) are not allowed in a class map"

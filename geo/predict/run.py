@@ -32,7 +32,7 @@ from rasterio.windows import Window
 from convlora.devices import resolve_device
 from convlora.files import sha256_file
 from geo.contracts.adapter import AdapterMetadata
-from geo.contracts.classes import CLASSES_TAG, SCORE_BAND, ClassMap
+from geo.contracts.classes import CLASSES_TAG, MODEL_TAG, SCORE_BAND, ClassMap
 from geo.io.cog import raw_to_cog
 from geo.io.hashing import input_record
 from geo.io.outputs import (
@@ -125,7 +125,7 @@ def predict_scene(
             work.save(stage="rasters")
         if work.state["stage"] == "rasters":
             with _timed(work, "cog"):
-                _write_cogs(scene, work, staged)
+                _write_cogs(scene, work, staged, record["name"])
             work.save(stage="vectors")
         if work.state["stage"] == "vectors":
             with _timed(work, "vectorize"):
@@ -384,7 +384,7 @@ def _encode(probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return classes, score
 
 
-def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
+def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path], model: str) -> None:
     info = scene.info
     profile = {
         "width": info.width,
@@ -398,7 +398,7 @@ def _write_cogs(scene: Scene, work: _Work, staged: dict[str, Path]) -> None:
     raw_to_cog(
         work.folder / "classes.u8", staged["classes"], {**profile, "nodata": CLASS_NODATA},
         resampling="MODE", colormap=palette, description="class id",
-        tags={CLASSES_TAG: classes, **dated},
+        tags={CLASSES_TAG: classes, MODEL_TAG: model, **dated},
     )  # fmt: skip
     raw_to_cog(
         work.folder / "probability.u8", staged["probability"],

@@ -26,7 +26,7 @@ import numpy as np
 import pyproj
 import rasterio
 
-from geo.contracts.classes import CLASSES_TAG, IGNORE
+from geo.contracts.classes import CLASSES_TAG, IGNORE, MODEL_TAG
 from geo.errors import InputError
 from geo.io.outputs import date_tags, scene_date
 from geo.io.raster import open_raster
@@ -62,6 +62,7 @@ class Mosaic:
     rasters: tuple[str, ...]
     names: tuple[str, ...]
     dates: tuple[str | None, ...]
+    models: tuple[str, ...]  # the model that predicted each raster ("" where none says so)
 
     def sources(self, frame: gpd.GeoDataFrame) -> list[str]:
         """The name of the raster each polygon of `frame` comes from: the last raster (the one
@@ -162,7 +163,8 @@ def build_mosaic(
         parts.append(Part(str(classes), None if score_vrt is None else str(score_vrt), (top, left)))
     names = tuple(_names(rasters)[k] for k in order)
     dates = tuple(g.date for g in grids)
-    return Mosaic(tuple(parts), tuple(g.path for g in grids), names, dates)
+    models = tuple(g.model for g in grids)
+    return Mosaic(tuple(parts), tuple(g.path for g in grids), names, dates, models)
 
 
 def _groups(grids: Sequence[_Grid], at: Sequence[tuple[int, int]]) -> list[list[int]]:
@@ -245,6 +247,7 @@ class _Grid:
     classes: str | None
     colors: dict[int, tuple[int, ...]] | None
     date: str | None
+    model: str
 
     def place_of(self, other: _Grid) -> tuple[int, int]:
         """Where `other`'s first pixel lies in this raster's pixel grid (column, row)."""
@@ -283,6 +286,7 @@ def _grid(path: str) -> _Grid:
         return _Grid(
             path, src.width, src.height, src.crs, src.transform, src.dtypes[0], src.nodata,
             src.block_shapes[0][::-1], src.tags().get(CLASSES_TAG), colors, scene_date(path),
+            src.tags().get(MODEL_TAG, ""),
         )  # fmt: skip
 
 

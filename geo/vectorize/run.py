@@ -15,7 +15,7 @@ import numpy as np
 from rasterio.errors import RasterioIOError
 
 from geo.contracts.adapter import class_map_of
-from geo.contracts.classes import IGNORE, SCORE_BAND, ClassMap
+from geo.contracts.classes import IGNORE, MODEL_TAG, SCORE_BAND, ClassMap
 from geo.errors import InputError
 from geo.io.outputs import (
     check_output,
@@ -196,14 +196,19 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
 
 def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
     """The polygons of each part of the plan, their ids counted from the first pixel of the
-    whole mosaic."""
+    whole mosaic; their model the one that predicted the raster, where it says so (one raster:
+    a mosaic's are set by source)."""
+    model = ""
+    if plan.mosaic is None:
+        with open_raster(plan.parts[0].classes) as src:
+            model = src.tags().get(MODEL_TAG, "")
     for part in plan.parts:
         try:
             yield from polygon_batches(
                 part.classes, part.scores,
                 plan.class_map.classes, min_area=plan.config.min_area,
                 simplify=plan.config.simplify, source=Path(plan.config.rasters[0]).name,
-                first=part.offset,
+                model=model, first=part.offset,
             )  # fmt: skip
         except RasterioIOError as exc:
             raise read_failed(_failed_input(plan.config, exc), exc) from exc
@@ -222,7 +227,10 @@ def _failed_input(config: VectorizeConfig, exc: RasterioIOError) -> str:
 
 
 def _with_sources(frames: Iterator[gpd.GeoDataFrame], mosaic: Mosaic) -> Iterator[gpd.GeoDataFrame]:
-    """Each polygon's `source`: the class raster of the mosaic it comes from."""
+    """Each polygon's `source`, the class raster of the mosaic it comes from, and `model`, the
+    one that predicted that raster."""
+    models = dict(zip(mosaic.names, mosaic.models, strict=True))
     for frame in frames:
         frame["source"] = mosaic.sources(frame)
+        frame["model"] = frame["source"].map(lambda name: models.get(name, ""))
         yield frame

@@ -208,6 +208,33 @@ def test_simplified_polygons_still_share_their_edges(ftw: dict[str, Path]) -> No
     assert n_vertices < sum(len(s["coordinates"][0]) for s in shapes)  # simplification did work
 
 
+def test_vectorize_of_a_predicted_raster_names_its_model(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """The class raster records the model that predicted it: `vectorize` of it, alone or with
+    another raster as a mosaic, fills the polygons' `model` as `predict` did (it was empty)."""
+    predicted = gpd.read_file(rgb["polygons"], layer="polygons")
+    (model,) = set(predicted.model)
+    assert model
+    code, err = run_cli("vectorize", rgb["classes"], "--out", tmp_path / "again.gpkg")
+    assert code == 0, err
+    assert set(gpd.read_file(tmp_path / "again.gpkg", layer="polygons").model) == {model}
+    with rasterio.open(rgb["classes"]) as src:  # beside it, east, recording no model
+        east = src.transform @ Affine.translation(src.width, 0)
+        tags = {k: v for k, v in src.tags().items() if k != "MODEL"}
+    other = write_like(rgb["classes"], tmp_path / "other_classes.tif", transform=east)
+    with rasterio.open(other, "r+") as dst:
+        dst.update_tags(**tags)
+    code, err = run_cli("vectorize", rgb["classes"], other, "--out", tmp_path / "both.gpkg")
+    assert code == 0, err
+    both = gpd.read_file(tmp_path / "both.gpkg", layer="polygons")
+    assert set(zip(both.source, both.model, strict=True)) <= {
+        (rgb["classes"].name, model),
+        ("other_classes.tif", ""),
+    }
+    assert (both.model == model).any()
+
+
 def test_the_quicklook_shows_the_classes_over_the_scene(rgb: dict[str, Path]) -> None:
     """Full size for a small scene with a legend below it: each pixel is the scene stretched
     between the 2 and 98 % values of each band's valid pixels, blended with its class colour;
