@@ -154,6 +154,8 @@ def prepare_vector_labels(
     read = [(path, _read_labels(path, class_map, label_field, layer)) for path in paths]
     if label_field is not None:
         _warn_drawn_background(paths, class_map, [frame[label_field] for _, frame in read])
+        for path, frame in read:
+            _warn_overlapping_classes(path, frame, class_map)
     frames = _by_crs(read)
     sources = []
     for scene, aoi in zip(scenes, aois, strict=True):
@@ -229,6 +231,30 @@ def _read_labels(
                 f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else "",
             )
     return frame
+
+
+def _warn_overlapping_classes(path: str, frame: gpd.GeoDataFrame, class_map: ClassMap) -> None:
+    """Warn when polygons of different classes overlap (more than touching), a digitising slip
+    the labels would otherwise settle without a word: there the class later in the map wins."""
+    geoms, ids = frame.geometry.values, frame["_class"].to_numpy()
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    pairs = (left < right) & (ids[left] != ids[right])
+    left, right = left[pairs], right[pairs]
+    inside = shapely.relate_pattern(geoms[left], geoms[right], "T********")
+    if not inside.any():
+        return
+    a, b = int(left[inside][0]), int(right[inside][0])
+    where = shapely.intersection(geoms[a], geoms[b]).representative_point()
+    names = [
+        class_map.classes[i].name if i < class_map.num_classes else "ignore"
+        for i in sorted((int(ids[a]), int(ids[b])))
+    ]
+    log.warning(
+        "%s: %d pair(s) of polygons of different classes overlap (the first at %.6g, %.6g: %s "
+        "and %s): where they do, the class later in the class map wins",
+        path, int(inside.sum()), where.x, where.y,
+        names[0], names[1],
+    )  # fmt: skip
 
 
 def _warn_drawn_background(paths: list[str], class_map: ClassMap, values: list[pd.Series]) -> None:

@@ -194,6 +194,37 @@ def test_vector_or_raster_by_suffix() -> None:
     assert not is_vector("mask.tif")
 
 
+def test_polygons_of_different_classes_that_overlap_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crop field drawn over a water polygon (a digitising slip) is named, with where the
+    first overlap is; fields that only touch, or overlap one of their own class, are quiet."""
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    left, bottom, right, top = scene.bounds
+    box = lambda x0, x1: shapely.box(left + x0, top - 3000, left + x1, top - 1000)  # noqa: E731
+    classes = ClassMap.from_dict([{"name": "background"}, {"name": "crop", "values": ["crop"]},
+                                  {"name": "water", "values": ["water"]}])  # fmt: skip
+    cases = [
+        (["water", "crop"], [box(1000, 3000), box(2000, 4000)], True),
+        (["water", "crop"], [box(1000, 3000), box(3000, 5000)], False),  # they touch
+        (["crop", "crop"], [box(1000, 3000), box(2000, 4000)], False),
+    ]
+    for kinds, geoms, warned in cases:
+        labels = tmp_path / "fields.gpkg"
+        gpd.GeoDataFrame({"kind": kinds}, geometry=geoms, crs=scene.crs).to_file(labels)
+        caplog.clear()
+        prepare_vector_labels(str(labels), [scene], classes, "kind", [None])
+        said = [r.getMessage() for r in caplog.records if "overlap" in r.getMessage()]
+        assert len(said) == warned, said
+        if warned:
+            x, y = left + 2500, top - 2000
+            assert said[0] == (
+                f"{labels}: 1 pair(s) of polygons of different classes overlap (the first at "
+                f"{x:.6g}, {y:.6g}: crop and water): where they do, the class later in the class "
+                "map wins"
+            )
+
+
 def test_features_of_class_0_not_named_background_are_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
