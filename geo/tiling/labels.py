@@ -375,4 +375,9 @@ def prepare_raster_labels(
             raise InputError(
                 f"{path}: label raster does not overlap scene {scene.path} (check the CRS)"
             )
+        log.info(
+            "%s is on another grid than %s (%s): its labels are warped onto the scene's pixels, "
+            "nearest value", path, scene.path,
+            "another CRS" if crs != scene.crs else "other pixels",
+        )  # fmt: skip
     return RasterLabels(path, scene, class_map, warp=not aligned, aoi=aoi)

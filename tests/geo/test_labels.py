@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -121,15 +122,22 @@ def _write_reprojected(src_path: Path, dst_path: Path, crs: str) -> None:
             )  # fmt: skip
 
 
-def test_label_raster_in_another_crs_is_warped_with_nearest(tmp_path: Path) -> None:
+def test_label_raster_in_another_crs_is_warped_with_nearest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Warped onto the scene's grid, and the log says so (it was silent)."""
     label_path = tmp_path / "pivots_mask_4326.tif"
     _write_reprojected(PIVOTS / "pivots_mask.tif", label_path, "EPSG:4326")
     scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
     cmap = ClassMap.from_dict(
         [{"name": "background", "values": [0]}, {"name": "pivot", "values": [1]}]
     )
-    source = prepare_raster_labels(str(label_path), scene, cmap, None)
+    with caplog.at_level(logging.INFO, logger="geo"):
+        source = prepare_raster_labels(str(label_path), scene, cmap, None)
     assert source.warp
+    assert f"{label_path} is on another grid than {scene.path} (another CRS): its labels" in (
+        caplog.text
+    )
     labels = mosaic(source, scene.width, scene.height)
     ref = reference(PIVOTS / "pivots_mask.tif")
     assert set(np.unique(labels)) <= {0, 1, 255}
