@@ -116,6 +116,11 @@ def predict_scene(
     folder = out_dir / f".{scene.name}.partial"
     with exclusive(out_dir / scene.name, "prediction"), discard_on_failure(folder, out_dir):
         work = _Work(folder, fingerprint)
+        if work.state["runs"] > 1:
+            log.info(
+                "%s: resuming where an interrupted run stopped (%s, at row %d)",
+                scene.name, work.state["stage"], work.state["next_row"],
+            )  # fmt: skip
         staged = {name: folder / p.name for name, p in paths.items()}
         if work.state["stage"] == "predict":
             with _timed(work, "predict"):

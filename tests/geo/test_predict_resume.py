@@ -15,7 +15,8 @@ import pytest
 from tests.support.paths import ROOT, SPACENET
 
 CHILD = """
-import sys
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(message)s")
 from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import SPACENET
 from tests.support.predict import predict_image
@@ -54,7 +55,11 @@ def test_killed_prediction_resumes_to_identical_files(tmp_path: Path) -> None:
     assert killed_at["stage"] == "predict" and 3 <= killed_at["next_row"] < 8
     assert not (resumed / f"{SPACENET.stem}_classes.tif").exists()  # nothing half-written
 
-    assert start(resumed).wait(timeout=600) == 0
+    again = subprocess.run([sys.executable, "-c", CHILD, str(resumed)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = f"{SPACENET.stem}: resuming where an interrupted run stopped (predict, at row "
+    assert f"{said}{killed_at['next_row']})" in again.stderr
     names = {name: f"{SPACENET.stem}{suffix}" for name, suffix in
              {"classes": "_classes.tif", "probability": "_probability.tif",
               "polygons": "_polygons.gpkg", "style": "_classes.qml"}.items()}  # fmt: skip
