@@ -15,14 +15,17 @@ EVERY_SECONDS = 30.0
 
 
 class Progress:
-    """`with Progress(total, "tiling", "tile") as p: p.update(n)`."""
+    """`with Progress(total, "tiling", "tile") as p: p.update(n)`; `initial`: how much of
+    `total` an earlier, interrupted run did (counted as done; the rate is this run's)."""
 
-    def __init__(self, total: int, desc: str, unit: str, *, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, desc: str, unit: str, *, enabled: bool = True, initial: int = 0
+    ) -> None:
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
-        self.done = 0
+        self.done = self.initial = initial
         self.started = self.last = time.monotonic()
         interactive = enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=total, desc=desc, unit=unit) if interactive else None
+        self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial) if interactive else None
 
     def __enter__(self) -> Progress:
         return self
@@ -50,7 +53,7 @@ class Progress:
 
     def _line(self) -> None:
         elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         log.info(
             "%s: %d/%d %ss (%.1f %s/s)",
             self.desc,

@@ -259,7 +259,9 @@ class _Job:
         again = {t.index for b in blocks for t in b.tiles}
         tasks = self._chain_tasks(job, blocks) + self._sample_tasks(job, again)
         samples: dict[int, np.ndarray] = {}
-        for result in _run(tasks, scheduler, progress, len(again)):
+        for result in _run(
+            tasks, scheduler, progress, len(self.tiles), len(self.tiles) - len(again)
+        ):
             done.update((r["tile"], r) for r in result.rows)
             samples.update(result.samples)
             self.seconds.add(result.seconds)
@@ -399,10 +401,11 @@ class _ProgressCallback(Callback):
 
 
 def _run(
-    tasks: list[Delayed], scheduler: str | None, progress: bool, total: int
+    tasks: list[Delayed], scheduler: str | None, progress: bool, total: int, done: int
 ) -> list[ChainResult]:
-    """Compute the tasks locally or on a scheduler at an address, with tile progress."""
-    with Progress(total, "tiling", "tile", enabled=progress) as bar:
+    """Compute the tasks locally or on a scheduler at an address, with tile progress (`done`
+    of the `total` tiles written before: by an interrupted run)."""
+    with Progress(total, "tiling", "tile", enabled=progress, initial=done) as bar:
         if scheduler is None or scheduler in LOCAL_SCHEDULERS:
             with _ProgressCallback(bar):
                 return _run_locally(tasks, scheduler or "threads")
