@@ -112,10 +112,9 @@ class TileDataset(Dataset):
         if any(coverage[i] > 0 and int(i) not in self.held_out for i in self.indices):
             return True
         return any(
-            bool((self[i]["label"] != IGNORE).any())
-            for i in range(len(self))
-            if int(self.indices[i]) in self.held_out
-        )
+            bool((self._label(int(i))[0] != IGNORE).any()) for i in self.indices
+            if int(i) in self.held_out
+        )  # fmt: skip
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None, "_pid": -1}
@@ -126,16 +125,23 @@ class TileDataset(Dataset):
             self._pid = os.getpid()
         return self._arrays
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"tile {i} out of range for {len(self)} tiles")
-        index = int(self.indices[i])
-        images, labels, valids = self._open()
+    def _label(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The labels of the tile at store `index` as training sees them (255 where invalid or
+        held out), and its valid pixels."""
+        _, labels, valids = self._open()
         valid = np.asarray(valids[index], dtype=bool)
         label = np.array(labels[index], dtype=np.uint8)
         label[~valid] = IGNORE
         if index in self.held_out:
             label[_burn(self.held_out[index], label.shape)] = IGNORE
+        return label, valid
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"tile {i} out of range for {len(self)} tiles")
+        index = int(self.indices[i])
+        label, valid = self._label(index)
+        images = self._open()[0]
         # turned and flipped as stored, before the conversions that copy them anyway
         k, norm = self.transform_of(index), self.normalization
         valid = np.ascontiguousarray(d4(valid, k))

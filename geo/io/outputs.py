@@ -186,17 +186,26 @@ def check_unlocked(target: Path, what: str) -> None:
 
 
 @contextmanager
-def exclusive(target: Path, what: str) -> Iterator[None]:
+def exclusive(target: Path, what: str, *, traceless: bool = False) -> Iterator[None]:
     """Hold a lock on `target` (a hidden `.NAME.lock` file beside it, removed afterwards) while
     writing it: a second run writing the same output at the same time stops with one line
-    instead of racing."""
+    instead of racing. `traceless`, for work that leaves nothing behind when it fails: a run
+    that fails puts the folder's times back, so that the lock file it made and removed leaves
+    no trace there either."""
     lock = _lock_path(target)
     if not target.parent.is_dir():  # nothing can hold a lock in a folder still to be made
         make_folder(target.parent)
+    before = target.parent.stat()
     with open(lock, "a") as handle:
         _lock(handle, fcntl.LOCK_EX, target, what)
         try:
             yield
+        except BaseException:
+            lock.unlink(missing_ok=True)
+            if traceless:
+                with contextlib.suppress(OSError):
+                    os.utime(target.parent, ns=(before.st_atime_ns, before.st_mtime_ns))
+            raise
         finally:
             lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)

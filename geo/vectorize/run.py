@@ -181,7 +181,7 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
     parquet = config.output_format == "parquet"
     try:
         make_folder(plan.out.parent)
-        with exclusive(plan.out, "polygon file"):
+        with exclusive(plan.out, "polygon file", traceless=True):
             totals = write_polygons(
                 frames, None if parquet else plan.out, plan.class_map.classes,
                 timestamp=scene_date(plan.parts[0].classes),
