@@ -70,13 +70,9 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def ctrl_c(
-    argv: list[object], folder: Path, ready: Callable[[str], bool], what: str
-) -> tuple[int, str, float]:
-    """Run `convlora-geo ARGV` in a session of its own, reporting to a temporary Prefect server
-    of its own (in `folder`), and once `ready(its output so far)` holds, send SIGINT to the whole
-    process group as Ctrl-C in a terminal does. Returns (exit status, output, seconds from the
-    signal to the exit), once no process of the group is left (within a second of the exit)."""
+def start_command(argv: list[object], folder: Path) -> tuple[subprocess.Popen, Path]:
+    """`convlora-geo ARGV` started in a session of its own, reporting to a temporary Prefect
+    server of its own (in `folder`); its output goes to the file returned."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
     env["PREFECT_HOME"] = str(folder / "prefect")
     log = folder / "output.txt"
@@ -85,6 +81,17 @@ def ctrl_c(
             [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
             stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
+    return proc, log
+
+
+def ctrl_c(
+    argv: list[object], folder: Path, ready: Callable[[str], bool], what: str
+) -> tuple[int, str, float]:
+    """Run `convlora-geo ARGV` in a session of its own, reporting to a temporary Prefect server
+    of its own (in `folder`), and once `ready(its output so far)` holds, send SIGINT to the whole
+    process group as Ctrl-C in a terminal does. Returns (exit status, output, seconds from the
+    signal to the exit), once no process of the group is left (within a second of the exit)."""
+    proc, log = start_command(argv, folder)
     try:
         wait_for(lambda: ready(log.read_text()) or proc.poll() is not None, 600, what)
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -181,18 +188,11 @@ def test_a_command_killed_outright_takes_its_temporary_prefect_server_with_it(
 ) -> None:
     """SIGKILL to the command alone (a timeout, a container stopped past its grace period): the
     temporary Prefect server it started stops within seconds instead of serving on, orphaned."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
     scene = tmp_path / "mosaic.tif"
     mosaic_scene(scene, 6)
     argv = ["tile", scene, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out",
             tmp_path / "s.zarr", "--tile-size", "128"]  # fmt: skip
-    log = tmp_path / "output.txt"
-    with log.open("w") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *map(str, argv)], stdout=output, stderr=output,
-            stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
+    proc, log = start_command(argv, tmp_path)
     try:
         wait_for(lambda: "temporary Prefect server" in log.read_text(), 120, "server line")
         (server,) = [c for c in psutil.Process(proc.pid).children() if "local_server" in
