@@ -139,7 +139,7 @@ class IngestResult:
         if self.empty:
             text += f", {len(self.empty)} with nothing to predict (all cloud or no data)"
         if self.arriving:
-            text += f", {len(self.arriving)} still being written (taken next run)"  # or its outputs
+            text += f", {len(self.arriving)} still being written (taken next run)"
         return text
 
     def to_dict(self) -> dict[str, object]:

@@ -198,17 +198,16 @@ def exclusive(target: Path, what: str, *, traceless: bool = False) -> Iterator[N
     before = target.parent.stat()
     with open(lock, "a") as handle:
         _lock(handle, fcntl.LOCK_EX, target, what)
+        failed = True
         try:
             yield
-        except BaseException:
-            lock.unlink(missing_ok=True)
-            if traceless:
-                with contextlib.suppress(OSError):
-                    os.utime(target.parent, ns=(before.st_atime_ns, before.st_mtime_ns))
-            raise
+            failed = False
         finally:
             lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+            if failed and traceless:
+                with contextlib.suppress(OSError):
+                    os.utime(target.parent, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def check_folder_unlocked(folder: Path, what: str) -> None:

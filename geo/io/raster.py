@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 READ_CACHE = 2**20
+"""GDAL's block cache for reads, in bytes (rasterio sets GDAL_CACHEMAX with GDALSetCacheMax64).
+GDAL's default, 5 % of RAM, would grow with the scene; readers that reuse decoded blocks on
+purpose (tiling's chains) ask for more."""
 # Rasters without georeferencing, and nodata beside an alpha band (nodata wins, as we want),
 # are expected: `open_raster` silences rasterio's warnings about them. Threads share warning
 # filters and `catch_warnings` is not thread-safe (tiling opens rasters on several threads: one
@@ -44,18 +47,13 @@ warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 warnings.filterwarnings("ignore", category=NodataShadowWarning)
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 """Where QGIS shows a raster without georeferencing (no CRS, no geotransform): pixel (col, row)
-at (col, -row), upright. Such a scene's polygons, labels and areas of interest lie there too."""
+at (col, -row), upright: such a scene's outputs and polygons are placed there too."""
 
 
 def placed_transform(transform: Affine, crs: object | None) -> Affine:
     """A raster's transform, or PIXEL_FRAME for one without georeferencing (rasterio gives
     those the identity, which would put their vectors upside down under the raster in QGIS)."""
     return PIXEL_FRAME if crs is None and transform.is_identity else transform
-
-
-"""GDAL's block cache for reads, in bytes (rasterio sets GDAL_CACHEMAX with GDALSetCacheMax64).
-GDAL's default, 5 % of RAM, would grow with the scene; readers that reuse decoded blocks on
-purpose (tiling's chains) ask for more."""
 
 
 def is_virtual(path: str) -> bool:

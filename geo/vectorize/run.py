@@ -39,7 +39,8 @@ CHECKED_SIDE = 2048  # the class raster's values are checked on a read of at mos
 class VectorizePlan:
     """A checked vectorisation: the config, its classes, the output file, and the rasters to
     read: the class raster and score raster given, or the mosaic of several (its VRTs in a
-    temporary folder that lives until `vectorize` has used the plan)."""
+    temporary folder that lives until `vectorize` has used the plan); `model`: the one that
+    predicted a single class raster, where it says so (a mosaic's are per raster)."""
 
     config: VectorizeConfig
     class_map: ClassMap
@@ -47,6 +48,7 @@ class VectorizePlan:
     parts: tuple[Part, ...]
     mosaic: Mosaic | None = None
     folder: tempfile.TemporaryDirectory[str] | None = None
+    model: str = ""
 
 
 def _paths(config: VectorizeConfig) -> list[str]:
@@ -105,7 +107,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         )
     if len(config.rasters) == 1:
         part = Part(config.rasters[0], next(iter(scores), None), (0, 0))  # URLs kept as given
-        return VectorizePlan(config, class_map, out, (part,))
+        return VectorizePlan(config, class_map, out, (part,), model=rasters[0].model)
     folder = tempfile.TemporaryDirectory(prefix="convlora-geo-mosaic-")
     try:
         mosaic = build_mosaic(
@@ -119,10 +121,12 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
 
 
 class _Checked(NamedTuple):
-    """A readable one-band raster: its grid (width, height, CRS, transform) and band description."""
+    """A readable one-band raster: its grid (width, height, CRS, transform), band description
+    and the model that predicted it ("" where it does not say)."""
 
     grid: tuple[Any, ...]
     band: str | None
+    model: str
 
 
 def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
@@ -132,6 +136,7 @@ def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
     try:
         with open_raster(path) as src:
             count, dtype, band = src.count, src.dtypes[0], src.descriptions[0]
+            model = src.tags().get(MODEL_TAG, "")
             grid = (src.width, src.height, src.crs, tuple(src.transform))
             check_readable(src)
     except InputError:  # check_readable's: a file truncated or garbled
@@ -142,7 +147,7 @@ def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
     if integer and not dtype.startswith(("int", "uint", "float")):
         raise InputError(f"{path}: a {what} holds class ids, not {dtype} values")
-    return _Checked(grid, band)
+    return _Checked(grid, band, model)
 
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:
@@ -196,19 +201,14 @@ def vectorize(config: VectorizeConfig) -> dict[str, Any]:
 
 def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
     """The polygons of each part of the plan, their ids counted from the first pixel of the
-    whole mosaic; their model the one that predicted the raster, where it says so (one raster:
-    a mosaic's are set by source)."""
-    model = ""
-    if plan.mosaic is None:
-        with open_raster(plan.parts[0].classes) as src:
-            model = src.tags().get(MODEL_TAG, "")
+    whole mosaic (a mosaic's models are set by source, `_with_sources`)."""
     for part in plan.parts:
         try:
             yield from polygon_batches(
                 part.classes, part.scores,
                 plan.class_map.classes, min_area=plan.config.min_area,
                 simplify=plan.config.simplify, source=Path(plan.config.rasters[0]).name,
-                model=model, first=part.offset,
+                model=plan.model, first=part.offset,
             )  # fmt: skip
         except RasterioIOError as exc:
             raise read_failed(_failed_input(plan.config, exc), exc) from exc
