@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -91,6 +92,22 @@ def writing(temporary: Path) -> Iterator[Path]:
         raise
     finally:
         WRITING.discard(temporary)
+
+
+FREE_SLACK = 1024 * 1024  # a disk with less free room than this is full
+
+
+def out_of_room(path: Path) -> bool:
+    """Whether a write into `path` that failed likely did so for want of room, which SQLite
+    (GeoPackages) reports without an error number ("disk I/O error", "Failed to commit
+    transaction") and after rolling the file back to its earlier size: a file size limit
+    (`ulimit -f`) is set, or the disk is nearly full."""
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < FREE_SLACK
+    except OSError:
+        return False
 
 
 @contextmanager

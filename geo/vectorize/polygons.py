@@ -24,7 +24,8 @@ import shapely
 
 from convlora.files import temporary_path
 from geo.contracts.classes import ClassInfo
-from geo.io.outputs import writing
+from geo.errors import NoSpaceError
+from geo.io.outputs import out_of_room, writing
 from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style
 from geo.io.units import metres_per_unit
@@ -271,7 +272,15 @@ def write_polygons(
         tmp = None
         if path is not None:
             tmp = stack.enter_context(writing(temporary_path(path).with_suffix(".tmp.gpkg")))
-        totals = _write_batches(frames, tmp, fiboa, timestamp, dates)
+        try:
+            totals = _write_batches(frames, tmp, fiboa, timestamp, dates)
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
+            if tmp is not None and out_of_room(tmp):
+                raise NoSpaceError(
+                    f"{path}: no room left to write it ({err}: the disk is full, or a quota or "
+                    "the file size limit `ulimit -f` is reached); nothing was written"
+                ) from err
+            raise
         if tmp is not None and path is not None:
             drawn = [c for c in classes if c.boundary is None]  # boundaries go to their objects
             add_gpkg_style(tmp, LAYER, drawn, timestamp=timestamp or EPOCH)

@@ -183,6 +183,26 @@ def test_ctrl_c_during_vectorize_leaves_no_temporary_file_and_promises_no_resume
     assert [p.name for p in out.iterdir()] == [".fields.gpkg.lock"]  # released: it holds nothing
 
 
+def test_a_polygon_file_outgrowing_the_file_size_limit_is_one_line(tmp_path: Path) -> None:
+    """`vectorize` under `ulimit -f` smaller than its GeoPackage (which SQLite reports without
+    an error number, after rolling the file back): one line saying there is no room, status 2,
+    no traceback, and the folder holds only the earlier file, as it was."""
+    out = tmp_path / "fields.gpkg"
+    out.write_bytes(b"earlier")
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (150 * 1024,) * 2)"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{limit}; import sys, flows.cli; sys.exit(flows.cli.main())",
+         "vectorize", str(FTW_PREDICTION), "--out", str(out), "--overwrite"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"convlora-geo vectorize: error: {out}: no room left to write it (")
+    assert [p.name for p in tmp_path.iterdir()] == ["fields.gpkg"]
+    assert out.read_bytes() == b"earlier"
+
+
 def test_a_command_killed_outright_takes_its_temporary_prefect_server_with_it(
     tmp_path: Path,
 ) -> None:
