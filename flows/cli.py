@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from flows.local_server import start_early
+from flows.local_server import cancel_interrupted_run, start_early
 from flows.logs import forward_library_logs, input_error_types
 
 if TYPE_CHECKING:
@@ -194,6 +194,7 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
             then = "nothing was written"
         sys.stderr.write(f"convlora-geo {command}: interrupted; {then}\n")
         sys.stderr.flush()
+        cancel_interrupted_run(f"interrupted (Ctrl-C) on the command line; {then}")
         import psutil
 
         from geo.io.outputs import WRITING

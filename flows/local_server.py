@@ -18,6 +18,7 @@ Prefect's temporary server is switched off none is started.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import importlib
 import logging
 import os
@@ -43,7 +44,9 @@ REGISTER_BLOCKS_SETTINGS = {
     "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION",
     "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION",
 }
+CANCEL_SECONDS = 5  # how long an interrupted command waits for a configured API to take its news
 _early: list[_Server] = []  # the server `start_early` started, until a flow block takes it
+_serving: list[_Server] = []  # the temporary server the flows report to now
 
 
 def start_early() -> None:
@@ -102,12 +105,37 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     try:
         # no UI: no "View at" link to a page that is not served
         with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}):
+            _serving.append(server)
             try:
                 yield lambda: server.ready(timeout)
             finally:  # a failed flow's logs too
+                _serving.remove(server)
                 _send_pending()
     finally:
         server.stop()
+
+
+def cancel_interrupted_run(message: str) -> None:
+    """Mark the flow run at work (this thread's) Cancelled with `message`, for a command that
+    Ctrl-C stops at once: on a configured Prefect server it would show "Running" for ever.
+    Nothing outside a flow run or with the temporary server (it stops with the command); gives
+    up after CANCEL_SECONDS (an API that does not answer must not hold the command)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.states import Cancelled
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or _serving:
+        return
+    run_id = context.flow_run.id
+
+    def cancel() -> None:
+        with suppress(Exception), get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+
+    sender = threading.Thread(target=contextvars.copy_context().run, args=(cancel,), daemon=True)
+    sender.start()
+    sender.join(CANCEL_SECONDS)
 
 
 def writable_folder(path: Path) -> bool:

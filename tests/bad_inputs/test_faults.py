@@ -70,11 +70,16 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def start_command(argv: list[object], folder: Path) -> tuple[subprocess.Popen, Path]:
-    """`convlora-geo ARGV` started in a session of its own, reporting to a temporary Prefect
-    server of its own (in `folder`); its output goes to the file returned."""
+def start_command(
+    argv: list[object], folder: Path, api_url: str | None = None
+) -> tuple[subprocess.Popen, Path]:
+    """`convlora-geo ARGV` started in a session of its own, reporting to the Prefect API at
+    `api_url`, else to a temporary Prefect server of its own (in `folder`); its output goes to
+    the file returned."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
     env["PREFECT_HOME"] = str(folder / "prefect")
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
     log = folder / "output.txt"
     with log.open("w") as output:
         proc = subprocess.Popen(
@@ -85,13 +90,18 @@ def start_command(argv: list[object], folder: Path) -> tuple[subprocess.Popen, P
 
 
 def ctrl_c(
-    argv: list[object], folder: Path, ready: Callable[[str], bool], what: str
+    argv: list[object],
+    folder: Path,
+    ready: Callable[[str], bool],
+    what: str,
+    api_url: str | None = None,
 ) -> tuple[int, str, float]:
-    """Run `convlora-geo ARGV` in a session of its own, reporting to a temporary Prefect server
-    of its own (in `folder`), and once `ready(its output so far)` holds, send SIGINT to the whole
-    process group as Ctrl-C in a terminal does. Returns (exit status, output, seconds from the
-    signal to the exit), once no process of the group is left (within a second of the exit)."""
-    proc, log = start_command(argv, folder)
+    """Run `convlora-geo ARGV` in a session of its own, reporting to the Prefect API at
+    `api_url`, else to a temporary Prefect server of its own (in `folder`), and once `ready(its
+    output so far)` holds, send SIGINT to the whole process group as Ctrl-C in a terminal does.
+    Returns (exit status, output, seconds from the signal to the exit), once no process of the
+    group is left (within a second of the exit)."""
+    proc, log = start_command(argv, folder, api_url)
     try:
         wait_for(lambda: ready(log.read_text()) or proc.poll() is not None, 600, what)
         assert proc.poll() is None, log.read_text()[-3000:]

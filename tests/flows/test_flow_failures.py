@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bad_inputs.test_faults import ctrl_c, mosaic_scene
 from tests.support.cli import make_broken, make_work, mount_tmpfs, run_cli, snapshot, train
 from tests.support.paths import AGNET_IMAGE, PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.stores import small_agnet_store
@@ -106,3 +107,26 @@ def test_a_full_disk_fails_once_and_keeps_the_earlier_outputs(
         assert_failed_once("predict", line)
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_run_stopped_by_ctrl_c_is_cancelled_on_the_configured_server(
+    prefect_server, tmp_path: Path
+) -> None:
+    """`tile` reporting to a configured Prefect server, stopped by Ctrl-C while it writes tile
+    blocks: it still stops at once (status 130, the one line), and its flow run is Cancelled
+    there with that line as its message (it showed "Running" for ever)."""
+    from prefect.settings import PREFECT_API_URL
+
+    scene = tmp_path / "mosaic.tif"
+    mosaic_scene(scene, 6)
+    argv = ["tile", scene, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES, "--out",
+            tmp_path / "s.zarr", "--tile-size", "128", "--overlap", "32"]  # fmt: skip
+    blocks = lambda _: bool(list(tmp_path.glob(".s.zarr.partial-*/_progress/block-*.json")))  # noqa: E731
+    status, text, stopped = ctrl_c(argv, tmp_path, blocks, "tile block", PREFECT_API_URL.value())
+    assert status == 130 and stopped < 10, (status, stopped, text[-3000:])
+    assert "temporary Prefect server" not in text, text[-3000:]
+    run, _ = last_flow_run("tile")
+    assert run.state.is_cancelled(), run.state
+    assert run.state.message == (
+        "interrupted (Ctrl-C) on the command line; run the same command again to resume"
+    )
