@@ -43,6 +43,7 @@ class AdapterMetadata:
     store_fingerprint: str | None = None
     dtype: str | None = None  # the training scenes' pixel type
     pixel_size_m: float | None = None  # their pixel side in metres (None without a CRS)
+    scene_band_count: int | None = None  # their bands, all of them (None: not recorded, or mixed)
     training: dict[str, Any] = field(default_factory=dict)  # step, epoch, validation metrics
     georeferenced: bool | None = None  # the training scenes had a CRS (None: not recorded)
     class_map: ClassMap | None = None  # with label values (None: a model saved without them)
@@ -71,6 +72,7 @@ class AdapterMetadata:
             "store_fingerprint": store.fingerprint,
             "dtype": store.dtype,
             "pixel_size_m": store.pixel_size_m,
+            "scene_band_count": store.scene_band_count,
             "georeferenced": any(scene.crs for scene in store.scenes),
         }
 
@@ -127,6 +129,7 @@ class AdapterMetadata:
             store_fingerprint=document.get("store_fingerprint"),
             dtype=document.get("dtype"),
             pixel_size_m=document.get("pixel_size_m"),
+            scene_band_count=_optional_int(document.get("scene_band_count"), source),
             training=dict(document.get("training") or {}),
             georeferenced=_optional_bool(document.get("georeferenced"), source),
             class_map=class_map,
@@ -189,6 +192,12 @@ def _optional_bool(value: object, source: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise InputError(f"{source}: georeferenced must be true or false, not {value!r}")
+
+
+def _optional_int(value: object, source: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise InputError(f"{source}: scene_band_count must be a positive whole number, not {value!r}")
 
 
 def class_map_of(path: str, *, names_only: bool = True) -> ClassMap:

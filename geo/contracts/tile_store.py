@@ -53,12 +53,13 @@ class SceneRecord:
     dtype: str
     nodata: float | None
     tiles: tuple[int, int]  # first, last + 1
+    count: int | None = None  # its bands, all of them (None: a store from before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path, "crs": self.crs, "transform": list(self.transform),
             "width": self.width, "height": self.height, "dtype": self.dtype,
-            "nodata": self.nodata, "tiles": list(self.tiles),
+            "nodata": self.nodata, "tiles": list(self.tiles), "count": self.count,
         }  # fmt: skip
 
 
@@ -91,6 +92,13 @@ class StoreInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def scene_band_count(self) -> int | None:
+        """How many bands its scenes have, where they all have as many (None: they differ, or
+        the store is from before it was kept)."""
+        counts = {scene.count for scene in self.scenes}
+        return counts.pop() if len(counts) == 1 else None
 
     def to_attrs(self) -> dict[str, Any]:
         """The JSON attributes written into the store (the inverse of `from_attrs`)."""
@@ -148,6 +156,7 @@ class StoreInfo:
                         dtype=str(s["dtype"]),
                         nodata=s.get("nodata"),
                         tiles=(int(s["tiles"][0]), int(s["tiles"][1])),
+                        count=None if s.get("count") is None else int(s["count"]),
                     )  # fmt: skip
                     for s in attrs["scenes"]
                 ),

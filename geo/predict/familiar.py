@@ -26,6 +26,12 @@ def unfamiliar(
     the scene's bands the model reads (default: the training band numbers)."""
     bands = metadata.bands if bands is None else tuple(bands)
     notes = _renamed_bands(scene, metadata, bands)
+    count = metadata.scene_band_count
+    if not notes and count and scene.count != count and bands == metadata.bands:
+        notes.append(
+            f"it has {scene.count} bands where training scenes had {count}, and bands "
+            f"{', '.join(map(str, bands))} are read by number (do they hold the same bands?)"
+        )
     if metadata.georeferenced and scene.crs_wkt is None:
         notes.append("it has no CRS where training scenes had one (areas in pixels)")
     if metadata.dtype and scene.dtype != metadata.dtype:

@@ -206,6 +206,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     band_list = list(config.bands) if config.bands else _default_bands(scenes[0])
     for scene in scenes:
         check_bands(scene, band_list)
+    _warn_other_bands(scenes, band_list)
     _check_crs(scenes)
     for scene in scenes:
         check_has_data(scene, band_list)
@@ -246,6 +247,40 @@ def check_tiling(config: TileConfig) -> TilingRequest:
             )
         request.kept = kept_fingerprint(request, existing)
     return request
+
+
+def _warn_other_bands(scenes: list[SceneInfo], bands: list[int]) -> None:
+    """Warn about scenes whose tiled bands may hold others than the first scene's: a band named
+    otherwise (`B02` where the first has `B04`), or another number of bands. Bands are read by
+    number, the same numbers from every scene."""
+    first, renamed, recounted = scenes[0], [], []
+    for scene in scenes[1:]:
+        names = [(first.band_names[b - 1], scene.band_names[b - 1]) for b in bands]
+        other = [(b, *n) for b, n in zip(bands, names, strict=True) if all(n) and _other_name(*n)]
+        if other:
+            renamed.append((scene, other[0]))
+        elif scene.count != first.count:
+            recounted.append(scene)
+    if renamed:
+        scene, (band, theirs, its) = renamed[0]
+        log.warning(
+            "%d scene(s) name their bands otherwise than %s: band %d of %s is %r where it is %r; "
+            "bands are read by number, the same from every scene: reorder such a scene's bands "
+            "(`gdal_translate -b ...`) or tile it into a store of its own",
+            len(renamed), first.path, band, scene.path, its, theirs,
+        )  # fmt: skip
+    if recounted:
+        log.warning(
+            "%d scene(s) have another number of bands than %s (%d): %s has %d; bands %s are "
+            "read by number from each: check that they hold the same bands",
+            len(recounted), first.path, first.count, recounted[0].path, recounted[0].count,
+            ", ".join(map(str, bands)),
+        )  # fmt: skip
+
+
+def _other_name(one: str, other: str) -> bool:
+    """Whether two band names (descriptions) differ, case and spaces aside."""
+    return one.strip().lower() != other.strip().lower()
 
 
 def _check_crs(scenes: list[SceneInfo]) -> None:

@@ -361,7 +361,7 @@ class _Job:
         return SceneRecord(
             path=scene.path, crs=scene.crs_wkt, transform=tuple(scene.transform),
             width=scene.width, height=scene.height, dtype=scene.dtype, nodata=scene.nodata,
-            tiles=self.scene_tiles[i],
+            tiles=self.scene_tiles[i], count=scene.count,
         )  # fmt: skip
 
 

@@ -11,15 +11,19 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+import yaml
 from affine import Affine
 
 from flows.run_names import finetune_run
+from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
 from geo.finetune import FinetuneConfig, check_finetune
 from geo.finetune.train import model_config, one_class_warning
 from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
 from geo.predict.scene import prepare_scene
+from geo.tiling import TileConfig, check_tiling
 from geo.tiling.inputs import auto_tile_size
 from tests.support.cli import write_like
 from tests.support.models import ToyModel, metadata_for
@@ -254,3 +258,60 @@ def test_a_rare_class_is_named_with_class_weights_suggested(
     assert "class weights from training label frequencies" in caplog.text
     weights = plan.train.class_weights
     assert weights is not None and weights[1] > weights[0]
+
+
+def test_scenes_of_other_bands_are_warned_about_at_tiling_and_prediction(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bands are read by number from every scene. Tiling warns about a scene with another
+    number of bands (NAIP with a fifth band) or whose tiled bands are named otherwise (blue,
+    green, red where the first scene has red, green, blue); the store and the model record the
+    training scenes' band count, and a scene of another count is described at prediction."""
+    with rasterio.open(NAIP) as src:
+        profile, data = src.profile, src.read()
+
+    def stack(name: str, pixels: np.ndarray, names: list[str] | None = None) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", **{**profile, "count": len(pixels)}) as dst:
+            dst.write(pixels)
+            if names:
+                dst.descriptions = tuple(names)
+        return path
+
+    labels = vegetation_labels(NAIP, tmp_path / "veg.tif")
+    classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
+    five = stack("five.tif", np.concatenate([data, data[3:]]))
+    rgbn = stack("rgbn.tif", data, ["red", "green", "blue", "nir"])
+    bgrn = stack("bgrn.tif", data[[2, 1, 0, 3]], ["blue", "green", "red", "nir"])
+
+    def tiling_warnings(scenes: list[Path]) -> list[str]:
+        caplog.clear()
+        config = TileConfig.parse(
+            {"images": [str(s) for s in scenes], "labels": [str(labels)] * len(scenes),
+             "class_map": str(tmp_path / "c.yaml"), "out": str(tmp_path / "s.zarr")}
+        )  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="geo"):
+            check_tiling(config)
+        return [r.getMessage() for r in caplog.records if "bands" in r.getMessage()]
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"classes": classes}))
+    assert tiling_warnings([NAIP, NAIP]) == []
+    assert tiling_warnings([rgbn, NAIP]) == []  # no names to compare
+    (counted,) = tiling_warnings([NAIP, five])
+    assert f"1 scene(s) have another number of bands than {NAIP} (4): {five} has 5" in counted
+    assert "bands 1, 2, 3, 4 are read by number from each" in counted
+    (named,) = tiling_warnings([rgbn, bgrn])
+    assert f"band 1 of {bgrn} is 'blue' where it is 'red'" in named
+
+    store = tile([NAIP], [labels], classes, tmp_path / "naip.zarr", dask_address="sync")
+    info = StoreInfo.read(store)
+    assert info.scene_band_count == 4
+    trained = replace(
+        metadata_for(NAIP, [1, 2, 3, 4]),
+        scene_band_count=AdapterMetadata.from_store(info)["scene_band_count"],
+    )
+    assert unfamiliar(scene_info(str(NAIP)), trained) == []
+    assert unfamiliar(scene_info(str(five)), trained) == [
+        "it has 5 bands where training scenes had 4, and bands 1, 2, 3, 4 are read by number "
+        "(do they hold the same bands?)"
+    ]
