@@ -10,6 +10,8 @@ import os
 
 import torch
 
+import flows  # noqa: F401  (Prefect's temporary-server defaults, before Prefect reads its settings)
+
 
 def pytest_configure() -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
