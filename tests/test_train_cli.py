@@ -24,7 +24,7 @@ from flows.run_names import finetune_run
 from geo.contracts.tile_store import StoreInfo
 from geo.finetune.bands import rgb_positions
 from geo.finetune.dataset import TileDataset
-from geo.finetune.train import class_frequency_weights
+from geo.finetune.train import MAX_CLASS_WEIGHT, class_frequency_weights
 from tests.support.cli import train_args
 from tests.support.paths import NEBRASKA, PIVOT_CLASSES, PIVOT_LABELS, ROOT
 from tests.support.stores import small_agnet_store, tile
@@ -57,6 +57,26 @@ def test_auto_class_weights_favour_rare_classes(store: Path) -> None:
     rare, common = present[np.argmin(counts[present])], np.argmax(counts)
     assert weights[rare] > weights[common]
     assert all(weights[c] == 0 for c in range(8) if counts[c] == 0)
+
+
+def test_auto_class_weights_of_a_few_pixels_are_held_at_the_cap(
+    store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Classes of 9 and 1 training pixels among tens of thousands: their median-frequency
+    weights (hundreds) are held at MAX_CLASS_WEIGHT and named; the others keep theirs."""
+    info = StoreInfo.read(store)
+    counts = (100_000, 50_000, 20_000, 9, 3_000, 0, 7_000, 1)
+    sparse = replace(info, class_pixels={**info.class_pixels, "train": counts})
+    with caplog.at_level(logging.INFO, logger="geo"):
+        weights = class_frequency_weights(sparse)
+    freq = np.array(counts, dtype=float) / sum(counts)
+    median = np.median(freq[freq > 0])
+    assert weights[3] == weights[7] == MAX_CLASS_WEIGHT
+    assert weights[5] == 0
+    for c in (0, 1, 2, 4, 6):
+        assert weights[c] == pytest.approx(median / freq[c], rel=1e-5)
+    names = [info.classes[3].name, info.classes[7].name]
+    assert f"class weight(s) of {', '.join(names)} held at 10" in caplog.text
 
 
 def test_rgb_bands_come_from_the_landsat_band_names(store: Path) -> None:

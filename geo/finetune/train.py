@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "metrics.jsonl", METADATA_NAME, WEIGHTS_NAME)
 RARE_SHARE = 0.05  # a class under this share of the labelled training pixels is "rare"
 ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
+MAX_CLASS_WEIGHT = 10.0  # automatic weights stop here: a class of a few pixels must not rule
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,22 @@ class FinetunePlan:
 
 
 def class_frequency_weights(store: StoreInfo) -> list[float]:
-    """Median-frequency class weights from the training labels (absent classes get 0)."""
+    """Median-frequency class weights from the training labels, at most MAX_CLASS_WEIGHT
+    (absent classes get 0): a class of a handful of pixels weighed hundreds of times more than
+    the others, and the model painted it everywhere."""
     counts = np.asarray(store.class_pixels["train"], dtype=np.float64)
     freq = counts / max(counts.sum(), 1.0)
     present = freq > 0
     weights = np.zeros(len(counts))
     weights[present] = np.median(freq[present]) / freq[present]
-    return [round(float(w), 6) for w in weights]
+    capped = [c.name for c, w in zip(store.classes, weights, strict=True) if w > MAX_CLASS_WEIGHT]
+    if capped:
+        log.info(
+            "class weight(s) of %s held at %g (so few training pixels that their weight from "
+            "frequency would rule the loss)",
+            ", ".join(capped), MAX_CLASS_WEIGHT,
+        )  # fmt: skip
+    return [round(float(w), 6) for w in np.minimum(weights, MAX_CLASS_WEIGHT)]
 
 
 def _warn_rare_classes(store: StoreInfo) -> None:
@@ -269,23 +279,26 @@ def _train(config: FinetuneConfig, plan: FinetunePlan) -> dict[str, Any]:
         raise settings_changed(err) from None
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
-    warning = one_class_warning(AdapterMetadata.read(plan.run_dir).training.get("val"))
+    val = AdapterMetadata.read(plan.run_dir).training.get("val")
+    warning = one_class_warning(val, weighted=plan.train.class_weights is not None)
     if warning:
         log.warning("%s: %s", plan.run_dir, warning)
     return {**summary, "warnings": [warning] if warning else []}
 
 
-def one_class_warning(val: dict[str, Any] | None) -> str | None:
+def one_class_warning(val: dict[str, Any] | None, *, weighted: bool = False) -> str | None:
     """What to say when the validation metrics show the model predicting (nearly) one class
-    for every pixel: it has not learnt to tell the classes apart."""
+    for every pixel: it has not learnt to tell the classes apart. `weighted`: the run weighed
+    classes already (no use suggesting it)."""
     shares = (val or {}).get("predicted_share") or {}
     if not shares:
         return None
     name, share = max(shares.items(), key=lambda item: item[1])
     if share < ONE_CLASS_SHARE:
         return None
+    weights = "" if weighted else f"try {flag('class_weights')} auto, "
     return (
         f"the best model predicts {name} for {100 * share:.1f}% of the validation pixels: it "
-        "does not tell the classes apart yet (train longer, start from a SAM checkpoint, try "
-        "--class-weights auto, or check the labels)"
+        f"does not tell the classes apart yet (train longer, start from a SAM checkpoint, "
+        f"{weights}or check the labels)"
     )

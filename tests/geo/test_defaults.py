@@ -234,6 +234,8 @@ def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
     assert "predicts background for 99.5% of the validation pixels" in one_class_warning(flat)
     assert one_class_warning({"predicted_share": {"background": 0.8, "pivot": 0.2}}) is None
     assert one_class_warning(None) is None
+    assert "try --class-weights auto" in one_class_warning(flat)
+    assert "class-weights" not in one_class_warning(flat, weighted=True)  # weighed already
 
 
 def test_a_rare_class_is_named_with_class_weights_suggested(
