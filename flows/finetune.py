@@ -36,11 +36,12 @@ def evaluate_adapter(config: EvaluateConfig) -> dict[str, Any]:
 
 
 def epoch_table(run_dir: str) -> list[dict[str, object]]:
-    """Per-class validation IoU per epoch, from the run's metrics.jsonl."""
+    """Per-class validation IoU per epoch (epoch 0: the weights of `init_from`), from the run's
+    metrics.jsonl."""
     rows = []
     for line in (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        if record.get("kind") != "epoch" or "val" not in record:
+        if record.get("kind") not in ("start", "epoch") or "val" not in record:
             continue
         val = record["val"]
         row = {

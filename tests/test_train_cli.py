@@ -136,10 +136,13 @@ def test_a_run_starts_from_a_trained_model(
     store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
     """`train --init-from RUN` without model options: the new run is the model's (SAM, adapter,
-    image size, rank, SAM's R,G,B bands, SAM checkpoint: none) and starts from its weights (a
-    learning rate of 1e-9 keeps them); run again, it finds itself finished."""
+    image size, rank, SAM's R,G,B bands, SAM checkpoint: none), trains with its loss and class
+    weights, and starts from its weights, scored before the first step: a learning rate of 1e-9
+    keeps them, so no step beats them and they stay the best. Run again, it finds itself
+    finished."""
     first, second = tmp_path / "first", tmp_path / "second"
-    trained = train_args(store, first, "--epochs", "1", "--rank", "4", "--rgb-bands", "2,3,4")
+    trained = train_args(store, first, "--epochs", "1", "--rank", "4", "--rgb-bands", "2,3,4",
+                         "--loss", "semantic", "--class-weights", "auto")  # fmt: skip
     assert main(trained) == 0
     caplog.clear()
     argv = [
@@ -151,6 +154,17 @@ def test_a_run_starts_from_a_trained_model(
         assert main(argv) == 0
     assert f"--init-from {first}: SAM tiny, adapter conv-lora, 64 px" in caplog.text
     assert "starts from random weights" not in caplog.text
+    assert "those of the model it starts from (--init-from)" in caplog.text
+    recipe = json.loads((first / "config.json").read_text())["train"]
+    assert recipe["loss"] == "semantic" and recipe["class_weights"]
+    kept = json.loads((second / "config.json").read_text())["train"]
+    assert (kept["loss"], kept["class_weights"]) == (recipe["loss"], recipe["class_weights"])
+    assert "--init-from: trained on with the semantic loss and class weights [" in caplog.text
+    records = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["kind"] == "start" and records[0]["best"] and records[0]["step"] == 0
+    assert "the starting weights score validation mIoU" in caplog.text
+    best = json.loads((second / "adapter.json").read_text())["training"]
+    assert best["step"] == 0 and best["val"] == records[0]["val"]
     model = json.loads((first / "adapter.json").read_text())["config"]
     assert json.loads((second / "adapter.json").read_text())["config"] == model
     assert model["rank"] == 4 and model["band_init"] == [1, 2, 3]

@@ -41,9 +41,11 @@ def summary_text(summary: dict[str, Any]) -> str:
     if best is None:
         lines.append("no validation tiles: the adapter holds the last weights")
     else:
+        checkpoint = f"step {summary['best_step']} (epoch {summary['best_epoch']})"
+        if summary["best_step"] == 0:  # no step beat the model it started from
+            checkpoint = "the weights it started from (--init-from; no step did better)"
         lines.append(
-            f"best checkpoint: step {summary['best_step']} (epoch {summary['best_epoch']}), "
-            f"validation on {best['pixels']:,} labelled pixels:"
+            f"best checkpoint: {checkpoint}, validation on {best['pixels']:,} labelled pixels:"
         )
         lines += class_rows(best)
     lines += adapter_lines(summary["run_dir"])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
+from geo.options import flag
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +30,21 @@ _SENSOR_RGB = {"tm": (3, 2, 1), "etm": (3, 2, 1), "etm+": (3, 2, 1)}  # else Sen
 _DEFAULT_RGB = (4, 3, 2)
 
 
-def rgb_positions(store: StoreInfo, rgb_bands: Sequence[int] | None) -> tuple[int, int, int] | None:
-    """Store band positions (0-based) for SAM's R, G, B, or None for a 3-band store in order."""
+def rgb_positions(
+    store: StoreInfo, rgb_bands: Sequence[int] | None, given_by: str | None = None
+) -> tuple[int, int, int] | None:
+    """Store band positions (0-based) for SAM's R, G, B, or None for a 3-band store in order;
+    `given_by`: where `rgb_bands` come from, for the log (default: the option)."""
     bands = list(store.bands)
     if rgb_bands is not None:
         missing = [b for b in rgb_bands if b not in bands]
         if len(rgb_bands) != 3 or missing:
             raise InputError(
-                f"--rgb-bands {','.join(map(str, rgb_bands))}: give 3 source bands among the "
-                f"store's {','.join(map(str, bands))}"
+                f"{flag('rgb_bands')} {','.join(map(str, rgb_bands))}: give 3 source bands among "
+                f"the store's {','.join(map(str, bands))}"
             )
         chosen = tuple(bands.index(b) for b in rgb_bands)
-        _report(store, chosen, "as given by --rgb-bands")
+        _report(store, chosen, given_by or f"as given by {flag('rgb_bands')}")
         return chosen  # type: ignore[return-value]
     for found, how in (
         (_by_colour(store.band_colors), "from the bands' colour interpretation"),
@@ -57,7 +61,8 @@ def rgb_positions(store: StoreInfo, rgb_bands: Sequence[int] | None) -> tuple[in
         _report(store, repeated, f"repeated: the store has {len(bands)} band(s)")
         return repeated
     first = (0, 1, 2)
-    _report(store, first, "the first three (no colour in the band metadata; --rgb-bands to choose)")
+    how = f"the first three (no colour in the band metadata; {flag('rgb_bands')} to choose)"
+    _report(store, first, how)
     return first
 
 

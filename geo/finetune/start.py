@@ -1,5 +1,6 @@
 """Training from a trained model (`--init-from RUN`): the model settings it was trained with
-become the run's, and the store must hold its classes and bands, so that its weights fit."""
+become the run's, and so do its loss and class weights unless given; the store must hold its
+classes and bands, so that its weights fit."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ log = logging.getLogger(__name__)
 OPTION_OF = {"sam": "sam_variant", "adapter": "adapter", "image_size": "image_size",
              "mask_token_init": "mask_token_init", "rank": "rank", "alpha": "alpha",
              "experts": "experts", "gate": "gate"}  # fmt: skip  # option -> model config field
+RECIPE = ("loss", "class_weights")  # training options a model's run keeps unless given
 
 
 def starting_values(values: Any, defaults: Mapping[str, Any]) -> Any:
     """A finetune config's values (a "before" validator's) with `init_from`: the model options
-    left at their `defaults` take the starting model's, and a missing SAM checkpoint is the one
-    it was trained on, where that file still lies. An unreadable model is left to
+    and the RECIPE options left at their `defaults` take the starting model's (another loss, or
+    no class weights, made the model trained further worse), and a missing SAM checkpoint is the
+    one it was trained on, where that file still lies. An unreadable model is left to
     `check_start`, which names it."""
     if not isinstance(values, dict) or not values.get("init_from"):
         return values
@@ -34,10 +37,20 @@ def starting_values(values: Any, defaults: Mapping[str, Any]) -> Any:
     except InputError:
         return values
     own: dict[str, Any] = {o: getattr(start.model, field) for o, field in OPTION_OF.items()}
-    if start.model.band_init is not None:
-        own["rgb_bands"] = [start.bands[p] for p in start.model.band_init]
+    rgb = start_rgb_bands(start)
+    if rgb is not None:
+        own["rgb_bands"] = rgb
+    recipe = start.training.get("train") or {}
+    own.update({o: recipe[o] for o in RECIPE if o in recipe})
     kept = {o: v for o, v in own.items() if values.get(o, defaults.get(o)) == defaults.get(o)}
     return with_trained_sam_checkpoint({**values, **kept}, model_key="init_from")
+
+
+def start_rgb_bands(start: AdapterMetadata) -> list[int] | None:
+    """The source bands a model feeds SAM's R, G, B (None: its bands in order)."""
+    if start.model.band_init is None:
+        return None
+    return [start.bands[p] for p in start.model.band_init]
 
 
 def check_start(start_path: str, out: Path, sam_checkpoint: str | None) -> None:

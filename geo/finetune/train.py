@@ -26,7 +26,7 @@ from geo.finetune.changed import settings_changed
 from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter
 from geo.finetune.dataset import TileDataset
 from geo.finetune.launch import check_processes, train_in_processes, under_torchrun
-from geo.finetune.start import check_start, check_start_fits
+from geo.finetune.start import check_start, check_start_fits, start_rgb_bands
 from geo.io.outputs import (
     check_folder_unlocked,
     check_output,
@@ -82,8 +82,8 @@ def _warn_rare_classes(store: StoreInfo) -> None:
     if rare:
         log.warning(
             "rare class(es) %s: under %.0f%% of the labelled training pixels; "
-            "--class-weights auto weights the loss by class frequency",
-            ", ".join(rare), 100 * RARE_SHARE,
+            "%s auto weights the loss by class frequency",
+            ", ".join(rare), 100 * RARE_SHARE, flag("class_weights"),
         )  # fmt: skip
     if absent:
         log.warning("class(es) %s have no labelled training pixel", ", ".join(absent))
@@ -106,10 +106,24 @@ def model_config(config: FinetuneConfig, store: StoreInfo) -> ModelConfig:
             mask_token_init=token_init,
             num_classes=store.num_classes,
             in_channels=len(store.bands),
-            band_init=rgb_positions(store, config.rgb_bands),
+            band_init=rgb_positions(store, config.rgb_bands, _rgb_given_by(config)),
         )
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+
+
+def _rgb_given_by(config: FinetuneConfig) -> str | None:
+    """Where the run's `rgb_bands` come from, when not from the option: the model it starts
+    from (`geo.finetune.start.starting_values`)."""
+    if config.init_from is None or config.rgb_bands is None:
+        return None
+    try:
+        start = AdapterMetadata.read(config.init_from)
+    except InputError:
+        return None  # named by the checks of the start
+    if start_rgb_bands(start) != list(config.rgb_bands):
+        return None
+    return f"those of the model it starts from ({flag('init_from')})"
 
 
 def sam_variant(config: FinetuneConfig) -> str:
@@ -235,6 +249,12 @@ def check_finetune(config: FinetuneConfig) -> FinetunePlan:
         train = config.train_config(weights)
     except ConvLoRAInputError as err:
         raise InputError(str(err)) from None
+    if config.init_from is not None:
+        weighed = "no class weights" if weights is None else f"class weights {weights}"
+        log.info(
+            "%s: trained on with the %s loss and %s (the model's, unless given)",
+            flag("init_from"), train.loss, weighed,
+        )  # fmt: skip
     return FinetunePlan(config, store, model, train, run_dir)
 
 

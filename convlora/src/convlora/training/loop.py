@@ -265,6 +265,8 @@ class Trainer:
             if not resumed:
                 self.log.reset()
             atomic_write_json(self.run_dir / "config.json", self.describe())
+        if not resumed and self.init_from is not None and self.val_set is not None:
+            self.score_start()
         if resumed and self.info.is_main and self.state.finished:
             logger.info(
                 "%s: finished earlier (%d/%d steps): nothing left to train",
@@ -279,6 +281,26 @@ class Trainer:
             self.train(self.wrap())
         barrier(self.info)
         return self.summary()
+
+    def score_start(self) -> None:
+        """Validate the weights the run starts from (`init_from`): they are its best until
+        training beats them, so that training a model further never leaves a worse one."""
+        st = self.state
+        val = self.validate()
+        st.last_val = st.best_val = val
+        st.best_miou, st.best_epoch, st.best_step = val["miou"], 0, 0
+        self.save_best()
+        self.log.append({"kind": "start", "epoch": 0, "step": 0, "val": val, "best": True})
+        if self.info.is_main and val["miou"] is not None:
+            logger.info("the starting weights score validation mIoU %.4f", val["miou"])
+
+    def validate(self) -> dict[str, Any]:
+        """The model's metrics on the validation set (every process takes part)."""
+        assert self.val_set is not None
+        return evaluate_distributed(
+            self.model, self.val_set, self.info, batch_size=max(self.cfg.batch_size, 4),
+            device=self.device, class_names=self.class_names,
+        )  # fmt: skip
 
     def train(self, net: nn.Module) -> None:
         with TrainingProgress(
@@ -365,10 +387,7 @@ class Trainer:
         if partial:
             record["partial"] = True
         if self.val_set is not None:
-            val = evaluate_distributed(
-                self.model, self.val_set, self.info, batch_size=max(self.cfg.batch_size, 4),
-                device=self.device, class_names=self.class_names,
-            )  # fmt: skip
+            val = self.validate()
             record["val"] = val
             st.last_val = val
             miou = val["miou"] if val["miou"] is not None else float("-inf")
