@@ -78,6 +78,20 @@ def palette_color(position: int) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(round(255 * v) for v in (r, g, b)))
 
 
+def value_order(value: str) -> tuple[float, str]:
+    """A sort key for label values as a reader orders them: numbers by value, then text."""
+    try:
+        return float(value), value
+    except ValueError:
+        return float("inf"), value
+
+
+def some_values(values: Sequence[str], limit: int = 20) -> str:
+    """The first `limit` of `values`, and how many more there are."""
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
 def value_key(value: Any) -> str | None:
     """Canonical text of a label value (None for missing values): 5, 5.0 and "5" give "5"."""
     if value is None:
@@ -266,7 +280,11 @@ class ClassMap:
                 missing.add("<missing>" if key is None else key)
                 cid = self.unmapped_id
             ids.append(cid)
-        return np.asarray(ids, dtype=np.uint8), sorted(missing)
+        return np.asarray(ids, dtype=np.uint8), sorted(missing, key=value_order)
+
+    def listed_values(self) -> list[str]:
+        """The label values the classes list, as a reader orders them."""
+        return sorted(self._lookup, key=value_order)
 
     def case_misses(self, missing: Iterable[str]) -> list[str]:
         """For label values no class lists, the class values they equal but for case:

@@ -26,7 +26,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from geo.contracts.classes import IGNORE, ClassMap, value_key
+from geo.contracts.classes import IGNORE, ClassMap, some_values, value_key
 from geo.errors import InputError
 from geo.io.raster import (
     SceneInfo,
@@ -218,18 +218,23 @@ def _read_labels(
     if label_field is None:
         frame["_class"] = np.uint8(next(c.id for c in class_map.classes[1:] if c.boundary is None))
     else:
-        ids, missing = class_map.map_values(frame[label_field].tolist())
+        values = frame[label_field].tolist()
+        ids, missing = class_map.map_values(values)
         frame["_class"] = ids
+        cases = class_map.case_misses(missing)
+        case_note = f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else ""
+        if missing and all(class_map.class_id(v) is None for v in values):
+            listed = some_values(class_map.listed_values(), 10)
+            raise InputError(
+                f"{path}: no {label_field} value is in a class of the class map (values "
+                f"{some_values(missing, 10)}; the class map lists {listed}){case_note}: list "
+                "these values in its classes' `values`, or choose another label field"
+            )
         if missing:
-            cases = class_map.case_misses(missing)
             log.warning(
                 "%s: %s value(s) %s are in no class: they become %s%s",
-                path,
-                label_field,
-                ", ".join(missing[:20]),
-                class_map.unmapped,
-                f" (values match exactly, case too: {', '.join(cases[:5])})" if cases else "",
-            )
+                path, label_field, some_values(missing), class_map.unmapped, case_note,
+            )  # fmt: skip
     return frame
 
 

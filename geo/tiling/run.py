@@ -25,6 +25,7 @@ from dask.callbacks import Callback
 from dask.delayed import Delayed
 from dask.system import CPU_COUNT
 
+from geo.contracts.classes import some_values, value_order
 from geo.contracts.normalization import Normalization
 from geo.contracts.tile_store import (
     SPLIT_NAMES,
@@ -328,7 +329,7 @@ class _Job:
         if values:
             log.warning(
                 "label value(s) %s in %d label raster(s) (e.g. %s) are in no class: they become %s",
-                ", ".join(sorted(values, key=_num)[:30]),
+                some_values(sorted(values, key=value_order), 30),
                 len(scenes),
                 self.request.config.labels[min(scenes)],
                 self.cmap.unmapped,
@@ -363,13 +364,6 @@ class _Job:
             width=scene.width, height=scene.height, dtype=scene.dtype, nodata=scene.nodata,
             tiles=self.scene_tiles[i], count=scene.count,
         )  # fmt: skip
-
-
-def _num(value: str) -> tuple[float, str]:
-    try:
-        return float(value), value
-    except ValueError:
-        return float("inf"), value
 
 
 def _split_advice(tile_size: int, n_scenes: int) -> str:

@@ -473,37 +473,49 @@ def test_filegdb_labels_and_their_edits_key_the_store(tmp_path: Path) -> None:
 def test_label_values_in_no_class_are_warned_about_and_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """SpaceNet's buildings, every other one marked "no" where the class map lists "yes" only:
+    those become ignore (255), the others the class, and the values are named; a class map
+    that lists none of the file's values is refused before any work, the values named."""
     image, labels, _, _, _ = CASES["atlanta"]
+    frame = gpd.read_file(labels)
+    frame["building"] = np.where(np.arange(len(frame)) % 2 == 0, "yes", "no")
+    halves = tmp_path / "halves.gpkg"
+    frame.to_file(halves)
     path = tmp_path / "classes.yaml"
-    path.write_text("classes:\n  - name: background\n  - name: house\n    values: [house]\n")
+    path.write_text("classes:\n  - name: background\n  - name: house\n    values: [yes]\n")
     with caplog.at_level(logging.WARNING, logger="geo"):
         store = tile(
-            [str(image)], [str(labels)], str(path), tmp_path / "u.zarr", tile_size=256,
+            [str(image)], [str(halves)], str(path), tmp_path / "u.zarr", tile_size=256,
             overlap=0, label_field="building",
         )  # fmt: skip
-    assert "building value(s) yes are in no class: they become ignore" in caplog.text
-    labels_ = scene_labels(store)
-    assert not np.any(labels_ == 1)
-    assert np.all(labels_[read_band(CASES["atlanta"][2]) == 1] == 255)
+    assert "building value(s) no are in no class: they become ignore" in caplog.text
+    labels_, buildings = scene_labels(store), read_band(CASES["atlanta"][2]) == 1
+    assert np.any(labels_[buildings] == 1) and np.any(labels_[buildings] == 255)
+    assert set(np.unique(labels_[buildings])) <= {1, 255}
+    path.write_text("classes:\n  - name: background\n  - name: house\n    values: [house]\n")
+    with pytest.raises(InputError) as refused:
+        tile([str(image)], [str(halves)], str(path), tmp_path / "v.zarr", tile_size=256,
+             overlap=0, label_field="building")  # fmt: skip
+    assert str(refused.value) == (
+        f"{halves}: no building value is in a class of the class map (values no, yes; the class "
+        "map lists house): list these values in its classes' `values`, or choose another label "
+        "field"
+    )
+    assert not (tmp_path / "v.zarr").exists()
 
 
-def test_label_values_that_differ_from_a_class_by_case_are_pointed_out(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_label_values_that_differ_from_a_class_by_case_are_pointed_out(tmp_path: Path) -> None:
     """SpaceNet's `building` attribute holds "yes"; a class map that lists "Yes" matches nothing,
-    and the warning says why (values match exactly)."""
+    and the refusal says why (values match exactly)."""
     image, labels, _, _, _ = CASES["atlanta"]
     path = tmp_path / "classes.yaml"
     path.write_text("classes:\n  - name: background\n  - name: building\n    values: [Yes]\n")
-    with caplog.at_level(logging.WARNING, logger="geo"):
+    with pytest.raises(InputError) as refused:
         tile(
             [str(image)], [str(labels)], str(path), tmp_path / "c.zarr", tile_size=256,
             overlap=0, label_field="building",
         )  # fmt: skip
-    assert (
-        "building value(s) yes are in no class: they become ignore (values match exactly, case "
-        "too: yes is not Yes)" in caplog.text
-    )
+    assert "(values match exactly, case too: yes is not Yes)" in str(refused.value)
 
 
 def test_a_tile_store_or_a_model_gives_its_class_map_to_another(
