@@ -459,6 +459,14 @@ def pixel_size_m(scene: SceneInfo) -> float | None:
     return side * float(crs.linear_units_factor[1])
 
 
+SCALE_TOLERANCE = 1.5  # pixel sizes within this factor of each other count as the same
+
+
+def same_scale(size: float, other: float) -> bool:
+    """Whether two pixel sizes are within SCALE_TOLERANCE of each other."""
+    return 1 / SCALE_TOLERANCE <= other / size <= SCALE_TOLERANCE
+
+
 def decimated_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
     """(rows, columns) of a read of a `width` x `height` raster at most `max_side` px a side,
     its aspect kept."""

@@ -9,12 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from geo.contracts.adapter import AdapterMetadata
-from geo.io.raster import SceneInfo, pixel_size_m, sample_pixels
+from geo.io.raster import SceneInfo, pixel_size_m, same_scale, sample_pixels
 
 log = logging.getLogger(__name__)
 
 SAMPLE = 2**16  # pixels sampled from the scene
-SCALE_TOLERANCE = 1.5  # pixel sizes within this factor of training's count as the same
 RANGE_TOLERANCE = 2.0  # a band median this many 2-98 % ranges outside training's is far
 SPREAD_TOLERANCE = 10.0  # a 2-98 % range this many times wider or narrower is another scale
 
@@ -37,12 +36,10 @@ def unfamiliar(
     if metadata.dtype and scene.dtype != metadata.dtype:
         notes.append(f"pixels are {scene.dtype} where training scenes were {metadata.dtype}")
     size = pixel_size_m(scene)
-    if size and metadata.pixel_size_m:
-        ratio = size / metadata.pixel_size_m
-        if not 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
-            notes.append(
-                f"pixels are {size:.3g} m where training pixels were {metadata.pixel_size_m:.3g} m"
-            )
+    if size and metadata.pixel_size_m and not same_scale(metadata.pixel_size_m, size):
+        notes.append(
+            f"pixels are {size:.3g} m where training pixels were {metadata.pixel_size_m:.3g} m"
+        )
     pixels = sample_pixels(scene, bands, SAMPLE, np.random.default_rng(0))
     if len(pixels):
         norm = metadata.normalization

@@ -33,6 +33,8 @@ from geo.io.raster import (
     check_bands,
     check_exists,
     check_has_data,
+    pixel_size_m,
+    same_scale,
     scene_info,
 )
 from geo.io.scheduler import check_scheduler
@@ -207,6 +209,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     for scene in scenes:
         check_bands(scene, band_list)
     _warn_other_bands(scenes, band_list)
+    _warn_other_pixels(scenes)
     _check_crs(scenes)
     for scene in scenes:
         check_has_data(scene, band_list)
@@ -275,6 +278,29 @@ def _warn_other_bands(scenes: list[SceneInfo], bands: list[int]) -> None:
             "read by number from each: check that they hold the same bands",
             len(recounted), first.path, first.count, recounted[0].path, recounted[0].count,
             ", ".join(map(str, bands)),
+        )  # fmt: skip
+
+
+def _warn_other_pixels(scenes: list[SceneInfo]) -> None:
+    """Warn about scenes of one store whose pixels differ in type or size from the first
+    scene's: one set of band statistics normalises them all (reflectance of 0..1 beside digital
+    numbers of thousands), and the model learns one scale."""
+    first = scenes[0]
+    typed = [s for s in scenes[1:] if s.dtype != first.dtype]
+    if typed:
+        log.warning(
+            "%d scene(s) hold other pixel types than %s (%s): %s is %s; one set of band "
+            "statistics normalises them all: check that their values mean the same",
+            len(typed), first.path, first.dtype, typed[0].path, typed[0].dtype,
+        )  # fmt: skip
+    size = pixel_size_m(first)
+    sized = [(s, pixel_size_m(s)) for s in scenes[1:]]
+    other = [(s, m) for s, m in sized if size and m and not same_scale(size, m)]
+    if other:
+        log.warning(
+            "%d scene(s) have other pixel sizes than %s (%.3g m): %s has %.3g m; the model learns "
+            "objects at several scales (resample them to one pixel size if that is not meant)",
+            len(other), first.path, size, other[0][0].path, other[0][1],
         )  # fmt: skip
 
 

@@ -262,13 +262,15 @@ def test_a_rare_class_is_named_with_class_weights_suggested(
     assert weights is not None and weights[1] > weights[0]
 
 
-def test_scenes_of_other_bands_are_warned_about_at_tiling_and_prediction(
+def test_scenes_of_other_bands_or_pixels_are_warned_about_at_tiling_and_prediction(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Bands are read by number from every scene. Tiling warns about a scene with another
     number of bands (NAIP with a fifth band) or whose tiled bands are named otherwise (blue,
-    green, red where the first scene has red, green, blue); the store and the model record the
-    training scenes' band count, and a scene of another count is described at prediction."""
+    green, red where the first scene has red, green, blue), of another pixel type (reflectance
+    as float32 beside bytes) or of another pixel size (10 m beside 5 m); the store and the
+    model record the training scenes' band count, and a scene of another count is described at
+    prediction."""
     with rasterio.open(NAIP) as src:
         profile, data = src.profile, src.read()
 
@@ -304,6 +306,25 @@ def test_scenes_of_other_bands_are_warned_about_at_tiling_and_prediction(
     assert "bands 1, 2, 3, 4 are read by number from each" in counted
     (named,) = tiling_warnings([rgbn, bgrn])
     assert f"band 1 of {bgrn} is 'blue' where it is 'red'" in named
+
+    def other_pixels(scenes: list[Path]) -> list[str]:
+        tiling_warnings(scenes)
+        return [r.getMessage() for r in caplog.records if "other pixel" in r.getMessage()]
+
+    reflectance = tmp_path / "reflectance.tif"
+    with rasterio.open(reflectance, "w", **{**profile, "dtype": "float32"}) as dst:
+        dst.write(data.astype("float32") / 255)
+    coarse = tmp_path / "coarse.tif"
+    a = profile["transform"]
+    with rasterio.open(coarse, "w", **{**profile, "transform": a @ Affine.scale(2)}) as dst:
+        dst.write(data)
+    assert other_pixels([NAIP, NAIP]) == []
+    (typed,) = other_pixels([NAIP, reflectance])
+    assert (
+        f"1 scene(s) hold other pixel types than {NAIP} (uint8): {reflectance} is float32" in typed
+    )
+    (sized,) = other_pixels([NAIP, coarse])
+    assert f"1 scene(s) have other pixel sizes than {NAIP} (5 m): {coarse} has 10 m" in sized
 
     store = tile([NAIP], [labels], classes, tmp_path / "naip.zarr", dask_address="sync")
     info = StoreInfo.read(store)
