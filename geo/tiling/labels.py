@@ -49,6 +49,7 @@ from geo.io.vector import (
 from geo.tiling.boundaries import outline
 
 log = logging.getLogger(__name__)
+SLIVER = 0.01  # polygons overlapping by less than this share of the smaller one merely touch
 
 WindowLabels = Callable[[Window], tuple[np.ndarray, set[str]]]
 
@@ -239,13 +240,19 @@ def _read_labels(
 
 
 def _warn_overlapping_classes(path: str, frame: gpd.GeoDataFrame, class_map: ClassMap) -> None:
-    """Warn when polygons of different classes overlap (more than touching), a digitising slip
-    the labels would otherwise settle without a word: there the class later in the map wins."""
+    """Warn when polygons of different classes overlap by more than SLIVER of the smaller one,
+    a digitising slip the labels would otherwise settle without a word: there the class later
+    in the map wins. Slivers along shared edges, as reprojecting or snapping leaves them, are no
+    slip."""
     geoms, ids = frame.geometry.values, frame["_class"].to_numpy()
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
     pairs = (left < right) & (ids[left] != ids[right])
     left, right = left[pairs], right[pairs]
     inside = shapely.relate_pattern(geoms[left], geoms[right], "T********")
+    left, right = left[inside], right[inside]
+    shared = shapely.area(shapely.intersection(geoms[left], geoms[right]))
+    smaller = np.minimum(shapely.area(geoms[left]), shapely.area(geoms[right]))
+    inside = shared > SLIVER * smaller
     if not inside.any():
         return
     a, b = int(left[inside][0]), int(right[inside][0])
