@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"flows.commands.{name}").add_parser(sub)
+    for command in sub.choices.values():  # `convlora-geo train ... -v` too, as users type it
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+            help="debug logging (default: off)",
+        )  # fmt: skip
     return parser
 
 

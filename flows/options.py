@@ -246,8 +246,15 @@ def number_list(kind: type[int] | type[float]) -> Callable[[str], list[Any]]:
 
 
 def auto_or_numbers(text: str) -> str | list[float]:
-    """`auto`, or comma-separated numbers."""
-    return "auto" if text.strip() == "auto" else number_list(float)(text)
+    """`auto` (any case), or comma-separated numbers."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return number_list(float)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or one number per class like 1,2.5,4, got {text!r}"
+        ) from None
 
 
 def _flow_type(option: Option) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from flows import cli
 from flows.cli import FLOW_COMMANDS, build_parser, runs_flows
-from flows.options import Options
+from flows.options import Options, auto_or_numbers
 from flows.parameters import EVALUATE, FINETUNE, INGEST, PREDICT, TILE, TRAIN, VECTORIZE
 from geo.errors import InputError
 from geo.finetune import FinetuneConfig
@@ -223,3 +223,22 @@ def test_a_deployment_run_names_parameters_where_the_cli_names_flags() -> None:
         "--tile-size: a name, not a flag"
     )
     assert as_parameters(text) == text  # outside a deployment run
+
+
+def test_verbose_goes_before_or_after_the_command() -> None:
+    """`convlora-geo train STORE ... -v`, as users type it, was refused (`unrecognized
+    arguments: -v`): -v belonged to the program alone."""
+    parser = build_parser()
+    for command in COMMANDS:
+        assert "-v, --verbose" in subparser(command).format_help(), command
+    assert parser.parse_args(["vectorize", "c.tif", "--out", "p.gpkg", "-v"]).verbose
+    assert parser.parse_args(["-v", "vectorize", "c.tif", "--out", "p.gpkg"]).verbose
+    assert not parser.parse_args(["vectorize", "c.tif", "--out", "p.gpkg"]).verbose
+
+
+def test_class_weights_take_auto_in_any_case_and_say_what_they_expect() -> None:
+    assert auto_or_numbers("AUTO") == auto_or_numbers(" auto ") == "auto"
+    assert auto_or_numbers("1,2.5") == [1.0, 2.5]
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        auto_or_numbers("1,heavy")
+    assert str(err.value) == "expected auto or one number per class like 1,2.5,4, got '1,heavy'"

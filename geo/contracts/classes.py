@@ -389,6 +389,11 @@ def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
 def _parse_class(position: int, item: Any, source: str) -> ClassInfo:
     if not isinstance(item, dict) or "name" not in item:
         raise InputError(f"{source}: class {position} must be a mapping with at least a name")
+    if item["name"] is None or not str(item["name"]).strip():
+        raise InputError(
+            f"{source}: class {position} has an empty name; name it (the name is its legend "
+            "entry in QGIS, the quick-look and the metrics)"
+        )
     unknown = set(item) - {"id", "name", "values", "color", "boundary"}
     if unknown:
         raise InputError(f"{source}: class {item['name']!r} has unknown keys {sorted(unknown)}")

@@ -151,6 +151,19 @@ def test_an_unquoted_colour_is_refused_saying_why(tmp_path: Path) -> None:
     assert "\n" not in str(err.value) and "unquoted # starts a comment" in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["''", "'   '", "", "null"])
+def test_a_class_without_a_name_is_refused(name: str, tmp_path: Path) -> None:
+    """An empty or blank name gave an empty legend entry and a blank metrics row."""
+    path = tmp_path / "classes.yaml"
+    path.write_text(f"classes:\n  - name: background\n  - name: {name}\n    values: [1]\n")
+    with pytest.raises(InputError) as err:
+        ClassMap.load(path)
+    assert str(err.value) == (
+        f"{path}: class 1 has an empty name; name it (the name is its legend entry in QGIS, the "
+        "quick-look and the metrics)"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "n_classes"),
     [
