@@ -30,20 +30,26 @@ def table(metrics: dict[str, Any]) -> str:
         f"{metrics['store']} ({metrics['split']}, {metrics['tiles']} tiles, "
         f"{metrics['pixels']:,} labelled pixels)",
         *class_rows(metrics),
-        f"pixel accuracy: {_number(metrics['pixel_accuracy']).strip()}",
+        f"pixel accuracy: {_number(metrics['pixel_accuracy']).strip()} (the confusion matrix: "
+        "--json)",
         object_line(metrics["objects"]),
+        *(f"warning: {warning}" for warning in metrics.get("warnings", [])),
     ]
     return "\n".join(lines)
 
 
 def class_rows(metrics: dict[str, Any]) -> list[str]:
-    """IoU, F1 and share of the predicted pixels per class, then their means, as table rows."""
+    """IoU, F1, producer's and user's accuracy (where measured) and share of the predicted
+    pixels per class, then the means, as table rows."""
     share = metrics.get("predicted_share", {})
-    lines = [f"{'class':<24}{'IoU':>8}{'F1':>8}{'predicted':>11}"]
+    producers, users = metrics.get("producers_accuracy"), metrics.get("users_accuracy")
+    accuracies = f"{'producer':>10}{'user':>8}" if producers and users else ""
+    lines = [f"{'class':<24}{'IoU':>8}{'F1':>8}{accuracies}{'predicted':>11}"]
     for name, iou in metrics["per_class_iou"].items():
         f1 = _number(metrics["per_class_f1"][name])
+        accuracy = f"{_number(producers[name]):>10}{_number(users[name]):>8}" if accuracies else ""
         predicted = f"{share[name]:10.1%}" if name in share else ""
-        lines.append(f"{name:<24}{_number(iou):>8}{f1:>8} {predicted}".rstrip())
+        lines.append(f"{name:<24}{_number(iou):>8}{f1:>8}{accuracy} {predicted}".rstrip())
     lines.append(f"{'mean':<24}{_number(metrics['miou']):>8}{_number(metrics['f1']):>8}")
     return lines
 

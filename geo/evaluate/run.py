@@ -10,6 +10,7 @@ are matched per tile of the split, as Fields of The World does per chip, on the 
 
 from __future__ import annotations
 
+import logging
 from contextlib import closing
 from typing import Any
 
@@ -29,6 +30,7 @@ from geo.errors import InputError
 from geo.evaluate.config import EvaluateConfig
 from geo.evaluate.objects import ObjectScore, ReferencePolygons
 from geo.evaluate.store_scene import StoreScene
+from geo.evaluate.verdict import map_accuracies, one_class_warning
 from geo.io.units import pixel_metres
 from geo.options import flag
 from geo.predict import batch_size_for
@@ -37,6 +39,8 @@ from geo.predict.rows import predict_rows
 from geo.predict.scene import Scene, warn_scale, window_grid
 from geo.predict.stitch import RowBand, StitchPlan
 from geo.vectorize.objects import boundary_reach, label_objects
+
+log = logging.getLogger(__name__)
 
 
 def check_compatible(store: StoreInfo, metadata: AdapterMetadata) -> None:
@@ -91,10 +95,16 @@ def evaluate_on_store(config: EvaluateConfig) -> dict[str, Any]:
                 reference,
             )  # fmt: skip
         source.close()
-    metrics = summarize(matrix, [c.name for c in metadata.classes])
+    class_names = [c.name for c in metadata.classes]
+    metrics = {**summarize(matrix, class_names), **map_accuracies(matrix.matrix, class_names)}
+    weighted = bool((metadata.training.get("train") or {}).get("class_weights"))
+    warning = one_class_warning(metrics, weighted=weighted, pixels="labelled")
+    if warning:
+        log.warning("%s: %s", config.model, warning)
     return {
         **metrics, "objects": objects.summary(), "split": split, "tiles": tiles,
         "store": str(config.store), "reference": config.reference or "store labels",
+        "warnings": [warning] if warning else [],
     }  # fmt: skip
 
 

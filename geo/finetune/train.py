@@ -21,6 +21,7 @@ from convlora.training.state import CheckpointDir, read_resumable
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
+from geo.evaluate.verdict import one_class_warning
 from geo.finetune.bands import rgb_positions
 from geo.finetune.changed import settings_changed
 from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "metrics.jsonl", METADATA_NAME, WEIGHTS_NAME)
 RARE_SHARE = 0.05  # a class under this share of the labelled training pixels is "rare"
-ONE_CLASS_SHARE = 0.98  # a model predicting one class for this share of pixels learnt nothing
 MAX_CLASS_WEIGHT = 10.0  # automatic weights stop here: a class of a few pixels must not rule
 
 
@@ -304,21 +304,3 @@ def _train(config: FinetuneConfig, plan: FinetunePlan) -> dict[str, Any]:
     if warning:
         log.warning("%s: %s", plan.run_dir, warning)
     return {**summary, "warnings": [warning] if warning else []}
-
-
-def one_class_warning(val: dict[str, Any] | None, *, weighted: bool = False) -> str | None:
-    """What to say when the validation metrics show the model predicting (nearly) one class
-    for every pixel: it has not learnt to tell the classes apart. `weighted`: the run weighed
-    classes already (no use suggesting it)."""
-    shares = (val or {}).get("predicted_share") or {}
-    if not shares:
-        return None
-    name, share = max(shares.items(), key=lambda item: item[1])
-    if share < ONE_CLASS_SHARE:
-        return None
-    weights = "" if weighted else f"try {flag('class_weights')} auto, "
-    return (
-        f"the best model predicts {name} for {100 * share:.1f}% of the validation pixels: it "
-        f"does not tell the classes apart yet (train longer, start from a SAM checkpoint, "
-        f"{weights}or check the labels)"
-    )

@@ -18,8 +18,9 @@ from flows.run_names import finetune_run
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
+from geo.evaluate.verdict import one_class_warning
 from geo.finetune import FinetuneConfig, check_finetune
-from geo.finetune.train import model_config, one_class_warning
+from geo.finetune.train import model_config
 from geo.io.raster import SceneInfo, scene_info
 from geo.predict.familiar import unfamiliar
 from geo.predict.scene import prepare_scene
@@ -232,6 +233,7 @@ def test_bands_named_as_in_training_are_read_by_name(
 def test_a_model_that_predicts_one_class_everywhere_is_called_out() -> None:
     flat = {"predicted_share": {"background": 0.995, "pivot": 0.005}}
     assert "predicts background for 99.5% of the validation pixels" in one_class_warning(flat)
+    assert "of the labelled pixels" in one_class_warning(flat, pixels="labelled")
     assert one_class_warning({"predicted_share": {"background": 0.8, "pivot": 0.2}}) is None
     assert one_class_warning(None) is None
     assert "try --class-weights auto" in one_class_warning(flat)

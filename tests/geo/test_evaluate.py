@@ -12,8 +12,10 @@ import zarr
 
 from convlora.metrics import ConfusionMatrix
 from convlora.training.evaluation import summarize
+from flows.commands.evaluate import class_rows
 from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
+from geo.evaluate.verdict import map_accuracies, one_class_warning
 from geo.finetune import FinetuneConfig, train_on_store
 from geo.predict import PredictConfig, predict
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
@@ -83,6 +85,36 @@ def test_evaluate_equals_scoring_the_predicted_scene(
     assert metrics["per_class_iou"] == expected["per_class_iou"]
     assert metrics["pixel_accuracy"] == expected["pixel_accuracy"]
     assert metrics["split"] == split
+    assert metrics["confusion_matrix"]["pixels"] == matrix.matrix.tolist()
+    reference, right = matrix.matrix.sum(axis=1), np.diag(matrix.matrix)
+    assert metrics["producers_accuracy"]["pivot"] == pytest.approx(right[1] / reference[1])
+
+
+def test_map_accuracies_read_the_confusion_matrix_both_ways() -> None:
+    """Rows are reference pixels, columns predicted ones: of 10 reference fields 8 are found
+    (producer's 0.8); of 12 pixels predicted as field 8 are (user's 0.667); a class never
+    predicted has no user's accuracy. The table shows both; a model that paints one class
+    everywhere is warned about, with class weights suggested only to a run without them."""
+    matrix = np.array([[50, 4, 0], [2, 8, 0], [1, 0, 0]])
+    names = ["background", "field", "pond"]
+    accuracies = map_accuracies(matrix, names)
+    assert accuracies["producers_accuracy"] == {"background": 0.925926, "field": 0.8, "pond": 0.0}
+    assert accuracies["users_accuracy"] == {"background": 0.943396, "field": 0.666667, "pond": None}
+    assert accuracies["confusion_matrix"] == {
+        "classes": names, "rows": "reference", "columns": "predicted", "pixels": matrix.tolist(),
+    }  # fmt: skip
+    metrics = {
+        "per_class_iou": {"background": 0.9, "field": 0.57, "pond": 0.0},
+        "per_class_f1": {"background": 0.93, "field": 0.73, "pond": 0.0},
+        "predicted_share": {"background": 0.82, "field": 0.18, "pond": 0.0},
+        "miou": 0.49, "f1": 0.55, **accuracies,
+    }  # fmt: skip
+    rows = class_rows(metrics)
+    assert rows[0].split() == ["class", "IoU", "F1", "producer", "user", "predicted"]
+    assert rows[2].split() == ["field", "0.5700", "0.7300", "0.8000", "0.6667", "18.0%"]
+    assert rows[3].split()[4] == "n/a"
+    flat = {**metrics, "predicted_share": {"background": 0.99, "field": 0.01, "pond": 0.0}}
+    assert "of the labelled pixels" in one_class_warning(flat, pixels="labelled")
 
 
 def test_another_tile_size_is_warned_about(
