@@ -42,7 +42,7 @@ def class_rows(metrics: dict[str, Any]) -> list[str]:
     """IoU, F1, producer's and user's accuracy (where measured) and share of the predicted
     pixels per class, then the means, as table rows."""
     share = metrics.get("predicted_share", {})
-    producers, users = metrics.get("producers_accuracy"), metrics.get("users_accuracy")
+    producers, users = metrics.get("producers_accuracy") or {}, metrics.get("users_accuracy") or {}
     accuracies = f"{'producer':>10}{'user':>8}" if producers and users else ""
     lines = [f"{'class':<24}{'IoU':>8}{'F1':>8}{accuracies}{'predicted':>11}"]
     for name, iou in metrics["per_class_iou"].items():
