@@ -62,5 +62,30 @@ def rasters_class_map(paths: Sequence[str]) -> ClassMap:
     return classes
 
 
+def warn_other_names(path: str, class_map: ClassMap) -> None:
+    """Warn when a class raster `predict` wrote names its classes otherwise than the class map
+    given for it (another model's map, a renamed class): the polygons take the map's names."""
+    with open_raster(path) as src:
+        listed = src.tags().get(CLASSES_TAG)
+    try:
+        written = [str(c["name"]) for c in json.loads(listed)] if listed else None
+    except (ValueError, TypeError, KeyError):
+        return  # a damaged tag: the class map given stands
+    given = [c.name for c in class_map.classes]
+    if written is None or written == given:
+        return
+    differ = [
+        i for i in range(max(len(written), len(given))) if written[i : i + 1] != given[i : i + 1]
+    ]
+    i = differ[0]
+    its = repr(written[i]) if i < len(written) else "no class"
+    log.warning(
+        "%s names its classes otherwise than %s (class %d: %s where the map has %s): the "
+        "polygons take the map's names; leave %s out to use the raster's",
+        path, flag("class_map"), i, its, repr(given[i]) if i < len(given) else "no class",
+        flag("class_map"),
+    )  # fmt: skip
+
+
 def _names(classes: ClassMap) -> str:
     return ", ".join(f"{c.id} {c.name}" for c in classes.classes)

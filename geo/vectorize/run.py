@@ -26,7 +26,7 @@ from geo.io.outputs import (
 )
 from geo.io.raster import check_exists, check_readable, decimated_shape, open_raster, read_failed
 from geo.options import checked_once, flag
-from geo.vectorize.classes import NOT_CLASS_IDS, rasters_class_map
+from geo.vectorize.classes import NOT_CLASS_IDS, rasters_class_map, warn_other_names
 from geo.vectorize.config import SUFFIXES, VectorizeConfig
 from geo.vectorize.mosaic import Mosaic, Part, build_mosaic
 from geo.vectorize.polygons import polygon_batches, write_polygons
@@ -74,6 +74,7 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         class_map = rasters_class_map(config.rasters)
     else:
         class_map = class_map_of(config.class_map)
+        warn_other_names(config.rasters[0], class_map)
     if config.class_map is not None or len(config.rasters) > 1:  # ids (predictions/* has more)
         for path in config.rasters:
             _check_class_ids(path, class_map)

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 from scipy import ndimage
 
 from convlora.adapter_files import FORMAT, WEIGHTS_NAME
-from geo.contracts.classes import parse_class_list
+from geo.contracts.classes import CLASSES_TAG, ClassMap, parse_class_list
 from geo.io.outputs import exclusive
+from geo.vectorize.classes import warn_other_names
 from geo.vectorize.polygons import polygonize, write_polygons
 from geo.vectorize.regions import regions
 from tests.support.cli import cli_process, run_cli, write_like
@@ -132,6 +133,28 @@ def test_the_model_that_predicted_a_raster_gives_its_classes(tmp_path: Path) -> 
     assert set(frames[0].class_name) == {"field", "boundary"}
     for frame in frames[1:]:
         assert frame.drop(columns="geometry").equals(frames[0].drop(columns="geometry"))
+
+
+def test_a_class_map_naming_other_classes_than_the_raster_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A class raster predict wrote names its classes; a --class-map that names them otherwise
+    (another model's, class 1 renamed) is said, the class first named otherwise, and the same
+    names are quiet."""
+    raster = tmp_path / "classes.tif"
+    raster.write_bytes(FTW_PREDICTION.read_bytes())
+    with rasterio.open(raster, "r+") as dst:
+        dst.update_tags(**{CLASSES_TAG: json.dumps([c.to_dict() for c in CLASSES])})
+    renamed = ClassMap(parse_class_list([{**c.to_dict(), "name": "parcel"} if c.id == 1 else
+                                         c.to_dict() for c in CLASSES], "renamed"))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        warn_other_names(str(raster), ClassMap(CLASSES))
+        assert caplog.text == ""
+        warn_other_names(str(raster), renamed)
+    assert (
+        f"{raster} names its classes otherwise than --class-map (class 1: 'field' where the map "
+        "has 'parcel'): the polygons take the map's names" in caplog.text
+    )
 
 
 def test_without_a_class_map_each_id_is_a_class(
