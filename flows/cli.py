@@ -33,7 +33,7 @@ OUT_OF_MEMORY = (
 CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError
 NOISY_LOGGERS = (
     "httpx", "httpcore", "distributed", "asyncio", "rasterio", "fsspec", "pyogrio", "botocore",
-    "aiobotocore", "s3fs",
+    "aiobotocore", "s3fs", "websockets", "urllib3", "graphviz", "PIL",
 )  # fmt: skip
 
 
@@ -147,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except user_error_types() as exc:
-        return error(args.command, str(exc))
+        from geo.errors import UnreachableError
+
+        return error(args.command, str(exc), status=1 if isinstance(exc, UnreachableError) else 2)
     except KeyboardInterrupt:
         print(f"convlora-geo {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -148,14 +148,14 @@ def writable_folder(path: Path) -> bool:
 
 
 def check_api() -> None:
-    """InputError, one line, when the configured Prefect API does not answer: a `prefect server
-    start` since stopped, with PREFECT_API_URL still set in the profile, failed the first flow
-    with a traceback."""
+    """UnreachableError, one line, when the configured Prefect API does not answer: a `prefect
+    server start` since stopped, with PREFECT_API_URL still set in the profile, failed the first
+    flow with a traceback."""
     import httpx
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
-    from geo.errors import InputError
+    from geo.errors import UnreachableError
 
     url = get_current_settings().api.url
     try:
@@ -165,7 +165,7 @@ def check_api() -> None:
         problem = exc
     if problem is not None:
         reason = " ".join(str(problem.__cause__ or problem).split())
-        raise InputError(
+        raise UnreachableError(
             f"{url}: no Prefect API answers there (PREFECT_API_URL; {reason}): start it with "
             "`prefect server start`, or unset PREFECT_API_URL and commands use a temporary "
             "local server"

@@ -48,6 +48,11 @@ class OutputBusyError(PassingError):
     """Another run is writing the same output now."""
 
 
+class UnreachableError(PassingError):
+    """A service the run needs (object storage, the Prefect API) does not answer: nothing is
+    wrong with the input, and a later run may succeed (exit status 1, as for a STAC API)."""
+
+
 def is_no_space(exc: BaseException) -> bool:
     """Whether `exc`, or an exception it was raised from, means the disk is full (or a disk
     quota, or the file size limit `ulimit -f`, is reached: the same remedy)."""

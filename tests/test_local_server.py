@@ -15,7 +15,7 @@ from prefect.settings import (
 )
 
 from flows import local_server
-from geo.errors import InputError
+from geo.errors import UnreachableError
 from tests.support.cli import NO_SERVER, cli_process, refused
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE
 from tests.support.prefect_db import block_type_count, last_lines
@@ -39,7 +39,7 @@ def test_a_configured_api_stops_the_early_server_and_must_answer(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     local_server.start_early()
     server = local_server._early[0]
-    down = pytest.raises(InputError, match=f"{NO_SERVER}: no Prefect API answers there")
+    down = pytest.raises(UnreachableError, match=f"{NO_SERVER}: no Prefect API answers there")
     configured = temporary_settings({PREFECT_API_URL: NO_SERVER})  # nothing listens there
     with configured, local_server.prefect_api() as ready, down:
         ready()
@@ -48,10 +48,12 @@ def test_a_configured_api_stops_the_early_server_and_must_answer(
 
 def test_a_command_is_refused_in_one_line_when_the_configured_api_is_down(tmp_path: Path) -> None:
     """A stopped `prefect server start`, with PREFECT_API_URL still set: valid inputs, then one
-    line naming the URL (it was a traceback from the first flow), and nothing written."""
+    line naming the URL (it was a traceback from the first flow), exit status 1 (a service that
+    does not answer), and nothing written."""
     argv = ["tile", SCENE, "--labels", PIVOT_LABELS, "--class-map", PIVOT_CLASSES,
             "--out", tmp_path / "s.zarr", "--tile-size", "128"]  # fmt: skip
-    refused(tmp_path, argv, f"{NO_SERVER}: no Prefect API answers there", "prefect server start")
+    answers = f"{NO_SERVER}: no Prefect API answers there"
+    refused(tmp_path, argv, answers, "prefect server start", status=1)
 
 
 def test_a_command_is_refused_in_one_line_where_prefect_home_cannot_be_written(

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import fsspec
 
-from geo.errors import InputError
+from geo.errors import InputError, UnreachableError
 
 EXTRAS_HINT = "pip install 'convlora-geo[cloud]'"
 # scheme -> (GDAL virtual file system prefix, the fsspec backend's module)
@@ -106,7 +106,10 @@ def check_storage(path: str, role: Literal["input", "output", "output file"]) ->
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{path}: {_explain(exc, kind)}") from exc
+        unanswered = {cls.__name__ for cls in type(exc).__mro__} & UNREACHABLE
+        raise (UnreachableError if unanswered else InputError)(
+            f"{path}: {_explain(exc, kind)}"
+        ) from exc
 
 
 def unserved(path: str) -> str | None:

@@ -66,15 +66,15 @@ def run_cli(*argv: object) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
-def refused(folder: Path, argv: list[object], *messages: str) -> str:
-    """Run a command that must be refused before any work: exit status 2, one error line that
-    holds every message, no traceback, and nothing new or changed in `folder`. Returns the line.
-    """
+def refused(folder: Path, argv: list[object], *messages: str, status: int = 2) -> str:
+    """Run a command that must be refused before any work: exit status `status` (2: bad input;
+    1: a service that does not answer), one error line that holds every message, no traceback,
+    and nothing new or changed in `folder`. Returns the line."""
     before = snapshot(folder)
     with temporary_settings({PREFECT_API_URL: NO_SERVER}):  # no flow can run
         code, err = run_cli(*argv)
     line = err.strip().splitlines()[-1] if err.strip() else ""
-    assert code == 2, err[-3000:]
+    assert code == status, err[-3000:]
     assert line.startswith(f"convlora-geo {argv[0]}: error: "), err[-3000:]
     assert "Traceback" not in err and err.count(": error: ") == 1, err[-3000:]
     for message in messages:
