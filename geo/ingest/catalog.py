@@ -26,7 +26,7 @@ def check_source(source: str) -> None:
         raise InputError(f"{source}: give the folder and the file pattern apart: "
                          f"{folder} --pattern '{name}'")  # fmt: skip
     if is_url(source):
-        check_storage(source, "input")
+        check_storage(source, "input folder")
     elif not is_virtual(source) and not Path(source).exists():
         raise InputError(f"{source}: source not found (give a folder, a scene or a URL)")
 

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from urllib.parse import urlsplit
 import fsspec
 
 from geo.errors import InputError, UnreachableError
+
+log = logging.getLogger(__name__)
 
 EXTRAS_HINT = "pip install 'convlora-geo[cloud]'"
 # scheme -> (GDAL virtual file system prefix, the fsspec backend's module)
@@ -83,18 +86,21 @@ def join(base: str, *names: str) -> str:
     return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
 
 
-def check_storage(path: str, role: Literal["input", "output", "output file"]) -> None:
+def check_storage(
+    path: str, role: Literal["input", "input folder", "output", "output file"]
+) -> None:
     """Refuse a URL that cannot work, with one line saying why: an unknown scheme, an output
     (a folder, or a file for "output file") on a read-only scheme, the cloud extras missing, or
     (asking the store once) missing credentials, an unreachable endpoint, a missing input or
-    bucket. Local paths pass."""
+    bucket. An "input folder" (a prefix scenes arrive under) may hold nothing yet: object
+    storage has no empty folders. Local paths pass."""
     if not is_url(path):
         return
     kind = _scheme(path)
     if kind not in SCHEMES:
         supported = ", ".join(f"{s}://" for s in SCHEMES)
         raise InputError(f"{path}: unsupported storage scheme {kind}:// (supported: {supported})")
-    if role != "input" and kind in READ_ONLY:
+    if role.startswith("output") and kind in READ_ONLY:
         raise InputError(f"{path}: {kind}:// is read-only; write outputs to s3://, gs:// or az://")
     module = SCHEMES[kind][1]
     try:
@@ -339,8 +345,9 @@ def _filesystem(path: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, s
 
 
 def _probe(path: str, role: str) -> None:
-    """Ask the store about `path` once, failing fast: an input must exist; an output must not
-    be a file (an output file not a folder), and its bucket or container must exist."""
+    """Ask the store about `path` once, failing fast: an input must exist; an input folder, an
+    output folder or file need only their bucket or container (an output must not be a file,
+    an output file not a folder)."""
     fs, root = _filesystem(path, **_fail_fast(path))
     if role == "input":
         fs.info(root)
@@ -351,6 +358,8 @@ def _probe(path: str, role: str) -> None:
         bucket = root.split("/", 1)[0]
         if not fs.exists(bucket):
             raise InputError(f"{path}: bucket or container {bucket} not found") from None
+        if role == "input folder":
+            log.info("%s: nothing there yet (object storage has no empty folders)", path)
         return
     if role == "output" and is_file:
         raise InputError(f"{path}: exists and is not a folder")

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 
 from geo.errors import InputError, UnreadableError
 from geo.ingest import RECORD_FILE, IngestConfig, predict_options, run_ingest
+from geo.ingest.catalog import check_source
 from geo.ingest.region import check_region
 from geo.io.raster import scene_info
 from geo.io.storage import read_json
@@ -94,6 +95,23 @@ def test_ingest_of_a_bucket_into_itself(pivots_run: Path, bucket: str) -> None:
     assert list(model["done"]) == [f"{inbox}/{NEBRASKA.name}"]
     again = run_ingest(ingest, predict_options(ingest, values))
     assert (again.found, again.new) == (2, 0)  # its outputs in the bucket are no scenes
+
+
+def test_ingest_of_a_prefix_that_holds_nothing_yet(pivots_run: Path, bucket: str) -> None:
+    """Object storage has no empty folders: a prefix scenes have not reached yet (a nightly
+    ingest before the first delivery, or after a mover emptied it) finds no scene, as an empty
+    folder does (it was refused as not found), and predicts the first scene put there; a
+    missing bucket is still refused."""
+    inbox, out = f"s3://{bucket}/incoming", f"s3://{bucket}/maps"
+    values = {"source": inbox, "model": str(pivots_run), "out": out, "device": "cpu"}
+    ingest = IngestConfig.pick(values)
+    empty = run_ingest(ingest, predict_options(ingest, values))
+    assert (empty.found, empty.new) == (0, 0)
+    s3_filesystem().put_file(str(NEBRASKA), f"{bucket}/incoming/{NEBRASKA.name}")
+    first = run_ingest(ingest, predict_options(ingest, values))
+    assert list(first.predicted) == [f"{inbox}/{NEBRASKA.name}"]
+    with pytest.raises(InputError, match="bucket or container no-such-bucket not found"):
+        check_source("s3://no-such-bucket/incoming")
 
 
 def test_a_scene_the_store_does_not_serve_for_a_while_is_retried(
