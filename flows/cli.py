@@ -201,7 +201,6 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
             then = "nothing was written"
         sys.stderr.write(f"convlora-geo {command}: interrupted; {then}\n")
         sys.stderr.flush()
-        cancel_interrupted_run(f"interrupted (Ctrl-C) on the command line; {then}")
         import psutil
 
         from geo.io.outputs import WRITING
@@ -218,6 +217,7 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
             children = [child for child in children if child.pid not in stopped]
             stopped.update(child.pid for child in children)
             stop_children(children)
+        cancel_interrupted_run(f"interrupted (Ctrl-C) on the command line; {then}")
         os._exit(130)
 
     return handler

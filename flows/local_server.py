@@ -120,12 +120,14 @@ def cancel_interrupted_run(message: str) -> None:
     Ctrl-C stops at once: on a configured Prefect server it would show "Running" for ever.
     Nothing outside a flow run or with the temporary server (it stops with the command); gives
     up after CANCEL_SECONDS (an API that does not answer must not hold the command)."""
+    if _serving:
+        return
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
     from prefect.states import Cancelled
 
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None or _serving:
+    if context is None or context.flow_run is None:
         return
     run_id = context.flow_run.id
 

@@ -115,7 +115,9 @@ def test_train_then_evaluate_prints_the_metrics(store: Path, tmp_path: Path, cap
     evaluate = ["evaluate", str(store), "--model", str(run), "--json", "--device", "cpu"]
     assert main([*evaluate, "--split", "val"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store", "objects", "reference"}
+    assert set(metrics) == METRIC_NAMES | {"split", "tiles", "store", "objects", "reference",
+                                           "producers_accuracy", "users_accuracy",
+                                           "confusion_matrix", "warnings"}  # fmt: skip
     assert metrics["tiles"] == 3
     assert metrics["miou"] == pytest.approx(summary["best_miou"])
     assert main(["evaluate", str(store), "--model", str(run)]) == 0  # all tiles by default

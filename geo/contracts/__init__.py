@@ -1,4 +1,5 @@
-"""What one stage hands the next, parsed and validated once: classes, tile stores, adapters."""
+"""What one stage hands the next, parsed and validated once: classes, tile stores, adapters,
+and what a model's metrics say."""
 
 import lazy_loader
 

@@ -25,12 +25,12 @@ from convlora.model import SegmentationSAM
 from convlora.training.evaluation import summarize
 from geo.contracts.adapter import AdapterMetadata
 from geo.contracts.classes import IGNORE
+from geo.contracts.metrics import map_accuracies, one_class_warning
 from geo.contracts.tile_store import SPLITS, StoreInfo
 from geo.errors import InputError
 from geo.evaluate.config import EvaluateConfig
 from geo.evaluate.objects import ObjectScore, ReferencePolygons
 from geo.evaluate.store_scene import StoreScene
-from geo.evaluate.verdict import map_accuracies, one_class_warning
 from geo.io.units import pixel_metres
 from geo.options import flag
 from geo.predict import batch_size_for

@@ -19,9 +19,9 @@ from convlora.sam_checkpoint import check_sam_checkpoint, checkpoint_variant
 from convlora.train import TrainConfig, fit
 from convlora.training.state import CheckpointDir, read_resumable
 from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.metrics import one_class_warning
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
-from geo.evaluate.verdict import one_class_warning
 from geo.finetune.bands import rgb_positions
 from geo.finetune.changed import settings_changed
 from geo.finetune.config import FROM_SCRATCH_SAM, FinetuneConfig, chosen_adapter

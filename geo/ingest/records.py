@@ -14,10 +14,10 @@ again.
   They are due again on the next run until they succeed (or, with `max_attempts`, until they
   have failed that many times at the same version); `attempts` counts while the version stays.
 
-One JSON file holds the records of every model; `save` re-reads it and replaces only this
-model's part, then writes it whole: locally to a temporary file renamed into place, to object
-storage as one object. An interrupted run leaves the previous record whole. Runs of the same
-model over the same output must not overlap (give the deployment a concurrency limit of one).
+One JSON file holds the records of every model; `save` re-reads it and replaces only the
+entries this run changed, then writes it whole: locally to a temporary file renamed into place
+(the folder locked meanwhile, so two runs into one folder each keep the other's entries), to
+object storage as one object. An interrupted run leaves the previous record whole.
 
     {"format": "convlora-geo ingest record", "version": 1,
      "models": {MODEL_ID: {"done":    {ID: {"version": V, "at": T, "outputs": {...},
@@ -30,10 +30,13 @@ model over the same output must not overlap (give the deployment a concurrency l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +70,7 @@ class IngestRecord:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set, compare=False)  # ids marked by this run
 
     # --- questions
 
@@ -142,6 +146,7 @@ class IngestRecord:
         }
         self.failed.pop(item_id, None)
         self.skipped.pop(item_id, None)
+        self.changed.add(item_id)
 
     def mark_failed(self, item_id: str, version: str, reason: str, at: str | None = None) -> None:
         """Record a failure with its reason; attempts count up while the version stays."""
@@ -156,6 +161,7 @@ class IngestRecord:
             "attempts": attempts,
         }
         self.skipped.pop(item_id, None)
+        self.changed.add(item_id)
 
     def mark_skipped(
         self, item_id: str, version: str, reason: str, settings: str = "", at: str | None = None
@@ -168,6 +174,10 @@ class IngestRecord:
             "settings": settings,
         }
         self.failed.pop(item_id, None)
+        self.changed.add(item_id)
+
+    def _sections(self) -> tuple[dict[str, dict[str, Any]], ...]:
+        return self.done, self.failed, self.skipped
 
     # --- JSON
 
@@ -186,19 +196,47 @@ class IngestRecord:
         )
 
     def save(self, path: str | Path) -> None:
-        """Replace this model's part of the file (or object) at `path`, others kept, atomically."""
+        """Write the entries this run changed into the file (or object) at `path`, the others
+        as they are there now (another run's into the same folder, other models'),
+        atomically; this record then holds what the file does."""
         path = str(path)
-        data = _read(path)
-        data.update(format=FORMAT, version=VERSION)
-        data["models"][self.model] = self.to_dict()
-        if not is_url(path):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(Path(path), data)
-            return
+        with _updating(path):
+            data = _read(path)
+            data.update(format=FORMAT, version=VERSION)
+            stored = IngestRecord.load(path, self.model)
+            for item_id in self.changed:
+                for ours, theirs in zip(self._sections(), stored._sections(), strict=True):
+                    theirs.pop(item_id, None)
+                    if item_id in ours:
+                        theirs[item_id] = ours[item_id]
+            self.done, self.failed, self.skipped = stored.done, stored.failed, stored.skipped
+            self.changed.clear()
+            data["models"][self.model] = self.to_dict()
+            if not is_url(path):
+                atomic_write_json(Path(path), data)
+                return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / RECORD_FILE
             local.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
             upload(local, path)
+
+
+@contextlib.contextmanager
+def _updating(path: str) -> Iterator[None]:
+    """Around reading and rewriting the local record at `path`: its folder locked (others wait),
+    so that a run saving meanwhile cannot drop this run's entries. Object storage has no lock:
+    there the window between reading and writing is all that two runs can race in."""
+    if is_url(path):
+        yield
+        return
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # the lock goes with it
 
 
 def check_record(path: str | Path) -> None:

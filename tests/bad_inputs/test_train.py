@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
 import torch
 import yaml
@@ -244,10 +245,16 @@ def test_a_foreign_config_in_the_run_folder_is_named(store: Path, work: Path) ->
     )  # fmt: skip
 
 
-def test_a_store_with_one_class_is_refused(broken, work: Path, tmp_path: Path) -> None:
+def test_a_store_with_one_class_is_refused(work: Path, tmp_path: Path) -> None:
+    """Every pivot drawn as background (a class map that lists their kind under it)."""
+    labels = tmp_path / "fields.gpkg"
+    gpd.read_file(PIVOT_LABELS).assign(kind="field").to_file(labels)
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("classes:\n  - name: background\n    values: [field]\n"
+                       "  - name: pivot\n    values: [pivot]\n")  # fmt: skip
     empty = tile(
-        [SCENE], [PIVOT_LABELS], broken["nothing_mapped.yaml"], tmp_path / "empty.zarr",
-        tile_size=128, overlap=32, label_field="id", dask_address="sync",
+        [SCENE], [labels], classes, tmp_path / "empty.zarr",
+        tile_size=128, overlap=32, label_field="kind", dask_address="sync",
     )  # fmt: skip
     refused(
         work,

@@ -16,9 +16,9 @@ from affine import Affine
 
 from flows.run_names import finetune_run
 from geo.contracts.adapter import AdapterMetadata
+from geo.contracts.metrics import one_class_warning
 from geo.contracts.tile_store import StoreInfo
 from geo.errors import InputError
-from geo.evaluate.verdict import one_class_warning
 from geo.finetune import FinetuneConfig, check_finetune
 from geo.finetune.train import model_config
 from geo.io.raster import SceneInfo, scene_info

@@ -13,9 +13,9 @@ import zarr
 from convlora.metrics import ConfusionMatrix
 from convlora.training.evaluation import summarize
 from flows.commands.evaluate import class_rows
+from geo.contracts.metrics import map_accuracies, one_class_warning
 from geo.contracts.tile_store import StoreInfo
 from geo.evaluate import EvaluateConfig, evaluate_on_store
-from geo.evaluate.verdict import map_accuracies, one_class_warning
 from geo.finetune import FinetuneConfig, train_on_store
 from geo.predict import PredictConfig, predict
 from tests.support.paths import PIVOT_CLASSES, PIVOT_LABELS, SCENE

@@ -760,3 +760,26 @@ def test_the_region_layer_holds_every_predicted_scene_as_one(
                          (inbox, "is a folder; give a file name")):  # fmt: skip
         with pytest.raises(InputError, match=message):
             check_ingest(*configs(pivots_run, out, source=str(inbox), region=str(bad)))
+
+
+def test_two_runs_saving_one_record_keep_each_others_entries(tmp_path: Path) -> None:
+    """Two ingest runs into one folder at once, each predicting the scenes the other left
+    (another run was writing them): each saves what it did, and the record holds both (the
+    last writer's record replaced the other's: half the scenes looked new again)."""
+    path = tmp_path / RECORD_FILE
+    IngestRecord("m").save(path)
+    first, second = IngestRecord.load(path, "m"), IngestRecord.load(path, "m")
+    first.mark_done("a.tif", "1", {"classes": "a_classes.tif"})
+    first.mark_failed("c.tif", "1", "network")
+    second.mark_done("b.tif", "1", {"classes": "b_classes.tif"})
+    second.mark_skipped("d.tif", "1", "one band")
+    first.save(path)
+    second.save(path)
+    stored = IngestRecord.load(path, "m")
+    assert sorted(stored.done) == ["a.tif", "b.tif"]
+    assert list(stored.failed) == ["c.tif"] and list(stored.skipped) == ["d.tif"]
+    assert second.done == stored.done  # a saved record holds what the file does
+    first.mark_done("c.tif", "1", {"classes": "c_classes.tif"})  # retried: no longer failed
+    first.save(path)
+    stored = IngestRecord.load(path, "m")
+    assert sorted(stored.done) == ["a.tif", "b.tif", "c.tif"] and not stored.failed

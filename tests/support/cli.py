@@ -174,11 +174,6 @@ def make_broken(folder: Path) -> dict[str, Path]:
         "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
         "classes: [{name: background}, {name: pivot}]\n"
     )
-    files["nothing_mapped.yaml"] = folder / "nothing_mapped.yaml"
-    files["nothing_mapped.yaml"].write_text(
-        "unmapped: ignore\nclasses:\n  - name: background\n    values: [-1]\n"
-        "  - name: pivot\n    values: [-2]\n"
-    )
     return files
 
 
