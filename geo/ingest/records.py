@@ -31,6 +31,7 @@ object storage as one object. An interrupted run leaves the previous record whol
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import fcntl
 import json
@@ -70,7 +71,7 @@ class IngestRecord:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, dict[str, Any]] = field(default_factory=dict)
-    changed: set[str] = field(default_factory=set, compare=False)  # ids marked by this run
+    base: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as loaded
 
     # --- questions
 
@@ -146,7 +147,6 @@ class IngestRecord:
         }
         self.failed.pop(item_id, None)
         self.skipped.pop(item_id, None)
-        self.changed.add(item_id)
 
     def mark_failed(self, item_id: str, version: str, reason: str, at: str | None = None) -> None:
         """Record a failure with its reason; attempts count up while the version stays."""
@@ -161,7 +161,6 @@ class IngestRecord:
             "attempts": attempts,
         }
         self.skipped.pop(item_id, None)
-        self.changed.add(item_id)
 
     def mark_skipped(
         self, item_id: str, version: str, reason: str, settings: str = "", at: str | None = None
@@ -174,10 +173,19 @@ class IngestRecord:
             "settings": settings,
         }
         self.failed.pop(item_id, None)
-        self.changed.add(item_id)
 
     def _sections(self) -> tuple[dict[str, dict[str, Any]], ...]:
         return self.done, self.failed, self.skipped
+
+    def _changed(self) -> set[str]:
+        """The ids whose entries differ from those loaded (`base`): this run's changes."""
+        now = self.to_dict()
+        return {
+            item_id
+            for name, entries in now.items()
+            for item_id in set(entries) | set(self.base.get(name, {}))
+            if entries.get(item_id) != self.base.get(name, {}).get(item_id)
+        }
 
     # --- JSON
 
@@ -188,12 +196,14 @@ class IngestRecord:
     def load(cls, path: str | Path, model: str) -> IngestRecord:
         """This model's record from the file (or object) at `path`; empty when there is none."""
         entry = _read(str(path))["models"].get(model, {})
-        return cls(
+        record = cls(
             model,
             dict(entry.get("done", {})),
             dict(entry.get("failed", {})),
             dict(entry.get("skipped", {})),
         )
+        record.base = copy.deepcopy(record.to_dict())
+        return record
 
     def save(self, path: str | Path) -> None:
         """Write the entries this run changed into the file (or object) at `path`, the others
@@ -204,13 +214,13 @@ class IngestRecord:
             data = _read(path)
             data.update(format=FORMAT, version=VERSION)
             stored = IngestRecord.load(path, self.model)
-            for item_id in self.changed:
+            for item_id in self._changed():
                 for ours, theirs in zip(self._sections(), stored._sections(), strict=True):
                     theirs.pop(item_id, None)
                     if item_id in ours:
                         theirs[item_id] = ours[item_id]
             self.done, self.failed, self.skipped = stored.done, stored.failed, stored.skipped
-            self.changed.clear()
+            self.base = copy.deepcopy(self.to_dict())
             data["models"][self.model] = self.to_dict()
             if not is_url(path):
                 atomic_write_json(Path(path), data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -123,6 +124,14 @@ def test_query_parsing_and_translation() -> None:
     with pytest.raises(InputError, match="PROPERTY OP VALUE") as exc:
         parse_query("cloudy")
     one_line(exc)
+    for typo, value in (("eo:cloud_cover<20%", "'20%'"), ("eo:cloud_cover<<20", "'<20'")):
+        with pytest.raises(InputError) as exc:  # an order against text matched nothing, ever
+            parse_query(typo)
+        assert str(exc.value) == (
+            f"--query '{typo}': < compares numbers or dates, not {value} (a number such as "
+            "eo:cloud_cover<20, without a unit or a second operator)"
+        )
+    assert parse_query("datetime>2021-06-01") == (Condition("datetime", ">", "2021-06-01"),)
     with pytest.raises(InputError, match="two conditions"):
         StacSource(".", query="eo:cloud_cover<20,eo:cloud_cover<10")
 
@@ -264,6 +273,26 @@ def test_find_items_in_a_local_static_catalog(built: Path) -> None:
     assert ids(aoi=str(PIVOTS)) == [NEBRASKA_LANDSAT.id]  # a GeoPackage in a custom Albers CRS
     collection = built / S2 / "collection.json"
     assert [i.id for i in find_items(StacSource(str(collection)))] == ALL_IDS[1:]
+
+
+def test_filters_of_a_static_catalog_that_can_match_nothing_are_said(
+    built: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A collection the catalog does not hold is refused with those it holds, and a queried
+    property no item carries (a misspelt name) is warned about: a scheduled ingest would
+    otherwise find nothing, run after run, without a word."""
+    with pytest.raises(InputError) as exc:
+        find_items(StacSource(str(built), collections="sentinel-3"))
+    assert str(exc.value) == (
+        f"--collection sentinel-3: {built} holds no such collection (its collections: "
+        f"{', '.join(sorted({LANDSAT, S2}))})"
+    )
+    with caplog.at_level(logging.WARNING, logger="geo"):
+        assert find_items(StacSource(str(built), query="eo:cloudcover<20")) == []
+    assert (
+        f"--query eo:cloudcover<20: no item of {built} has the property 'eo:cloudcover' "
+        "(misspelt?), so none matches" in caplog.text
+    )
 
 
 def test_find_items_over_http(built: Path) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from geo.ingest.stac.query import cql2_filter, query_extension
 from geo.ingest.stac.source import MAX_ITEMS, StacSource
 from geo.ingest.stac.window import TimeWindow
 from geo.ingest.vrt import gdal_path
+from geo.options import flag
+
+log = logging.getLogger(__name__)
 
 # Item search extension conformance classes (pystac-client's regexes), and which to use.
 _FILTER, _QUERY, _SORT = (ConformanceClasses.FILTER, ConformanceClasses.QUERY,
@@ -164,9 +168,13 @@ def find_items(
     if kind == "auto":
         kind, root = _detect(url, headers)
     if kind == "api":
-        found = _search(source, window, area, modifier, headers)
+        found: Iterable[pystac.Item] = _search(source, window, area, modifier, headers)
     else:
-        found = _walk(root if root is not None else _read_static(url), source.collections)
+        seen: set[str] = set()  # the collections of the catalog
+        found = list(
+            _walk(root if root is not None else _read_static(url), source.collections, seen)
+        )
+        _check_static(source, found, seen)
     items: dict[tuple[str | None, str], StacItem] = {}
     for item in found:
         if not _matches(item, source, window, area):
@@ -251,21 +259,45 @@ def _from_dict(data: dict[str, Any], href: str) -> Any:
     raise InputError(f"--stac {href}: not a STAC catalog, collection or item collection")
 
 
-def _walk(root: Any, collections: tuple[str, ...]) -> Iterator[pystac.Item]:
-    """Every item under a static catalog or collection, skipping collections not asked for."""
+def _check_static(source: StacSource, found: list[pystac.Item], seen: set[str]) -> None:
+    """What a static catalog tells of the filters, before they silently match nothing run after
+    run: a collection it does not hold is refused (`seen`: those it holds), a queried property
+    none of its items carries (a misspelt name) is warned about."""
+    seen = seen | {i.collection_id for i in found if i.collection_id}
+    missing = [c for c in source.collections if c not in seen]
+    if missing:
+        raise InputError(
+            f"{flag('collection')} {','.join(missing)}: {source.url} holds no such collection "
+            f"(its collections: {', '.join(sorted(seen)) or 'none'})"
+        )
+    for condition in source.conditions:
+        if found and not any(condition.prop in i.properties for i in found):
+            log.warning(
+                "%s %s: no item of %s has the property %r (misspelt?), so none matches",
+                flag("query"), condition, source.url, condition.prop,
+            )  # fmt: skip
+
+
+def _walk(root: Any, collections: tuple[str, ...], seen: set[str]) -> Iterator[pystac.Item]:
+    """Every item under a static catalog or collection, skipping collections not asked for;
+    the ids of the collections met go into `seen`."""
     wanted = set(collections)
     if isinstance(root, pystac.ItemCollection):
         yield from root.items
         return
-    if wanted and isinstance(root, pystac.Collection) and root.id not in wanted:
-        return
+    if isinstance(root, pystac.Collection):
+        seen.add(root.id)
+        if wanted and root.id not in wanted:
+            return
     stack = [root]
     while stack:
         node = stack.pop()
         yield from node.get_items()
         for child in node.get_children():
-            if wanted and isinstance(child, pystac.Collection) and child.id not in wanted:
-                continue
+            if isinstance(child, pystac.Collection):
+                seen.add(child.id)
+                if wanted and child.id not in wanted:
+                    continue
             stack.append(child)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geo.errors import InputError
+from geo.options import flag
 
 _OPS: dict[str, tuple[str, str, Callable[[Any, Any], bool]]] = {
     # ours: (query extension, CQL2, python)
@@ -23,6 +24,7 @@ _OPS: dict[str, tuple[str, str, Callable[[Any, Any], bool]]] = {
 }
 _CONDITION = re.compile(r"^([A-Za-z_][\w:.\-]*)\s*(<=|>=|!=|==|<|>|=)\s*(.+)$")
 _SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*", re.IGNORECASE)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")  # a date or datetime, which orders as text
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,17 @@ def parse_query(text: str | Sequence[str] | None) -> tuple[Condition, ...]:
         match = _CONDITION.match(part.strip())
         if not match:
             raise InputError(
-                f"--query {part!r}: write PROPERTY OP VALUE, e.g. eo:cloud_cover<20 "
+                f"{flag('query')} {part!r}: write PROPERTY OP VALUE, e.g. eo:cloud_cover<20 "
                 "(operators < <= > >= = !=; join several with ',')"
             )
         prop, op, raw = match.groups()
-        conditions.append(Condition(prop, "=" if op == "==" else op, _value(raw.strip())))
+        value = _value(raw.strip())
+        if op in ("<", "<=", ">", ">=") and isinstance(value, str) and not _DATE.match(value):
+            raise InputError(
+                f"{flag('query')} {part!r}: {op} compares numbers or dates, not {value!r} (a "
+                "number such as eo:cloud_cover<20, without a unit or a second operator)"
+            )
+        conditions.append(Condition(prop, "=" if op == "==" else op, value))
     return tuple(conditions)
 
 
