@@ -102,6 +102,7 @@ def finetune_flow(**params: Any) -> dict[str, Any]:
     )
     create_markdown_artifact(
         key="finetune-summary",
+        description="The run, its tile store and the best checkpoint's validation",
         markdown=f"# Fine-tuning\n\n- run: `{train.out}`\n"
         f"- adapter: `{train.out}/adapter.safetensors`\n"
         f"- tile store: `{store}`\n{holds}- steps: {summary.get('steps')}\n"

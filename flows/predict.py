@@ -9,12 +9,20 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.logs import as_parameters
 from flows.parameters import PREDICT
 from flows.retries import IO_RETRIES
 from flows.run_names import images_run, named, scenes_run
 from flows.runtime import dask_address, task_runner_for
+from geo.io.storage import read_json
 from geo.predict import PredictConfig, Scene, check_prediction, predict_planned
 from geo.predict.summary import polygon_summary
+
+SHOWN = ("classes", "polygons", "quicklook", "probability", "manifest")  # outputs listed
+OPEN_IN_QGIS = (
+    "Open them in QGIS: drag the `_classes.tif` and `_polygons.gpkg` files onto the map; their "
+    "styles load automatically. The quick-look shows the run at a glance."
+)
 
 
 @task(**IO_RETRIES, task_run_name="predict-{scene.name}")
@@ -45,12 +53,32 @@ def predict_all(
 
 
 def publish_polygon_table(results: Sequence[dict[str, str]]) -> None:
-    """A table artifact of polygon counts and areas per class and scene."""
+    """A table artifact of polygon counts and areas per class and scene (a scene without
+    polygons is a row of 0, not left out)."""
     rows = []
     for outputs in results:
-        for cls in polygon_summary(outputs["manifest"]):
-            rows.append({"scene": PurePosixPath(outputs["classes"]).name, **cls})
-    create_table_artifact(key="predict-polygons", table=rows, description="Polygons per class")
+        scene = PurePosixPath(outputs["classes"]).name
+        classes = polygon_summary(outputs["manifest"])
+        rows += [{"scene": scene, **cls} for cls in classes] or [
+            {"scene": scene, "class_name": "(none)", "polygons": 0}
+        ]
+    create_table_artifact(
+        key="predict-polygons", table=rows, description="Polygons per class and scene"
+    )
+
+
+def summary_markdown(results: Sequence[dict[str, str]], warnings: Sequence[str]) -> str:
+    """The predict-summary artifact: each scene's outputs, how much of it was predicted, and the
+    warnings about scenes unlike the training data."""
+    lines = ["# Prediction outputs", ""]
+    for outputs in results:
+        share = (read_json(outputs["manifest"]) or {}).get("predicted_percent")
+        predicted = "" if share is None else f" ({share:g} % predicted)"
+        lines.append(f"- **{PurePosixPath(outputs['classes']).name}**{predicted}")
+        lines += [f"  - {kind}: `{outputs[kind]}`" for kind in SHOWN if kind in outputs]
+    lines += ["", *(f"**Warning:** {as_parameters(w)}" for w in warnings)]
+    lines += ["", OPEN_IN_QGIS]
+    return "\n".join(lines)
 
 
 def run_prediction(config: PredictConfig) -> list[dict[str, str]]:
@@ -59,14 +87,12 @@ def run_prediction(config: PredictConfig) -> list[dict[str, str]]:
     plan = check_prediction(config)
     results = predict_all(plan.scenes, config)
     publish_polygon_table(results)
-    lines = [f"- `{o['classes']}`\n- `{o['polygons']}`" for o in results]
     create_markdown_artifact(
         key="predict-summary",
-        markdown="# Prediction outputs\n\n" + "\n".join(lines) + "\n\nOpen them in QGIS: "
-        "drag the `_classes.tif` and `_polygons.gpkg` files onto the map; "
-        "their styles load automatically.",
+        markdown=summary_markdown(results, plan.warnings),
+        description="Outputs of each scene",
     )
-    get_run_logger().info("predicted %d scene(s) into %s", len(results), config.out)
+    get_run_logger().info("outputs of %d scene(s) in %s", len(results), config.out)
     return results
 
 

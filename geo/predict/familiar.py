@@ -79,11 +79,15 @@ def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[
 
 def warn_if_unfamiliar(
     scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[int] | None = None
-) -> None:
-    """Log one warning naming the scene and how it differs from the training data."""
+) -> str | None:
+    """Log one warning naming the scene and how it differs from the training data; returns
+    it (None for a scene like them)."""
     notes = unfamiliar(scene, metadata, bands)
-    if notes:
-        log.warning(
-            "%s does not look like the training data: %s; predictions may be poor",
-            scene.path, "; ".join(notes),
-        )  # fmt: skip
+    if not notes:
+        return None
+    warning = (
+        f"{scene.path} does not look like the training data: {'; '.join(notes)}; predictions "
+        "may be poor"
+    )
+    log.warning("%s", warning)
+    return warning

@@ -41,6 +41,7 @@ class PredictionPlan:
     metadata: AdapterMetadata
     scenes: tuple[Scene, ...]
     out: str  # a folder or an object-storage URL
+    warnings: tuple[str, ...] = ()  # scenes unlike the training data, as logged
 
 
 def _paths(config: PredictConfig) -> list[str]:
@@ -107,8 +108,7 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
         shown = ", ".join(outside[:5]) + (", ..." if len(outside) > 5 else "")
         log.warning("%d scene(s) outside %s %s are left out: %s", len(outside), flag("aoi"),
                     config.aoi, shown)  # fmt: skip
-    for scene in scenes:
-        warn_if_unfamiliar(scene.info, metadata, scene.bands)
+    warnings = [warn_if_unfamiliar(scene.info, metadata, scene.bands) for scene in scenes]
     if not is_url(out):
         for scene in scenes:
             check_unlocked(Path(out) / scene.name, "prediction")
@@ -118,7 +118,7 @@ def check_prediction(config: PredictConfig) -> PredictionPlan:
                     raise InputError(f"{path}: a folder where an output file goes; move it away")
             if not config.overwrite:
                 foreign_files(list(paths.values()), own_outputs(Path(out), scene.name))
-    return PredictionPlan(config, metadata, tuple(scenes), out)
+    return PredictionPlan(config, metadata, tuple(scenes), out, tuple(filter(None, warnings)))
 
 
 def own_outputs(out: Path, name: str) -> set[str]:

@@ -3,11 +3,16 @@ them, from the flow and from its tasks; outside any run they only go where loggi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
+from pathlib import Path
 
 import pytest
+
+from flows.predict import summary_markdown
+from geo.predict.scene import OUTPUTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -90,3 +95,17 @@ def test_a_run_failed_on_bad_input_is_logged_without_its_traceback() -> None:
     assert bad_input.exc_info is None and "corrupt or truncated raster" in bad_input.getMessage()
     assert unanswered.exc_info is None and "unavailable (no such host)" in unanswered.getMessage()
     assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)
+
+
+def test_the_prediction_summary_lists_every_output_and_the_warnings(tmp_path: Path) -> None:
+    """What the predict-summary artifact shows of each scene: its outputs (the quick-look,
+    probability and manifest too, not only the class raster and polygons), how much of it was
+    predicted, and the warnings about scenes unlike the training data."""
+    outputs = {kind: str(tmp_path / f"a{suffix}") for kind, suffix in OUTPUTS.items()}
+    Path(outputs["manifest"]).write_text(json.dumps({"predicted_percent": 87.5}))
+    warning = "a.tif does not look like the training data: pixels are float32; see --tile-size"
+    text = summary_markdown([outputs], [warning])
+    assert "- **a_classes.tif** (87.5 % predicted)" in text
+    for kind in ("classes", "polygons", "quicklook", "probability", "manifest"):
+        assert f"  - {kind}: `{outputs[kind]}`" in text
+    assert f"**Warning:** {warning}" in text  # parameter names in a deployment run
