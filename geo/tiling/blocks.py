@@ -115,6 +115,11 @@ class Job(NamedTuple):
     n_classes: int
     budget: int  # pixels each scene's tiles sample for the statistics together
     seed: int
+    scene_bands: dict[str, list[int]] = {}  # noqa: RUF012  (scenes whose bands lie elsewhere)
+
+    def bands_of(self, scene: SceneInfo) -> list[int]:
+        """The bands read from `scene`: the store's, at its own numbers where read by name."""
+        return self.scene_bands.get(scene.path, self.bands)
 
 
 def tile_chain(job: Job, scene: SceneInfo, source: LabelSource, chain: Chain) -> ChainResult:
@@ -144,7 +149,7 @@ def sample_tiles(job: Job, scene: SceneInfo, tiles: list[Tile]) -> ChainResult:
     with seconds("statistics"):
         share = stats.sample_share(scene, job.budget)
         cores = [(t.index, t.core) for t in tiles]
-        samples = stats.sample_cores(scene, job.bands, job.dtype, cores, share, job.seed)
+        samples = stats.sample_cores(scene, job.bands_of(scene), job.dtype, cores, share, job.seed)
     return ChainResult([], dict(zip([t.index for t in tiles], samples, strict=True)), seconds)
 
 
@@ -161,6 +166,7 @@ class _TileReader:
         result: ChainResult,
     ) -> None:
         self.job, self.src, self.read_labels, self.result = job, src, read_labels, result
+        self.bands = job.bands_of(scene)
         self.fill, self.collar = fill_value(job.dtype, scene.nodata), scene.collar
         self.share = stats.sample_share(scene, job.budget)
 
@@ -169,7 +175,7 @@ class _TileReader:
         job, seconds, core = self.job, self.result.seconds, _core(tile)
         with seconds("read"):
             pixels = read_window(
-                self.src, tile.window, job.bands, job.dtype, self.fill, self.collar
+                self.src, tile.window, self.bands, job.dtype, self.fill, self.collar
             )
         data, valid = pixels.data, pixels.valid
         with seconds("labels"):

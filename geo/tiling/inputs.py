@@ -96,6 +96,7 @@ class TilingRequest:
     settings: dict[str, Any]
     checksums: Future[list[dict[str, Any]]]  # `input_records`, computed while inputs are checked
     kept: str | None = field(default=None)  # the fingerprint of the store at `out`, when kept
+    scene_bands: dict[str, list[int]] = field(default_factory=dict)  # scenes read by name
 
     @property
     def reuse(self) -> bool:
@@ -208,7 +209,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     band_list = list(config.bands) if config.bands else _default_bands(scenes[0])
     for scene in scenes:
         check_bands(scene, band_list)
-    _warn_other_bands(scenes, band_list)
+    scene_bands = bands_by_name(scenes, band_list)
     _warn_other_pixels(scenes)
     _check_crs(scenes)
     for scene in scenes:
@@ -238,8 +239,20 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     }
     if any(s.collar is not None for s in scenes):  # stores of scenes without collars keep theirs
         settings["collars"] = [s.collar for s in scenes]
+    if scene_bands:  # stores of scenes read by number keep their settings
+        settings["scene_bands"] = scene_bands
     request = TilingRequest(
-        config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings, checksums
+        config,
+        target,
+        cmap,
+        scenes,
+        band_list,
+        tile_size,
+        overlap,
+        sources,
+        settings,
+        checksums,
+        scene_bands=scene_bands,
     )
     if target.exists():  # the messages name no flag: `tile --out`, `finetune --store`
         existing = read_attrs(target)
@@ -252,14 +265,28 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     return request
 
 
-def _warn_other_bands(scenes: list[SceneInfo], bands: list[int]) -> None:
-    """Warn about scenes whose tiled bands may hold others than the first scene's: a band named
-    otherwise (`B02` where the first has `B04`), or another number of bands. Bands are read by
-    number, the same numbers from every scene."""
-    first, renamed, recounted = scenes[0], [], []
+def bands_by_name(scenes: list[SceneInfo], bands: list[int]) -> dict[str, list[int]]:
+    """The bands of each scene that hold the first scene's tiled bands by name (descriptions,
+    case and spaces aside), where they lie at other numbers (a stack of the same assets in
+    another order): scene path -> its band numbers, logged. A scene whose bands cannot be
+    matched so is read by the same numbers, with a warning where its names say that they hold
+    other bands, or where it has another number of bands."""
+    first, by_name, renamed, recounted = scenes[0], {}, [], []
+    wanted = [first.band_names[b - 1].strip().lower() for b in bands]
     for scene in scenes[1:]:
-        names = [(first.band_names[b - 1], scene.band_names[b - 1]) for b in bands]
-        other = [(b, *n) for b, n in zip(bands, names, strict=True) if all(n) and _other_name(*n)]
+        names = [n.strip().lower() for n in scene.band_names]
+        if all(wanted) and all(names.count(n) == 1 for n in wanted):
+            found = [names.index(n) + 1 for n in wanted]
+            if found != bands:
+                by_name[scene.path] = found
+                log.info(
+                    "%s: bands read by name, as %s has them: %s", scene.path, first.path,
+                    ", ".join(f"{first.band_names[b - 1]} = band {f}" for b, f in
+                              zip(bands, found, strict=True)),
+                )  # fmt: skip
+            continue
+        pairs = [(b, first.band_names[b - 1], scene.band_names[b - 1]) for b in bands]
+        other = [p for p in pairs if p[1].strip() and p[2].strip() and _other_name(p[1], p[2])]
         if other:
             renamed.append((scene, other[0]))
         elif scene.count != first.count:
@@ -279,6 +306,7 @@ def _warn_other_bands(scenes: list[SceneInfo], bands: list[int]) -> None:
             len(recounted), first.path, first.count, recounted[0].path, recounted[0].count,
             ", ".join(map(str, bands)),
         )  # fmt: skip
+    return by_name
 
 
 def _warn_other_pixels(scenes: list[SceneInfo]) -> None:

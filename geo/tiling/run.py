@@ -256,6 +256,7 @@ class _Job:
         job = Job(
             str(self.partial), str(self.progress_dir), self.bands, self.dtype,
             self.cmap.num_classes, stats.scene_budget(len(self.scenes)), seed,
+            self.request.scene_bands,
         )  # fmt: skip
         again = {t.index for b in blocks for t in b.tiles}
         tasks = self._chain_tasks(job, blocks) + self._sample_tasks(job, again)

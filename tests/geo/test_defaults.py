@@ -12,6 +12,7 @@ import pytest
 import rasterio
 import torch
 import yaml
+import zarr
 from affine import Affine
 
 from flows.run_names import finetune_run
@@ -192,6 +193,36 @@ def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) ->
     assert unfamiliar(scene_info(str(other_convention)), trained) == []
 
 
+def test_scenes_of_a_store_are_read_by_band_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NAIP stacked red, green, blue, nir and the same pixels stacked blue, green, red, nir, in
+    one store: the second scene's bands are read by name (logged), so both scenes' tiles hold
+    the same pixels (by number, the second went in with red and blue swapped, silently)."""
+    with rasterio.open(NAIP) as src:
+        profile, data = src.profile, src.read()
+
+    def stack(name: str, order: list[int], names: list[str]) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data[[b - 1 for b in order]])
+            dst.descriptions = tuple(names)
+        return path
+
+    rgbn = stack("rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
+    bgrn = stack("bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
+    labels = vegetation_labels(NAIP, tmp_path / "veg.tif")
+    classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
+    with caplog.at_level(logging.INFO, logger="geo"):
+        store = tile([rgbn, bgrn], [labels, labels], classes, tmp_path / "s.zarr",
+                     dask_address="sync")  # fmt: skip
+    assert f"{bgrn}: bands read by name, as {rgbn} has them: red = band 3" in caplog.text
+    group = zarr.open_group(str(store), mode="r")
+    scenes, images = group["scene"][:], group["images"][:]
+    assert np.array_equal(images[scenes == 0], images[scenes == 1])
+    assert StoreInfo.read(store).settings["scene_bands"] == {str(bgrn): [3, 2, 1, 4]}
+
+
 def test_bands_named_as_in_training_are_read_by_name(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -306,8 +337,10 @@ def test_scenes_of_other_bands_or_pixels_are_warned_about_at_tiling_and_predicti
     (counted,) = tiling_warnings([NAIP, five])
     assert f"1 scene(s) have another number of bands than {NAIP} (4): {five} has 5" in counted
     assert "bands 1, 2, 3, 4 are read by number from each" in counted
-    (named,) = tiling_warnings([rgbn, bgrn])
-    assert f"band 1 of {bgrn} is 'blue' where it is 'red'" in named
+    other_convention = stack("b4b3b2b8.tif", data, ["B04", "B03", "B02", "B08"])
+    (named,) = tiling_warnings([rgbn, other_convention])
+    assert f"band 1 of {other_convention} is 'B04' where it is 'red'" in named
+    assert tiling_warnings([rgbn, bgrn]) == []  # the same names elsewhere: read by name
 
     def other_pixels(scenes: list[Path]) -> list[str]:
         tiling_warnings(scenes)
