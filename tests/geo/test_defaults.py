@@ -193,24 +193,24 @@ def test_bands_named_otherwise_than_in_training_are_described(tmp_path: Path) ->
     assert unfamiliar(scene_info(str(other_convention)), trained) == []
 
 
+def naip_stack(path: Path, order: list[int], names: list[str]) -> Path:
+    """The NAIP scene's bands in `order` (1-based), described by `names`, written to `path`."""
+    with rasterio.open(NAIP) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data[[b - 1 for b in order]])
+        dst.descriptions = tuple(names)
+    return path
+
+
 def test_scenes_of_a_store_are_read_by_band_name(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """NAIP stacked red, green, blue, nir and the same pixels stacked blue, green, red, nir, in
     one store: the second scene's bands are read by name (logged), so both scenes' tiles hold
     the same pixels (by number, the second went in with red and blue swapped, silently)."""
-    with rasterio.open(NAIP) as src:
-        profile, data = src.profile, src.read()
-
-    def stack(name: str, order: list[int], names: list[str]) -> Path:
-        path = tmp_path / name
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data[[b - 1 for b in order]])
-            dst.descriptions = tuple(names)
-        return path
-
-    rgbn = stack("rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
-    bgrn = stack("bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
+    rgbn = naip_stack(tmp_path / "rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
+    bgrn = naip_stack(tmp_path / "bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
     labels = vegetation_labels(NAIP, tmp_path / "veg.tif")
     classes = [{"name": "other", "values": [0]}, {"name": "vegetation", "values": [1]}]
     with caplog.at_level(logging.INFO, logger="geo"):
@@ -229,18 +229,8 @@ def test_bands_named_as_in_training_are_read_by_name(
     """The same NAIP scene stacked blue, green, red, nir instead of red, green, blue, nir: its
     bands are read by name, so the predictions equal those of the training order, with no
     warning; without names, or with a name twice, bands are taken by number."""
-    with rasterio.open(NAIP) as src:
-        profile, data = src.profile, src.read()
-
-    def stack(name: str, order: list[int], names: list[str]) -> Path:
-        path = tmp_path / name
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data[[b - 1 for b in order]])
-            dst.descriptions = tuple(names)
-        return path
-
-    trained_on = stack("rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
-    reordered = stack("bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
+    trained_on = naip_stack(tmp_path / "rgbn.tif", [1, 2, 3, 4], ["red", "green", "blue", "nir"])
+    reordered = naip_stack(tmp_path / "bgrn.tif", [3, 2, 1, 4], ["Blue", "green", "red ", "nir"])
     trained = replace(metadata_for(NAIP, [1, 2, 3]), band_names=("red", "green", "blue"))
     with caplog.at_level(logging.INFO, logger="geo"):
         scene = prepare_scene(str(reordered), trained)
@@ -248,7 +238,7 @@ def test_bands_named_as_in_training_are_read_by_name(
     assert "bands read by name, in training's order: red = band 3, green = band 2" in caplog.text
     assert unfamiliar(scene.info, trained, scene.bands) == []
     assert prepare_scene(str(trained_on), trained).bands == (1, 2, 3)
-    twice = stack("twice.tif", [3, 2, 1, 4], ["blue", "green", "red", "red"])
+    twice = naip_stack(tmp_path / "twice.tif", [3, 2, 1, 4], ["blue", "green", "red", "red"])
     assert prepare_scene(str(twice), trained).bands == (1, 2, 3)
     assert prepare_scene(str(NAIP), trained).bands == (1, 2, 3)  # no names
     model = ToyModel(3)
