@@ -161,3 +161,11 @@ def test_metrics_log_truncates_to_a_checkpoint_offset(tmp_path) -> None:
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n'
     MetricsLog(tmp_path / "other.jsonl", enabled=False).append({"step": 1})
     assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_metrics_log_keeps_per_class_values_in_class_order(tmp_path) -> None:
+    """Classes in the order of the class map (water before crop here), not sorted by name."""
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append({"kind": "epoch", "val": {"per_class_iou": {"water": 0.5, "crop": 0.25}}})
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert line == '{"kind": "epoch", "val": {"per_class_iou": {"water": 0.5, "crop": 0.25}}}\n'

@@ -189,6 +189,6 @@ class MetricsLog:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")  # per-class values in class order
             f.flush()
             os.fsync(f.fileno())
