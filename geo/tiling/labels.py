@@ -357,6 +357,21 @@ class RasterLabels:
                     vrt.close()
 
 
+def _warn_nodata_in_a_class(path: str, nodata: float | None, class_map: ClassMap) -> None:
+    """Warn when a label raster's no-data value is a value the class map takes for a class (0
+    for background, say): those pixels stay unlabelled, as no data always is."""
+    cid = None if nodata is None else class_map.class_id(nodata)
+    if cid is None:
+        return
+    name, value = class_map.classes[cid].name, value_key(nodata)
+    log.warning(
+        "%s: its no-data value %s is a label value of class %r, but no data stays unlabelled "
+        "(ignored in training); to learn those pixels as %r, unset it (`gdal_edit.py "
+        "-unsetnodata %s`)",
+        path, value, name, name, path,
+    )  # fmt: skip
+
+
 def prepare_raster_labels(
     path: str, scene: SceneInfo, class_map: ClassMap, aoi: shapely.Geometry | None
 ) -> RasterLabels:
@@ -365,9 +380,10 @@ def prepare_raster_labels(
     try:
         with open_raster(path) as src:
             crs, transform, shape = src.crs, src.transform, (src.height, src.width)
-            bounds = src.bounds
+            bounds, nodata = src.bounds, src.nodata
     except Exception:  # rasterio raises several error types
         raise InputError(f"{path}: not a raster GDAL can read") from None
+    _warn_nodata_in_a_class(path, nodata, class_map)
     same_shape = shape == (scene.height, scene.width)
     if scene.crs is None or crs is None:
         if not same_shape:

@@ -157,6 +157,34 @@ def test_label_raster_on_the_scene_grid_is_read_directly() -> None:
     )
 
 
+def test_a_no_data_value_the_class_map_takes_for_a_class_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pivot mask saved with no data 0 (as some tools save masks) for a class map that lists
+    0 as background: those pixels stay unlabelled, and the warning says how to learn them; the
+    mask without a no-data value, or with one no class lists, is quiet."""
+    scene = scene_info(str(PIVOTS / "nebraska_landsat_albers_30m.tif"))
+    cmap = ClassMap.from_dict([{"name": "background", "values": [0]},
+                               {"name": "pivot", "values": [1]}])  # fmt: skip
+    with rasterio.open(PIVOTS / "pivots_mask.tif") as src:
+        profile, codes = src.profile, src.read()
+    said = []
+    for nodata in (0, None, 200):
+        mask = tmp_path / f"mask_{nodata}.tif"
+        with rasterio.open(mask, "w", **{**profile, "nodata": nodata}) as dst:
+            dst.write(codes)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="geo"):
+            prepare_raster_labels(str(mask), scene, cmap, None)
+        said.append([r.getMessage() for r in caplog.records])
+    mask = tmp_path / "mask_0.tif"
+    assert said == [[
+        f"{mask}: its no-data value 0 is a label value of class 'background', but no data stays "
+        "unlabelled (ignored in training); to learn those pixels as 'background', unset it "
+        f"(`gdal_edit.py -unsetnodata {mask}`)"
+    ], [], []]  # fmt: skip
+
+
 def test_agnet_label_raster_without_crs_pairs_pixel_for_pixel() -> None:
     agnet = DATA / "agnet_landsat8_cdl"
     scene = scene_info(str(agnet / "images" / "lc8_2015245_r04_c27.tif"))
