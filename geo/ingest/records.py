@@ -195,7 +195,12 @@ class IngestRecord:
     @classmethod
     def load(cls, path: str | Path, model: str) -> IngestRecord:
         """This model's record from the file (or object) at `path`; empty when there is none."""
-        entry = _read(str(path))["models"].get(model, {})
+        return cls._of(model, _read(str(path)))
+
+    @classmethod
+    def _of(cls, model: str, data: Mapping[str, Any]) -> IngestRecord:
+        """This model's record in a record file's content, as loaded (`base`)."""
+        entry = data["models"].get(model, {})
         record = cls(
             model,
             dict(entry.get("done", {})),
@@ -213,7 +218,7 @@ class IngestRecord:
         with _updating(path):
             data = _read(path)
             data.update(format=FORMAT, version=VERSION)
-            stored = IngestRecord.load(path, self.model)
+            stored = IngestRecord._of(self.model, data)
             for item_id in self._changed():
                 for ours, theirs in zip(self._sections(), stored._sections(), strict=True):
                     theirs.pop(item_id, None)

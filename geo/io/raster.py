@@ -459,6 +459,21 @@ def pixel_size_m(scene: SceneInfo) -> float | None:
     return side * float(crs.linear_units_factor[1])
 
 
+def band_key(name: str) -> str:
+    """A band name (GDAL description) as names are compared: case and spaces aside."""
+    return name.strip().lower()
+
+
+def bands_named(wanted: Sequence[str], names: Sequence[str]) -> list[int] | None:
+    """The 1-based bands of a raster whose `names` hold each of the `wanted` names exactly once
+    (`band_key`), in the order wanted; None when one is unnamed, missing or named twice."""
+    keys = [band_key(n) for n in names]
+    wanted_keys = [band_key(n) for n in wanted]
+    if not all(wanted_keys) or any(keys.count(k) != 1 for k in wanted_keys):
+        return None
+    return [keys.index(k) + 1 for k in wanted_keys]
+
+
 SCALE_TOLERANCE = 1.5  # pixel sizes within this factor of each other count as the same
 
 

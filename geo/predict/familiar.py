@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from geo.contracts.adapter import AdapterMetadata
-from geo.io.raster import SceneInfo, pixel_size_m, same_scale, sample_pixels
+from geo.io.raster import SceneInfo, band_key, pixel_size_m, same_scale, sample_pixels
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ def _renamed_bands(scene: SceneInfo, metadata: AdapterMetadata, bands: Sequence[
     training (where `geo.predict.scene.bands_by_name` could not take them by name, as when a
     name occurs twice): the model is fed other bands than it learnt. Names of another
     convention (`red` against `B04`) are not compared."""
-    names = [name.strip().lower() for name in scene.band_names]
+    names = [band_key(name) for name in scene.band_names]
     notes = []
     for band, trained in zip(bands, metadata.band_names, strict=False):
-        wanted = trained.strip().lower()
+        wanted = band_key(trained)
         name = names[band - 1] if band <= len(names) else ""
         if wanted and name and name != wanted and wanted in names:
             notes.append(

@@ -16,7 +16,14 @@ from geo.contracts.classes import ClassInfo
 from geo.contracts.normalization import Normalization
 from geo.errors import InputError
 from geo.io.grid import default_overlap, overlap_problem, tile_size_problem
-from geo.io.raster import SceneInfo, check_bands, check_has_data, covering_window, scene_info
+from geo.io.raster import (
+    SceneInfo,
+    bands_named,
+    check_bands,
+    check_has_data,
+    covering_window,
+    scene_info,
+)
 from geo.io.vector import aoi_in_scene, load_aoi
 from geo.options import flag
 from geo.predict.stitch import StitchPlan
@@ -172,14 +179,10 @@ def bands_by_name(info: SceneInfo, metadata: AdapterMetadata) -> list[int] | Non
     """The scene's bands holding the training bands by name (GDAL descriptions, case and spaces
     aside), when every training band has a name found exactly once in the scene and they lie in
     another order than in training (logged); else None: bands are taken by number."""
-    trained = [n.strip().lower() for n in metadata.band_names]
-    names = [n.strip().lower() for n in info.band_names]
-    if len(trained) != len(metadata.bands) or not all(trained):
+    if len(metadata.band_names) != len(metadata.bands):
         return None
-    if any(names.count(n) != 1 for n in trained):
-        return None
-    bands = [names.index(n) + 1 for n in trained]
-    if tuple(bands) == metadata.bands:
+    bands = bands_named(metadata.band_names, info.band_names)
+    if bands is None or tuple(bands) == metadata.bands:
         return None
     log.info(
         "%s: bands read by name, in training's order: %s",

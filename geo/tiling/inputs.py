@@ -30,6 +30,8 @@ from geo.io.outputs import check_output, check_unlocked
 from geo.io.raster import (
     SceneInfo,
     alpha_bands,
+    band_key,
+    bands_named,
     check_bands,
     check_exists,
     check_has_data,
@@ -96,7 +98,11 @@ class TilingRequest:
     settings: dict[str, Any]
     checksums: Future[list[dict[str, Any]]]  # `input_records`, computed while inputs are checked
     kept: str | None = field(default=None)  # the fingerprint of the store at `out`, when kept
-    scene_bands: dict[str, list[int]] = field(default_factory=dict)  # scenes read by name
+
+    @property
+    def scene_bands(self) -> dict[str, list[int]]:
+        """The scenes whose bands are read by name at other numbers (`bands_by_name`)."""
+        return dict(self.settings.get("scene_bands", {}))
 
     @property
     def reuse(self) -> bool:
@@ -242,17 +248,7 @@ def check_tiling(config: TileConfig) -> TilingRequest:
     if scene_bands:  # stores of scenes read by number keep their settings
         settings["scene_bands"] = scene_bands
     request = TilingRequest(
-        config,
-        target,
-        cmap,
-        scenes,
-        band_list,
-        tile_size,
-        overlap,
-        sources,
-        settings,
-        checksums,
-        scene_bands=scene_bands,
+        config, target, cmap, scenes, band_list, tile_size, overlap, sources, settings, checksums
     )
     if target.exists():  # the messages name no flag: `tile --out`, `finetune --store`
         existing = read_attrs(target)
@@ -272,11 +268,10 @@ def bands_by_name(scenes: list[SceneInfo], bands: list[int]) -> dict[str, list[i
     matched so is read by the same numbers, with a warning where its names say that they hold
     other bands, or where it has another number of bands."""
     first, by_name, renamed, recounted = scenes[0], {}, [], []
-    wanted = [first.band_names[b - 1].strip().lower() for b in bands]
+    wanted = [first.band_names[b - 1] for b in bands]
     for scene in scenes[1:]:
-        names = [n.strip().lower() for n in scene.band_names]
-        if all(wanted) and all(names.count(n) == 1 for n in wanted):
-            found = [names.index(n) + 1 for n in wanted]
+        found = bands_named(wanted, scene.band_names)
+        if found is not None:
             if found != bands:
                 by_name[scene.path] = found
                 log.info(
@@ -286,7 +281,7 @@ def bands_by_name(scenes: list[SceneInfo], bands: list[int]) -> dict[str, list[i
                 )  # fmt: skip
             continue
         pairs = [(b, first.band_names[b - 1], scene.band_names[b - 1]) for b in bands]
-        other = [p for p in pairs if p[1].strip() and p[2].strip() and _other_name(p[1], p[2])]
+        other = [p for p in pairs if _named_otherwise(p[1], p[2])]
         if other:
             renamed.append((scene, other[0]))
         elif scene.count != first.count:
@@ -307,6 +302,11 @@ def bands_by_name(scenes: list[SceneInfo], bands: list[int]) -> dict[str, list[i
             ", ".join(map(str, bands)),
         )  # fmt: skip
     return by_name
+
+
+def _named_otherwise(one: str, other: str) -> bool:
+    """Whether two band names, both given, name different bands (`band_key`)."""
+    return bool(band_key(one) and band_key(other) and band_key(one) != band_key(other))
 
 
 def _warn_other_pixels(scenes: list[SceneInfo]) -> None:
@@ -330,11 +330,6 @@ def _warn_other_pixels(scenes: list[SceneInfo]) -> None:
             "objects at several scales (resample them to one pixel size if that is not meant)",
             len(other), first.path, size, other[0][0].path, other[0][1],
         )  # fmt: skip
-
-
-def _other_name(one: str, other: str) -> bool:
-    """Whether two band names (descriptions) differ, case and spaces aside."""
-    return one.strip().lower() != other.strip().lower()
 
 
 def _check_crs(scenes: list[SceneInfo]) -> None:
