@@ -15,7 +15,6 @@ from pathlib import Path
 from geo.contracts.classes import CLASSES_TAG, IGNORE, ClassMap, parse_class_list
 from geo.errors import InputError
 from geo.io.codes import band_codes
-from geo.io.raster import open_raster
 from geo.options import flag
 
 log = logging.getLogger(__name__)
@@ -24,12 +23,11 @@ NOT_CLASS_IDS = (
 )
 
 
-def rasters_class_map(paths: Sequence[str]) -> ClassMap:
-    """The classes `predict` wrote into the class rasters at `paths` (the first's: a mosaic's
-    rasters list the same, `geo.vectorize.mosaic`), else one per id any of them holds, coloured
-    by the first colour table that has it (InputError for values that are no class ids)."""
-    with open_raster(paths[0]) as src:
-        listed = src.tags().get(CLASSES_TAG)
+def rasters_class_map(paths: Sequence[str], listed: str | None) -> ClassMap:
+    """The classes `predict` wrote into the class rasters at `paths` (`listed`: the first's
+    CLASSES_TAG; a mosaic's rasters list the same, `geo.vectorize.mosaic`), else one per id any
+    of them holds, coloured by the first colour table that has it (InputError for values that
+    are no class ids)."""
     if listed is not None:
         source = f"{paths[0]} ({CLASSES_TAG})"
         try:
@@ -62,11 +60,10 @@ def rasters_class_map(paths: Sequence[str]) -> ClassMap:
     return classes
 
 
-def warn_other_names(path: str, class_map: ClassMap) -> None:
-    """Warn when a class raster `predict` wrote names its classes otherwise than the class map
-    given for it (another model's map, a renamed class): the polygons take the map's names."""
-    with open_raster(path) as src:
-        listed = src.tags().get(CLASSES_TAG)
+def warn_other_names(path: str, listed: str | None, class_map: ClassMap) -> None:
+    """Warn when a class raster `predict` wrote (`listed`: its CLASSES_TAG) names its classes
+    otherwise than the class map given for it (another model's map, a renamed class): the
+    polygons take the map's names."""
     try:
         written = [str(c["name"]) for c in json.loads(listed)] if listed else None
     except (ValueError, TypeError, KeyError):

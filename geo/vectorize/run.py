@@ -15,7 +15,7 @@ import numpy as np
 from rasterio.errors import RasterioIOError
 
 from geo.contracts.adapter import class_map_of
-from geo.contracts.classes import IGNORE, MODEL_TAG, SCORE_BAND, ClassMap
+from geo.contracts.classes import CLASSES_TAG, IGNORE, MODEL_TAG, SCORE_BAND, ClassMap
 from geo.errors import InputError
 from geo.io.outputs import (
     check_output,
@@ -71,10 +71,10 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
         for path, raster in zip(config.rasters, rasters, strict=True):
             if raster.band == SCORE_BAND:  # its whole-number scores would pass for class ids
                 raise InputError(f"{path}: a probability raster ({SCORE_BAND}); {NOT_CLASS_IDS}")
-        class_map = rasters_class_map(config.rasters)
+        class_map = rasters_class_map(config.rasters, rasters[0].classes)
     else:
         class_map = class_map_of(config.class_map)
-        warn_other_names(config.rasters[0], class_map)
+        warn_other_names(config.rasters[0], rasters[0].classes, class_map)
     if config.class_map is not None or len(config.rasters) > 1:  # ids (predictions/* has more)
         for path in config.rasters:
             _check_class_ids(path, class_map)
@@ -122,12 +122,14 @@ def check_vectorize(config: VectorizeConfig) -> VectorizePlan:
 
 
 class _Checked(NamedTuple):
-    """A readable one-band raster: its grid (width, height, CRS, transform), band description
-    and the model that predicted it ("" where it does not say)."""
+    """A readable one-band raster: its grid (width, height, CRS, transform), band description,
+    the model that predicted it ("" where it does not say) and the classes it names (its
+    CLASSES_TAG, None where it names none)."""
 
     grid: tuple[Any, ...]
     band: str | None
     model: str
+    classes: str | None
 
 
 def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
@@ -137,7 +139,8 @@ def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
     try:
         with open_raster(path) as src:
             count, dtype, band = src.count, src.dtypes[0], src.descriptions[0]
-            model = src.tags().get(MODEL_TAG, "")
+            tags = src.tags()
+            model, classes = tags.get(MODEL_TAG, ""), tags.get(CLASSES_TAG)
             grid = (src.width, src.height, src.crs, tuple(src.transform))
             check_readable(src)
     except InputError:  # check_readable's: a file truncated or garbled
@@ -148,7 +151,7 @@ def _check_raster(path: str, what: str, integer: bool = False) -> _Checked:
         raise InputError(f"{path}: a {what} has one band, this one has {count}")
     if integer and not dtype.startswith(("int", "uint", "float")):
         raise InputError(f"{path}: a {what} holds class ids, not {dtype} values")
-    return _Checked(grid, band, model)
+    return _Checked(grid, band, model, classes)
 
 
 def _check_class_ids(path: str, class_map: ClassMap) -> None:

@@ -147,10 +147,12 @@ def test_a_class_map_naming_other_classes_than_the_raster_is_warned_about(
         dst.update_tags(**{CLASSES_TAG: json.dumps([c.to_dict() for c in CLASSES])})
     renamed = ClassMap(parse_class_list([{**c.to_dict(), "name": "parcel"} if c.id == 1 else
                                          c.to_dict() for c in CLASSES], "renamed"))  # fmt: skip
+    with rasterio.open(raster) as src:
+        listed = src.tags()[CLASSES_TAG]
     with caplog.at_level(logging.WARNING, logger="geo"):
-        warn_other_names(str(raster), ClassMap(CLASSES))
+        warn_other_names(str(raster), listed, ClassMap(CLASSES))
         assert caplog.text == ""
-        warn_other_names(str(raster), renamed)
+        warn_other_names(str(raster), listed, renamed)
     assert (
         f"{raster} names its classes otherwise than --class-map (class 1: 'field' where the map "
         "has 'parcel'): the polygons take the map's names" in caplog.text
