@@ -3,7 +3,7 @@ scene, with a legend, so a user sees in one second whether a run worked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from math import ceil
 from pathlib import Path
 
@@ -21,8 +21,9 @@ MIN_SIDE = 512  # a smaller scene is enlarged (whole times, pixels kept square) 
 CLASS_ALPHA = 0.55  # how strongly class colours cover the scene
 LEGEND_ROW = 18  # pixels
 LEGEND_ROWS = 8  # classes in one column before the legend fills more
-TITLE_GREY = (90, 90, 90)  # the title under the legend: the scene's name and date
+NOTE_GREY = (90, 90, 90)  # lines under the legend: classes not shown, the scene's name and date
 NO_DATA = "not predicted (no data)"  # the legend's black swatch, where the picture has some
+ABSENT_NAMED = 3  # classes the scene does not show, named under the legend before "and N more"
 STRETCH = (2, 98)  # percentiles of each band's valid pixels shown as black and as full colour
 
 
@@ -42,12 +43,14 @@ def write_quicklook(
     bands: Sequence[int] | None = None,
     max_side: int = MAX_SIDE,
     title: str = "",
+    present: Collection[int] | None = None,
 ) -> Path:
     """Render the scene (each band stretched between its own 2 and 98 % values, so that a scene
     unlike the training data shows too) with the class raster over it and a legend into `dest`
-    (PNG, written under a temporary name and renamed). `bands`: the scene's bands the model
-    reads (default: the training band numbers); `title` (the scene's name and date) is written
-    under the legend."""
+    (PNG, written under a temporary name and renamed). The legend shows the classes `present`
+    in the class raster (default: those the picture shows) and names the others in a line below
+    ("not predicted: ..."); `bands`: the scene's bands the model reads (default: the training
+    band numbers); `title` (the scene's name and date) is written under the legend."""
     bands = rgb_bands(metadata, metadata.bands if bands is None else bands)
     with open_raster(classes_path.as_posix()) as src:
         shape = decimated_shape(src.width, src.height, max_side)
@@ -68,9 +71,17 @@ def write_quicklook(
             shown[c.id] = True
     over = shown[classes]
     image[over] = (1 - CLASS_ALPHA) * image[over] + CLASS_ALPHA * colours[classes[over]]
-    legend = [(c.name, c.rgba[:3]) for c in metadata.classes if c.id != 0]
+    if present is None:
+        present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256)).tolist()
+    drawn = [c for c in metadata.classes if c.id != 0]
+    legend: list[tuple[str, tuple[int, ...] | None]] = [
+        (c.name, c.rgba[:3]) for c in drawn if c.id in present
+    ]
     if (classes == IGNORE).any():  # black: not predicted (no data, clouds, outside the area)
         legend.append((NO_DATA, (0, 0, 0)))
+    absent = [c.name for c in drawn if c.id not in present]
+    if absent:  # a class the model never predicts here is said, not shown as a swatch
+        legend.append((_absent(absent), None))
     picture = Image.fromarray(np.rint(image, out=image).astype(np.uint8))
     times = MIN_SIDE // max(picture.size)
     if times > 1:  # a 128 px scene is a picture to look at, not a thumbnail
@@ -100,19 +111,26 @@ def _stretch(pixels: np.ma.MaskedArray) -> np.ndarray:
     return scaled
 
 
+def _absent(names: Sequence[str]) -> str:
+    """The legend's line for classes the scene does not show."""
+    more = f" and {len(names) - ABSENT_NAMED} more" if len(names) > ABSENT_NAMED else ""
+    return f"not predicted: {', '.join(names[:ABSENT_NAMED])}{more}"
+
+
 def _with_legend(
-    image: Image.Image, legend: Sequence[tuple[str, tuple[int, ...]]], title: str
+    image: Image.Image, legend: Sequence[tuple[str, tuple[int, ...] | None]], title: str
 ) -> Image.Image:
     """The picture with a legend strip below it: one colour swatch and name per entry (class),
     each name in a font that draws its characters (`font_for`); more than LEGEND_ROWS entries
-    fill columns side by side, as many as the picture's width holds, then rows; then the
-    title."""
-    entries = [(name, colour, font_for(name)) for name, colour in legend]
+    fill columns side by side, as many as the picture's width holds, then rows; then an entry
+    without a colour (the classes not shown) and the title, each a line of its own in grey."""
+    notes = [name for name, colour in legend if colour is None] + ([title] if title else [])
+    entries = [(name, colour, font_for(name)) for name, colour in legend if colour is not None]
     column = 34 + ceil(max((font.getlength(name) for name, _, font in entries), default=0))
     width = max(image.width, 220, column)
     columns = max(1, min(width // column, ceil(len(entries) / LEGEND_ROWS)))
     rows = ceil(len(entries) / columns)
-    height = image.height + LEGEND_ROW * (rows + bool(title)) + 8
+    height = image.height + LEGEND_ROW * (rows + len(notes)) + 8
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(image, (0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -120,7 +138,7 @@ def _with_legend(
         left, top = 6 + (k // rows) * column, image.height + 4 + (k % rows) * LEGEND_ROW
         draw.rectangle((left, top + 2, left + 14, top + 14), fill=colour, outline=(0, 0, 0))
         draw.text((left + 22, top + 1), name, fill=(0, 0, 0), font=font)
-    if title:
-        top = image.height + 4 + rows * LEGEND_ROW
-        draw.text((6, top + 1), title, fill=TITLE_GREY, font=font_for(title))
+    for k, note in enumerate(notes):
+        top = image.height + 4 + (rows + k) * LEGEND_ROW
+        draw.text((6, top + 1), note, fill=NOTE_GREY, font=font_for(note))
     return canvas

@@ -69,7 +69,7 @@ from geo.vectorize.polygons import (
 log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
-COUNT_ROWS = 1024  # rows of the class raster read at a time to count its predicted pixels
+COUNT_ROWS = 1024  # rows of the class raster read at a time to count its pixels of each class
 SCORE_NODATA = 0
 FORMAT = "convlora-geo-prediction/3"
 
@@ -144,16 +144,18 @@ def predict_scene(
                     timestamp=date, parquet=staged["fiboa"],
                 )  # fmt: skip
                 staged["style"].write_text(raster_qml(scene.classes), encoding="utf-8")
+                pixels = _class_pixels(staged["classes"])
                 write_quicklook(
                     scene.info, staged["classes"], scene.metadata, staged["quicklook"],
                     bands=scene.bands, title=scene.name + (f"  {date[:10]}" if date else ""),
+                    present=np.flatnonzero(pixels[:CLASS_NODATA]).tolist(),
                 )  # fmt: skip
             work.save(
                 stage="manifest",
                 polygons=totals.count,
                 area=totals.area,
                 area_unit=totals.unit,
-                predicted=_predicted_percent(staged["classes"]),
+                predicted=round(100.0 * (1 - pixels[CLASS_NODATA] / pixels.sum()), 1),
             )
         if work.state["stage"] == "manifest":
             timings = dict(work.state["timings"], total=time.perf_counter() - started)
@@ -367,17 +369,16 @@ def _predict_rasters(
             os.close(fd)
 
 
-def _predicted_percent(classes: Path) -> float:
-    """The share of the scene's pixels given a class, in percent (the rest is no data: outside
+def _class_pixels(classes: Path) -> np.ndarray:
+    """How many pixels of the class raster hold each value (256 counts; CLASS_NODATA: outside
     the scene's data or the area of interest, or clouds), counted on the class COG strip by
-    strip (overviews would hide scattered no data: their MODE skips it)."""
-    predicted = 0
+    strip (overviews would hide scattered no data and small classes: their MODE skips them)."""
+    counts = np.zeros(256, dtype=np.int64)
     with open_raster(str(classes)) as src:
         for top in range(0, src.height, COUNT_ROWS):
             strip = Window(0, top, src.width, min(COUNT_ROWS, src.height - top))
-            predicted += int(np.count_nonzero(src.read(1, window=strip) != CLASS_NODATA))
-        total = src.width * src.height
-    return round(100.0 * predicted / total, 1)
+            counts += np.bincount(src.read(1, window=strip).ravel(), minlength=256)
+    return counts
 
 
 def _encode(probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

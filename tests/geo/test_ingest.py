@@ -46,7 +46,7 @@ from geo.predict import PredictConfig, predict, predict_planned
 from tests.support.cli import run_cli, snapshot, write_like
 from tests.support.http_range import RangeServer
 from tests.support.paths import NEBRASKA, PIVOT_MASK, RGB_BYTE
-from tests.support.quicklook import assert_titled
+from tests.support.quicklook import assert_last_line
 from tests.support.stac_catalog import (
     AUSTRIA,
     AUSTRIA_JUNE,
@@ -325,7 +325,7 @@ def test_stac_items_are_predicted_over_the_aoi_once_and_new_ones_exactly(
             assert written.tags()["TIFFTAG_DATETIME"] == "2021:06:17 10:20:00"
     fields = gpd.read_parquet(outputs["fiboa"])
     assert str(fields.determination_datetime.iloc[0]) == "2021-06-17 10:20:00+00:00"
-    assert_titled(Path(outputs["quicklook"]), f"{AUSTRIA_JUNE.id}  2021-06-17")
+    assert_last_line(Path(outputs["quicklook"]), f"{AUSTRIA_JUNE.id}  2021-06-17")
 
 
 def test_stac_items_searched_over_polygons_are_no_data_outside_them(

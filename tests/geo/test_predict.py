@@ -37,7 +37,7 @@ from tests.support.cog import validate_cog
 from tests.support.models import CLASSES, ToyModel, metadata_for
 from tests.support.paths import AGNET_IMAGE, FTW, NEBRASKA, RGB_BYTE, ROOT
 from tests.support.predict import predict_image
-from tests.support.quicklook import assert_titled
+from tests.support.quicklook import assert_last_line
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def test_the_quicklook_shows_the_classes_over_the_scene(rgb: dict[str, Path]) ->
     between the 2 and 98 % values of each band's valid pixels, blended with its class colour;
     no data is black."""
     assert_quicklook(rgb["quicklook"], rgb["classes"], titled=True)
-    assert_titled(rgb["quicklook"], "RGB.byte")  # the scene's name; it records no date
+    assert_last_line(rgb["quicklook"], "RGB.byte")  # the scene's name; it records no date
 
 
 def test_the_quicklook_shows_a_scene_unlike_the_training_data(
@@ -292,16 +292,45 @@ def test_the_quicklook_legend_draws_accented_and_cyrillic_names(
 def test_the_quicklook_legend_of_many_classes_fills_columns(
     rgb: dict[str, Path], tmp_path: Path
 ) -> None:
-    """30 classes (a crop-type map) fill columns side by side under the picture, as wide as the
-    picture allows, instead of a strip of 30 rows far taller than the scene."""
+    """30 classes the scene shows (a crop-type map) fill columns side by side under the picture,
+    as wide as the picture allows, instead of a strip of 30 rows far taller than the scene."""
     classes = [{"id": i, "name": "background" if i == 0 else f"crop type {i}"} for i in range(31)]
     metadata = metadata_for(RGB_BYTE, [1, 2, 3], classes=classes)
-    dest = write_quicklook(scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png")
+    with rasterio.open(rgb["classes"]) as src:
+        predicted = src.read(1)
+    rows = np.indices(predicted.shape)[0]
+    crops = np.where(predicted == 255, 255, rows * 31 // predicted.shape[0]).astype(np.uint8)
+    crops_path = write_like(rgb["classes"], tmp_path / "crops.tif", crops[None])
+    dest = write_quicklook(scene_info(str(RGB_BYTE)), crops_path, metadata, tmp_path / "q.png")
     picture = np.asarray(Image.open(dest).convert("RGB"))
     legend = picture[718:]
     assert picture.shape[1] == 791 and len(legend) == 8 * 18 + 8  # 4 columns of 8 rows
     for c in metadata.classes[1:]:
         assert (np.abs(legend.astype(int) - c.rgba[:3]).sum(axis=2) == 0).any(), c.name
+
+
+def test_the_quicklook_legend_names_the_classes_not_predicted(
+    rgb: dict[str, Path], tmp_path: Path
+) -> None:
+    """Of 30 crop classes the scene shows two: those two get swatches, the others are named in
+    one grey line under them (a legend of 30 swatches hid which colours the picture holds), and
+    a class the model never predicts is said even where it is the only one."""
+    classes = [{"id": i, "name": "background" if i == 0 else f"crop type {i}"} for i in range(31)]
+    metadata = metadata_for(RGB_BYTE, [1, 2, 3], classes=classes)
+    dest = write_quicklook(scene_info(str(RGB_BYTE)), rgb["classes"], metadata, tmp_path / "q.png")
+    picture = np.asarray(Image.open(dest).convert("RGB"))
+    legend = picture[718:]
+    assert len(legend) == 4 * 18 + 8  # crop types 1 and 2, no data, the line of the others
+    for c in metadata.classes[1:]:
+        shown = (np.abs(legend.astype(int) - c.rgba[:3]).sum(axis=2) == 0).any()
+        assert shown == (c.id in (1, 2)), c.name
+    assert_last_line(dest, "not predicted: crop type 3, crop type 4, crop type 5 and 25 more")
+
+    nothing = np.zeros((1, 718, 791), np.uint8)  # every pixel background
+    background = write_like(rgb["classes"], tmp_path / "background.tif", nothing)
+    pivots = metadata_for(RGB_BYTE, [1, 2, 3], classes=[CLASSES[0], {"id": 1, "name": "pivot"}])
+    dest = write_quicklook(scene_info(str(RGB_BYTE)), background, pivots, tmp_path / "b.png")
+    assert_last_line(dest, "not predicted: pivot")
 
 
 def test_the_quicklook_of_a_small_scene_is_enlarged_to_be_seen(tmp_path: Path) -> None:
