@@ -12,7 +12,7 @@ QGIS_HELP = """
 Look first: {quicklook}
   (the predicted classes over the scene, with a legend; any image viewer opens it)
 
-Open the results in QGIS (3.28 or newer):
+Open the results in QGIS (3.22 or newer):
   1. Layer > Add Layer > Add Raster Layer: {classes}
      (its style {qml} loads with it: class names and colours in the legend)
   2. Drag {polygons} onto the map: polygons are styled by class from the GeoPackage.

@@ -24,6 +24,10 @@ from geo.io.raster import SceneInfo, check_exists
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparquet", ".fgb", ".gdb"}
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+# GeoPackages written as version 1.2, which GDAL before 3.7 (QGIS on Debian 12 and Ubuntu 22.04)
+# reads without a word: of GDAL's default 1.4 it warned "may only be partially supported" and,
+# for dates written without milliseconds, "non-conformant content" on every open
+GPKG_OPTIONS = {"driver": "GPKG", "VERSION": "1.2"}
 
 log = logging.getLogger(__name__)
 

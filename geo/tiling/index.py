@@ -12,6 +12,7 @@ import pandas as pd
 
 from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX
 from geo.io.raster import SceneInfo, window_polygon
+from geo.io.vector import GPKG_OPTIONS
 from geo.tiling.plan import Tile
 
 
@@ -64,4 +65,4 @@ def write_tile_index(
         )
     with warnings.catch_warnings():  # scenes without a CRS give an index without one
         warnings.filterwarnings("ignore", "'crs' was not provided")
-        frame.to_file(folder / TILE_INDEX, layer="tiles", driver="GPKG", engine="pyogrio")
+        frame.to_file(folder / TILE_INDEX, layer="tiles", engine="pyogrio", **GPKG_OPTIONS)

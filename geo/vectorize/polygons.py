@@ -29,6 +29,7 @@ from geo.io.outputs import out_of_room, writing
 from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style
 from geo.io.units import metres_per_unit
+from geo.io.vector import GPKG_OPTIONS
 from geo.options import flag
 from geo.vectorize.fiboa import FiboaWriter
 from geo.vectorize.objects import boundary_reach
@@ -38,6 +39,7 @@ LAYER = "polygons"
 EPOCH = "1970-01-01T00:00:00.000Z"  # the last change of layers made from an undated scene
 MIN_AREA_PIXELS = 4  # the default smallest object: specks of fewer pixels are noise
 SIMPLIFY_M = 2.0  # the default simplification tolerance, at most one pixel
+TEXT_COLUMNS = ("id", "class_name", "source", "model")  # text even in an empty first batch
 log = logging.getLogger(__name__)
 
 
@@ -84,12 +86,12 @@ def polygon_batches(
     Columns: id (row-column of the object's first pixel in scan order, plus `first`, where the
     raster's first pixel lies in a larger one: stable for a raster),
     class_id, class_name, score (mean winning-class probability 0..1; empty without a score
-    raster), area_m2, perimeter_m, source, model. Objects smaller than `min_area` m² (default:
-    `default_min_area`) are dropped; `simplify` is a tolerance in metres (default:
-    `default_simplify`) for a coverage simplification that keeps shared edges shared. Without
-    a CRS, metres are pixels: the columns are area_px and perimeter_px, `min_area` and
-    `simplify` are in pixels. A class marked `boundary` in `classes` is given back to the
-    objects it outlines. Memory holds a few bands of rows and one batch (see
+    raster), area_m2, perimeter_m, source, model (empty where not known). Objects smaller than
+    `min_area` m² (default: `default_min_area`) are dropped; `simplify` is a tolerance in
+    metres (default: `default_simplify`) for a coverage simplification that keeps shared
+    edges shared. Without a CRS, metres are pixels: the columns are area_px and perimeter_px,
+    `min_area` and `simplify` are in pixels. A class marked `boundary` in `classes` is given
+    back to the objects it outlines. Memory holds a few bands of rows and one batch (see
     `geo.vectorize.regions`).
     """
     with open_raster(str(classes_path)) as src:
@@ -173,7 +175,7 @@ class _Grid:
                 "class_name": [self.names.get(r.class_id, str(r.class_id)) for r in kept],
                 "score": np.array(scores, dtype=np.float64).round(4),
                 "source": [source] * len(kept),
-                "model": [model] * len(kept),
+                "model": [model or None] * len(kept),  # NULL: a raster of no known model
             },
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
@@ -302,15 +304,17 @@ def _write_batches(
     try:
         for frame in frames:
             totals.add(frame)
-            frame = _dated(frame, timestamp, dates)
+            # an empty batch's columns are numbers to pandas: a layer made from it had Real
+            # columns, and the class names and sources of later batches were written as 0
+            frame = _dated(frame.astype(dict.fromkeys(TEXT_COLUMNS, "str")), timestamp, dates)
             if fiboa is not None:
                 fiboa.write(frame)
             if tmp is not None and (len(frame) or not created):
                 with warnings.catch_warnings():  # without a CRS: said once, in pixel units
                     warnings.filterwarnings("ignore", "'crs' was not provided")
                     pyogrio.write_dataframe(
-                        frame, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon",
-                        append=created,
+                        frame, tmp, layer=LAYER, geometry_type="Polygon", append=created,
+                        **GPKG_OPTIONS,
                     )  # fmt: skip
                 created = True
     finally:

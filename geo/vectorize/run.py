@@ -236,5 +236,5 @@ def _with_sources(frames: Iterator[gpd.GeoDataFrame], mosaic: Mosaic) -> Iterato
     models = dict(zip(mosaic.names, mosaic.models, strict=True))
     for frame in frames:
         frame["source"] = mosaic.sources(frame)
-        frame["model"] = frame["source"].map(lambda name: models.get(name, ""))
+        frame["model"] = frame["source"].map(lambda name: models.get(name) or None)
         yield frame

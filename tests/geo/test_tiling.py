@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sqlite3
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -167,6 +168,8 @@ def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Pat
     assert index.geometry.iloc[0].bounds == pytest.approx(
         (index.minx[0], index.miny[0], index.maxx[0], index.maxy[0])
     )
+    with sqlite3.connect(store / "tile_index.gpkg") as db:  # GeoPackage 1.2: QGIS 3.22 too
+        assert db.execute("PRAGMA user_version").fetchone() == (10200,)
 
 
 def test_alexandria_index_is_in_the_scene_crs(stores: dict[str, Path]) -> None:

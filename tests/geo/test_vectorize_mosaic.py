@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
 import pytest
 import rasterio
 from rasterio.enums import Resampling
@@ -118,6 +120,11 @@ def test_a_glob_pattern_and_fiboa_dates_of_each_part(
         want = expected.get(source.removesuffix("_classes.tif"))
         assert (pd.isna(date) and want is None) or date == want, (field_id, source, date)
     assert set(sources) == {f"{n}_classes.tif" for n in PARTS}
+    with sqlite3.connect(gpkg_out) as db:  # what GDAL before 3.7 (QGIS 3.22) reads silently
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        stored = {d for (d,) in db.execute("SELECT DISTINCT date FROM polygons") if d}
+    assert version == 10200  # GeoPackage 1.2: of 1.4, "may only be partially supported"
+    assert stored == {"2021-06-17T10:20:00.000Z", "2021-09-25T10:30:00.000Z"}  # as 1.2 has it
 
 
 def test_a_part_without_data_shows_the_one_below(tmp_path: Path, parts: list[Path]) -> None:
@@ -437,3 +444,25 @@ def test_scenes_far_apart_are_vectorised_group_by_group(
     assert layer.geometry.geom_equals_exact(expected.geometry, tolerance=1e-6).all()
     assert list(layer.source) == list(expected.source)
     assert not Path(plan.parts[0].classes).parent.exists()  # the mosaic folder removed
+
+
+def test_a_layer_whose_first_rasters_hold_no_polygons_keeps_text_columns(tmp_path: Path) -> None:
+    """A raster of background alone 100 km west of the FTW prediction is vectorised first: the
+    layer's text columns stay text (they were made Real from that empty first batch, and the
+    267 fields' class names and sources were written as 0); a raster the tool did not make has
+    no model (NULL, not an empty name). A layer of no polygons at all has the same columns."""
+    with rasterio.open(FTW_PREDICTION) as src:
+        shape, transform = (src.height, src.width), src.transform
+    empty = np.zeros((1, *shape), np.uint8)
+    west = write_like(FTW_PREDICTION, tmp_path / "west.tif", empty,
+                      transform=transform @ rasterio.Affine.translation(-10_000, 0))  # fmt: skip
+    layer = vectorized(tmp_path / "layer.gpkg", west, FTW_PREDICTION)
+    assert len(layer) == 267 and set(layer.class_name) == {"field"}
+    assert set(layer.source) == {FTW_PREDICTION.name} and layer.model.isna().all()
+    info = pyogrio.read_info(tmp_path / "layer.gpkg", layer="polygons")
+    types = dict(zip(info["fields"], info["dtypes"], strict=True))
+    text = {name: types[name] for name in ("id", "class_name", "source", "model")}
+    assert text == dict.fromkeys(text, "object"), types
+    assert len(vectorized(tmp_path / "none.gpkg", west)) == 0
+    info = pyogrio.read_info(tmp_path / "none.gpkg", layer="polygons")
+    assert dict(zip(info["fields"], info["dtypes"], strict=True)) == types
