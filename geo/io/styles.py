@@ -1,4 +1,4 @@
-"""QGIS styles: a paletted .qml for class rasters, a categorised style stored in a GeoPackage.
+"""QGIS styles: a paletted .qml for class rasters, categorised styles stored in a GeoPackage.
 
 QGIS loads `NAME.qml` beside `NAME.tif` automatically, and a GeoPackage layer's default style from
 the `layer_styles` table (the OGR provider's style table). Background (class 0) is transparent.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -15,6 +16,22 @@ from geo.contracts.classes import ClassInfo
 
 QGIS_VERSION = "3.34.0-Prizren"
 FILL_ALPHA = 110  # of 255: polygons show the image below them
+
+
+@dataclass(frozen=True)
+class Category:
+    """One category of a categorised style: the field's `value`, its legend `label`, a colour
+    ("#rrggbb")."""
+
+    value: int | str
+    label: str
+    color: str
+
+
+def class_categories(classes: Sequence[ClassInfo]) -> list[Category]:
+    """The categories of a class layer (on `class_id`): every class but background."""
+    return [Category(c.id, str(c.name), c.color) for c in classes if c.id != 0]
+
 
 LAYER_STYLES_SQL = """CREATE TABLE IF NOT EXISTS layer_styles (
   id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), f_table_schema TEXT(256),
@@ -72,21 +89,21 @@ def raster_qml(classes: Sequence[ClassInfo]) -> str:
 """
 
 
-def vector_qml(classes: Sequence[ClassInfo], field: str = "class_id") -> str:
-    """A QGIS categorised fill style on `field`: one category per non-background class."""
-    shown = [c for c in classes if c.id != 0]
-    categories = "\n".join(
-        f'      <category symbol="{i}" value="{c.id}" label={quoteattr(str(c.name))} '
-        'render="true" type="long"/>'
-        for i, c in enumerate(shown)
+def vector_qml(categories: Sequence[Category], field: str, fill_alpha: int = FILL_ALPHA) -> str:
+    """A QGIS categorised fill style on `field`, one category each; fills `fill_alpha` of 255."""
+    kind = "string" if any(isinstance(c.value, str) for c in categories) else "long"
+    rows = "\n".join(
+        f'      <category symbol="{i}" value={quoteattr(str(c.value))} label={quoteattr(c.label)} '
+        f'render="true" type="{kind}"/>'
+        for i, c in enumerate(categories)
     )
-    symbols = "\n".join(_fill_symbol(i, c.color) for i, c in enumerate(shown))
+    symbols = "\n".join(_fill_symbol(i, c.color, fill_alpha) for i, c in enumerate(categories))
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">
   <renderer-v2 type="categorizedSymbol" attr="{field}" forceraster="0" symbollevels="0"
     enableorderby="0" referencescale="-1">
     <categories>
-{categories}
+{rows}
     </categories>
     <symbols>
 {symbols}
@@ -99,10 +116,10 @@ def vector_qml(classes: Sequence[ClassInfo], field: str = "class_id") -> str:
 """
 
 
-def _fill_symbol(name: int, color: str) -> str:
+def _fill_symbol(name: int, color: str, fill_alpha: int) -> str:
     r, g, b = rgb(color)
     options = {
-        "color": f"{r},{g},{b},{FILL_ALPHA}",
+        "color": f"{r},{g},{b},{fill_alpha}",
         "joinstyle": "bevel",
         "outline_color": f"{r},{g},{b},255",
         "outline_style": "solid",
@@ -122,22 +139,23 @@ def _fill_symbol(name: int, color: str) -> str:
       </symbol>"""
 
 
-def vector_sld(classes: Sequence[ClassInfo], layer: str, field: str = "class_id") -> str:
+def vector_sld(
+    categories: Sequence[Category], layer: str, field: str, fill_alpha: int = FILL_ALPHA
+) -> str:
     """The same categorised style as SLD 1.1, for clients that read SLD rather than QML."""
     rules = "\n".join(
         f"""      <se:Rule>
-        <se:Name>{escape(str(c.name))}</se:Name>
+        <se:Name>{escape(c.label)}</se:Name>
         <ogc:Filter><ogc:PropertyIsEqualTo><ogc:PropertyName>{field}</ogc:PropertyName>
-          <ogc:Literal>{c.id}</ogc:Literal></ogc:PropertyIsEqualTo></ogc:Filter>
+          <ogc:Literal>{escape(str(c.value))}</ogc:Literal></ogc:PropertyIsEqualTo></ogc:Filter>
         <se:PolygonSymbolizer>
           <se:Fill><se:SvgParameter name="fill">{c.color}</se:SvgParameter>
-            <se:SvgParameter name="fill-opacity">{FILL_ALPHA / 255:.2f}</se:SvgParameter></se:Fill>
+            <se:SvgParameter name="fill-opacity">{fill_alpha / 255:.2f}</se:SvgParameter></se:Fill>
           <se:Stroke><se:SvgParameter name="stroke">{c.color}</se:SvgParameter>
             <se:SvgParameter name="stroke-width">1</se:SvgParameter></se:Stroke>
         </se:PolygonSymbolizer>
       </se:Rule>"""
-        for c in classes
-        if c.id != 0
+        for c in categories
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <StyledLayerDescriptor version="1.1.0" xmlns="http://www.opengis.net/sld"
@@ -145,7 +163,7 @@ def vector_sld(classes: Sequence[ClassInfo], layer: str, field: str = "class_id"
   <NamedLayer>
     <se:Name>{escape(layer)}</se:Name>
     <UserStyle>
-      <se:Name>classes</se:Name>
+      <se:Name>{escape(field)}</se:Name>
       <se:FeatureTypeStyle>
 {rules}
       </se:FeatureTypeStyle>
@@ -158,19 +176,24 @@ def vector_sld(classes: Sequence[ClassInfo], layer: str, field: str = "class_id"
 def add_gpkg_style(
     gpkg: Path,
     layer: str,
-    classes: Sequence[ClassInfo],
+    categories: Sequence[Category],
     *,
+    field: str,
     timestamp: str,
+    name: str,
+    description: str,
+    fill_alpha: int = FILL_ALPHA,
     geometry_column: str = "geom",
-    name: str = "classes",
 ) -> None:
-    """Store the class style as `layer`'s default QGIS style in the GeoPackage's layer_styles.
+    """Store a categorised style on `field` as `layer`'s default QGIS style, called `name`, in
+    the GeoPackage's layer_styles.
 
     The table is registered in gpkg_contents as an attributes table, as QGIS does; `timestamp`
     (ISO 8601, UTC) is used for both tables so that equal inputs give equal bytes.
     """
-    row = ("", "", layer, geometry_column, name, vector_qml(classes), vector_sld(classes, layer),
-           1, "convlora-geo class colours", "", "", timestamp)  # fmt: skip
+    qml = vector_qml(categories, field, fill_alpha)
+    sld = vector_sld(categories, layer, field, fill_alpha)
+    row = ("", "", layer, geometry_column, name, qml, sld, 1, description, "", "", timestamp)
     con = sqlite3.connect(gpkg)
     try:
         with con:

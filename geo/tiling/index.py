@@ -12,8 +12,17 @@ import pandas as pd
 
 from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX
 from geo.io.raster import SceneInfo, window_polygon
+from geo.io.styles import Category, add_gpkg_style
 from geo.io.vector import GPKG_OPTIONS
 from geo.tiling.plan import Tile
+
+# QGIS shows the tiles coloured by split, outlined, nearly clear: overlapping tiles stay visible
+SPLIT_STYLE = [
+    Category("train", "train", "#1f78b4"),
+    Category("val", "val (validation)", "#ff7f00"),
+]
+SPLIT_FILL_ALPHA = 30
+EPOCH = "1970-01-01T00:00:00.000Z"  # the style's time: equal inputs give an equal index
 
 
 def write_tile_index(
@@ -66,3 +75,7 @@ def write_tile_index(
     with warnings.catch_warnings():  # scenes without a CRS give an index without one
         warnings.filterwarnings("ignore", "'crs' was not provided")
         frame.to_file(folder / TILE_INDEX, layer="tiles", engine="pyogrio", **GPKG_OPTIONS)
+    add_gpkg_style(
+        folder / TILE_INDEX, "tiles", SPLIT_STYLE, field="split", timestamp=EPOCH,
+        name="split", description="convlora-geo tiles by split", fill_alpha=SPLIT_FILL_ALPHA,
+    )  # fmt: skip

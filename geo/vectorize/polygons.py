@@ -27,7 +27,7 @@ from geo.contracts.classes import ClassInfo
 from geo.errors import NoSpaceError
 from geo.io.outputs import out_of_room, writing
 from geo.io.raster import open_raster, placed_transform
-from geo.io.styles import add_gpkg_style
+from geo.io.styles import add_gpkg_style, class_categories
 from geo.io.units import metres_per_unit
 from geo.io.vector import GPKG_OPTIONS
 from geo.options import flag
@@ -285,7 +285,10 @@ def write_polygons(
             raise
         if tmp is not None and path is not None:
             drawn = [c for c in classes if c.boundary is None]  # boundaries go to their objects
-            add_gpkg_style(tmp, LAYER, drawn, timestamp=timestamp or EPOCH)
+            add_gpkg_style(
+                tmp, LAYER, class_categories(drawn), field="class_id", timestamp=timestamp or EPOCH,
+                name="classes", description="convlora-geo class colours",
+            )  # fmt: skip
             os.replace(tmp, path)
     return totals.sorted()
 

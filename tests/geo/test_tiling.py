@@ -7,6 +7,7 @@ import logging
 import shutil
 import sqlite3
 import warnings
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +171,11 @@ def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Pat
     )
     with sqlite3.connect(store / "tile_index.gpkg") as db:  # GeoPackage 1.2: QGIS 3.22 too
         assert db.execute("PRAGMA user_version").fetchone() == (10200,)
+        (style,) = db.execute("SELECT f_table_name, useAsDefault, styleQML FROM layer_styles")
+    assert style[:2] == ("tiles", 1)  # QGIS draws the tiles by split, nearly clear, outlined
+    renderer = ET.fromstring(style[2]).find("renderer-v2")
+    assert renderer is not None and renderer.get("attr") == "split"
+    assert {c.get("value") for c in renderer.iter("category")} == set(index["split"])
 
 
 def test_alexandria_index_is_in_the_scene_crs(stores: dict[str, Path]) -> None:
