@@ -6,7 +6,9 @@ Columns of fiboa core 0.2: `id`, `geometry` (WKB, the class raster's CRS), `area
 the scene the field comes from; empty where the scene records none); plus `class` (the class
 name) and `score` (mean winning probability, 0..1; empty without a score raster). The file's
 key-value metadata holds the GeoParquet 1.1 `geo` entry (geopandas, GDAL's Parquet driver and
-QGIS read it) and the fiboa collection metadata under `fiboa`.
+QGIS read it) and the fiboa collection metadata under `fiboa`; the Arrow schema stored in the
+file holds them too (its `geo` without the bounding box and geometry types, known only at the
+end), for readers that go by the schema (`pyarrow.dataset`, GDAL on a folder of files).
 """
 
 from __future__ import annotations
@@ -49,10 +51,18 @@ class FiboaWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = temporary_path(path)
-        self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        self.writer: pq.ParquetWriter | None = None  # opened once the CRS is known
         self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
         self.crs: Any = None
         self.types: set[str] = set()
+
+    def _opened(self) -> pq.ParquetWriter:
+        if self.writer is None:
+            geo = self._geo(final=False)  # types and bounds known at the end, in the footer
+            metadata = {"geo": json.dumps(geo), "fiboa": json.dumps(collection())}
+            schema = SCHEMA.with_metadata(metadata)
+            self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        return self.writer
 
     def write(self, frame: gpd.GeoDataFrame) -> None:
         """One batch of polygons as one row group (nothing for an empty batch); their `date`
@@ -79,7 +89,7 @@ class FiboaWriter:
             },
             schema=SCHEMA,
         )
-        self.writer.write_table(table)
+        self._opened().write_table(table)
 
     def __enter__(self) -> FiboaWriter:
         WRITING.add(self.tmp)
@@ -89,23 +99,25 @@ class FiboaWriter:
         """Publish the file when the writing succeeded, else remove it."""
         WRITING.discard(self.tmp)
         if kind is not None:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
             self.tmp.unlink(missing_ok=True)
             return
-        self.writer.add_key_value_metadata(
-            {"geo": json.dumps(self._geo()), "fiboa": json.dumps(collection())}
-        )
-        self.writer.close()
+        writer = self._opened()  # a file of no fields is written too
+        writer.add_key_value_metadata({"geo": json.dumps(self._geo(final=True))})
+        writer.close()
         os.replace(self.tmp, self.path)
 
-    def _geo(self) -> dict[str, Any]:
+    def _geo(self, final: bool) -> dict[str, Any]:
+        """The GeoParquet column metadata; before the `final` one, geometry types unknown (an
+        empty list, as GeoParquet has it) and no bounding box."""
         names = {"3": "Polygon", "6": "MultiPolygon"}
         column: dict[str, Any] = {
             "encoding": "WKB",
-            "geometry_types": sorted(names[t] for t in self.types),
+            "geometry_types": sorted(names[t] for t in self.types) if final else [],
             "crs": None if self.crs is None else self.crs.to_json_dict(),
         }
-        if np.isfinite(self.bounds).all():
+        if final and np.isfinite(self.bounds).all():
             column["bbox"] = [float(v) for v in self.bounds]
         return {"version": GEOPARQUET_VERSION, "primary_column": "geometry",
                 "columns": {"geometry": column}}  # fmt: skip

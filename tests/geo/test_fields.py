@@ -4,10 +4,12 @@ Nebraska centre pivots cut into parcels that share edges)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyarrow.dataset
 import pyarrow.parquet as pq
 import pytest
 import rasterio
@@ -195,10 +197,13 @@ def test_fiboa_geoparquet_beside_the_geopackage(tmp_path: Path) -> None:
     assert str(fields.determination_datetime.iloc[0]) == "2021-06-17 10:30:00+00:00"
     assert fields.score.between(0, 1).all() and (fields["class"] == "field").all()
     metadata = pq.read_metadata(tmp_path / "f.parquet").metadata
-    import json
-
     geo = json.loads(metadata[b"geo"])
     assert geo["version"] == "1.1.0" and geo["columns"]["geometry"]["encoding"] == "WKB"
     assert geo["columns"]["geometry"]["bbox"] == list(fields.total_bounds)
     assert json.loads(metadata[b"fiboa"])["fiboa_version"] == "0.2.0"
     assert pq.ParquetFile(tmp_path / "f.parquet").num_row_groups > 1  # written batch by batch
+    # readers that go by the Arrow schema find the geometry and its CRS too (they found none)
+    schema = pyarrow.dataset.dataset(tmp_path / "f.parquet").schema.metadata
+    column = json.loads(schema[b"geo"])["columns"]["geometry"]
+    assert column["crs"]["id"] == {"authority": "EPSG", "code": 32633} and b"fiboa" in schema
+    assert column["geometry_types"] == [] and "bbox" not in column  # unknown until the end
