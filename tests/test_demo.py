@@ -42,7 +42,9 @@ def test_demo_writes_outputs_on_the_scene_grid_and_says_how_to_open_them(tmp_pat
     assert [c.name for c in adapter.classes] == ["background", "pivot"]
     assert adapter.training["step"] > 0
     store = StoreInfo.read(out / "pivots.zarr")
-    assert len(gpd.read_file(out / "pivots.zarr" / "tile_index.gpkg")) == store.n_tiles
+    assert (
+        len(gpd.read_file(out / "pivots.zarr" / "tile_index.gpkg", layer="tiles")) == store.n_tiles
+    )
     metrics = [
         json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()
     ]

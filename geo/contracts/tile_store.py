@@ -36,6 +36,7 @@ from geo.errors import InputError
 
 FORMAT = "convlora-tiles/1"
 TILE_INDEX = "tile_index.gpkg"
+TILE_INDEX_LAYER = "tiles"  # beside QGIS's layer_styles: read it by name
 TRAIN, VAL, BUFFER = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", BUFFER: "buffer"}
 SPLITS: dict[str, tuple[int, ...]] = {"train": (TRAIN,), "val": (VAL,), "all": (TRAIN, VAL, BUFFER)}
@@ -262,7 +263,10 @@ def write_split(path: str | Path, split: np.ndarray) -> None:
 def label_coverage(path: str | Path) -> np.ndarray:
     """Every tile's share of labelled pixels (0..1, in store order), from the tile index."""
     frame = pyogrio.read_dataframe(
-        Path(path) / TILE_INDEX, columns=["tile", "label_coverage"], read_geometry=False
+        Path(path) / TILE_INDEX,
+        layer=TILE_INDEX_LAYER,
+        columns=["tile", "label_coverage"],
+        read_geometry=False,
     )
     coverage = np.zeros(len(frame), dtype=np.float64)
     coverage[frame["tile"].to_numpy()] = frame["label_coverage"].to_numpy()

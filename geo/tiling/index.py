@@ -10,7 +10,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX
+from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX, TILE_INDEX_LAYER
 from geo.io.raster import SceneInfo, window_polygon
 from geo.io.styles import Category, add_gpkg_style
 from geo.io.vector import GPKG_OPTIONS
@@ -74,8 +74,8 @@ def write_tile_index(
         )
     with warnings.catch_warnings():  # scenes without a CRS give an index without one
         warnings.filterwarnings("ignore", "'crs' was not provided")
-        frame.to_file(folder / TILE_INDEX, layer="tiles", engine="pyogrio", **GPKG_OPTIONS)
+        frame.to_file(folder / TILE_INDEX, layer=TILE_INDEX_LAYER, engine="pyogrio", **GPKG_OPTIONS)
     add_gpkg_style(
-        folder / TILE_INDEX, "tiles", SPLIT_STYLE, field="split", timestamp=EPOCH,
+        folder / TILE_INDEX, TILE_INDEX_LAYER, SPLIT_STYLE, field="split", timestamp=EPOCH,
         name="split", description="convlora-geo tiles by split", fill_alpha=SPLIT_FILL_ALPHA,
     )  # fmt: skip

@@ -89,7 +89,7 @@ def test_tile_flow_writes_store_and_reuses_it(prefect_server, tmp_path: Path) ->
 
     params = {**TILING, "out": str(tmp_path / "store.zarr")}
     store = Path(tile_flow(**params))
-    index = gpd.read_file(store / "tile_index.gpkg")
+    index = gpd.read_file(store / "tile_index.gpkg", layer="tiles")
     with rasterio.open(PIVOTS / "nebraska_landsat_albers_30m.tif") as src:
         assert index.crs == src.crs
     stamp = (store / "zarr.json").stat().st_mtime_ns

@@ -128,7 +128,7 @@ def test_scenes_of_one_place_in_two_crss_share_the_split_and_hold_out_across(
         [str(PIVOTS / "pivots.gpkg")], str(CLASSES), tmp_path / "two.zarr",
         tile_size=128, overlap=16,
     )  # fmt: skip
-    index = gpd.read_file(store / "tile_index.gpkg").to_crs(ALBERS)
+    index = gpd.read_file(store / "tile_index.gpkg", layer="tiles").to_crs(ALBERS)
     val = index[index["split"] == "val"]
     areas = [shapely.union_all(val[val["scene"] == s].geometry) for s in (0, 1)]
     assert areas[0].area > 0 and areas[0].intersection(areas[1]).area > 0.8 * areas[0].area

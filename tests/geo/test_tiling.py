@@ -128,7 +128,7 @@ def test_agnet_label_rasters_without_crs(stores: dict[str, Path]) -> None:
         assert np.array_equal(group["labels"][i], lut[read_band(Path(label))])
     split = group["split"][:]
     assert set(split) == {0, 1} and 5 <= (split == 1).sum() <= 13  # by scene, about 20 %
-    index = gpd.read_file(stores["agnet"] / "tile_index.gpkg")
+    index = gpd.read_file(stores["agnet"] / "tile_index.gpkg", layer="tiles")
     assert index.crs is None and len(index) == 44
 
 
@@ -161,7 +161,7 @@ def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Pat
     assert all(len(r["sha256"]) == 64 for r in attrs["inputs"])
     assert ds["images"].dims == ("tile", "band", "y", "x") and ds.sizes["tile"] == n
     assert int(ds["labels"].isel(tile=0).max()) <= 255
-    index = gpd.read_file(store / "tile_index.gpkg")
+    index = gpd.read_file(store / "tile_index.gpkg", layer="tiles")
     with rasterio.open(CASES["pivots"][0]) as src:
         assert index.crs == src.crs  # the custom Albers CRS, no EPSG code
     assert len(index) == n and set(index["split"]) <= {"train", "val", "buffer"}
@@ -179,7 +179,7 @@ def test_store_layout_opens_with_zarr_xarray_and_geopandas(stores: dict[str, Pat
 
 
 def test_alexandria_index_is_in_the_scene_crs(stores: dict[str, Path]) -> None:
-    index = gpd.read_file(stores["alexandria"] / "tile_index.gpkg")
+    index = gpd.read_file(stores["alexandria"] / "tile_index.gpkg", layer="tiles")
     assert index.crs.to_epsg() == 26918  # labels were EPSG:4326, the scene is not
 
 
@@ -187,7 +187,7 @@ def test_alexandria_index_is_in_the_scene_crs(stores: dict[str, Path]) -> None:
 def test_training_never_sees_a_validation_pixel(stores: dict[str, Path], name: str) -> None:
     """Tiles overlap, so a training tile may share pixels with a validation tile: the training
     dataset leaves those pixels' labels out (and keeps every other labelled pixel)."""
-    index = gpd.read_file(stores[name] / "tile_index.gpkg")
+    index = gpd.read_file(stores[name] / "tile_index.gpkg", layer="tiles")
     train, val = index[index.split == "train"], index[index.split == "val"]
     assert len(train) and len(val)
     dataset = TileDataset(stores[name], "train")
@@ -616,7 +616,7 @@ def test_scenes_in_different_crs_share_one_label_file(tmp_path: Path) -> None:
     for scene, name in enumerate(("atlanta", "alexandria")):
         ours, ref = scene_labels(store, scene) == 1, read_band(CASES[name][2]) == 1
         assert (ours & ref).sum() / (ours | ref).sum() >= 0.99, name
-    index = gpd.read_file(store / "tile_index.gpkg")
+    index = gpd.read_file(store / "tile_index.gpkg", layer="tiles")
     assert index.crs.to_epsg() == 4326 and set(index["crs"]) == {"EPSG:32616", "EPSG:26918"}
     assert index.tile.tolist() == list(range(len(index)))
     first = index[index.scene == 0].iloc[0]
