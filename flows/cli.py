@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGINT, stop_now(args.command))
+    restore_sigterm = stop_on_sigterm()
     forward_library_logs(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.run(args) or 0)
@@ -169,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(args.command, f"no space left on device ({exc}); free some space")
     finally:
         signal.signal(signal.SIGINT, previous)
+        restore_sigterm()
 
 
 def out_of_memory(exc: BaseException) -> str | None:
@@ -187,19 +190,57 @@ def out_of_memory(exc: BaseException) -> str | None:
 WRITES_AT_ONCE = frozenset({"vectorize", "evaluate", "info"})  # nothing to resume after Ctrl-C
 
 
+def stop_on_sigterm() -> Callable[[], None]:
+    """SIGTERM (`timeout`, `docker stop`, Kubernetes, systemd) stops a command as Ctrl-C does
+    (`stop_now`), with status 143. Prefect's flow engine puts its own SIGTERM handler in place
+    while a flow runs, which waits for the task at work (a whole scene's prediction) and then
+    for a temporary server that is gone (minutes, and a traceback); so the signal is read from
+    Python's wakeup file by a thread of its own, which hands it to the main thread as SIGINT.
+    Only the command line does this: a deployment run's SIGTERM is Prefect's cancel. Returns
+    the function that puts back what was there before."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # noted by the file
+
+    def watch() -> None:
+        with os.fdopen(read, "rb", buffering=0) as signals:
+            while data := signals.read(64):  # until `restore` closes the other end
+                if signal.SIGTERM in data:
+                    _TERMINATED.append(signal.SIGTERM)
+                    os.kill(os.getpid(), signal.SIGINT)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        signal.set_wakeup_fd(wakeup)
+        os.close(write)
+
+    threading.Thread(target=watch, name="sigterm", daemon=True).start()
+    return restore
+
+
+_TERMINATED: list[int] = []  # SIGTERM, once it came: the stop that SIGINT carries is its
+
+
 def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
     """A SIGINT handler that stops at once: Ctrl-C reaches the whole process group, Prefect's
     temporary server included, and a flow would otherwise retry that dead server for minutes.
     Work already done stays resumable (tiling, training and prediction all resume from their
     last checkpoint when the same command runs again); a file half written that nothing would
-    resume (`geo.io.outputs.WRITING`: vectorize's) is removed."""
+    resume (`geo.io.outputs.WRITING`: vectorize's) is removed. Exits 130, or 143 for SIGTERM
+    (`stop_on_sigterm`)."""
+    stopping: list[bool] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stopping:  # a second signal while stopping: the first one finishes
+            return
+        stopping.append(True)
         # written, not printed: a flow with log_prints turns print() into a log record
         then = "run the same command again to resume"
         if command in WRITES_AT_ONCE:
             then = "nothing was written"
-        sys.stderr.write(f"convlora-geo {command}: interrupted; {then}\n")
+        how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+        sys.stderr.write(f"convlora-geo {command}: {how}; {then}\n")
         sys.stderr.flush()
         import psutil
 
@@ -217,8 +258,9 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
             children = [child for child in children if child.pid not in stopped]
             stopped.update(child.pid for child in children)
             stop_children(children)
-        cancel_interrupted_run(f"interrupted (Ctrl-C) on the command line; {then}")
-        os._exit(130)
+        by = "SIGTERM" if _TERMINATED else "Ctrl-C"
+        cancel_interrupted_run(f"{how.split()[0]} ({by}) on the command line; {then}")
+        os._exit(128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT))
 
     return handler
 

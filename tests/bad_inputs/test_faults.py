@@ -95,18 +95,23 @@ def ctrl_c(
     ready: Callable[[str], bool],
     what: str,
     api_url: str | None = None,
+    sigterm: bool = False,
 ) -> tuple[int, str, float]:
     """Run `convlora-geo ARGV` in a session of its own, reporting to the Prefect API at
     `api_url`, else to a temporary Prefect server of its own (in `folder`), and once `ready(its
-    output so far)` holds, send SIGINT to the whole process group as Ctrl-C in a terminal does.
-    Returns (exit status, output, seconds from the signal to the exit), once no process of the
-    group is left (within a second of the exit)."""
+    output so far)` holds, send SIGINT to the whole process group as Ctrl-C in a terminal does
+    (`sigterm`: SIGTERM to the command alone, as `timeout` and `docker stop` do). Returns (exit
+    status, output, seconds from the signal to the exit), once no process of the group is left
+    (within a second of the exit)."""
     proc, log = start_command(argv, folder, api_url)
     try:
         wait_for(lambda: ready(log.read_text()) or proc.poll() is not None, 600, what)
         assert proc.poll() is None, log.read_text()[-3000:]
         started = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
+        if sigterm:
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
         stopped = time.monotonic() - started
         # at most a second: a process the command leaves running (a worker a Dask nanny
@@ -169,12 +174,36 @@ def test_ctrl_c_during_a_run_of_several_scenes_leaves_nothing_running_and_says_o
     assert "Traceback" not in text and "Restarting worker" not in text, text[-3000:]
 
 
+def test_sigterm_stops_a_prediction_at_once_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """SIGTERM to `predict` alone (`timeout`, `docker stop`, Kubernetes) while it predicts a
+    3072 px scene under Prefect's temporary server: it stops within 10 s with status 143 and one
+    line, no traceback, no process of the group left (it predicted the whole scene first, then
+    waited minutes for the server it had lost, and printed a 224-line traceback); the same
+    command resumes where it stopped."""
+    store = tile([NEBRASKA], [PIVOT_LABELS], PIVOT_CLASSES, tmp_path / "s.zarr", tile_size=128,
+                 overlap=32, val_fraction=0.25)  # fmt: skip
+    run = train(store, tmp_path / "run")
+    scene = tmp_path / "mosaic.tif"
+    mosaic_scene(scene, 6)
+    argv = ["predict", scene, "--model", run, "--out", tmp_path / "out"]
+    rows = lambda text: "predicting" in text and (tmp_path / "out" / ".mosaic.partial").exists()  # noqa: E731
+    status, text, stopped = ctrl_c(argv, tmp_path, rows, "rows predicted", sigterm=True)
+    line = "convlora-geo predict: terminated (SIGTERM); run the same command again to resume"
+    assert status == 143 and stopped < 10, (status, stopped, text[-3000:])
+    assert "Traceback" not in text and text.strip().splitlines()[-1] == line, text[-3000:]
+    proc, log = start_command(argv, tmp_path)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert "mosaic: resuming where an interrupted run stopped" in log.read_text()
+
+
+@pytest.mark.parametrize("sigterm", [False, True], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_during_vectorize_leaves_no_temporary_file_and_promises_no_resume(
-    tmp_path: Path,
+    tmp_path: Path, sigterm: bool
 ) -> None:
-    """SIGINT while `vectorize` writes its GeoPackage (the FTW model's field classes repeated
-    24 x 24 times): status 130, a line saying nothing was written (nothing resumes it), and
-    neither the output nor its temporary file left (the empty lock file stays, released)."""
+    """SIGINT (or SIGTERM) while `vectorize` writes its GeoPackage (the FTW model's field
+    classes repeated 24 x 24 times): status 130 (143), a line saying nothing was written
+    (nothing resumes it), and neither the output nor its temporary file left (the empty lock
+    file stays, released; SIGTERM left a 56 MB temporary file and no word)."""
     with rasterio.open(FTW_PREDICTION) as src:
         profile, pixels = src.profile, np.tile(src.read(), (1, 24, 24))
     profile.update(width=pixels.shape[2], height=pixels.shape[1], tiled=True, blockxsize=256,
@@ -185,11 +214,10 @@ def test_ctrl_c_during_vectorize_leaves_no_temporary_file_and_promises_no_resume
     out = tmp_path / "out"
     writing = lambda _: bool(list(out.glob(".fields.gpkg.*.tmp.gpkg")))  # noqa: E731
     argv = ["vectorize", raster, "--out", out / "fields.gpkg"]
-    status, text, _ = ctrl_c(argv, tmp_path, writing, "temporary GeoPackage")
-    assert status == 130, text[-3000:]
-    assert (
-        text.strip().splitlines()[-1] == "convlora-geo vectorize: interrupted; nothing was written"
-    )
+    status, text, _ = ctrl_c(argv, tmp_path, writing, "temporary GeoPackage", sigterm=sigterm)
+    assert status == (143 if sigterm else 130), text[-3000:]
+    how = "terminated (SIGTERM)" if sigterm else "interrupted"
+    assert text.strip().splitlines()[-1] == f"convlora-geo vectorize: {how}; nothing was written"
     assert [p.name for p in out.iterdir()] == [".fields.gpkg.lock"]  # released: it holds nothing
 
 
