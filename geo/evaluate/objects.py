@@ -8,6 +8,10 @@ with a boundary class, boundary pixels are given back and touching objects stay 
 reference objects are the store's labels found the same way, or the polygons of a vector file,
 each its own object (each part of a multi-part feature too). Pixels the reference leaves
 unlabelled (255) count for neither. Objects of any class are matched regardless of class.
+Objects of fewer than 4 pixels (`MIN_AREA_PIXELS`, the smallest polygon `predict` writes by
+default) count on neither side: specks are not fields (on AgNet's crop-type labels 4,159 of
+5,345 reference objects were specks, and recall read 0.004), and a field cut to a sliver by a
+tile core's edge is not one either.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from geo.contracts.tile_store import SceneRecord, StoreInfo
 from geo.errors import InputError
 from geo.io.raster import window_bounds
 from geo.io.vector import check_polygons, read_vectors
+from geo.vectorize.polygons import MIN_AREA_PIXELS
 
 MATCH_IOU = 0.5
 log = logging.getLogger(__name__)
@@ -36,19 +41,21 @@ log = logging.getLogger(__name__)
 
 def match(reference: np.ndarray, predicted: np.ndarray) -> tuple[int, int, list[float]]:
     """Reference and predicted object counts, and the IoU of each matched pair (IoU > 0.5),
-    for two object id arrays (0: no object) over the same pixels."""
+    for two object id arrays (0: no object) over the same pixels; objects of fewer than
+    MIN_AREA_PIXELS pixels count on neither side."""
     ref_ids, ref_at = np.unique(reference, return_inverse=True)
     pred_ids, pred_at = np.unique(predicted, return_inverse=True)
     ref_area = np.bincount(ref_at.ravel())
     pred_area = np.bincount(pred_at.ravel())
-    both = (reference.ravel() > 0) & (predicted.ravel() > 0)
+    ref_counted = (ref_ids > 0) & (ref_area >= MIN_AREA_PIXELS)
+    pred_counted = (pred_ids > 0) & (pred_area >= MIN_AREA_PIXELS)
+    both = ref_counted[ref_at.ravel()] & pred_counted[pred_at.ravel()]
     pairs, overlap = np.unique(
         np.stack([ref_at.ravel()[both], pred_at.ravel()[both]]), axis=1, return_counts=True
     )
     union = ref_area[pairs[0]] + pred_area[pairs[1]] - overlap
     iou = overlap / union
-    count = lambda ids: int((ids > 0).sum())  # noqa: E731
-    return count(ref_ids), count(pred_ids), [float(v) for v in iou[iou > MATCH_IOU]]
+    return int(ref_counted.sum()), int(pred_counted.sum()), [float(v) for v in iou[iou > MATCH_IOU]]
 
 
 @dataclass
@@ -86,6 +93,7 @@ class ObjectScore:
             "predicted": self.predicted,
             "reference": self.reference,
             "iou_threshold": MATCH_IOU,
+            "min_pixels": MIN_AREA_PIXELS,
         }
 
 
