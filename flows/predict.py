@@ -29,7 +29,7 @@ OPEN_IN_QGIS = (
 def predict_one(scene: Scene, config: PredictConfig) -> dict[str, str]:
     """Predict one planned scene; an interrupted scene resumes where it stopped on retry."""
     get_run_logger().info("predicting %s", scene.info.path)
-    return predict_planned(scene, config, progress=False)
+    return predict_planned(scene, config)  # a bar on a terminal, else a line every 30 s
 
 
 @flow(name="predict-scenes", flow_run_name=named(scenes_run))

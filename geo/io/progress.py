@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 import time
 from types import TracebackType
@@ -24,7 +25,9 @@ class Progress:
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
         self.done = self.initial = initial
         self.started = self.last = time.monotonic()
-        interactive = enabled and sys.stderr.isatty()
+        # a bar in the main process only: several scenes' bars in worker processes (a local
+        # Dask cluster's, which share the terminal) would draw over one another; they log lines
+        interactive = enabled and sys.stderr.isatty() and multiprocessing.parent_process() is None
         self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial) if interactive else None
 
     def __enter__(self) -> Progress:

@@ -138,6 +138,7 @@ def predict_scene(
                 frames = polygon_batches(
                     staged["classes"], staged["probability"], scene.classes, min_area=min_area,
                     simplify=simplify, source=Path(scene.info.path).name, model=record["name"],
+                    progress=progress,
                 )  # fmt: skip
                 totals = write_polygons(
                     frames, staged["polygons"], scene.classes,

@@ -26,6 +26,7 @@ from convlora.files import temporary_path
 from geo.contracts.classes import ClassInfo
 from geo.errors import NoSpaceError
 from geo.io.outputs import out_of_room, writing
+from geo.io.progress import Progress
 from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style, class_categories
 from geo.io.units import metres_per_unit
@@ -80,8 +81,10 @@ def polygon_batches(
     first: tuple[int, int] = (0, 0),
     band_rows: int = 512,
     batch_objects: int = BATCH_OBJECTS,
+    progress: bool = False,
 ) -> Iterator[gpd.GeoDataFrame]:
-    """Polygons of every object of the class raster, in batches, on the raster's CRS.
+    """Polygons of every object of the class raster, in batches, on the raster's CRS (with
+    `progress`, rows read shown as a bar on a terminal, else a line every 30 s).
 
     Columns: id (row-column of the object's first pixel in scan order, plus `first`, where the
     raster's first pixel lies in a larger one: stable for a raster),
@@ -111,11 +114,13 @@ def polygon_batches(
         simplify = default_simplify(pixel_side_m)
     boundary_id, reach = boundary_reach(classes, pixel_side_m)
     grid = _Grid(transform, crs, unit_m, pixel_side_m, {c.id: c.name for c in classes})
-    for batch in regions(
-        classes_path, scores_path, boundary_id=boundary_id, reach=reach, band_rows=band_rows,
-        batch_objects=batch_objects,
-    ):  # fmt: skip
-        yield grid.frame(batch, min_area, simplify, source, model, first)
+    what = f"vectorising {source or Path(str(classes_path)).name}"
+    with Progress(height, what, "row", enabled=progress) as bar:
+        for batch in regions(
+            classes_path, scores_path, boundary_id=boundary_id, reach=reach,
+            band_rows=band_rows, batch_objects=batch_objects, rows_read=bar.update,
+        ):  # fmt: skip
+            yield grid.frame(batch, min_area, simplify, source, model, first)
 
 
 def polygonize(

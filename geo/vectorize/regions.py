@@ -13,7 +13,7 @@ complete ones not yet handed out (at most `batch_objects`), never the whole rast
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +108,10 @@ def regions(
     reach: int = 0,
     band_rows: int = 512,
     batch_objects: int = BATCH_OBJECTS,
+    rows_read: Callable[[int], None] | None = None,
 ) -> Iterator[Batch]:
-    """Yield every object of the class raster once, complete, in batches (at least one).
+    """Yield every object of the class raster once, complete, in batches (at least one);
+    `rows_read(n)` is told of every band of rows read (progress).
 
     Objects are the 4-connected regions of every class but 0 (background), 255 (nodata) and
     `boundary_id`; with a boundary class, its pixels within `reach` steps of an object join it.
@@ -128,6 +130,8 @@ def regions(
             cls = class_ids(cls_src, read)
             scores = None if scores_src is None else scores_src.read(1, window=read)
             bands = [bands[1], bands[2], stream.load(row, cls, scores, bands[2])]
+            if rows_read is not None:
+                rows_read(read.height)
             if bands[1] is not None:
                 yield from stream.process(*bands, last=False)
         yield from stream.process(bands[1], bands[2], None, last=True)

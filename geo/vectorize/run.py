@@ -212,7 +212,7 @@ def _frames(plan: VectorizePlan) -> Iterator[gpd.GeoDataFrame]:
                 part.classes, part.scores,
                 plan.class_map.classes, min_area=plan.config.min_area,
                 simplify=plan.config.simplify, source=Path(plan.config.rasters[0]).name,
-                model=plan.model, first=part.offset,
+                model=plan.model, first=part.offset, progress=True,
             )  # fmt: skip
         except RasterioIOError as exc:
             raise read_failed(_failed_input(plan.config, exc), exc) from exc

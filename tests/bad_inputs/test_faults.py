@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,7 +194,11 @@ def test_sigterm_stops_a_prediction_at_once_and_the_same_command_resumes(tmp_pat
     assert "Traceback" not in text and text.strip().splitlines()[-1] == line, text[-3000:]
     proc, log = start_command(argv, tmp_path)
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
-    assert "mosaic: resuming where an interrupted run stopped" in log.read_text()
+    text = log.read_text()
+    assert "mosaic: resuming where an interrupted run stopped" in text
+    # how far it is, where no terminal shows a bar (the prediction was silent for minutes)
+    assert re.search(r"mosaic: (\d+)/\1 windows \(", text), text[-3000:]
+    assert "vectorising mosaic.tif: 3072/3072 rows (" in text, text[-3000:]
 
 
 @pytest.mark.parametrize("sigterm", [False, True], ids=["SIGINT", "SIGTERM"])
