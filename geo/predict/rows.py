@@ -37,7 +37,9 @@ def predict_rows(
     """Blend the grid rows from `start_row` on into `band`; after each grid row yield
     (grid row, first scene row, probabilities (K, n, W) float32, valid (n, W)) for the scene rows
     that became final. Batches never span grid rows, so a resumed run batches exactly alike.
-    Pixels come from the scene's raster unless another `source` of the same pixels is given."""
+    Pixels come from the scene's raster unless another `source` of the same pixels is given.
+    Windows without a valid pixel (no data, outside the area, clouds) are not run through the
+    model: every pixel they hold is no data, so what they add to the blend is never read."""
     plan, device = scene.plan, torch.device(device)
     rows, cols = plan.grid.rows, plan.grid.cols
     batches = [
@@ -49,7 +51,13 @@ def predict_rows(
     loaded = prefetch(reader, [windows for _, windows in batches], finish=reader.close)
     with closing(loaded):  # stop the reader thread now, also when the caller fails
         for (i, windows), (x, valid) in zip(batches, loaded, strict=True):
-            probs = probabilities(model, x, device, len(scene.classes))
+            seen = valid.reshape(len(valid), -1).any(axis=1)
+            if seen.all():
+                probs = probabilities(model, x, device, len(scene.classes))
+            else:
+                probs = np.zeros((len(x), len(scene.classes), *x.shape[2:]), dtype=np.float32)
+                if seen.any():
+                    probs[seen] = probabilities(model, x[seen], device, len(scene.classes))
             for (row, col), p, v in zip(windows, probs, valid, strict=True):
                 band.add(p, v, row, col)
             if progress is not None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import rasterio
+import torch
 
 from geo.io.grid import default_overlap
 from geo.predict import prepare_scene
 from geo.predict.rows import predict_rows
 from geo.predict.scene import window_grid
 from geo.predict.stitch import RowBand, StitchPlan, taper
+from tests.support.cli import write_like
 from tests.support.cog import core_edges
 from tests.support.models import ToyModel, metadata_for
 from tests.support.paths import NEBRASKA
@@ -154,3 +159,37 @@ def test_no_seams_on_a_real_scene_with_blending_and_seams_without() -> None:
     print(f"seam jump / elsewhere: blended {with_blend:.3f}, plain mean {without:.3f}")
     assert with_blend <= 1.2
     assert without > 1.2
+
+
+class CountingModel(ToyModel):
+    """The toy model, counting the tiles it is given."""
+
+    tiles = 0
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        self.tiles += len(images)
+        return super().predict_proba(images)
+
+
+def test_windows_of_no_data_are_not_run_through_the_model(tmp_path: Path) -> None:
+    """The Nebraska scene with its western 300 columns no data (a collar, the outside of an
+    area, clouds): windows holding no valid pixel are left out of the model's batches (a 40,000
+    px scene of mostly no data took as long as one of data), and the output's no data is where
+    the scene's is."""
+    with rasterio.open(NEBRASKA) as src:
+        pixels, nodata = src.read(), src.nodata if src.nodata is not None else -9999
+    pixels[:, :, :300] = nodata
+    scene_path = write_like(NEBRASKA, tmp_path / "west_empty.tif", pixels, nodata=nodata)
+    metadata = metadata_for(NEBRASKA, [1, 2, 3])
+    scene = prepare_scene(str(scene_path), metadata, tile_size=128, overlap=32)
+    model = CountingModel(3)
+    parts = list(predict_rows(scene, model, RowBand(scene.plan, 3), batch_size=4))
+    valid = np.concatenate([v for _, _, _, v in parts], axis=0)
+    assert (valid[:, :300] == 0).all() and valid[:, 300:].all()
+    grid = scene.plan.grid
+    windows = len(grid.rows) * len(grid.cols)
+    # window columns are in the scene padded by the margin: a window at c holds scene columns
+    # c - margin .. c - margin + 127, which reach the data when they reach column 300
+    firsts = np.asarray(grid.cols) - scene.plan.margin
+    with_data = len(grid.rows) * int((firsts + 128 > 300).sum())
+    assert model.tiles == with_data < windows, (model.tiles, with_data, windows)
