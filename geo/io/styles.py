@@ -140,9 +140,14 @@ def _fill_symbol(name: int, color: str, fill_alpha: int) -> str:
 
 
 def vector_sld(
-    categories: Sequence[Category], layer: str, field: str, fill_alpha: int = FILL_ALPHA
+    categories: Sequence[Category],
+    layer: str,
+    field: str,
+    fill_alpha: int = FILL_ALPHA,
+    name: str = "classes",
 ) -> str:
-    """The same categorised style as SLD 1.1, for clients that read SLD rather than QML."""
+    """The same categorised style as SLD 1.1, called `name`, for clients that read SLD rather
+    than QML."""
     rules = "\n".join(
         f"""      <se:Rule>
         <se:Name>{escape(c.label)}</se:Name>
@@ -163,7 +168,7 @@ def vector_sld(
   <NamedLayer>
     <se:Name>{escape(layer)}</se:Name>
     <UserStyle>
-      <se:Name>{escape(field)}</se:Name>
+      <se:Name>{escape(name)}</se:Name>
       <se:FeatureTypeStyle>
 {rules}
       </se:FeatureTypeStyle>
@@ -192,7 +197,7 @@ def add_gpkg_style(
     (ISO 8601, UTC) is used for both tables so that equal inputs give equal bytes.
     """
     qml = vector_qml(categories, field, fill_alpha)
-    sld = vector_sld(categories, layer, field, fill_alpha)
+    sld = vector_sld(categories, layer, field, fill_alpha, name)
     row = ("", "", layer, geometry_column, name, qml, sld, 1, description, "", "", timestamp)
     con = sqlite3.connect(gpkg)
     try:
