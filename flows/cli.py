@@ -239,7 +239,7 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
         then = "run the same command again to resume"
         if command in WRITES_AT_ONCE:
             then = "nothing was written"
-        how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+        how, status = ("terminated (SIGTERM)", 143) if _TERMINATED else ("interrupted", 130)
         sys.stderr.write(f"convlora-geo {command}: {how}; {then}\n")
         sys.stderr.flush()
         import psutil
@@ -258,9 +258,9 @@ def stop_now(command: str) -> Callable[[int, FrameType | None], None]:
             children = [child for child in children if child.pid not in stopped]
             stopped.update(child.pid for child in children)
             stop_children(children)
-        by = "SIGTERM" if _TERMINATED else "Ctrl-C"
-        cancel_interrupted_run(f"{how.split()[0]} ({by}) on the command line; {then}")
-        os._exit(128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT))
+        cause = how if _TERMINATED else "interrupted (Ctrl-C)"
+        cancel_interrupted_run(f"{cause} on the command line; {then}")
+        os._exit(status)
 
     return handler
 

@@ -28,6 +28,7 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
 # reads without a word: of GDAL's default 1.4 it warned "may only be partially supported" and,
 # for dates written without milliseconds, "non-conformant content" on every open
 GPKG_OPTIONS = {"driver": "GPKG", "VERSION": "1.2"}
+EPOCH = "1970-01-01T00:00:00.000Z"  # the last change of GeoPackages of undated inputs: equal bytes
 
 log = logging.getLogger(__name__)
 

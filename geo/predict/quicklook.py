@@ -74,20 +74,17 @@ def write_quicklook(
     if present is None:
         present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256)).tolist()
     drawn = [c for c in metadata.classes if c.id != 0]
-    legend: list[tuple[str, tuple[int, ...] | None]] = [
-        (c.name, c.rgba[:3]) for c in drawn if c.id in present
-    ]
+    legend = [(c.name, c.rgba[:3]) for c in drawn if c.id in present]
     if (classes == IGNORE).any():  # black: not predicted (no data, clouds, outside the area)
         legend.append((NO_DATA, (0, 0, 0)))
-    absent = [c.name for c in drawn if c.id not in present]
-    if absent:  # a class the model never predicts here is said, not shown as a swatch
-        legend.append((_absent(absent), None))
+    absent = [c.name for c in drawn if c.id not in present]  # said, not shown as a swatch
+    notes = ([_absent(absent)] if absent else []) + ([title] if title else [])
     picture = Image.fromarray(np.rint(image, out=image).astype(np.uint8))
     times = MIN_SIDE // max(picture.size)
     if times > 1:  # a 128 px scene is a picture to look at, not a thumbnail
         size = (picture.width * times, picture.height * times)
         picture = picture.resize(size, Image.Resampling.NEAREST)
-    picture = _with_legend(picture, legend, title)
+    picture = _with_legend(picture, legend, notes)
     tmp = dest.with_name(f".{dest.name}.tmp")
     picture.save(tmp, format="PNG", optimize=True)
     tmp.replace(dest)
@@ -118,14 +115,13 @@ def _absent(names: Sequence[str]) -> str:
 
 
 def _with_legend(
-    image: Image.Image, legend: Sequence[tuple[str, tuple[int, ...] | None]], title: str
+    image: Image.Image, legend: Sequence[tuple[str, tuple[int, ...]]], notes: Sequence[str]
 ) -> Image.Image:
     """The picture with a legend strip below it: one colour swatch and name per entry (class),
     each name in a font that draws its characters (`font_for`); more than LEGEND_ROWS entries
-    fill columns side by side, as many as the picture's width holds, then rows; then an entry
-    without a colour (the classes not shown) and the title, each a line of its own in grey."""
-    notes = [name for name, colour in legend if colour is None] + ([title] if title else [])
-    entries = [(name, colour, font_for(name)) for name, colour in legend if colour is not None]
+    fill columns side by side, as many as the picture's width holds, then rows; then the
+    `notes` (the classes not shown, the title), each a line of its own in grey."""
+    entries = [(name, colour, font_for(name)) for name, colour in legend]
     column = 34 + ceil(max((font.getlength(name) for name, _, font in entries), default=0))
     width = max(image.width, 220, column)
     columns = max(1, min(width // column, ceil(len(entries) / LEGEND_ROWS)))

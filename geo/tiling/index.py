@@ -13,7 +13,7 @@ import pandas as pd
 from geo.contracts.tile_store import SPLIT_NAMES, TILE_INDEX, TILE_INDEX_LAYER
 from geo.io.raster import SceneInfo, window_polygon
 from geo.io.styles import Category, add_gpkg_style
-from geo.io.vector import GPKG_OPTIONS
+from geo.io.vector import EPOCH, GPKG_OPTIONS
 from geo.tiling.plan import Tile
 
 # QGIS shows the tiles coloured by split, outlined, nearly clear: overlapping tiles stay visible
@@ -22,7 +22,6 @@ SPLIT_STYLE = [
     Category("val", "val (validation)", "#ff7f00"),
 ]
 SPLIT_FILL_ALPHA = 30
-EPOCH = "1970-01-01T00:00:00.000Z"  # the style's time: equal inputs give an equal index
 
 
 def write_tile_index(

@@ -30,14 +30,13 @@ from geo.io.progress import Progress
 from geo.io.raster import open_raster, placed_transform
 from geo.io.styles import add_gpkg_style, class_categories
 from geo.io.units import metres_per_unit
-from geo.io.vector import GPKG_OPTIONS
+from geo.io.vector import EPOCH, GPKG_OPTIONS
 from geo.options import flag
 from geo.vectorize.fiboa import FiboaWriter
 from geo.vectorize.objects import boundary_reach
 from geo.vectorize.regions import BATCH_OBJECTS, Batch, regions
 
 LAYER = "polygons"
-EPOCH = "1970-01-01T00:00:00.000Z"  # the last change of layers made from an undated scene
 MIN_AREA_PIXELS = 4  # the default smallest object: specks of fewer pixels are noise
 SIMPLIFY_M = 2.0  # the default simplification tolerance, at most one pixel
 TEXT_COLUMNS = ("id", "class_name", "source", "model")  # text even in an empty first batch
